@@ -1,0 +1,1 @@
+"""Manifests, importers, audits, splits and the synthetic stone renderer."""

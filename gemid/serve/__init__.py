@@ -1,0 +1,1 @@
+"""FastAPI service, report store and the technician web page."""

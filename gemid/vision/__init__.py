@@ -1,0 +1,1 @@
+"""Pixels to findings: decode, segment, measure, classify, report. Never imports torch."""

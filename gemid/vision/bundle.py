@@ -1,0 +1,102 @@
+"""The model bundle: `bundle.json` next to `model.onnx` / `model.int8.onnx`.
+
+Written by `gemid export` (training side), read here by the runtime. One schema for both, so the
+preprocessing the model was trained with is exactly what inference applies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from gemid.vision.errors import ModelError
+
+DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parents[2] / "models" / "gemid-species"
+
+
+class CropPolicy(BaseModel):
+    policy: Literal["stone_square", "full_image"] = "stone_square"
+    margin: float = Field(0.12, description="extra border around the stone's box, as a fraction of its side")
+
+
+class InputSpec(BaseModel):
+    size: int = 224
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    colour: Literal["RGB"] = "RGB"
+    layout: Literal["NCHW"] = "NCHW"
+    crop: CropPolicy = CropPolicy()
+
+
+class AbstainPolicy(BaseModel):
+    """Thresholds chosen on validation (+ non-gem images) by `gemid evaluate`."""
+
+    energy_threshold: float = Field(description="below this logsumexp(logits/T) the photo is rejected as unfamiliar")
+    identified_min_prob: float = Field(0.5, description="top-1 calibrated probability needed for 'identified'")
+    identified_min_margin: float = Field(0.0, description="top-1 minus top-2 needed for 'identified'")
+
+
+class OnnxFile(BaseModel):
+    path: str
+    sha256: str
+
+
+class Bundle(BaseModel):
+    name: str
+    version: str
+    created_at: str
+    labels: list[str]
+    input: InputSpec
+    temperature: float = 1.0
+    abstain: AbstainPolicy
+    metrics: dict = Field(default_factory=dict)
+    training: dict = Field(default_factory=dict)
+    files: dict[str, OnnxFile] = Field(description="variant name (fp32, int8) -> file")
+    heads: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="extra learned outputs (e.g. colour_grade, clarity_grade) -> their class names",
+    )
+
+    # set by load(), not serialised
+    root: Path | None = Field(None, exclude=True)
+
+    def onnx_path(self, variant: str = "fp32") -> Path:
+        if variant not in self.files:
+            raise ModelError(f"bundle {self.name} has no '{variant}' model (has: {', '.join(self.files)})")
+        assert self.root is not None
+        return self.root / self.files[variant].path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_bundle(directory: Path | str = DEFAULT_BUNDLE_DIR, *, verify: bool = True) -> Bundle:
+    """Read bundle.json; with verify, refuse ONNX files whose sha256 differs from the record."""
+    root = Path(directory)
+    meta = root / "bundle.json"
+    if not meta.is_file():
+        raise ModelError(f"no model bundle at {root} (bundle.json missing)")
+    try:
+        bundle = Bundle.model_validate(json.loads(meta.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"{meta} is not a valid bundle: {exc}") from exc
+    bundle.root = root
+    if verify:
+        for variant, entry in bundle.files.items():
+            path = root / entry.path
+            if not path.is_file():
+                raise ModelError(f"bundle {bundle.name}: {variant} model {path} is missing")
+            actual = sha256_file(path)
+            if actual != entry.sha256:
+                raise ModelError(f"bundle {bundle.name}: {path.name} sha256 {actual[:12]}… does not match "
+                                 f"the recorded {entry.sha256[:12]}…; refusing an altered model")
+    return bundle

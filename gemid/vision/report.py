@@ -1,0 +1,187 @@
+"""The report: one typed object, the same from the CLI (`--json`) and the API.
+
+Areas fill their own section: species and quality (runtime), colour and clarity (grading),
+tests (confirmatory-test guidance). A section an area could not compute is None, never invented.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from gemid import DISCLAIMER
+
+Decision = Literal["identified", "uncertain", "rejected"]
+
+
+class ImageInfo(BaseModel):
+    sha256: str
+    width: int
+    height: int
+    format: str = Field(description="container format found by content, e.g. JPEG, PNG, WEBP, TIFF, HEIF")
+    bytes: int
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    sha256: str = Field(description="sha256 of the ONNX file that produced the answer")
+    variant: Literal["fp32", "int8"] = "fp32"
+
+
+class Candidate(BaseModel):
+    label: str
+    probability: float = Field(ge=0.0, le=1.0)
+
+
+class SpeciesResult(BaseModel):
+    decision: Decision
+    reason: str = Field(description="why this decision, in plain words")
+    top: list[Candidate] = Field(description="most probable first; at least 5 entries")
+    open_set_score: float | None = Field(None, description="energy score; higher means more familiar")
+
+
+class QualityWarning(BaseModel):
+    code: Literal[
+        "no_stone", "stone_too_small", "several_stones", "blurry", "overexposed", "underexposed",
+        "low_resolution", "no_background",
+    ]
+    message: str
+
+
+class StoneRegion(BaseModel):
+    """Where the stone is, in original-image pixel coordinates (after EXIF rotation)."""
+
+    bbox: tuple[int, int, int, int] = Field(description="x, y, width, height")
+    outline: list[tuple[int, int]] = Field(default_factory=list, description="simplified contour polygon")
+    area_fraction: float = Field(description="stone area / image area")
+    n_stones: int
+
+
+class Quality(BaseModel):
+    warnings: list[QualityWarning] = Field(default_factory=list)
+    sharpness: float | None = Field(None, description="variance of the Laplacian inside the stone")
+    stone: StoneRegion | None = None
+
+
+# --- colour (grading) ---------------------------------------------------------------------------------
+
+
+class ScaleValue(BaseModel):
+    value: int
+    name: str
+
+
+class ColourBand(BaseModel):
+    band: Literal["colourless", "near colourless", "faint", "very light", "light"]
+    letters: str = Field(description="D-Z letters this band spans, e.g. 'G-J'")
+    caveat: str
+
+
+class ColourGrade(BaseModel):
+    lab: tuple[float, float, float] = Field(description="CIELAB (D65) body colour")
+    hex: str = Field(description="sRGB swatch of the body colour")
+    hue: str = Field(description="hue name with modifier, e.g. 'slightly bluish green'")
+    hue_angle: float = Field(description="CIELAB hue angle h_ab in degrees")
+    tone: ScaleValue = Field(description="0 colourless .. 10 black (GIA; 2-8 used)")
+    saturation: ScaleValue = Field(description="1 greyish/brownish .. 6 vivid (GIA)")
+    description: str
+    white_balance: Literal["background", "card", "none"]
+    confidence: float = Field(ge=0.0, le=1.0)
+    d_to_z: ColourBand | None = None
+    source: Literal["measured", "learned"] = "measured"
+
+
+# --- clarity (grading) --------------------------------------------------------------------------------
+
+
+class Inclusion(BaseModel):
+    bbox: tuple[int, int, int, int] = Field(description="x, y, width, height in original-image pixels")
+    kind: str = Field(description="crystal, feather, needles, cloud, or unknown")
+    severity: float = Field(ge=0.0, le=1.0)
+
+
+class ClarityGrade(BaseModel):
+    grade: Literal["VVS", "VS", "SI1", "SI2", "I1", "I2", "I3"]
+    eye_clean: bool
+    severity: float = Field(ge=0.0, le=1.0, description="0 clean .. 1 heavily included")
+    clarity_type: Literal["I", "II", "III"] | None = Field(None, description="GIA clarity type of the species")
+    type_meaning: str | None = Field(None, description="what the grade means for this species")
+    inclusions: list[Inclusion] = Field(default_factory=list)
+    confidence: float = Field(ge=0.0, le=1.0)
+    source: Literal["measured", "learned"] = "measured"
+
+
+# --- confirmatory tests (guidance) --------------------------------------------------------------------
+
+
+class ExpectedValue(BaseModel):
+    label: str
+    expected: str = Field(description="what this candidate should read on this test, e.g. '1.762-1.770'")
+
+
+class TestRecommendation(BaseModel):
+    test: str = Field(description="e.g. refractive_index, birefringence, specific_gravity, optic_character")
+    instrument: str
+    separation: float = Field(ge=0.0, le=1.0, description="expected probability mass resolved by this test")
+    why: str
+    expected: list[ExpectedValue]
+
+
+class Readings(BaseModel):
+    ri: float | None = Field(None, ge=1.3, le=3.0, description="refractive index (single or low reading)")
+    ri_high: float | None = Field(None, ge=1.3, le=3.0, description="high RI reading for a DR stone")
+    birefringence: float | None = Field(None, ge=0.0, le=0.3)
+    sg: float | None = Field(None, ge=0.5, le=8.0, description="specific gravity")
+    optic: Literal["SR", "DR", "AGG", "ADR"] | None = None
+    optic_sign: Literal["uniaxial+", "uniaxial-", "biaxial+", "biaxial-"] | None = None
+    pleochroism: Literal["none", "weak", "moderate", "strong"] | None = None
+    uv_lw: Literal["inert", "weak", "moderate", "strong"] | None = None
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in self.model_dump().values())
+
+
+class Reranking(BaseModel):
+    readings: Readings
+    photo_only: list[Candidate]
+    combined: list[Candidate]
+    fits_none: bool = Field(description="readings fit no candidate: simulant, synthetic, treated or unknown")
+    flag: str | None = None
+
+
+class TestsResult(BaseModel):
+    recommended: list[TestRecommendation] = Field(default_factory=list)
+    colour_decides: str | None = Field(None, description="set when only colour varieties of one mineral remain")
+    reranking: Reranking | None = None
+
+
+# --- the report ---------------------------------------------------------------------------------------
+
+
+class Report(BaseModel):
+    report_id: str
+    revision: int = Field(1, description="1 for the photo-only report; +1 for each set of readings added")
+    created_at: datetime
+    reference: str | None = Field(None, description="parcel or lot number given with the photo")
+    file: str | None = Field(None, description="the uploaded file name, as given")
+    image: ImageInfo
+    model: ModelInfo
+    species: SpeciesResult
+    quality: Quality
+    colour: ColourGrade | None = None
+    clarity: ClarityGrade | None = None
+    tests: TestsResult | None = None
+    disclaimer: str = DISCLAIMER
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="machine-readable, e.g. not_an_image, too_large, empty_file")
+    message: str
+
+
+class FileError(BaseModel):
+    file: str | None
+    error: ErrorInfo

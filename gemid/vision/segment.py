@@ -1,0 +1,135 @@
+"""Find the stone: mask, box and the square crop the model sees.
+
+Product and desk photos show the stone on a fairly plain background. We model the background from the
+image border (median colour in CIELAB), threshold the colour distance to it (Otsu, floored so a flat
+background never yields noise), clean up with morphology and keep the large connected components.
+The same `stone_crop` is used at training and at inference, so the model always sees what it was
+trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+WORK_SIDE = 384  # segmentation runs on a downscaled copy; plenty for a mask, fast on 2 cores
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    mask: np.ndarray  # uint8 {0,255}, full resolution of the input image
+    bbox: tuple[int, int, int, int]  # x, y, w, h of the kept stone(s); whole image when none found
+    outline: list[tuple[int, int]]  # simplified contour of the largest stone
+    area_fraction: float  # stone pixels / image pixels
+    n_stones: int  # significant separate objects
+    found: bool  # False when no stone could be told from the background
+    background_lab: tuple[float, float, float]  # median border colour (OpenCV 8-bit Lab scaled to CIELAB)
+    border_is_background: float  # fraction of border pixels that look like background (0..1)
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0
+    lab[..., 1:] -= 128.0
+    return lab
+
+
+def _border(a: np.ndarray, width: int) -> np.ndarray:
+    return np.concatenate(
+        [a[:width].reshape(-1, a.shape[-1]), a[-width:].reshape(-1, a.shape[-1]),
+         a[:, :width].reshape(-1, a.shape[-1]), a[:, -width:].reshape(-1, a.shape[-1])]
+    )
+
+
+def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
+    """Segment the stone(s) in an RGB uint8 image (H, W, 3)."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, WORK_SIDE / max(h, w))
+    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (3, 3), 0)
+    lab = _lab(small)
+    sh, sw = lab.shape[:2]
+    bw = max(2, round(0.03 * min(sh, sw)))
+
+    border = _border(lab, bw)
+    bg = np.median(border, axis=0)
+    dist = np.linalg.norm(lab - bg, axis=-1)
+    border_dist = np.linalg.norm(border - bg, axis=-1)
+    # Floor: what the background itself varies by (gradients, noise, JPEG), with a minimum of 8 dE.
+    floor = max(8.0, float(np.percentile(border_dist, 95)) * 1.5)
+    d8 = np.clip(dist * (255.0 / max(1.0, dist.max())), 0, 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(d8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    thr = max(floor, otsu * max(1.0, dist.max()) / 255.0 * 0.6)
+    fg = (dist > thr).astype(np.uint8) * 255
+    border_is_bg = float(np.mean(border_dist <= thr))
+
+    k = max(3, (min(sh, sw) // 60) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel, iterations=2)
+    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel, iterations=1)
+
+    contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    areas = np.array([cv2.contourArea(c) for c in contours], dtype=np.float64)
+    total = float(sh * sw)
+    keep = [c for c, a in zip(contours, areas, strict=True) if a >= 0.002 * total] if len(contours) else []
+    if not keep:
+        return Segmentation(
+            mask=np.zeros((h, w), np.uint8), bbox=(0, 0, w, h), outline=[], area_fraction=0.0, n_stones=0,
+            found=False, background_lab=tuple(float(v) for v in bg), border_is_background=border_is_bg,
+        )
+    keep.sort(key=cv2.contourArea, reverse=True)
+    largest = cv2.contourArea(keep[0])
+    stones = [c for c in keep if cv2.contourArea(c) >= min_component * largest]
+
+    filled = np.zeros((sh, sw), np.uint8)
+    cv2.drawContours(filled, stones, -1, 255, thickness=cv2.FILLED)  # fills holes (table windows)
+    mask = cv2.resize(filled, (w, h), interpolation=cv2.INTER_NEAREST)
+    x, y, bw_, bh_ = cv2.boundingRect(np.concatenate(stones))
+    inv = 1.0 / scale
+    bbox = (int(x * inv), int(y * inv), min(w, int(np.ceil(bw_ * inv))), min(h, int(np.ceil(bh_ * inv))))
+    eps = 0.01 * cv2.arcLength(stones[0], True)
+    poly = cv2.approxPolyDP(stones[0], eps, True).reshape(-1, 2)
+    outline = [(int(px * inv), int(py * inv)) for px, py in poly]
+    return Segmentation(
+        mask=mask, bbox=bbox, outline=outline, area_fraction=float((filled > 0).mean()),
+        n_stones=len(stones), found=True, background_lab=tuple(float(v) for v in bg),
+        border_is_background=border_is_bg,
+    )
+
+
+def square_box(bbox: tuple[int, int, int, int], margin: float, image_size: tuple[int, int]) -> tuple[int, int, int]:
+    """Square (x0, y0, side) centred on bbox, grown by `margin` of its longer side; may exceed the image."""
+    x, y, w, h = bbox
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    side = max(side, 16.0)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    return int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(side))
+
+
+def crop_square(rgb: np.ndarray, box: tuple[int, int, int], fill: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Cut the square box out of the image, padding outside with `fill` (default: border median colour)."""
+    x0, y0, side = box
+    h, w = rgb.shape[:2]
+    if fill is None:
+        fill = tuple(int(v) for v in np.median(_border(rgb, max(1, min(h, w) // 50)), axis=0))
+    out = np.empty((side, side, 3), np.uint8)
+    out[:] = np.array(fill, np.uint8)
+    sx0, sy0 = max(0, x0), max(0, y0)
+    sx1, sy1 = min(w, x0 + side), min(h, y0 + side)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+    return out
+
+
+def stone_crop(rgb: np.ndarray, seg: Segmentation | None, *, margin: float, size: int | None = None) -> np.ndarray:
+    """The model's view: a square around the stone (whole image when none was found), optionally resized."""
+    h, w = rgb.shape[:2]
+    bbox = seg.bbox if (seg is not None and seg.found) else (0, 0, w, h)
+    margin = margin if (seg is not None and seg.found) else 0.0
+    crop = crop_square(rgb, square_box(bbox, margin, (w, h)))
+    if size is not None:
+        interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
+        crop = cv2.resize(crop, (size, size), interpolation=interp)
+    return crop
