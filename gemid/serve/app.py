@@ -1,0 +1,147 @@
+"""The app factory. `create_app(settings)` builds a self-contained service: everything it holds lives on
+`app.state` (settings, store, images, identifier, metrics, limiter), nothing in module globals, so tests can
+run several apps side by side and uvicorn can build one per worker (`--factory`).
+
+Start-up (lifespan): create the data directory, apply the database migrations, load the model once.
+A missing or altered model bundle stops start-up with a clear message rather than serving errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from anyio import CapacityLimiter, to_thread
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gemid import __version__
+from gemid.serve.errors import error_response, install_error_handlers
+from gemid.serve.images import ImageStore
+from gemid.serve.limits import BodyLimitMiddleware
+from gemid.serve.metrics import MetricsMiddleware, ServiceMetrics
+from gemid.serve.settings import Settings
+from gemid.serve.store import ReportStore, schema_revision
+
+if TYPE_CHECKING:
+    from gemid.vision.pipeline import Identifier
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Preliminary gemstone identification from photos, with stored, revisable reports.
+
+Every answer is preliminary: confirm with standard gemmological tests. Errors are JSON
+`{"error": {"code", "message"}}`; per-photo refusals in `/v1/identify` are entries of `reports`."""
+
+
+def load_identifier(settings: Settings) -> Identifier:
+    from gemid.vision.pipeline import Identifier
+
+    return Identifier(settings.model_dir, variant=settings.model_variant, threads=settings.threads,
+                      max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
+
+
+def _body_limits(settings: Settings):
+    identify = settings.max_files * settings.max_bytes + 1024 * 1024  # photos + multipart overhead
+
+    def limit_for(method: str, path: str) -> int | None:
+        if method not in ("POST", "PUT", "PATCH"):
+            return None
+        if path.rstrip("/") == "/v1/identify":
+            return identify
+        if path.startswith("/v1/"):
+            return 64 * 1024
+        return None
+
+    return limit_for
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="The model is loaded and the database answers",
+                responses={503: {"description": "not ready"}})
+    async def readyz(request: Request) -> JSONResponse:
+        state = request.app.state
+        if state.identifier is None:
+            return error_response(503, "not_ready", "the model is not loaded")
+        try:
+            schema = await to_thread.run_sync(schema_revision, state.store.engine)
+        except Exception as exc:  # any database failure means not ready; say which
+            log.warning("readiness: database unreachable: %s", exc)
+            return error_response(503, "not_ready", f"the database is unreachable ({type(exc).__name__})")
+        bundle = state.identifier.bundle
+        return JSONResponse({"status": "ready", "schema": schema,
+                             "model": {"name": bundle.name, "version": bundle.version,
+                                       "variant": state.settings.model_variant}})
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _include_web(app: FastAPI) -> None:
+    """The technician web page (gemid.serve.web), when that module is installed."""
+    try:
+        web = importlib.import_module("gemid.serve.web")
+    except ModuleNotFoundError as exc:
+        if exc.name != "gemid.serve.web":
+            raise
+        return
+    router = getattr(web, "router", None)
+    if isinstance(router, APIRouter):
+        app.include_router(router)
+    elif callable(router):
+        app.include_router(router())
+
+
+def create_app(settings: Settings | None = None, *, identifier: Identifier | None = None) -> FastAPI:
+    """A new service. `identifier` lets a caller share an already loaded model between apps."""
+    from gemid.serve.api import build_router
+
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await to_thread.run_sync(ReportStore.open, settings.database_url)
+        try:
+            loaded = identifier or await to_thread.run_sync(load_identifier, settings)
+            app.state.store = store
+            app.state.images = ImageStore(settings.images_dir)
+            app.state.identifier = loaded
+            bundle = loaded.bundle
+            app.state.metrics.model.info({"name": bundle.name, "version": bundle.version,
+                                          "variant": settings.model_variant})
+            log.info("gemid ready: model %s %s (%s), data in %s", bundle.name, bundle.version,
+                     settings.model_variant, settings.data_dir)
+            yield
+        finally:
+            app.state.identifier = None
+            store.close()
+
+    app = FastAPI(title="gemid", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = ServiceMetrics()
+    app.state.limiter = CapacityLimiter(settings.inference_concurrency)
+    app.state.identifier = None
+    app.state.store = None
+    app.state.images = None
+
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.include_router(_health_router())
+    app.include_router(build_router())
+    _include_web(app)
+    return app

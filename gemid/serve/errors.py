@@ -1,0 +1,82 @@
+"""One error shape for every failure: `{"error": {"code", "message"}}`, never a stack trace.
+
+`ApiError` is a Starlette HTTPException, so it also passes through FastAPI's body reading untouched
+(other exceptions there become a generic 400) and is rendered by the same handler as routing errors.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request", 401: "unauthorised", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_type", 422: "invalid_request",
+    429: "too_many_requests", 501: "not_available", 503: "unavailable",
+}
+
+
+class ApiError(StarletteHTTPException):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
+        self.code = code
+        self.message = message
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def _loc(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "request"
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid":
+            msg = f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
+            parts.append(msg)
+            continue
+        parts.append(f"{_loc(tuple(err.get('loc', ())))}: {msg}")
+    return "; ".join(parts) or "the request is not valid"
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, ApiError):
+        return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+    detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "no such page or API endpoint; see /docs"
+    elif exc.status_code == 405:
+        detail = "this method is not allowed here; see /docs"
+    return error_response(exc.status_code, _CODES.get(exc.status_code, "error"), detail, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, "invalid_request", validation_message(exc))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "an unexpected error occurred on the server; it has been logged")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,60 @@
+"""Prometheus metrics, one registry per app (several apps in one process, e.g. tests, never collide).
+
+Routes are labelled by their template (`/v1/reports/{report_id}`), never the raw path, so label
+cardinality stays bounded. With several uvicorn workers each worker counts its own requests.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("gemid_http_requests_total", "HTTP requests by route and status",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("gemid_http_request_duration_seconds", "HTTP request latency by route",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.identifications = Counter("gemid_identifications_total", "Reports produced, by species decision",
+                                       ["decision"], registry=self.registry)
+        self.file_errors = Counter("gemid_file_errors_total", "Photos refused, by error code",
+                                   ["code"], registry=self.registry)
+        self.inference = Histogram("gemid_inference_seconds",
+                                   "Seconds to analyse one photo (decode, segment, classify, grade)",
+                                   buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.model = Info("gemid_model", "The model bundle being served", registry=self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request (errors included) by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)

@@ -1,0 +1,86 @@
+"""The database schema (SQLAlchemy 2, typed ORM). Alembic migrations in `migrations/` must match it;
+`tests/test_store.py` compares the two.
+
+`reports` has one row per stone photo with the columns the history list filters on, copied from its
+latest revision. `report_revisions` keeps every revision's full report JSON: revision 1 is the photo-only
+report, each set of readings adds one; none is ever overwritten.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, MetaData, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, whatever the backend (SQLite keeps no zone, PostgreSQL does)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ReportRow(Base):
+    __tablename__ = "reports"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reference: Mapped[str | None] = mapped_column(String(500), index=True)
+    file: Mapped[str | None] = mapped_column(String(255))
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    image_ext: Mapped[str] = mapped_column(String(8))
+    latest_revision: Mapped[int] = mapped_column(Integer)
+    # the current answer (latest revision): filters of the history list
+    decision: Mapped[str] = mapped_column(String(16), index=True)
+    top1_label: Mapped[str] = mapped_column(String(100), index=True)
+    top1_probability: Mapped[float] = mapped_column(Float)
+
+    revisions: Mapped[list[RevisionRow]] = relationship(
+        back_populates="report", order_by="RevisionRow.revision", cascade="all, delete-orphan"
+    )
+
+
+class RevisionRow(Base):
+    __tablename__ = "report_revisions"
+
+    report_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True
+    )
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decision: Mapped[str] = mapped_column(String(16))
+    top1_label: Mapped[str] = mapped_column(String(100))
+    top1_probability: Mapped[float] = mapped_column(Float)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    report: Mapped[ReportRow] = relationship(back_populates="revisions")

@@ -1,0 +1,277 @@
+"""The report store: SQLite by default, PostgreSQL by URL; schema by Alembic migrations applied at start-up.
+
+Invariant: a report row is committed only after its photo is safely on disk (`ImageStore.put`, atomic and
+fsynced), so every stored report can show its photo. Revisions are append-only: adding readings inserts
+revision N+1 with a compare-and-swap on the report's latest revision, so two technicians adding readings
+at the same moment cannot silently overwrite each other (the loser gets `RevisionConflict` and retries).
+All methods are synchronous; the service calls them off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from pydantic import BaseModel
+from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from gemid.serve.images import ImageStore, extension_for, sha256_bytes
+from gemid.serve.models_db import ReportRow, RevisionRow
+from gemid.vision.report import Decision, Report
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class RevisionConflict(RuntimeError):
+    """Someone else added a revision first; reload the latest and try again."""
+
+
+class ReportSummary(BaseModel):
+    """One line of the history list: the report's current answer (its latest revision)."""
+
+    report_id: str
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    reference: str | None
+    file: str | None
+    decision: Decision
+    species: str
+    probability: float
+    image_sha256: str
+
+
+class ReportPage(BaseModel):
+    items: list[ReportSummary]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+# --- engine and migrations ----------------------------------------------------------------------------
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with SQLite set up for a small multi-threaded server: WAL, foreign keys, busy wait."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")  # a committed report survives a power cut
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic configuration without an ini file (also for developers: `command.revision(cfg, ...)`)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the latest schema (idempotent)."""
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def schema_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        try:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+        except Exception:  # no table yet: an empty database
+            return None
+
+
+# --- the store ----------------------------------------------------------------------------------------
+
+
+def current_answer(report: Report) -> tuple[str, str, float]:
+    """(decision, top-1 label, its probability): the readings' combined ranking when there is one."""
+    top = report.species.top
+    if report.tests and report.tests.reranking and report.tests.reranking.combined:
+        top = report.tests.reranking.combined
+    best = top[0] if top else None
+    return report.species.decision, (best.label if best else ""), (best.probability if best else 0.0)
+
+
+def _like_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class ReportStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, *, upgrade: bool = True) -> ReportStore:
+        if url.startswith("sqlite:///"):
+            db_path = url.removeprefix("sqlite:///")
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(url)
+        if upgrade:
+            migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            yield session
+
+    def ping(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT 1")).scalar_one() == 1
+
+    # --- writes --------------------------------------------------------------------------------------
+
+    def add_new(self, items: Sequence[tuple[Report, bytes]], images: ImageStore) -> list[str]:
+        """Store photos first, then commit all their reports in one transaction. Returns the ids."""
+        rows: list[ReportRow] = []
+        for report, data in items:
+            sha = sha256_bytes(data)
+            if report.image.sha256 != sha:
+                log.warning("report %s: image sha256 %s differs from the bytes' %s; storing by the bytes",
+                            report.report_id, report.image.sha256[:12], sha[:12])
+            ext = extension_for(report.image.format)
+            images.put(data, sha, ext)
+            decision, label, prob = current_answer(report)
+            body = report.model_dump(mode="json")
+            rows.append(ReportRow(
+                id=report.report_id, created_at=report.created_at, updated_at=report.created_at,
+                reference=report.reference, file=(report.file or None) and report.file[:255],
+                image_sha256=sha, image_ext=ext, latest_revision=report.revision,
+                decision=decision, top1_label=label[:100], top1_probability=prob,
+                revisions=[RevisionRow(revision=report.revision, created_at=report.created_at,
+                                       decision=decision, top1_label=label[:100], top1_probability=prob,
+                                       body=body)],
+            ))
+        with self._session() as session, session.begin():
+            session.add_all(rows)
+        return [r.id for r in rows]
+
+    def add_revision(self, report: Report) -> None:
+        """Append `report` as the next revision of its report; `RevisionConflict` if another got there first."""
+        decision, label, prob = current_answer(report)
+        now = report.created_at
+        try:
+            with self._session() as session, session.begin():
+                swapped = session.execute(
+                    update(ReportRow)
+                    .where(ReportRow.id == report.report_id, ReportRow.latest_revision == report.revision - 1)
+                    .values(latest_revision=report.revision, updated_at=now, decision=decision,
+                            top1_label=label[:100], top1_probability=prob)
+                ).rowcount
+                if swapped != 1:
+                    raise RevisionConflict(f"report {report.report_id} is no longer at revision {report.revision - 1}")
+                session.add(RevisionRow(report_id=report.report_id, revision=report.revision, created_at=now,
+                                        decision=decision, top1_label=label[:100], top1_probability=prob,
+                                        body=report.model_dump(mode="json")))
+        except IntegrityError as exc:
+            raise RevisionConflict(str(exc.orig)) from exc
+
+    # --- reads ---------------------------------------------------------------------------------------
+
+    def get(self, report_id: str, revision: int | None = None) -> Report | None:
+        """The latest revision, or revision `revision`; None when unknown."""
+        with self._session() as session:
+            if revision is None:
+                latest = select(ReportRow.latest_revision).where(ReportRow.id == report_id).scalar_subquery()
+                stmt = select(RevisionRow.body).where(RevisionRow.report_id == report_id,
+                                                      RevisionRow.revision == latest)
+            else:
+                stmt = select(RevisionRow.body).where(RevisionRow.report_id == report_id,
+                                                      RevisionRow.revision == revision)
+            body = session.execute(stmt).scalar_one_or_none()
+        return None if body is None else Report.model_validate(body)
+
+    def revisions(self, report_id: str) -> list[Report]:
+        """Every revision, oldest first; empty when the id is unknown."""
+        with self._session() as session:
+            bodies = session.execute(
+                select(RevisionRow.body).where(RevisionRow.report_id == report_id).order_by(RevisionRow.revision)
+            ).scalars().all()
+        return [Report.model_validate(b) for b in bodies]
+
+    def image_of(self, report_id: str) -> tuple[str, str, str | None] | None:
+        """(sha256, extension, uploaded file name) of the report's photo."""
+        with self._session() as session:
+            row = session.execute(
+                select(ReportRow.image_sha256, ReportRow.image_ext, ReportRow.file).where(ReportRow.id == report_id)
+            ).one_or_none()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def list(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        species: str | None = None,
+        decision: str | None = None,
+        reference: str | None = None,
+    ) -> ReportPage:
+        """Newest first. `created_to` is exclusive; species matches the current top-1 label, any case;
+        reference matches a substring, any case."""
+        conds = []
+        if created_from is not None:
+            conds.append(ReportRow.created_at >= created_from)
+        if created_to is not None:
+            conds.append(ReportRow.created_at < created_to)
+        if species:
+            conds.append(func.lower(ReportRow.top1_label) == species.strip().lower())
+        if decision:
+            conds.append(ReportRow.decision == decision)
+        if reference:
+            conds.append(func.lower(ReportRow.reference).like(f"%{_like_escape(reference.strip().lower())}%",
+                                                               escape="\\"))
+        with self._session() as session:
+            total = session.execute(select(func.count()).select_from(ReportRow).where(*conds)).scalar_one()
+            rows = session.execute(
+                select(ReportRow).where(*conds)
+                .order_by(ReportRow.created_at.desc(), ReportRow.id.desc())
+                .limit(limit).offset(offset)
+            ).scalars().all()
+        items = [ReportSummary(
+            report_id=r.id, revision=r.latest_revision, created_at=r.created_at, updated_at=r.updated_at,
+            reference=r.reference, file=r.file, decision=r.decision,  # type: ignore[arg-type]
+            species=r.top1_label, probability=r.top1_probability, image_sha256=r.image_sha256,
+        ) for r in rows]
+        next_offset = offset + len(items) if offset + len(items) < total else None
+        return ReportPage(items=items, total=total, limit=limit, offset=offset, next_offset=next_offset)
+
+    def counts(self) -> tuple[int, int]:
+        """(reports, revisions) stored."""
+        with self._session() as session:
+            n_reports = session.execute(select(func.count()).select_from(ReportRow)).scalar_one()
+            n_revs = session.execute(select(func.count()).select_from(RevisionRow)).scalar_one()
+        return n_reports, n_revs
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
