@@ -1,0 +1,81 @@
+"""`gemid serve`: the HTTP service and the technician web page, on uvicorn.
+
+Settings come from the environment (GEMID_*, see gemid.serve.settings); the flags here override the
+common ones. Before any worker starts, the model bundle is checked and the database migrated once, so a
+wrong set-up fails with one clear line and several workers never race to migrate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve", help="run the HTTP service (API at /v1, docs at /docs, web page at /)",
+        description="Run the gemid HTTP service. Configure with GEMID_* environment variables "
+                    "(GEMID_DATA_DIR, GEMID_DB_URL, GEMID_MODEL_DIR, GEMID_MAX_BYTES, ...).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this PC only)")
+    p.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default: %(default)s)")
+    p.add_argument("--data-dir", help="where reports and photos are stored (GEMID_DATA_DIR)")
+    p.add_argument("--model-dir", help="model bundle directory (GEMID_MODEL_DIR)")
+    p.add_argument("--variant", choices=("fp32", "int8"), help="model variant (GEMID_MODEL_VARIANT)")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=run)
+
+
+def _log_config(level: str) -> dict:
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["gemid"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    for flag, env in (("data_dir", "GEMID_DATA_DIR"), ("model_dir", "GEMID_MODEL_DIR"),
+                      ("variant", "GEMID_MODEL_VARIANT")):
+        value = getattr(args, flag, None)
+        if value:
+            os.environ[env] = str(value)  # the workers build their Settings from the environment
+
+    from gemid.serve.settings import Settings
+    from gemid.serve.store import ReportStore
+    from gemid.vision.bundle import load_bundle
+    from gemid.vision.errors import ModelError
+
+    if args.workers < 1 or not 0 < args.port < 65536:
+        print("gemid serve: --workers must be >= 1 and --port in 1..65535", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"gemid serve: invalid GEMID_* setting:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        bundle = load_bundle(settings.model_dir)
+        bundle.onnx_path(settings.model_variant)
+    except ModelError as exc:
+        print(f"gemid serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        ReportStore.open(settings.database_url).close()  # migrate once, before the workers start
+    except Exception as exc:  # a wrong URL, a read-only directory: one clear line, not a trace
+        print(f"gemid serve: cannot open the database {settings.database_url}: {exc}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    print(f"gemid serve: model {bundle.name} {bundle.version} ({settings.model_variant}), "
+          f"data in {settings.data_dir}\n  open http://{args.host}:{args.port}/  (API docs: /docs)",
+          file=sys.stderr)
+    uvicorn.run("gemid.serve.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level=args.log_level, log_config=_log_config(args.log_level))
+    return 0

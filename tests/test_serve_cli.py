@@ -1,0 +1,88 @@
+"""`gemid serve` as a user runs it: a real uvicorn process on loopback, stopped and started again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytest.register_assert_rewrite("serve_support")
+
+from serve_support import stone, upload  # noqa: E402
+
+pytest_plugins = ["serve_support"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(data_dir: Path, bundle: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "gemid.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
+         "--model-dir", str(bundle), "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gemid serve exited with {proc.returncode}:\n{proc.stdout.read()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("gemid serve did not become ready")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_serve_restart_keeps_reports(tmp_path: Path, tiny_bundle: Path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    photo = stone("Peridot", ".jpg")
+    proc = start(tmp_path / "data", tiny_bundle, port)
+    try:
+        wait_ready(proc, base)
+        r = httpx.post(f"{base}/v1/identify", files=[upload("p.jpg", photo, "image/jpeg")], timeout=30)
+        assert r.status_code == 200, r.text
+        report = r.json()["reports"][0]
+    finally:
+        stop(proc)
+    assert proc.returncode == 0
+    proc = start(tmp_path / "data", tiny_bundle, port)
+    try:
+        wait_ready(proc, base)
+        assert httpx.get(f"{base}/v1/reports/{report['report_id']}").json() == report
+        assert httpx.get(f"{base}/v1/reports/{report['report_id']}/image").content == photo
+    finally:
+        stop(proc)
+
+
+def test_serve_refuses_a_missing_model_with_one_clear_line(tmp_path: Path):
+    proc = start(tmp_path / "data", tmp_path / "no-model", free_port())
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "no model bundle" in out and "Traceback" not in out

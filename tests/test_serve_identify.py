@@ -1,0 +1,190 @@
+"""POST /v1/identify through the real app, a real SQLite file and the photo store in tmp_path.
+
+Every refusal must give the right status and a message, and store nothing; no input may give a 500
+(TestClient re-raises any server exception, so a crash fails the test).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+pytest.register_assert_rewrite("serve_support")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from serve_support import make_settings, stone, stored, upload  # noqa: E402
+
+from gemid.serve.app import create_app  # noqa: E402
+from gemid.serve.settings import Settings  # noqa: E402
+
+pytest_plugins = ["serve_support"]
+
+
+def test_round_trip_survives_a_restart(settings: Settings, tiny_bundle, identifier):
+    photo = stone("Ruby")
+    with TestClient(create_app(settings, identifier=identifier)) as c:
+        r = c.post("/v1/identify", files=[upload("ruby.png", photo, "image/png")], data={"reference": " PK-7  lot 3 "})
+        assert r.status_code == 200, r.text
+        (report,) = r.json()["reports"]
+        assert report["species"]["decision"] == "identified"
+        assert report["species"]["top"][0]["label"] == "Ruby" and len(report["species"]["top"]) >= 5
+        assert report["reference"] == "PK-7 lot 3" and report["file"] == "ruby.png"
+        assert report["image"]["sha256"] == hashlib.sha256(photo).hexdigest()
+        assert "confirm" in report["disclaimer"]
+        rid = report["report_id"]
+        assert c.get(f"/v1/reports/{rid}").json() == report
+    assert stored(settings) == (1, 1, 1)
+
+    # a new app on the same data directory, loading the model itself: a server restart
+    with TestClient(create_app(settings)) as c:
+        assert c.get(f"/v1/reports/{rid}").json() == report
+        img = c.get(f"/v1/reports/{rid}/image")
+        assert img.status_code == 200 and img.content == photo
+        assert img.headers["content-type"] == "image/png"
+        assert [i["report_id"] for i in c.get("/v1/reports").json()["items"]] == [rid]
+
+
+def test_api_gives_the_same_answer_as_the_runtime(client: TestClient, identifier):
+    photo = stone("Emerald", ".jpg")
+    direct = identifier.identify(photo, filename="e.jpg")
+    (report,) = client.post("/v1/identify", files=[upload("e.jpg", photo, "image/jpeg")]).json()["reports"]
+    assert report["species"]["top"] == direct.model_dump(mode="json")["species"]["top"]
+    assert report["species"]["decision"] == direct.species.decision
+    assert client.get(f"/v1/reports/{report['report_id']}/image").headers["content-type"] == "image/jpeg"
+
+
+def test_png_named_jpg_is_read_by_content(client: TestClient, settings: Settings):
+    r = client.post("/v1/identify", files=[upload("photo.jpg", stone("Sapphire Blue"), "image/jpeg")])
+    assert r.status_code == 200
+    (report,) = r.json()["reports"]
+    assert report["image"]["format"] == "PNG" and report["species"]["top"][0]["label"] == "Sapphire Blue"
+    assert client.get(f"/v1/reports/{report['report_id']}/image").headers["content-type"] == "image/png"
+    assert stored(settings) == (1, 1, 1)
+
+
+def test_a_parcel_keeps_order_and_stores_only_the_good_photos(client: TestClient, settings: Settings):
+    files = [upload("a.png", stone("Ruby")), upload("notes.txt", b"parcel 12, three stones\n"),
+             upload("c.png", stone("Citrine")), upload("empty.jpg", b"")]
+    r = client.post("/v1/identify", files=files, data={"reference": "P-12"})
+    assert r.status_code == 200
+    entries = r.json()["reports"]
+    assert [e["file"] for e in entries] == ["a.png", "notes.txt", "c.png", "empty.jpg"]
+    assert entries[0]["species"]["top"][0]["label"] == "Ruby"
+    assert entries[1]["error"]["code"] == "unsupported_type"
+    assert entries[2]["species"]["top"][0]["label"] == "Citrine"
+    assert entries[3]["error"]["code"] == "empty_file"
+    assert all(e["reference"] == "P-12" for e in (entries[0], entries[2]))
+    assert stored(settings) == (2, 2, 2)
+
+
+def truncated_jpeg() -> bytes:
+    data = stone("Ruby", ".jpg")
+    return data[: len(data) // 2]
+
+
+# (name, request kwargs, settings overrides, status, error code, words the message must contain)
+BAD = [
+    ("empty upload", {"files": [upload("a.jpg", b"")]}, {}, 400, "empty_file", "empty"),
+    ("text file", {"files": [upload("a.jpg", b"just some text\n" * 20, "image/jpeg")]}, {}, 415,
+     "unsupported_type", "not an image"),
+    ("pdf", {"files": [upload("scan.pdf", b"%PDF-1.7\n" + b"x" * 200)]}, {}, 415, "unsupported_type", "PDF"),
+    ("truncated jpeg", {"files": [upload("a.jpg", truncated_jpeg())]}, {}, 422, "corrupt_image", ""),
+    ("random bytes", {"files": [upload("a.png", random.Random(1).randbytes(3000))]}, {}, 415, "unsupported_type", ""),
+    ("oversize", {"files": [upload("big.png", stone("Ruby"))]}, {"max_bytes": 2000}, 413, "too_large", "MB"),
+    ("too many pixels", {"files": [upload("wide.png", stone("Ruby"))]}, {"max_pixels": 10_000}, 413,
+     "too_many_pixels", "MP"),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "overrides", "status", "code", "words"), BAD, ids=[b[0] for b in BAD])
+def test_a_bad_photo_is_refused_and_nothing_is_stored(tmp_path, tiny_bundle, identifier, name, kwargs, overrides,
+                                                      status, code, words):
+    settings = make_settings(tmp_path / "data", tiny_bundle, **overrides)
+    with TestClient(create_app(settings, identifier=None if overrides else identifier)) as c:
+        r = c.post("/v1/identify", **kwargs)
+    assert r.status_code == status, r.text
+    (entry,) = r.json()["reports"]
+    assert entry["error"]["code"] == code
+    assert words in entry["error"]["message"] and len(entry["error"]["message"]) > 10
+    assert entry["file"] == kwargs["files"][0][1][0]
+    assert stored(settings) == (0, 0, 0)
+
+
+# requests refused as a whole: {"error": {...}} and the status
+BAD_REQUESTS = [
+    ("no files", {"data": {"reference": "x"}, "files": [("reference", (None, "x"))]}, 400, "no_files", "images"),
+    ("wrong field", {"files": [("image", ("a.png", stone("Ruby"), "image/png"))]}, 400, "no_files", "'image'"),
+    ("extra field", {"files": [upload("a.png", stone("Ruby"))], "data": {"colour": "red"}}, 400, "unknown_field",
+     "'colour'"),
+    ("images as text", {"files": [("images", (None, "hello"))]}, 400, "not_a_file", "file"),
+    ("json body", {"json": {"images": ["x"]}}, 400, "no_files", "multipart"),
+    ("bad reading", {"files": [upload("a.png", stone("Ruby"))], "data": {"ri": "abc"}}, 422, "invalid_readings",
+     "ri"),
+    ("reading out of range", {"files": [upload("a.png", stone("Ruby"))], "data": {"sg": "42"}}, 422,
+     "invalid_readings", "sg"),
+    ("unknown optic", {"files": [upload("a.png", stone("Ruby"))], "data": {"optic": "XX"}}, 422, "invalid_readings",
+     "optic"),
+    ("long reference", {"files": [upload("a.png", stone("Ruby"))], "data": {"reference": "x" * 201}}, 422,
+     "bad_reference", "200"),
+    ("too many files", {"files": [upload(f"{i}.png", b"x") for i in range(51)]}, 400, "too_many_files", "50"),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "status", "code", "words"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+def test_a_bad_request_is_refused_and_nothing_is_stored(client: TestClient, settings: Settings, name, kwargs, status,
+                                                        code, words):
+    r = client.post("/v1/identify", **kwargs)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+    assert words in r.json()["error"]["message"]
+    assert stored(settings) == (0, 0, 0)
+
+
+def test_status_when_every_photo_is_refused(client: TestClient, settings: Settings):
+    same = client.post("/v1/identify", files=[upload("a.txt", b"text " * 10), upload("b.txt", b"more " * 10)])
+    assert same.status_code == 415 and len(same.json()["reports"]) == 2
+    mixed = client.post("/v1/identify", files=[upload("a.txt", b"text " * 10), upload("b.jpg", truncated_jpeg())])
+    assert mixed.status_code == 400
+    assert [e["error"]["code"] for e in mixed.json()["reports"]] == ["unsupported_type", "corrupt_image"]
+    assert stored(settings) == (0, 0, 0)
+
+
+def test_a_body_over_the_request_limit_is_refused_while_streaming(tmp_path, tiny_bundle, identifier):
+    settings = make_settings(tmp_path / "data", tiny_bundle, max_files=1, max_bytes=1000)
+    limit = 1000 + 1024 * 1024
+    boundary = "gemidboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"big.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+    payload = b"\x89PNG\r\n\x1a\n" + b"\0" * (limit + 10)
+    body = head + payload + f"\r\n--{boundary}--\r\n".encode()
+    ctype = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    with TestClient(create_app(settings, identifier=identifier)) as c:
+        declared = c.post("/v1/identify", content=body, headers=ctype)  # Content-Length known up front
+        assert declared.status_code == 413 and declared.json()["error"]["code"] == "request_too_large"
+
+        def chunks():  # no Content-Length: counted as it arrives
+            for i in range(0, len(body), 64 * 1024):
+                yield body[i : i + 64 * 1024]
+
+        streamed = c.post("/v1/identify", content=chunks(), headers=ctype)
+        assert streamed.status_code == 413 and streamed.json()["error"]["code"] == "request_too_large"
+    assert stored(settings) == (0, 0, 0)
+
+
+def test_garbage_never_gives_a_500(client: TestClient, settings: Settings):
+    rng = random.Random(7)
+    png = stone("Ruby")
+    samples = [rng.randbytes(rng.randint(1, 4000)) for _ in range(6)]
+    samples += [png[:n] for n in (8, 33, 100, len(png) - 20)]  # cut inside the header, the data, the end
+    samples += [png[:200] + rng.randbytes(500) + png[700:]]  # damaged in the middle
+    for i, data in enumerate(samples):
+        r = client.post("/v1/identify", files=[upload(f"g{i}.jpg", data)])
+        assert r.status_code in (200, 400, 413, 415, 422), (i, r.status_code, r.text)
+    raw = [b"", b"--x\r\n", b"not multipart at all", b"--b\r\nContent-Disposition: form-data\r\n\r\n--b--"]
+    for body in raw:
+        r = client.post("/v1/identify", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
+        assert 400 <= r.status_code < 500 and "error" in r.json(), (body, r.text)
+    r = client.post("/v1/identify", content=b"x", headers={"content-type": "multipart/form-data"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_multipart"
