@@ -133,6 +133,9 @@ class TestRecommendation(BaseModel):
 class Readings(BaseModel):
     ri: float | None = Field(None, ge=1.3, le=3.0, description="refractive index (single or low reading)")
     ri_high: float | None = Field(None, ge=1.3, le=3.0, description="high RI reading for a DR stone")
+    ri_otl: bool | None = Field(
+        None, description="the refractometer shows no edge below its limit (about 1.81): over the limit (OTL)"
+    )
     birefringence: float | None = Field(None, ge=0.0, le=0.3)
     sg: float | None = Field(None, ge=0.5, le=8.0, description="specific gravity")
     optic: Literal["SR", "DR", "AGG", "ADR"] | None = None

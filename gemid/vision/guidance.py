@@ -1,0 +1,296 @@
+"""Which standard test separates the photo's candidates, and why, in plain words.
+
+Each test's outcome is simulated from every candidate's property range blurred by the instrument's error
+(`gemdata.instruments`), and tests are ranked by the expected information gain about which candidate the
+stone is. Colour varieties of one mineral (blue vs purple sapphire) read the same on every test, so they are
+scored as one hypothesis and, when they are all that remains, `colour_decides` says so. A little probability
+is always kept for the look-alikes and simulants of the candidates (spinel for ruby, glass for anything):
+even a confident photo gets the test that would expose an imitation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gemid.vision.errors import GemidInputError
+from gemid.vision.gemdata.instruments import TESTS, expected_for, mixture_distribution
+from gemid.vision.gemdata.table import Material, PropertyTable, default_table
+from gemid.vision.report import Candidate, ExpectedValue, TestRecommendation, TestsResult
+
+MIN_PROBABILITY = 0.02  # candidates below this do not drive the recommendation
+COVERED_MASS = 0.95  # consider the top candidates covering this share of the photo's probability
+MAX_CONSIDERED = 8
+LOOKALIKE_MASS = 0.05  # prior kept for look-alikes and simulants of the considered candidates
+MIN_SEPARATION = 0.03  # a test resolving less of the uncertainty than this is not worth recommending
+APART = 0.2  # two hypotheses whose outcome distributions overlap less than this are "separated"
+RULED_OUT = 0.05  # a look-alike is "ruled out" when under 5% of its readings could pass for a candidate
+COLOUR_CLASS_SHARE = 0.90  # one mineral holding this share of the mass ...
+COLOUR_RUNNER_UP = 0.10  # ... with a second variety holding at least this share of it
+
+
+class UnknownTest(GemidInputError):
+    code, status = "unknown_test", 400
+
+
+@dataclass
+class _Hypothesis:
+    """One thing the tests can tell apart: a mineral (all its colour varieties) or a look-alike."""
+
+    key: str
+    labels: list[str]
+    weights: dict[str, float]  # label -> probability within the considered set
+    rows: dict[str, tuple[Material, ...]]
+    lookalike: bool = False
+    name: str = ""
+    dists: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def prior(self) -> float:
+        return sum(self.weights.values())
+
+    def distribution(self, test: str) -> np.ndarray:
+        if test not in self.dists:
+            total = self.prior
+            mix = sum(w * mixture_distribution(self.rows[lab], test) for lab, w in self.weights.items())
+            self.dists[test] = mix / total
+        return self.dists[test]
+
+
+def considered_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The top candidates covering ~95% of the mass, skipping those under 2% (the first is always kept)."""
+    ranked = sorted(candidates, key=lambda c: -c.probability)
+    total = sum(c.probability for c in ranked) or 1.0
+    chosen: list[Candidate] = []
+    mass = 0.0
+    for c in ranked:
+        if chosen and (c.probability < MIN_PROBABILITY or mass >= COVERED_MASS * total):
+            break
+        chosen.append(c)
+        mass += c.probability
+        if len(chosen) >= MAX_CONSIDERED:
+            break
+    return chosen
+
+
+def _class_key(rows: tuple[Material, ...]) -> str:
+    first = rows[0]
+    return f"{first.mineral}|{first.optic[0]}"
+
+
+def _hypotheses(considered: list[Candidate], table: PropertyTable) -> list[_Hypothesis]:
+    total = sum(c.probability for c in considered) or 1.0
+    by_key: dict[str, _Hypothesis] = {}
+    for c in considered:
+        rows = table.rows_for(c.label)
+        if not rows:
+            continue  # no properties known: cannot simulate its readings
+        key = _class_key(rows)
+        h = by_key.setdefault(key, _Hypothesis(key=key, labels=[], weights={}, rows={}, name=rows[0].mineral))
+        h.labels.append(c.label)
+        h.weights[c.label] = (1.0 - LOOKALIKE_MASS) * max(c.probability, 1e-6) / total
+        h.rows[c.label] = rows
+    hyps = list(by_key.values())
+    if not hyps:
+        return hyps
+    candidate_rows = {m.name for h in hyps for rows in h.rows.values() for m in rows}
+    labels = {c.label: c.probability / total for c in considered}
+    pulls: dict[str, float] = {}
+    for m in table.lookalikes():
+        if m.name in candidate_rows:
+            continue
+        pull = sum(p for lab, p in labels.items() if lab in m.lookalike_of)
+        if "*" in m.lookalike_of:
+            pull += 0.5
+        if pull > 0:
+            pulls[m.name] = pull
+    norm = sum(pulls.values())
+    for m in table.lookalikes():
+        if m.name in pulls:
+            w = LOOKALIKE_MASS * pulls[m.name] / norm
+            hyps.append(_Hypothesis(key=m.name, labels=[m.name], weights={m.name: w}, rows={m.name: (m,)},
+                                    lookalike=True, name=m.name))
+    if not any(h.lookalike for h in hyps):  # nothing imitates them: give the candidates all the mass
+        for h in hyps:
+            h.weights = {k: v / (1.0 - LOOKALIKE_MASS) for k, v in h.weights.items()}
+    return hyps
+
+
+def _entropy(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log2(p)).sum())
+
+
+def information_gain(prior: np.ndarray, dists: np.ndarray) -> float:
+    """Mutual information (bits) between the hypothesis and the test's outcome."""
+    prior = prior / prior.sum()
+    p_out = prior @ dists
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(dists > 0, dists / np.where(p_out > 0, p_out, 1.0), 1.0)
+        terms = np.where(dists > 0, dists * np.log2(ratio), 0.0)
+    return float(max(0.0, (prior[:, None] * terms).sum()))
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.minimum(a, b).sum())
+
+
+def _join(names: Sequence[str]) -> str:
+    names = list(names)
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _display(name: str) -> str:
+    """'Glass' -> 'glass' mid-sentence, but 'YAG' stays 'YAG'."""
+    return name if name[:2].isupper() else name[:1].lower() + name[1:]
+
+
+def _hyp_name(h: _Hypothesis) -> str:
+    if h.lookalike:
+        return _display(h.name)
+    if len(h.labels) == 1:
+        return h.labels[0]
+    return f"{h.name} ({'/'.join(h.labels)})"
+
+
+def _hyp_values(h: _Hypothesis, test: str) -> str:
+    texts = [expected_for(h.rows[lab], test) for lab in h.labels]
+    if len(set(texts)) == 1:
+        return f"{'/'.join(h.labels)} {texts[0]}"
+    return ", ".join(f"{lab} {t}" for lab, t in zip(h.labels, texts, strict=True))
+
+
+def _groups(hyps: list[_Hypothesis], dist: dict[str, np.ndarray]) -> list[list[_Hypothesis]]:
+    """Connected groups of hypotheses whose outcomes overlap (a test cannot tell members of a group apart)."""
+    parent = list(range(len(hyps)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, a in enumerate(hyps):
+        for j in range(i + 1, len(hyps)):
+            if _overlap(dist[a.key], dist[hyps[j].key]) >= APART:
+                parent[root(j)] = root(i)
+    groups: dict[int, list[_Hypothesis]] = {}
+    for i, h in enumerate(hyps):
+        groups.setdefault(root(i), []).append(h)
+    return list(groups.values())
+
+
+def _clause(cands: list[_Hypothesis], dist: dict[str, np.ndarray]) -> str:
+    if len(cands) == 1:
+        return f"confirms {_hyp_name(cands[0])}"
+    groups = _groups(cands, dist)
+    if len(groups) == 1:
+        return "only shifts the odds: their values overlap"
+    if all(len(g) == 1 for g in groups):
+        if len(cands) == 2:
+            return f"separates {_hyp_name(cands[0])} from {_hyp_name(cands[1])}"
+        return "separates them all"
+    parts = [
+        _hyp_name(g[0]) if len(g) == 1 else f"{_join([_hyp_name(h) for h in g])} (which overlap)" for g in groups
+    ]
+    return "separates " + " from ".join(parts)
+
+
+def _why(test: str, hyps: list[_Hypothesis], separation: float) -> str:
+    spec = TESTS[test]
+    cands = [h for h in hyps if not h.lookalike]
+    dist = {h.key: h.distribution(test) for h in hyps}
+    values = ", ".join(_hyp_values(h, test) for h in cands)
+    ruled_out = [
+        h for h in sorted((h for h in hyps if h.lookalike), key=lambda h: -h.prior)
+        if all(_overlap(dist[h.key], dist[c.key]) < RULED_OUT for c in cands)
+    ][:3]
+    text = f"{spec.action}: {values} — {_clause(cands, dist)}."
+    if ruled_out:
+        outs = ", ".join(f"{_hyp_name(h)} {expected_for(h.rows[h.labels[0]], test)}" for h in ruled_out)
+        text += f" Also rules out {outs}."
+    return text + f" Expected to resolve {separation:.0%} of the remaining uncertainty ({spec.precision})."
+
+
+def _colour_decides(considered: list[Candidate], table: PropertyTable) -> str | None:
+    mass: dict[str, dict[str, float]] = {}
+    for c in considered:
+        rows = table.rows_for(c.label)
+        if rows:
+            mass.setdefault(_class_key(rows), {})[c.label] = c.probability
+    total = sum(sum(v.values()) for v in mass.values())
+    if not total:
+        return None
+    key, labels = max(mass.items(), key=lambda kv: sum(kv[1].values()))
+    class_mass = sum(labels.values())
+    if len(labels) < 2 or class_mass < COLOUR_CLASS_SHARE * total:
+        return None
+    ranked = sorted(labels.items(), key=lambda kv: -kv[1])
+    if ranked[1][1] < COLOUR_RUNNER_UP * class_mass:
+        return None
+    names = [lab for lab, p in ranked if p >= COLOUR_RUNNER_UP * class_mass]
+    mineral = key.split("|")[0]
+    return (
+        f"{_join(names)} are colour varieties of {mineral}: refractive index, birefringence, specific gravity "
+        f"and optic character read the same for them, so colour decides between them (judge it against a "
+        f"neutral white background in daylight-equivalent light). Standard tests can still confirm {mineral} "
+        f"and rule out imitations."
+    )
+
+
+def _check_tests(available: Iterable[str] | None) -> list[str]:
+    if available is None:
+        return list(TESTS)
+    wanted = set(available)
+    unknown = sorted(wanted - set(TESTS))
+    if unknown:
+        raise UnknownTest(f"unknown test(s) {unknown}; known: {', '.join(TESTS)}")
+    return [t for t in TESTS if t in wanted]
+
+
+def recommend(
+    candidates: Sequence[Candidate],
+    *,
+    available: set[str] | None = None,
+    max_tests: int = 3,
+    table: PropertyTable | None = None,
+) -> TestsResult:
+    """Rank the available tests by how well they separate the candidates; explain each in plain words."""
+    if max_tests < 1:
+        raise GemidInputError("max_tests must be at least 1", code="bad_request")
+    tests = _check_tests(available)
+    table = table or default_table()
+    considered = considered_candidates(candidates)
+    hyps = _hypotheses(considered, table)
+    colour = _colour_decides(considered, table)
+    if not hyps or not tests:
+        return TestsResult(colour_decides=colour)
+    prior = np.array([h.prior for h in hyps])
+    h_prior = _entropy(prior / prior.sum())
+    scored: list[tuple[float, int, float, str]] = []
+    for order, test in enumerate(tests):
+        dists = np.stack([h.distribution(test) for h in hyps])
+        gain = information_gain(prior, dists)
+        scored.append((gain * TESTS[test].practicality, order, gain, test))
+    scored.sort(key=lambda s: (-s[0], s[1]))
+    recommended: list[TestRecommendation] = []
+    for _, _, gain, test in scored:
+        separation = min(1.0, gain / h_prior) if h_prior > 0 else 0.0
+        if separation < MIN_SEPARATION or len(recommended) >= max_tests:
+            continue
+        expected = [
+            ExpectedValue(label=lab, expected=expected_for(h.rows[lab], test))
+            for c in considered
+            for h in hyps
+            if not h.lookalike
+            for lab in h.labels
+            if lab == c.label
+        ]
+        recommended.append(TestRecommendation(
+            test=test, instrument=TESTS[test].instrument, separation=round(separation, 4),
+            why=_why(test, hyps, separation), expected=expected,
+        ))
+    return TestsResult(recommended=recommended, colour_decides=colour)

@@ -1,0 +1,156 @@
+"""Combine the photo's probabilities with the technician's readings into a new ranking.
+
+Posterior ∝ photo^τ × p(readings | candidate). The photo is tempered (τ < 1) because a network is never as
+sure as its softmax on a stone from a new mine or under new light, so a clear reading can overturn a
+confident photo. Readings likelihoods come from the property table with each instrument's error
+(`gemdata.instruments`). Readings that fit none of the candidates raise a flag naming what they do fit
+(glass, CZ, spinel ...): a simulant, a synthetic, a treated stone or a species the model does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gemid.vision.errors import GemidInputError
+from gemid.vision.gemdata.instruments import Observed, describe, fits, likelihood, mixture_likelihood
+from gemid.vision.gemdata.table import Material, PropertyTable, default_table
+from gemid.vision.report import Candidate, Readings, Reranking
+
+TEMPER = 0.75  # exponent on the photo probabilities
+LOOKALIKE_BETTER = 3.0  # a look-alike fitting this many times better than every candidate is worth a flag
+MAX_NAMED = 3
+
+
+class ReadingsError(GemidInputError):
+    code, status = "bad_readings", 422
+
+
+def _check(candidates: Sequence[Candidate], readings: Readings) -> None:
+    if not candidates:
+        raise ReadingsError("no candidates to re-rank: identify the photo first")
+    total = sum(c.probability for c in candidates)
+    if total > 1.0 + 1e-3:
+        raise ReadingsError(f"candidate probabilities add up to {total:.3f}, more than 1")
+    labels = [c.label for c in candidates]
+    if len(set(labels)) != len(labels):
+        raise ReadingsError("a candidate label appears twice")
+    if readings.ri_high is not None and readings.ri is None:
+        raise ReadingsError("ri_high given without ri: enter the low reading as ri and the high one as ri_high")
+    if readings.ri is not None and readings.ri_high is not None and readings.ri_high < readings.ri:
+        raise ReadingsError(f"ri_high {readings.ri_high} is below ri {readings.ri}: swap them")
+
+
+def _has_readings(obs: Observed) -> bool:
+    return any(
+        v not in (None, False)
+        for v in (obs.ri, obs.ri_otl, obs.biref, obs.sg, obs.optic, obs.optic_sign, obs.pleochroism, obs.uv_lw)
+    )
+
+
+def _display(name: str) -> str:
+    return name if name[:2].isupper() else name[:1].lower() + name[1:]
+
+
+def _universe(candidates: Sequence[Candidate], model_labels: Sequence[str] | None, table: PropertyTable) -> list[str]:
+    """Labels outside the photo's top-k that share its leftover probability (so a reading can promote them)."""
+    labels = list(model_labels) if model_labels is not None else list(table.model_labels)
+    given = {c.label for c in candidates}
+    if model_labels is None and not given <= set(labels):
+        return []  # candidates from another label set: we cannot know the rest of it
+    return [lab for lab in labels if lab not in given]
+
+
+def rerank(
+    candidates: Sequence[Candidate],
+    readings: Readings,
+    *,
+    model_labels: Sequence[str] | None = None,
+    table: PropertyTable | None = None,
+    temper: float = TEMPER,
+) -> Reranking:
+    """Re-rank the photo's candidates (top-k, at least 5, is enough) with the readings; flag misfits."""
+    _check(candidates, readings)
+    table = table or default_table()
+    photo = sorted((Candidate(label=c.label, probability=c.probability) for c in candidates),
+                   key=lambda c: -c.probability)
+    obs = Observed.from_readings(readings)
+    if not _has_readings(obs):
+        return Reranking(readings=readings, photo_only=photo, combined=list(photo), fits_none=False)
+
+    # labels outside the photo's top-k join only when they fit every reading: a reading can then promote
+    # a class the photo under-rated (red tourmaline taken for garnet), but misfit readings cannot pull an
+    # arbitrary class from the long tail to the top
+    others = [
+        lab for lab in _universe(photo, model_labels, table)
+        if any(fits(m, obs) for m in table.rows_for(lab))
+    ]
+    n_tail = len(_universe(photo, model_labels, table))
+    residual = max(0.0, 1.0 - sum(c.probability for c in photo))
+    priors: dict[str, float] = {c.label: c.probability for c in photo}
+    if others and residual > 0:
+        priors.update({lab: residual / n_tail for lab in others})
+
+    neutral = obs.neutral_likelihood()
+    lik: dict[str, float] = {}
+    for lab in priors:
+        rows = table.rows_for(lab)
+        lik[lab] = mixture_likelihood(rows, obs) if rows else neutral
+    score = {lab: (p ** temper if p > 0 else 0.0) * lik[lab] for lab, p in priors.items()}
+    total = sum(score.values())
+    if total <= 0:  # every prior was zero: fall back to the readings alone
+        score = dict(lik)
+        total = sum(score.values())
+    ranked = sorted(score.items(), key=lambda kv: -kv[1])[: len(photo)]
+    combined = [Candidate(label=lab, probability=min(1.0, s / total)) for lab, s in ranked]
+
+    candidate_rows = {c.label: table.rows_for(c.label) for c in photo}
+    fit = {lab: any(fits(m, obs) for m in rows) if rows else None for lab, rows in candidate_rows.items()}
+    fits_none = not any(v is None or v for v in fit.values())
+    if fits_none:
+        flag = _misfit_flag(photo, obs, table)
+    else:
+        best = max((lik[lab] for lab, ok in fit.items() if ok), default=0.0)
+        flag = _lookalike_flag(photo, obs, table, best)
+    return Reranking(readings=readings, photo_only=photo, combined=combined, fits_none=fits_none, flag=flag)
+
+
+def _matches(rows: Sequence[Material], obs: Observed) -> list[Material]:
+    good = [m for m in rows if fits(m, obs)]
+    return sorted(good, key=lambda m: -likelihood(m, obs))
+
+
+def _misfit_flag(photo: list[Candidate], obs: Observed, table: PropertyTable) -> str:
+    names = ", ".join(c.label for c in photo)
+    text = (
+        f"The readings fit none of the photo's candidates ({names}). The stone may be a simulant, a synthetic, "
+        "a treated stone or a species the model does not know: refer it to a full gemmological laboratory."
+    )
+    own = {c.label for c in photo}
+    others = [m for m in table.materials if not (m.label and m.label in own)]
+    matches = _matches(others, obs)[:MAX_NAMED]
+    if matches:
+        listed = "; ".join(f"{_display(m.name)} ({describe(m, obs)})" for m in matches)
+        text += f" Readings fit: {listed}."
+    else:
+        text += (" They match no material in the property table either: check the readings (clean stone and "
+                 "prism, enough contact liquid, balance calibrated).")
+    return text
+
+
+def _lookalike_flag(photo: list[Candidate], obs: Observed, table: PropertyTable, best: float) -> str | None:
+    """A look-alike of the candidates that fits the readings clearly better than any of them."""
+    labels = {c.label for c in photo}
+    relevant = [
+        m for m in table.lookalikes()
+        if ("*" in m.lookalike_of or labels & set(m.lookalike_of)) and m.name not in labels
+    ]
+    better = [m for m in _matches(relevant, obs) if likelihood(m, obs) >= LOOKALIKE_BETTER * best]
+    if not better:
+        return None
+    m = better[0]
+    kind = {"synthetic": "a synthetic", "imitation": "an imitation"}.get(m.origin, "a natural look-alike")
+    return (
+        f"The readings fit {_display(m.name)} ({describe(m, obs)}) better than any candidate; it is {kind} "
+        "the photo model does not know. Confirm the identity (spectroscope, magnification or a full laboratory) "
+        "before certifying."
+    )
