@@ -129,7 +129,9 @@ def _misfit_flag(photo: list[Candidate], obs: Observed, table: PropertyTable) ->
     others = [m for m in table.materials if not (m.label and m.label in own)]
     matches = _matches(others, obs)[:MAX_NAMED]
     if matches:
-        listed = "; ".join(f"{_display(m.name)} ({describe(m, obs)})" for m in matches)
+        listed = "; ".join(
+            f"{m.name if m.label else _display(m.name)} ({describe(m, obs)})" for m in matches
+        )
         text += f" Readings fit: {listed}."
     else:
         text += (" They match no material in the property table either: check the readings (clean stone and "

@@ -1,0 +1,130 @@
+"""Re-ranking with readings: the table's physics overrules the photo where it should, and misfits are flagged."""
+
+from __future__ import annotations
+
+import pytest
+
+from gemid.vision.report import Candidate, Readings
+from gemid.vision.rerank import ReadingsError, rerank
+
+
+def _c(*pairs: tuple[str, float]) -> list[Candidate]:
+    return [Candidate(label=lab, probability=p) for lab, p in pairs]
+
+
+RED_68 = _c(("Pyrope", 0.62), ("Rhodolite", 0.2), ("Ruby", 0.1), ("Almandine", 0.05), ("Spessartite", 0.02))
+
+
+def _top(result) -> str:
+    return result.combined[0].label
+
+
+def test_ri_puts_ruby_on_top_although_the_photo_preferred_spinel():
+    cands = _c(("Red spinel", 0.80), ("Ruby", 0.12), ("Pyrope", 0.08))
+    result = rerank(cands, Readings(ri=1.765))
+    assert result.photo_only[0].label == "Red spinel"
+    assert _top(result) == "Ruby" and result.combined[0].probability > 0.9
+    assert not result.fits_none and result.flag is None
+    assert [c.label for c in result.photo_only] == ["Red spinel", "Ruby", "Pyrope"]
+
+
+def test_a_strong_reading_overturns_a_very_confident_photo():
+    cands = _c(("Red spinel", 0.995), ("Ruby", 0.003), ("Pyrope", 0.002))
+    result = rerank(cands, Readings(ri=1.766, ri_high=1.774, sg=4.00))
+    assert _top(result) == "Ruby"
+
+
+def test_ri_alone_leaves_ruby_and_rhodolite_sg_and_polariscope_settle_it():
+    ri_only = rerank(RED_68, Readings(ri=1.765))
+    labels = [c.label for c in ri_only.combined[:2]]
+    assert set(labels) == {"Ruby", "Rhodolite"}  # rhodolite 1.740-1.770 overlaps ruby on RI
+    full = rerank(RED_68, Readings(ri=1.765, sg=4.01, optic="DR"))
+    assert _top(full) == "Ruby" and full.combined[0].probability > 0.9
+    # the other corundum colours fit those readings too: they may surface from the photo's tail, below ruby
+    assert all(c.label.startswith("Sapphire") for c in full.combined[1:] if c.probability > 0.001)
+
+
+def test_spinel_readings_with_only_garnet_and_ruby_candidates_name_spinel():
+    result = rerank(RED_68, Readings(ri=1.718, sg=3.60, optic="SR"))
+    assert not result.fits_none  # pyrope's range reaches 1.714 and 3.62: it does fit
+    assert result.flag and "red spinel" in result.flag
+
+
+def test_glass_simulant_fits_nothing_and_the_flag_names_glass():
+    cands = _c(("Ruby", 0.6), ("Red spinel", 0.25), ("Pyrope", 0.1), ("Rhodolite", 0.03), ("Almandine", 0.02))
+    result = rerank(cands, Readings(ri=1.52, optic="SR", sg=2.5))
+    assert result.fits_none
+    assert "simulant" in result.flag and "full gemmological laboratory" in result.flag
+    assert "glass (RI 1.470-1.700" in result.flag
+    # no unrelated class is pulled up from the photo's tail by readings it does not fit either
+    assert {c.label for c in result.combined} == {c.label for c in cands}
+
+
+def test_cubic_zirconia_over_the_limit_and_heavy():
+    cands = _c(("Diamond", 0.55), ("Quartz Smoky", 0.2), ("Topaz", 0.15), ("Zircon", 0.06), ("Citrine", 0.04))
+    result = rerank(cands, Readings(ri_otl=True, sg=5.80, optic="SR"))
+    assert result.fits_none and "cubic zirconia" in result.flag
+    real = rerank(cands, Readings(ri_otl=True, sg=3.52, optic="SR"))
+    assert not real.fits_none and _top(real) == "Diamond" and real.combined[0].probability > 0.95
+
+
+def test_two_edges_give_birefringence_emerald_beats_tourmaline():
+    cands = _c(("Tourmaline", 0.6), ("Emerald", 0.25), ("Peridot", 0.1), ("Tsavorite", 0.03), ("Chrome Diopside", 0.02))
+    result = rerank(cands, Readings(ri=1.577, ri_high=1.583))
+    assert _top(result) == "Emerald"
+    peridot = rerank(cands, Readings(ri=1.654, ri_high=1.690))
+    assert _top(peridot) == "Peridot"
+
+
+def test_flux_synthetic_emerald_is_flagged():
+    cands = _c(("Emerald", 0.8), ("Tourmaline", 0.1), ("Peridot", 0.05), ("Tsavorite", 0.03), ("Chrome Diopside", 0.02))
+    result = rerank(cands, Readings(ri=1.561, ri_high=1.564, sg=2.65, uv_lw="strong"))
+    assert result.flag and "synthetic emerald" in result.flag and "synthetic" in result.flag
+
+
+def test_a_class_from_the_photo_tail_is_promoted_when_only_it_fits():
+    result = rerank(RED_68[:5], Readings(ri=1.624, ri_high=1.644, sg=3.06, optic="DR"))
+    assert result.fits_none  # none of the photo's red candidates is a tourmaline
+    assert "Tourmaline" in result.flag
+    assert _top(result) == "Tourmaline"
+
+
+def test_uninformative_or_empty_readings_keep_the_photo_order():
+    empty = rerank(RED_68, Readings())
+    assert empty.combined == empty.photo_only and not empty.fits_none and empty.flag is None
+    unchecked = rerank(RED_68, Readings(ri_otl=False))
+    assert unchecked.combined == unchecked.photo_only
+    all_sr = rerank(RED_68, Readings(optic="SR"))
+    assert [c.label for c in all_sr.combined[:2]] == ["Pyrope", "Rhodolite"]  # ruby sinks: it is DR
+    assert all_sr.combined.index(next(c for c in all_sr.combined if c.label == "Ruby")) >= 3
+
+
+def test_combined_is_a_sorted_distribution_of_the_same_length():
+    result = rerank(RED_68, Readings(ri=1.75, sg=3.8))
+    probs = [c.probability for c in result.combined]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-9
+    assert len(result.combined) == len(RED_68)
+
+
+def test_unknown_labels_are_neutral_not_fatal():
+    cands = _c(("Moonstone", 0.5), ("Ruby", 0.3), ("Opal", 0.2))
+    result = rerank(cands, Readings(ri=1.765, optic="DR"))
+    assert _top(result) == "Ruby" and not result.fits_none
+    misfit = rerank(cands, Readings(ri=1.43))
+    assert not misfit.fits_none  # moonstone's properties are unknown: the readings may fit it
+
+
+@pytest.mark.parametrize(
+    "cands, readings, message",
+    [
+        ([], Readings(ri=1.7), "no candidates"),
+        (_c(("Ruby", 0.8), ("Pyrope", 0.5)), Readings(ri=1.7), "add up"),
+        (_c(("Ruby", 0.5), ("Ruby", 0.2)), Readings(ri=1.7), "twice"),
+        (_c(("Ruby", 0.8)), Readings(ri_high=1.77), "ri_high"),
+        (_c(("Ruby", 0.8)), Readings(ri=1.77, ri_high=1.76), "swap"),
+    ],
+)
+def test_bad_input_is_a_typed_error(cands, readings, message):
+    with pytest.raises(ReadingsError, match=message) as exc:
+        rerank(cands, readings)
+    assert exc.value.code == "bad_readings" and exc.value.status == 422
