@@ -1,0 +1,118 @@
+"""Photos → cached stone crops. Decoding and segmentation are the runtime's own (gemid.vision), run once.
+
+Two views per photo are cached (uint8, on disk under the cache folder):
+- the *training crop*: a square with TRAIN_MARGIN around the stone, plus its stone mask (augmentation
+  zooms, rotates and swaps the background from it);
+- the *evaluation crop*: exactly the runtime's `stone_crop(margin, size)`, so validation numbers are
+  the numbers of the shipped pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from gemid.datasets.manifest import read_manifest
+from gemid.training.presets import TRAIN_MARGIN
+from gemid.vision.decode import decode
+from gemid.vision.segment import crop_square, segment, square_box, stone_crop
+
+CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("GEMID_CACHE_DIR", Path.cwd() / "cache"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _key(*parts) -> str:
+    code = Path(__file__).with_name("presets.py").read_bytes() + Path(segment.__code__.co_filename).read_bytes()
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, *map(str, parts)]).encode() + code)
+    return h.hexdigest()[:16]
+
+
+def _load_one(args: tuple[str, int, float, int, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    path, train_side, eval_margin, eval_size, _ = args
+    rgb = decode(Path(path), max_bytes=200_000_000, max_pixels=200_000_000).rgb
+    seg = segment(rgb)
+    h, w = rgb.shape[:2]
+    bbox = seg.bbox if seg.found else (0, 0, w, h)
+    box = square_box(bbox, TRAIN_MARGIN if seg.found else 0.0, (w, h))
+    import cv2
+
+    tr = cv2.resize(crop_square(rgb, box), (train_side, train_side), interpolation=cv2.INTER_AREA)
+    m3 = crop_square(np.repeat(seg.mask[..., None], 3, axis=2), box, fill=(0, 0, 0))[..., 0]
+    m = cv2.resize(m3, (train_side, train_side), interpolation=cv2.INTER_NEAREST)
+    ev = stone_crop(rgb, seg, margin=eval_margin, size=eval_size)
+    return tr, m, ev
+
+
+def load_crops(paths: list[str], *, train_side: int, eval_margin: float, eval_size: int,
+               workers: int = 2, progress: bool = True) -> dict[str, np.ndarray]:
+    """Train crops (N,S,S,3), masks (N,S,S), eval crops (N,E,E,3) for these files, cached by content+params."""
+    digest = hashlib.sha256()
+    for p in paths:
+        st = os.stat(p)
+        digest.update(f"{p}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+    key = _key(digest.hexdigest(), train_side, eval_margin, eval_size)
+    file = cache_dir() / f"crops-{key}.npz"
+    if file.is_file():
+        with np.load(file) as z:
+            return {k: z[k] for k in z.files}
+    jobs = [(p, train_side, eval_margin, eval_size, 0.0) for p in paths]
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    from rich.progress import Progress
+
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("decode + segment", total=len(jobs))
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as ex:
+                for r in ex.map(_load_one, jobs, chunksize=8):
+                    out.append(r)
+                    bar.advance(task)
+        else:
+            for j in jobs:
+                out.append(_load_one(j))
+                bar.advance(task)
+    res = {
+        "train": np.stack([o[0] for o in out]) if out else np.zeros((0, train_side, train_side, 3), np.uint8),
+        "mask": np.stack([o[1] for o in out]) if out else np.zeros((0, train_side, train_side), np.uint8),
+        "eval": np.stack([o[2] for o in out]) if out else np.zeros((0, eval_size, eval_size, 3), np.uint8),
+    }
+    tmp = file.with_suffix(".tmp.npz")
+    np.savez(tmp, **res)
+    os.replace(tmp, file)
+    return res
+
+
+def split_paths(manifest_path: str | Path, split: str) -> tuple[list[str], list[str]]:
+    m = read_manifest(manifest_path)
+    rows = m.split(split)
+    return [str(m.resolve(r)) for r in rows], [r.species for r in rows]
+
+
+def eval_crops(manifest_path: str | Path, split: str, size: int, margin: float,
+               train_side: int | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+    """Exactly the runtime's crop for every photo of a split: (crops, labels, paths)."""
+    paths, labels = split_paths(manifest_path, split)
+    c = load_crops(paths, train_side=train_side or train_side_for(size), eval_margin=margin, eval_size=size)
+    return c["eval"], labels, paths
+
+
+def train_crops(manifest_path: str | Path, split: str, size: int, margin: float,
+                train_side: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Training crops with TRAIN_MARGIN and their masks: (crops, masks, labels, paths)."""
+    paths, labels = split_paths(manifest_path, split)
+    c = load_crops(paths, train_side=train_side or train_side_for(size), eval_margin=margin, eval_size=size)
+    return c["train"], c["mask"], labels, paths
+
+
+def train_side_for(size: int) -> int:
+    """Training crops are stored a little larger than the input so zooming in keeps detail."""
+    return int(round(size * 1.3 / 8)) * 8
