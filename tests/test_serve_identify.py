@@ -188,3 +188,22 @@ def test_garbage_never_gives_a_500(client: TestClient, settings: Settings):
         assert 400 <= r.status_code < 500 and "error" in r.json(), (body, r.text)
     r = client.post("/v1/identify", content=b"x", headers={"content-type": "multipart/form-data"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_multipart"
+
+
+def test_no_report_is_recorded_when_its_photo_cannot_be_written(settings: Settings, identifier):
+    with TestClient(create_app(settings, identifier=identifier)) as c:
+        settings.images_dir.rmdir() if settings.images_dir.is_dir() else None
+        settings.images_dir.write_text("a file where the photo directory should be")  # e.g. a broken disk
+        r = c.post("/v1/identify", files=[upload("a.png", stone("Ruby"))])
+        assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+        assert c.get("/v1/reports").json()["total"] == 0
+
+
+def test_readings_need_the_reranking_module(client: TestClient, settings: Settings, identifier):
+    r = client.post("/v1/identify", files=[upload("a.png", stone("Ruby"))], data={"ri": "1.765"})
+    if identifier.capabilities["reranking"]:
+        assert r.status_code == 200 and r.json()["reports"][0]["tests"]["reranking"]["readings"]["ri"] == 1.765
+        assert stored(settings) == (1, 1, 1)
+    else:
+        assert r.status_code == 501 and r.json()["error"]["code"] == "reranking_unavailable"
+        assert stored(settings) == (0, 0, 0)

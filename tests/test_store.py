@@ -26,7 +26,7 @@ from gemid.vision.report import (
     SpeciesResult,
 )
 from gemid.vision.report import (
-    TestsResult as TestsSection,
+    TestsResult as SectionTests,
 )
 
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
@@ -121,7 +121,7 @@ def test_revisions_are_appended_never_overwritten(store: ReportStore, images: Im
     store.add_new([(first, b"p")], images)
     readings = Readings(ri=1.718)
     combined = [Candidate(label="Spinel", probability=0.8), Candidate(label="Ruby", probability=0.2)]
-    second = first.model_copy(update={"revision": 2, "tests": TestsSection(reranking=Reranking(
+    second = first.model_copy(update={"revision": 2, "tests": SectionTests(reranking=Reranking(
         readings=readings, photo_only=first.species.top, combined=combined, fits_none=False))})
     store.add_revision(second)
     with pytest.raises(RevisionConflict):

@@ -24,7 +24,7 @@ from gemid.serve.errors import ApiError, error_body
 from gemid.serve.images import ImageStore, content_type_for
 from gemid.serve.metrics import ServiceMetrics
 from gemid.serve.settings import Settings
-from gemid.serve.store import ReportPage, ReportStore, RevisionConflict
+from gemid.serve.store import ReportPage, ReportStore, RevisionConflict, put_photo
 from gemid.vision.errors import EmptyFile, GemidInputError, TooLarge
 from gemid.vision.report import Decision, ErrorInfo, FileError, Readings, Report
 
@@ -178,21 +178,26 @@ async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
 # --- identify: work in threads ------------------------------------------------------------------------
 
 
-def _analyse(identifier: Identifier, metrics: ServiceMetrics, name: str | None, data: bytes,
-             reference: str | None, readings: Readings | None) -> tuple[Report | FileError, int | None]:
-    """One photo → (report, None) or (file error, HTTP status). Runs in a worker thread."""
+def _analyse(identifier: Identifier, images: ImageStore, metrics: ServiceMetrics, name: str | None, data: bytes,
+             reference: str | None, readings: Readings | None) -> tuple[Report | FileError, int | None, tuple[str, str]]:
+    """One photo → (report, None, where its photo is stored) or (file error, HTTP status, ("", "")).
+
+    Runs in a worker thread. The photo is written to the store here, right after its report, so a
+    parcel never holds more than one photo in memory and every report's photo is on disk before any row
+    is committed. An OSError (disk full, permissions) propagates: a server fault, not the photo's.
+    """
     start = time.perf_counter()
     try:
         report = identifier.identify(data, filename=name, reference=reference, readings=readings)
     except GemidInputError as exc:
-        return FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message)), exc.status
+        return FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message)), exc.status, ("", "")
     except Exception:  # an odd photo that broke a stage: refuse this one, keep the others, log why
         log.exception("could not analyse %s", name)
         return FileError(file=name, error=ErrorInfo(
             code="unprocessable_image", message="this photo could not be analysed; try another photo of the stone"
-        )), 422
+        )), 422, ("", "")
     metrics.inference.observe(time.perf_counter() - start)
-    return report, None
+    return report, None, put_photo(images, report, data)
 
 
 def _overall_status(statuses: list[int | None]) -> int:
@@ -279,38 +284,42 @@ def build_router() -> APIRouter:
         form = await _read_form(request, settings)
         try:
             uploads, reference, readings = _parse_fields(form, settings)
-            entries: list[Report | FileError] = []
+            if readings is not None and not identifier.capabilities.get("reranking", False):
+                raise ApiError(501, "reranking_unavailable",
+                               "re-ranking with readings is not installed in this service; send the photo alone")
+            out: list[Report | FileError] = []
             statuses: list[int | None] = []
+            to_store: list[tuple[Report, str, str]] = []
             for upload in uploads:
                 name = upload.filename or None
                 try:
                     data = await _read_upload(upload, settings.max_bytes)
                 except GemidInputError as exc:
-                    entries.append(FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message)))
+                    out.append(FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message)))
                     statuses.append(exc.status)
                     continue
-                entry, status = await to_thread.run_sync(
-                    _analyse, identifier, metrics, name, data, reference, readings, limiter=limiter)
-                if isinstance(entry, Report):
-                    entry = (entry, data)  # type: ignore[assignment]  # kept with its bytes until stored
-                entries.append(entry)
+                try:
+                    entry, status, (sha, ext) = await to_thread.run_sync(
+                        _analyse, identifier, images, metrics, name, data, reference, readings, limiter=limiter)
+                except OSError as exc:
+                    raise _store_failure(exc) from exc
+                del data
+                out.append(entry)
                 statuses.append(status)
+                if isinstance(entry, Report):
+                    to_store.append((entry, sha, ext))
         finally:
             await form.close()
 
-        to_store = [e for e in entries if isinstance(e, tuple)]
         if to_store:
             try:
-                await to_thread.run_sync(store.add_new, to_store, images)
-            except (SQLAlchemyError, OSError) as exc:
+                await to_thread.run_sync(store.add_reports, to_store)
+            except SQLAlchemyError as exc:
                 raise _store_failure(exc) from exc
-        out: list[Report | FileError] = []
-        for e in entries:
-            if isinstance(e, tuple):
-                out.append(e[0])
-                metrics.identifications.labels(e[0].species.decision).inc()
+        for e in out:
+            if isinstance(e, Report):
+                metrics.identifications.labels(e.species.decision).inc()
             else:
-                out.append(e)
                 metrics.file_errors.labels(e.error.code).inc()
         body = IdentifyResponse(reports=out).model_dump(mode="json")
         return JSONResponse(body, status_code=_overall_status(statuses))

@@ -115,6 +115,17 @@ def current_answer(report: Report) -> tuple[str, str, float]:
     return report.species.decision, (best.label if best else ""), (best.probability if best else 0.0)
 
 
+def put_photo(images: ImageStore, report: Report, data: bytes) -> tuple[str, str]:
+    """Store the report's photo (atomic, fsynced); (sha256, extension) to record in its row."""
+    sha = sha256_bytes(data)
+    if report.image.sha256 != sha:
+        log.warning("report %s: image sha256 %s differs from the bytes' %s; storing by the bytes",
+                    report.report_id, report.image.sha256[:12], sha[:12])
+    ext = extension_for(report.image.format)
+    images.put(data, sha, ext)
+    return sha, ext
+
+
 def _like_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -150,17 +161,14 @@ class ReportStore:
     # --- writes --------------------------------------------------------------------------------------
 
     def add_new(self, items: Sequence[tuple[Report, bytes]], images: ImageStore) -> list[str]:
-        """Store photos first, then commit all their reports in one transaction. Returns the ids."""
+        """Store the photos first, then commit their reports in one transaction. Returns the ids."""
+        return self.add_reports([(report, *put_photo(images, report, data)) for report, data in items])
+
+    def add_reports(self, entries: Sequence[tuple[Report, str, str]]) -> list[str]:
+        """Commit reports whose photos `put_photo` already stored: (report, photo sha256, extension)."""
         rows: list[ReportRow] = []
-        for report, data in items:
-            sha = sha256_bytes(data)
-            if report.image.sha256 != sha:
-                log.warning("report %s: image sha256 %s differs from the bytes' %s; storing by the bytes",
-                            report.report_id, report.image.sha256[:12], sha[:12])
-            ext = extension_for(report.image.format)
-            images.put(data, sha, ext)
+        for report, sha, ext in entries:
             decision, label, prob = current_answer(report)
-            body = report.model_dump(mode="json")
             rows.append(ReportRow(
                 id=report.report_id, created_at=report.created_at, updated_at=report.created_at,
                 reference=report.reference, file=(report.file or None) and report.file[:255],
@@ -168,7 +176,7 @@ class ReportStore:
                 decision=decision, top1_label=label[:100], top1_probability=prob,
                 revisions=[RevisionRow(revision=report.revision, created_at=report.created_at,
                                        decision=decision, top1_label=label[:100], top1_probability=prob,
-                                       body=body)],
+                                       body=report.model_dump(mode="json"))],
             ))
         with self._session() as session, session.begin():
             session.add_all(rows)

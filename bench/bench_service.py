@@ -1,0 +1,208 @@
+"""Service benchmark: a real `gemid serve` on loopback, identify requests from 1, 4 and 16 concurrent clients.
+
+    python -m bench.bench_service                    # the shipped model (models/gemid-species)
+    python -m bench.bench_service --tiny             # the tests' tiny ONNX bundle (needs the onnx package)
+    python -m bench.bench_service --clients 1,4,16 --requests 200 --seconds 30 --variant int8
+
+Each level sends a bounded number of requests (stopping early at the time limit) of one rendered stone
+photo (gemid.datasets.synth, JPEG) to POST /v1/identify; every request is a full identification that is
+stored (SQLite + photo store in a temp directory). Prints identifications/s, p50/p99 latency and the
+failed count per level, plus the server's own mean analysis time per photo from /metrics.
+Targets (issue 3): p99 < 250 ms at 16 clients, >= 50 identifications/s, 0 failures.
+Only loopback traffic; the server and the clients share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Level:
+    clients: int
+    sent: int
+    failed: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return (self.sent - self.failed) / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        xs = sorted(self.latencies_ms)
+        return xs[min(len(xs) - 1, max(0, round(q / 100 * len(xs) + 0.5) - 1))]  # nearest rank
+
+
+def photo(size: int, seed: int = 0) -> bytes:
+    """A rendered ruby-coloured oval stone on white, as a desk camera JPEG."""
+    import cv2
+
+    from gemid.datasets.synth import StoneSpec, render
+
+    rgb, _mask, _truth = render(StoneSpec(cut="oval", aspect=1.3, lab=(40.0, 55.0, 20.0), noise=2.0), size=size,
+                                seed=seed)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def tiny_bundle(dest: Path) -> Path:
+    sys.path.insert(0, str(REPO / "tests"))
+    from bundle_fixture import build_bundle
+
+    return build_bundle(dest)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, data_dir: Path, model_dir: Path, variant: str, workers: int) -> subprocess.Popen:
+    env = {**os.environ, "GEMID_DATA_DIR": str(data_dir), "GEMID_MODEL_DIR": str(model_dir),
+           "GEMID_MODEL_VARIANT": variant, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "gemid.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers), "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited ({proc.returncode}):\n{proc.stdout.read() if proc.stdout else ''}")
+        try:
+            r = httpx.get(f"{base}/readyz", timeout=2)
+            if r.status_code == 200:
+                return r.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise SystemExit("the server did not become ready in time")
+
+
+async def run_level(base: str, data: bytes, clients: int, requests: int, seconds: float) -> Level:
+    latencies: list[float] = []
+    failed = 0
+    sent = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            nonlocal failed, sent
+            while sent < requests and time.perf_counter() < deadline:
+                sent += 1
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/v1/identify", files=[("images", ("stone.jpg", data, "image/jpeg"))])
+                    ok = r.status_code == 200 and "species" in r.json()["reports"][0]
+                except (httpx.HTTPError, ValueError, KeyError):
+                    ok = False
+                latencies.append((time.perf_counter() - t0) * 1000)
+                failed += not ok
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    return Level(clients, sent, failed, elapsed, latencies)
+
+
+def server_mean_inference_ms(base: str) -> float | None:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    s = re.search(r"^gemid_inference_seconds_sum (\S+)$", text, re.M)
+    n = re.search(r"^gemid_inference_seconds_count (\S+)$", text, re.M)
+    if not s or not n or float(n.group(1)) == 0:
+        return None
+    return 1000 * float(s.group(1)) / float(n.group(1))
+
+
+def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp32",
+        clients: tuple[int, ...] = (1, 4, 16), requests: int = 200, seconds: float = 30.0,
+        size: int = 512, workers: int = 1, warmup: int = 10) -> list[Level]:
+    with tempfile.TemporaryDirectory(prefix="gemid-bench-") as tmp:
+        tmpdir = Path(tmp)
+        if tiny:
+            model_dir = tiny_bundle(tmpdir / "bundle")
+        elif model_dir is None:
+            from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
+
+            model_dir = DEFAULT_BUNDLE_DIR
+        if not (Path(model_dir) / "bundle.json").is_file():
+            raise SystemExit(f"no model bundle at {model_dir}; train/export one, pass --model-dir, or use --tiny")
+        data = photo(size)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start_server(port, tmpdir / "data", Path(model_dir), variant, workers)
+        try:
+            ready = wait_ready(proc, base)
+            model = ready["model"]
+            print(f"server: gemid serve, {workers} worker(s), model {model['name']} {model['version']} "
+                  f"({model['variant']}), {os.cpu_count()} CPU cores shared with the clients")
+            print(f"photo:  rendered stone {size}x{size} JPEG, {len(data) / 1024:.0f} KiB; "
+                  f"up to {requests} requests or {seconds:.0f} s per level\n")
+            asyncio.run(run_level(base, data, 1, warmup, 60))  # load caches, first-call costs
+            levels = []
+            print(f"{'clients':>7} {'requests':>8} {'failed':>6} {'ident/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+            for n in clients:
+                level = asyncio.run(run_level(base, data, n, requests, seconds))
+                levels.append(level)
+                print(f"{n:>7} {level.sent:>8} {level.failed:>6} {level.throughput:>8.1f} "
+                      f"{level.pct(50):>8.1f} {level.pct(99):>8.1f}", flush=True)
+            mean = server_mean_inference_ms(base)
+            if mean is not None:
+                print(f"\nserver-side analysis per photo (decode+segment+classify+grade), mean: {mean:.1f} ms")
+            last = levels[-1]
+            verdict = (last.pct(99) < 250, last.throughput >= 50, all(lv.failed == 0 for lv in levels))
+            print(f"targets at {last.clients} clients: p99 < 250 ms {'met' if verdict[0] else 'MISSED'}; "
+                  f">= 50 ident/s {'met' if verdict[1] else 'MISSED'}; "
+                  f"0 failures {'met' if verdict[2] else 'MISSED'}")
+            return levels
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-dir", type=Path, help="bundle directory (default: the shipped models/gemid-species)")
+    p.add_argument("--tiny", action="store_true", help="use the tests' tiny ONNX bundle instead of a real model")
+    p.add_argument("--variant", choices=("fp32", "int8"), default="fp32")
+    p.add_argument("--clients", default="1,4,16", help="comma-separated concurrency levels")
+    p.add_argument("--requests", type=int, default=200, help="requests per level (upper bound)")
+    p.add_argument("--seconds", type=float, default=30.0, help="time limit per level")
+    p.add_argument("--size", type=int, default=512, help="side of the rendered photo, pixels")
+    p.add_argument("--workers", type=int, default=1, help="server worker processes")
+    args = p.parse_args(argv)
+    clients = tuple(int(c) for c in args.clients.split(",") if c.strip())
+    levels = run(args.model_dir, tiny=args.tiny, variant=args.variant, clients=clients, requests=args.requests,
+                 seconds=args.seconds, size=args.size, workers=args.workers)
+    return 1 if any(lv.failed for lv in levels) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
