@@ -128,3 +128,51 @@ def test_bad_input_is_a_typed_error(cands, readings, message):
     with pytest.raises(ReadingsError, match=message) as exc:
         rerank(cands, readings)
     assert exc.value.code == "bad_readings" and exc.value.status == 422
+
+
+def test_carbonate_blink_readings_sit_at_either_edge():
+    cands = _c(("Sapphire Pink", 0.35), ("Rhodonite", 0.25), ("Rhodochrosite", 0.2), ("Kunzite", 0.12), ("Coral", 0.08))
+    low_edge = rerank(cands, Readings(ri=1.60))
+    assert _top(low_edge) == "Rhodochrosite"
+    assert _top(rerank(cands, Readings(ri=1.735, optic="AGG"))) == "Rhodonite"
+    # between the two edges of a blink there is no reading: 1.70 does not favour rhodochrosite
+    middle = rerank(cands, Readings(ri=1.70))
+    assert _top(middle) != "Rhodochrosite"
+
+
+def _bench_module(monkeypatch):
+    """bench/ is scripts, not a package: load the file as a module."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_readings.py"
+    spec = importlib.util.spec_from_file_location("bench_readings", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_readings", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_reads_the_documented_prediction_formats(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    bench = _bench_module(monkeypatch)
+    classes = ["Ruby", "Pyrope", "Emerald", "Tourmaline", "Peridot", "Sapphire Blue"]
+    probs = np.array([[0.2, 0.6, 0.05, 0.05, 0.05, 0.05], [0.05, 0.05, 0.3, 0.5, 0.05, 0.05]])
+    truth = ["Ruby", "Emerald"]
+    (tmp_path / "list.json").write_text(json.dumps(
+        [{"label": t, "probs": dict(zip(classes, p.tolist(), strict=True))} for t, p in zip(truth, probs, strict=True)]
+    ))
+    (tmp_path / "cols.json").write_text(json.dumps({"classes": classes, "labels": truth, "probs": probs.tolist()}))
+    np.savez(tmp_path / "p.npz", probs=probs, labels=np.array([0, 2]), classes=np.array(classes))
+    for name in ("list.json", "cols.json", "p.npz"):
+        stones = bench.load_predictions(tmp_path / name)
+        assert [s.label for s in stones] == truth and stones[0].probs["Pyrope"] == pytest.approx(0.6)
+    out = tmp_path / "res.json"
+    assert bench.main(["--predictions", str(tmp_path / "list.json"), "--json", str(out), "--top-k", "5"]) == 0
+    res = json.loads(out.read_text())
+    assert res["stones"] == 2 and res["top1"]["photo"]["label"] == 0.0  # the photo got both wrong
+    assert res["top1"]["photo+RI+SG"]["mineral"] == 1.0  # ruby vs pyrope, emerald vs tourmaline: settled

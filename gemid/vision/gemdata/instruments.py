@@ -126,11 +126,20 @@ def ri_sigma(m: Material) -> float:
     return SIGMA_RI_SPOT if m.aggregate else SIGMA_RI
 
 
+def ri_bands(m: Material) -> list[tuple[float, float, float]]:
+    """(low, high, weight) ranges an RI reading comes from: the whole range, or either end for a blink."""
+    assert m.ri is not None
+    if m.blink:
+        return [(m.ri.low, m.ri.low, 0.5), (m.ri.high, m.ri.high, 0.5)]
+    return [(m.ri.low, m.ri.high, 1.0)]
+
+
 def p_over_limit(m: Material) -> float:
     """Chance the refractometer shows no edge below its limit (opaque stones give no reading either)."""
     if m.ri is None:
         return 1.0
-    return float(1.0 - band_cdf(REFRACTOMETER_LIMIT, m.ri.low, m.ri.high, ri_sigma(m)))
+    s = ri_sigma(m)
+    return float(sum(w * (1.0 - band_cdf(REFRACTOMETER_LIMIT, lo, hi, s)) for lo, hi, w in ri_bands(m)))
 
 
 # --- categorical tables -----------------------------------------------------------------------------
@@ -200,7 +209,7 @@ def outcome_distribution(m: Material, test: str) -> np.ndarray:
         if m.ri is None:
             bins = np.zeros(len(RI_EDGES) - 1)
         else:
-            bins = _binned(RI_EDGES, m.ri.low, m.ri.high, ri_sigma(m))
+            bins = sum(w * _binned(RI_EDGES, lo, hi, ri_sigma(m)) for lo, hi, w in ri_bands(m))
             bins[-1] -= over  # the upper tail is the OTL outcome, not the last bin
             bins = np.clip(bins, 0.0, None)
         return np.append(bins, over)
@@ -250,7 +259,10 @@ def expected_text(m: Material, test: str) -> str:
             return "no reading (opaque)"
         if m.ri.low >= REFRACTOMETER_LIMIT:
             return f"OTL (true RI {m.ri.text(3)})"
-        text = f"{m.ri.low:.3f}-OTL" if m.ri.high > REFRACTOMETER_LIMIT else m.ri.text(3)
+        high = "OTL" if m.ri.high > REFRACTOMETER_LIMIT else f"{m.ri.high:.3f}"
+        if m.blink:
+            return f"{m.ri.low:.3f} or {high} (spot, birefringence blink)"
+        text = f"{m.ri.low:.3f}-{high}" if m.ri.high - m.ri.low > 5e-4 else high
         return f"{text} (spot)" if m.aggregate else text
     if test == "birefringence":
         if m.ri is None:
@@ -337,13 +349,12 @@ class Observed:
         return p
 
 
-def _ri_window(m: Material, obs: Observed) -> tuple[float, float]:
+def _ri_windows(m: Material, obs: Observed) -> list[tuple[float, float, float]]:
     """Where the (low) RI reading should fall: with two edges read, below the top by the birefringence."""
     assert m.ri is not None
-    low, high = m.ri.low, m.ri.high
     if obs.ri_two_edges and m.biref is not None and not m.aggregate:
-        high = max(low, high - m.biref.low)
-    return low, high
+        return [(m.ri.low, max(m.ri.low, m.ri.high - m.biref.low), 1.0)]
+    return ri_bands(m)
 
 
 def likelihood(m: Material, obs: Observed) -> float:
@@ -353,8 +364,9 @@ def likelihood(m: Material, obs: Observed) -> float:
         if m.ri is None:
             p *= FLOOR * _BROAD_RI
         else:
-            low, high = _ri_window(m, obs)
-            p *= (1 - FLOOR) * float(band_pdf(obs.ri, low, high, ri_sigma(m))) + FLOOR * _BROAD_RI
+            s = ri_sigma(m)
+            dens = sum(w * float(band_pdf(obs.ri, lo, hi, s)) for lo, hi, w in _ri_windows(m, obs))
+            p *= (1 - FLOOR) * dens + FLOOR * _BROAD_RI
     elif obs.ri_otl:
         p *= (1 - FLOOR) * p_over_limit(m) + FLOOR
     if obs.biref is not None:
@@ -389,7 +401,7 @@ def fits(m: Material, obs: Observed) -> bool:
         if m.ri is None:
             return False
         s = 3 * ri_sigma(m)
-        if not m.ri.low - s <= obs.ri <= m.ri.high + s:
+        if not any(lo - s <= obs.ri <= hi + s for lo, hi, _ in ri_bands(m)):
             return False
     elif obs.ri_otl and m.ri is not None and m.ri.high < REFRACTOMETER_LIMIT - 2 * ri_sigma(m):
         return False

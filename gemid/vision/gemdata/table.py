@@ -90,6 +90,12 @@ class Material:
         return self.optic[0] == "AGG"
 
     @property
+    def blink(self) -> bool:
+        """Aggregate of a strongly birefringent mineral (carbonates, malachite): on a spot reading the shadow
+        edge jumps between the two extreme indices, so a reading sits at one end, not in between."""
+        return self.aggregate and self.ri is not None and self.biref is not None and self.biref.high >= 0.1
+
+    @property
     def opaque(self) -> bool:
         return self.ri is None
 

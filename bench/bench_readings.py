@@ -1,0 +1,229 @@
+"""How much do cheap confirmatory readings add to the photo? Top-1 photo-only vs photo + RI vs photo + RI + SG.
+
+For every validation stone the true species' property range (gemid/vision/gemdata/gem_properties.csv) gives a
+simulated reading: a value drawn uniformly from the range plus the instrument's Gaussian error (refractometer
+±0.005, spot ±0.01 on aggregates, OTL above 1.81; hydrostatic SG ±0.03; the polariscope from its soft table).
+The photo's top-k candidates are re-ranked with `gemid.vision.rerank.rerank`, exactly as the service does.
+Accuracy is reported per label, per mineral (corundum, beryl, quartz, pyrope ...) and per family (garnet ...).
+
+    python bench/bench_readings.py --predictions predictions.json   # the model's validation predictions
+    python bench/bench_readings.py --synthetic                      # plausible confusions, no model needed
+
+--predictions takes
+  * JSON: a list of {"label": true_label, "probs": {label: p, ...}}, or {"predictions": [that list]}, or
+    {"classes": [C names], "labels": [N true labels], "probs": [N x C]};
+  * NPZ: arrays `probs` (N x C), `labels` (N: class indices or names) and `classes` (C names).
+--synthetic draws stones of all 68 labels with photo probabilities that confuse stones of similar colour
+(ruby with garnets, sapphire with iolite and tanzanite ...); its photo accuracy is a setting, not a claim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gemid.vision.gemdata.instruments import (  # noqa: E402
+    REFRACTOMETER_LIMIT,
+    SIGMA_SG,
+    optic_probs,
+    ri_bands,
+    ri_sigma,
+)
+from gemid.vision.gemdata.table import OPTICS, Material, PropertyTable, default_table  # noqa: E402
+from gemid.vision.report import Candidate, Readings  # noqa: E402
+from gemid.vision.rerank import rerank  # noqa: E402
+
+# body colours of the 68 classes, only to make the synthetic photo confuse what a photo would confuse
+COLOURS: dict[str, tuple[str, ...]] = {
+    "Alexandrite": ("green",), "Almandine": ("red",), "Amazonite": ("green", "blue"), "Amber": ("orange", "yellow"),
+    "Amethyst": ("purple",), "Ametrine": ("purple", "yellow"), "Andradite": ("green", "brown"),
+    "Aquamarine": ("blue",), "Aventurine Green": ("green",), "Aventurine Yellow": ("yellow", "brown"),
+    "Benitoite": ("blue",), "Beryl Golden": ("yellow",), "Bixbite": ("red", "pink"), "Bloodstone": ("green", "black"),
+    "Blue Lace Agate": ("blue", "white"), "Carnelian": ("orange", "red"), "Chalcedony": ("white", "blue"),
+    "Chalcedony Blue": ("blue",), "Chrome Diopside": ("green",), "Chrysoberyl": ("yellow", "green"),
+    "Chrysocolla": ("blue", "green"), "Chrysoprase": ("green",), "Citrine": ("yellow", "orange"),
+    "Coral": ("red", "orange", "pink"), "Diamond": ("white",), "Diaspore": ("green", "brown"),
+    "Dumortierite": ("blue",), "Emerald": ("green",), "Fluorite": ("purple", "green"), "Hessonite": ("orange", "brown"),
+    "Iolite": ("blue", "purple"), "Jasper": ("red", "brown"), "Kunzite": ("pink", "purple"), "Kyanite": ("blue",),
+    "Lapis Lazuli": ("blue",), "Malachite": ("green",), "Onyx Black": ("black",), "Onyx Green": ("green",),
+    "Onyx Red": ("red", "orange"), "Peridot": ("green", "yellow"), "Prehnite": ("green", "yellow"),
+    "Pyrite": ("metallic", "yellow"), "Pyrope": ("red",), "Quartz Beer": ("brown", "orange"),
+    "Quartz Lemon": ("yellow", "green"), "Quartz Rutilated": ("white", "yellow"), "Quartz Smoky": ("brown", "grey"),
+    "Rhodochrosite": ("pink", "red"), "Rhodolite": ("red", "purple"), "Rhodonite": ("pink", "black"),
+    "Ruby": ("red", "pink"), "Sapphire Blue": ("blue",), "Sapphire Pink": ("pink",),
+    "Sapphire Purple": ("purple", "pink"), "Sapphire Yellow": ("yellow",), "Serpentine": ("green", "yellow"),
+    "Sodalite": ("blue", "white"), "Spessartite": ("orange",), "Sphene": ("yellow", "green"), "Sunstone": ("orange",),
+    "Tanzanite": ("blue", "purple"), "Tigers Eye": ("brown", "yellow"), "Topaz": ("blue", "white"),
+    "Tourmaline": ("green", "pink"), "Tsavorite": ("green",), "Turquoise": ("blue", "green"),
+    "Zircon": ("blue", "white"), "Zoisite": ("green",),
+}
+
+
+@dataclass
+class Stone:
+    label: str
+    probs: dict[str, float]
+
+
+# --- inputs -------------------------------------------------------------------------------------------
+
+
+def load_predictions(path: Path) -> list[Stone]:
+    if path.suffix == ".npz":
+        data = np.load(path, allow_pickle=False)
+        classes = [str(c) for c in data["classes"]]
+        probs, labels = np.asarray(data["probs"], float), data["labels"]
+        names = [classes[int(x)] if np.issubdtype(labels.dtype, np.integer) else str(x) for x in labels]
+        return [Stone(n, dict(zip(classes, map(float, row), strict=True))) for n, row in zip(names, probs, strict=True)]
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and "predictions" in data:
+        data = data["predictions"]
+    if isinstance(data, dict):  # columnar form
+        classes = data["classes"]
+        return [Stone(lab, dict(zip(classes, map(float, row), strict=True)))
+                for lab, row in zip(data["labels"], data["probs"], strict=True)]
+    return [Stone(d["label"], {k: float(v) for k, v in d["probs"].items()}) for d in data]
+
+
+def synthetic_predictions(labels: list[str], per_class: int, rng: np.random.Generator, strength: float) -> list[Stone]:
+    """Softmax of noisy logits: the true class high, classes of a shared colour in between, the rest low."""
+    stones = []
+    for true in labels:
+        confusers = np.array([lab != true and bool(set(COLOURS.get(lab, ())) & set(COLOURS.get(true, ())))
+                              for lab in labels])
+        for _ in range(per_class):
+            logits = rng.normal(-1.0, 1.0, len(labels))
+            logits[confusers] = rng.normal(1.5, 1.0, int(confusers.sum()))
+            logits[labels.index(true)] = rng.normal(strength, 1.0)
+            p = np.exp(logits - logits.max())
+            p /= p.sum()
+            stones.append(Stone(true, dict(zip(labels, map(float, p), strict=True))))
+    return stones
+
+
+# --- simulated readings ---------------------------------------------------------------------------------
+
+
+def _pick_row(rows: tuple[Material, ...], rng: np.random.Generator) -> Material:
+    w = np.array([m.weight for m in rows])
+    return rows[int(rng.choice(len(rows), p=w / w.sum()))]
+
+
+def simulate(m: Material, rng: np.random.Generator, *, sg: bool, optic: bool) -> Readings:
+    kwargs: dict = {}
+    if m.ri is None:
+        kwargs["ri_otl"] = True
+    else:
+        bands = ri_bands(m)  # the whole range, or either end of a birefringence blink
+        lo, hi, _ = bands[int(rng.choice(len(bands), p=[w for _, _, w in bands]))]
+        ri = rng.uniform(lo, hi) + rng.normal(0.0, ri_sigma(m))
+        if ri >= REFRACTOMETER_LIMIT:
+            kwargs["ri_otl"] = True
+        else:
+            kwargs["ri"] = round(float(np.clip(ri, 1.3, 3.0)), 3)
+    if sg:
+        kwargs["sg"] = round(float(np.clip(rng.uniform(m.sg.low, m.sg.high) + rng.normal(0.0, SIGMA_SG), 0.5, 8.0)), 2)
+    if optic:
+        p = optic_probs(m)
+        kwargs["optic"] = OPTICS[int(rng.choice(len(OPTICS), p=[p[o] for o in OPTICS]))]
+    return Readings(**kwargs)
+
+
+# --- the benchmark ----------------------------------------------------------------------------------------
+
+
+def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Generator) -> dict:
+    unknown = sorted({s.label for s in stones if not table.rows_for(s.label)})
+    if unknown:
+        raise SystemExit(f"true labels with no row in the property table: {unknown}")
+    configs = {"photo": None, "photo+RI": dict(sg=False, optic=False), "photo+RI+SG": dict(sg=True, optic=False),
+               "photo+RI+SG+polariscope": dict(sg=True, optic=True)}
+    levels = ("label", "mineral", "family")
+    hits = {c: dict.fromkeys(levels, 0) for c in configs}
+    flags = {"true_in_top_k": [0, 0], "true_not_in_top_k": [0, 0]}  # [flagged, total] with photo+RI+SG
+
+    def level_of(label: str, level: str) -> str:
+        if level == "label":
+            return label
+        return (table.mineral_of(label) if level == "mineral" else table.family_of(label)) or label
+
+    for s in stones:
+        ranked = sorted(s.probs.items(), key=lambda kv: -kv[1])[:top_k]
+        cands = [Candidate(label=lab, probability=min(1.0, max(0.0, p))) for lab, p in ranked]
+        row = _pick_row(table.rows_for(s.label), rng)
+        for name, cfg in configs.items():
+            if cfg is None:
+                pred = cands[0].label
+            else:
+                result = rerank(cands, simulate(row, rng, **cfg), model_labels=list(s.probs))
+                pred = result.combined[0].label
+                if name == "photo+RI+SG":
+                    key = "true_in_top_k" if s.label in {c.label for c in cands} else "true_not_in_top_k"
+                    flags[key][0] += int(result.fits_none)
+                    flags[key][1] += 1
+            for lv in levels:
+                hits[name][lv] += int(level_of(pred, lv) == level_of(s.label, lv))
+    n = len(stones)
+    return {
+        "stones": n, "top_k": top_k,
+        "top1": {c: {lv: hits[c][lv] / n for lv in levels} for c in configs},
+        "fits_none_rate": {k: (v[0] / v[1] if v[1] else None) for k, v in flags.items()},
+        "fits_none_counts": flags,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--predictions", type=Path, help="validation predictions (JSON or NPZ, see module doc)")
+    src.add_argument("--synthetic", action="store_true", help="generate plausible confusable predictions")
+    ap.add_argument("--per-class", type=int, default=20, help="synthetic stones per class")
+    ap.add_argument("--strength", type=float, default=3.5, help="synthetic: mean logit of the true class")
+    ap.add_argument("--top-k", type=int, default=5, help="candidates passed to the re-ranking (the service uses 5)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+
+    table = default_table()
+    rng = np.random.default_rng(args.seed)
+    if args.synthetic:
+        stones = synthetic_predictions(list(table.model_labels), args.per_class, rng, args.strength)
+        source = f"synthetic ({args.per_class}/class, strength {args.strength}, seed {args.seed})"
+    else:
+        stones = load_predictions(args.predictions)
+        source = str(args.predictions)
+    t0 = time.perf_counter()
+    res = run(stones, table, args.top_k, rng)
+    res["source"] = source
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+
+    print(f"readings benchmark: {res['stones']} stones from {source}; top-{args.top_k} candidates re-ranked; "
+          f"one simulated reading per test per stone (seed {args.seed})")
+    print(f"{'top-1 accuracy':<26}{'label':>8}{'mineral':>9}{'family':>8}")
+    for name, acc in res["top1"].items():
+        print(f"{name:<26}{acc['label']:>8.1%}{acc['mineral']:>9.1%}{acc['family']:>8.1%}")
+    fr = res["fits_none_rate"]
+    if fr["true_in_top_k"] is not None:
+        print(f"fits_none raised on genuine stones whose species was in the top-{args.top_k}: "
+              f"{fr['true_in_top_k']:.1%} (false alarms)")
+    if fr["true_not_in_top_k"] is not None:
+        print(f"fits_none raised when the true species was outside the top-{args.top_k}: {fr['true_not_in_top_k']:.1%}")
+    target = res["top1"]["photo+RI"]["mineral"]
+    print(f"target photo+RI >= 98% top-1 at the mineral level: {'met' if target >= 0.98 else 'NOT met'} ({target:.1%});"
+          f" {res['seconds']} s")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
