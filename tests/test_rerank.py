@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gemid.vision.gemdata.table import default_table
 from gemid.vision.report import Candidate, Readings
 from gemid.vision.rerank import ReadingsError, rerank
 
@@ -35,10 +36,10 @@ def test_a_strong_reading_overturns_a_very_confident_photo():
 
 
 def test_ri_alone_leaves_ruby_and_rhodolite_sg_and_polariscope_settle_it():
-    ri_only = rerank(RED_68, Readings(ri=1.765))
-    labels = [c.label for c in ri_only.combined[:2]]
-    assert set(labels) == {"Ruby", "Rhodolite"}  # rhodolite 1.740-1.770 overlaps ruby on RI
-    full = rerank(RED_68, Readings(ri=1.765, sg=4.01, optic="DR"))
+    labels = default_table().model_labels
+    ri_only = rerank(RED_68, Readings(ri=1.765), model_labels=labels)
+    assert {c.label for c in ri_only.combined[:2]} == {"Ruby", "Rhodolite"}  # rhodolite 1.740-1.770 overlaps ruby on RI
+    full = rerank(RED_68, Readings(ri=1.765, sg=4.01, optic="DR"), model_labels=labels)
     assert _top(full) == "Ruby" and full.combined[0].probability > 0.9
     # the other corundum colours fit those readings too: they may surface from the photo's tail, below ruby
     assert all(c.label.startswith("Sapphire") for c in full.combined[1:] if c.probability > 0.001)
@@ -83,10 +84,16 @@ def test_flux_synthetic_emerald_is_flagged():
 
 
 def test_a_class_from_the_photo_tail_is_promoted_when_only_it_fits():
-    result = rerank(RED_68[:5], Readings(ri=1.624, ri_high=1.644, sg=3.06, optic="DR"))
+    labels = default_table().model_labels
+    readings = Readings(ri=1.624, ri_high=1.644, sg=3.06, optic="DR")
+    result = rerank(RED_68[:5], readings, model_labels=labels)
     assert result.fits_none  # none of the photo's red candidates is a tourmaline
     assert "Tourmaline" in result.flag
     assert _top(result) == "Tourmaline"
+    # without the model's label list nothing outside the top-k is invented
+    alone = rerank(RED_68[:5], readings)
+    assert {c.label for c in alone.combined} == {c.label for c in RED_68}
+    assert "Tourmaline" in alone.flag
 
 
 def test_uninformative_or_empty_readings_keep_the_photo_order():

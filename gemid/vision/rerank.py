@@ -51,13 +51,15 @@ def _display(name: str) -> str:
     return name if name[:2].isupper() else name[:1].lower() + name[1:]
 
 
-def _universe(candidates: Sequence[Candidate], model_labels: Sequence[str] | None, table: PropertyTable) -> list[str]:
-    """Labels outside the photo's top-k that share its leftover probability (so a reading can promote them)."""
-    labels = list(model_labels) if model_labels is not None else list(table.model_labels)
+def _universe(candidates: Sequence[Candidate], model_labels: Sequence[str] | None) -> list[str]:
+    """Labels outside the photo's top-k that share its leftover probability (so a reading can promote them).
+
+    Only the model's own label list can say what the rest is: without it, no label outside the top-k is
+    invented (a custom model's label set need not be the shipped one)."""
+    if model_labels is None:
+        return []
     given = {c.label for c in candidates}
-    if model_labels is None and not given <= set(labels):
-        return []  # candidates from another label set: we cannot know the rest of it
-    return [lab for lab in labels if lab not in given]
+    return [lab for lab in dict.fromkeys(model_labels) if lab not in given]
 
 
 def rerank(
@@ -68,7 +70,11 @@ def rerank(
     table: PropertyTable | None = None,
     temper: float = TEMPER,
 ) -> Reranking:
-    """Re-rank the photo's candidates (top-k, at least 5, is enough) with the readings; flag misfits."""
+    """Re-rank the photo's candidates (top-k, at least 5, is enough) with the readings; flag misfits.
+
+    `model_labels` (the bundle's labels) lets a label outside the top-k that alone fits the readings share
+    the photo's leftover probability and rise; without it only the given candidates are ranked.
+    """
     _check(candidates, readings)
     table = table or default_table()
     photo = sorted((Candidate(label=c.label, probability=c.probability) for c in candidates),
@@ -80,15 +86,12 @@ def rerank(
     # labels outside the photo's top-k join only when they fit every reading: a reading can then promote
     # a class the photo under-rated (red tourmaline taken for garnet), but misfit readings cannot pull an
     # arbitrary class from the long tail to the top
-    others = [
-        lab for lab in _universe(photo, model_labels, table)
-        if any(fits(m, obs) for m in table.rows_for(lab))
-    ]
-    n_tail = len(_universe(photo, model_labels, table))
+    tail = _universe(photo, model_labels)
+    others = [lab for lab in tail if any(fits(m, obs) for m in table.rows_for(lab))]
     residual = max(0.0, 1.0 - sum(c.probability for c in photo))
     priors: dict[str, float] = {c.label: c.probability for c in photo}
     if others and residual > 0:
-        priors.update({lab: residual / n_tail for lab in others})
+        priors.update({lab: residual / len(tail) for lab in others})
 
     neutral = obs.neutral_likelihood()
     lik: dict[str, float] = {}
