@@ -116,3 +116,11 @@ def test_information_gain_bounds():
     disjoint = np.array([[1.0, 0.0], [0.0, 1.0]])
     assert information_gain(prior, same) == pytest.approx(0.0, abs=1e-9)
     assert information_gain(prior, disjoint) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_a_test_that_only_splits_imitations_is_not_offered_when_candidates_differ():
+    # turquoise, chrysocolla and lapis are all aggregates: birefringence is "not measurable" for each
+    result = recommend(_c(Turquoise=0.5, Chrysocolla=0.3, Lapis_Lazuli=0.2))
+    assert "birefringence" not in _tests(result) and "optic_character" not in _tests(result)
+    assert _tests(result)[0] == "refractive_index"
+    assert "(spot)" in result.recommended[0].expected[0].expected

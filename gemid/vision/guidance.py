@@ -24,7 +24,7 @@ MIN_PROBABILITY = 0.02  # candidates below this do not drive the recommendation
 COVERED_MASS = 0.95  # consider the top candidates covering this share of the photo's probability
 MAX_CONSIDERED = 8
 LOOKALIKE_MASS = 0.05  # prior kept for look-alikes and simulants of the considered candidates
-MIN_SEPARATION = 0.03  # a test resolving less of the uncertainty than this is not worth recommending
+MIN_SEPARATION = 0.05  # a test resolving less of the uncertainty than this is not worth recommending
 APART = 0.2  # two hypotheses whose outcome distributions overlap less than this are "separated"
 RULED_OUT = 0.05  # a look-alike is "ruled out" when under 5% of its readings could pass for a candidate
 COLOUR_CLASS_SHARE = 0.90  # one mineral holding this share of the mass ...
@@ -270,17 +270,22 @@ def recommend(
         return TestsResult(colour_decides=colour)
     prior = np.array([h.prior for h in hyps])
     h_prior = _entropy(prior / prior.sum())
-    scored: list[tuple[float, int, float, str]] = []
+    own = [i for i, h in enumerate(hyps) if not h.lookalike]
+    h_own = _entropy(prior[own] / prior[own].sum())
+    scored: list[tuple[float, int, float, float, str]] = []
     for order, test in enumerate(tests):
         dists = np.stack([h.distribution(test) for h in hyps])
         gain = information_gain(prior, dists)
-        scored.append((gain * TESTS[test].practicality, order, gain, test))
+        own_gain = information_gain(prior[own], dists[own]) if len(own) > 1 else 0.0
+        scored.append((gain * TESTS[test].practicality, order, gain, own_gain, test))
     scored.sort(key=lambda s: (-s[0], s[1]))
     recommended: list[TestRecommendation] = []
-    for _, _, gain, test in scored:
+    for _, _, gain, own_gain, test in scored:
         separation = min(1.0, gain / h_prior) if h_prior > 0 else 0.0
         if separation < MIN_SEPARATION or len(recommended) >= max_tests:
             continue
+        if len(own) > 1 and own_gain < MIN_SEPARATION * h_own:
+            continue  # it would only split imitations while the real candidates all read the same
         expected = [
             ExpectedValue(label=lab, expected=expected_for(h.rows[lab], test))
             for c in considered
