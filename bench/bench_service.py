@@ -51,17 +51,28 @@ class Level:
         return xs[min(len(xs) - 1, max(0, round(q / 100 * len(xs) + 0.5) - 1))]  # nearest rank
 
 
-def photo(size: int, seed: int = 0) -> bytes:
-    """A rendered ruby-coloured oval stone on white, as a desk camera JPEG."""
+def photos(size: int, n: int) -> list[bytes]:
+    """`n` distinct JPEGs of one rendered ruby-coloured oval stone on white, as a desk camera takes them.
+
+    Each differs in a few corner pixels, so every request stores a new photo (as every stone at a desk
+    is new) and the benchmark pays the photo store's fsyncs, not just a content-addressed cache hit."""
     import cv2
+    import numpy as np
 
     from gemid.datasets.synth import StoneSpec, render
 
-    rgb, _mask, _truth = render(StoneSpec(cut="oval", aspect=1.3, lab=(40.0, 55.0, 20.0), noise=2.0), size=size,
-                                seed=seed)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    assert ok
-    return buf.tobytes()
+    rgb, _mask, _truth = render(StoneSpec(cut="oval", aspect=1.3, lab=(40.0, 55.0, 20.0), noise=2.0), size=size)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    out = []
+    for i in range(n):
+        img = bgr.copy()
+        for bit in range(14):  # the index in faint 8x8 blocks along the top-left border
+            if i >> bit & 1:
+                img[:8, 8 * bit : 8 * bit + 8] = np.clip(img[:8, 8 * bit : 8 * bit + 8].astype(int) - 12, 0, 255)
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        out.append(buf.tobytes())
+    return out
 
 
 def tiny_bundle(dest: Path) -> Path:
@@ -102,7 +113,7 @@ def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 120.0) -> dic
     raise SystemExit("the server did not become ready in time")
 
 
-async def run_level(base: str, data: bytes, clients: int, requests: int, seconds: float) -> Level:
+async def run_level(base: str, data: list[bytes], clients: int, requests: int, seconds: float) -> Level:
     latencies: list[float] = []
     failed = 0
     sent = 0
@@ -113,10 +124,11 @@ async def run_level(base: str, data: bytes, clients: int, requests: int, seconds
         async def worker() -> None:
             nonlocal failed, sent
             while sent < requests and time.perf_counter() < deadline:
+                body = data[sent % len(data)]
                 sent += 1
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post("/v1/identify", files=[("images", ("stone.jpg", data, "image/jpeg"))])
+                    r = await client.post("/v1/identify", files=[("images", ("stone.jpg", body, "image/jpeg"))])
                     ok = r.status_code == 200 and "species" in r.json()["reports"][0]
                 except (httpx.HTTPError, ValueError, KeyError):
                     ok = False
@@ -151,7 +163,7 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
             model_dir = DEFAULT_BUNDLE_DIR
         if not (Path(model_dir) / "bundle.json").is_file():
             raise SystemExit(f"no model bundle at {model_dir}; train/export one, pass --model-dir, or use --tiny")
-        data = photo(size)
+        data = photos(size, warmup + requests * len(clients))
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         proc = start_server(port, tmpdir / "data", Path(model_dir), variant, workers)
@@ -160,13 +172,15 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
             model = ready["model"]
             print(f"server: gemid serve, {workers} worker(s), model {model['name']} {model['version']} "
                   f"({model['variant']}), {os.cpu_count()} CPU cores shared with the clients")
-            print(f"photo:  rendered stone {size}x{size} JPEG, {len(data) / 1024:.0f} KiB; "
+            print(f"photos: rendered stone {size}x{size} JPEG, {len(data[0]) / 1024:.0f} KiB, a new photo per request; "
                   f"up to {requests} requests or {seconds:.0f} s per level\n")
-            asyncio.run(run_level(base, data, 1, warmup, 60))  # load caches, first-call costs
+            asyncio.run(run_level(base, data[:warmup], 1, warmup, 60))  # load caches, first-call costs
+            data = data[warmup:]
             levels = []
             print(f"{'clients':>7} {'requests':>8} {'failed':>6} {'ident/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
             for n in clients:
-                level = asyncio.run(run_level(base, data, n, requests, seconds))
+                level = asyncio.run(run_level(base, data[:requests], n, requests, seconds))
+                data = data[requests:]
                 levels.append(level)
                 print(f"{n:>7} {level.sent:>8} {level.failed:>6} {level.throughput:>8.1f} "
                       f"{level.pct(50):>8.1f} {level.pct(99):>8.1f}", flush=True)

@@ -86,3 +86,21 @@ def test_serve_refuses_a_missing_model_with_one_clear_line(tmp_path: Path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "no model bundle" in out and "Traceback" not in out
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from gemid.serve.settings import Settings
+
+    monkeypatch.setenv("GEMID_DATA_DIR", str(tmp_path / "desk"))
+    monkeypatch.setenv("GEMID_MAX_FILES", "3")
+    monkeypatch.setenv("GEMID_MODEL_VARIANT", "int8")
+    monkeypatch.setenv("GEMID_PUBLIC_URL", "https://lab.example/gemid/")
+    s = Settings()
+    assert (s.max_files, s.model_variant, s.public_url) == (3, "int8", "https://lab.example/gemid")
+    assert s.database_url == f"sqlite:///{(tmp_path / 'desk').resolve() / 'gemid.db'}"
+    assert s.images_dir == tmp_path / "desk" / "images"
+    monkeypatch.setenv("GEMID_DB_URL", "postgresql+psycopg://gemid@db/gemid")
+    assert Settings().database_url == "postgresql+psycopg://gemid@db/gemid"
+    monkeypatch.setenv("GEMID_MODEL_VARIANT", "fp16")
+    with pytest.raises(ValueError, match="model_variant"):
+        Settings()

@@ -276,8 +276,8 @@ def build_router() -> APIRouter:
     )
     async def identify(request: Request, settings: SettingsDep, store: StoreDep, images: ImagesDep,
                        identifier: IdentifierDep, metrics: MetricsDep, limiter: LimiterDep) -> JSONResponse:
-        """Multipart: `images` (repeated), optional `reference` and readings (ri, ri_high, birefringence,
-        sg, optic, optic_sign, pleochroism, uv_lw). One entry per photo, in order: a report, or
+        """Multipart: `images` (repeated), optional `reference` and readings (the fields of `Readings`:
+        ri, ri_high, birefringence, sg, optic, ...). One entry per photo, in order: a report, or
         `{"file", "error": {"code", "message"}}`. 200 when at least one photo gave a report (stored, with
         its photo); otherwise the status that fits the refusals (413 too large, 415 not an image,
         422 corrupt, 400 empty or several kinds), with the same entries."""
@@ -386,8 +386,7 @@ def build_router() -> APIRouter:
         """Stores revision N+1 with the photo's ranking combined with the readings (merged with those
         entered before unless `replace`). Earlier revisions stay as they were."""
         if readings.is_empty():
-            raise ApiError(422, "no_readings", "no readings were given (ri, ri_high, birefringence, sg, optic, "
-                           "optic_sign, pleochroism or uv_lw)")
+            raise ApiError(422, "no_readings", f"no readings were given (any of: {', '.join(READING_FIELDS)})")
         if not identifier.capabilities.get("reranking", False):
             raise ApiError(501, "reranking_unavailable", "re-ranking with readings is not installed in this service")
         for _attempt in range(5):
