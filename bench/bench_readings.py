@@ -173,8 +173,9 @@ def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Ge
             for lv in levels:
                 hits[name][lv] += int(level_of(pred, lv) == level_of(s.label, lv))
     n = len(stones)
+    in_top = flags["true_in_top_k"][1]
     return {
-        "stones": n, "top_k": top_k,
+        "stones": n, "top_k": top_k, "true_in_top_k": in_top / n if n else 0.0,
         "top1": {c: {lv: hits[c][lv] / n for lv in levels} for c in configs},
         "fits_none_rate": {k: (v[0] / v[1] if v[1] else None) for k, v in flags.items()},
         "fits_none_counts": flags,
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'top-1 accuracy':<26}{'label':>8}{'mineral':>9}{'family':>8}")
     for name, acc in res["top1"].items():
         print(f"{name:<26}{acc['label']:>8.1%}{acc['mineral']:>9.1%}{acc['family']:>8.1%}")
+    print(f"true species within the photo's top-{args.top_k} (the ceiling for re-ranking): {res['true_in_top_k']:.1%}")
     fr = res["fits_none_rate"]
     if fr["true_in_top_k"] is not None:
         print(f"fits_none raised on genuine stones whose species was in the top-{args.top_k}: "
