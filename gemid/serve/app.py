@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gemid import __version__
@@ -130,7 +131,9 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
             app.state.identifier = None
             store.close()
 
-    app = FastAPI(title="gemid", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # FastAPIOffline: a FastAPI whose /docs and /redoc load their scripts from this app, not a CDN
+    app = FastAPIOffline(title="gemid", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                         static_url="/docs-assets")
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
     app.state.limiter = CapacityLimiter(settings.inference_concurrency)
