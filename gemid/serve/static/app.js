@@ -402,18 +402,19 @@
     }
     sec.append(h('p', {}, 'Do these next, in this order:'));
     sec.append(h('ol', { class: 'tests' }, rec.map((r) => h('li', { 'data-test': r.test },
-      h('strong', {}, testName(r.test)), r.instrument ? ` — ${r.instrument}` : '',
-      h('p', { class: 'why' }, r.why),
+      h('div', { class: 'test-title' }, h('strong', {}, testName(r.test)), r.instrument ? ` — ${r.instrument}` : ''),
+      h('div', { class: 'test-body' }, h('p', { class: 'why' }, r.why),
       (r.expected || []).length ? h('table', { class: 'expected' },
         h('caption', { class: 'sr-only' }, `Expected ${testName(r.test).toLowerCase()} per candidate`),
         h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Candidate'), h('th', { scope: 'col' }, 'Expected'))),
-        h('tbody', {}, r.expected.map((e) => h('tr', {}, h('td', {}, nice(e.label)), h('td', {}, e.expected))))) : null))));
+        h('tbody', {}, r.expected.map((e) => h('tr', {}, h('td', {}, nice(e.label)), h('td', {}, e.expected))))) : null)))));
     return sec;
   }
 
   const READING_FIELDS = [
     { name: 'ri', label: 'RI (single or low)', kind: 'num', min: 1.3, max: 3.0, hint: 'Refractometer, e.g. 1.762' },
     { name: 'ri_high', label: 'RI high', kind: 'num', min: 1.3, max: 3.0, hint: 'Doubly refractive stones' },
+    { name: 'ri_otl', label: 'RI over the limit', kind: 'bool', hint: 'No shadow edge below the refractometer limit (~1.81)' },
     { name: 'birefringence', label: 'Birefringence', kind: 'num', min: 0, max: 0.3, hint: 'e.g. 0.008' },
     { name: 'sg', label: 'Specific gravity (SG)', kind: 'num', min: 0.5, max: 8.0, hint: 'Hydrostatic, e.g. 3.99' },
     {
@@ -440,8 +441,8 @@
     if (!r) return '';
     const parts = [];
     for (const f of READING_FIELDS) {
-      if (r[f.name] === null || r[f.name] === undefined) continue;
-      parts.push(`${f.label.replace(/ \(.*\)$/, '')}: ${r[f.name]}`);
+      if (r[f.name] === null || r[f.name] === undefined || r[f.name] === false) continue;
+      parts.push(f.kind === 'bool' ? f.label : `${f.label.replace(/ \(.*\)$/, '')}: ${r[f.name]}`);
     }
     return parts.join(' · ');
   }
@@ -461,6 +462,14 @@
           type: 'text', inputmode: 'decimal', id, name: f.name, autocomplete: 'off', value: prev,
           'aria-describedby': `${hintId} ${errId}`,
         });
+      } else if (f.kind === 'bool') {
+        input = h('input', { type: 'checkbox', id, name: f.name, checked: prev === true, 'aria-describedby': hintId });
+        inputs[f.name] = input;
+        return h('div', { class: 'field check' },
+          h('p', { class: 'label', 'aria-hidden': 'true' }, 'Refractometer limit'),
+          h('p', { class: 'hint', id: hintId }, f.hint),
+          h('label', { for: id, class: 'check-label' }, input, ' ', f.label),
+          h('p', { class: 'field-error', id: errId }));
       } else {
         input = h('select', { id, name: f.name, 'aria-describedby': hintId },
           h('option', { value: '' }, 'Not measured'),
@@ -491,6 +500,10 @@
         const err = document.getElementById(`${formId}-${f.name}-err`);
         err.textContent = '';
         input.removeAttribute('aria-invalid');
+        if (f.kind === 'bool') {
+          if (input.checked) payload[f.name] = true;
+          continue;
+        }
         const raw = input.value.trim();
         if (!raw) continue;
         if (f.kind === 'num') {
@@ -584,8 +597,8 @@
       card.append(h('div', { class: 'report-grid' },
         photoFigure(r),
         h('div', {}, speciesSection(r, lvl + 1), warningsBlock(r))));
-      card.append(h('div', { class: 'report-sections' },
-        colourSection(r, lvl + 1), claritySection(r, lvl + 1), testsSection(r, lvl + 1)));
+      card.append(h('div', { class: 'report-sections' }, colourSection(r, lvl + 1), claritySection(r, lvl + 1)));
+      card.append(testsSection(r, lvl + 1));
       card.append(readingsSection(r, lvl + 1, (updated) => {
         fill(updated, true);
         const top = updated.tests && updated.tests.reranking && updated.tests.reranking.combined;
@@ -630,7 +643,7 @@
       const item = {
         key, file, status: check.refuse ? 'refused' : 'ready', progress: 0,
         message: check.refuse || check.note || '', report: null, el: null, card: null,
-        preview: BROWSER_SHOWS.test(file.type) ? URL.createObjectURL(file) : null,
+        preview: !check.refuse && BROWSER_SHOWS.test(file.type) ? URL.createObjectURL(file) : null,
       };
       state.queue.push(item);
       added.push(item);
@@ -652,10 +665,15 @@
   };
 
   function queueItemEl(item) {
-    const thumb = item.preview
-      ? h('img', { class: 'thumb', src: item.preview, alt: '' })
-      : h('div', { class: 'thumb', 'aria-hidden': 'true' }, (item.file.name.split('.').pop() || '').toUpperCase().slice(0, 5));
-    const statusCls = { refused: 'error', failed: 'error', done: 'done' }[item.status]
+    const typeBadge = () => h('div', { class: 'thumb', 'aria-hidden': 'true' },
+      (item.file.name.split('.').pop() || '').toUpperCase().slice(0, 5));
+    let thumb = typeBadge();
+    if (item.preview) {
+      thumb = h('img', { class: 'thumb', src: item.preview, alt: '' });
+      thumb.addEventListener('error', () => { item.preview = null; thumb.replaceWith(typeBadge()); }, { once: true });
+    }
+    const doneCls = item.report && item.report.species && item.report.species.decision !== 'identified' ? 'note' : 'done';
+    const statusCls = { refused: 'error', failed: 'error', done: doneCls }[item.status]
       || (item.message ? 'note' : '');
     const status = h('div', { class: `status ${statusCls}`, 'data-status': item.status },
       STATUS_TEXT[item.status], item.message ? `: ${item.message}` : '');
@@ -942,7 +960,7 @@
     });
     const labels = state.config.labels || [];
     const form = h('form', { class: 'panel', role: 'search', 'aria-label': 'Search reports' },
-      h('div', { class: 'grid-fields' },
+      h('div', { class: 'grid-fields history-filters' },
         field('reference', 'Reference', text('reference')),
         field('species', 'Species', [text('species', labels.length ? { list: 'species-labels' } : {}),
           labels.length ? h('datalist', { id: 'species-labels' }, labels.map((l) => h('option', { value: l }))) : null]),
@@ -989,13 +1007,13 @@
       const decision = r.decision || (r.species && r.species.decision);
       const rev = r.revision || 1;
       return h('tr', { 'data-report-id': r.report_id },
-        h('td', {}, utc(r.created_at)),
-        h('td', {}, r.reference || '—'),
-        h('td', { class: 'opt' }, r.file || '—'),
-        h('td', {}, top ? `${nice(top.label)}${top.probability !== undefined && top.probability !== null ? ` ${pct(top.probability)}` : ''}` : '—'),
-        h('td', {}, h('span', { class: `badge ${decision}` }, DECISION_SHORT[decision] || decision || '—')),
-        h('td', { class: 'opt num' }, String(rev)),
-        h('td', {}, h('a', { href: `#/report/${enc(r.report_id)}` }, 'Open', h('span', { class: 'sr-only' }, ` report ${r.report_id}`))));
+        h('td', { 'data-label': 'Date' }, utc(r.created_at)),
+        h('td', { 'data-label': 'Reference' }, r.reference || '—'),
+        h('td', { class: 'opt', 'data-label': 'File' }, r.file || '—'),
+        h('td', { 'data-label': 'Species' }, top ? `${nice(top.label)}${top.probability !== undefined && top.probability !== null ? ` ${pct(top.probability)}` : ''}` : '—'),
+        h('td', { 'data-label': 'Decision' }, h('span', { class: `badge ${decision}` }, DECISION_SHORT[decision] || decision || '—')),
+        h('td', { class: 'opt num', 'data-label': 'Revision' }, String(rev)),
+        h('td', { class: 'open' }, h('a', { href: `#/report/${enc(r.report_id)}` }, 'Open', h('span', { class: 'sr-only' }, ` report ${r.report_id}`))));
     });
     const from = (page - 1) * HISTORY_PAGE + 1;
     const to = from + items.length - 1;

@@ -1,0 +1,218 @@
+"""The web page's server side, through the real app (no browser): the page and its assets are served by the
+app itself with no external URL, the short link and the QR code open a stored report, and the display
+preview has the report's orientation so the outline overlays it."""
+
+from __future__ import annotations
+
+import io
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.register_assert_rewrite("serve_support")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+from serve_support import make_settings, stone, upload  # noqa: E402
+
+from gemid.serve.app import create_app  # noqa: E402
+from gemid.serve.web import STATIC_DIR  # noqa: E402
+
+pytest_plugins = ["serve_support"]
+
+EXTERNAL = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:)?//", re.I)  # http://, https://, protocol-relative //
+
+
+class _Refs(HTMLParser):
+    """Every src/href/action attribute of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("src", "href", "action", "srcset", "poster", "data") and value is not None:
+                self.refs.append((tag, name, value))
+
+
+def page_refs(html: str) -> list[tuple[str, str, str]]:
+    parser = _Refs()
+    parser.feed(html)
+    return parser.refs
+
+
+def identify(c: TestClient, data: bytes, name: str = "ruby.png", **form) -> dict:
+    r = c.post("/v1/identify", files=[upload(name, data)], data=form)
+    assert r.status_code == 200, r.text
+    return r.json()["reports"][0]
+
+
+def svg_qr_matrix(svg: str) -> np.ndarray:
+    """Rasterise the QR SVG the qrcode package writes (a path of unit squares 'Mx,yH..V..H..z') so OpenCV
+    can read it back: proves the code encodes what we claim, not just that an SVG came back."""
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    _, _, w, h = (float(v) for v in root.get("viewBox").split())
+    path = next(el for el in root.iter() if el.tag.endswith("path"))
+    grid = np.full((int(h), int(w)), 255, np.uint8)
+    for x, y in re.findall(r"M(\d+),(\d+)H", path.get("d")):
+        grid[int(y), int(x)] = 0
+    return cv2.resize(grid, None, fx=8, fy=8, interpolation=cv2.INTER_NEAREST)
+
+
+def read_qr(svg: str) -> str:
+    text, _points, _ = cv2.QRCodeDetector().detectAndDecode(svg_qr_matrix(svg))
+    return text
+
+
+# --- the page -----------------------------------------------------------------------------------------
+
+
+def test_page_is_served_with_only_local_assets(client: TestClient):
+    r = client.get("/")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    refs = page_refs(r.text)
+    assets = [v for tag, name, v in refs if tag in ("script", "link", "img")]
+    assert {"static/app.js", "static/app.css", "static/icon.svg"} <= set(assets), assets
+    external = [v for _t, _n, v in refs if EXTERNAL.match(v)]
+    assert external == [], f"the page must not load anything from elsewhere: {external}"
+
+    expected_types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+    for asset in assets:
+        a = client.get("/" + asset)
+        assert a.status_code == 200, asset
+        assert a.headers["content-type"].startswith(expected_types[asset[asset.rfind("."):]]), asset
+        assert a.headers["x-content-type-options"] == "nosniff"
+
+
+def test_scripts_and_styles_reach_nothing_outside_the_app():
+    css = (STATIC_DIR / "app.css").read_text()
+    assert "@import" not in css
+    assert not re.search(r"url\(\s*['\"]?(?:[a-z]+:)?//", css, re.I), "the stylesheet loads a remote resource"
+    js = (STATIC_DIR / "app.js").read_text()
+    urls = set(re.findall(r"[a-z]+://[^\s'\"`)]+", js, re.I))
+    assert urls <= {"http://www.w3.org/2000/svg"}, f"app.js mentions remote URLs: {urls}"  # SVG namespace only
+    assert not re.search(r"\.(?:inner|outer)HTML\s*=|insertAdjacentHTML|document\.write", js), \
+        "data from the API must be written as text, never as markup"
+
+
+def test_static_assets_refuse_traversal_and_unknown_files(client: TestClient):
+    for bad in ("/static/../web.py", "/static/%2e%2e/web.py", "/static/..%2fweb.py", "/static/nope.js",
+                "/static/app.py", "/static/"):
+        r = client.get(bad)
+        assert r.status_code == 404, bad
+        assert r.json()["error"]["code"] == "not_found", bad
+
+
+def test_assets_are_revalidated_cheaply(client: TestClient):
+    first = client.get("/static/app.js")
+    tag = first.headers["etag"]
+    again = client.get("/static/app.js", headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.content == b""
+    assert client.get("/", headers={"If-None-Match": '"stale"'}).status_code == 200
+
+
+def test_ui_config_reports_the_service_limits(tmp_path, tiny_bundle, identifier):
+    settings = make_settings(tmp_path / "d", tiny_bundle, max_bytes=1234567, public_url="https://lab.example/gemid/")
+    with TestClient(create_app(settings, identifier=identifier)) as c:
+        cfg = c.get("/ui-config.json").json()
+    assert cfg["max_bytes"] == 1234567
+    assert cfg["public_url"] == "https://lab.example/gemid"
+    assert cfg["labels"] == list(identifier.bundle.labels)
+    assert cfg["model"]["name"] == identifier.bundle.name
+
+
+# --- short link, QR code ------------------------------------------------------------------------------
+
+
+def test_short_link_opens_the_stored_report(client: TestClient):
+    rid = identify(client, stone("Ruby"))["report_id"]
+    r = client.get(f"/r/{rid}", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == f"../#/report/{rid}"
+    followed = client.get(f"/r/{rid}")  # ../ from /r/<id> is the page at /
+    assert followed.status_code == 200 and 'src="static/app.js"' in followed.text
+
+    p = client.get(f"/r/{rid}/print", follow_redirects=False)
+    assert p.status_code == 303 and p.headers["location"] == f"../../#/report/{rid}/print"
+
+
+def test_short_link_to_an_unknown_report_says_so(client: TestClient):
+    r = client.get("/r/<script>forged")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
+    assert "Report not found" in r.text
+    assert "&lt;script&gt;forged" in r.text and "<script>forged" not in r.text
+    assert client.get("/r/nope/print").status_code == 404
+
+
+def test_qr_code_encodes_the_verification_link(client: TestClient):
+    rid = identify(client, stone("Emerald"), name="em.png")["report_id"]
+    r = client.get(f"/v1/reports/{rid}/qr.svg")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("image/svg+xml")
+    url = f"http://testserver/r/{rid}"
+    assert r.headers["x-verification-url"] == url
+    assert read_qr(r.text) == url
+
+
+def test_qr_code_uses_the_public_url(tmp_path, tiny_bundle, identifier):
+    settings = make_settings(tmp_path / "d", tiny_bundle, public_url="https://lab.example/gemid/")
+    with TestClient(create_app(settings, identifier=identifier)) as c:
+        rid = identify(c, stone("Ruby"))["report_id"]
+        svg = c.get(f"/v1/reports/{rid}/qr.svg").text
+    assert read_qr(svg) == f"https://lab.example/gemid/r/{rid}"
+
+
+def test_qr_code_of_an_unknown_report_is_404(client: TestClient):
+    r = client.get("/v1/reports/does-not-exist/qr.svg")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "report_not_found"
+
+
+# --- display preview ----------------------------------------------------------------------------------
+
+
+def test_preview_has_the_report_orientation(client: TestClient):
+    """A phone JPEG stored sideways with EXIF orientation 6: the report's pixel coordinates are upright, and
+    so must be the preview the page draws the outline on."""
+    rgb = np.zeros((120, 200, 3), np.uint8)
+    rgb[:] = 245
+    cv2.circle(rgb, (60, 60), 40, (200, 20, 40), -1)
+    buf = io.BytesIO()
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    im.save(buf, "JPEG", quality=92, exif=exif.tobytes())
+    report = identify(client, buf.getvalue(), name="sideways.jpg")
+    assert (report["image"]["width"], report["image"]["height"]) == (120, 200)
+
+    r = client.get(f"/v1/reports/{report['report_id']}/preview.jpg")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    shown = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert shown.shape[:2] == (200, 120)
+    # the red disc sits where the report's stone box says it is
+    x, y, w, h = report["quality"]["stone"]["bbox"]
+    inside = shown[y + h // 2, x + w // 2]
+    assert inside[2] > 150 and inside[1] < 90, inside  # BGR: red
+
+    again = client.get(f"/v1/reports/{report['report_id']}/preview.jpg", headers={"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_preview_shrinks_large_photos_and_404s_unknown(client: TestClient):
+    big = stone("Ruby", size=(1600, 1200))
+    rid = identify(client, big)["report_id"]
+    small = client.get(f"/v1/reports/{rid}/preview.jpg?size=300")
+    img = cv2.imdecode(np.frombuffer(small.content, np.uint8), cv2.IMREAD_COLOR)
+    assert max(img.shape[:2]) == 512  # rounded up to a cached size, never larger than asked + one step
+    assert client.get("/v1/reports/unknown/preview.jpg").status_code == 404
+    assert client.get(f"/v1/reports/{rid}/preview.jpg?size=10").status_code == 422
