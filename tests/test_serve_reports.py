@@ -86,6 +86,8 @@ def test_readings_are_validated_before_anything_is_stored(client: TestClient, se
         assert r.status_code == 422 and words in r.json()["error"]["message"], (body, r.text)
     r = client.post(f"/v1/reports/{rid}/readings", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["error"]["message"]
+    r = client.post(f"/v1/reports/{rid}/readings", json={"ri": 1.76, "note": "x" * 70_000})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     assert stored(settings) == (1, 1, 1)
 
 
