@@ -235,16 +235,23 @@ def test_identify_then_rerank_with_readings(desk: Watched, server: str):
     reference = f"LOT-{uuid.uuid4().hex[:8]}"
     page.goto(server)
     page.get_by_label("Parcel or reference number").fill(reference)
-    page.set_input_files("#file-pick", files=[{"name": "red-oval.jpg", "mimeType": "image/jpeg",
-                                               "buffer": rendered_stone()}])
-    assert page.locator("#queue li img.thumb").count() == 1  # client-side preview before upload
-    page.get_by_role("button", name="Identify 1 photo").click()
+    page.set_input_files("#file-pick", files=[  # a parcel: several photos at once
+        {"name": "red-oval.jpg", "mimeType": "image/jpeg", "buffer": rendered_stone()},
+        {"name": "second.jpg", "mimeType": "image/jpeg", "buffer": rendered_stone(2)},
+    ])
+    assert page.locator("#queue li img.thumb").count() == 2  # client-side previews before upload
+    page.get_by_role("button", name="Identify 2 photos").click()
 
-    card = page.locator("article.report")
-    card.wait_for()
-    rid = card.get_attribute("data-report-id")
+    page.wait_for_function("() => document.querySelectorAll('article.report').length === 2")
+    summary = page.locator("#summary table tbody tr")
+    assert texts(summary.locator("td:first-child")) == ["red-oval.jpg", "second.jpg"]
+    ids = [page.locator("article.report").nth(i).get_attribute("data-report-id") for i in range(2)]
+    for rid in ids:
+        assert json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))["reference"] == reference
+    card = page.locator("article.report").first
+    rid = ids[0]
     stored = json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))
-    assert stored["reference"] == reference
+    assert stored["file"] == "red-oval.jpg"
 
     # species: decision in words and the top-5 as bars with percentages, as the service answered
     decision = card.locator(".species .decision").first.inner_text()
@@ -252,7 +259,7 @@ def test_identify_then_rerank_with_readings(desk: Watched, server: str):
     labels = texts(card.locator(".species .bars .label"))
     assert labels == [c["label"] for c in stored["species"]["top"][:5]]
     assert all(p.endswith("%") for p in texts(card.locator(".species .bars .pct")))
-    assert page.locator("[data-status=done]").count() == 1
+    assert page.locator("[data-status=done]").count() == 2
 
     # the photo (decoded preview) with the stone outline drawn over it
     photo = card.locator(".photo-frame img")
@@ -392,6 +399,27 @@ def test_phone_width_has_no_sideways_scrolling(phone: Watched, server: str):
     page.locator("article.doc").wait_for()
     fits("print")
     phone.assert_clean()
+
+
+def test_drag_and_drop_adds_photos(desk: Watched, server: str):
+    page = desk.page
+    page.goto(server)
+    drop = page.locator("#dropzone")
+    drop.wait_for()
+    data = page.evaluate_handle(
+        """(bytes) => { const dt = new DataTransfer();
+            dt.items.add(new File([new Uint8Array(bytes)], 'dropped.jpg', { type: 'image/jpeg' }));
+            return dt; }""", list(rendered_stone(9)))
+    drop.dispatch_event("dragover", {"dataTransfer": data})
+    assert "dragging" in drop.get_attribute("class")
+    drop.dispatch_event("drop", {"dataTransfer": data})
+    item = page.locator("#queue li[data-file='dropped.jpg']")
+    item.wait_for()
+    assert item.locator("img.thumb").count() == 1
+    assert "dragging" not in drop.get_attribute("class")
+    page.get_by_role("button", name="Identify 1 photo").click()
+    item.locator("[data-status=done]").wait_for()
+    desk.assert_clean()
 
 
 def test_keyboard_labels_and_focus(desk: Watched, server: str):

@@ -208,6 +208,24 @@ def test_preview_has_the_report_orientation(client: TestClient):
     assert again.status_code == 304
 
 
+def test_preview_shows_formats_browsers_cannot(client: TestClient):
+    """A 16-bit TIFF from a desk scanner: stored as uploaded, shown to the browser as an 8-bit JPEG."""
+    rgb16 = np.full((90, 160, 3), 60000, np.uint16)
+    cv2.circle(rgb16, (80, 45), 30, (52000, 5000, 9000), -1)
+    ok, tiff = cv2.imencode(".tiff", cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR))
+    assert ok
+    report = identify(client, tiff.tobytes(), name="scan.tif")
+    assert report["image"]["format"] == "TIFF"
+    original = client.get(f"/v1/reports/{report['report_id']}/image")
+    assert original.headers["content-type"] == "image/tiff" and original.content == tiff.tobytes()
+    r = client.get(f"/v1/reports/{report['report_id']}/preview.jpg")
+    assert r.headers["content-type"] == "image/jpeg"
+    shown = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert shown.dtype == np.uint8 and shown.shape == (90, 160, 3)
+    b, g, red = shown[45, 80]
+    assert red > 180 and g < 60, shown[45, 80]
+
+
 def test_preview_shrinks_large_photos_and_404s_unknown(client: TestClient):
     big = stone("Ruby", size=(1600, 1200))
     rid = identify(client, big)["report_id"]

@@ -808,11 +808,12 @@
       h('thead', {}, h('tr', {}, ['Photo', 'Decision', 'Most likely', ''].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, done.map((i) => {
         const r = i.report;
-        const top = (r.species.top || [])[0];
+        const rr = r.tests && r.tests.reranking;
+        const top = ((rr && rr.combined) || r.species.top || [])[0];
         return h('tr', {},
           h('td', {}, r.file || i.file.name),
           h('td', {}, h('span', { class: `badge ${r.species.decision}` }, DECISION_SHORT[r.species.decision] || r.species.decision)),
-          h('td', {}, top ? `${nice(top.label)} ${pct(top.probability)}` : '—'),
+          h('td', {}, top ? `${nice(top.label)} ${pct(top.probability)}${rr ? ' (with readings)' : ''}` : '—'),
           h('td', {}, h('a', { href: `#/report/${enc(r.report_id)}` }, 'Open', h('span', { class: 'sr-only' }, ` report for ${r.file || i.file.name}`))));
       })))));
   }
