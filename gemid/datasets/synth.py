@@ -48,7 +48,7 @@ CUTS = ("round", "oval", "cushion", "emerald", "pear", "cabochon")
 BACKGROUNDS = ("white", "grey", "black", "coloured", "gradient", "textured")
 INCLUSION_KINDS = ("crystal", "feather", "needles", "cloud")
 CARDS = ("white", "grey")
-CARD_LAB = {"white": (95.0, 0.0, 0.0), "grey": (62.0, 0.0, 0.0)}
+CARD_LAB = {"white": (90.0, 0.0, 0.0), "grey": (62.0, 0.0, 0.0)}  # exposed below clipping
 _SS = 2  # supersampling factor for antialiased facets, outline and inclusions
 
 
@@ -620,7 +620,7 @@ def random_background(rng: np.random.Generator, kind: str) -> tuple[tuple, tuple
         lab = (rng.uniform(75, 96), 0.0, 0.0)
     else:  # textured
         lab = (rng.uniform(55, 90), 0.0, 0.0)
-    lab2 = (float(np.clip(lab[0] - rng.uniform(15, 35), 30, 95)), 0.0, 0.0)
+    lab2 = (float(np.clip(lab[0] - rng.uniform(8, 22), 30, 95)), 0.0, 0.0)
     return tuple(float(v) for v in lab), lab2
 
 

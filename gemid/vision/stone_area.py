@@ -1,0 +1,139 @@
+"""Where exactly the stone is, for grading: the segmentation mask made convex, with a reference card removed.
+
+Grading needs the stone's own pixels and nothing else. The segmentation (`gemid.vision.segment`) keeps a
+neutral reference card as a second 'stone', and a light stone on a light background often comes out in
+pieces (its bright facets look like background). Cut outlines are convex, so the convex hull of the
+stone's pieces restores it, once a card (a uniform, near-neutral rectangle) has been taken out.
+Work happens on a copy at most WORK_SIDE pixels on its longer side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gemid.vision.colorimetry import linear_to_lab, linear_to_xyz, nearest_daylight, srgb_to_linear, xyz_to_xy
+from gemid.vision.segment import Segmentation
+
+WORK_SIDE = 384
+MAX_DUV = 0.008  # distance from the daylight locus a neutral reference may have (CIE 1976 u'v')
+CCT_RANGE = (4000.0, 12000.0)
+CLIP = 250  # 8-bit value from which a pixel counts as clipped
+
+
+@dataclass(frozen=True)
+class StoneArea:
+    small: np.ndarray  # RGB uint8 at work resolution
+    scale: float  # work / original
+    stone: np.ndarray  # bool, the stone (convex, card removed); all False when not found
+    card: np.ndarray | None  # bool, the card's interior (uniform part) at work resolution
+    card_box: tuple[int, int, int, int] | None  # card (x, y, w, h) in original pixels
+    found: bool
+    card_region: np.ndarray | None = None  # bool, the whole card at work resolution
+
+
+def downscale(rgb: np.ndarray, mask: np.ndarray, side: int = WORK_SIDE) -> tuple[np.ndarray, np.ndarray, float]:
+    h, w = rgb.shape[:2]
+    s = min(1.0, side / max(h, w))
+    if s < 1.0:
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+    return rgb, mask, s
+
+
+def white_point(rgb8: np.ndarray) -> tuple[tuple[float, float], int] | None:
+    """Chromaticity xy of (supposedly neutral) pixels: the median linear RGB of the unclipped, not too dark
+    ones (L* >= 15), with how many were used; None when fewer than 50 are usable."""
+    px = rgb8.reshape(-1, 3)
+    ok = (px.max(axis=1) < CLIP) & (px.min(axis=1) >= 2)
+    lin = srgb_to_linear(px[ok] / 255.0)
+    if lin.shape[0] < 50:
+        return None
+    lin = lin[linear_to_lab(lin)[:, 0] >= 15.0]
+    if lin.shape[0] < 50:
+        return None
+    med = np.median(lin, axis=0)
+    if med.min() <= 0:
+        return None
+    return xyz_to_xy(linear_to_xyz(med)), int(lin.shape[0])
+
+
+def is_neutral(xy: tuple[float, float]) -> tuple[bool, float, float]:
+    """(a neutral surface under daylight-like light could look like this, nearest CCT, distance)."""
+    cct, duv = nearest_daylight(xy)
+    return (duv <= MAX_DUV and CCT_RANGE[0] <= cct <= CCT_RANGE[1]), cct, duv
+
+
+def find_card(rgb: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray] | None:
+    """A grey/white reference card: a uniform, near-neutral rectangle among the candidate regions.
+
+    Returns (interior mask, box (x, y, w, h), whole component mask) at the image's resolution, or None.
+    """
+    h, w = rgb.shape[:2]
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((candidates > 0).astype(np.uint8), connectivity=8)
+    best = None
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in stats[i])
+        if not (0.003 * h * w <= area <= 0.25 * h * w) or min(bw, bh) < 8:
+            continue
+        comp = (labels == i).astype(np.uint8)
+        contours, _ = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        (_, (rw, rh), _) = cv2.minAreaRect(max(contours, key=cv2.contourArea))
+        if rw * rh <= 0 or area / (rw * rh) < 0.9 or max(rw, rh) / max(1.0, min(rw, rh)) > 3.0:
+            continue
+        k = max(3, int(0.25 * min(bw, bh)) | 1)
+        inner = cv2.erode(comp, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))) > 0
+        if inner.sum() < 30:
+            continue
+        px = rgb[inner]
+        lab = linear_to_lab(srgb_to_linear(px / 255.0))
+        if np.std(lab[:, 0]) > 3.0 or np.median(lab[:, 0]) < 35.0:
+            continue
+        white = white_point(px)
+        if white is None or not is_neutral(white[0])[0]:
+            continue
+        if best is None or area > best[2]:
+            best = (inner, (x, y, bw, bh), area, comp > 0)
+    if best is None:
+        return None
+    return best[0], best[1], best[3]
+
+
+def convex_stone(stone: np.ndarray) -> np.ndarray:
+    """The convex hull of the stone's pieces (pieces under 12 % of the largest are left out)."""
+    contours, _ = cv2.findContours(stone.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return stone
+    areas = [cv2.contourArea(c) for c in contours]
+    big = [c for c, a in zip(contours, areas, strict=True) if a >= 0.12 * max(areas)]
+    hull = cv2.convexHull(np.concatenate(big))
+    out = np.zeros(stone.shape, np.uint8)
+    cv2.fillPoly(out, [hull], 1)
+    return out > 0
+
+
+def locate(rgb: np.ndarray, seg: Segmentation, side: int = WORK_SIDE) -> StoneArea:
+    """The stone (and a reference card, if any) at work resolution."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError("expected an RGB uint8 image of shape (H, W, 3)")
+    small, mask, scale = downscale(rgb, seg.mask, side)
+    stone = mask > 0
+    found = bool(seg.found and stone.any())
+    card = card_box = comp = None
+    if found:
+        lab = linear_to_lab(srgb_to_linear(small / 255.0))
+        diff = np.linalg.norm(lab - np.array(seg.background_lab), axis=-1)
+        hit = find_card(small, ((diff > 12.0) | stone).astype(np.uint8))
+        if hit is not None:
+            card, (x, y, bw, bh), comp = hit
+            grow = cv2.dilate(comp.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
+            stone = stone & (grow == 0)
+            inv = 1.0 / scale
+            card_box = (int(x * inv), int(y * inv), int(round(bw * inv)), int(round(bh * inv)))
+        found = bool(stone.sum() >= 20)
+        stone = convex_stone(stone) if found else np.zeros_like(stone)
+    return StoneArea(small=small, scale=scale, stone=stone, card=card, card_box=card_box, found=found,
+                     card_region=comp)
