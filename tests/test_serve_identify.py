@@ -199,11 +199,13 @@ def test_no_report_is_recorded_when_its_photo_cannot_be_written(settings: Settin
         assert c.get("/v1/reports").json()["total"] == 0
 
 
-def test_readings_need_the_reranking_module(client: TestClient, settings: Settings, identifier):
-    r = client.post("/v1/identify", files=[upload("a.png", stone("Ruby"))], data={"ri": "1.765"})
-    if identifier.capabilities["reranking"]:
-        assert r.status_code == 200 and r.json()["reports"][0]["tests"]["reranking"]["readings"]["ri"] == 1.765
-        assert stored(settings) == (1, 1, 1)
-    else:
-        assert r.status_code == 501 and r.json()["error"]["code"] == "reranking_unavailable"
-        assert stored(settings) == (0, 0, 0)
+def test_readings_sent_with_the_photo_rerank_revision_1(client: TestClient, settings: Settings):
+    r = client.post("/v1/identify", files=[upload("a.png", stone("Ruby"))],
+                    data={"ri": "1.544", "sg": "2.65", "optic": "", "reference": "R-1"})
+    assert r.status_code == 200, r.text
+    (report,) = r.json()["reports"]
+    assert report["revision"] == 1 and report["species"]["top"][0]["label"] == "Ruby"
+    rerank = report["tests"]["reranking"]
+    assert rerank["readings"]["ri"] == 1.544 and rerank["readings"]["optic"] is None  # empty field = not measured
+    assert rerank["combined"][0]["label"] in ("Amethyst", "Citrine")  # quartz readings overturn the photo
+    assert stored(settings) == (1, 1, 1)

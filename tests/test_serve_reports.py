@@ -3,7 +3,6 @@ photo, health and metrics, and the JSON error shape for every failure."""
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,9 +17,6 @@ from gemid.serve.settings import Settings  # noqa: E402
 from gemid.serve.store import ReportStore, make_engine  # noqa: E402
 
 pytest_plugins = ["serve_support"]
-
-HAS_RERANK = importlib.util.find_spec("gemid.vision.rerank") is not None
-
 
 def identify(c: TestClient, label: str, reference: str | None = None, **data) -> dict:
     if reference is not None:
@@ -91,15 +87,6 @@ def test_readings_are_validated_before_anything_is_stored(client: TestClient, se
     assert stored(settings) == (1, 1, 1)
 
 
-@pytest.mark.skipif(HAS_RERANK, reason="re-ranking is installed; test_readings_add_a_revision covers it")
-def test_readings_without_reranking_are_refused_clearly(client: TestClient, settings: Settings):
-    rid = identify(client, "Ruby")["report_id"]
-    r = client.post(f"/v1/reports/{rid}/readings", json={"ri": 1.765})
-    assert r.status_code == 501 and r.json()["error"]["code"] == "reranking_unavailable"
-    assert stored(settings) == (1, 1, 1)
-
-
-@pytest.mark.skipif(not HAS_RERANK, reason="gemid.vision.rerank (confirmatory-test issue) is not installed yet")
 def test_readings_add_a_revision_and_keep_the_original(client: TestClient, settings: Settings):
     original = identify(client, "Ruby")
     rid = original["report_id"]
@@ -130,7 +117,6 @@ def test_readings_add_a_revision_and_keep_the_original(client: TestClient, setti
     assert stored(settings) == (1, 5, 1)
 
 
-@pytest.mark.skipif(not HAS_RERANK, reason="gemid.vision.rerank (confirmatory-test issue) is not installed yet")
 def test_readings_sent_with_the_photo(client: TestClient):
     report = identify(client, "Ruby", ri="1.765", optic="DR")
     assert report["revision"] == 1
