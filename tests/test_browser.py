@@ -136,8 +136,8 @@ class Watched:
         assert foreign == [], f"the page reached outside the app (must work offline): {foreign}"
 
 
-def _open(browser, server: str, viewport: dict) -> Iterator[Watched]:
-    context = browser.new_context(viewport=viewport, locale="en-GB")
+def _open(browser, server: str, viewport: dict, **device) -> Iterator[Watched]:
+    context = browser.new_context(viewport=viewport, locale="en-GB", **device)
     context.set_default_timeout(20_000)
     page = context.new_page()
     try:
@@ -153,7 +153,7 @@ def desk(browser, server) -> Iterator[Watched]:
 
 @pytest.fixture
 def phone(browser, server) -> Iterator[Watched]:
-    yield from _open(browser, server, PHONE)
+    yield from _open(browser, server, PHONE, is_mobile=True, has_touch=True)
 
 
 def shot(page, name: str, *, full_page: bool = True) -> None:
@@ -387,8 +387,12 @@ def test_phone_width_has_no_sideways_scrolling(phone: Watched, server: str):
         shot(page, f"phone-{name}")
 
     page.goto(server)
-    page.set_input_files("#file-pick", files=[{"name": "stone.jpg", "mimeType": "image/jpeg",
-                                               "buffer": rendered_stone(7)}])
+    camera = page.get_by_role("button", name="Take a photo")
+    assert camera.is_visible()  # on a phone the camera comes first, straight from the page
+    assert page.locator("#file-camera").get_attribute("capture") == "environment"
+    with page.expect_file_chooser() as chooser:
+        camera.click()
+    chooser.value.set_files(files=[{"name": "stone.jpg", "mimeType": "image/jpeg", "buffer": rendered_stone(7)}])
     page.get_by_role("button", name="Identify 1 photo").click()
     page.locator("article.report").wait_for()
     fits("identify")

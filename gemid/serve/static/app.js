@@ -832,8 +832,9 @@
     const coarse = window.matchMedia && window.matchMedia('(pointer: coarse)').matches;
     const chooseBtn = h('button', { type: 'button', id: 'choose-btn', class: coarse ? 'secondary' : '', onclick: () => pick.click() },
       'Choose photos');
-    const cameraBtn = h('button', { type: 'button', id: 'camera-btn', class: coarse ? '' : 'secondary', onclick: () => camera.click() },
-      'Take a photo');
+    const cameraBtn = h('button', {
+      type: 'button', id: 'camera-btn', hidden: !coarse, onclick: () => camera.click(),
+    }, 'Take a photo');  // desk PCs: `capture` only opens the same file picker, so no second button there
     const drop = h('div', { class: 'dropzone', id: 'dropzone' },
       coarse ? h('p', {}, h('strong', {}, 'Photograph each stone'), ' or choose saved photos.')
         : h('p', {}, h('strong', {}, 'Drag photos of the stones here'), ' or use a button.'),
@@ -1101,7 +1102,8 @@
     holder.replaceChildren(
       h('div', { class: 'actions no-print' },
         h('button', { type: 'button', onclick: () => window.print() }, 'Print'),
-        h('a', { class: 'button secondary', href: `#/report/${enc(r.report_id)}` }, 'Back to report')),
+        h('a', { class: 'button secondary', href: `#/report/${enc(r.report_id)}` }, 'Back to report'),
+        h('span', { class: 'hint' }, 'For a PDF copy, choose “Save as PDF” as the printer.')),
       local ? h('p', { class: 'notice warn no-print' }, `The verification link points at this computer (${new URL(url).host}), `
         + 'so it will not open elsewhere. Ask the administrator to set GEMID_PUBLIC_URL to the address other devices use.') : null,
       doc);
