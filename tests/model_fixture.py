@@ -84,3 +84,33 @@ def tiny_checkpoint(path: Path, manifest: Path, *, size: int = SIZE, steps: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, path)
     return path
+
+
+def tiny_run(base: Path) -> dict[str, Path]:
+    """Drawn stones → checkpoint → `gemid evaluate` → `gemid export`, built once per test session under
+    `base` (pytest's basetemp) and shared by the test files that need them. Crops are cached in base/cache."""
+    import os
+
+    base = Path(base) / "tiny_run"
+    paths = {"root": base, "manifest": base / "stones" / "manifest.csv", "checkpoint": base / "run" / "best.pt",
+             "eval": base / "eval", "bundle": base / "bundle", "cache": base / "cache"}
+    if (base / "done").is_file():
+        return paths
+    from gemid.training.evaluate import evaluate
+    from gemid.training.export import export
+
+    saved = os.environ.get("GEMID_CACHE_DIR")
+    os.environ["GEMID_CACHE_DIR"] = str(paths["cache"])
+    try:
+        write_stones(base / "stones")
+        tiny_checkpoint(paths["checkpoint"], paths["manifest"], heads={"clarity_grade": ["VVS", "VS", "SI"]})
+        evaluate(paths["checkpoint"], paths["eval"], progress=False)
+        export(paths["checkpoint"], paths["eval"] / "metrics.json", paths["bundle"], version="0.0.0-test",
+               calibration_images=16, progress=False)
+    finally:
+        if saved is None:
+            os.environ.pop("GEMID_CACHE_DIR", None)
+        else:
+            os.environ["GEMID_CACHE_DIR"] = saved
+    (base / "done").write_text("ok\n")
+    return paths

@@ -1,0 +1,194 @@
+"""`gemid export`: a clean ONNX graph, dynamic batch, parity with PyTorch, a working int8 model, a valid bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from model_fixture import LABELS, SIZE, tiny_run  # noqa: E402
+
+from gemid.training import onnx_passes  # noqa: E402
+from gemid.vision.errors import ModelError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return tiny_run(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def val(run):
+    """Validation crops (runtime view, normalised) and labels, from the run's own crop cache."""
+    import os
+
+    from gemid.training.data import eval_crops
+    from gemid.training.presets import to_tensor
+
+    old = os.environ.get("GEMID_CACHE_DIR")
+    os.environ["GEMID_CACHE_DIR"] = str(run["cache"])
+    try:
+        crops, species, _ = eval_crops(run["manifest"], "val", SIZE, 0.12)
+    finally:
+        os.environ.pop("GEMID_CACHE_DIR") if old is None else os.environ.__setitem__("GEMID_CACHE_DIR", old)
+    return to_tensor(crops, (0.5,) * 3, (0.5,) * 3).numpy(), np.array([LABELS.index(s) for s in species])
+
+
+def _session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_graph_is_clean_with_dynamic_batch(run):
+    model = onnx.load(str(run["bundle"] / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    ops = onnx_passes.op_counts(model)
+    assert ops.get("Pad", 0) == 0, "padding must be folded into the convolutions"
+    assert not {"Shape", "Gather", "ConstantOfShape", "Identity"} & set(ops), ops
+    assert ops["Conv"] == 49  # Lite0: stem + 16 blocks (2 or 3 convs) + head conv
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    inp = model.graph.input[0].type.tensor_type.shape.dim
+    assert inp[0].dim_param and [d.dim_value for d in inp[1:]] == [3, SIZE, SIZE]
+    assert [o.name for o in model.graph.output] == ["logits", "clarity_grade"]
+
+
+def test_batch_1_and_3_match_pytorch(run, val):
+    from gemid.training.restore import load_checkpoint
+
+    x = val[0][:3]
+    model = load_checkpoint(run["checkpoint"]).model
+    import torch
+
+    with torch.inference_mode():
+        ref = model.forward_all(torch.from_numpy(x))
+    sess = _session(run["bundle"] / "model.onnx")
+    one = sess.run(None, {"input": x[:1]})
+    three = sess.run(None, {"input": x})
+    assert one[0].shape == (1, len(LABELS)) and three[0].shape == (3, len(LABELS)) and three[1].shape == (3, 3)
+    assert np.abs(three[0] - ref["logits"].numpy()).max() <= 1e-3
+    assert np.abs(three[1] - ref["clarity_grade"].numpy()).max() <= 1e-3
+    assert np.abs(one[0][0] - three[0][0]).max() <= 1e-4  # batch size does not change a photo's answer
+
+
+def test_int8_is_quantized_smaller_and_agrees(run, val):
+    q = onnx.load(str(run["bundle"] / "model.int8.onnx"))
+    ops = onnx_passes.op_counts(q)
+    assert ops.get("QuantizeLinear", 0) > 20 and ops.get("DequantizeLinear", 0) > 40
+    assert (run["bundle"] / "model.int8.onnx").stat().st_size < 0.5 * (run["bundle"] / "model.onnx").stat().st_size
+    x, y = val
+    fp = _session(run["bundle"] / "model.onnx").run(["logits"], {"input": x})[0]
+    q8 = _session(run["bundle"] / "model.int8.onnx").run(["logits"], {"input": x})[0]
+    assert (fp.argmax(1) == q8.argmax(1)).mean() >= 0.9
+    assert (q8.argmax(1) == y).mean() >= 0.9
+
+
+def test_bundle_is_read_by_the_runtime_and_identifies_a_stone(run):
+    from bundle_fixture import STONE_COLOURS, draw_stone
+
+    from gemid.vision.bundle import load_bundle
+    from gemid.vision.classify import SpeciesClassifier
+    from gemid.vision.segment import segment
+
+    bundle = load_bundle(run["bundle"])
+    meta = json.loads((run["bundle"] / "bundle.json").read_text())
+    assert bundle.name == "gemid-species" and bundle.version == "0.0.0-test"
+    assert bundle.labels == LABELS and bundle.heads == {"clarity_grade": ["VVS", "VS", "SI"]}
+    assert bundle.input.size == SIZE and bundle.input.crop.policy == "stone_square"
+    ev = json.loads((run["eval"] / "metrics.json").read_text())
+    assert bundle.temperature == pytest.approx(ev["calibration"]["temperature"])
+    assert bundle.abstain.energy_threshold == pytest.approx(ev["abstain"]["energy_threshold"])
+    for key in ("val_top1", "val_top5", "val_top1_int8", "val_top5_int8", "int8_delta_top1", "ece",
+                "onnx_parity_max_abs", "n_val"):
+        assert key in meta["metrics"], key
+    assert meta["metrics"]["onnx_parity_max_abs"] <= 1e-3
+    assert meta["training"]["manifest_sha256"] and meta["training"]["seed"] == 0
+    for variant in ("fp32", "int8"):
+        clf = SpeciesClassifier(bundle, variant)
+        rgb = draw_stone(STONE_COLOURS["Ruby"], size=(160, 120), seed=123)
+        pred = clf.predict([clf.crop(rgb, segment(rgb))])[0]
+        assert LABELS[int(pred.probs.argmax())] == "Ruby"
+        assert set(pred.heads) == {"clarity_grade"}
+
+
+def test_altered_model_is_refused(run, tmp_path):
+    from gemid.vision.bundle import load_bundle
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(run["bundle"], copy)
+    data = bytearray((copy / "model.int8.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "model.int8.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        load_bundle(copy)
+
+
+def test_export_refuses_an_evaluation_of_another_checkpoint(run, tmp_path, capsys):
+    from gemid.cli import main
+
+    ev = json.loads((run["eval"] / "metrics.json").read_text())
+    ev["checkpoint"]["sha256"] = "0" * 64
+    (tmp_path / "metrics.json").write_text(json.dumps(ev))
+    rc = main(["export", "--checkpoint", str(run["checkpoint"]), "--eval", str(tmp_path / "metrics.json"),
+               "--out", str(tmp_path / "out")])
+    assert rc == 2
+    assert "different checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "bundle.json").exists()
+
+
+def test_export_cli_reports_missing_checkpoint(tmp_path, capsys):
+    from gemid.cli import main
+
+    rc = main(["export", "--checkpoint", str(tmp_path / "nope.pt"), "--eval", str(tmp_path), "--out", str(tmp_path)])
+    assert rc == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+# --- the graph pass on hand-made graphs -------------------------------------------------------------------------
+
+def _pad_conv_graph(pads, mode="constant", value=None):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.array(pads, np.int64), "pads"),
+             numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")]
+    pad_inputs = ["x", "pads"]
+    if value is not None:
+        inits.append(numpy_helper.from_array(np.array(value, np.float32), "v"))
+        pad_inputs.append("v")
+    nodes = [helper.make_node("Pad", pad_inputs, ["p"], mode=mode),
+             helper.make_node("Conv", ["p", "w"], ["y"], strides=[2, 2], pads=[1, 0, 0, 1])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 10, 10])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what ONNX Runtime reads, whatever the onnx package defaults to
+    return model
+
+
+def _run(model, x):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_fold_pads_moves_zero_padding_into_conv_exactly():
+    model = _pad_conv_graph([0, 0, 0, 1, 0, 0, 1, 2])
+    x = np.random.default_rng(1).normal(size=(2, 3, 10, 10)).astype(np.float32)
+    before = _run(model, x)
+    assert onnx_passes.fold_pads(model) == 1
+    onnx_passes.assert_no_pad(model)
+    conv = model.graph.node[0]
+    assert conv.op_type == "Conv" and list(conv.input)[0] == "x"
+    assert list(next(a for a in conv.attribute if a.name == "pads").ints) == [1, 1, 1, 3]
+    np.testing.assert_allclose(_run(model, x), before, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "reflect"}, {"value": 1.0}])
+def test_fold_pads_leaves_non_zero_padding_alone(kwargs):
+    pads = [0, 0, 1, 1, 0, 0, 1, 1]
+    model = _pad_conv_graph(pads, **kwargs)
+    assert onnx_passes.fold_pads(model) == 0
+    with pytest.raises(onnx_passes.GraphPassError):
+        onnx_passes.assert_no_pad(model)
