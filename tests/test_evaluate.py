@@ -1,0 +1,187 @@
+"""`gemid evaluate`: calibration, open-set threshold, abstain policy, and the command end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gemid.training import calibration as cal
+from gemid.training import openset
+from gemid.training.evaluate import confusion_matrix, per_class, summarize, top_confusions, topk
+
+
+def _calibrated_logits(n: int = 4000, c: int = 12, seed: int = 0):
+    """Logits whose softmax is calibrated by construction: labels are drawn from softmax(logits)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 2.5, (n, c))
+    p = cal.softmax(z)
+    y = (p.cumsum(1) > rng.random((n, 1))).argmax(1)
+    return z, y
+
+
+@pytest.mark.parametrize("true_t", [0.5, 2.0])
+def test_temperature_is_recovered_and_ece_drops(true_t):
+    z, y = _calibrated_logits()
+    skewed = z / true_t  # over-confident for T < 1 … divide by the right T to undo it
+    t = cal.fit_temperature(skewed, y)
+    assert t == pytest.approx(1.0 / true_t, rel=0.06)
+    before, after = cal.ece(cal.softmax(skewed), y), cal.ece(cal.softmax(skewed, t), y)
+    assert before > 0.08 and after < 0.03 and after < before / 3
+    assert cal.nll(skewed, y, t) < cal.nll(skewed, y, 1.0)
+    assert cal.cross_validated_ece(skewed, y) < 0.04
+
+
+def test_temperature_bounds_on_separable_data():
+    y = np.arange(20) % 4
+    z = np.eye(4)[y] * 50.0  # every answer right with a huge margin: NLL keeps falling as T → 0
+    assert cal.fit_temperature(z, y) == cal.T_MIN
+
+
+def test_ece_of_known_bins():
+    probs = np.array([[0.9, 0.1]] * 10)
+    y = np.array([0] * 6 + [1] * 4)  # 90 % confident, 60 % right
+    assert cal.ece(probs, y) == pytest.approx(0.3)
+    rel = cal.reliability(probs, y)
+    assert sum(rel["count"]) == 10 and len(rel["count"]) == cal.N_BINS
+
+
+@pytest.mark.parametrize("keep", [0.9, 0.95, 0.99])
+def test_energy_threshold_keeps_the_requested_fraction(keep):
+    s = np.random.default_rng(3).normal(5, 2, 997)
+    thr = openset.energy_threshold(s, keep)
+    assert (s >= thr).mean() >= keep
+    assert (s > thr).mean() < keep  # the largest such threshold: one notch higher keeps too few
+
+
+def test_min_prob_reaches_target_precision_or_identifies_nothing():
+    rng = np.random.default_rng(0)
+    p1 = rng.uniform(0.3, 1.0, 2000)
+    correct = rng.random(2000) < p1  # calibrated: right with probability p1
+    t = openset.min_prob_for_precision(p1, correct, 0.95)
+    sel = p1 >= t
+    assert correct[sel].mean() >= 0.95 and 0.5 <= t < 1.0
+    assert correct[p1 >= t - 0.1].mean() < 0.95  # it is not needlessly strict
+    assert openset.min_prob_for_precision(p1, np.zeros(2000, bool), 0.95) > 1.0
+
+
+def test_auroc_matches_pairwise_count():
+    rng = np.random.default_rng(1)
+    pos, neg = rng.normal(1, 1, 60), np.round(rng.normal(0, 1, 40), 1)
+    pos[:5] = neg[:5]  # ties count half
+    brute = np.mean([(a > b) + 0.5 * (a == b) for a in pos for b in neg])
+    assert openset.auroc(pos, neg) == pytest.approx(brute)
+
+
+def test_open_set_score_is_the_runtimes():
+    from gemid.vision.classify import open_set_score
+
+    z = np.random.default_rng(2).normal(0, 3, (5, 7))
+    for t in (0.7, 1.0, 1.8):
+        expected = np.log(np.exp(z / t).sum(1))
+        np.testing.assert_allclose(openset.open_set_score(z, t), expected)
+        np.testing.assert_allclose(open_set_score(z, t), expected)
+
+
+def test_summary_figures_on_synthetic_logits():
+    z, y = _calibrated_logits(n=1500, c=6, seed=5)
+    classes = [f"c{i}" for i in range(6)]
+    non_gem = np.random.default_rng(6).normal(-4, 0.3, (80, 6))  # low, flat logits: low energy
+    m = summarize(z * 2.0, y, classes, non_gem)
+    pred = z.argmax(1)
+    assert m["top1"] == pytest.approx((pred == y).mean())
+    assert m["top5"] >= m["top3"] >= m["top1"]
+    assert m["calibration"]["temperature"] == pytest.approx(2.0, rel=0.08)
+    assert m["calibration"]["ece_after"] < m["calibration"]["ece_before"]
+    o, a = m["open_set"], m["abstain"]
+    assert o["val_correct_rejected"] <= 0.05 + 1e-9 and o["non_gem_rejected"] > 0.8
+    assert a["identified_precision"] >= 0.95 and 0 < a["coverage"] < 1
+    assert a["coverage"] + a["uncertain"] + a["rejected"] == pytest.approx(1.0)
+    cm = np.array(m["confusion_matrix"])
+    assert cm.sum() == len(y) and np.trace(cm) == (pred == y).sum()
+
+
+def test_per_class_and_confusions():
+    y = np.array([0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 1, 1, 1, 1, 0])
+    cm = confusion_matrix(y, pred, 3)
+    pc = per_class(cm, ["a", "b", "c"])
+    assert pc[0]["precision"] == 0.5 and pc[0]["recall"] == pytest.approx(1 / 3)
+    assert pc[1]["precision"] == 0.5 and pc[1]["recall"] == 1.0
+    assert pc[2]["precision"] is None and pc[2]["recall"] == 0.0 and pc[2]["f1"] is None
+    conf = top_confusions(cm, ["a", "b", "c"])
+    assert conf[0] == {"true": "a", "predicted": "b", "count": 2, "of_true": 3}
+    assert topk(np.eye(3)[pred], y, 1) == pytest.approx(0.5)
+
+
+def test_non_gem_set_is_varied_and_local():
+    images = openset.non_gem_images()
+    names = [im.name for im in images]
+    assert len(images) >= 150
+    assert any(n.startswith("skimage:chelsea.png") for n in names)
+    assert any(n.startswith("matplotlib:grace_hopper.jpg") for n in names)
+    assert sum(n.startswith("rendered:") for n in names) == openset.N_RENDERED
+    assert all(im.rgb.dtype == np.uint8 and im.rgb.ndim == 3 and im.rgb.shape[2] == 3 for im in images)
+    assert [im.name for im in openset.non_gem_images()] == names  # same set every time
+    crops = openset.runtime_crops(images[:5], 48, 0.12)
+    assert crops.shape == (5, 48, 48, 3)
+
+
+# --- the command on a small trained model -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from model_fixture import tiny_run
+
+    return tiny_run(tmp_path_factory.getbasetemp())
+
+
+def test_evaluate_writes_consistent_outputs(run):
+    from model_fixture import LABELS
+
+    out = run["eval"]
+    for name in ("metrics.json", "predictions.npz", "confusion_matrix.png", "reliability.png", "open_set.png",
+                 "summary.txt"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 100, name
+    m = json.loads((out / "metrics.json").read_text())
+    with np.load(out / "predictions.npz") as z:
+        probs, labels, classes, paths = z["probs"], z["labels"], list(z["classes"]), list(z["paths"])
+        logits, scores = z["logits"], z["scores"]
+    assert classes == LABELS == m["classes"]
+    assert probs.shape == (m["n"], len(LABELS)) == logits.shape and len(paths) == m["n"] == 16
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert m["top1"] == pytest.approx((probs.argmax(1) == labels).mean()) and m["top1"] >= 0.9
+    np.testing.assert_allclose(scores, openset.open_set_score(logits.astype(np.float64),
+                                                              m["calibration"]["temperature"]), rtol=1e-5)
+    assert m["open_set"]["n_non_gem"] >= 150 and m["open_set"]["non_gem_rejected"] > 0.5
+    assert m["checkpoint"]["sha256"] and m["manifest"]["same_as_training"] is True
+    assert m["heads"]["clarity_grade"] == {"n": 0}  # the drawn stones carry no clarity grades
+    assert m["abstain"]["energy_threshold"] == m["open_set"]["energy_threshold"]
+
+
+def test_evaluate_is_deterministic(run, tmp_path, monkeypatch):
+    from gemid.training.evaluate import evaluate
+
+    monkeypatch.setenv("GEMID_CACHE_DIR", str(run["cache"]))
+    evaluate(run["checkpoint"], tmp_path, progress=False)
+    first = json.loads((run["eval"] / "metrics.json").read_text())
+    again = json.loads((tmp_path / "metrics.json").read_text())
+    first.pop("command"), again.pop("command")
+    assert again == first
+    with np.load(run["eval"] / "predictions.npz") as a, np.load(tmp_path / "predictions.npz") as b:
+        assert all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+def test_evaluate_cli_errors_are_clear(run, tmp_path, capsys):
+    from gemid.cli import main
+
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path)]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["evaluate", "--checkpoint", str(bad), "--out", str(tmp_path)]) == 2
+    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(run["checkpoint"]), "--manifest", str(run["manifest"]),
+                 "--split", "test", "--out", str(tmp_path)]) == 2
+    assert "no rows with split=test" in capsys.readouterr().err
