@@ -43,6 +43,27 @@ def _border(a: np.ndarray, width: int) -> np.ndarray:
     )
 
 
+def _foreground(dist: np.ndarray, border_dist: np.ndarray, floor: float) -> tuple[float, float, list[np.ndarray]]:
+    """Threshold the colour distance (Otsu, floored), clean up, and return the significant contours."""
+    sh, sw = dist.shape
+    d8 = np.clip(dist * (255.0 / max(1.0, dist.max())), 0, 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(d8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    thr = max(floor, otsu * max(1.0, dist.max()) / 255.0 * 0.6)
+    fg = (dist > thr).astype(np.uint8) * 255
+    border_is_bg = float(np.mean(border_dist <= thr))
+
+    k = max(3, (min(sh, sw) // 60) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel, iterations=2)
+    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel, iterations=1)
+
+    contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    areas = np.array([cv2.contourArea(c) for c in contours], dtype=np.float64)
+    total = float(sh * sw)
+    keep = [c for c, a in zip(contours, areas, strict=True) if a >= 0.002 * total] if len(contours) else []
+    return thr, border_is_bg, keep
+
+
 def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
     """Segment the stone(s) in an RGB uint8 image (H, W, 3)."""
     h, w = rgb.shape[:2]
@@ -59,21 +80,14 @@ def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
     border_dist = np.linalg.norm(border - bg, axis=-1)
     # Floor: what the background itself varies by (gradients, noise, JPEG), with a minimum of 8 dE.
     floor = max(8.0, float(np.percentile(border_dist, 95)) * 1.5)
-    d8 = np.clip(dist * (255.0 / max(1.0, dist.max())), 0, 255).astype(np.uint8)
-    otsu, _ = cv2.threshold(d8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    thr = max(floor, otsu * max(1.0, dist.max()) / 255.0 * 0.6)
-    fg = (dist > thr).astype(np.uint8) * 255
-    border_is_bg = float(np.mean(border_dist <= thr))
-
-    k = max(3, (min(sh, sw) // 60) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel, iterations=2)
-    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel, iterations=1)
-
-    contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    areas = np.array([cv2.contourArea(c) for c in contours], dtype=np.float64)
-    total = float(sh * sw)
-    keep = [c for c, a in zip(contours, areas, strict=True) if a >= 0.002 * total] if len(contours) else []
+    thr, border_is_bg, keep = _foreground(dist, border_dist, floor)
+    if not keep:
+        # A stone that reaches the image border (a frame-filling close-up) inflates the border's 95th
+        # percentile until nothing passes. Retry once with a floor from the border's median, which the
+        # background still owns. Only photos that found no stone change.
+        relaxed = max(8.0, float(np.percentile(border_dist, 50)) * 5.0)
+        if relaxed < floor:
+            thr, border_is_bg, keep = _foreground(dist, border_dist, relaxed)
     if not keep:
         return Segmentation(
             mask=np.zeros((h, w), np.uint8), bbox=(0, 0, w, h), outline=[], area_fraction=0.0, n_stones=0,

@@ -1,0 +1,198 @@
+"""Species with ONNX Runtime: calibrated probabilities, top-k, an open-set score, and a decision.
+
+One `InferenceSession` per classifier, shared by every caller (ONNX Runtime's `run` is thread-safe), so a
+service answering from a thread pool holds the model in memory once. The decision uses the bundle's
+thresholds, chosen on validation by `gemid evaluate`: below the open-set threshold the photo is rejected
+as unfamiliar; a low or contested top-1 is `uncertain`; otherwise `identified`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from gemid.vision.bundle import Bundle
+from gemid.vision.errors import ModelError
+from gemid.vision.report import Candidate, ModelInfo, Quality, SpeciesResult
+from gemid.vision.segment import Segmentation, stone_crop
+
+MIN_TOP_K = 5  # the report always lists at least five candidates (fewer only if the model knows fewer)
+MAX_BATCH = 16  # crops per session.run: bounds memory for a parcel of hundreds of photos
+
+# Photo-quality problems that make a confident species answer unsafe even when the model is sure:
+# the crop may hold several stones, or whatever the model saw was not a separated stone.
+_DOWNGRADE = {
+    "several_stones": "several stones are in the photo",
+    "no_stone": "no stone could be separated from the background",
+}
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Temperature-scaled softmax over the last axis (float64 for stable small probabilities)."""
+    z = np.asarray(logits, np.float64) / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def open_set_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Energy score logsumexp(logits / T) (bundle.py's definition): higher means more familiar."""
+    z = np.asarray(logits, np.float64) / float(temperature)
+    m = z.max(axis=-1, keepdims=True)
+    return (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))[..., 0]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    logits: np.ndarray  # (C,) raw
+    probs: np.ndarray  # (C,) temperature-scaled, sums to 1
+    score: float  # open-set energy score
+    heads: dict[str, np.ndarray] = field(default_factory=dict)  # extra learned head -> class probabilities
+
+
+class SpeciesClassifier:
+    """The bundle's ONNX model behind one shared session; `predict` takes stone crops, batched."""
+
+    def __init__(self, bundle: Bundle, variant: str = "fp32", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.bundle = bundle
+        self.variant = variant
+        path = bundle.onnx_path(variant)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads) if threads else 0  # 0: ONNX Runtime picks (physical cores)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load {path}: {exc}") from exc
+
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{path.name}: expected one image input, found {len(inputs)}")
+        self._input = inputs[0].name
+        batch_dim = inputs[0].shape[0] if inputs[0].shape else None
+        self._max_batch = 1 if batch_dim == 1 else MAX_BATCH
+        outs = [o.name for o in self.session.get_outputs()]
+        self._logits = "logits" if "logits" in outs else outs[0]
+        self._heads = [name for name in bundle.heads if name in outs]
+        self._mean = np.array(bundle.input.mean, np.float32)
+        self._std = np.array(bundle.input.std, np.float32)
+        n_out = self.session.get_outputs()[outs.index(self._logits)].shape[-1]
+        if isinstance(n_out, int) and n_out != len(bundle.labels):
+            raise ModelError(f"{path.name} outputs {n_out} classes but the bundle lists {len(bundle.labels)} labels")
+
+    @property
+    def labels(self) -> list[str]:
+        return self.bundle.labels
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(name=self.bundle.name, version=self.bundle.version,
+                         sha256=self.bundle.files[self.variant].sha256, variant=self.variant)  # type: ignore[arg-type]
+
+    def crop(self, rgb: np.ndarray, seg: Segmentation | None) -> np.ndarray:
+        """The model's view of a photo, per the bundle's crop policy (the same function training used)."""
+        spec = self.bundle.input
+        if spec.crop.policy == "full_image":
+            return stone_crop(rgb, None, margin=0.0, size=spec.size)
+        return stone_crop(rgb, seg, margin=spec.crop.margin, size=spec.size)
+
+    def preprocess(self, crop: np.ndarray) -> np.ndarray:
+        """uint8 RGB crop (H, W, 3) → float32 (3, S, S): resized, (x/255 - mean) / std."""
+        size = self.bundle.input.size
+        if crop.shape[:2] != (size, size):
+            interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
+            crop = cv2.resize(crop, (size, size), interpolation=interp)
+        x = (crop.astype(np.float32) * (1.0 / 255.0) - self._mean) / self._std
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Raw logits (N, C) and head outputs for a preprocessed batch (N, 3, S, S)."""
+        logits, heads = [], {h: [] for h in self._heads}
+        names = [self._logits, *self._heads]
+        for i in range(0, len(batch), self._max_batch):
+            outs = self.session.run(names, {self._input: batch[i : i + self._max_batch]})
+            logits.append(outs[0])
+            for h, o in zip(self._heads, outs[1:], strict=True):
+                heads[h].append(o)
+        return np.concatenate(logits), {h: np.concatenate(v) for h, v in heads.items()}
+
+    def predict(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
+        """One Prediction per uint8 crop, in order."""
+        if not crops:
+            return []
+        batch = np.stack([self.preprocess(c) for c in crops])
+        logits, heads = self.run(batch)
+        t = self.bundle.temperature
+        probs = softmax(logits, t)
+        scores = open_set_score(logits, t)
+        head_probs = {h: softmax(v) for h, v in heads.items()}
+        return [
+            Prediction(logits=logits[i], probs=probs[i], score=float(scores[i]),
+                       heads={h: v[i] for h, v in head_probs.items()})
+            for i in range(len(crops))
+        ]
+
+    def result(self, pred: Prediction, quality: Quality | None = None, *, top_k: int = MIN_TOP_K,
+               poor_photo: str | None = None) -> SpeciesResult:
+        """The report's `species` section for one prediction."""
+        return species_result(pred, self.bundle, quality, top_k=top_k, poor_photo=poor_photo)
+
+
+def top_candidates(probs: np.ndarray, labels: Sequence[str], k: int = MIN_TOP_K) -> list[Candidate]:
+    k = min(len(labels), max(k, MIN_TOP_K))
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [Candidate(label=labels[i], probability=float(min(1.0, max(0.0, round(float(probs[i]), 6)))))
+            for i in order]
+
+
+def species_result(pred: Prediction, bundle: Bundle, quality: Quality | None = None, *, top_k: int = MIN_TOP_K,
+                   poor_photo: str | None = None) -> SpeciesResult:
+    """Decide identified / uncertain / rejected, and say why in plain words."""
+    top = top_candidates(pred.probs, bundle.labels, top_k)
+    decision, reason = decide(top, pred.score, bundle, quality, poor_photo=poor_photo)
+    return SpeciesResult(decision=decision, reason=reason, top=top, open_set_score=round(pred.score, 4))
+
+
+def decide(top: Sequence[Candidate], score: float, bundle: Bundle, quality: Quality | None = None,
+           *, poor_photo: str | None = None) -> tuple[str, str]:
+    policy = bundle.abstain
+    if poor_photo:
+        return "rejected", f"The photo is too poor to judge: {poor_photo}. Photograph the stone again."
+    if score < policy.energy_threshold:
+        return "rejected", (
+            f"This does not look like any of the {len(bundle.labels)} gemstone species the model knows "
+            f"(familiarity score {score:.2f}, below {policy.energy_threshold:.2f}): it may not be a gemstone, "
+            "or it is a species, simulant or treatment the model was not taught. Refer it for full testing."
+        )
+    p1 = top[0].probability
+    p2 = top[1].probability if len(top) > 1 else 0.0
+    first, second = top[0].label, (top[1].label if len(top) > 1 else None)
+    if p1 < policy.identified_min_prob:
+        return "uncertain", (
+            f"Most likely {first} ({p1:.0%}), but not confidently (needs {policy.identified_min_prob:.0%})"
+            + (f"; {second} ({p2:.0%}) is also possible" if second else "")
+            + ". Use the recommended tests to decide."
+        )
+    if p1 - p2 < policy.identified_min_margin:
+        return "uncertain", (
+            f"{first} ({p1:.0%}) and {second} ({p2:.0%}) are too close to call. Use the recommended tests to decide."
+        )
+    codes = {w.code for w in quality.warnings} if quality is not None else set()
+    problems = [text for code, text in _DOWNGRADE.items() if code in codes]
+    if problems:
+        return "uncertain", (
+            f"The model says {first} ({p1:.0%}), but {' and '.join(problems)}, so the answer may not be about "
+            "one stone. Photograph one stone alone on a plain background."
+        )
+    return "identified", (
+        f"{first} ({p1:.0%} probability). Preliminary: confirm with standard gemmological tests."
+    )

@@ -1,0 +1,252 @@
+"""Photo bytes in, typed report out: decode → segment → quality → species → colour → clarity → tests.
+
+`Identifier` is built once (it loads and verifies the model bundle) and then shared: it holds no
+per-call state, and ONNX Runtime sessions are safe to call from many threads, so the service calls
+`identify` straight from its thread pool. Colour, clarity, test guidance and re-ranking live in their own
+modules; each is used when installed and its section stays None when it could not be computed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
+from gemid.vision.classify import MIN_TOP_K, Prediction, SpeciesClassifier
+from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode
+from gemid.vision.errors import GemidInputError
+from gemid.vision.quality import assess, too_poor_to_judge
+from gemid.vision.report import (
+    ErrorInfo,
+    FileError,
+    ImageInfo,
+    ModelInfo,
+    Quality,
+    Readings,
+    Report,
+    TestsResult,
+)
+from gemid.vision.segment import Segmentation, segment
+
+log = logging.getLogger(__name__)
+
+MAX_REFERENCE = 200  # a parcel or lot number, not an essay
+CHUNK = 8  # photos decoded and held at once by identify_many: bounds memory (8 × 40 MP ≈ 1 GB worst case)
+
+Source = bytes | bytearray | memoryview | Path | str
+
+
+def _optional(module: str, attr: str) -> Callable[..., Any] | None:
+    """A function from an area module, or None while that module does not exist (yet)."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:  # the module exists but something it imports is missing: a real error
+            raise
+        return None
+    return getattr(mod, attr)
+
+
+@dataclass
+class _Prepared:
+    """One photo after the pixel stages, waiting for the (batched) classifier."""
+
+    file: str | None
+    image: DecodedImage
+    seg: Segmentation
+    quality: Quality
+    crop: np.ndarray
+    poor: str | None
+
+
+class Identifier:
+    """Preliminary identification of gemstone photos with one model bundle."""
+
+    def __init__(
+        self,
+        bundle_dir: Path | str = DEFAULT_BUNDLE_DIR,
+        *,
+        variant: str = "fp32",
+        threads: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        top_k: int = MIN_TOP_K,
+    ) -> None:
+        self.bundle: Bundle = load_bundle(bundle_dir)
+        self.classifier = SpeciesClassifier(self.bundle, variant=variant, threads=threads)
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        self.top_k = max(MIN_TOP_K, top_k)
+        self._grade_colour = _optional("gemid.vision.colour", "grade_colour")
+        self._grade_clarity = _optional("gemid.vision.clarity", "grade_clarity")
+        self._recommend = _optional("gemid.vision.guidance", "recommend")
+        self._rerank = _optional("gemid.vision.rerank", "rerank")
+
+    # --- public API -------------------------------------------------------------------------------------
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return self.classifier.model_info
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        """Which optional sections this installation can fill."""
+        return {"colour": self._grade_colour is not None, "clarity": self._grade_clarity is not None,
+                "tests": self._recommend is not None, "reranking": self._rerank is not None}
+
+    def identify(
+        self,
+        data: Source,
+        *,
+        filename: str | None = None,
+        reference: str | None = None,
+        readings: Readings | None = None,
+    ) -> Report:
+        """One photo → Report. Bad input raises a GemidInputError (typed, with a clear message)."""
+        if filename is None and isinstance(data, (Path, str)):
+            filename = Path(data).name
+        reference = _clean_reference(reference)
+        readings = _clean_readings(readings)
+        prep = self._prepare(filename, data)
+        (pred,) = self.classifier.predict([prep.crop])
+        return self._finish(prep, pred, reference, readings)
+
+    def identify_many(
+        self,
+        items: Sequence[tuple[str | None, Source]],
+        *,
+        reference: str | None = None,
+        readings: Readings | None = None,
+    ) -> list[Report | FileError]:
+        """Several photos, classified in batches. A bad file yields a FileError; the others still run."""
+        reference = _clean_reference(reference)
+        readings = _clean_readings(readings)
+        out: list[Report | FileError] = []
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            results: list[Report | FileError | _Prepared] = []
+            for name, data in chunk:
+                try:
+                    results.append(self._prepare(name, data))
+                except GemidInputError as exc:
+                    results.append(file_error(name, exc))
+                except Exception as exc:  # one odd photo must not sink the parcel
+                    log.exception("unexpected failure preparing %s", name)
+                    results.append(file_error(name, exc))
+            prepared = [r for r in results if isinstance(r, _Prepared)]
+            preds = iter(self.classifier.predict([p.crop for p in prepared]))
+            for r in results:
+                if not isinstance(r, _Prepared):
+                    out.append(r)
+                    continue
+                pred = next(preds)
+                try:
+                    out.append(self._finish(r, pred, reference, readings))
+                except Exception as exc:
+                    log.exception("unexpected failure reporting %s", r.file)
+                    out.append(file_error(r.file, exc))
+        return out
+
+    def add_readings(self, report: Report, readings: Readings) -> Report:
+        """A new revision of `report` re-ranked with the technician's readings; `report` is not modified."""
+        readings = _clean_readings(readings)
+        if readings is None:
+            raise GemidInputError("no readings were given (RI, birefringence, SG, optic character, "
+                                  "pleochroism or UV)", code="no_readings", status=422)
+        if self._rerank is None:
+            raise RuntimeError("re-ranking with readings is not available in this installation")
+        new = report.model_copy(deep=True)
+        tests = new.tests.model_copy(deep=True) if new.tests is not None else TestsResult()
+        tests.reranking = self._rerank(list(new.species.top), readings)
+        return new.model_copy(update={"revision": report.revision + 1, "tests": tests,
+                                      "created_at": datetime.now(UTC)})
+
+    # --- stages -----------------------------------------------------------------------------------------
+
+    def _prepare(self, name: str | None, data: Source) -> _Prepared:
+        image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        seg = segment(image.rgb)
+        margin = self.bundle.input.crop.margin
+        quality = assess(image.rgb, seg, margin)
+        return _Prepared(file=name, image=image, seg=seg, quality=quality,
+                         crop=self.classifier.crop(image.rgb, seg), poor=too_poor_to_judge(quality))
+
+    def _finish(self, prep: _Prepared, pred: Prediction, reference: str | None,
+                readings: Readings | None) -> Report:
+        species = self.classifier.result(pred, prep.quality, top_k=self.top_k, poor_photo=prep.poor)
+        judged = species.decision != "rejected" and prep.seg.found
+        rgb, seg = prep.image.rgb, prep.seg
+
+        colour = self._call("colour", self._grade_colour, rgb, seg) if judged else None
+        top1 = species.top[0].label if species.decision != "rejected" else None
+        clarity = self._call("clarity", self._grade_clarity, rgb, seg, top1) if judged else None
+
+        tests: TestsResult | None = None
+        if species.decision != "rejected":
+            tests = self._call("tests", self._recommend, list(species.top))
+        if readings is not None and self._rerank is not None:
+            reranking = self._call("reranking", self._rerank, list(species.top), readings)
+            if reranking is not None:
+                tests = (tests.model_copy(deep=True) if tests is not None else TestsResult())
+                tests.reranking = reranking
+
+        img = prep.image
+        return Report(
+            report_id=str(uuid.uuid4()),
+            created_at=datetime.now(UTC),
+            reference=reference,
+            file=prep.file,
+            image=ImageInfo(sha256=img.sha256, width=img.width, height=img.height, format=img.format,
+                            bytes=img.bytes),
+            model=self.classifier.model_info,
+            species=species,
+            quality=prep.quality,
+            colour=colour,
+            clarity=clarity,
+            tests=tests,
+        )
+
+    @staticmethod
+    def _call(section: str, fn: Callable[..., Any] | None, *args: Any) -> Any:
+        """Run an optional grader; a failure leaves its section empty (logged) rather than losing the report."""
+        if fn is None:
+            return None
+        try:
+            return fn(*args)
+        except GemidInputError:
+            raise
+        except Exception:
+            log.exception("%s could not be computed", section)
+            return None
+
+
+def file_error(name: str | None, exc: BaseException) -> FileError:
+    """The per-file error entry of the CLI's JSON and the API's `reports` list."""
+    if isinstance(exc, GemidInputError):
+        return FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message))
+    return FileError(file=name, error=ErrorInfo(code="internal_error",
+                                                message=f"this photo could not be analysed ({type(exc).__name__})"))
+
+
+def _clean_reference(reference: str | None) -> str | None:
+    if reference is None:
+        return None
+    reference = " ".join(reference.split())
+    if len(reference) > MAX_REFERENCE:
+        raise GemidInputError(f"the reference is {len(reference)} characters; at most {MAX_REFERENCE}",
+                              code="bad_reference", status=422)
+    return reference or None
+
+
+def _clean_readings(readings: Readings | None) -> Readings | None:
+    if readings is None or readings.is_empty():
+        return None
+    return readings

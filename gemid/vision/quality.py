@@ -1,0 +1,144 @@
+"""Is the photo good enough to judge? Warnings a technician can act on before re-shooting.
+
+Each measurement is taken where it matters: sharpness and exposure inside the stone, at the scale the
+model sees it (the square stone crop resized to `MEASURE_SIDE`), so a 12 MP phone photo and a 600 px
+product shot are judged alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gemid.vision.report import Quality, QualityWarning, StoneRegion
+from gemid.vision.segment import Segmentation, crop_square, square_box
+
+# The stone must cover at least this much of the frame: below it the model's 224 px crop of a phone photo
+# is mostly upsampled noise and the background's colour dominates white balance.
+MIN_AREA_FRACTION = 0.03
+# The stone's square crop (with margin) must be at least this many pixels on a side: the model looks at
+# 224 px; below ~96 px facets and inclusions are no longer resolved.
+MIN_CROP_SIDE = 96
+# Sharpness is measured on the stone crop resized to this side (about the model's input).
+MEASURE_SIDE = 256
+# Variance of the Laplacian (grey 0..255) inside the stone and its rim at MEASURE_SIDE. Measured on 120
+# gems68 product photos: in focus, 5th percentile ~420, median ~3600; the same photos blurred with a
+# Gaussian of sigma 2 px at this scale, median ~130 (5th pct ~23); sigma 4 px, median ~25. Smooth
+# cabochons are the sharp photos that score lowest (~30), hence "very blurry" stays well below them.
+BLUR_VARIANCE = 80.0
+VERY_BLURRY_VARIANCE = 15.0
+# Exposure: fraction of the stone's pixels that are clipped. Facets flash white and black by design
+# (scintillation, extinction), so only a large share of blown or crushed pixels means lost detail.
+CLIP_HIGH = 250  # all three channels at or above this: blown to white
+CLIP_LOW = 10  # all three channels at or below this: crushed to black
+OVEREXPOSED_FRACTION = 0.30
+UNDEREXPOSED_FRACTION = 0.50
+# Less than this share of the image border looks like plain background: the stone fills the frame or
+# sits on clutter, so segmentation and white balance are unreliable.
+MIN_BORDER_BACKGROUND = 0.55
+
+
+@dataclass(frozen=True)
+class QualityMeasures:
+    sharpness: float  # variance of the Laplacian inside the stone at MEASURE_SIDE
+    overexposed: float  # fraction of stone pixels blown to white
+    underexposed: float  # fraction of stone pixels crushed to black
+    crop_side: int  # side of the model's square crop in original pixels
+
+
+def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> QualityMeasures:
+    """Sharpness and clipping inside the stone (whole image when no stone was found)."""
+    h, w = rgb.shape[:2]
+    if seg.found:
+        box = square_box(seg.bbox, margin, (w, h))
+        mask = seg.mask
+    else:
+        side = max(h, w)
+        box = ((w - side) // 2, (h - side) // 2, side)
+        mask = np.full((h, w), 255, np.uint8)
+    crop = crop_square(rgb, box)
+    mcrop = _crop_mask(mask, box)
+    interp = cv2.INTER_AREA if crop.shape[0] > MEASURE_SIDE else cv2.INTER_LINEAR
+    crop = cv2.resize(crop, (MEASURE_SIDE, MEASURE_SIDE), interpolation=interp)
+    mcrop = cv2.resize(mcrop, (MEASURE_SIDE, MEASURE_SIDE), interpolation=cv2.INTER_NEAREST) > 0
+    if not mcrop.any():
+        mcrop[:] = True
+
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=3)
+    # include the rim: a few pixels outside the stone so its outline counts (cabochons, pale stones)
+    rim = cv2.dilate(mcrop.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    sharpness = float(lap[rim].var())
+
+    inside = crop[mcrop]
+    over = float(np.mean(np.all(inside >= CLIP_HIGH, axis=-1)))
+    under = float(np.mean(np.all(inside <= CLIP_LOW, axis=-1)))
+    return QualityMeasures(sharpness=sharpness, overexposed=over, underexposed=under, crop_side=int(box[2]))
+
+
+def _crop_mask(mask: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
+    """`crop_square` for a 2-D mask, padding with 0 (not stone)."""
+    x0, y0, side = box
+    h, w = mask.shape
+    out = np.zeros((side, side), np.uint8)
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = mask[sy0:sy1, sx0:sx1]
+    return out
+
+
+def assess(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> Quality:
+    """The report's `quality` section: warnings, sharpness and where the stone is."""
+    m = measure(rgb, seg, margin)
+    warnings: list[QualityWarning] = []
+
+    def warn(code: str, message: str) -> None:
+        warnings.append(QualityWarning(code=code, message=message))  # type: ignore[arg-type]
+
+    if not seg.found:
+        warn("no_stone", "No stone could be told apart from the background; the whole photo was judged. "
+                         "Photograph the stone alone on a plain white or grey background.")
+    else:
+        if seg.area_fraction < MIN_AREA_FRACTION:
+            warn("stone_too_small", f"The stone fills only {seg.area_fraction:.1%} of the photo; "
+                                    "move closer or zoom so it fills at least a third of the frame.")
+        if seg.n_stones > 1:
+            warn("several_stones", f"{seg.n_stones} separate objects were found; "
+                                   "photograph one stone at a time.")
+        if seg.border_is_background < MIN_BORDER_BACKGROUND:
+            warn("no_background", "Little plain background is visible around the stone; its outline and "
+                                  "colour may be misjudged. Leave a margin of plain background.")
+    if m.sharpness < BLUR_VARIANCE:
+        how = "very blurry" if m.sharpness < VERY_BLURRY_VARIANCE else "soft (out of focus or moved)"
+        warn("blurry", f"The stone looks {how}; facets and inclusions cannot be seen. "
+                       "Hold still, tap to focus on the stone and photograph again.")
+    if m.overexposed > OVEREXPOSED_FRACTION:
+        warn("overexposed", f"{m.overexposed:.0%} of the stone is blown to white; "
+                            "reduce the light or the exposure.")
+    if m.underexposed > UNDEREXPOSED_FRACTION:
+        warn("underexposed", f"{m.underexposed:.0%} of the stone is crushed to black; add light.")
+    if m.crop_side < MIN_CROP_SIDE:
+        warn("low_resolution", f"The stone is only about {m.crop_side} pixels across; "
+                               f"use a photo where it is at least {MIN_CROP_SIDE} pixels across.")
+
+    stone = None
+    if seg.found:
+        stone = StoneRegion(bbox=seg.bbox, outline=seg.outline, area_fraction=seg.area_fraction,
+                            n_stones=seg.n_stones)
+    return Quality(warnings=warnings, sharpness=round(m.sharpness, 2), stone=stone)
+
+
+def too_poor_to_judge(quality: Quality) -> str | None:
+    """Why the photo cannot support any species answer, or None. Used to reject rather than guess."""
+    codes = {w.code for w in quality.warnings}
+    very_blurry = quality.sharpness is not None and quality.sharpness < VERY_BLURRY_VARIANCE
+    if "no_stone" in codes and ("blurry" in codes or "overexposed" in codes or "underexposed" in codes):
+        problem = "blurry" if "blurry" in codes else "badly exposed"
+        return f"no stone could be found and the photo is {problem}"
+    if very_blurry:
+        return "the photo is too blurry to see the stone's facets"
+    if "overexposed" in codes and "underexposed" in codes:
+        return "the photo is badly exposed (both blown highlights and crushed shadows)"
+    return None
