@@ -186,7 +186,10 @@ def run(args) -> int:
     model.to(device).to(memory_format=torch.channels_last)
 
     # --- data: each rank owns a fixed shard (its cache never depends on another rank's) -------------
-    shard = [i for i in range(len(train_rows)) if i % d.world == d.rank]
+    # equal-sized shards (wrapping round, as DistributedSampler does): every rank takes the same number of
+    # steps, otherwise DDP's all-reduce waits forever on the rank that has finished
+    per_rank = math.ceil(len(train_rows) / d.world)
+    shard = [(d.rank + k * d.world) % len(train_rows) for k in range(per_rank)]
     rows = [train_rows[i] for i in shard]
     tr_paths = [str(manifest.resolve(r)) for r in rows]
     side = train_side_for(size)
