@@ -17,7 +17,7 @@ import numpy as np
 
 from gemid.vision.bundle import Bundle
 from gemid.vision.errors import ModelError
-from gemid.vision.report import Candidate, ModelInfo, Quality, SpeciesResult
+from gemid.vision.report import Candidate, Decision, ModelInfo, Quality, SpeciesResult
 from gemid.vision.segment import Segmentation, stone_crop
 
 MIN_TOP_K = 5  # the report always lists at least five candidates (fewer only if the model knows fewer)
@@ -158,12 +158,13 @@ def species_result(pred: Prediction, bundle: Bundle, quality: Quality | None = N
                    poor_photo: str | None = None) -> SpeciesResult:
     """Decide identified / uncertain / rejected, and say why in plain words."""
     top = top_candidates(pred.probs, bundle.labels, top_k)
-    decision, reason = decide(top, pred.score, bundle, quality, poor_photo=poor_photo)
+    decision, reason = decide(pred.probs, pred.score, bundle, quality, poor_photo=poor_photo)
     return SpeciesResult(decision=decision, reason=reason, top=top, open_set_score=round(pred.score, 4))
 
 
-def decide(top: Sequence[Candidate], score: float, bundle: Bundle, quality: Quality | None = None,
-           *, poor_photo: str | None = None) -> tuple[str, str]:
+def decide(probs: np.ndarray, score: float, bundle: Bundle, quality: Quality | None = None,
+           *, poor_photo: str | None = None) -> tuple[Decision, str]:
+    """The bundle's abstain policy (same rule as `gemid.training.openset.decisions`), then photo quality."""
     policy = bundle.abstain
     if poor_photo:
         return "rejected", f"The photo is too poor to judge: {poor_photo}. Photograph the stone again."
@@ -173,15 +174,18 @@ def decide(top: Sequence[Candidate], score: float, bundle: Bundle, quality: Qual
             f"(familiarity score {score:.2f}, below {policy.energy_threshold:.2f}): it may not be a gemstone, "
             "or it is a species, simulant or treatment the model was not taught. Refer it for full testing."
         )
-    p1 = top[0].probability
-    p2 = top[1].probability if len(top) > 1 else 0.0
-    first, second = top[0].label, (top[1].label if len(top) > 1 else None)
+    order = np.argsort(-np.asarray(probs), kind="stable")
+    p1 = float(probs[order[0]])
+    p2 = float(probs[order[1]]) if len(order) > 1 else 0.0
+    first = bundle.labels[order[0]]
+    second = bundle.labels[order[1]] if len(order) > 1 else None
+    also = f"; {second} ({p2:.0%}) is also possible" if second else ""
     if p1 < policy.identified_min_prob:
-        return "uncertain", (
-            f"Most likely {first} ({p1:.0%}), but not confidently (needs {policy.identified_min_prob:.0%})"
-            + (f"; {second} ({p2:.0%}) is also possible" if second else "")
-            + ". Use the recommended tests to decide."
-        )
+        if policy.identified_min_prob > 1.0:  # evaluation found no confidence level precise enough
+            return "uncertain", (f"Most likely {first} ({p1:.0%}){also}. This model never names a species on "
+                                 "the photo alone; use the recommended tests to decide.")
+        return "uncertain", (f"Most likely {first} ({p1:.0%}), but not confidently (needs "
+                             f"{policy.identified_min_prob:.0%}){also}. Use the recommended tests to decide.")
     if p1 - p2 < policy.identified_min_margin:
         return "uncertain", (
             f"{first} ({p1:.0%}) and {second} ({p2:.0%}) are too close to call. Use the recommended tests to decide."
@@ -193,6 +197,4 @@ def decide(top: Sequence[Candidate], score: float, bundle: Bundle, quality: Qual
             f"The model says {first} ({p1:.0%}), but {' and '.join(problems)}, so the answer may not be about "
             "one stone. Photograph one stone alone on a plain background."
         )
-    return "identified", (
-        f"{first} ({p1:.0%} probability). Preliminary: confirm with standard gemmological tests."
-    )
+    return "identified", f"{first} ({p1:.0%} probability). Preliminary: confirm with standard gemmological tests."

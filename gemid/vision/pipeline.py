@@ -165,7 +165,7 @@ class Identifier:
             raise RuntimeError("re-ranking with readings is not available in this installation")
         new = report.model_copy(deep=True)
         tests = new.tests.model_copy(deep=True) if new.tests is not None else TestsResult()
-        tests.reranking = self._rerank(list(new.species.top), readings)
+        tests.reranking = self._rerank(list(new.species.top), readings, model_labels=self.bundle.labels)
         return new.model_copy(update={"revision": report.revision + 1, "tests": tests,
                                       "created_at": datetime.now(UTC)})
 
@@ -193,7 +193,8 @@ class Identifier:
         if species.decision != "rejected":
             tests = self._call("tests", self._recommend, list(species.top))
         if readings is not None and self._rerank is not None:
-            reranking = self._call("reranking", self._rerank, list(species.top), readings)
+            reranking = self._call("reranking", self._rerank, list(species.top), readings,
+                                   model_labels=self.bundle.labels)
             if reranking is not None:
                 tests = (tests.model_copy(deep=True) if tests is not None else TestsResult())
                 tests.reranking = reranking
@@ -215,12 +216,12 @@ class Identifier:
         )
 
     @staticmethod
-    def _call(section: str, fn: Callable[..., Any] | None, *args: Any) -> Any:
+    def _call(section: str, fn: Callable[..., Any] | None, *args: Any, **kwargs: Any) -> Any:
         """Run an optional grader; a failure leaves its section empty (logged) rather than losing the report."""
         if fn is None:
             return None
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except GemidInputError:
             raise
         except Exception:

@@ -1,0 +1,374 @@
+"""`gemid identify` (photos → reports) and `gemid models` (the bundles found).
+
+A parcel of stones is the unit of work at a certification desk: many files, folders or globs at once,
+one bad file reported in its own row while the others still run, and an exit code that says whether any
+failed (0 all good, 1 some failed, 2 could not run). Heavy imports happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gemid.vision.report import FileError, Report
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+PROGRESS_OVER = 3  # show a progress bar for more files than this
+CHUNK = 8  # files read and classified together
+CSV_FIELDS = ["file", "report_id", "decision", "top1", "p1", "top2", "p2", "colour", "clarity", "warnings",
+              "error", "reference", "next_test", "colour_hex"]
+_READINGS = ("ri", "ri_high", "birefringence", "sg", "optic", "optic_sign", "pleochroism", "uv_lw")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "identify", help="identify gemstones in photos (files, folders, globs)",
+        description="Preliminary species, colour and clarity from photos, with the confirmatory test to do "
+                    "next. Exit code: 0 all identified, 1 some files failed, 2 could not run.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or globs")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print one JSON array of reports on stdout")
+    out.add_argument("--csv", metavar="FILE", type=Path, help="also write one row per stone to FILE")
+    out.add_argument("--top", metavar="N", type=_positive_int, default=3,
+                     help="candidates to show (the JSON always has at least 5)")
+    model = p.add_argument_group("model")
+    model.add_argument("--model", metavar="DIR", type=Path, default=None,
+                       help="model bundle directory (default: the shipped models/gemid-species)")
+    model.add_argument("--int8", action="store_true", help="use the int8-quantised model (faster)")
+    model.add_argument("--threads", metavar="N", type=_positive_int, default=None,
+                       help="ONNX Runtime threads (default: one per core)")
+    p.add_argument("--reference", metavar="REF", help="parcel or lot number recorded in every report")
+    r = p.add_argument_group("readings", "confirmatory test readings: re-rank the photo's candidates")
+    r.add_argument("--ri", type=float, metavar="X", help="refractive index (single or low reading)")
+    r.add_argument("--ri-high", type=float, metavar="X", help="high RI reading of a doubly refractive stone")
+    r.add_argument("--birefringence", type=float, metavar="X")
+    r.add_argument("--sg", type=float, metavar="X", help="specific gravity")
+    r.add_argument("--optic", choices=["SR", "DR", "AGG", "ADR"], help="polariscope reaction")
+    r.add_argument("--optic-sign", choices=["uniaxial+", "uniaxial-", "biaxial+", "biaxial-"])
+    r.add_argument("--pleochroism", choices=["none", "weak", "moderate", "strong"])
+    r.add_argument("--uv", dest="uv_lw", choices=["inert", "weak", "moderate", "strong"],
+                   help="long-wave UV fluorescence")
+    p.add_argument("--debug", action="store_true", help="show internal error details")
+    p.set_defaults(func=_identify)
+
+    m = sub.add_parser("models", help="list the model bundles found and their metrics",
+                       description="Model bundles under DIR/*/bundle.json, with metrics and a sha256 check.")
+    m.add_argument("--dir", type=Path, default=MODELS_DIR, help=f"where to look (default: {MODELS_DIR})")
+    m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    m.set_defaults(func=_models)
+
+
+# --- identify -------------------------------------------------------------------------------------------
+
+
+def expand_paths(args: list[str]) -> list[tuple[str, Path | None, str | None]]:
+    """(shown name, path or None, error message or None) for every file the arguments name, in order."""
+    out: list[tuple[str, Path | None, str | None]] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, shown: str) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append((shown, path, None))
+
+    def add_dir(d: Path) -> int:
+        found = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+                       and not any(part.startswith(".") for part in f.relative_to(d).parts))
+        for f in found:
+            add(f, str(f))
+        return len(found)
+
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            if not add_dir(path):
+                out.append((arg, None, f"no image files ({', '.join(sorted(IMAGE_EXTS))}) in this folder"))
+        elif path.exists():
+            add(path, arg)
+        elif glob.has_magic(arg):
+            matches = sorted(glob.glob(arg, recursive=True))
+            n = 0
+            for match in matches:
+                mp = Path(match)
+                if mp.is_dir():
+                    n += add_dir(mp)
+                elif mp.is_file():
+                    add(mp, match)
+                    n += 1
+            if not n:
+                out.append((arg, None, "no files match this pattern"))
+        else:
+            out.append((arg, None, "no such file or folder"))
+    return out
+
+
+class _BriefFormatter(logging.Formatter):
+    """Log lines without tracebacks: a technician sees what failed, not Python internals."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"warning: {record.getMessage()}"
+
+
+def _setup_logging(debug: bool) -> None:
+    root = logging.getLogger("gemid")
+    handler = logging.StreamHandler(sys.stderr)
+    if not debug:
+        handler.setFormatter(_BriefFormatter())
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    root.propagate = False
+
+
+def _usage_error(message: str) -> int:
+    print(f"gemid identify: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _identify(args: argparse.Namespace) -> int:
+    import warnings
+
+    from PIL import Image
+    from pydantic import ValidationError
+
+    from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
+    from gemid.vision.errors import GemidInputError, ModelError
+    from gemid.vision.pipeline import Identifier, file_error
+    from gemid.vision.report import ErrorInfo, FileError, Readings
+
+    _setup_logging(args.debug)
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we refuse those ourselves, with a message
+
+    try:
+        values = {k: getattr(args, k) for k in _READINGS}
+        readings = Readings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        return _usage_error(f"invalid reading: {problems}")
+    if args.reference is not None and len(args.reference) > 200:
+        return _usage_error("--reference is longer than 200 characters")
+
+    files = expand_paths(args.paths)
+    try:
+        identifier = Identifier(args.model or DEFAULT_BUNDLE_DIR, variant="int8" if args.int8 else "fp32",
+                                threads=args.threads, top_k=max(5, args.top))
+    except ModelError as exc:
+        print(f"gemid identify: cannot load the model: {exc}", file=sys.stderr)
+        return 2
+
+    results: list[Report | FileError] = []
+    pending = [(shown, path) for shown, path, err in files if err is None]
+    errors = {i: FileError(file=shown, error=ErrorInfo(code="not_found", message=err))
+              for i, (shown, _p, err) in enumerate(files) if err is not None}
+
+    def run_chunk(chunk: list[tuple[str, Path]]) -> list[Report | FileError]:
+        try:
+            return identifier.identify_many([(shown, path) for shown, path in chunk], reference=args.reference,
+                                            readings=readings)
+        except GemidInputError as exc:
+            return [file_error(shown, exc) for shown, _ in chunk]
+
+    done: list[Report | FileError] = []
+    if len(pending) > PROGRESS_OVER:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("identifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("identify", total=len(pending))
+            for i in range(0, len(pending), CHUNK):
+                chunk = pending[i : i + CHUNK]
+                done.extend(run_chunk(chunk))
+                bar.advance(task, len(chunk))
+    else:
+        for i in range(0, len(pending), CHUNK):
+            done.extend(run_chunk(pending[i : i + CHUNK]))
+
+    it = iter(done)
+    for i in range(len(files)):
+        results.append(errors[i] if i in errors else next(it))
+
+    try:
+        if args.json:
+            print(json.dumps([_entry(r) for r in results], ensure_ascii=False, indent=2))
+        else:
+            _print_table(results, args.top, identifier)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `gemid identify … | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if args.csv:
+        try:
+            write_csv(args.csv, results)
+        except OSError as exc:
+            print(f"gemid identify: cannot write {args.csv}: {exc}", file=sys.stderr)
+            return 1
+    return 1 if any(isinstance(r, FileError) for r in results) else 0
+
+
+def _entry(r: Report | FileError) -> dict[str, Any]:
+    return r.model_dump(mode="json")
+
+
+def _colour_text(r: Report) -> str:
+    c = r.colour
+    if c is None:
+        return ""
+    return f"{c.hue}, tone {c.tone.value} ({c.tone.name}), saturation {c.saturation.value} ({c.saturation.name})"
+
+
+def _colour_short(r: Report) -> str:
+    c = r.colour
+    if c is None:
+        return ""
+    return f"{c.hue}\ntone {c.tone.value} · sat {c.saturation.value}\n[{c.hex}]██[/]"
+
+
+def _next_test(r: Report) -> str:
+    t = r.tests
+    if t is None:
+        return ""
+    if t.colour_decides:
+        return t.colour_decides
+    return t.recommended[0].test.replace("_", " ") if t.recommended else ""
+
+
+def csv_row(r: Report | FileError) -> dict[str, Any]:
+    from gemid.vision.report import FileError
+
+    if isinstance(r, FileError):
+        return {"file": r.file, "error": f"{r.error.code}: {r.error.message}"}
+    top = r.species.top
+    return {
+        "file": r.file, "report_id": r.report_id, "decision": r.species.decision,
+        "top1": top[0].label if top else "", "p1": f"{top[0].probability:.4f}" if top else "",
+        "top2": top[1].label if len(top) > 1 else "", "p2": f"{top[1].probability:.4f}" if len(top) > 1 else "",
+        "colour": _colour_text(r), "clarity": r.clarity.grade if r.clarity else "",
+        "warnings": "; ".join(w.code for w in r.quality.warnings), "error": "",
+        "reference": r.reference or "", "next_test": _next_test(r), "colour_hex": r.colour.hex if r.colour else "",
+    }
+
+
+def write_csv(path: Path, results: list[Report | FileError]) -> None:
+    """One row per photo (a parcel of stones); errors keep their row so nothing is silently dropped."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="")
+        writer.writeheader()
+        for r in results:
+            writer.writerow(csv_row(r))
+
+
+def _print_table(results: list[Report | FileError], top_n: int, identifier: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from gemid.vision.report import FileError
+
+    style = {"identified": "green", "uncertain": "yellow", "rejected": "red"}
+    info = identifier.model_info
+    table = Table(title=f"gemid — {info.name} {info.version} ({info.variant})", show_lines=True)
+    for col in ("File", "Decision", "Species", "Colour", "Clarity", "Next test", "Warnings"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        if isinstance(r, FileError):
+            table.add_row(r.file or "", "[red]error[/red]", f"[red]{r.error.message}[/red]", "", "", "",
+                          r.error.code)
+            continue
+        species = "\n".join(f"{c.label} {c.probability:.0%}" for c in r.species.top[:top_n])
+        if r.tests and r.tests.reranking:
+            rr = r.tests.reranking
+            species += "\n[bold]with readings:[/bold]\n" + "\n".join(
+                f"{c.label} {c.probability:.0%}" for c in rr.combined[:top_n])
+            if rr.flag:
+                species += f"\n[red]{rr.flag}[/red]"
+        decision = r.species.decision
+        table.add_row(r.file or "", f"[{style[decision]}]{decision}[/{style[decision]}]", species,
+                      _colour_short(r), r.clarity.grade if r.clarity else "",
+                      _next_test(r), "\n".join(w.message for w in r.quality.warnings))
+    console = Console()
+    console.print(table)
+    console.print("[dim]" + results_disclaimer() + "[/dim]")
+
+
+def results_disclaimer() -> str:
+    from gemid import DISCLAIMER
+
+    return DISCLAIMER
+
+
+# --- models ---------------------------------------------------------------------------------------------
+
+
+def describe_bundle(meta: Path) -> dict[str, Any]:
+    """What `gemid models` shows for one bundle.json: identity, metrics and each ONNX file's sha256 check."""
+    from gemid.vision.bundle import load_bundle, sha256_file
+    from gemid.vision.errors import ModelError
+
+    root = meta.parent
+    try:
+        b = load_bundle(root, verify=False)
+    except ModelError as exc:
+        return {"dir": str(root), "error": str(exc)}
+    files = {}
+    for variant, entry in b.files.items():
+        path = root / entry.path
+        if not path.is_file():
+            status = "missing"
+        else:
+            status = "ok" if sha256_file(path) == entry.sha256 else "altered (sha256 mismatch)"
+        files[variant] = {"path": entry.path, "sha256": entry.sha256, "status": status}
+    metrics = {k: v for k, v in b.metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and (k.startswith("val_") or k == "ece")}
+    return {"dir": str(root), "name": b.name, "version": b.version, "created_at": b.created_at,
+            "labels": len(b.labels), "input_size": b.input.size, "temperature": b.temperature,
+            "heads": list(b.heads), "metrics": metrics, "files": files}
+
+
+def _models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    found = sorted(Path(args.dir).glob("*/bundle.json"))
+    rows = [describe_bundle(m) for m in found]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0 if rows and not any("error" in r for r in rows) else 1
+    console = Console()
+    if not rows:
+        console.print(f"no model bundles under {args.dir} (looked for */bundle.json)")
+        return 1
+    table = Table(title=f"model bundles in {args.dir}")
+    for col in ("Bundle", "Version", "Labels", "Metrics", "Files"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["dir"], "", "", "", f"[red]{r['error']}[/red]")
+            continue
+        metrics = "\n".join(f"{k}: {_fmt_metric(k, v)}" for k, v in r["metrics"].items())
+        files = "\n".join(f"{v}: {f['path']} [{'green' if f['status'] == 'ok' else 'red'}]{f['status']}[/]"
+                          for v, f in r["files"].items())
+        table.add_row(f"{r['name']}\n[dim]{r['dir']}[/dim]", r["version"], str(r["labels"]), metrics, files)
+    console.print(table)
+    return 0 if not any("error" in r or any(f["status"] != "ok" for f in r["files"].values()) for r in rows) else 1
+
+
+def _fmt_metric(key: str, value: float) -> str:
+    return f"{value:.1%}" if 0.0 <= value <= 1.0 and "delta" not in key else f"{value:.4g}"
