@@ -1,0 +1,134 @@
+"""Photo-quality warnings on rendered and drawn stones whose faults we control."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from bundle_fixture import STONE_COLOURS, draw_stone
+
+from gemid.vision import quality
+from gemid.vision.quality import assess, measure, too_poor_to_judge
+from gemid.vision.segment import segment
+
+synth = pytest.importorskip("gemid.datasets.synth", reason="the synthetic stone renderer is not installed")
+
+
+def render(size: int = 256, seed: int = 1, **spec):
+    rgb, mask, _truth = synth.render(synth.StoneSpec(**spec), size=size, seed=seed)
+    return rgb, mask
+
+
+def codes(rgb: np.ndarray) -> set[str]:
+    return {w.code for w in assess(rgb, segment(rgb)).warnings}
+
+
+def test_a_good_photo_has_no_warnings_and_locates_the_stone():
+    rgb, mask = render()
+    seg = segment(rgb)
+    q = assess(rgb, seg)
+    assert q.warnings == []
+    assert q.sharpness is not None and q.sharpness > quality.BLUR_VARIANCE
+    assert too_poor_to_judge(q) is None
+    ys, xs = np.nonzero(mask)
+    x, y, w, h = q.stone.bbox
+    assert abs(x - xs.min()) <= 6 and abs(y - ys.min()) <= 6
+    assert abs(x + w - xs.max()) <= 6 and abs(y + h - ys.max()) <= 6
+    assert q.stone.n_stones == 1 and q.stone.area_fraction == pytest.approx(mask.astype(bool).mean(), abs=0.05)
+    assert len(q.stone.outline) >= 4
+
+
+@pytest.mark.parametrize("background", ["grey", "black", "gradient", "textured"])
+def test_other_backgrounds_are_not_flagged(background):
+    rng = np.random.default_rng(5)
+    spec = synth.random_spec(rng, background=background, scale=0.55, blur=0.0, noise=1.0, jpeg_quality=0, card=None,
+                             colour_kind="coloured")
+    rgb, _mask, _truth = synth.render(spec, size=256, seed=2)
+    assert codes(rgb) & {"no_stone", "blurry", "overexposed", "underexposed", "no_background"} == set()
+
+
+def test_blur_is_flagged_and_very_blurry_is_too_poor():
+    mild, _ = render(blur=2.0)
+    q = assess(mild, segment(mild))
+    assert "blurry" in {w.code for w in q.warnings}
+    assert too_poor_to_judge(q) is None  # soft, but still judged
+    heavy, _ = render(blur=8.0)
+    q = assess(heavy, segment(heavy))
+    assert any(w.code == "blurry" and "very blurry" in w.message for w in q.warnings)
+    assert "blurry" in too_poor_to_judge(q)
+
+
+def test_sharpness_is_scale_normalised():
+    small, _ = render(size=256)
+    large, _ = render(size=768)  # the same stone photographed at 3× the resolution
+    s_small = measure(small, segment(small)).sharpness
+    s_large = measure(large, segment(large)).sharpness
+    assert 1 / 3 < s_large / s_small < 3
+    # whereas the raw Laplacian variance at native resolution differs far more
+    import cv2
+
+    raw = [cv2.Laplacian(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F).var()
+           for im in (small, large)]
+    assert abs(np.log(s_large / s_small)) < abs(np.log(raw[1] / raw[0]))
+
+
+def test_small_stone_in_a_large_frame():
+    rgb, _ = render(scale=0.12)
+    found = codes(rgb)
+    assert {"stone_too_small", "low_resolution"} <= found
+    assert "no_stone" not in found
+
+
+def test_low_resolution_photo():
+    rgb, _ = render(size=96, scale=0.6)
+    found = codes(rgb)
+    assert "low_resolution" in found and "stone_too_small" not in found
+
+
+def test_several_stones():
+    two = np.concatenate([draw_stone(size=(160, 160)), draw_stone(STONE_COLOURS["Emerald"], size=(160, 160))], 1)
+    q = assess(two, segment(two))
+    assert "several_stones" in {w.code for w in q.warnings} and q.stone.n_stones == 2
+    assert "2 separate" in next(w.message for w in q.warnings if w.code == "several_stones")
+
+
+def test_no_stone_on_a_blank_photo_and_blank_plus_blur_is_too_poor():
+    rng = np.random.default_rng(0)
+    blank = np.clip(rng.normal(235, 1.5, (200, 260, 3)), 0, 255).astype(np.uint8)
+    q = assess(blank, segment(blank))
+    found = {w.code for w in q.warnings}
+    assert "no_stone" in found and q.stone is None
+    assert too_poor_to_judge(q) is not None  # a featureless photo is also blurry: nothing to judge
+
+
+def test_overexposed_and_underexposed():
+    rgb, _ = render()
+    seg = segment(rgb)
+    bright = np.clip(rgb.astype(np.float32) * 3.0 + 60, 0, 255).astype(np.uint8)  # the red stone washes out
+    assert "overexposed" in {w.code for w in assess(bright, seg).warnings}
+    # a vivid stone that clips only its own colour channel is not "blown": that is how saturated colour looks
+    red_clipped = rgb.copy()
+    red_clipped[..., 0] = np.where(seg.mask > 0, 255, red_clipped[..., 0])
+    assert "overexposed" not in {w.code for w in assess(red_clipped, seg).warnings}
+    dark = (rgb.astype(np.float32) * 0.08).astype(np.uint8)
+    assert "underexposed" in codes(dark)
+    assert {"overexposed", "underexposed"} & codes(rgb) == set()
+
+
+def test_a_black_stone_on_a_light_background_is_not_underexposed():
+    img = draw_stone((14, 14, 16), size=(220, 180))
+    assert "underexposed" not in codes(img)
+
+
+def test_frame_filling_stone_warns_no_background_not_several_stones():
+    img = draw_stone(size=(256, 192), radius=200)  # facets right up to every edge
+    found = codes(img)
+    assert "no_background" in found
+    assert not found & {"several_stones", "stone_too_small"}
+
+
+def test_stone_touching_the_frame_edges_is_still_found():
+    # an octagon whose flat sides touch all four edges: the corners still show the background
+    img = draw_stone(size=(200, 200), radius=104)
+    seg = segment(img)
+    assert seg.found and seg.n_stones == 1 and seg.area_fraction > 0.7
+    assert codes(img) == set()
