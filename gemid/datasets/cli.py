@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gemid.datasets.phash import DEFAULT_COLOUR_THRESHOLD, DEFAULT_THRESHOLD, HASH_BITS
+from gemid.datasets.thresholds import DEFAULT_COLOUR_THRESHOLD, DEFAULT_THRESHOLD, HASH_BITS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -136,7 +136,18 @@ def _load(source: Path, args: argparse.Namespace, *, as_import: bool) -> tuple[l
                          source=args.source_name, root=args.root)
         return res.rows, [Path(r.path) for r in res.rows], res.root, str(source)
     m = read_manifest(source)
-    return list(m.rows), [m.resolve(r) for r in m.rows], m.root, str(source)
+    paths = [m.resolve(r) for r in m.rows]
+    return list(m.rows), paths, _display_root(paths, m.root), str(source)
+
+
+def _display_root(paths: list[Path], default: Path) -> Path:
+    """The folder the photos share (paths in reports read 'Ruby/ruby_1.jpg', not a long absolute path)."""
+    if not paths:
+        return default
+    try:
+        return Path(os.path.commonpath([str(p.parent) for p in paths]))
+    except ValueError:  # mixed relative/absolute or drives
+        return default
 
 
 def _run(fn: Any, args: argparse.Namespace) -> int:
@@ -230,7 +241,8 @@ def _split(args: argparse.Namespace) -> int:
 
     m = read_manifest(args.manifest)
     rows = list(m.rows)
-    sc = _scan(rows, [m.resolve(r) for r in rows], m.root, args)
+    paths = [m.resolve(r) for r in rows]
+    sc = _scan(rows, paths, _display_root(paths, m.root), args)
     bad = [i for i, info in enumerate(sc.infos) if not info.ok]
     for i in bad:
         print(f"warning: {sc.display_path(i)}: {sc.infos[i].problem} ({sc.infos[i].message})", file=sys.stderr)

@@ -21,10 +21,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-HASH_BITS = 256
-DEFAULT_THRESHOLD = 40  # bits of 256: also joins the same stone re-photographed a little turned or moved
-DEFAULT_COLOUR_THRESHOLD = 12.0  # mean delta-E (CIE76) between 8x8 Lab thumbnails
-_BLOCK = 2048  # rows per block of the all-pairs comparison: bounds memory at ~32 MiB
+from gemid.datasets.thresholds import DEFAULT_COLOUR_THRESHOLD, DEFAULT_THRESHOLD, HASH_BITS
+
+_PAIRS_PER_BLOCK = 1 << 20  # pairs compared at once: ~32 MiB of XORed words
 
 
 def phash(bgr_or_grey: np.ndarray) -> int:
@@ -68,8 +67,9 @@ def near_pairs(hashes: Sequence[int], threshold: int) -> list[tuple[int, int, in
     h = _words(hashes)
     n = len(h)
     out: list[tuple[int, int, int]] = []
-    for start in range(0, n, _BLOCK):
-        block = h[start:start + _BLOCK]
+    rows = max(16, _PAIRS_PER_BLOCK // max(n, 1))
+    for start in range(0, n, rows):
+        block = h[start:start + rows]
         dist = np.bitwise_count(block[:, None, :] ^ h[None, :, :]).sum(axis=-1, dtype=np.int32)
         ii, jj = np.nonzero(dist <= threshold)
         for i, j in zip(ii.tolist(), jj.tolist(), strict=True):

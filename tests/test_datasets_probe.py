@@ -1,0 +1,130 @@
+"""Decoding by content: formats from magic bytes, PNG named .jpg, truncated and empty files; the hash."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from datasets_support import drawing, write_jpeg
+
+from gemid.datasets.phash import (
+    DEFAULT_COLOUR_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    colour_distance,
+    colour_signature,
+    group_near_duplicates,
+    hamming,
+    near_pairs,
+    phash,
+)
+from gemid.datasets.probe import load_bgr, probe, sniff_format
+
+
+def _encoded(ext: str, img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.mark.parametrize("ext, fmt", [(".jpg", "jpeg"), (".png", "png"), (".webp", "webp"), (".bmp", "bmp"),
+                                      (".tiff", "tiff")])
+def test_sniff_names_the_format_from_bytes(ext, fmt):
+    assert sniff_format(_encoded(ext, drawing(1, 32))[:32]) == fmt
+
+
+def test_sniff_rejects_non_images():
+    assert sniff_format(b"%PDF-1.7\n") is None
+    assert sniff_format(b"") is None
+
+
+def test_png_named_jpg_with_alpha_is_decoded_and_flagged(tmp_path):
+    rgba = cv2.cvtColor(drawing(2), cv2.COLOR_BGR2BGRA)
+    rgba[:, :30, 3] = 0  # transparent left band
+    p = tmp_path / "stone.jpg"
+    p.write_bytes(_encoded(".png", rgba))
+    info = probe(p)
+    assert info.ok and info.content_format == "png" and info.extension_format == "jpeg"
+    assert info.extension_mismatch and info.has_alpha and info.channels == 4
+    assert (info.width, info.height) == (128, 128)
+    bgr = load_bgr(p)
+    assert bgr.shape == (128, 128, 3) and bgr.dtype == np.uint8
+    assert (bgr[:, :30] == 255).all()  # transparent pixels composited over white
+
+
+def test_clean_jpeg_has_no_problem(tmp_path):
+    write_jpeg(tmp_path / "a.jpeg", drawing(3))
+    info = probe(tmp_path / "a.jpeg")
+    assert info.ok and not info.extension_mismatch and info.phash is not None and info.colour.shape == (8, 8, 3)
+    assert len(info.sha256) == 64 and info.n_bytes > 0
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.97])
+def test_truncated_jpeg_is_reported(tmp_path, keep):
+    data = write_jpeg(tmp_path / "t.jpg", drawing(4))
+    (tmp_path / "t.jpg").write_bytes(data[: int(len(data) * keep)])
+    info = probe(tmp_path / "t.jpg")
+    assert info.problem == "truncated" and info.phash is None
+    with pytest.raises(ValueError, match="truncated"):
+        load_bgr(tmp_path / "t.jpg")
+
+
+def test_truncated_png_is_reported(tmp_path):
+    data = _encoded(".png", drawing(5))
+    (tmp_path / "t.png").write_bytes(data[: len(data) - 20])
+    assert probe(tmp_path / "t.png").problem == "truncated"
+
+
+@pytest.mark.parametrize("content, problem", [(b"", "empty"), (b"hello, not a photo", "not_an_image"),
+                                              (b"\xff\xd8\xff" + b"\x00" * 200 + b"\xff\xd9", "undecodable")])
+def test_bad_files_get_typed_problems(tmp_path, content, problem):
+    p = tmp_path / "x.jpg"
+    p.write_bytes(content)
+    info = probe(p)
+    assert info.problem == problem and not info.ok and info.message
+
+
+def test_missing_file(tmp_path):
+    assert probe(tmp_path / "nope.jpg").problem == "missing"
+
+
+def test_sixteen_bit_grey_png_decodes(tmp_path):
+    grey16 = (cv2.cvtColor(drawing(6), cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257)
+    p = tmp_path / "deep.png"
+    p.write_bytes(_encoded(".png", grey16))
+    info = probe(p)
+    assert info.ok and info.bit_depth == 16 and info.channels == 1
+    assert load_bgr(p).shape == (128, 128, 3)
+
+
+def test_phash_survives_resize_and_reencode_but_separates_different_photos():
+    img = drawing(7)
+    ok, buf = cv2.imencode(".jpg", cv2.resize(img, (77, 77), interpolation=cv2.INTER_AREA),
+                           [cv2.IMWRITE_JPEG_QUALITY, 60])
+    copy = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    assert hamming(phash(img), phash(copy)) <= DEFAULT_THRESHOLD // 2
+    others = [phash(drawing(s)) for s in range(100, 140)]
+    assert min(hamming(phash(img), h) for h in others) > 2 * DEFAULT_THRESHOLD
+
+
+def test_colour_guard_keeps_same_shape_different_colour_apart():
+    """Grey hashes cannot see colour: a red and a green stone of one shape must not be merged."""
+    def stone(colour):
+        img = np.full((128, 128, 3), 240, np.uint8)
+        cv2.ellipse(img, (64, 64), (40, 28), 0, 0, 360, colour, -1)
+        return img
+    red, green = stone((30, 30, 200)), stone((40, 160, 40))
+    assert hamming(phash(red), phash(green)) <= DEFAULT_THRESHOLD  # the hash alone would merge them
+    assert colour_distance(colour_signature(red), colour_signature(green)) > DEFAULT_COLOUR_THRESHOLD
+    hashes = [phash(red), phash(green)]
+    assert group_near_duplicates(hashes) == [[0, 1]]
+    assert group_near_duplicates(hashes, colours=[colour_signature(red), colour_signature(green)]) == []
+
+
+def test_groups_are_transitive_and_skip_missing_hashes():
+    base = phash(drawing(8))
+    a = base ^ 0b1111  # 4 bits from base
+    b = a ^ (0b1111 << 100)  # 4 bits from a, 8 from base
+    far = phash(drawing(9))
+    assert [(i, j) for i, j, _ in near_pairs([base, a, b, far], 4)] == [(0, 1), (1, 2)]
+    assert group_near_duplicates([base, None, a, b, far], 4) == [[0, 2, 3]]
+    assert group_near_duplicates([base, far, base ^ 1], 0, exact=["x", "y", "x"]) == [[0, 2]]
