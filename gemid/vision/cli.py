@@ -8,11 +8,13 @@ failed (0 all good, 1 some failed, 2 could not run). Heavy imports happen inside
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import glob
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,14 +128,21 @@ class _BriefFormatter(logging.Formatter):
         return f"warning: {record.getMessage()}"
 
 
-def _setup_logging(debug: bool) -> None:
-    root = logging.getLogger("gemid")
+@contextlib.contextmanager
+def _cli_logging(debug: bool) -> Iterator[None]:
+    """Brief warnings on stderr while the command runs; the logger is restored after (in-process callers)."""
+    logger = logging.getLogger("gemid")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
     if not debug:
         handler.setFormatter(_BriefFormatter())
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    root.propagate = False
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 def _usage_error(message: str) -> int:
@@ -144,16 +153,21 @@ def _usage_error(message: str) -> int:
 def _identify(args: argparse.Namespace) -> int:
     import warnings
 
-    from PIL import Image
+    with _cli_logging(args.debug), warnings.catch_warnings():
+        # decompression bombs are refused by gemid.vision.decode with a message of its own
+        from PIL import Image
+
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return _run_identify(args)
+
+
+def _run_identify(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
     from gemid.vision.errors import GemidInputError, ModelError
     from gemid.vision.pipeline import Identifier, file_error
     from gemid.vision.report import ErrorInfo, FileError, Readings
-
-    _setup_logging(args.debug)
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we refuse those ourselves, with a message
 
     try:
         values = {k: getattr(args, k) for k in _READINGS}
@@ -348,9 +362,11 @@ def _models(args: argparse.Namespace) -> int:
 
     found = sorted(Path(args.dir).glob("*/bundle.json"))
     rows = [describe_bundle(m) for m in found]
+    healthy = bool(rows) and not any(
+        "error" in r or any(f["status"] != "ok" for f in r["files"].values()) for r in rows)
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0 if rows and not any("error" in r for r in rows) else 1
+        return 0 if healthy else 1
     console = Console()
     if not rows:
         console.print(f"no model bundles under {args.dir} (looked for */bundle.json)")
@@ -367,7 +383,7 @@ def _models(args: argparse.Namespace) -> int:
                           for v, f in r["files"].items())
         table.add_row(f"{r['name']}\n[dim]{r['dir']}[/dim]", r["version"], str(r["labels"]), metrics, files)
     console.print(table)
-    return 0 if not any("error" in r or any(f["status"] != "ok" for f in r["files"].values()) for r in rows) else 1
+    return 0 if healthy else 1
 
 
 def _fmt_metric(key: str, value: float) -> str:

@@ -1,0 +1,204 @@
+"""`gemid identify` and `gemid models` as a technician runs them: files, folders, globs, bad files, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bundle_fixture import LABELS, STONE_COLOURS, build_bundle, draw_stone, encode
+
+from gemid.cli import main
+from gemid.vision.cli import CSV_FIELDS
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return build_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "220")  # rich wraps at 80 columns when stdout is not a terminal
+
+
+@pytest.fixture
+def parcel(tmp_path) -> Path:
+    """A desk's folder: good photos (one a PNG named .jpg, one in a subfolder), and bad files."""
+    d = tmp_path / "parcel"
+    (d / "more").mkdir(parents=True)
+    (d / ".thumbs").mkdir()
+    (d / "a_ruby.png").write_bytes(encode(draw_stone(STONE_COLOURS["Ruby"])))
+    (d / "b_emerald.jpg").write_bytes(encode(draw_stone(STONE_COLOURS["Emerald"]), ".png"))
+    (d / "more" / "c_citrine.jpg").write_bytes(encode(draw_stone(STONE_COLOURS["Citrine"]), ".jpg"))
+    (d / "d_notes.jpg").write_bytes(b"parcel 42: three stones\n")
+    (d / "e_empty.png").write_bytes(b"")
+    (d / "readme.txt").write_text("not an image extension: not picked up from a folder")
+    (d / ".thumbs" / "x.png").write_bytes(b"hidden folders are skipped")
+    return d
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(["identify", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_json_for_a_folder_with_bad_files(capsys, bundle, parcel):
+    rc, out, err = run(capsys, str(parcel), "--model", str(bundle), "--json")
+    assert rc == 1  # some files failed
+    entries = json.loads(out)  # ONE JSON array on stdout, nothing else
+    files = [Path(e["file"]).relative_to(parcel).as_posix() for e in entries]
+    assert files == ["a_ruby.png", "b_emerald.jpg", "d_notes.jpg", "e_empty.png", "more/c_citrine.jpg"]
+    by = {Path(e["file"]).name: e for e in entries}
+    assert by["a_ruby.png"]["species"]["top"][0]["label"] == "Ruby"
+    assert by["b_emerald.jpg"]["image"]["format"] == "PNG"
+    assert by["c_citrine.jpg"]["species"]["decision"] == "identified"
+    assert len(by["a_ruby.png"]["species"]["top"]) >= 5 and by["a_ruby.png"]["report_id"]
+    assert by["d_notes.jpg"]["error"]["code"] == "unsupported_type" and "text" in by["d_notes.jpg"]["error"]["message"]
+    assert by["e_empty.png"]["error"] == {"code": "empty_file", "message": "the file is empty (0 bytes)"}
+    assert "Traceback" not in err
+
+
+def test_all_good_exits_zero(capsys, bundle, parcel):
+    rc, out, _ = run(capsys, str(parcel / "a_ruby.png"), str(parcel / "more"), "--model", str(bundle), "--json")
+    assert rc == 0 and [e["species"]["top"][0]["label"] for e in json.loads(out)] == ["Ruby", "Citrine"]
+
+
+def test_table_by_default(capsys, bundle, parcel):
+    rc, out, err = run(capsys, str(parcel), "--model", str(bundle))
+    assert rc == 1
+    assert "Ruby" in out and "identified" in out and "Emerald" in out
+    assert "error" in out and "the file is empty" in out
+    assert "Preliminary identification" in out  # the disclaimer
+    assert "Traceback" not in out + err
+
+
+def test_csv_for_a_parcel(capsys, bundle, parcel, tmp_path):
+    target = tmp_path / "out" / "parcel.csv"
+    rc, _out, _ = run(capsys, str(parcel), "--model", str(bundle), "--csv", str(target), "--reference", "LOT-9")
+    assert rc == 1
+    with open(target, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        assert reader.fieldnames == CSV_FIELDS
+    assert CSV_FIELDS[:11] == ["file", "report_id", "decision", "top1", "p1", "top2", "p2", "colour", "clarity",
+                               "warnings", "error"]
+    assert len(rows) == 5
+    ruby = next(r for r in rows if r["file"].endswith("a_ruby.png"))
+    assert ruby["decision"] == "identified" and ruby["top1"] == "Ruby" and 0.5 < float(ruby["p1"]) <= 1.0
+    assert ruby["top2"] in LABELS and float(ruby["p2"]) < float(ruby["p1"]) and ruby["error"] == ""
+    assert ruby["reference"] == "LOT-9"
+    bad = next(r for r in rows if r["file"].endswith("d_notes.jpg"))
+    assert bad["report_id"] == "" and bad["error"].startswith("unsupported_type:")
+
+
+def test_globs_and_missing_paths(capsys, bundle, parcel):
+    rc, out, _ = run(capsys, str(parcel / "*.png"), str(parcel / "nope.jpg"), str(parcel / "*.gif"),
+                     "--model", str(bundle), "--json")
+    entries = json.loads(out)
+    assert rc == 1
+    assert [Path(e["file"]).name for e in entries] == ["a_ruby.png", "e_empty.png", "nope.jpg", "*.gif"]
+    assert entries[2]["error"]["message"] == "no such file or folder"
+    assert entries[3]["error"]["message"] == "no files match this pattern"
+
+
+def test_recursive_glob(capsys, bundle, parcel):
+    rc, out, _ = run(capsys, str(parcel / "**" / "*_*.jpg"), "--model", str(bundle), "--json")
+    names = [Path(e["file"]).name for e in json.loads(out)]
+    assert names == ["b_emerald.jpg", "d_notes.jpg", "c_citrine.jpg"] and rc == 1
+
+
+def test_readings_top_reference_and_int8(capsys, bundle, parcel):
+    rc, out, _ = run(capsys, str(parcel / "a_ruby.png"), "--model", str(bundle), "--json", "--int8", "--top", "7",
+                     "--reference", "PK/2025/17", "--ri", "1.765", "--ri-high", "1.774", "--sg", "4.0",
+                     "--optic", "DR", "--pleochroism", "moderate", "--uv", "strong")
+    assert rc == 0
+    (r,) = json.loads(out)
+    assert r["model"]["variant"] == "int8" and r["reference"] == "PK/2025/17"
+    assert len(r["species"]["top"]) == len(LABELS)  # --top 7, but the model knows six
+    rr = r["tests"]["reranking"]
+    assert rr["readings"]["ri"] == 1.765 and rr["readings"]["uv_lw"] == "strong" and rr["readings"]["optic"] == "DR"
+    assert rr["combined"][0]["label"] == "Ruby"
+
+
+def test_default_top_is_at_least_five(capsys, bundle, parcel):
+    _rc, out, _ = run(capsys, str(parcel / "a_ruby.png"), "--model", str(bundle), "--json")
+    assert len(json.loads(out)[0]["species"]["top"]) == 5
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--ri", "9"], "--ri"),
+    (["--sg", "-1"], "--sg"),
+    (["--reference", "x" * 300], "--reference"),
+])
+def test_invalid_options_are_usage_errors(capsys, bundle, parcel, argv, words):
+    rc, out, err = run(capsys, str(parcel / "a_ruby.png"), "--model", str(bundle), *argv)
+    assert rc == 2 and words in err and out == ""
+
+
+@pytest.mark.parametrize("argv", [[], ["x.jpg", "--top", "0"], ["x.jpg", "--optic", "XX"], ["x.jpg", "--ri", "abc"]])
+def test_argparse_usage_errors_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(["identify", *argv])
+    assert e.value.code == 2
+
+
+def test_missing_model_exits_2(capsys, parcel, tmp_path):
+    rc, _out, err = run(capsys, str(parcel / "a_ruby.png"), "--model", str(tmp_path / "no-model"))
+    assert rc == 2 and "cannot load the model" in err and "bundle.json missing" in err
+
+
+def test_many_files_with_progress(capsys, bundle, tmp_path):
+    for i, label in enumerate(LABELS):
+        (tmp_path / f"{i}.png").write_bytes(encode(draw_stone(STONE_COLOURS[label], seed=i), ".png"))
+    rc, out, err = run(capsys, str(tmp_path), "--model", str(bundle), "--json")
+    assert rc == 0 and [e["species"]["top"][0]["label"] for e in json.loads(out)] == LABELS
+    assert "Traceback" not in err
+
+
+def test_models_lists_bundles_and_checks_sha256(capsys, bundle, tmp_path):
+    models = tmp_path / "models"
+    good = build_bundle(models / "good", int8=False)
+    assert main(["models", "--dir", str(models)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-colour" in out and "0.0.1-test" in out and "ok" in out and "val_top1" in out
+
+    altered = build_bundle(models / "altered", int8=False)
+    with open(altered / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    assert main(["models", "--dir", str(models), "--json"]) == 1
+    rows = {Path(r["dir"]).name: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["good"]["files"]["fp32"]["status"] == "ok" and rows["good"]["labels"] == len(LABELS)
+    assert rows["good"]["metrics"]["val_top1"] == 1.0
+    assert rows["altered"]["files"]["fp32"]["status"].startswith("altered")
+    assert good.is_dir()
+
+    (models / "broken").mkdir()
+    (models / "broken" / "bundle.json").write_text("{not json")
+    assert main(["models", "--dir", str(models), "--json"]) == 1
+    rows = {Path(r["dir"]).name: r for r in json.loads(capsys.readouterr().out)}
+    assert "not a valid bundle" in rows["broken"]["error"]
+
+
+def test_models_with_nothing_found(capsys, tmp_path):
+    assert main(["models", "--dir", str(tmp_path)]) == 1
+    assert "no model bundles" in capsys.readouterr().out
+
+
+def test_console_command_end_to_end(bundle, parcel):
+    """The real entry point in a fresh process: exit code, clean JSON on stdout, nothing torch-related."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "gemid.cli", "identify", str(parcel / "a_ruby.png"), str(parcel / "d_notes.jpg"),
+         "--model", str(bundle), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    entries = json.loads(proc.stdout)
+    assert entries[0]["species"]["top"][0]["label"] == "Ruby" and entries[1]["error"]["code"] == "unsupported_type"
+    assert "Traceback" not in proc.stderr
+    helptext = subprocess.run([sys.executable, "-m", "gemid.cli", "--help"], capture_output=True, text=True).stdout
+    assert "identify" in helptext and "models" in helptext
