@@ -8,6 +8,7 @@ exploration notebook all read this one report, so the table and the JSON can nev
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections import Counter
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gemid.datasets.manifest import Row
+from gemid.datasets.importers import DatasetImportError, import_folder
+from gemid.datasets.manifest import Row, read_manifest
 from gemid.datasets.phash import (
     DEFAULT_COLOUR_THRESHOLD,
     DEFAULT_THRESHOLD,
@@ -80,6 +82,35 @@ def scan(
     return Scan(rows=list(rows), infos=infos, groups=groups, threshold=threshold,
                 colour_threshold=colour_threshold, root=Path(root),
                 elapsed_s=time.perf_counter() - t0)
+
+
+def rows_from(source: Path | str) -> tuple[list[Row], list[Path], Path, list[str]]:
+    """(rows, resolved paths, display root, ignored files) of a folder-per-class or a manifest CSV."""
+    source = Path(source)
+    if source.is_dir():
+        res = import_folder(source)
+        return res.rows, [Path(r.path) for r in res.rows], res.root, res.ignored
+    if not source.is_file():
+        raise DatasetImportError(f"{source}: no such folder or file")
+    m = read_manifest(source)
+    paths = [m.resolve(r) for r in m.rows]
+    return list(m.rows), paths, common_root(paths, m.root), []
+
+
+def common_root(paths: Sequence[Path], default: Path) -> Path:
+    """The folder the photos share (paths in reports read 'Ruby/ruby_1.jpg', not a long absolute path)."""
+    if not paths:
+        return default
+    try:
+        return Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
+    except ValueError:  # mixed relative/absolute paths
+        return default
+
+
+def scan_source(source: Path | str, **kwargs: Any) -> Scan:
+    """Scan a folder-per-class or a manifest CSV (keyword arguments as for `scan`)."""
+    rows, paths, root, _ = rows_from(source)
+    return scan(rows, paths, root=root, **kwargs)
 
 
 def _stats(values: list[int]) -> dict[str, float | int | None]:

@@ -119,35 +119,23 @@ def _scan(rows: list, paths: list[Path], root: Path, args: argparse.Namespace) -
 
 def _load(source: Path, args: argparse.Namespace, *, as_import: bool) -> tuple[list, list[Path], Path, str]:
     """(rows, resolved paths, display root, source name) from a folder, a manifest or (import) any CSV."""
-    from gemid.datasets.importers import DatasetImportError, import_csv, import_folder
-    from gemid.datasets.manifest import read_manifest
+    from gemid.datasets.audit import rows_from
+    from gemid.datasets.importers import import_csv, import_folder
 
-    if source.is_dir():
-        res = import_folder(source, source=getattr(args, "source_name", None))
-        for f in res.ignored:
-            print(f"note: ignored non-image file {f}", file=sys.stderr)
-        return res.rows, [Path(r.path) for r in res.rows], res.root, str(source)
-    if not source.is_file():
-        raise DatasetImportError(f"{source}: no such folder or file")
-    if as_import:
+    if source.is_file() and as_import:
         res = import_csv(source, path_column=args.path_column, species_column=args.species_column,
                          colour_column=args.colour_column, clarity_column=args.clarity_column,
                          split_column=args.split_column, source_column=args.source_column,
                          source=args.source_name, root=args.root)
         return res.rows, [Path(r.path) for r in res.rows], res.root, str(source)
-    m = read_manifest(source)
-    paths = [m.resolve(r) for r in m.rows]
-    return list(m.rows), paths, _display_root(paths, m.root), str(source)
-
-
-def _display_root(paths: list[Path], default: Path) -> Path:
-    """The folder the photos share (paths in reports read 'Ruby/ruby_1.jpg', not a long absolute path)."""
-    if not paths:
-        return default
-    try:
-        return Path(os.path.commonpath([str(p.parent) for p in paths]))
-    except ValueError:  # mixed relative/absolute or drives
-        return default
+    if source.is_dir() and getattr(args, "source_name", None):
+        res = import_folder(source, source=args.source_name)
+        rows, paths, root, ignored = res.rows, [Path(r.path) for r in res.rows], res.root, res.ignored
+    else:
+        rows, paths, root, ignored = rows_from(source)
+    for f in ignored:
+        print(f"note: ignored non-image file {f}", file=sys.stderr)
+    return rows, paths, root, str(source)
 
 
 def _run(fn: Any, args: argparse.Namespace) -> int:
@@ -237,12 +225,13 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
+    from gemid.datasets.audit import common_root
     from gemid.datasets.manifest import Manifest, read_manifest, write_manifest
 
     m = read_manifest(args.manifest)
     rows = list(m.rows)
     paths = [m.resolve(r) for r in rows]
-    sc = _scan(rows, paths, _display_root(paths, m.root), args)
+    sc = _scan(rows, paths, common_root(paths, m.root), args)
     bad = [i for i, info in enumerate(sc.infos) if not info.ok]
     for i in bad:
         print(f"warning: {sc.display_path(i)}: {sc.infos[i].problem} ({sc.infos[i].message})", file=sys.stderr)
