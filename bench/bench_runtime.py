@@ -1,0 +1,206 @@
+"""Runtime latency of one photo through `gemid identify`, stage by stage, and the model on three engines.
+
+    python -m bench.bench_runtime                          # shipped bundle, a rendered 1024 px JPEG, 2 threads
+    python -m bench.bench_runtime --photo stone.jpg --repeats 50 --threads 2 --json runtime.json
+    python -m bench.bench_runtime --checkpoint runs/gems68-lite0/best.pt   # PyTorch eager on the trained weights
+
+Prints
+- per-stage latency, p50 and p95 in milliseconds: decode, segment, quality, crop + preprocess, species
+  (ONNX Runtime fp32 and int8, batch 1), colour, clarity, test guidance, and the whole `Identifier.identify`;
+- the model alone at batch 1 and 8 on ONNX Runtime fp32, ONNX Runtime int8 and PyTorch eager (only when
+  torch and `gemid.training` import), as ms per image and as ratios to PyTorch eager and to ORT fp32.
+
+The photo defaults to a stone drawn by the synthetic renderer at 1024 px, saved as JPEG (quality 90), so the
+figures need no data. PyTorch eager uses the checkpoint when given, else the same architecture with fresh
+weights (latency does not depend on the weight values). Each figure comes from timed repeats after warm-up
+runs; the machine's other load shows up in p95, so run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def timed(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> dict[str, float]:
+    """p50 / p95 / mean milliseconds of fn() over `repeats` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    ms = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ms.append((time.perf_counter() - t) * 1e3)
+    a = np.array(ms)
+    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "mean": float(a.mean()),
+            "n": repeats}
+
+
+def default_photo(side: int = 1024) -> bytes:
+    """A rendered stone as a phone-sized JPEG (no data needed)."""
+    import cv2
+
+    from gemid.datasets.synth import StoneSpec, render
+
+    rgb, _mask, _truth = render(StoneSpec(lab=(42.0, 50.0, 20.0), scale=0.55), size=side, seed=0)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def stage_latency(bundle_dir: Path, data: bytes, threads: int, repeats: int) -> dict[str, dict[str, float]]:
+    from gemid.vision.classify import SpeciesClassifier
+    from gemid.vision.decode import decode
+    from gemid.vision.pipeline import Identifier
+    from gemid.vision.quality import assess
+    from gemid.vision.segment import segment
+
+    ident = Identifier(bundle_dir, threads=threads)
+    img = decode(data)
+    seg = segment(img.rgb)
+    crop = ident.classifier.crop(img.rgb, seg)
+    out: dict[str, dict[str, float]] = {
+        "decode": timed(lambda: decode(data), repeats),
+        "segment": timed(lambda: segment(img.rgb), repeats),
+        "quality": timed(lambda: assess(img.rgb, seg, ident.bundle.input.crop.margin), repeats),
+        "crop + preprocess": timed(lambda: ident.classifier.preprocess(ident.classifier.crop(img.rgb, seg)), repeats),
+        "species (ORT fp32)": timed(lambda: ident.classifier.predict([crop]), repeats),
+    }
+    if "int8" in ident.bundle.files:
+        q = SpeciesClassifier(ident.bundle, variant="int8", threads=threads)
+        out["species (ORT int8)"] = timed(lambda: q.predict([crop]), repeats)
+    report = ident.identify(data)
+    top1 = report.species.top[0].label
+    optional = {
+        "colour": (ident._grade_colour, (img.rgb, seg)),
+        "clarity": (ident._grade_clarity, (img.rgb, seg, top1)),
+        "test guidance": (ident._recommend, (list(report.species.top),)),
+    }
+    for name, (fn, fargs) in optional.items():
+        if fn is None:
+            continue
+        try:
+            fn(*fargs)
+        except Exception as exc:  # a grader that fails is left out of the figures, and said so
+            print(f"{name}: not timed, it failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+            continue
+        out[name] = timed(lambda fn=fn, fargs=fargs: fn(*fargs), repeats)
+    out["identify (whole, fp32)"] = timed(lambda: ident.identify(data), repeats)
+    return out
+
+
+def engine_latency(bundle_dir: Path, threads: int, repeats: int, checkpoint: Path | None) -> dict[str, Any]:
+    """The model alone: ms per image at batch 1 and 8 on ORT fp32, ORT int8 and PyTorch eager."""
+    from gemid.vision.bundle import load_bundle
+    from gemid.vision.classify import SpeciesClassifier
+
+    bundle = load_bundle(bundle_dir)
+    size = bundle.input.size
+    rng = np.random.default_rng(0)
+    x8 = rng.standard_normal((8, 3, size, size)).astype(np.float32)
+    engines: dict[str, Callable[[np.ndarray], Any]] = {}
+    fp32 = SpeciesClassifier(bundle, threads=threads)
+    engines["ORT fp32"] = fp32.run
+    if "int8" in bundle.files:
+        engines["ORT int8"] = SpeciesClassifier(bundle, variant="int8", threads=threads).run
+    note = ""
+    torch_model = _torch_model(bundle, checkpoint)
+    if isinstance(torch_model, str):
+        note = torch_model
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
+
+        def eager(x: np.ndarray) -> Any:
+            with torch.inference_mode():
+                return torch_model(torch.from_numpy(x))
+
+        engines["PyTorch eager"] = eager
+    res: dict[str, Any] = {"batch": {}, "note": note}
+    for batch in (1, 8):
+        x = x8[:batch]
+        res["batch"][batch] = {name: timed(lambda f=f, x=x: f(x), max(5, repeats // batch))["p50"] / batch
+                               for name, f in engines.items()}
+    return res
+
+
+def _torch_model(bundle: Any, checkpoint: Path | None) -> Any:
+    """The PyTorch model for the eager comparison, or a string saying why there is none."""
+    try:
+        import torch  # noqa: F401
+
+        from gemid.training.model import create_model
+    except ImportError as exc:
+        return f"PyTorch eager skipped: {exc} (runtime-only install)"
+    if checkpoint is not None:
+        from gemid.training.restore import load_checkpoint
+
+        model = load_checkpoint(checkpoint).model
+    else:
+        name = bundle.training.get("model")
+        if not name:
+            return "PyTorch eager skipped: the bundle does not name its architecture (training.model)"
+        model = create_model(str(name), num_classes=len(bundle.labels), pretrained=False,
+                             extra_heads={k: len(v) for k, v in bundle.heads.items()} or None)
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=DEFAULT_BUNDLE_DIR, help="bundle directory")
+    p.add_argument("--photo", type=Path, help="photo to time (default: a rendered 1024 px JPEG)")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime / PyTorch threads")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint for the eager comparison")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args(argv)
+    if not (args.model / "bundle.json").is_file():
+        print(f"no model bundle at {args.model}: run `gemid export` or pass --model DIR", file=sys.stderr)
+        return 2
+
+    data = args.photo.read_bytes() if args.photo else default_photo()
+    from gemid.vision.decode import decode
+
+    img = decode(data)
+    print(f"photo: {args.photo or 'rendered stone'} {img.width}×{img.height} {img.format} {img.bytes / 1e3:.0f} kB; "
+          f"model: {args.model}; threads {args.threads}; {args.repeats} repeats; {os.cpu_count()} CPUs visible")
+    stages = stage_latency(args.model, data, args.threads, args.repeats)
+    print(f"\n{'stage':<26}{'p50 ms':>10}{'p95 ms':>10}")
+    for name, t in stages.items():
+        print(f"{name:<26}{t['p50']:>10.2f}{t['p95']:>10.2f}")
+
+    engines = engine_latency(args.model, args.threads, args.repeats, args.checkpoint)
+    print("\nmodel alone, ms per image (p50)")
+    for batch, row in engines["batch"].items():
+        ref = row.get("PyTorch eager")
+        base = row["ORT fp32"]
+        cells = []
+        for name, ms in row.items():
+            ratio = f", {ref / ms:.2f}× eager" if ref else ""
+            cells.append(f"{name} {ms:.2f} ms ({base / ms:.2f}× ORT fp32{ratio})")
+        print(f"  batch {batch}: " + "; ".join(cells))
+    if engines["note"]:
+        print("  " + engines["note"])
+    if args.json:
+        args.json.write_text(json.dumps({"stages": stages, "engines": engines, "threads": args.threads,
+                                         "photo": str(args.photo or "rendered"), "model": str(args.model)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
