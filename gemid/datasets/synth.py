@@ -591,7 +591,7 @@ def random_inclusions(rng: np.random.Generator, n: int, aspect: float = 1.0, *,
     out = []
     for _ in range(n):
         th = rng.uniform(0, 2 * np.pi)
-        rho = 0.62 * math.sqrt(rng.random())
+        rho = 0.8 * math.sqrt(rng.random())
         out.append(InclusionSpec(
             kind=str(rng.choice(kinds)), x=0.5 * rho * math.cos(th), y=0.5 / aspect * rho * math.sin(th),
             size=float(math.exp(rng.uniform(math.log(size[0]), math.log(size[1])))),

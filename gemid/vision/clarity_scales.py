@@ -8,8 +8,11 @@ a fraction of the stone's face-up area and contrast is 0..1 (1 = black on a ligh
 one). It is scale-free: the same stone photographed larger has the same v.
 
 **Severity** = log10(1 + v / V0) / log10(1 + V1 / V0), clipped to 0..1: logarithmic because the eye grades
-inclusions on a ratio scale (a pinpoint, a speck, an obvious crystal, a stone full of them). V0 = 2e-5
-(a 1 %-of-diameter faint pinpoint) and V1 = 0.1 (a tenth of the face covered by opaque inclusions).
+inclusions on a ratio scale (a pinpoint, a speck, an obvious crystal, a stone full of them). V0 = 1e-4 is
+a full-contrast speck 1 % of the diameter across - about one pixel in a typical product photo, the
+smallest thing a photo can show - and V1 = 0.1 is a tenth of the face covered by opaque inclusions.
+VVS means nothing resolvable in the photo, VS a few specks; the finer steps of a loupe grade are beyond
+what a photograph resolves.
 
 **Grade** from severity, on the coloured-stone scale VVS < VS < SI1 < SI2 < I1 < I2 < I3; VVS and VS are
 eye-clean.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-V0 = 2e-5
+V0 = 1e-4
 V1 = 0.1
 GRADES = ("VVS", "VS", "SI1", "SI2", "I1", "I2", "I3")
 GRADE_CUTS = (0.10, 0.25, 0.40, 0.55, 0.70, 0.85)  # severity upper bounds of VVS..I2

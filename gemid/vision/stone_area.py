@@ -134,6 +134,8 @@ def locate(rgb: np.ndarray, seg: Segmentation, side: int = WORK_SIDE) -> StoneAr
             inv = 1.0 / scale
             card_box = (int(x * inv), int(y * inv), int(round(bw * inv)), int(round(bh * inv)))
         found = bool(stone.sum() >= 20)
+        if found and (small[stone].min(axis=1) >= CLIP).mean() > 0.5:
+            found = False  # the 'stone' is a blown-out reflection: the stone itself fills the frame
         stone = convex_stone(stone) if found else np.zeros_like(stone)
     return StoneArea(small=small, scale=scale, stone=stone, card=card, card_box=card_box, found=found,
                      card_region=comp)
