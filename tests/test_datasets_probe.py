@@ -14,8 +14,10 @@ from gemid.datasets.phash import (
     colour_signature,
     group_near_duplicates,
     hamming,
+    max_distance,
     near_pairs,
     phash,
+    phash_variants,
 )
 from gemid.datasets.probe import load_bgr, probe, sniff_format
 
@@ -125,6 +127,41 @@ def test_groups_are_transitive_and_skip_missing_hashes():
     a = base ^ 0b1111  # 4 bits from base
     b = a ^ (0b1111 << 100)  # 4 bits from a, 8 from base
     far = phash(drawing(9))
-    assert [(i, j) for i, j, _ in near_pairs([base, a, b, far], 4)] == [(0, 1), (1, 2)]
+    assert [(i, j) for i, j, *_ in near_pairs([base, a, b, far], 4)] == [(0, 1), (1, 2)]
     assert group_near_duplicates([base, None, a, b, far], 4) == [[0, 2, 3]]
     assert group_near_duplicates([base, far, base ^ 1], 0, exact=["x", "y", "x"]) == [[0, 2]]
+
+
+def test_exif_orientation_is_applied_to_jpegs(tmp_path):
+    from PIL import Image
+
+    rgb = np.zeros((40, 100, 3), np.uint8)  # landscape as stored
+    rgb[:, :50] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(rgb).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    info = probe(tmp_path / "phone.jpg")
+    assert info.ok and (info.width, info.height) == (40, 100)  # portrait, as the phone showed it
+    top = load_bgr(tmp_path / "phone.jpg")[:45]
+    assert top[..., 2].mean() > 200  # the red half is on top after rotation
+
+
+def test_grey_jpeg_stays_one_channel(tmp_path):
+    grey = cv2.cvtColor(drawing(10), cv2.COLOR_BGR2GRAY)
+    (tmp_path / "g.jpg").write_bytes(_encoded(".jpg", grey))
+    info = probe(tmp_path / "g.jpg")
+    assert info.ok and info.channels == 1 and load_bgr(tmp_path / "g.jpg").shape == (128, 128, 3)
+
+
+def test_turned_or_mirrored_copies_are_near_duplicates():
+    """A copy turned by EXIF or an editor is the same photo; a different drawing stays apart."""
+    img = drawing(11)
+    copies = [np.rot90(img, 1), np.rot90(img, 2)[:, ::-1], cv2.resize(np.rot90(img, 3), (90, 90))]
+    hashes = [phash(img)] + [phash(np.ascontiguousarray(c)) for c in copies] + [phash(drawing(12))]
+    variants = [phash_variants(img)] + [phash_variants(np.ascontiguousarray(c)) for c in copies] \
+        + [phash_variants(drawing(12))]
+    colours = [colour_signature(img)] + [colour_signature(np.ascontiguousarray(c)) for c in copies] \
+        + [colour_signature(drawing(12))]
+    assert group_near_duplicates(hashes) == []  # plain pHash does not see through a rotation
+    assert group_near_duplicates(hashes, variants=variants, colours=colours) == [[0, 1, 2, 3]]
+    assert max_distance(hashes, [0, 1, 2, 3], variants) <= 12

@@ -77,8 +77,9 @@ def scan(
     hashes = [info.phash if info.ok else None for info in infos]
     exact = [info.sha256 if info.ok else "" for info in infos]
     colours = [info.colour if info.ok else None for info in infos]
+    variants = [info.phash_variants if info.ok else None for info in infos]
     groups = group_near_duplicates(hashes, threshold, colours=colours, colour_threshold=colour_threshold,
-                                   exact=exact)
+                                   exact=exact, variants=variants)
     return Scan(rows=list(rows), infos=infos, groups=groups, threshold=threshold,
                 colour_threshold=colour_threshold, root=Path(root),
                 elapsed_s=time.perf_counter() - t0)
@@ -121,11 +122,12 @@ def _stats(values: list[int]) -> dict[str, float | int | None]:
 
 def _group_entry(s: Scan, g: list[int]) -> dict[str, Any]:
     hashes = [info.phash for info in s.infos]
+    variants = [info.phash_variants for info in s.infos]
     return {
         "size": len(g),
         "species": sorted({s.rows[i].species for i in g}),
         "splits": sorted({s.rows[i].split for i in g} - {""}),
-        "max_distance": max_distance(hashes, g),
+        "max_distance": max_distance(hashes, g, variants),
         "exact": len({s.infos[i].sha256 for i in g}) == 1,
         "members": [{"path": s.display_path(i), "species": s.rows[i].species, "split": s.rows[i].split,
                      "width": s.infos[i].width, "height": s.infos[i].height} for i in g],
@@ -221,14 +223,14 @@ def render(report: dict[str, Any], console: Any) -> None:
     if report["extension_mismatches"]:
         t = Table(title="Extension does not match content")
         for col in ("path", "named", "really", "alpha"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")
         for m in report["extension_mismatches"]:
             t.add_row(m["path"], m["extension"] or "(none)", m["content_format"], "yes" if m["has_alpha"] else "")
         console.print(t)
     if report["unusable"]:
         t = Table(title="Unusable files (excluded from training)", style="red")
         for col in ("path", "problem", "detail"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")
         for u in report["unusable"]:
             t.add_row(u["path"], u["problem"], u["message"])
         console.print(t)
@@ -243,7 +245,7 @@ def render(report: dict[str, Any], console: Any) -> None:
             continue
         t = Table(title=f"{title}: {len(groups)} group(s)", show_lines=True)
         for col in ("#", "species", "members", "max bits", "exact"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")
         for n, g in enumerate(groups, 1):
             members = "\n".join(f"{m['path']}" + (f" [{m['split']}]" if m["split"] else "") for m in g["members"])
             t.add_row(str(n), ", ".join(g["species"]), members, str(g["max_distance"]), "yes" if g["exact"] else "")

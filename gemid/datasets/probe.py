@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gemid.datasets.phash import colour_signature, phash
+from gemid.datasets.phash import colour_signature, phash_variants
 
 MAX_PIXELS = 100_000_000  # larger than any photo a desk takes; bigger is a decompression bomb or a scan
 
@@ -90,6 +90,7 @@ class ImageInfo:
     has_alpha: bool = False
     phash: int | None = None
     colour: np.ndarray | None = field(default=None, compare=False, repr=False)  # 8x8 Lab signature
+    phash_variants: tuple[int, ...] | None = field(default=None, compare=False, repr=False)  # turned/mirrored
     problem: str | None = None
     message: str = ""
 
@@ -136,9 +137,18 @@ def _header_pixels(data: bytes) -> int | None:
         return None
 
 
-def decode_bytes(data: bytes) -> np.ndarray | None:
-    """Decode by content into an OpenCV array (BGR, BGRA or grey; 8 or 16 bit), or None."""
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+_MAY_HAVE_ALPHA = {"png", "webp", "tiff", "gif", "bmp"}
+
+
+def decode_bytes(data: bytes, fmt: str | None = None) -> np.ndarray | None:
+    """Decode by content into an OpenCV array (BGR, BGRA or grey; 8 or 16 bit), or None.
+
+    JPEGs are decoded with EXIF orientation applied (a phone photo stands the way it was taken); formats
+    that may carry alpha are decoded unchanged so the alpha is seen (OpenCV then ignores orientation).
+    """
+    fmt = fmt or sniff_format(data[:32])
+    flags = cv2.IMREAD_UNCHANGED if fmt in _MAY_HAVE_ALPHA else cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
     if arr is None and data:
         arr = _decode_pillow(data)
     return arr
@@ -173,7 +183,8 @@ def probe(path: str | Path, *, with_hash: bool = True) -> ImageInfo:
     info, arr = _probe(Path(path))
     if with_hash and arr is not None and info.problem is None:
         bgr = to_bgr8(arr)
-        return replace(info, phash=phash(bgr), colour=colour_signature(bgr))
+        variants = phash_variants(bgr)
+        return replace(info, phash=variants[0], phash_variants=variants, colour=colour_signature(bgr))
     return info
 
 
@@ -197,7 +208,7 @@ def _probe(path: Path) -> tuple[ImageInfo, np.ndarray | None]:
     if pixels is not None and pixels > MAX_PIXELS:
         return ImageInfo(**base, problem="too_many_pixels", message=f"{pixels} pixels > {MAX_PIXELS}"), None
     truncated = is_truncated(data, fmt)
-    arr = decode_bytes(data)
+    arr = decode_bytes(data, fmt)
     if arr is None:
         why = "stream ends early" if truncated else "decoder refused the data"
         return ImageInfo(**base, problem="truncated" if truncated else "undecodable", message=why), None
