@@ -62,6 +62,7 @@ class QualityMeasures:
 def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> QualityMeasures:
     """Sharpness and clipping inside the stone (whole image when no stone was found)."""
     h, w = rgb.shape[:2]
+    thumb = _thumb(rgb)  # whole-frame statistics on a small copy
     if seg.found:
         box = square_box(seg.bbox, margin, (w, h))
         mask = seg.mask
@@ -69,7 +70,10 @@ def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> Quality
         side = max(h, w)
         box = ((w - side) // 2, (h - side) // 2, side)
         mask = np.full((h, w), 255, np.uint8)
-    crop = crop_square(rgb, box)
+    t = max(1, min(thumb.shape[:2]) // 50)
+    edge = np.concatenate([thumb[:t].reshape(-1, 3), thumb[-t:].reshape(-1, 3),
+                           thumb[:, :t].reshape(-1, 3), thumb[:, -t:].reshape(-1, 3)])
+    crop = crop_square(rgb, box, fill=tuple(int(v) for v in np.median(edge, axis=0)))
     mcrop = _crop_mask(mask, box)
     interp = cv2.INTER_AREA if crop.shape[0] > MEASURE_SIDE else cv2.INTER_LINEAR
     crop = cv2.resize(crop, (MEASURE_SIDE, MEASURE_SIDE), interpolation=interp)
@@ -86,9 +90,9 @@ def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> Quality
     inside = crop[mcrop]
     over = float(np.mean(np.sum(inside >= CLIP_HIGH, axis=-1) >= 2))
     under = float(np.mean(np.all(inside <= CLIP_LOW, axis=-1)))
-    frame_p95 = float(np.percentile(cv2.cvtColor(_thumb(rgb), cv2.COLOR_RGB2GRAY), 95))
+    frame_p95 = float(np.percentile(cv2.cvtColor(thumb, cv2.COLOR_RGB2GRAY), 95))
     return QualityMeasures(sharpness=sharpness, overexposed=over, underexposed=under, crop_side=int(box[2]),
-                           plain_border=plain_border(rgb, seg.background_lab), frame_p95=frame_p95)
+                           plain_border=plain_border(thumb, seg.background_lab), frame_p95=frame_p95)
 
 
 def _thumb(rgb: np.ndarray) -> np.ndarray:
