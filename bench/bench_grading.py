@@ -1,0 +1,324 @@
+"""Colour and clarity grading benchmark on rendered stones with known truth (issue 4), and the fit of the
+clarity estimator's facet-vs-inclusion model.
+
+    python -m bench.bench_grading                      # 600 stones, seed 0, 256 px (about 3 min on 2 cores)
+    python -m bench.bench_grading --n 1000 --seed 7 --real 12
+    python -m bench.bench_grading fit                  # refit gemid/vision/data/clarity_blobs.json
+
+Stones come from `gemid.datasets.synth.random_spec`: six cuts, six backgrounds (white, grey, black,
+coloured, gradient, textured), illuminants 5000-8000 K (6500 K +/- 1500 K), a neutral reference card in
+about a fifth of the scenes, 0-30 inclusions of four kinds, blur, noise and JPEG. Every stone goes through
+the runtime path: `segment` -> `grade_colour` / `grade_clarity` (estimators as shipped, nothing is tuned on
+the benchmark's seeds; the clarity model is fitted on seeds from 1,000,000 up).
+
+Colour figures are over the stones that were white-balanced (background or card), as the issue's targets
+say; the stones left uncorrected (coloured or black background without a card) are reported apart.
+Where ../shared/data/gems68/train exists, real photos of single-colour species are graded and the measured
+hue is checked against the species' colour family (agreement rate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+FIT_SEED = 1_000_000
+THRESHOLD_NOTE = (
+    "decision threshold chosen on 200 rendered stones of seed 1 (disjoint from the fit's seeds and the "
+    "benchmark's seed 0): 0.5 -> facet-only stones eye-clean 67 %, 0.7 -> 86 %, grade within one unchanged (0.77)")
+THRESHOLD = 0.7  # runtime decision threshold; chosen on seed-1 stones (see threshold_note in the model file)
+MODEL_PATH = Path(__file__).resolve().parents[1] / "gemid" / "vision" / "data" / "clarity_blobs.json"
+GEMS68 = Path(os.environ.get("GEMID_GEMS68", Path(__file__).resolve().parents[2] / "shared" / "data" / "gems68" / "train"))
+
+# species whose colour is one hue family, and the GIA hue codes that count as agreeing
+SINGLE_COLOUR = {
+    "Ruby": {"stpR", "slpR", "R", "oR", "RP"},
+    "Emerald": {"slyG", "G", "vslbG", "bG", "vstbG", "BG"},
+    "Peridot": {"gY", "YG", "styG", "yG", "slyG", "G"},
+    "Sapphire Blue": {"vstgB", "gB", "vslgB", "B", "vB", "bV"},
+    "Amethyst": {"V", "vP", "P", "rP", "bV", "RP"},
+    "Citrine": {"O", "yO", "oY", "Y", "gY", "rO"},
+    "Tsavorite": {"yG", "slyG", "G", "vslbG", "bG", "styG"},
+    "Aquamarine": {"BG", "vstgB", "gB", "vslgB", "B", "vstbG"},
+    "Tanzanite": {"B", "vB", "bV", "V", "vP"},
+    "Chrome Diopside": {"yG", "slyG", "G", "vslbG", "bG", "styG"},
+    "Spessartite": {"R", "oR", "RO", "rO", "O", "yO"},
+    "Rhodolite": {"P", "rP", "RP", "stpR", "slpR", "R"},
+    "Quartz Lemon": {"yO", "oY", "Y", "gY", "YG"},
+}
+
+
+# --- fit ---------------------------------------------------------------------------------------------
+
+
+def _truth_pixels(spec, rgb: np.ndarray, size: int, seed: int) -> np.ndarray:
+    from gemid.datasets.synth import render
+
+    clean, _, _ = render(replace(spec, inclusions=()), size=size, seed=seed)
+    return np.abs(clean.astype(np.int16) - rgb.astype(np.int16)).sum(-1) > 15
+
+
+def _fit_mlp(x: np.ndarray, y: np.ndarray, w: np.ndarray, hidden: int = 8, epochs: int = 4000,
+             lr: float = 3e-3, l2: float = 1e-4, seed: int = 0) -> dict:
+    """One-hidden-layer tanh network, weighted cross-entropy, full-batch Adam (numpy only)."""
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
+    z = (x - mean) / std
+    rng = np.random.default_rng(seed)
+    k = z.shape[1]
+    params = [rng.normal(0, 1 / math.sqrt(k), (k, hidden)), np.zeros(hidden),
+              rng.normal(0, 1 / math.sqrt(hidden), hidden), np.zeros(())]
+    m1 = [np.zeros_like(p) for p in params]
+    m2 = [np.zeros_like(p) for p in params]
+    wn = w / w.sum()
+    for t in range(1, epochs + 1):
+        h = np.tanh(z @ params[0] + params[1])
+        p = 1.0 / (1.0 + np.exp(-np.clip(h @ params[2] + params[3], -40, 40)))
+        g = (p - y) * wn
+        gh = np.outer(g, params[2]) * (1.0 - h**2)
+        grads = [z.T @ gh + l2 * params[0], gh.sum(axis=0), h.T @ g + l2 * params[2], np.array(g.sum())]
+        for i, gr in enumerate(grads):
+            m1[i] = 0.9 * m1[i] + 0.1 * gr
+            m2[i] = 0.999 * m2[i] + 0.001 * gr**2
+            params[i] = params[i] - lr * (m1[i] / (1 - 0.9**t)) / (np.sqrt(m2[i] / (1 - 0.999**t)) + 1e-8)
+    return {"mean": mean.tolist(), "std": std.tolist(), "w1": params[0].tolist(), "b1": params[1].tolist(),
+            "w2": params[2].tolist(), "b2": float(params[3])}
+
+
+def fit(n: int, seed: int, size: int) -> int:
+    import cv2
+
+    from gemid.datasets.synth import random_spec, render
+    from gemid.vision import clarity
+    from gemid.vision.segment import segment
+
+    rng = np.random.default_rng(seed)
+    rows, labels, weights, cand_vis, stones = [], [], [], [], []
+    t0 = time.perf_counter()
+    for i in range(n):
+        spec = random_spec(rng)
+        rseed = seed + i
+        rgb, _, _ = render(spec, size=size, seed=rseed)
+        a = clarity.analyse(rgb, segment(rgb))
+        if a is None:
+            continue
+        truth = _truth_pixels(spec, rgb, size, rseed)
+        x0, y0, x1, y1 = a.crop
+        t = cv2.resize(truth[y0:y1, x0:x1].astype(np.uint8), a.image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        t = cv2.dilate(t, np.ones((3, 3), np.uint8)) > 0
+        first = len(rows)
+        for c in a.candidates:
+            bx, by, bw, bh = c.local_box
+            share = float(t[by : by + bh, bx : bx + bw][c.mask].mean())
+            rows.append(c.features)
+            labels.append(1.0 if share >= 0.4 else 0.0)
+            weights.append(math.sqrt(c.visibility) + 1e-3)
+            cand_vis.append(c.visibility)
+        stones.append((spec.visibility, first, len(rows)))
+        if (i + 1) % 100 == 0:
+            print(f"  {i + 1}/{n} stones, {len(rows)} candidates, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    x, y, w = np.array(rows), np.array(labels), np.array(weights)
+    model = {"features": list(clarity.FEATURES), **_fit_mlp(x, y, w), "gain": 1.0, "threshold": THRESHOLD}
+    p = clarity.inclusion_probability(x, model)
+    # visibility calibration: the gain that makes the median log ratio est/true zero on included stones
+    cand_vis = np.array(cand_vis)
+    ratios = []
+    for true_v, a_, b_ in stones:
+        est = float(((p[a_:b_] >= 0.5) * cand_vis[a_:b_]).sum())
+        if true_v > 5e-4 and est > 0:
+            ratios.append(math.log10(true_v / est))
+    model["gain"] = float(10 ** np.median(ratios)) if ratios else 1.0
+    acc = float(((p >= 0.5) == (y > 0.5)).mean())
+    MODEL_PATH.write_text(json.dumps({
+        "about": "Facet-vs-inclusion network of gemid.vision.clarity, fitted by "
+                 f"`python -m bench.bench_grading fit --n {n} --seed {seed} --size {size}` on rendered stones.",
+        **model, "threshold_note": THRESHOLD_NOTE, "fit": {"stones": len(stones), "candidates": int(len(y)), "positives": int(y.sum()),
+                         "accuracy": round(acc, 4)},
+    }, indent=1) + "\n", encoding="utf-8")
+    print(f"fitted on {len(stones)} stones / {len(y)} candidates ({int(y.sum())} inclusions): accuracy {acc:.3f}, "
+          f"gain {model['gain']:.3f} -> {MODEL_PATH}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", nargs="?", default="run", choices=("run", "fit"))
+    ap.add_argument("--n", type=int, default=None, help="stones (run: 600, fit: 800)")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--real", type=int, default=15, help="real photos per single-colour species (0: skip)")
+    args = ap.parse_args(argv)
+    if args.command == "fit":
+        return fit(args.n or 800, FIT_SEED if args.seed is None else args.seed, args.size)
+    return run(args.n or 600, args.seed or 0, args.size, args.real)
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (for Spearman's rho without scipy)."""
+    order = np.argsort(x, kind="mergesort")
+    r = np.empty(len(x))
+    r[order] = np.arange(len(x), dtype=float)
+    xs = x[order]
+    i = 0
+    while i < len(xs):
+        j = i
+        while j + 1 < len(xs) and xs[j + 1] == xs[i]:
+            j += 1
+        r[order[i : j + 1]] = (i + j) / 2.0
+        i = j + 1
+    return r
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = _ranks(np.asarray(a, float)), _ranks(np.asarray(b, float))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _row(name: str, value: float, target: str, ok: bool | None, fmt: str = "{:.2f}") -> str:
+    mark = "" if ok is None else ("  ok" if ok else "  MISSED")
+    return f"  {name:<44} {fmt.format(value):>8}   target {target}{mark}"
+
+
+def run(n: int, seed: int, size: int, real: int) -> int:
+    from collections import defaultdict
+
+    from gemid.datasets.synth import random_spec, render
+    from gemid.vision import clarity_scales as cs
+    from gemid.vision.clarity import grade_clarity
+    from gemid.vision.colorimetry import delta_e_2000, hue_difference
+    from gemid.vision.colour import grade_colour
+    from gemid.vision.colour_scales import grade_lab
+    from gemid.vision.segment import segment
+
+    rng = np.random.default_rng(seed)
+    col, cla = [], []
+    t_col, t_cla = [], []
+    t0 = time.perf_counter()
+    for i in range(n):
+        spec = random_spec(rng)
+        rgb, _, truth = render(spec, size=size, seed=seed * 1_000_003 + i)
+        seg = segment(rgb)
+        a = time.perf_counter()
+        cg = grade_colour(rgb, seg)
+        b = time.perf_counter()
+        cl = grade_clarity(rgb, seg)
+        c = time.perf_counter()
+        t_col.append(b - a)
+        t_cla.append(c - b)
+        g = grade_lab(spec.lab)
+        if cg is not None:
+            de = float(delta_e_2000(np.array(cg.lab), np.array(spec.lab)))
+            dh = float(hue_difference(cg.hue_angle, g.hue_angle)) if g.chroma >= 8.0 else float("nan")
+            col.append((spec.background, cg.white_balance, de, dh, cg.tone.value - g.tone,
+                        cg.saturation.value - g.saturation, spec.card is not None))
+        if cl is not None:
+            cla.append((spec.severity, cl.severity, cs.grade_index(spec.clarity_grade), cs.grade_index(cl.grade),
+                        len(spec.inclusions) == 0, cl.eye_clean))
+        if (i + 1) % 100 == 0:
+            print(f"  {i + 1}/{n} stones, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+    wb = [r for r in col if r[1] != "none"]
+    none = [r for r in col if r[1] == "none"]
+    de = np.array([r[2] for r in wb])
+    dh = np.array([r[3] for r in wb if not math.isnan(r[3])])
+    tone = np.array([r[4] for r in wb])
+    sat = np.array([r[5] for r in wb])
+    print(f"\nGrading benchmark: {n} rendered stones, seed {seed}, {size} px "
+          f"(python -m bench.bench_grading --n {n} --seed {seed} --size {size})")
+    print(f"colour: graded {len(col)}/{n}; white-balanced {len(wb)} (background "
+          f"{sum(r[1] == 'background' for r in wb)}, card {sum(r[1] == 'card' for r in wb)}), uncorrected {len(none)}")
+    print(_row("body colour dE00 median (white-balanced)", float(np.median(de)), "<= 3", np.median(de) <= 3))
+    print(_row("body colour dE00 p95 (white-balanced)", float(np.percentile(de, 95)), "<= 8", np.percentile(de, 95) <= 8))
+    print(_row("hue angle error median, deg (C* >= 8)", float(np.median(dh)), "<= 5", np.median(dh) <= 5))
+    print(_row("tone exact", float(np.mean(tone == 0)), ">= 0.80", np.mean(tone == 0) >= 0.8))
+    print(_row("tone within one", float(np.mean(np.abs(tone) <= 1)), ">= 0.98", np.mean(np.abs(tone) <= 1) >= 0.98))
+    print(_row("saturation within one", float(np.mean(np.abs(sat) <= 1)), ">= 0.95", np.mean(np.abs(sat) <= 1) >= 0.95))
+    if none:
+        den = np.array([r[2] for r in none])
+        print(_row("uncorrected stones: dE00 median / p95", float(np.median(den)), f"(p95 {np.percentile(den, 95):.2f})", None))
+    by = defaultdict(list)
+    for r in col:
+        by[r[0]].append(r)
+    print("  by background: " + "; ".join(
+        f"{k} n={len(v)} wb={np.mean([r[1] != 'none' for r in v]):.0%} dE00 med={np.median([r[2] for r in v]):.2f}"
+        for k, v in sorted(by.items())))
+
+    ts = np.array([r[0] for r in cla])
+    es = np.array([r[1] for r in cla])
+    gt = np.array([r[2] for r in cla])
+    ge = np.array([r[3] for r in cla])
+    clean = np.array([r[4] for r in cla])
+    eye = np.array([r[5] for r in cla])
+    rho = spearman(ts, es)
+    w1 = float(np.mean(np.abs(gt - ge) <= 1))
+    ec = float(np.mean(eye[clean])) if clean.any() else float("nan")
+    print(f"clarity: graded {len(cla)}/{n}; {int(clean.sum())} facet-only stones")
+    print(_row("Spearman rho, measured vs true severity", rho, ">= 0.80", rho >= 0.8))
+    print(_row("grade within one", w1, ">= 0.90", w1 >= 0.9))
+    print(_row("grade exact", float(np.mean(gt == ge)), "(no target)", None))
+    print(_row("facet-only stones graded eye-clean", ec, ">= 0.95", ec >= 0.95))
+    print(_row("included stones (true I1-I3) graded I1-I3", float(np.mean(ge[gt >= 4] >= 4)) if (gt >= 4).any() else float("nan"),
+               "(no target)", None))
+    print(f"  time per stone: colour {np.median(t_col) * 1e3:.1f} ms, clarity {np.median(t_cla) * 1e3:.1f} ms (median)")
+    if real > 0:
+        _real(real)
+    return 0
+
+
+def _real(per_species: int) -> None:
+    """Hue agreement with the species' colour family on the gems68 photos (not ours; never committed)."""
+    import cv2
+
+    from gemid.vision.colour import grade_colour
+    from gemid.vision.colour_scales import HUES, grade_lab
+    from gemid.vision.segment import segment
+
+    if not GEMS68.is_dir():
+        print(f"real photos: {GEMS68} absent, skipped")
+        return
+    names = {code: name for code, name, _ in HUES}
+    agree = total = 0
+    lines = []
+    for species, codes in SINGLE_COLOUR.items():
+        folder = GEMS68 / species
+        if not folder.is_dir():
+            continue
+        ok = n = 0
+        hues: dict[str, int] = {}
+        for path in sorted(folder.iterdir())[:per_species]:
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                continue
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            seg = segment(rgb)
+            if not seg.found:
+                continue
+            cg = grade_colour(rgb, seg)
+            if cg is None:
+                continue
+            code = grade_lab(cg.lab).hue_code
+            hues[code] = hues.get(code, 0) + 1
+            n += 1
+            ok += code in codes
+        if n:
+            agree += ok
+            total += n
+            common = ", ".join(f"{names.get(k, k)} {v}" for k, v in sorted(hues.items(), key=lambda kv: -kv[1])[:3])
+            lines.append(f"  {species:<16} {ok}/{n}  (most often: {common})")
+    if total:
+        print(f"real photos (gems68, first {per_species} per single-colour species): hue agrees with the species "
+              f"for {agree}/{total} = {agree / total:.0%}")
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,430 @@
+"""Clarity grade from a photo: visible inclusions inside the stone, not fooled by its facets.
+
+A faceted stone face-up is a mosaic of polygons of different brightness, separated by straight edges and
+lit by reflections; inclusions are small dark or bright features with curved, irregular outlines (crystals,
+feathers, clouds) or short thin lines (needles, silk). The measurement:
+
+1. The stone (convex mask, reference card removed; `gemid.vision.stone_area`) is resampled so its diameter
+   is NORM_DIAMETER pixels: visibility is measured relative to the stone, whatever the photo's size.
+2. **Candidates.** Lightness L* minus its area opening (bright features) and its area closing minus L*
+   (dark features). An area filter removes connected structures smaller than a given area whatever their
+   shape: a crystal, a needle or a cloud goes; a facet, or a network of facet-junction lines, stays (a
+   median or top-hat filter would flag every thin junction line and facet corner). Two areas are used,
+   0.4 % and 2 % of the stone; connected regions of the residual above a noise-scaled threshold are the
+   candidates. Clipped highlights and a rim along the girdle are ignored.
+3. **Facet or inclusion?** Small facet pieces (where a dark pavilion reflection crosses crown facets, the
+   culet, step corners) pass step 2 too. Each candidate is described by generic features - size, contrast,
+   how much of its outline runs along long straight edges (LSD line segments longer than the candidate),
+   how dark or bright its surroundings are relative to the stone (extinction zones and flashes),
+   elongation, solidity, edge density around it, whether its straight sides run on as edges beyond it,
+   glare contact - and a small neural network (one hidden layer, numpy) gives the probability that it is
+   an inclusion. The model (`data/clarity_blobs.json`) is fitted
+   on rendered stones whose inclusion pixels are known (`python -m bench.bench_grading fit`, seeds
+   disjoint from the benchmark's).
+4. **Visibility** = sum over candidates judged inclusions (p >= the model's threshold, 0.7) of |residual| / full contrast, divided
+   by the stone's area, times a calibration gain fitted with the network; full contrast is how far lightness can go from the stone's median towards black or
+   white. Severity and grade follow `gemid.vision.clarity_scales` (one mapping, shared with the renderer's
+   truth).
+
+The species' GIA clarity type comes from `data/clarity_types.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import cv2
+import numpy as np
+
+from gemid.vision import clarity_scales
+from gemid.vision.colorimetry import linear_to_lab, srgb_to_linear
+from gemid.vision.report import ClarityGrade, Inclusion
+from gemid.vision.segment import Segmentation
+from gemid.vision.stone_area import CLIP, locate
+
+NORM_DIAMETER = 128  # stone diameter after resampling (pixels)
+AREA_SMALL, AREA_LARGE = 0.004, 0.02  # area filters: shares of the stone's area
+LEVEL_STEP = 4  # grey-level step of the area filters (8-bit L* x 2.55)
+ZONE_LENGTHS = (8, 16, 32, 64)  # straight-edge maps by minimum segment length (pixels at NORM_DIAMETER)
+RIM = 0.06  # share of the diameter ignored along the girdle
+FEATURES = (
+    "log_area", "log_contrast", "log_peak", "small_share", "dark", "edge_frac_8", "edge_frac_long",
+    "edge_frac_longer", "ground", "elongation", "solidity", "edge_density", "glare", "log_noise",
+    "log_area_x_edge", "contrast_x_ground", "contrast_vs_play", "straight_outline", "continuation",
+)
+
+__all__ = ["Analysis", "Candidate", "ClarityMeasurement", "analyse", "clarity_type", "grade_clarity", "inclusion_probability", "measure_clarity",
+           "type_meaning"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One residual region: where it is, its features and its visibility if it is an inclusion."""
+
+    bbox: tuple[int, int, int, int]  # original-image pixels (x, y, w, h)
+    local_box: tuple[int, int, int, int]  # normalised-image pixels
+    mask: np.ndarray  # bool, within local_box
+    features: np.ndarray  # float64, FEATURES order
+    visibility: float  # share of the stone's visibility if it is an inclusion
+    kind: str
+
+
+@dataclass(frozen=True)
+class Analysis:
+    image: np.ndarray  # the normalised crop (RGB uint8)
+    crop: tuple[int, int, int, int]  # the crop in original pixels (x0, y0, x1, y1)
+    scale: float  # normalised pixels per original pixel
+    core: np.ndarray
+    residual: np.ndarray  # signed (bright > 0), large scale
+    candidates: tuple[Candidate, ...]
+    diameter_px: float
+    noise: float
+    clipped_fraction: float
+
+
+@dataclass(frozen=True)
+class Blob:
+    bbox: tuple[int, int, int, int]
+    kind: str
+    visibility: float  # probability-weighted
+    probability: float
+
+
+@dataclass(frozen=True)
+class ClarityMeasurement:
+    visibility: float
+    severity: float
+    blobs: tuple[Blob, ...]
+    diameter_px: float  # the stone's diameter in the original image
+    noise: float  # lightness noise (L* units)
+    clipped_fraction: float
+    stone_found: bool
+
+
+def _lightness(rgb: np.ndarray) -> np.ndarray:
+    return linear_to_lab(srgb_to_linear(rgb / 255.0))[..., 0].astype(np.float32)
+
+
+def _area_open(img: np.ndarray, areas: tuple[int, ...], lo: int, hi: int) -> list[np.ndarray]:
+    """Area openings of a uint8 image for several minimum areas (threshold decomposition, LEVEL_STEP).
+
+    Removes bright connected structures smaller than the area, whatever their shape. Levels outside
+    lo..hi (the stone's own range) are not examined.
+    """
+    outs = [np.full(img.shape, lo, np.uint8) for _ in areas]
+    for t in range(lo + LEVEL_STEP, hi + 1, LEVEL_STEP):
+        b = (img >= t).astype(np.uint8)
+        _, lab, stats, _ = cv2.connectedComponentsWithStats(b, connectivity=4)
+        sizes = stats[:, cv2.CC_STAT_AREA]
+        for out, a_min in zip(outs, areas, strict=True):
+            big = sizes >= a_min
+            big[0] = False
+            if big.any():
+                out[big[lab]] = t
+    return [np.maximum(o, np.minimum(img, lo)) for o in outs]
+
+
+def _straight_edges(L: np.ndarray) -> list[np.ndarray]:
+    """Straight edges (facet boundaries) from the LSD line-segment detector, one 3-px mask per minimum
+    length in ZONE_LENGTHS: a facet edge runs on beyond a small facet piece it bounds, while an
+    inclusion's outline is never much longer than the inclusion."""
+    g = cv2.GaussianBlur(np.clip(L * 2.55, 0, 255).astype(np.uint8), (3, 3), 0)
+    lines = cv2.createLineSegmentDetector().detect(g)[0]
+    zones = [np.zeros(L.shape, np.uint8) for _ in ZONE_LENGTHS]
+    if lines is not None:
+        for x1, y1, x2, y2 in lines.reshape(-1, 4):
+            n = math.hypot(x2 - x1, y2 - y1)
+            for z, m in zip(zones, ZONE_LENGTHS, strict=True):
+                if n >= m:
+                    cv2.line(z, (round(x1), round(y1)), (round(x2), round(y2)), 1, thickness=3)
+    return [z > 0 for z in zones]
+
+
+def _outline(comp: np.ndarray) -> np.ndarray:
+    c8 = np.pad(comp.astype(np.uint8), 1)
+    return ((c8 - cv2.erode(c8, np.ones((3, 3), np.uint8))) > 0)[1:-1, 1:-1]
+
+
+def _shape(comp: np.ndarray) -> tuple[float, float, float]:
+    """(length, width, solidity) of a region."""
+    ys, xs = np.nonzero(comp)
+    if len(xs) < 3:
+        return 1.0, 1.0, 1.0
+    ev = np.sort(np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(np.float64))))[::-1]
+    length, width = 4.0 * math.sqrt(max(ev[0], 0.0)) + 1.0, 4.0 * math.sqrt(max(ev[1], 0.0)) + 1.0
+    hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
+    solidity = len(xs) / max(1.0, cv2.contourArea(hull) + 0.5 * cv2.arcLength(hull, True) + 1.0)
+    return length, width, min(1.0, solidity)
+
+
+def _straightness(comp: np.ndarray) -> float:
+    """Share of the outline made of straight runs of 4+ pixels (facet pieces are polygons)."""
+    contours, _ = cv2.findContours(np.pad(comp.astype(np.uint8), 1), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return 0.0
+    c = max(contours, key=len)
+    per = cv2.arcLength(c, True)
+    if per < 8:
+        return 0.0
+    poly = cv2.approxPolyDP(c, 1.0, True).reshape(-1, 2).astype(np.float64)
+    seg = np.linalg.norm(np.roll(poly, -1, axis=0) - poly, axis=1)
+    return float(seg[seg >= 4.0].sum() / per)
+
+
+def _continuation(comp: np.ndarray, origin: tuple[int, int], edges: np.ndarray) -> float:
+    """How much the straight sides of a region run on as edges beyond it (0..1).
+
+    A small facet piece is cut out by facet edges that cross the whole stone, so each of its sides
+    continues past its corners; an inclusion's outline stops where the inclusion stops."""
+    contours, _ = cv2.findContours(comp.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return 0.0
+    poly = cv2.approxPolyDP(max(contours, key=len), 1.0, True).reshape(-1, 2).astype(np.float64)
+    if len(poly) < 3:
+        return 0.0
+    poly += np.array(origin, np.float64)
+    h, w = edges.shape
+    hits = total = 0.0
+    for p, q in zip(poly, np.roll(poly, -1, axis=0), strict=True):
+        v = q - p
+        n = float(np.hypot(*v))
+        if n < 3.0:
+            continue
+        u = v / n
+        t = np.arange(2.0, 2.0 + n)
+        pts = np.concatenate([p - u * t[:, None], q + u * t[:, None]])
+        xi, yi = np.round(pts[:, 0]).astype(int), np.round(pts[:, 1]).astype(int)
+        inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        hits += float(edges[yi[inside], xi[inside]].sum()) * n / max(1, len(pts))
+        total += n
+    return hits / total if total else 0.0
+
+
+def _kind(dark: bool, area: int, length: float, width: float) -> str:
+    if width <= 3.0 and length >= 5.0:
+        return "needles"
+    if length / width > 2.5:
+        return "feather"
+    if area <= 6 and not dark:
+        return "cloud"
+    return "crystal"
+
+
+def analyse(rgb: np.ndarray, seg: Segmentation) -> Analysis | None:
+    """Normalise the stone and list the residual regions (candidate inclusions) with their features."""
+    area = locate(rgb, seg)
+    if not area.found:
+        return None
+    stone = area.stone.astype(np.uint8)
+    x, y, w, h = cv2.boundingRect(stone)
+    inv = 1.0 / area.scale
+    d_orig = 2.0 * math.sqrt(stone.sum() / math.pi) * inv  # diameter in original pixels
+    if d_orig < 24:
+        return None
+    pad = int(math.ceil(0.05 * max(w, h)))
+    sx0, sy0 = max(0, x - pad), max(0, y - pad)
+    sx1, sy1 = min(stone.shape[1], x + w + pad), min(stone.shape[0], y + h + pad)
+    ox0, oy0 = int(sx0 * inv), int(sy0 * inv)
+    ox1, oy1 = min(rgb.shape[1], int(math.ceil(sx1 * inv))), min(rgb.shape[0], int(math.ceil(sy1 * inv)))
+    f = NORM_DIAMETER / d_orig  # normalised pixels per original pixel
+    size = (max(8, round((ox1 - ox0) * f)), max(8, round((oy1 - oy0) * f)))
+    img = cv2.resize(rgb[oy0:oy1, ox0:ox1], size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    cm = cv2.resize(stone[sy0:sy1, sx0:sx1], size, interpolation=cv2.INTER_NEAREST) > 0
+    d = NORM_DIAMETER
+
+    L = _lightness(img)
+    clipped = cv2.dilate((img.max(axis=-1) >= CLIP).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    rim = max(3, int(RIM * d))
+    core = cv2.erode(cm.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1,) * 2)) > 0
+    if core.sum() < 50:
+        return None
+    Lm = float(np.median(L[core]))
+    L8 = np.clip(np.where(cm, L, Lm) * 2.55, 0, 255).astype(np.uint8)
+    lo, hi = (int(v) for v in np.percentile(L8[cm], [0.0, 100.0]))
+    stone_area = float(cm.sum())
+    areas = (max(12, int(AREA_SMALL * stone_area)), max(40, int(AREA_LARGE * stone_area)))
+    bright_s, bright_l = (v.astype(np.float32) / 2.55 for v in _area_open(L8, areas, lo, hi))
+    dark_s, dark_l = ((255 - v).astype(np.float32) / 2.55 for v in _area_open(255 - L8, areas, 255 - hi, 255 - lo))
+    Lq = L8.astype(np.float32) / 2.55
+    hf = L - cv2.GaussianBlur(L, (0, 0), 1.0)
+    noise = float(1.4826 * np.median(np.abs(hf[core]))) * 1.6
+    thr = max(4.0, 4.0 * noise)
+    zones = _straight_edges(L)
+    edges = cv2.Canny(np.clip(L * 2.55, 0, 255).astype(np.uint8), 15, 40) > 0
+    edges_wide = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    glare = cv2.dilate(clipped.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    valid = core & ~clipped
+    core_area = float(core.sum())
+    out: list[Candidate] = []
+    signed = np.zeros(L.shape, np.float32)
+    for dark in (True, False):
+        r_s = (dark_s - Lq) if dark else (Lq - bright_s)
+        r_l = (dark_l - Lq) if dark else (Lq - bright_l)
+        ground = dark_l if dark else bright_l
+        full = max(10.0, Lm) if dark else max(10.0, 100.0 - Lm)
+        signed += (-r_l if dark else r_l) * valid
+        hit = (r_l > thr) & valid
+        n, lab, stats, cents = cv2.connectedComponentsWithStats(hit.astype(np.uint8), connectivity=8)
+        for i in range(1, n):
+            bx, by, bw, bh, a = (int(t) for t in stats[i])
+            if a < 2:
+                continue
+            sl = (slice(by, by + bh), slice(bx, bx + bw))
+            comp = lab[sl] == i
+            rl, rs = r_l[sl][comp], r_s[sl][comp]
+            contrast = float(rl.mean() / full)
+            length, width, solidity = _shape(comp)
+            outline = _outline(comp)
+            n_out = max(1, int(outline.sum()))
+            size = max(bw, bh)
+            fr = [float((outline & z[sl]).sum() / n_out) for z in zones]
+            longer = [fr[k] for k, m in enumerate(ZONE_LENGTHS) if m >= 1.5 * size] or [fr[-1]]
+            longest = [fr[k] for k, m in enumerate(ZONE_LENGTHS) if m >= 3.0 * size] or [fr[-1]]
+            if not (rs > thr).any():
+                continue  # whole facets smaller than the large area: only features seen at the small scale count
+            gx0, gy0 = max(0, bx - 6), max(0, by - 6)
+            gsl = (slice(gy0, by + bh + 6), slice(gx0, bx + bw + 6))
+            ring = edges[gsl]
+            around = L[gsl][~(lab[gsl] == i) & core[gsl]]
+            play = float(np.subtract(*np.percentile(around, [75, 25]))) if around.size > 8 else 0.0
+            g_rel = float(np.median(ground[sl][comp])) / max(Lm, 1.0)
+            feats = np.array([
+                math.log(a), math.log(max(contrast, 1e-4)),
+                math.log(max(float(rl.max()), 1e-3) / max(float(rl.mean()), 1e-3)),
+                float((rs > thr).mean()), 1.0 if dark else 0.0, fr[0], longer[0], longest[0], g_rel,
+                math.log(length / width), solidity, float(ring.mean()),
+                1.0 if (glare[sl] & comp).any() or (glare[sl] & outline).any() else 0.0, math.log(noise + 0.1),
+                math.log(a) * longer[0], contrast * g_rel, math.log((float(rl.mean()) + 1.0) / (play + 2.0)),
+                _straightness(comp), _continuation(comp, (bx, by), edges_wide),
+            ])
+            vis = float(np.clip(rl / full, 0.0, 1.0).sum() / core_area)
+            out.append(Candidate(
+                bbox=(ox0 + int(bx / f), oy0 + int(by / f), max(1, math.ceil(bw / f)), max(1, math.ceil(bh / f))),
+                local_box=(bx, by, bw, bh), mask=comp, features=feats, visibility=vis,
+                kind=_kind(dark, a, length, width)))
+    return Analysis(
+        image=img, crop=(ox0, oy0, ox1, oy1), scale=f, core=core, residual=signed, candidates=tuple(out),
+        diameter_px=d_orig, noise=noise, clipped_fraction=float((core & clipped).sum() / max(1.0, core_area)),
+    )
+
+
+@lru_cache(maxsize=1)
+def _model() -> dict:
+    return json.loads(resources.files("gemid.vision").joinpath("data/clarity_blobs.json").read_text("utf-8"))
+
+
+def inclusion_probability(features: np.ndarray, model: dict | None = None) -> np.ndarray:
+    """P(inclusion) for candidate feature rows: a one-hidden-layer network (tanh) on standardised features,
+    plain numpy so the runtime needs nothing else."""
+    m = model or _model()
+    if list(m["features"]) != list(FEATURES):
+        raise ValueError("clarity_blobs.json was fitted on other features; refit: python -m bench.bench_grading fit")
+    x = (np.atleast_2d(features) - np.array(m["mean"])) / np.array(m["std"])
+    hidden = np.tanh(x @ np.array(m["w1"]) + np.array(m["b1"]))
+    z = hidden @ np.array(m["w2"]) + float(m["b2"])
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+def measure_clarity(rgb: np.ndarray, seg: Segmentation, *, model: dict | None = None) -> ClarityMeasurement | None:
+    """Visible inclusions and the severity they add up to; None when no stone can be measured."""
+    a = analyse(rgb, seg)
+    if a is None:
+        return None
+    m = model or _model()
+    gain, threshold = float(m.get("gain", 1.0)), float(m.get("threshold", 0.5))
+    blobs: list[Blob] = []
+    total = 0.0
+    if a.candidates:
+        p = inclusion_probability(np.stack([c.features for c in a.candidates]), model)
+        for c, pi in zip(a.candidates, p, strict=True):
+            if pi >= threshold:  # a decision per region: summing soft probabilities lets facet play add up
+                total += c.visibility
+                blobs.append(Blob(bbox=c.bbox, kind=c.kind, visibility=gain * c.visibility, probability=float(pi)))
+    vis = gain * total
+    return ClarityMeasurement(
+        visibility=vis, severity=clarity_scales.severity_from_visibility(vis),
+        blobs=tuple(sorted(blobs, key=lambda b: -b.visibility)), diameter_px=a.diameter_px, noise=a.noise,
+        clipped_fraction=a.clipped_fraction, stone_found=True,
+    )
+
+
+# --- species clarity types ----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _types() -> tuple[dict[str, str], dict[str, str]]:
+    data = json.loads(resources.files("gemid.vision").joinpath("data/clarity_types.json").read_text("utf-8"))
+    return ({k.lower(): v for k, v in data["types"].items()}, {k.lower(): v for k, v in data["notes"].items()})
+
+
+def clarity_type(species: str | None) -> str | None:
+    """'I' | 'II' | 'III' | 'opaque' | 'diamond' for a known species label, else None."""
+    if not species:
+        return None
+    return _types()[0].get(species.strip().lower())
+
+
+_TYPE_WORDS = {"I": "usually eye-clean", "II": "usually included", "III": "almost always included"}
+
+
+def type_meaning(species: str | None, grade: str) -> str | None:
+    """What the grade means for this species, e.g. 'typical for Emerald (Type III: almost always included)'."""
+    t = clarity_type(species)
+    if t is None or species is None:
+        return None
+    name = species.strip()
+    note = _types()[1].get(name.lower())
+    if t == "opaque":
+        return (f"Clarity grading does not apply to {name}: an opaque, aggregate or organic material; "
+                "the map only shows surface features.")
+    if t == "diamond":
+        return ("Diamonds are graded on the diamond clarity scale (FL to I3) under 10x magnification; "
+                "this photo estimate is not a diamond clarity grade.")
+    g = clarity_scales.grade_index(grade)
+    tag = f"{name} (Type {t}: {_TYPE_WORDS[t]})"
+    if t == "I":
+        text = (f"typical for {tag}" if g <= 1 else f"more included than usual for {tag}" if g <= 3
+                else f"unusually included for {tag}")
+    elif t == "II":
+        text = (f"cleaner than usual for {tag}" if g == 0 else f"typical for {tag}" if g <= 4
+                else f"heavily included even for {tag}")
+    else:
+        text = (f"unusually clean for {tag}: exceptional, or worth checking for a synthetic" if g <= 1
+                else f"typical for {tag}" if g <= 5 else f"heavily included even for {tag}")
+    text = text[0].upper() + text[1:]
+    return f"{text}; {note}." if note else f"{text}."
+
+
+def _confidence(m: ClarityMeasurement, t: str | None) -> float:
+    c = 0.7
+    if m.diameter_px < 100:
+        c *= 0.6  # small in the photo: pinpoints are below one pixel
+    elif m.diameter_px < 200:
+        c *= 0.85
+    if m.noise > 3.0:
+        c *= 0.8
+    if m.clipped_fraction > 0.15:
+        c *= 0.8
+    if t in ("opaque", "diamond"):
+        c = min(c, 0.2)
+    return float(np.clip(c, 0.05, 0.9))
+
+
+def grade_clarity(rgb: np.ndarray, seg: Segmentation, species: str | None = None) -> ClarityGrade | None:
+    """The clarity section of the report, measured from the photo; None when no stone can be measured."""
+    m = measure_clarity(rgb, seg)
+    if m is None:
+        return None
+    grade = clarity_scales.grade_of(m.severity)
+    t = clarity_type(species)
+    incl = [Inclusion(bbox=b.bbox, kind=b.kind, severity=round(clarity_scales.severity_from_visibility(b.visibility), 4))
+            for b in m.blobs[:50]]
+    return ClarityGrade(
+        grade=grade, eye_clean=clarity_scales.is_eye_clean(grade), severity=round(m.severity, 4),
+        clarity_type=t if t in ("I", "II", "III") else None, type_meaning=type_meaning(species, grade),
+        inclusions=incl, confidence=round(_confidence(m, t), 3),
+    )

@@ -1,0 +1,107 @@
+"""Clarity grading on rendered stones with known inclusions: facet-only stones are eye-clean, heavily
+included ones are I1-I3, severity grows with the inclusions, and species clarity types read sensibly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gemid.datasets.synth import InclusionSpec, StoneSpec, render
+from gemid.vision import clarity_scales
+from gemid.vision.clarity import clarity_type, grade_clarity, measure_clarity, type_meaning
+from gemid.vision.segment import segment
+
+SIZE = 224
+
+
+def _stone(inclusions=(), **kw) -> StoneSpec:
+    base = dict(cut="round", lab=(70.0, 25.0, 35.0), background="white", background_lab=(93.0, 0.0, 0.0),
+                scale=0.7, highlights=1, facet_contrast=0.18, extinction=0.12, scintillation=0.05,
+                noise=1.0, jpeg_quality=92, facet_seed=11, inclusions=tuple(inclusions))
+    base.update(kw)
+    return StoneSpec(**base)
+
+
+def _crystals(n: int, size: float, contrast: float = 0.9, kind: str = "crystal") -> tuple[InclusionSpec, ...]:
+    rng = np.random.default_rng(42)
+    out = []
+    for i in range(n):
+        th, rho = rng.uniform(0, 2 * np.pi), 0.55 * np.sqrt(rng.random())
+        out.append(InclusionSpec(kind, x=0.5 * rho * np.cos(th), y=0.5 * rho * np.sin(th), size=size,
+                                 contrast=contrast, angle=float(rng.uniform(0, 180)), seed=i))
+    return tuple(out)
+
+
+def _grade(spec: StoneSpec, species: str | None = None):
+    rgb, _, truth = render(spec, size=SIZE, seed=1)
+    return grade_clarity(rgb, segment(rgb), species), truth
+
+
+@pytest.mark.parametrize("cut,seed", [("round", 11), ("oval", 5), ("emerald", 7), ("cushion", 3), ("cabochon", 1)])
+def test_facet_only_stones_are_eye_clean(cut: str, seed: int) -> None:
+    g, truth = _grade(_stone(cut=cut, facet_seed=seed, aspect=1.0 if cut == "round" else 1.3))
+    assert truth["clarity_grade"] == "VVS"
+    assert g is not None and g.eye_clean and g.grade in ("VVS", "VS"), (cut, g)
+
+
+def test_heavily_included_stone_is_graded_i1_to_i3() -> None:
+    spec = _stone(_crystals(12, 0.10) + _crystals(8, 0.12, kind="feather"))
+    g, truth = _grade(spec)
+    assert truth["clarity_grade"] in ("I1", "I2", "I3")
+    assert g is not None and not g.eye_clean
+    assert clarity_scales.grade_index(g.grade) >= clarity_scales.grade_index("SI2")
+    assert g.severity > 0.5 and g.inclusions
+    x0, y0 = SIZE * 0.15 - 2, SIZE * 0.15 - 2
+    for inc in g.inclusions:  # boxes in original pixels, on the stone
+        x, y, w, h = inc.bbox
+        assert x >= x0 and y >= y0 and x + w <= SIZE - x0 and y + h <= SIZE - y0
+        assert inc.kind in ("crystal", "feather", "needles", "cloud")
+
+
+def test_measured_severity_grows_with_the_inclusions() -> None:
+    sev = []
+    for n, size in ((0, 0.05), (2, 0.05), (6, 0.07), (14, 0.10)):
+        rgb, _, _ = render(_stone(_crystals(n, size)), size=SIZE, seed=1)
+        m = measure_clarity(rgb, segment(rgb))
+        sev.append(m.severity)
+    assert sev[0] < sev[2] < sev[3] and sev[0] <= sev[1] <= sev[3], sev
+
+
+def test_an_inclusion_is_boxed_where_it_is() -> None:
+    inc = InclusionSpec("crystal", x=0.15, y=-0.1, size=0.12, contrast=1.0, seed=3)
+    g, truth = _grade(_stone([inc], facet_contrast=0.12, extinction=0.05))
+    tx, ty, tw, th = truth["inclusions"][0]["bbox"]
+    assert g is not None and g.inclusions
+    hits = [i for i in g.inclusions
+            if i.bbox[0] < tx + tw and tx < i.bbox[0] + i.bbox[2] and i.bbox[1] < ty + th and ty < i.bbox[1] + i.bbox[3]]
+    assert hits, (g.inclusions, truth["inclusions"])
+
+
+def test_species_clarity_types() -> None:
+    assert clarity_type("Emerald") == "III" and clarity_type("ruby") == "II" and clarity_type("Aquamarine") == "I"
+    assert clarity_type("Malachite") == "opaque" and clarity_type("Unobtainium") is None and clarity_type(None) is None
+    assert type_meaning("Emerald", "SI2").startswith("Typical for Emerald (Type III")
+    assert "unusually included" in type_meaning("Aquamarine", "I2").lower()
+    assert "cleaner than usual" in type_meaning("Ruby", "VVS").lower()
+    assert "does not apply" in type_meaning("Malachite", "SI1")
+    assert "rutile needles" in type_meaning("Quartz Rutilated", "I1")
+
+
+def test_grade_carries_the_species_type_and_meaning() -> None:
+    spec = _stone(_crystals(12, 0.10) + _crystals(8, 0.12, kind="feather"))
+    rgb, _, _ = render(spec, size=SIZE, seed=1)
+    seg = segment(rgb)
+    emerald = grade_clarity(rgb, seg, "Emerald")
+    aqua = grade_clarity(rgb, seg, "Aquamarine")
+    opaque = grade_clarity(rgb, seg, "Lapis Lazuli")
+    unknown = grade_clarity(rgb, seg, None)
+    assert emerald.clarity_type == "III" and "Emerald" in emerald.type_meaning
+    assert aqua.clarity_type == "I" and "Aquamarine" in aqua.type_meaning
+    assert opaque.clarity_type is None and "does not apply" in opaque.type_meaning and opaque.confidence <= 0.2
+    assert unknown.clarity_type is None and unknown.type_meaning is None
+    assert emerald.grade == aqua.grade == unknown.grade  # the species changes the reading, not the measurement
+
+
+def test_no_stone_no_grade() -> None:
+    blank = np.full((128, 128, 3), 235, np.uint8)
+    assert grade_clarity(blank, segment(blank)) is None
