@@ -79,7 +79,10 @@ def render(bundle: dict, evaluation: dict) -> str:
         f" {bundle['input']['crop']['margin']} and resized to {bundle['input']['size']} px; mean = std = 0.5.",
         "- Augmentation: any rotation, flips, zoom/shift around the stone, mild brightness/contrast, blur, noise,",
         "  JPEG, background swaps. No hue shifts: colour is the evidence.",
-        f"- The shipped checkpoint is the last epoch (no selection on validation). {t.get('how', '')}",
+        ("- The shipped checkpoint is the last epoch (no model selection on validation)."
+         if "last.pt" in t.get("export_command", "") else "- The shipped checkpoint was selected on validation"
+         " accuracy, which flatters the figures below a little."),
+        f"- {t.get('how', '')}",
         "",
         "## Figures (validation split, measured by `gemid evaluate` and `gemid export`)",
         "",
