@@ -192,3 +192,16 @@ def test_fold_pads_leaves_non_zero_padding_alone(kwargs):
     assert onnx_passes.fold_pads(model) == 0
     with pytest.raises(onnx_passes.GraphPassError):
         onnx_passes.assert_no_pad(model)
+
+
+def test_export_refuses_when_the_manifest_changed_since_training(run, tmp_path, capsys):
+    from gemid.cli import main
+
+    ev = json.loads((run["eval"] / "metrics.json").read_text())
+    ev["manifest"]["same_as_training"] = False  # e.g. the splits were redrawn after training
+    (tmp_path / "metrics.json").write_text(json.dumps(ev))
+    rc = main(["export", "--checkpoint", str(run["checkpoint"]), "--eval", str(tmp_path / "metrics.json"),
+               "--out", str(tmp_path / "out")])
+    assert rc == 2
+    assert "validation photos may have been trained on" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

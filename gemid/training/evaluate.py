@@ -135,6 +135,16 @@ def summarize(logits: np.ndarray, y: np.ndarray, classes: list[str], non_gem_log
     if len(non_gem_logits):
         ng_dec = openset.decisions(cal.softmax(non_gem_logits, t), ng_scores, threshold, min_prob)
         open_set["non_gem_identified"] = rate(ng_dec == "identified")
+    if len(non_gem_logits):
+        # diagnostic only (the runtime scores with the energy): how other common scores would separate
+        alt = {"max_logit": (logits.max(axis=1), np.asarray(non_gem_logits).max(axis=1)),
+               "max_probability": (p_cal.max(axis=1), cal.softmax(non_gem_logits, t).max(axis=1))}
+        open_set["alternatives_diagnostic"] = {}
+        for name, (v, ng) in alt.items():
+            thr = openset.energy_threshold(v[correct] if correct.any() else v, keep)
+            open_set["alternatives_diagnostic"][name] = {
+                "auroc_val_vs_non_gem": openset.auroc(v, ng), "non_gem_rejected": rate(ng < thr),
+                "val_rejected": rate(v < thr)}
     if blurred_logits is not None and len(blurred_logits):
         b_scores = openset.open_set_score(blurred_logits, t)
         open_set["blurred_val_rejected_diagnostic"] = rate(b_scores < threshold)
@@ -253,6 +263,10 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
     m = summarize(outputs["logits"], y, labels, ng_logits, blurred_logits=blur_logits, keep=keep,
                   target_precision=target_precision)
     sha = manifest_sha256(manifest)
+    if sha != restored.meta.get("manifest_sha256") and progress:
+        print(f"WARNING: {manifest} has changed since this model was trained (sha256 {sha[:12]}…, training "
+              f"used {str(restored.meta.get('manifest_sha256'))[:12]}…): if its splits moved, validation photos "
+              "may have been trained on and these figures are optimistic.", file=sys.stderr)
     m = {
         "checkpoint": {"path": str(Path(checkpoint).resolve()), "sha256": restored.sha256,
                        "model_name": restored.meta["model_name"], "epoch": restored.meta.get("epoch"),
@@ -278,7 +292,7 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
     np.savez_compressed(
         out / "predictions.npz", probs=softmax(outputs["logits"], t).astype(np.float32), labels=y,
         classes=np.array(labels), paths=np.array(paths), logits=outputs["logits"].astype(np.float32),
-        scores=scores, temperature=np.float64(t),
+        scores=scores, temperature=np.float64(t), non_gem_logits=ng_logits.astype(np.float32),
         non_gem_scores=openset.open_set_score(ng_logits, t), non_gem_names=np.array([n.name for n in non_gems]),
     )
     figures.confusion_matrix_png(np.array(m["confusion_matrix"]), labels, out / "confusion_matrix.png",

@@ -53,7 +53,7 @@ def _load_eval(path: Path) -> dict[str, Any]:
 def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *, version: str | None = None,
            calibration_images: int = DEFAULT_CALIBRATION_IMAGES, calibration_method: str = "minmax",
            int8: bool = True, threads: int = 2, name: str = BUNDLE_NAME, command: str | None = None,
-           progress: bool = True) -> dict[str, Any]:
+           allow_manifest_change: bool = False, progress: bool = True) -> dict[str, Any]:
     import torch
 
     from gemid.training import onnx_export
@@ -61,7 +61,15 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
     from gemid.training.presets import to_tensor
     from gemid.training.quantize import calibration_indices, quantize_int8
     from gemid.training.restore import load_checkpoint
-    from gemid.vision.bundle import AbstainPolicy, Bundle, CropPolicy, InputSpec, OnnxFile, load_bundle, sha256_file
+    from gemid.vision.bundle import (
+        AbstainPolicy,
+        Bundle,
+        CropPolicy,
+        InputSpec,
+        OnnxFile,
+        load_bundle,
+        sha256_file,
+    )
 
     def say(msg: str) -> None:
         if progress:
@@ -75,6 +83,11 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
         raise ExportError(f"{eval_metrics} evaluated a different checkpoint "
                           f"({str(ev.get('checkpoint', {}).get('sha256'))[:12]}…, this one is {restored.sha256[:12]}…); "
                           "run `gemid evaluate` on this checkpoint first")
+    if not ev.get("manifest", {}).get("same_as_training") and not allow_manifest_change:
+        raise ExportError(f"the evaluation used {ev.get('manifest', {}).get('path')}, which differs from the manifest "
+                          "this checkpoint was trained on (sha256 mismatch): validation photos may have been "
+                          "trained on. Retrain on the current manifest, or pass --allow-manifest-change if you "
+                          "know the splits are unchanged")
     if ev.get("classes") != restored.labels:
         raise ExportError("the evaluation's class list differs from the checkpoint's labels")
     size, margin, mean, std = restored.input_size, restored.margin, restored.mean, restored.std
@@ -106,6 +119,7 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
 
     metrics: dict[str, Any] = {
         "split": split, "n_val": int(len(y)),
+        "manifest_same_as_training": bool(ev.get("manifest", {}).get("same_as_training")),
         "val_top1": _top(fp32_out["logits"], y, 1), "val_top5": _top(fp32_out["logits"], y, 5),
         "val_top1_torch": ev.get("top1"), "val_top5_torch": ev.get("top5"), "macro_f1": ev.get("macro_f1"),
         "ece": ev["calibration"]["ece_after"], "ece_before_temperature": ev["calibration"]["ece_before"],
@@ -192,6 +206,8 @@ def register_cli(sub) -> None:
                    help="training photos used to calibrate int8 activations")
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"))
     p.add_argument("--no-int8", action="store_true", help="skip the int8 model")
+    p.add_argument("--allow-manifest-change", action="store_true",
+                   help="export even though the manifest changed since training (you vouch the splits did not)")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=main)
 
@@ -205,7 +221,8 @@ def main(args) -> int:
     try:
         export(args.checkpoint, args.eval_metrics, args.out, version=args.version, name=args.name,
                calibration_images=args.calib_images, calibration_method=args.calib_method, int8=not args.no_int8,
-               threads=args.threads, command=" ".join(["gemid", *map(shlex.quote, sys.argv[1:])]))
+               threads=args.threads, allow_manifest_change=args.allow_manifest_change,
+               command=" ".join(["gemid", *map(shlex.quote, sys.argv[1:])]))
     except (ExportError, CheckpointError, ManifestError, GraphPassError, ModelError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

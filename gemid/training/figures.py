@@ -58,11 +58,10 @@ def reliability_png(before: dict, after: dict, ece_before: float, ece_after: flo
         width = edges[1] - edges[0]
         count = np.asarray(rel["count"], dtype=np.float64)
         has = count > 0
-        ax.bar(centres[has], np.asarray(rel["accuracy"])[has], width=width * 0.95, color="#4477aa",
-               edgecolor="black", label="accuracy")
-        ax.bar(centres[has], (np.asarray(rel["confidence"]) - np.asarray(rel["accuracy"]))[has],
-               bottom=np.asarray(rel["accuracy"])[has], width=width * 0.95, color="#ee6677", alpha=0.5,
-               label="gap to confidence")
+        acc, conf = np.asarray(rel["accuracy"])[has], np.asarray(rel["confidence"])[has]
+        ax.bar(centres[has], acc, width=width * 0.95, color="#4477aa", edgecolor="black", label="accuracy")
+        ax.bar(centres[has], np.abs(conf - acc), bottom=np.minimum(acc, conf), width=width * 0.95, color="none",
+               edgecolor="#cc3311", hatch="///", lw=0.8, label="gap to mean confidence")
         ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
         share = count / max(1.0, count.sum())
         ax.step(edges[:-1], share, where="post", color="grey", lw=1, label="share of images")
