@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 
     img = decode(data)
     print(f"photo: {args.photo or 'rendered stone'} {img.width}×{img.height} {img.format} {img.bytes / 1e3:.0f} kB; "
-          f"model: {args.model}; threads {args.threads}; {args.repeats} repeats; {os.cpu_count()} CPUs visible")
+          f"model: {args.model}; threads {args.threads}; {args.repeats} repeats; {os.cpu_count()} CPUs visible; "
+          f"load average {os.getloadavg()[0]:.1f} (other load inflates p95, and PyTorch's OpenMP most of all)")
     stages = stage_latency(args.model, data, args.threads, args.repeats)
     print(f"\n{'stage':<26}{'p50 ms':>10}{'p95 ms':>10}")
     for name, t in stages.items():
