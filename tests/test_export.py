@@ -205,3 +205,15 @@ def test_export_refuses_when_the_manifest_changed_since_training(run, tmp_path, 
     assert rc == 2
     assert "validation photos may have been trained on" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_export_refuses_a_manifest_edited_after_evaluation(run, tmp_path, capsys):
+    from gemid.cli import main
+
+    ev = json.loads((run["eval"] / "metrics.json").read_text())
+    ev["manifest"]["sha256"] = "f" * 64  # as if the CSV had been rewritten since gemid evaluate
+    (tmp_path / "metrics.json").write_text(json.dumps(ev))
+    rc = main(["export", "--checkpoint", str(run["checkpoint"]), "--eval", str(tmp_path / "metrics.json"),
+               "--out", str(tmp_path / "out")])
+    assert rc == 2
+    assert "changed since `gemid evaluate`" in capsys.readouterr().err

@@ -241,6 +241,7 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
     manifest = Path(manifest or restored.meta.get("manifest") or "")
     if not manifest.is_file():
         raise ManifestError(f"manifest {manifest} not found; pass --manifest")
+    sha = manifest_sha256(manifest)  # taken before reading: it names exactly the rows evaluated
     rows = read_manifest(manifest).split(split)
     if not rows:
         raise ManifestError(f"{manifest} has no rows with split={split}")
@@ -251,6 +252,8 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
         raise ManifestError(f"{split} rows have species the model was not trained on: {', '.join(unknown[:8])}")
     size, margin = restored.input_size, restored.margin
     crops, species, paths = eval_crops(manifest, split, size, margin)
+    if manifest_sha256(manifest) != sha or species != [r.species for r in rows]:
+        raise ManifestError(f"{manifest} changed while it was being read; run gemid evaluate again")
     y = np.array([index[s] for s in species], np.int64)
 
     outputs = model_outputs(restored.model, crops, restored.mean, restored.std, batch=batch)
@@ -262,7 +265,6 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
 
     m = summarize(outputs["logits"], y, labels, ng_logits, blurred_logits=blur_logits, keep=keep,
                   target_precision=target_precision)
-    sha = manifest_sha256(manifest)
     if sha != restored.meta.get("manifest_sha256") and progress:
         print(f"WARNING: {manifest} has changed since this model was trained (sha256 {sha[:12]}…, training "
               f"used {str(restored.meta.get('manifest_sha256'))[:12]}…): if its splits moved, validation photos "

@@ -56,6 +56,7 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
            allow_manifest_change: bool = False, progress: bool = True) -> dict[str, Any]:
     import torch
 
+    from gemid.datasets.manifest import manifest_sha256
     from gemid.training import onnx_export
     from gemid.training.data import eval_crops
     from gemid.training.presets import to_tensor
@@ -92,6 +93,8 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
         raise ExportError("the evaluation's class list differs from the checkpoint's labels")
     size, margin, mean, std = restored.input_size, restored.margin, restored.mean, restored.std
     manifest, split = ev["manifest"]["path"], ev.get("split", "val")
+    if not Path(manifest).is_file() or manifest_sha256(manifest) != ev["manifest"].get("sha256"):
+        raise ExportError(f"{manifest} is missing or has changed since `gemid evaluate` ran; evaluate again")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
