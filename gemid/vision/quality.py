@@ -70,11 +70,15 @@ def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> Quality
         side = max(h, w)
         box = ((w - side) // 2, (h - side) // 2, side)
         mask = np.full((h, w), 255, np.uint8)
-    t = max(1, min(thumb.shape[:2]) // 50)
-    edge = np.concatenate([thumb[:t].reshape(-1, 3), thumb[-t:].reshape(-1, 3),
-                           thumb[:, :t].reshape(-1, 3), thumb[:, -t:].reshape(-1, 3)])
-    crop = crop_square(rgb, box, fill=tuple(int(v) for v in np.median(edge, axis=0)))
-    mcrop = _crop_mask(mask, box)
+    x0, y0, side = box
+    if x0 >= 0 and y0 >= 0 and x0 + side <= w and y0 + side <= h:  # inside the image: views, no copies
+        crop, mcrop = rgb[y0 : y0 + side, x0 : x0 + side], mask[y0 : y0 + side, x0 : x0 + side]
+    else:
+        t = max(1, min(thumb.shape[:2]) // 50)
+        edge = np.concatenate([thumb[:t].reshape(-1, 3), thumb[-t:].reshape(-1, 3),
+                               thumb[:, :t].reshape(-1, 3), thumb[:, -t:].reshape(-1, 3)])
+        crop = crop_square(rgb, box, fill=tuple(int(v) for v in np.median(edge, axis=0)))
+        mcrop = _crop_mask(mask, box)
     interp = cv2.INTER_AREA if crop.shape[0] > MEASURE_SIDE else cv2.INTER_LINEAR
     crop = cv2.resize(crop, (MEASURE_SIDE, MEASURE_SIDE), interpolation=interp)
     mcrop = cv2.resize(mcrop, (MEASURE_SIDE, MEASURE_SIDE), interpolation=cv2.INTER_NEAREST) > 0

@@ -142,7 +142,14 @@ def stone_crop(rgb: np.ndarray, seg: Segmentation | None, *, margin: float, size
     h, w = rgb.shape[:2]
     bbox = seg.bbox if (seg is not None and seg.found) else (0, 0, w, h)
     margin = margin if (seg is not None and seg.found) else 0.0
-    crop = crop_square(rgb, square_box(bbox, margin, (w, h)))
+    box = square_box(bbox, margin, (w, h))
+    x0, y0, side = box
+    if x0 >= 0 and y0 >= 0 and x0 + side <= w and y0 + side <= h:
+        crop = rgb[y0 : y0 + side, x0 : x0 + side]  # inside the image: no padding, so no copy (same pixels)
+        if size is None:
+            return crop.copy()
+    else:
+        crop = crop_square(rgb, box)
     if size is not None:
         interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
         crop = cv2.resize(crop, (size, size), interpolation=interp)
