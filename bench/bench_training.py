@@ -197,11 +197,15 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"WARNING: load average {load:.1f} on {os.cpu_count()} CPUs: other work competes for the cores "
+              "(PyTorch's threads suffer most); these timings are not representative", file=sys.stderr)
     size = args.size or CONFIGS[args.model].input_size
     t0 = time.time()
     train = bench_training(args.model, size, args.batch, args.steps, args.freeze)
     infer = bench_inference(args.model, size, args.repeats, args.threads)
-    out = {"model": args.model, "threads": args.threads, "torch": torch.__version__,
+    out = {"model": args.model, "threads": args.threads, "load_average_at_start": load, "torch": torch.__version__,
            "onnxruntime": onnxruntime.__version__, "cpu_count": os.cpu_count(), "training": train,
            "inference": infer, "seconds": time.time() - t0}
 
