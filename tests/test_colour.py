@@ -160,3 +160,21 @@ def test_bad_input_is_refused_clearly() -> None:
     with pytest.raises(ValueError):
         grade_colour(rgb.astype(np.float32), seg)
     assert grade_colour(rgb[:8, :8].copy(), segment(rgb[:8, :8].copy())) is None
+
+
+@pytest.mark.shared
+def test_real_photos_of_single_colour_species_get_their_hue(gems68_dir) -> None:
+    """Real product photos (gems68, not ours): the measured hue matches the species' colour family."""
+    import cv2
+
+    families = {"Ruby": ("red", "purplish red", "red-purple"), "Emerald": ("green", "bluish green"),
+                "Peridot": ("yellowish green", "yellow-green"), "Sapphire Blue": ("blue", "violet")}
+    agree = total = 0
+    for species, words in families.items():
+        for path in sorted((gems68_dir / species).iterdir())[:4]:
+            rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            g = grade_colour(rgb, segment(rgb))
+            assert g is not None
+            total += 1
+            agree += any(g.hue.endswith(w) for w in words)
+    assert agree >= 0.85 * total, (agree, total)

@@ -21,7 +21,7 @@ feathers, clouds) or short thin lines (needles, silk). The measurement:
    an inclusion. The model (`data/clarity_blobs.json`) is fitted
    on rendered stones whose inclusion pixels are known (`python -m bench.bench_grading fit`, seeds
    disjoint from the benchmark's).
-4. **Visibility** = sum over candidates judged inclusions (p >= the model's threshold, 0.7) of |residual| / full contrast, divided
+4. **Visibility** = sum over candidates judged inclusions (p >= the model's threshold, 0.75) of |residual| / full contrast, divided
    by the stone's area, times a calibration gain fitted with the network; full contrast is how far lightness can go from the stone's median towards black or
    white. Severity and grade follow `gemid.vision.clarity_scales` (one mapping, shared with the renderer's
    truth).
@@ -297,7 +297,7 @@ def analyse(rgb: np.ndarray, seg: Segmentation) -> Analysis | None:
                 math.log(max(float(rl.max()), 1e-3) / max(float(rl.mean()), 1e-3)),
                 float((rs > thr).mean()), 1.0 if dark else 0.0, fr[0], longer[0], longest[0], g_rel,
                 math.log(length / width), solidity, float(ring.mean()),
-                1.0 if (glare[sl] & comp).any() or (glare[sl] & outline).any() else 0.0, math.log(noise + 0.1),
+                0.0 if dark else float((glare[sl] & outline).sum() / n_out), math.log(noise + 0.1),
                 math.log(a) * longer[0], contrast * g_rel, math.log((float(rl.mean()) + 1.0) / (play + 2.0)),
                 _straightness(comp), _continuation(comp, (bx, by), edges_wide),
             ])
