@@ -18,7 +18,7 @@ from PIL import Image
 from gemid import DISCLAIMER
 from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, sha256_file
 from gemid.vision.errors import CorruptImage, GemidInputError, UnsupportedType
-from gemid.vision.pipeline import CHUNK, Identifier, _optional
+from gemid.vision.pipeline import CHUNK, GRADE_SIDE, Identifier, _upscale_inclusions, grading_view
 from gemid.vision.report import FileError, Readings, Report
 
 
@@ -207,13 +207,28 @@ def test_a_failing_grader_leaves_its_section_empty(bundle_dir, caplog):
     assert "colour could not be computed" in caplog.text
 
 
-def test_optional_area_modules(tmp_path, monkeypatch):
-    assert _optional("gemid.vision.no_such_area", "f") is None  # not built yet: skipped
-    (tmp_path / "half_built_area.py").write_text("import a_dependency_nobody_installed\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError):  # built but broken: a real error, never hidden
-        _optional("half_built_area", "f")
-    assert _optional("gemid.vision.colour", "grade_colour") is not None
+def test_large_photos_are_graded_on_a_smaller_view_in_original_coordinates():
+    import cv2
+
+    from gemid.datasets.synth import random_spec, render
+    from gemid.vision.clarity import grade_clarity
+    from gemid.vision.segment import segment
+
+    spec = random_spec(np.random.default_rng(5), cut="oval", background="white")
+    small, _, _ = render(spec, size=256, seed=5)
+    big = cv2.resize(small, (2048, 2048), interpolation=cv2.INTER_CUBIC)  # a phone-sized photo of the same stone
+    seg = segment(big)
+    view, vseg, scale = grading_view(big, seg)
+    assert max(view.shape[:2]) == GRADE_SIDE and scale == pytest.approx(GRADE_SIDE / 2048)
+    assert vseg.mask.shape == view.shape[:2] and abs(vseg.bbox[2] - seg.bbox[2] * scale) <= 2
+    assert grading_view(small, segment(small))[2] == 1.0  # small photos are graded as they are
+
+    clarity = _upscale_inclusions(grade_clarity(view, vseg, "Emerald"), scale)
+    x, y, w, h = seg.bbox
+    assert len(clarity.inclusions) >= 3  # this stone is heavily included
+    for inc in clarity.inclusions:  # boxes land inside the stone's box of the ORIGINAL photo
+        bx, by, bw, bh = inc.bbox
+        assert x - 8 <= bx and y - 8 <= by and bx + bw <= x + w + 8 and by + bh <= y + h + 8
 
 
 def test_missing_model_is_a_model_error(tmp_path):
