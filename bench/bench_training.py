@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--size", type=int, default=None, help="input side (default: the backbone's own)")
     p.add_argument("--batch", type=int, default=16, help="training batch")
-    p.add_argument("--steps", type=int, default=3, help="timed training steps per mode (after one warm-up)")
+    p.add_argument("--steps", type=int, default=5, help="timed training steps per mode (after one warm-up)")
     p.add_argument("--freeze", type=int, default=11, help="frozen blocks in cached-feature mode (gemid train's default)")
     p.add_argument("--repeats", type=int, default=15, help="timed inference runs per configuration")
     p.add_argument("--threads", type=int, default=2)
