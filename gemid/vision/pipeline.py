@@ -26,6 +26,7 @@ from gemid.vision.colour import grade_colour
 from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode
 from gemid.vision.errors import GemidInputError
 from gemid.vision.guidance import recommend
+from gemid.vision.learned import apply_heads
 from gemid.vision.quality import assess, too_poor_to_judge
 from gemid.vision.report import (
     ClarityGrade,
@@ -215,6 +216,8 @@ class Identifier:
         top1 = species.top[0].label if species.decision != "rejected" else None
         clarity = self._call("clarity", self._grade_clarity, rgb, seg, top1) if judged else None
         clarity = _upscale_inclusions(clarity, scale)
+        if judged:  # a head trained on graded photos outranks the measurement (gemid.vision.learned)
+            colour, clarity = apply_heads(colour, clarity, pred.heads, self.bundle.heads)
 
         tests: TestsResult | None = None
         if species.decision != "rejected":
