@@ -7,16 +7,7 @@ the handlers, so `gemid identify` never loads torch and `gemid --help` is instan
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-
-# module -> exposes register(subparsers); order is the order in --help
-_AREAS = (
-    "gemid.vision.cli",
-    "gemid.serve.cli",
-    "gemid.datasets.cli",
-    "gemid.training.cli",
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +16,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gemid", description="Preliminary gemstone identification from photos.")
     parser.add_argument("--version", action="version", version=f"gemid {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _AREAS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # an area not built yet must not break the others
-            if exc.name != name:
-                raise
-            continue
-        module.register(sub)
+    # each area registers its own subcommands; their modules import nothing heavy at the top
+    from gemid.datasets import cli as datasets_cli
+    from gemid.serve import cli as serve_cli
+    from gemid.training import cli as training_cli
+    from gemid.vision import cli as vision_cli
+
+    for area in (vision_cli, serve_cli, datasets_cli, training_cli):
+        area.register(sub)
     return parser
 
 

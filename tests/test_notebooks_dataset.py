@@ -13,31 +13,19 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
+import notebook_support  # noqa: E402  (after the importorskips)
+
 pytest.importorskip("matplotlib")
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_dataset_exploration.ipynb"
 
 
 def _execute(data: Path, monkeypatch, timeout: int = 300):
-    monkeypatch.setenv("GEMID_DATASET_DIR", str(data))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOK.parents[1])}})
-    client.execute()
-    return nb
+    return notebook_support.execute(NOTEBOOK, {"GEMID_DATASET_DIR": str(data), "MPLBACKEND": "Agg"}, monkeypatch,
+                                    timeout)
 
 
-def _text(nb) -> str:
-    out = []
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            out.append(o.get("text", "") or "".join(o.get("data", {}).get("text/plain", "")))
-    return "\n".join(out)
-
-
-def _images(nb) -> int:
-    return sum(1 for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+_text, _images = notebook_support.text, notebook_support.images
 
 
 def test_committed_notebook_has_no_outputs():

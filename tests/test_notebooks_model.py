@@ -14,6 +14,8 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
+import notebook_support  # noqa: E402  (after the importorskips)
+
 pytest.importorskip("torch")
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_model_evaluation.ipynb"
@@ -22,20 +24,10 @@ REAL_EVAL = Path(os.environ.get("GEMID_REAL_EVAL_DIR",
 
 
 def _execute(eval_dir: Path, monkeypatch, timeout: int = 240) -> nbformat.NotebookNode:
-    monkeypatch.setenv("GEMID_EVAL_DIR", str(eval_dir))
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOK.parents[1])}})
-    client.execute()
-    return nb
+    return notebook_support.execute(NOTEBOOK, {"GEMID_EVAL_DIR": str(eval_dir)}, monkeypatch, timeout)
 
 
-def _text(nb) -> str:
-    out = []
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            out.append(o.get("text", "") or "".join(o.get("data", {}).get("text/plain", "")))
-    return "\n".join(out)
+_text = notebook_support.text
 
 
 def test_committed_notebook_has_no_outputs():

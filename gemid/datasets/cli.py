@@ -12,7 +12,6 @@ that module's top-level imports light, `gemid --help` imports it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -62,19 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _split_args(s)
     s.set_defaults(func=_cmd_split)
 
-    _register_synth(sub)
+    from gemid.datasets import synth  # numpy-light at import; registers `gemid dataset synth`
 
-
-def _register_synth(sub: argparse._SubParsersAction) -> None:
-    try:
-        synth = importlib.import_module("gemid.datasets.synth")
-    except ModuleNotFoundError as exc:
-        if exc.name != "gemid.datasets.synth":
-            raise
-        return
-    hook = getattr(synth, "register_cli", None)
-    if callable(hook):
-        hook(sub)
+    synth.register_cli(sub)
 
 
 def _common(p: argparse.ArgumentParser, *, with_source: bool = True) -> None:

@@ -8,7 +8,6 @@ A missing or altered model bundle stops start-up with a clear message rather tha
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gemid import __version__
+from gemid.serve import web
 from gemid.serve.errors import error_response, install_error_handlers
 from gemid.serve.images import ImageStore
 from gemid.serve.limits import BodyLimitMiddleware
@@ -91,21 +91,6 @@ def _health_router() -> APIRouter:
     return router
 
 
-def _include_web(app: FastAPI) -> None:
-    """The technician web page (gemid.serve.web), when that module is installed."""
-    try:
-        web = importlib.import_module("gemid.serve.web")
-    except ModuleNotFoundError as exc:
-        if exc.name != "gemid.serve.web":
-            raise
-        return
-    router = getattr(web, "router", None)
-    if isinstance(router, APIRouter):
-        app.include_router(router)
-    elif callable(router):
-        app.include_router(router())
-
-
 def create_app(settings: Settings | None = None, *, identifier: Identifier | None = None) -> FastAPI:
     """A new service. `identifier` lets a caller share an already loaded model between apps."""
     from gemid.serve.api import build_router
@@ -146,5 +131,5 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(_health_router())
     app.include_router(build_router())
-    _include_web(app)
+    app.include_router(web.router)  # the technician page at /
     return app

@@ -44,6 +44,28 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def atomic_write(path: Path, data: bytes, *, durable: bool) -> None:
+    """Write via a temp file in the same folder + rename: readers see the old file or the whole new one.
+
+    `durable` adds the fsyncs (file, then folder) that make it survive a power cut: needed for stored
+    originals, not for derived caches that can be rebuilt.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        _fsync_dir(path.parent)
+
+
 def _fsync_dir(path: Path) -> None:
     """Make a rename or a new entry in `path` durable (POSIX; Windows has no directory fsync)."""
     if os.name == "nt":
@@ -84,18 +106,7 @@ class ImageStore:
         if path.is_file() and path.stat().st_size == len(data):
             return path
         self._makedirs(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f".{ext}")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(path.parent)
+        atomic_write(path, data, durable=True)
         return path
 
     def get(self, sha256: str, ext: str) -> Path | None:

@@ -7,11 +7,8 @@ plain HTML/CSS/JS with no build step. The page talks to the same /v1 API as any 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -22,6 +19,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from gemid.serve.errors import ApiError
+from gemid.serve.images import atomic_write
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -206,15 +204,7 @@ def _render_preview(source: Path, target: Path, side: int, max_bytes: int, max_p
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".jpg")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(target, buf.tobytes(), durable=False)  # a derived cache: rebuilt if lost
 
 
 @router.get(

@@ -52,11 +52,7 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="fine-tune the species model on a manifest (needs the train extra)")
     add_arguments(p)
     p.set_defaults(func=_handler("gemid.training.train", "main"))
-    for name in ("evaluate", "export"):
-        try:
-            module = importlib.import_module(f"gemid.training.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"gemid.training.{name}":
-                raise
-            continue
-        module.register_cli(sub)
+    from gemid.training import evaluate, export  # both defer torch to their handlers
+
+    evaluate.register_cli(sub)
+    export.register_cli(sub)
