@@ -18,7 +18,7 @@ from PIL import Image
 from gemid import DISCLAIMER
 from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, sha256_file
 from gemid.vision.errors import CorruptImage, GemidInputError, UnsupportedType
-from gemid.vision.pipeline import CHUNK, GRADE_SIDE, Identifier, _upscale_inclusions, grading_view
+from gemid.vision.pipeline import CHUNK, Identifier
 from gemid.vision.report import FileError, Readings, Report
 
 
@@ -207,28 +207,48 @@ def test_a_failing_grader_leaves_its_section_empty(bundle_dir, caplog):
     assert "colour could not be computed" in caplog.text
 
 
-def test_large_photos_are_graded_on_a_smaller_view_in_original_coordinates():
+def test_large_photos_are_graded_in_original_coordinates_and_match_the_graders(identifier):
     import cv2
 
     from gemid.datasets.synth import random_spec, render
     from gemid.vision.clarity import grade_clarity
+    from gemid.vision.colour import grade_colour
     from gemid.vision.segment import segment
+    from gemid.vision.stone_area import WORK_SIDE, locate
 
     spec = random_spec(np.random.default_rng(5), cut="oval", background="white")
     small, _, _ = render(spec, size=256, seed=5)
     big = cv2.resize(small, (2048, 2048), interpolation=cv2.INTER_CUBIC)  # a phone-sized photo of the same stone
     seg = segment(big)
-    view, vseg, scale = grading_view(big, seg)
-    assert max(view.shape[:2]) == GRADE_SIDE and scale == pytest.approx(GRADE_SIDE / 2048)
-    assert vseg.mask.shape == view.shape[:2] and abs(vseg.bbox[2] - seg.bbox[2] * scale) <= 2
-    assert grading_view(small, segment(small))[2] == 1.0  # small photos are graded as they are
+    area = locate(big, seg)
+    assert max(area.small.shape[:2]) == WORK_SIDE and area.scale == pytest.approx(WORK_SIDE / 2048)
+    assert locate(small, segment(small)).scale == 1.0  # small photos are graded as they are
 
-    clarity = _upscale_inclusions(grade_clarity(view, vseg, "Emerald"), scale)
+    # the shared stone area changes nothing: the graders alone give the same grades
+    shared, alone = grade_clarity(big, seg, "Emerald", area=area), grade_clarity(big, seg, "Emerald")
+    assert shared == alone
+    assert grade_colour(big, seg, area=area) == grade_colour(big, seg)
+
     x, y, w, h = seg.bbox
-    assert len(clarity.inclusions) >= 3  # this stone is heavily included
-    for inc in clarity.inclusions:  # boxes land inside the stone's box of the ORIGINAL photo
+    assert len(shared.inclusions) >= 3  # this stone is heavily included
+    for inc in shared.inclusions:  # boxes land inside the stone's box of the ORIGINAL photo
         bx, by, bw, bh = inc.bbox
         assert x - 8 <= bx and y - 8 <= by and bx + bw <= x + w + 8 and by + bh <= y + h + 8
+
+    # through the pipeline: a 2048 px photo of a stone the tiny model knows, with dark spots drawn on it;
+    # every spot must be inside an inclusion box in the photo's own pixels
+    photo_rgb = draw_stone(STONE_COLOURS["Ruby"], size=(2048, 1536), seed=1)
+    rng = np.random.default_rng(0)
+    spots = []
+    for _ in range(8):
+        a, r = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.25 * 1536)
+        spots.append((int(1024 + r * np.cos(a)), int(768 + r * np.sin(a))))
+        cv2.circle(photo_rgb, spots[-1], int(rng.integers(8, 20)), (20, 5, 8), -1, cv2.LINE_AA)
+    report = identifier.identify(encode(photo_rgb, ".png"))
+    assert report.species.decision != "rejected" and report.clarity is not None
+    boxes = [inc.bbox for inc in report.clarity.inclusions]
+    for sx, sy in spots:
+        assert any(bx <= sx <= bx + bw and by <= sy <= by + bh for bx, by, bw, bh in boxes), (sx, sy, boxes)
 
 
 def test_missing_model_is_a_model_error(tmp_path):

@@ -41,10 +41,10 @@ import cv2
 import numpy as np
 
 from gemid.vision import clarity_scales
-from gemid.vision.colorimetry import linear_to_lab, srgb_to_linear
+from gemid.vision.colorimetry import lightness, luminance, srgb8_to_linear
 from gemid.vision.report import ClarityGrade, Inclusion
 from gemid.vision.segment import Segmentation
-from gemid.vision.stone_area import CLIP, locate
+from gemid.vision.stone_area import CLIP, StoneArea, channel_max, locate
 
 NORM_DIAMETER = 128  # stone diameter after resampling (pixels)
 AREA_SMALL, AREA_LARGE = 0.004, 0.02  # area filters: shares of the stone's area
@@ -106,7 +106,7 @@ class ClarityMeasurement:
 
 
 def _lightness(rgb: np.ndarray) -> np.ndarray:
-    return linear_to_lab(srgb_to_linear(rgb / 255.0))[..., 0].astype(np.float32)
+    return lightness(luminance(srgb8_to_linear(rgb))).astype(np.float32)
 
 
 def _area_open(img: np.ndarray, areas: tuple[int, ...], lo: int, hi: int) -> list[np.ndarray]:
@@ -116,15 +116,25 @@ def _area_open(img: np.ndarray, areas: tuple[int, ...], lo: int, hi: int) -> lis
     lo..hi (the stone's own range) are not examined.
     """
     outs = [np.full(img.shape, lo, np.uint8) for _ in areas]
+    a_low = min(areas)
     for t in range(lo + LEVEL_STEP, hi + 1, LEVEL_STEP):
         b = (img >= t).astype(np.uint8)
+        if int(cv2.countNonZero(b)) < a_low:
+            break  # the level sets shrink as t rises: nothing above can hold a big enough component
         _, lab, stats, _ = cv2.connectedComponentsWithStats(b, connectivity=4)
         sizes = stats[:, cv2.CC_STAT_AREA]
+        n_big = 0
         for out, a_min in zip(outs, areas, strict=True):
             big = sizes >= a_min
             big[0] = False
-            if big.any():
+            if big[1:].all():
+                out[b > 0] = t  # every component is big: the whole level set
+                n_big += 1
+            elif big.any():
                 out[big[lab]] = t
+                n_big += 1
+        if n_big == 0:
+            break  # no component is big enough now, so none at a higher level is either (they are nested)
     return [np.maximum(o, np.minimum(img, lo)) for o in outs]
 
 
@@ -214,9 +224,12 @@ def _kind(dark: bool, area: int, length: float, width: float) -> str:
     return "crystal"
 
 
-def analyse(rgb: np.ndarray, seg: Segmentation) -> Analysis | None:
-    """Normalise the stone and list the residual regions (candidate inclusions) with their features."""
-    area = locate(rgb, seg)
+def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None) -> Analysis | None:
+    """Normalise the stone and list the residual regions (candidate inclusions) with their features.
+
+    The stone is cut from `rgb` at its own resolution (any size; boxes come back in its pixels);
+    `area` is `locate(rgb, seg)` when the caller already has it."""
+    area = area if area is not None else locate(rgb, seg)
     if not area.found:
         return None
     stone = area.stone.astype(np.uint8)
@@ -237,7 +250,7 @@ def analyse(rgb: np.ndarray, seg: Segmentation) -> Analysis | None:
     d = NORM_DIAMETER
 
     L = _lightness(img)
-    clipped = cv2.dilate((img.max(axis=-1) >= CLIP).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    clipped = cv2.dilate((channel_max(img) >= CLIP).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     rim = max(3, int(RIM * d))
     core = cv2.erode(cm.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1,) * 2)) > 0
     if core.sum() < 50:
@@ -329,9 +342,10 @@ def inclusion_probability(features: np.ndarray, model: dict | None = None) -> np
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
-def measure_clarity(rgb: np.ndarray, seg: Segmentation, *, model: dict | None = None) -> ClarityMeasurement | None:
+def measure_clarity(rgb: np.ndarray, seg: Segmentation, *, model: dict | None = None,
+                    area: StoneArea | None = None) -> ClarityMeasurement | None:
     """Visible inclusions and the severity they add up to; None when no stone can be measured."""
-    a = analyse(rgb, seg)
+    a = analyse(rgb, seg, area)
     if a is None:
         return None
     m = model or _model()
@@ -414,9 +428,10 @@ def _confidence(m: ClarityMeasurement, t: str | None) -> float:
     return float(np.clip(c, 0.05, 0.9))
 
 
-def grade_clarity(rgb: np.ndarray, seg: Segmentation, species: str | None = None) -> ClarityGrade | None:
+def grade_clarity(rgb: np.ndarray, seg: Segmentation, species: str | None = None, *,
+                  area: StoneArea | None = None) -> ClarityGrade | None:
     """The clarity section of the report, measured from the photo; None when no stone can be measured."""
-    m = measure_clarity(rgb, seg)
+    m = measure_clarity(rgb, seg, area=area)
     if m is None:
         return None
     grade = clarity_scales.grade_of(m.severity)

@@ -32,13 +32,13 @@ from gemid.vision.colorimetry import (
     lab_to_rgb8,
     linear_rgb_adaptation,
     linear_to_lab,
-    srgb_to_linear,
+    srgb8_to_linear,
     xy_to_xyz,
     xyz_to_xy,
 )
 from gemid.vision.report import ColourBand, ColourGrade, ScaleValue
 from gemid.vision.segment import Segmentation
-from gemid.vision.stone_area import CLIP, is_neutral, locate, white_point
+from gemid.vision.stone_area import CLIP, StoneArea, channel_max, channel_min, is_neutral, locate, white_point
 
 DZ_CAVEAT = (
     "Preliminary band from a photo only: D-Z grading needs master stones under standard daylight, "
@@ -72,13 +72,15 @@ class ColourMeasurement:
     background_visible: bool
 
 
-def measure_colour(rgb: np.ndarray, seg: Segmentation) -> ColourMeasurement | None:
-    """The body colour (CIELAB D65) and how it was white-balanced; None when there is nothing to measure."""
+def measure_colour(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None) -> ColourMeasurement | None:
+    """The body colour (CIELAB D65) and how it was white-balanced; None when there is nothing to measure.
+
+    `area` is `locate(rgb, seg)` when the caller already has it (the pipeline shares it with clarity)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError("grade_colour expects an RGB uint8 image of shape (H, W, 3)")
     if min(rgb.shape[:2]) < 16:
         return None
-    area = locate(rgb, seg)
+    area = area if area is not None else locate(rgb, seg)
     small, stone, stone_found = area.small, area.stone, area.found
     card_inner, card_box = area.card, area.card_box
     h, w = small.shape[:2]
@@ -110,26 +112,27 @@ def measure_colour(rgb: np.ndarray, seg: Segmentation) -> ColourMeasurement | No
             around |= cv2.dilate(area.card_region.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=dil) > 0
         bg = ~around
         background_visible = bool(bg.mean() > 0.05 and seg.border_is_background >= 0.5)
-        bg_pixels = small[bg] if background_visible else None
+        # every other pixel of every other row: a median of the background needs no more
+        bg_pixels = small[::2, ::2][bg[::2, ::2]] if background_visible else None
     if reference is None and bg_pixels is not None:
         white = white_point(bg_pixels)
         if white is not None:
             ok, cct, duv = is_neutral(white[0])
             if ok:
                 reference = Reference("background", white[0], cct, duv, white[1])
-        elif (bg_pixels.min(axis=1) >= CLIP).mean() > 0.8:
+        elif (channel_min(bg_pixels) >= CLIP).mean() > 0.8:
             # a blown-out white background: the photo was exposed/balanced to make it pure white
             reference = Reference("background", xyz_to_xy(D65_XYZ), 6500.0, 0.0, int(len(bg_pixels)))
 
     # stone pixels in linear light, white-balanced. Clipped pixels (and a one-pixel halo) have no reliable
     # chromaticity, but they are certainly light: they count in the lightness ranks, not in the hue.
-    clipped = (small.max(axis=-1) >= CLIP).astype(np.uint8)
+    clipped = (channel_max(small) >= CLIP).astype(np.uint8)
     halo = cv2.dilate(clipped, np.ones((3, 3), np.uint8), iterations=1) > 0
     n_core = int(core.sum())
     if n_core < 5:
         return None
     clipped_fraction = float((core & halo).sum() / n_core)
-    lin = srgb_to_linear(small[core] / 255.0)
+    lin = srgb8_to_linear(small[core])
     if reference is not None:
         M = linear_rgb_adaptation(xy_to_xyz(reference.xy), D65_XYZ)
         lin = lin @ M.T
@@ -202,9 +205,9 @@ def _description(g: colour_scales.Grades, m: ColourMeasurement) -> str:
     return f"{core}; {wb}."
 
 
-def grade_colour(rgb: np.ndarray, seg: Segmentation) -> ColourGrade | None:
+def grade_colour(rgb: np.ndarray, seg: Segmentation, *, area: StoneArea | None = None) -> ColourGrade | None:
     """The colour section of the report, measured from the photo; None when nothing can be measured."""
-    m = measure_colour(rgb, seg)
+    m = measure_colour(rgb, seg, area)
     if m is None:
         return None
     g = colour_scales.grade_lab(m.lab)

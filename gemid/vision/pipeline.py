@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
@@ -29,7 +28,6 @@ from gemid.vision.guidance import recommend
 from gemid.vision.learned import apply_heads
 from gemid.vision.quality import assess, too_poor_to_judge
 from gemid.vision.report import (
-    ClarityGrade,
     ErrorInfo,
     FileError,
     ImageInfo,
@@ -41,44 +39,14 @@ from gemid.vision.report import (
 )
 from gemid.vision.rerank import rerank
 from gemid.vision.segment import Segmentation, segment
+from gemid.vision.stone_area import locate
 
 log = logging.getLogger(__name__)
 
 MAX_REFERENCE = 200  # a parcel or lot number, not an essay
-GRADE_SIDE = 640  # longer side of the image the colour and clarity graders see
 CHUNK = 8  # photos decoded and held at once by identify_many: bounds memory (8 × 40 MP ≈ 1 GB worst case)
 
 Source = bytes | bytearray | memoryview | Path | str
-
-
-def grading_view(rgb: np.ndarray, seg: Segmentation, side: int = GRADE_SIDE) -> tuple[np.ndarray, Segmentation, float]:
-    """The photo and its segmentation scaled so the longer side is at most `side` (scale ≤ 1 returned).
-
-    Colour statistics need no more pixels, and the clarity grader is calibrated on stones a few hundred
-    pixels across: a 12 MP phone photo graded at full size is slower by ~50x and no more accurate.
-    """
-    h, w = rgb.shape[:2]
-    scale = min(1.0, side / max(h, w))
-    if scale >= 1.0:
-        return rgb, seg, 1.0
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    x, y, bw, bh = seg.bbox
-    return small, replace(
-        seg,
-        mask=cv2.resize(seg.mask, size, interpolation=cv2.INTER_NEAREST),
-        bbox=(int(x * scale), int(y * scale), max(1, round(bw * scale)), max(1, round(bh * scale))),
-        outline=[(int(px * scale), int(py * scale)) for px, py in seg.outline],
-    ), scale
-
-
-def _upscale_inclusions(clarity: ClarityGrade | None, scale: float) -> ClarityGrade | None:
-    """Inclusion boxes back in original-image pixels (the report's coordinates)."""
-    if clarity is None or scale >= 1.0:
-        return clarity
-    inv = 1.0 / scale
-    boxes = [i.model_copy(update={"bbox": tuple(int(round(v * inv)) for v in i.bbox)}) for i in clarity.inclusions]
-    return clarity.model_copy(update={"inclusions": boxes})
 
 
 @dataclass
@@ -210,13 +178,15 @@ class Identifier:
                 readings: Readings | None) -> Report:
         species = self.classifier.result(pred, prep.quality, top_k=self.top_k, poor_photo=prep.poor)
         judged = species.decision != "rejected" and prep.seg.found
-        rgb, seg, scale = grading_view(prep.image.rgb, prep.seg) if judged else (None, None, 1.0)
-
-        colour = self._call("colour", self._grade_colour, rgb, seg) if judged else None
-        top1 = species.top[0].label if species.decision != "rejected" else None
-        clarity = self._call("clarity", self._grade_clarity, rgb, seg, top1) if judged else None
-        clarity = _upscale_inclusions(clarity, scale)
-        if judged:  # a head trained on graded photos outranks the measurement (gemid.vision.learned)
+        colour = clarity = None
+        if judged:
+            # where the stone is, at grading resolution (<= 384 px), found once for both graders; clarity
+            # cuts the stone out of the full photo, so its boxes are in the photo's own pixels
+            rgb, seg = prep.image.rgb, prep.seg
+            area = self._call("stone area", locate, rgb, seg)
+            if area is not None:
+                colour = self._call("colour", self._grade_colour, rgb, seg, area=area)
+                clarity = self._call("clarity", self._grade_clarity, rgb, seg, species.top[0].label, area=area)  # a head trained on graded photos outranks the measurement (gemid.vision.learned)
             colour, clarity = apply_heads(colour, clarity, pred.heads, self.bundle.heads)
 
         tests: TestsResult | None = None

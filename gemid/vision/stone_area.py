@@ -14,13 +14,22 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gemid.vision.colorimetry import linear_to_lab, linear_to_xyz, nearest_daylight, srgb_to_linear, xyz_to_xy
-from gemid.vision.segment import Segmentation
+from gemid.vision.colorimetry import (
+    lightness,
+    linear_to_xyz,
+    luminance,
+    nearest_daylight,
+    srgb8_to_linear,
+    xyz_to_xy,
+    y_of_lightness,
+)
+from gemid.vision.segment import Segmentation, lab_distance
 
 WORK_SIDE = 384
 MAX_DUV = 0.008  # distance from the daylight locus a neutral reference may have (CIE 1976 u'v')
 CCT_RANGE = (4000.0, 12000.0)
 CLIP = 250  # 8-bit value from which a pixel counts as clipped
+_Y_L15 = y_of_lightness(15.0)  # pixels darker than L* 15 carry no usable chromaticity
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,15 @@ class StoneArea:
     card_box: tuple[int, int, int, int] | None  # card (x, y, w, h) in original pixels
     found: bool
     card_region: np.ndarray | None = None  # bool, the whole card at work resolution
+
+
+def channel_max(px: np.ndarray) -> np.ndarray:
+    """Largest of the three channels per pixel (..., 3) -> (...): elementwise, far faster than .max(axis=-1)."""
+    return np.maximum(np.maximum(px[..., 0], px[..., 1]), px[..., 2])
+
+
+def channel_min(px: np.ndarray) -> np.ndarray:
+    return np.minimum(np.minimum(px[..., 0], px[..., 1]), px[..., 2])
 
 
 def downscale(rgb: np.ndarray, mask: np.ndarray, side: int = WORK_SIDE) -> tuple[np.ndarray, np.ndarray, float]:
@@ -48,11 +66,11 @@ def white_point(rgb8: np.ndarray) -> tuple[tuple[float, float], int] | None:
     """Chromaticity xy of (supposedly neutral) pixels: the median linear RGB of the unclipped, not too dark
     ones (L* >= 15), with how many were used; None when fewer than 50 are usable."""
     px = rgb8.reshape(-1, 3)
-    ok = (px.max(axis=1) < CLIP) & (px.min(axis=1) >= 2)
-    lin = srgb_to_linear(px[ok] / 255.0)
+    ok = (channel_max(px) < CLIP) & (channel_min(px) >= 2)
+    lin = srgb8_to_linear(px[ok])
     if lin.shape[0] < 50:
         return None
-    lin = lin[linear_to_lab(lin)[:, 0] >= 15.0]
+    lin = lin[luminance(lin) >= _Y_L15]
     if lin.shape[0] < 50:
         return None
     med = np.median(lin, axis=0)
@@ -89,8 +107,8 @@ def find_card(rgb: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, tupl
         if inner.sum() < 30:
             continue
         px = rgb[inner]
-        lab = linear_to_lab(srgb_to_linear(px / 255.0))
-        if np.std(lab[:, 0]) > 3.0 or np.median(lab[:, 0]) < 35.0:
+        L = lightness(luminance(srgb8_to_linear(px)))
+        if np.std(L) > 3.0 or np.median(L) < 35.0:
             continue
         white = white_point(px)
         if white is None or not is_neutral(white[0])[0]:
@@ -124,8 +142,8 @@ def locate(rgb: np.ndarray, seg: Segmentation, side: int = WORK_SIDE) -> StoneAr
     found = bool(seg.found and stone.any())
     card = card_box = comp = None
     if found:
-        lab = linear_to_lab(srgb_to_linear(small / 255.0))
-        diff = np.linalg.norm(lab - np.array(seg.background_lab), axis=-1)
+        # OpenCV's 8-bit Lab, as the segmentation measured background_lab: a 12 dE threshold needs no more
+        diff = lab_distance(small, seg.background_lab)
         hit = find_card(small, ((diff > 12.0) | stone).astype(np.uint8))
         if hit is not None:
             card, (x, y, bw, bh), comp = hit
@@ -134,7 +152,7 @@ def locate(rgb: np.ndarray, seg: Segmentation, side: int = WORK_SIDE) -> StoneAr
             inv = 1.0 / scale
             card_box = (int(x * inv), int(y * inv), int(round(bw * inv)), int(round(bh * inv)))
         found = bool(stone.sum() >= 20)
-        if found and (small[stone].min(axis=1) >= CLIP).mean() > 0.5:
+        if found and (channel_min(small[stone]) >= CLIP).mean() > 0.5:
             found = False  # the 'stone' is a blown-out reflection: the stone itself fills the frame
         stone = convex_stone(stone) if found else np.zeros_like(stone)
     return StoneArea(small=small, scale=scale, stone=stone, card=card, card_box=card_box, found=found,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 
 import numpy as np
@@ -240,9 +241,18 @@ def outcome_distribution(m: Material, test: str) -> np.ndarray:
 
 
 def mixture_distribution(rows: Sequence[Material], test: str) -> np.ndarray:
+    """The weighted outcome distribution of a candidate's rows (read-only array: it is cached)."""
+    return _mixture(tuple(rows), test)
+
+
+@lru_cache(maxsize=4096)
+def _mixture(rows: tuple[Material, ...], test: str) -> np.ndarray:
+    # a pure function of frozen table rows, asked for the same few dozen candidates on every photo
     weights = np.array([m.weight for m in rows], dtype=float)
     dists = np.stack([outcome_distribution(m, test) for m in rows])
-    return (weights[:, None] * dists).sum(axis=0) / weights.sum()
+    out = (weights[:, None] * dists).sum(axis=0) / weights.sum()
+    out.flags.writeable = False
+    return out
 
 
 # --- what a candidate should read, in words ---------------------------------------------------------
