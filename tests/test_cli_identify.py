@@ -68,6 +68,16 @@ def test_all_good_exits_zero(capsys, bundle, parcel):
     assert rc == 0 and [e["species"]["top"][0]["label"] for e in json.loads(out)] == ["Ruby", "Citrine"]
 
 
+def test_no_grade_skips_colour_and_clarity_only(capsys, bundle, parcel):
+    photo = str(parcel / "a_ruby.png")
+    rc, out, _ = run(capsys, photo, "--model", str(bundle), "--json")
+    rc2, out2, _ = run(capsys, photo, "--model", str(bundle), "--json", "--no-grade")
+    (graded,), (quick,) = json.loads(out), json.loads(out2)
+    assert rc == rc2 == 0
+    assert graded["colour"] is not None and graded["clarity"] is not None
+    assert quick["colour"] is None and quick["clarity"] is None and quick["species"] == graded["species"]
+
+
 def test_table_by_default(capsys, bundle, parcel):
     rc, out, err = run(capsys, str(parcel), "--model", str(bundle))
     assert rc == 1

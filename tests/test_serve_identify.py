@@ -55,6 +55,20 @@ def test_api_gives_the_same_answer_as_the_runtime(client: TestClient, identifier
     assert client.get(f"/v1/reports/{report['report_id']}/image").headers["content-type"] == "image/jpeg"
 
 
+def test_grade_false_is_a_quick_species_screen(client: TestClient, settings: Settings, identifier):
+    photo = stone("Ruby", ".jpg")
+    graded = client.post("/v1/identify", files=[upload("r.jpg", photo, "image/jpeg")]).json()["reports"][0]
+    quick = client.post("/v1/identify?grade=false", files=[upload("r.jpg", photo, "image/jpeg")]).json()["reports"][0]
+    assert graded["colour"] is not None and graded["clarity"] is not None
+    assert quick["colour"] is None and quick["clarity"] is None
+    # the species answer, quality and test guidance do not depend on grading
+    for key in ("species", "quality", "tests"):
+        assert quick[key] == graded[key], key
+    assert client.get(f"/v1/reports/{quick['report_id']}").json() == quick  # stored as sent
+    assert client.post("/v1/identify?grade=maybe", files=[upload("r.jpg", photo, "image/jpeg")]).status_code == 422
+    assert stored(settings) == (2, 2, 1)  # two reports of one photo (content-addressed)
+
+
 def test_png_named_jpg_is_read_by_content(client: TestClient, settings: Settings):
     r = client.post("/v1/identify", files=[upload("photo.jpg", stone("Sapphire Blue"), "image/jpeg")])
     assert r.status_code == 200

@@ -179,7 +179,8 @@ async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
 
 
 def _analyse(identifier: Identifier, images: ImageStore, metrics: ServiceMetrics, name: str | None, data: bytes,
-             reference: str | None, readings: Readings | None) -> tuple[Report | FileError, int | None, tuple[str, str]]:
+             reference: str | None, readings: Readings | None,
+             grade: bool = True) -> tuple[Report | FileError, int | None, tuple[str, str]]:
     """One photo → (report, None, where its photo is stored) or (file error, HTTP status, ("", "")).
 
     Runs in a worker thread. The photo is written to the store here, right after its report, so a
@@ -188,7 +189,7 @@ def _analyse(identifier: Identifier, images: ImageStore, metrics: ServiceMetrics
     """
     start = time.perf_counter()
     try:
-        report = identifier.identify(data, filename=name, reference=reference, readings=readings)
+        report = identifier.identify(data, filename=name, reference=reference, readings=readings, grade=grade)
     except GemidInputError as exc:
         return FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message)), exc.status, ("", "")
     except Exception:  # an odd photo that broke a stage: refuse this one, keep the others, log why
@@ -275,7 +276,10 @@ def build_router() -> APIRouter:
                    for s in (400, 413, 415, 422)},
     )
     async def identify(request: Request, settings: SettingsDep, store: StoreDep, images: ImagesDep,
-                       identifier: IdentifierDep, metrics: MetricsDep, limiter: LimiterDep) -> JSONResponse:
+                       identifier: IdentifierDep, metrics: MetricsDep, limiter: LimiterDep,
+                       grade: Annotated[bool, Query(description=(
+                           "grade colour and clarity (default); false: a quick species screen of a parcel, "
+                           "several times faster, with `colour` and `clarity` left null"))] = True) -> JSONResponse:
         """Multipart: `images` (repeated), optional `reference` and readings (the fields of `Readings`:
         ri, ri_high, birefringence, sg, optic, ...). One entry per photo, in order: a report, or
         `{"file", "error": {"code", "message"}}`. 200 when at least one photo gave a report (stored, with
@@ -300,7 +304,7 @@ def build_router() -> APIRouter:
                     continue
                 try:
                     entry, status, (sha, ext) = await to_thread.run_sync(
-                        _analyse, identifier, images, metrics, name, data, reference, readings, limiter=limiter)
+                        _analyse, identifier, images, metrics, name, data, reference, readings, grade, limiter=limiter)
                 except OSError as exc:
                     raise _store_failure(exc) from exc
                 del data

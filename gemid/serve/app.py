@@ -42,7 +42,7 @@ Every answer is preliminary: confirm with standard gemmological tests. Errors ar
 def load_identifier(settings: Settings) -> Identifier:
     from gemid.vision.pipeline import Identifier
 
-    return Identifier(settings.model_dir, variant=settings.model_variant, threads=settings.threads,
+    return Identifier(settings.model_dir, variant=settings.model_variant, threads=settings.ort_threads,
                       max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
 
 

@@ -4,7 +4,8 @@
     GEMID_DB_URL         SQLAlchemy URL; default sqlite:///{DATA_DIR}/gemid.db (PostgreSQL: postgresql+psycopg://…)
     GEMID_MODEL_DIR      the model bundle (default: the shipped models/gemid-species)
     GEMID_MODEL_VARIANT  fp32 | int8
-    GEMID_THREADS        ONNX Runtime intra-op threads (default: ONNX Runtime's choice)
+    GEMID_THREADS        ONNX Runtime intra-op threads per identification (default: cores / concurrent ones)
+    GEMID_INFERENCE_CONCURRENCY  identifications run at once (default: the number of cores)
     GEMID_MAX_BYTES      largest photo accepted, bytes (20 MB)
     GEMID_MAX_PIXELS     largest photo accepted, pixels (40 MP)
     GEMID_MAX_FILES      most photos in one request (50)
@@ -57,6 +58,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
         return v.rstrip("/") if v else None
+
+    @property
+    def ort_threads(self) -> int:
+        """Threads each model run may use: the cores shared out among the identifications that run at once
+        (2 cores, 2 at once: 1 each). More would oversubscribe the CPU exactly when the desk is busiest."""
+        if self.threads:
+            return self.threads
+        return max(1, (os.cpu_count() or 1) // self.inference_concurrency)
 
     @property
     def database_url(self) -> str:

@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--threads", metavar="N", type=_positive_int, default=None,
                        help="ONNX Runtime threads (default: one per core)")
     p.add_argument("--reference", metavar="REF", help="parcel or lot number recorded in every report")
+    p.add_argument("--no-grade", dest="grade", action="store_false",
+                   help="skip colour and clarity grading: a quick species screen (several times faster)")
     r = p.add_argument_group("readings", "confirmatory test readings: re-rank the photo's candidates")
     r.add_argument("--ri", type=float, metavar="X", help="refractive index (single or low reading)")
     r.add_argument("--ri-high", type=float, metavar="X", help="high RI reading of a doubly refractive stone")
@@ -194,7 +196,7 @@ def _run_identify(args: argparse.Namespace) -> int:
     def run_chunk(chunk: list[tuple[str, Path]]) -> list[Report | FileError]:
         try:
             return identifier.identify_many([(shown, path) for shown, path in chunk], reference=args.reference,
-                                            readings=readings)
+                                            readings=readings, grade=args.grade)
         except GemidInputError as exc:
             return [file_error(shown, exc) for shown, _ in chunk]
 

@@ -112,8 +112,7 @@ def measure_colour(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = 
             around |= cv2.dilate(area.card_region.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=dil) > 0
         bg = ~around
         background_visible = bool(bg.mean() > 0.05 and seg.border_is_background >= 0.5)
-        # every other pixel of every other row: a median of the background needs no more
-        bg_pixels = small[::2, ::2][bg[::2, ::2]] if background_visible else None
+        bg_pixels = small[bg] if background_visible else None
     if reference is None and bg_pixels is not None:
         white = white_point(bg_pixels)
         if white is not None:

@@ -104,15 +104,19 @@ class Identifier:
         filename: str | None = None,
         reference: str | None = None,
         readings: Readings | None = None,
+        grade: bool = True,
     ) -> Report:
-        """One photo → Report. Bad input raises a GemidInputError (typed, with a clear message)."""
+        """One photo → Report. Bad input raises a GemidInputError (typed, with a clear message).
+
+        grade=False skips colour and clarity (their sections stay None): a quick species screen of a
+        parcel, several times faster; the species, quality and test guidance are the same."""
         if filename is None and isinstance(data, (Path, str)):
             filename = Path(data).name
         reference = _clean_reference(reference)
         readings = _clean_readings(readings)
         prep = self._prepare(filename, data)
         (pred,) = self.classifier.predict([prep.crop])
-        return self._finish(prep, pred, reference, readings)
+        return self._finish(prep, pred, reference, readings, grade)
 
     def identify_many(
         self,
@@ -120,6 +124,7 @@ class Identifier:
         *,
         reference: str | None = None,
         readings: Readings | None = None,
+        grade: bool = True,
     ) -> list[Report | FileError]:
         """Several photos, classified in batches. A bad file yields a FileError; the others still run."""
         reference = _clean_reference(reference)
@@ -144,7 +149,7 @@ class Identifier:
                     continue
                 pred = next(preds)
                 try:
-                    out.append(self._finish(r, pred, reference, readings))
+                    out.append(self._finish(r, pred, reference, readings, grade))
                 except Exception as exc:
                     log.exception("unexpected failure reporting %s", r.file)
                     out.append(file_error(r.file, exc))
@@ -175,9 +180,9 @@ class Identifier:
                          crop=self.classifier.crop(image.rgb, seg), poor=too_poor_to_judge(quality))
 
     def _finish(self, prep: _Prepared, pred: Prediction, reference: str | None,
-                readings: Readings | None) -> Report:
+                readings: Readings | None, grade: bool = True) -> Report:
         species = self.classifier.result(pred, prep.quality, top_k=self.top_k, poor_photo=prep.poor)
-        judged = species.decision != "rejected" and prep.seg.found
+        judged = grade and species.decision != "rejected" and prep.seg.found
         colour = clarity = None
         if judged:
             # where the stone is, at grading resolution (<= 384 px), found once for both graders; clarity

@@ -174,8 +174,10 @@ class Report(BaseModel):
     model: ModelInfo
     species: SpeciesResult
     quality: Quality
-    colour: ColourGrade | None = None
-    clarity: ClarityGrade | None = None
+    colour: ColourGrade | None = Field(None, description=(
+        "null when the photo was rejected, no stone was found, or grading was not asked for (grade=false)"))
+    clarity: ClarityGrade | None = Field(None, description=(
+        "null when the photo was rejected, no stone was found, or grading was not asked for (grade=false)"))
     tests: TestsResult | None = None
     disclaimer: str = DISCLAIMER
 

@@ -66,17 +66,26 @@ def white_point(rgb8: np.ndarray) -> tuple[tuple[float, float], int] | None:
     """Chromaticity xy of (supposedly neutral) pixels: the median linear RGB of the unclipped, not too dark
     ones (L* >= 15), with how many were used; None when fewer than 50 are usable."""
     px = rgb8.reshape(-1, 3)
-    ok = (channel_max(px) < CLIP) & (channel_min(px) >= 2)
-    lin = srgb8_to_linear(px[ok])
-    if lin.shape[0] < 50:
+    px = px[(channel_max(px) < CLIP) & (channel_min(px) >= 2)]
+    if px.shape[0] < 50:
         return None
-    lin = lin[luminance(lin) >= _Y_L15]
-    if lin.shape[0] < 50:
+    px = px[luminance(srgb8_to_linear(px)) >= _Y_L15]
+    if px.shape[0] < 50:
         return None
-    med = np.median(lin, axis=0)
+    med = np.array([_median_linear(px[:, c]) for c in range(3)])
     if med.min() <= 0:
         return None
-    return xyz_to_xy(linear_to_xyz(med)), int(lin.shape[0])
+    return xyz_to_xy(linear_to_xyz(med)), int(px.shape[0])
+
+
+def _median_linear(codes: np.ndarray) -> float:
+    """np.median(srgb8_to_linear(codes)) of 8-bit codes, from their histogram: the transfer curve is
+    monotonic, so the middle order statistics are those of the codes (O(n), no sort of floats)."""
+    n = codes.size
+    cdf = np.cumsum(np.bincount(codes, minlength=256))
+    lo, hi = np.searchsorted(cdf, [(n - 1) // 2, n // 2], side="right")
+    table = srgb8_to_linear(np.array([lo, hi], np.uint8))
+    return float((table[0] + table[1]) / 2.0)
 
 
 def is_neutral(xy: tuple[float, float]) -> tuple[bool, float, float]:
