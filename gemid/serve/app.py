@@ -40,7 +40,13 @@ Every answer is preliminary: confirm with standard gemmological tests. Errors ar
 
 
 def load_identifier(settings: Settings) -> Identifier:
+    import cv2
+
     from gemid.vision.pipeline import Identifier
+
+    # photos run in parallel on the thread pool; OpenCV's own threads inside each one would only
+    # oversubscribe the cores (measured: 2 workers x 2 photos x OpenCV threads tripled the analysis time)
+    cv2.setNumThreads(settings.ort_threads)
 
     return Identifier(settings.model_dir, variant=settings.model_variant, threads=settings.ort_threads,
                       max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)

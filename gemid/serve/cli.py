@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1 or not 0 < args.port < 65536:
         print("gemid serve: --workers must be >= 1 and --port in 1..65535", file=sys.stderr)
         return 2
+    if args.workers > 1 and "GEMID_INFERENCE_CONCURRENCY" not in os.environ:
+        # the cores are shared among the worker processes: 2 workers on 2 cores run one photo each
+        os.environ["GEMID_INFERENCE_CONCURRENCY"] = str(max(1, (os.cpu_count() or 1) // args.workers))
     try:
         settings = Settings()
     except ValidationError as exc:
