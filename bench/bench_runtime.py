@@ -6,7 +6,7 @@
 
 Prints
 - per-stage latency, p50 and p95 in milliseconds: decode, segment, quality, crop + preprocess, species
-  (ONNX Runtime fp32 and int8, batch 1), colour, clarity, test guidance, and the whole `Identifier.identify`;
+  (ONNX Runtime fp32 and int8, batch 1), stone area (shared by the graders), colour, clarity, test guidance, and the whole `Identifier.identify`;
 - the model alone at batch 1 and 8 on ONNX Runtime fp32, ONNX Runtime int8 and PyTorch eager (only when
   torch and `gemid.training` import), as ms per image and as ratios to PyTorch eager and to ORT fp32.
 
@@ -66,6 +66,7 @@ def stage_latency(bundle_dir: Path, data: bytes, threads: int, repeats: int) -> 
     from gemid.vision.pipeline import Identifier
     from gemid.vision.quality import assess
     from gemid.vision.segment import segment
+    from gemid.vision.stone_area import locate
 
     ident = Identifier(bundle_dir, threads=threads)
     img = decode(data)
@@ -83,20 +84,22 @@ def stage_latency(bundle_dir: Path, data: bytes, threads: int, repeats: int) -> 
         out["species (ORT int8)"] = timed(lambda: q.predict([crop]), repeats)
     report = ident.identify(data)
     top1 = report.species.top[0].label
+    area = locate(img.rgb, seg)  # found once per photo and shared by both graders, as identify does
+    out["stone area"] = timed(lambda: locate(img.rgb, seg), repeats)
     optional = {
-        "colour": (ident._grade_colour, (img.rgb, seg)),
-        "clarity": (ident._grade_clarity, (img.rgb, seg, top1)),
-        "test guidance": (ident._recommend, (list(report.species.top),)),
+        "colour": (ident._grade_colour, (img.rgb, seg), {"area": area}),
+        "clarity": (ident._grade_clarity, (img.rgb, seg, top1), {"area": area}),
+        "test guidance": (ident._recommend, (list(report.species.top),), {}),
     }
-    for name, (fn, fargs) in optional.items():
+    for name, (fn, fargs, kw) in optional.items():
         if fn is None:
             continue
         try:
-            fn(*fargs)
+            fn(*fargs, **kw)
         except Exception as exc:  # a grader that fails is left out of the figures, and said so
             print(f"{name}: not timed, it failed ({type(exc).__name__}: {exc})", file=sys.stderr)
             continue
-        out[name] = timed(lambda fn=fn, fargs=fargs: fn(*fargs), repeats)
+        out[name] = timed(lambda fn=fn, fargs=fargs, kw=kw: fn(*fargs, **kw), repeats)
     out["identify (whole, fp32)"] = timed(lambda: ident.identify(data), repeats)
     return out
 

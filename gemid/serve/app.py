@@ -46,9 +46,9 @@ def load_identifier(settings: Settings) -> Identifier:
 
     # photos run in parallel on the thread pool; OpenCV's own threads inside each one would only
     # oversubscribe the cores (measured: 2 workers x 2 photos x OpenCV threads tripled the analysis time)
-    cv2.setNumThreads(settings.ort_threads)
+    cv2.setNumThreads(settings.threads_per_photo)
 
-    return Identifier(settings.model_dir, variant=settings.model_variant, threads=settings.ort_threads,
+    return Identifier(settings.model_dir, variant=settings.model_variant, threads=settings.threads_per_photo,
                       max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
 
 

@@ -60,8 +60,8 @@ class Settings(BaseSettings):
         return v.rstrip("/") if v else None
 
     @property
-    def ort_threads(self) -> int:
-        """Threads each model run may use: the cores shared out among the identifications that run at once
+    def threads_per_photo(self) -> int:
+        """Threads one identification may use (ONNX Runtime and OpenCV): the cores shared out among the identifications that run at once
         (2 cores, 2 at once: 1 each). More would oversubscribe the CPU exactly when the desk is busiest."""
         if self.threads:
             return self.threads

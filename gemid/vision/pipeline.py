@@ -191,7 +191,8 @@ class Identifier:
             area = self._call("stone area", locate, rgb, seg)
             if area is not None:
                 colour = self._call("colour", self._grade_colour, rgb, seg, area=area)
-                clarity = self._call("clarity", self._grade_clarity, rgb, seg, species.top[0].label, area=area)  # a head trained on graded photos outranks the measurement (gemid.vision.learned)
+                clarity = self._call("clarity", self._grade_clarity, rgb, seg, species.top[0].label, area=area)
+            # a head trained on graded photos outranks the measurement (gemid.vision.learned)
             colour, clarity = apply_heads(colour, clarity, pred.heads, self.bundle.heads)
 
         tests: TestsResult | None = None

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from gemid.vision.report import Quality, QualityWarning, StoneRegion
-from gemid.vision.segment import Segmentation, crop_square, square_box
+from gemid.vision.segment import Segmentation, border_pixels, crop_square, cv2_lab, square_box
 
 # The stone must cover at least this much of the frame: below it the model's 224 px crop of a phone photo
 # is mostly upsampled noise and the background's colour dominates white balance.
@@ -74,9 +74,7 @@ def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> Quality
     if x0 >= 0 and y0 >= 0 and x0 + side <= w and y0 + side <= h:  # inside the image: views, no copies
         crop, mcrop = rgb[y0 : y0 + side, x0 : x0 + side], mask[y0 : y0 + side, x0 : x0 + side]
     else:
-        t = max(1, min(thumb.shape[:2]) // 50)
-        edge = np.concatenate([thumb[:t].reshape(-1, 3), thumb[-t:].reshape(-1, 3),
-                               thumb[:, :t].reshape(-1, 3), thumb[:, -t:].reshape(-1, 3)])
+        edge = border_pixels(thumb, max(1, min(thumb.shape[:2]) // 50))
         crop = crop_square(rgb, box, fill=tuple(int(v) for v in np.median(edge, axis=0)))
         mcrop = _crop_mask(mask, box)
     interp = cv2.INTER_AREA if crop.shape[0] > MEASURE_SIDE else cv2.INTER_LINEAR
@@ -112,11 +110,7 @@ def plain_border(rgb: np.ndarray, background_lab: tuple[float, float, float]) ->
     """Share of the image's border strip (3 % wide) within PLAIN_DELTA_E of the background colour."""
     small = cv2.GaussianBlur(_thumb(rgb), (3, 3), 0)
     bw = max(2, round(0.03 * min(small.shape[:2])))
-    strip = np.concatenate([small[:bw].reshape(-1, 3), small[-bw:].reshape(-1, 3),
-                            small[:, :bw].reshape(-1, 3), small[:, -bw:].reshape(-1, 3)])
-    lab = cv2.cvtColor(strip[None], cv2.COLOR_RGB2LAB)[0].astype(np.float32)
-    lab[:, 0] *= 100.0 / 255.0  # OpenCV 8-bit Lab → CIELAB, as segmentation reports background_lab
-    lab[:, 1:] -= 128.0
+    lab = cv2_lab(border_pixels(small, bw)[None])[0]  # the Lab segmentation reports background_lab in
     return float(np.mean(np.linalg.norm(lab - np.asarray(background_lab, np.float32), axis=-1) < PLAIN_DELTA_E))
 
 

@@ -46,7 +46,8 @@ def lab_distance(rgb: np.ndarray, ref_lab: np.ndarray | tuple[float, float, floa
     return cv2.sqrt(cv2.transform(cv2.multiply(d, d), np.ones((1, 3), np.float32)))
 
 
-def _border(a: np.ndarray, width: int) -> np.ndarray:
+def border_pixels(a: np.ndarray, width: int) -> np.ndarray:
+    """The pixels of the image's border strip `width` wide, as rows (n, channels)."""
     return np.concatenate(
         [a[:width].reshape(-1, a.shape[-1]), a[-width:].reshape(-1, a.shape[-1]),
          a[:, :width].reshape(-1, a.shape[-1]), a[:, -width:].reshape(-1, a.shape[-1])]
@@ -83,7 +84,7 @@ def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
     sh, sw = small.shape[:2]
     bw = max(2, round(0.03 * min(sh, sw)))
 
-    border = cv2_lab(_border(small, bw)[None])[0]
+    border = cv2_lab(border_pixels(small, bw)[None])[0]
     bg = np.median(border, axis=0)
     dist = lab_distance(small, bg)
     border_dist = np.linalg.norm(border - bg, axis=-1)
@@ -136,7 +137,7 @@ def crop_square(rgb: np.ndarray, box: tuple[int, int, int], fill: tuple[int, int
     x0, y0, side = box
     h, w = rgb.shape[:2]
     if fill is None:
-        fill = tuple(int(v) for v in np.median(_border(rgb, max(1, min(h, w) // 50)), axis=0))
+        fill = tuple(int(v) for v in np.median(border_pixels(rgb, max(1, min(h, w) // 50)), axis=0))
     out = np.empty((side, side, 3), np.uint8)
     out[:] = np.array(fill, np.uint8)
     sx0, sy0 = max(0, x0), max(0, y0)
