@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from bundle_fixture import STONE_COLOURS, build_bundle, draw_stone, encode
 
-RUNTIME_MODULES = ["gemid.vision.pipeline", "gemid.vision.cli", "gemid.vision.decode", "gemid.vision.classify",
+RUNTIME_MODULES = ["gemid.vision.pipeline", "gemid.vision.clarity", "gemid.vision.inclusion_net", "gemid.vision.cli", "gemid.vision.decode", "gemid.vision.classify",
                    "gemid.vision.quality", "gemid.vision.segment", "gemid.cli"]
 
 

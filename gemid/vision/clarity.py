@@ -12,19 +12,24 @@ feathers, clouds) or short thin lines (needles, silk). The measurement:
    median or top-hat filter would flag every thin junction line and facet corner). Two areas are used,
    0.4 % and 2 % of the stone; connected regions of the residual above a noise-scaled threshold are the
    candidates. Clipped highlights and a rim along the girdle are ignored.
-3. **Facet or inclusion?** Small facet pieces (where a dark pavilion reflection crosses crown facets, the
+3. **Inclusion map.** A small U-Net (`gemid.vision.inclusion_net`, ONNX Runtime) reads the normalised
+   crop with the residual and gives P(inclusion) per pixel: it sees the facet pattern around a candidate
+   (edges that run on, the cut's symmetry), which the hand-made features below cannot.
+4. **Facet or inclusion?** Small facet pieces (where a dark pavilion reflection crosses crown facets, the
    culet, step corners) pass step 2 too. Each candidate is described by generic features - size, contrast,
    how much of its outline runs along long straight edges (LSD line segments longer than the candidate),
    how dark or bright its surroundings are relative to the stone (extinction zones and flashes),
    elongation, solidity, edge density around it, whether its straight sides run on as edges beyond it,
-   glare contact - and a small neural network (one hidden layer, numpy) gives the probability that it is
-   an inclusion. The model (`data/clarity_blobs.json`) is fitted
-   on rendered stones whose inclusion pixels are known (`python -m bench.bench_grading fit`, seeds
-   disjoint from the benchmark's).
-4. **Visibility** = sum over candidates judged inclusions (p >= the model's threshold, 0.75) of |residual| / full contrast, divided
-   by the stone's area, times a calibration gain fitted with the network; full contrast is how far lightness can go from the stone's median towards black or
-   white. Severity and grade follow `gemid.vision.clarity_scales` (one mapping, shared with the renderer's
-   truth).
+   glare contact, and the inclusion map's mean and peak over it - and a small neural network (one hidden
+   layer, numpy) gives the probability that it is an inclusion (`data/clarity_blobs.json`).
+5. **Visibility.** The inclusions' extent is the connected regions of the map (P >= map_threshold) that
+   touch a candidate judged an inclusion (p >= threshold): the candidates decide whether there is an
+   inclusion, the map how far it reaches. Visibility = 10^a x share^b, where share is those pixels' share
+   of the stone's core, fitted on the rendered stones with the networks. Severity and grade follow
+   `gemid.vision.clarity_scales` (one mapping, shared with the renderer's truth).
+
+Both networks and the fit come from one command, `python -m bench.bench_grading fit` (rendered stones
+whose inclusion pixels are known, seeds disjoint from the benchmark's).
 
 The species' GIA clarity type comes from `data/clarity_types.json`.
 """
@@ -33,15 +38,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 
 import cv2
 import numpy as np
 
-from gemid.vision import clarity_scales
+from gemid.vision import clarity_scales, inclusion_net
 from gemid.vision.colorimetry import lightness, luminance, srgb8_to_linear
+from gemid.vision.inclusion_net import InclusionNet, net_inputs
 from gemid.vision.report import ClarityGrade, Inclusion
 from gemid.vision.segment import Segmentation
 from gemid.vision.stone_area import CLIP, StoneArea, channel_max, locate
@@ -55,10 +61,13 @@ FEATURES = (
     "log_area", "log_contrast", "log_peak", "small_share", "dark", "edge_frac_8", "edge_frac_long",
     "edge_frac_longer", "ground", "elongation", "solidity", "edge_density", "glare", "log_noise",
     "log_area_x_edge", "contrast_x_ground", "contrast_vs_play", "straight_outline", "continuation",
+    "map_mean", "map_max", "map_logit",
 )
+N_MAP = 3  # the last features come from the inclusion map
 
-__all__ = ["Analysis", "Candidate", "ClarityMeasurement", "analyse", "clarity_type", "grade_clarity", "inclusion_probability", "measure_clarity",
-           "type_meaning"]
+__all__ = ["Analysis", "Candidate", "ClarityMeasurement", "analyse", "clarity_type", "grade_clarity", "inclusion_pixels",
+           "inclusion_probability", "measure_analysis", "visibility_from_share",
+           "measure_clarity", "type_meaning", "with_inclusion_map"]
 
 
 @dataclass(frozen=True)
@@ -84,13 +93,14 @@ class Analysis:
     diameter_px: float
     noise: float
     clipped_fraction: float
+    inclusion_map: np.ndarray | None = None  # P(inclusion) per normalised pixel (`gemid.vision.inclusion_net`)
 
 
 @dataclass(frozen=True)
 class Blob:
     bbox: tuple[int, int, int, int]
     kind: str
-    visibility: float  # probability-weighted
+    visibility: float  # its share of the stone's visibility (by its pixels)
     probability: float
 
 
@@ -224,11 +234,13 @@ def _kind(dark: bool, area: int, length: float, width: float) -> str:
     return "crystal"
 
 
-def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None) -> Analysis | None:
+def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None, *, net: InclusionNet | None = None,
+            inclusion_map: bool = True) -> Analysis | None:
     """Normalise the stone and list the residual regions (candidate inclusions) with their features.
 
     The stone is cut from `rgb` at its own resolution (any size; boxes come back in its pixels);
-    `area` is `locate(rgb, seg)` when the caller already has it."""
+    `area` is `locate(rgb, seg)` when the caller already has it. The inclusion map comes from `net` (the
+    shipped network by default); `inclusion_map=False` leaves it out (its features NaN) for fitting a new one."""
     area = area if area is not None else locate(rgb, seg)
     if not area.found:
         return None
@@ -312,17 +324,34 @@ def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None) -
                 math.log(length / width), solidity, float(ring.mean()),
                 0.0 if dark else float((glare[sl] & outline).sum() / n_out), math.log(noise + 0.1),
                 math.log(a) * longer[0], contrast * g_rel, math.log((float(rl.mean()) + 1.0) / (play + 2.0)),
-                _straightness(comp), _continuation(comp, (bx, by), edges_wide),
+                _straightness(comp), _continuation(comp, (bx, by), edges_wide), *([math.nan] * N_MAP),
             ])
             vis = float(np.clip(rl / full, 0.0, 1.0).sum() / core_area)
             out.append(Candidate(
                 bbox=(ox0 + int(bx / f), oy0 + int(by / f), max(1, math.ceil(bw / f)), max(1, math.ceil(bh / f))),
                 local_box=(bx, by, bw, bh), mask=comp, features=feats, visibility=vis,
                 kind=_kind(dark, a, length, width)))
-    return Analysis(
+    a = Analysis(
         image=img, crop=(ox0, oy0, ox1, oy1), scale=f, core=core, residual=signed, candidates=tuple(out),
         diameter_px=d_orig, noise=noise, clipped_fraction=float((core & clipped).sum() / max(1.0, core_area)),
     )
+    if not inclusion_map:
+        return a
+    net = net if net is not None else inclusion_net.shipped()
+    return with_inclusion_map(a, net.predict(net_inputs(img, core, signed)))
+
+
+def with_inclusion_map(a: Analysis, pmap: np.ndarray) -> Analysis:
+    """The analysis with its inclusion map and the candidates' map features (mean, max, logit of the mean)."""
+    cands = []
+    for c in a.candidates:
+        bx, by, bw, bh = c.local_box
+        v = pmap[by:by + bh, bx:bx + bw][c.mask]
+        mean = float(v.mean())
+        m = min(max(mean, 1e-3), 1.0 - 1e-3)
+        feats = np.concatenate([c.features[:-N_MAP], [mean, float(v.max()), math.log(m / (1.0 - m))]])
+        cands.append(replace(c, features=feats))
+    return replace(a, candidates=tuple(cands), inclusion_map=pmap)
 
 
 @lru_cache(maxsize=1)
@@ -342,23 +371,71 @@ def inclusion_probability(features: np.ndarray, model: dict | None = None) -> np
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
+def inclusion_pixels(a: Analysis, accepted: np.ndarray, map_threshold: float) -> np.ndarray:
+    """Label image (int32, normalised pixels) of the inclusions: connected regions of the inclusion map
+    (P >= map_threshold, inside the core) that touch a candidate judged an inclusion. The candidates
+    decide *whether* there is an inclusion there; the map says how far it reaches."""
+    seeds = np.zeros(a.core.shape, np.uint8)
+    for c, ok in zip(a.candidates, accepted, strict=True):
+        if ok:
+            bx, by, bw, bh = c.local_box
+            seeds[by:by + bh, bx:bx + bw][c.mask] = 1
+    if a.inclusion_map is None or not seeds.any():
+        return np.zeros(a.core.shape, np.int32)
+    hot = ((a.inclusion_map >= map_threshold) & a.core).astype(np.uint8)
+    n, lab = cv2.connectedComponents(hot, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[np.unique(lab[(seeds > 0) & (hot > 0)])] = True
+    keep[0] = False
+    return np.where(keep[lab], lab, 0).astype(np.int32)
+
+
+def visibility_from_share(share: float, model: dict) -> float:
+    """Visibility (contrast x footprint, `clarity_scales`) from the inclusions' share of the core's pixels:
+    log10 v = log10_gain + exponent * log10 share, fitted on rendered stones with the network."""
+    if share <= 0:
+        return 0.0
+    fit = model["visibility_fit"]
+    return float(10.0 ** (float(fit["log10_gain"]) + float(fit["exponent"]) * math.log10(share)))
+
+
 def measure_clarity(rgb: np.ndarray, seg: Segmentation, *, model: dict | None = None,
-                    area: StoneArea | None = None) -> ClarityMeasurement | None:
+                    area: StoneArea | None = None, net: InclusionNet | None = None) -> ClarityMeasurement | None:
     """Visible inclusions and the severity they add up to; None when no stone can be measured."""
-    a = analyse(rgb, seg, area)
+    a = analyse(rgb, seg, area, net=net)
     if a is None:
         return None
+    return measure_analysis(a, model)
+
+
+def measure_analysis(a: Analysis, model: dict | None = None) -> ClarityMeasurement:
+    """Severity and inclusions of an analysed stone (with its inclusion map)."""
     m = model or _model()
-    gain, threshold = float(m.get("gain", 1.0)), float(m.get("threshold", 0.5))
+    threshold = float(m.get("threshold", 0.5))
+    p = inclusion_probability(np.stack([c.features for c in a.candidates]), m) if a.candidates else np.zeros(0)
+    lab = inclusion_pixels(a, p >= threshold, float(m["map_threshold"]))
+    core_px = max(1.0, float(a.core.sum()))
+    n_px = int(np.count_nonzero(lab))
+    vis = visibility_from_share(n_px / core_px, m)
     blobs: list[Blob] = []
-    total = 0.0
-    if a.candidates:
-        p = inclusion_probability(np.stack([c.features for c in a.candidates]), model)
+    if n_px:
+        inv = 1.0 / a.scale
+        ox0, oy0 = a.crop[0], a.crop[1]
+        kinds: dict[int, tuple[float, str]] = {}
         for c, pi in zip(a.candidates, p, strict=True):
-            if pi >= threshold:  # a decision per region: summing soft probabilities lets facet play add up
-                total += c.visibility
-                blobs.append(Blob(bbox=c.bbox, kind=c.kind, visibility=gain * c.visibility, probability=float(pi)))
-    vis = gain * total
+            if pi < threshold:
+                continue
+            bx, by, bw, bh = c.local_box
+            for k in np.unique(lab[by:by + bh, bx:bx + bw][c.mask]):
+                if k and pi > kinds.get(int(k), (-1.0, ""))[0]:
+                    kinds[int(k)] = (float(pi), c.kind)
+        for k, (pi, kind) in kinds.items():
+            ys, xs = np.nonzero(lab == k)
+            bx, by = int(xs.min()), int(ys.min())
+            bw, bh = int(xs.max()) - bx + 1, int(ys.max()) - by + 1
+            blobs.append(Blob(
+                bbox=(ox0 + int(bx * inv), oy0 + int(by * inv), max(1, math.ceil(bw * inv)), max(1, math.ceil(bh * inv))),
+                kind=kind, visibility=vis * len(xs) / n_px, probability=pi))
     return ClarityMeasurement(
         visibility=vis, severity=clarity_scales.severity_from_visibility(vis),
         blobs=tuple(sorted(blobs, key=lambda b: -b.visibility)), diameter_px=a.diameter_px, noise=a.noise,
