@@ -26,7 +26,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -68,13 +67,6 @@ SINGLE_COLOUR = {
 # --- fit ---------------------------------------------------------------------------------------------
 
 
-def _truth_pixels(spec, rgb: np.ndarray, size: int, seed: int) -> np.ndarray:
-    from gemid.datasets.synth import render
-
-    clean, _, _ = render(replace(spec, inclusions=()), size=size, seed=seed)
-    return np.abs(clean.astype(np.int16) - rgb.astype(np.int16)).sum(-1) > 15
-
-
 def _fit_mlp(x: np.ndarray, y: np.ndarray, w: np.ndarray, hidden: int = 8, epochs: int = 4000,
              lr: float = 3e-3, l2: float = 1e-4, seed: int = 0) -> dict:
     """One-hidden-layer tanh network, weighted cross-entropy, full-batch Adam (numpy only)."""
@@ -108,7 +100,7 @@ def _fit_chunk(job: tuple[int, int, int]) -> list[dict]:
     """Render and analyse one chunk of fitting stones (no inclusion map yet); truth in normalised pixels."""
     import cv2
 
-    from gemid.datasets.synth import random_spec, render
+    from gemid.datasets.synth import inclusion_truth, random_spec, render
     from gemid.vision import clarity
     from gemid.vision.segment import segment
 
@@ -121,13 +113,10 @@ def _fit_chunk(job: tuple[int, int, int]) -> list[dict]:
         a = clarity.analyse(rgb, segment(rgb), inclusion_map=False)
         if a is None:
             continue
-        x0, y0, x1, y1 = a.crop
-        t = cv2.resize(_truth_pixels(spec, rgb, size, seed + i)[y0:y1, x0:x1].astype(np.uint8), a.image.shape[1::-1],
-                       interpolation=cv2.INTER_NEAREST)
-        wide = cv2.dilate(t, np.ones((3, 3), np.uint8)) > 0
-        shares = [float(wide[c.local_box[1]:c.local_box[1] + c.local_box[3], c.local_box[0]:c.local_box[0] + c.local_box[2]][c.mask].mean())
-                  for c in a.candidates]
-        out.append({"a": a, "truth": t > 0, "shares": shares, "visibility": spec.visibility})
+        t = a.to_local(inclusion_truth(spec, rgb, size=size, seed=seed + i))
+        wide = cv2.dilate(t.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        shares = [float(c.window(wide)[c.mask].mean()) for c in a.candidates]
+        out.append({"a": a, "truth": t, "shares": shares, "visibility": spec.visibility})
     return out
 
 

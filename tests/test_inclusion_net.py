@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gemid.datasets.synth import InclusionSpec, StoneSpec, render
+from gemid.datasets.synth import InclusionSpec, StoneSpec, inclusion_truth, render
 from gemid.vision import clarity
 from gemid.vision.inclusion_net import InclusionNet, net_inputs, shipped, shipped_path
 from gemid.vision.segment import segment
@@ -27,13 +27,9 @@ def _stone(inclusions=()) -> StoneSpec:
 def _map(spec: StoneSpec) -> tuple[clarity.Analysis, np.ndarray]:
     """The analysis and the true inclusion pixels in its normalised crop."""
     rgb, _, _ = render(spec, size=SIZE, seed=2)
-    clean, _, _ = render(StoneSpec(**{**spec.__dict__, "inclusions": ()}), size=SIZE, seed=2)
     a = clarity.analyse(rgb, segment(rgb))
     assert a is not None and a.inclusion_map is not None
-    truth = np.abs(rgb.astype(np.int16) - clean.astype(np.int16)).sum(-1) > 15
-    x0, y0, x1, y1 = a.crop
-    t = cv2.resize(truth[y0:y1, x0:x1].astype(np.uint8), a.image.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
-    return a, t
+    return a, a.to_local(inclusion_truth(spec, rgb, size=SIZE, seed=2))
 
 
 def test_shipped_network_is_the_one_the_clarity_model_was_fitted_with() -> None:
@@ -61,11 +57,11 @@ def test_map_features_come_from_the_map() -> None:
     a, _ = _map(_stone([InclusionSpec("crystal", x=0.0, y=0.1, size=0.1, contrast=0.9, seed=1)]))
     assert a.candidates
     for c in a.candidates:
-        bx, by, bw, bh = c.local_box
-        v = a.inclusion_map[by:by + bh, bx:bx + bw][c.mask]
+        v = c.window(a.inclusion_map)[c.mask]
         assert c.features[-3] == pytest.approx(float(v.mean()), abs=1e-6)
         assert c.features[-2] == pytest.approx(float(v.max()), abs=1e-6)
-    bare = clarity.analyse(*(lambda rgb: (rgb, segment(rgb)))(render(_stone(), size=SIZE, seed=2)[0]), inclusion_map=False)
+    rgb, _, _ = render(_stone(), size=SIZE, seed=2)
+    bare = clarity.analyse(rgb, segment(rgb), inclusion_map=False)
     assert bare is not None and bare.inclusion_map is None
     assert all(np.isnan(c.features[-3:]).all() for c in bare.candidates)
 

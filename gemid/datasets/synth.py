@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -530,6 +530,13 @@ def _encode_srgb(lin: np.ndarray) -> np.ndarray:
     return np.where(v <= 0.0031308, v * (12.92 * 255.0), (1.055 * 255.0) * np.power(v, np.float32(1 / 2.4)) - 0.055 * 255.0)
 
 
+def inclusion_truth(spec: StoneSpec, rgb: np.ndarray, *, size: int, seed: int) -> np.ndarray:
+    """The pixels of `rgb` (rendered from `spec` with `size` and `seed`) that its inclusions change: the
+    same scene rendered without them differs there by more than 15 levels (summed over R, G, B)."""
+    clean, _, _ = render(replace(spec, inclusions=()), size=size, seed=seed)
+    return np.abs(clean.astype(np.int16) - rgb.astype(np.int16)).sum(-1) > 15
+
+
 def truth(spec: StoneSpec, *, inclusion_boxes: list | None = None, card_box: list | None = None) -> dict[str, Any]:
     """The ground truth of a spec as plain JSON-able values."""
     g = spec.grades
@@ -747,6 +754,6 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "BACKGROUNDS", "CUTS", "INCLUSION_KINDS", "InclusionSpec", "StoneSpec", "random_spec", "register_cli",
+    "BACKGROUNDS", "CUTS", "INCLUSION_KINDS", "InclusionSpec", "StoneSpec", "inclusion_truth", "random_spec", "register_cli",
     "render", "render_dataset", "spec_from_json", "truth",
 ]

@@ -118,14 +118,11 @@ def export_onnx(model: Any, path: Path | str, size: int) -> dict[str, Any]:
 def ort_session(path: Path | str, threads: int = 2) -> Any:
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    # as the runtime (gemid.vision.classify) configures it: idle threads must not spin and steal the CPU
-    # from whatever runs next (PyTorch in the same process, for parity checks and benchmarks)
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    from gemid.vision.classify import session_options
+
+    # as the runtime configures it: idle threads must not spin and steal the CPU from whatever runs next
+    # (PyTorch in the same process, for parity checks and benchmarks)
+    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def ort_outputs(session: Any, x: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:

@@ -45,9 +45,11 @@ from importlib import resources
 import cv2
 import numpy as np
 
-from gemid.vision import clarity_scales, inclusion_net
+from gemid.vision import clarity_scales
+from gemid.vision.classify import sigmoid
 from gemid.vision.colorimetry import lightness, luminance, srgb8_to_linear
 from gemid.vision.inclusion_net import InclusionNet, net_inputs
+from gemid.vision.inclusion_net import shipped as shipped_net
 from gemid.vision.report import ClarityGrade, Inclusion
 from gemid.vision.segment import Segmentation
 from gemid.vision.stone_area import CLIP, StoneArea, channel_max, locate
@@ -74,12 +76,16 @@ __all__ = ["Analysis", "Candidate", "ClarityMeasurement", "analyse", "clarity_ty
 class Candidate:
     """One residual region: where it is, its features and its visibility if it is an inclusion."""
 
-    bbox: tuple[int, int, int, int]  # original-image pixels (x, y, w, h)
-    local_box: tuple[int, int, int, int]  # normalised-image pixels
+    local_box: tuple[int, int, int, int]  # normalised-image pixels (x, y, w, h)
     mask: np.ndarray  # bool, within local_box
     features: np.ndarray  # float64, FEATURES order
     visibility: float  # share of the stone's visibility if it is an inclusion
     kind: str
+
+    def window(self, plane: np.ndarray) -> np.ndarray:
+        """The candidate's box of a normalised-image plane (a view: `c.window(p)[c.mask]` are its pixels)."""
+        x, y, w, h = self.local_box
+        return plane[y:y + h, x:x + w]
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,17 @@ class Analysis:
     noise: float
     clipped_fraction: float
     inclusion_map: np.ndarray | None = None  # P(inclusion) per normalised pixel (`gemid.vision.inclusion_net`)
+
+    def photo_box(self, x: int, y: int, w: int, h: int) -> tuple[int, int, int, int]:
+        """A normalised-pixel box in the photo's own pixels."""
+        inv = 1.0 / self.scale
+        return (self.crop[0] + int(x * inv), self.crop[1] + int(y * inv), max(1, math.ceil(w * inv)), max(1, math.ceil(h * inv)))
+
+    def to_local(self, photo_mask: np.ndarray) -> np.ndarray:
+        """A photo-sized mask cut and resampled to the normalised image (nearest neighbour, bool)."""
+        x0, y0, x1, y1 = self.crop
+        m = photo_mask[y0:y1, x0:x1].astype(np.uint8)
+        return cv2.resize(m, self.image.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
 
 
 @dataclass(frozen=True)
@@ -328,7 +345,6 @@ def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None, *
             ])
             vis = float(np.clip(rl / full, 0.0, 1.0).sum() / core_area)
             out.append(Candidate(
-                bbox=(ox0 + int(bx / f), oy0 + int(by / f), max(1, math.ceil(bw / f)), max(1, math.ceil(bh / f))),
                 local_box=(bx, by, bw, bh), mask=comp, features=feats, visibility=vis,
                 kind=_kind(dark, a, length, width)))
     a = Analysis(
@@ -337,7 +353,7 @@ def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None, *
     )
     if not inclusion_map:
         return a
-    net = net if net is not None else inclusion_net.shipped()
+    net = net if net is not None else shipped_net()
     return with_inclusion_map(a, net.predict(net_inputs(img, core, signed)))
 
 
@@ -345,8 +361,7 @@ def with_inclusion_map(a: Analysis, pmap: np.ndarray) -> Analysis:
     """The analysis with its inclusion map and the candidates' map features (mean, max, logit of the mean)."""
     cands = []
     for c in a.candidates:
-        bx, by, bw, bh = c.local_box
-        v = pmap[by:by + bh, bx:bx + bw][c.mask]
+        v = c.window(pmap)[c.mask]
         mean = float(v.mean())
         m = min(max(mean, 1e-3), 1.0 - 1e-3)
         feats = np.concatenate([c.features[:-N_MAP], [mean, float(v.max()), math.log(m / (1.0 - m))]])
@@ -367,8 +382,7 @@ def inclusion_probability(features: np.ndarray, model: dict | None = None) -> np
         raise ValueError("clarity_blobs.json was fitted on other features; refit: python -m bench.bench_grading fit")
     x = (np.atleast_2d(features) - np.array(m["mean"])) / np.array(m["std"])
     hidden = np.tanh(x @ np.array(m["w1"]) + np.array(m["b1"]))
-    z = hidden @ np.array(m["w2"]) + float(m["b2"])
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+    return sigmoid(hidden @ np.array(m["w2"]) + float(m["b2"]))
 
 
 def inclusion_pixels(a: Analysis, accepted: np.ndarray, map_threshold: float) -> np.ndarray:
@@ -378,8 +392,7 @@ def inclusion_pixels(a: Analysis, accepted: np.ndarray, map_threshold: float) ->
     seeds = np.zeros(a.core.shape, np.uint8)
     for c, ok in zip(a.candidates, accepted, strict=True):
         if ok:
-            bx, by, bw, bh = c.local_box
-            seeds[by:by + bh, bx:bx + bw][c.mask] = 1
+            c.window(seeds)[c.mask] = 1
     if a.inclusion_map is None or not seeds.any():
         return np.zeros(a.core.shape, np.int32)
     hot = ((a.inclusion_map >= map_threshold) & a.core).astype(np.uint8)
@@ -411,7 +424,7 @@ def measure_clarity(rgb: np.ndarray, seg: Segmentation, *, model: dict | None = 
 def measure_analysis(a: Analysis, model: dict | None = None) -> ClarityMeasurement:
     """Severity and inclusions of an analysed stone (with its inclusion map)."""
     m = model or _model()
-    threshold = float(m.get("threshold", 0.5))
+    threshold = float(m["threshold"])
     p = inclusion_probability(np.stack([c.features for c in a.candidates]), m) if a.candidates else np.zeros(0)
     lab = inclusion_pixels(a, p >= threshold, float(m["map_threshold"]))
     core_px = max(1.0, float(a.core.sum()))
@@ -419,23 +432,18 @@ def measure_analysis(a: Analysis, model: dict | None = None) -> ClarityMeasureme
     vis = visibility_from_share(n_px / core_px, m)
     blobs: list[Blob] = []
     if n_px:
-        inv = 1.0 / a.scale
-        ox0, oy0 = a.crop[0], a.crop[1]
-        kinds: dict[int, tuple[float, str]] = {}
+        kinds: dict[int, tuple[float, str]] = {}  # region -> the most probable accepted candidate in it
         for c, pi in zip(a.candidates, p, strict=True):
             if pi < threshold:
                 continue
-            bx, by, bw, bh = c.local_box
-            for k in np.unique(lab[by:by + bh, bx:bx + bw][c.mask]):
+            for k in np.unique(c.window(lab)[c.mask]):
                 if k and pi > kinds.get(int(k), (-1.0, ""))[0]:
                     kinds[int(k)] = (float(pi), c.kind)
         for k, (pi, kind) in kinds.items():
             ys, xs = np.nonzero(lab == k)
             bx, by = int(xs.min()), int(ys.min())
             bw, bh = int(xs.max()) - bx + 1, int(ys.max()) - by + 1
-            blobs.append(Blob(
-                bbox=(ox0 + int(bx * inv), oy0 + int(by * inv), max(1, math.ceil(bw * inv)), max(1, math.ceil(bh * inv))),
-                kind=kind, visibility=vis * len(xs) / n_px, probability=pi))
+            blobs.append(Blob(bbox=a.photo_box(bx, by, bw, bh), kind=kind, visibility=vis * len(xs) / n_px, probability=pi))
     return ClarityMeasurement(
         visibility=vis, severity=clarity_scales.severity_from_visibility(vis),
         blobs=tuple(sorted(blobs, key=lambda b: -b.visibility)), diameter_px=a.diameter_px, noise=a.noise,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -29,6 +30,29 @@ _DOWNGRADE = {
     "several_stones": "several stones are in the photo",
     "no_stone": "no stone could be separated from the background",
 }
+
+
+def session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime options for every gemid session (species model, inclusion map, export checks).
+
+    No spin-waiting between runs: on a 2-core desk PC or a service thread pool the spinning threads
+    steal the CPU that decoding, segmentation and grading need (measured: 2x slower model runs and a 6x
+    slower PyTorch eager next to an idle-spinning session on a busy 2-core machine)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads) if threads else 0  # 0: ONNX Runtime picks (physical cores)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function, clipped so that large logits neither overflow nor warn."""
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0)))
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -63,18 +87,8 @@ class SpeciesClassifier:
         self.bundle = bundle
         self.variant = variant
         path = bundle.onnx_path(variant)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads) if threads else 0  # 0: ONNX Runtime picks (physical cores)
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        # No spin-waiting between runs: on a 2-core desk PC or a service thread pool the spinning threads
-        # steal the CPU that decoding, segmentation and grading need (measured: 2x slower model runs and
-        # a 6x slower PyTorch eager next to an idle-spinning session on a busy 2-core machine).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(os.fspath(path), session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"cannot load {path}: {exc}") from exc
 

@@ -3,7 +3,7 @@
 The hand-made candidate features of `gemid.vision.clarity` cannot always tell a small inclusion from a
 piece of the facet pattern around it: that takes the pattern's context (facet edges that run on, the
 symmetry of the cut), which a convolutional network sees. The network (`data/clarity_net.onnx`, a
-four-level U-Net, about 90k weights) is trained on rendered stones whose inclusion pixels are known
+four-level U-Net, 116k weights) is trained on rendered stones whose inclusion pixels are known
 (`python -m bench.bench_grading fit`, seeds disjoint from the benchmark's), and runs on ONNX Runtime like
 the species model: no torch at run time.
 
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from gemid.vision.classify import session_options, sigmoid
 
 INPUT_NAME, OUTPUT_NAME = "planes", "logit"
 CHANNELS = 6
@@ -46,21 +48,19 @@ class InclusionNet:
         import onnxruntime as ort
 
         self.path = Path(path)
-        data = self.path.read_bytes()
-        self.sha256 = hashlib.sha256(data).hexdigest()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(os.fspath(self.path), session_options(threads), providers=["CPUExecutionProvider"])
+
+    @cached_property
+    def sha256(self) -> str:
+        """Of the ONNX file (the clarity model records the network it was fitted with)."""
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
     def predict(self, planes: np.ndarray) -> np.ndarray:
         """P(inclusion) per pixel (float32, H x W) for one stone's input planes."""
         _, h, w = planes.shape
         x = np.pad(planes, ((0, 0), (0, (-h) % MULTIPLE), (0, (-w) % MULTIPLE)))[None]
         logit = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x, np.float32)})[0][0, 0, :h, :w]
-        return (1.0 / (1.0 + np.exp(-np.clip(logit, -40.0, 40.0)))).astype(np.float32)
+        return sigmoid(logit).astype(np.float32)
 
 
 def shipped_path() -> Path:
