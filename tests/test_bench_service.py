@@ -1,0 +1,68 @@
+"""The service benchmark's own HTTP client against a real `gemid serve`: it must count what the server
+answered (a report is a success, a refusal a failure), or the benchmark's figures mean nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_service.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_service_under_test", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def server(bench, tmp_path_factory):
+    from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
+
+    tmp = tmp_path_factory.mktemp("bench-service")
+    port = bench.free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = bench.start_server(port, tmp / "data", DEFAULT_BUNDLE_DIR, "int8", 1)
+    try:
+        bench.wait_ready(proc, base)
+        yield base, tmp / "data"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_every_identification_is_counted_and_stored(bench, server):
+    base, data_dir = server
+    photos = bench.photos(256, 5)
+    level = asyncio.run(bench.run_level(base, photos, 2, 7, 60.0, grade=False))
+    assert (level.sent, level.failed, len(level.latencies_ms)) == (7, 0, 7)
+    assert level.throughput > 0 and 0 < level.pct(50) <= level.pct(99)
+    stored = [p for p in (data_dir / "images").glob("??/??/*.jpg")]
+    assert len(stored) == 5  # 7 requests of 5 distinct photos: content-addressed, one file each
+
+
+def test_refusals_count_as_failures(bench, server):
+    base, _ = server
+    not_a_photo = b"%PDF-1.4 this is no photo" * 10
+    level = asyncio.run(bench.run_level(base, [not_a_photo], 2, 4, 60.0, grade=False))
+    assert (level.sent, level.failed) == (4, 4)
+
+
+def test_the_request_is_a_valid_multipart_upload(bench):
+    request = bench.identify_request(8000, b"\xff\xd8JPEG", grade=False)
+    head, _, body = request.partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /v1/identify?grade=false HTTP/1.1\r\n")
+    length = int(next(ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")).split(b":")[1])
+    assert length == len(body)
+    assert b'name="images"; filename="stone.jpg"' in body and b"\xff\xd8JPEG" in body
