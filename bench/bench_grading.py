@@ -3,14 +3,14 @@ clarity estimator (inclusion-map network, facet-vs-inclusion network, visibility
 
     python -m bench.bench_grading                      # 600 stones, seed 0, 256 px (about 3 min on 2 cores)
     python -m bench.bench_grading --n 1000 --seed 7 --real 12
-    python -m bench.bench_grading fit                  # refit clarity_net.onnx + clarity_blobs.json (~21 min, needs torch)
+    python -m bench.bench_grading fit                  # refit clarity_net.onnx + clarity_blobs.json (~46 min, needs torch)
 
 Stones come from `gemid.datasets.synth.random_spec`: six cuts, six backgrounds (white, grey, black,
 coloured, gradient, textured), illuminants 5000-8000 K (6500 K +/- 1500 K), a neutral reference card in
 about a fifth of the scenes, 0-30 inclusions of four kinds, blur, noise and JPEG. Every stone goes through
 the runtime path: `segment` -> `grade_colour` / `grade_clarity` (estimators as shipped, nothing is tuned on
-the benchmark's seeds; the clarity networks are fitted on seeds 1,000,000 and 4,000,000, and their
-thresholds chosen on seed 1).
+the benchmark's seeds; the clarity networks are fitted on seeds 1,000,000, 4,000,000 and
+7,000,000, and their thresholds chosen on seeds 1-5).
 
 Colour figures are over the stones that were white-balanced (background or card), as the issue's targets
 say; the stones left uncorrected (coloured or black background without a card) are reported apart.
@@ -27,21 +27,28 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from gemid.datasets.synth import StoneSpec
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 FIT_SEED = 1_000_000
 THRESHOLD_NOTE = (
     "the visibility fit is made at candidate threshold 0.85 and map threshold 0.7; the runtime thresholds are then "
-    "chosen on 699 rendered stones of seed 1 (disjoint from the fit's seeds and the benchmark's seed 0; 199 facet-o"
-    "nly) as the best grade-within-one with facet-only stones eye-clean >= 97 %: candidate threshold 0.8 / 0.85 / 0"
-    ".9 / 0.95 at map 0.7 -> within one 0.934 / 0.930 / 0.924 / 0.907, eye-clean 97.5 / 97.5 / 98.5 / 99.0 %; map 0"
-    ".7 / 0.75 / 0.8 / 0.85 at 0.8 -> within one 0.934 / 0.933 / 0.931 / 0.921")
-THRESHOLD = 0.8  # runtime candidate decision threshold; chosen on seed-1 stones (see threshold_note in the model file)
+    "chosen on 3,476 rendered stones of seeds 1-5 (700 each, disjoint from the fit's seeds and the benchmark's seed"
+    " 0; 1,018 facet-only) as the best grade-within-one with facet-only stones eye-clean >= 98 % (97 % on seed 1 al"
+    "one once gave 92 % on seed 0, so the bar is set above the target; the same choice maximises the smaller margin"
+    " to the two targets): candidate threshold 0.75 / 0.8 / 0.85 / 0.9 / 0.95 at map 0.6 -> within one 0.929 / 0.92"
+    "6 / 0.925 / 0.917 / 0.910, eye-clean 97.6 / 98.0 / 98.2 / 98.6 / 99.2 %; map 0.6 / 0.7 / 0.8 at 0.8 -> within "
+    "one 0.926 / 0.925 / 0.920, eye-clean 98.0 / 98.0 / 98.3 %")
+THRESHOLD = 0.8  # runtime candidate decision threshold; chosen on seeds 1-5 (see threshold_note in the model file)
 VIS_FIT_THRESHOLD = 0.85  # candidate threshold at which the visibility fit is made
-MAP_THRESHOLD = 0.7  # inclusion-map probability that counts a pixel as inclusion (chosen with THRESHOLD on seed 1)
+VIS_FIT_MAP_THRESHOLD = 0.7  # map threshold at which the visibility fit is made
+MAP_THRESHOLD = 0.6  # inclusion-map probability that counts a pixel as inclusion (chosen with THRESHOLD on seeds 1-5)
 MODEL_PATH = Path(__file__).resolve().parents[1] / "gemid" / "vision" / "data" / "clarity_blobs.json"
 NET_PATH = MODEL_PATH.with_name("clarity_net.onnx")
 GEMS68 = Path(os.environ.get("GEMID_GEMS68", Path(__file__).resolve().parents[2] / "shared" / "data" / "gems68" / "train"))
@@ -96,19 +103,43 @@ def _fit_mlp(x: np.ndarray, y: np.ndarray, w: np.ndarray, hidden: int = 8, epoch
 FIT_CHUNK, FIT_STRIDE = 1600, 3_000_000  # fitting stones come in chunks of 1600, seeds FIT_SEED + k * FIT_STRIDE
 
 
-def _fit_chunk(job: tuple[int, int, int]) -> list[dict]:
+def fit_spec(rng: np.random.Generator, hard: bool) -> StoneSpec:
+    """A fitting stone. The 'hard' ones come from error analysis on seeds 2-5 (never the benchmark's seed 0):
+    40 % facet-only small, soft, noisy stones, step, pear and oval cuts over-represented, whose facet junctions
+    pass for crystals; 30 % small, soft stones with ordinary inclusions (so that those are still found); 30 %
+    ordinary stones with one to three prominent inclusions (large, high contrast) in otherwise clean material,
+    which the ordinary stones (log-uniform sizes, often many overlapping inclusions) rarely show."""
+    from dataclasses import replace
+
+    from gemid.datasets.synth import random_inclusions, random_spec
+
+    if not hard:
+        return random_spec(rng)
+    u = rng.random()
+    if u < 0.7:
+        small = {"scale": float(rng.uniform(0.38, 0.55)), "blur": float(rng.uniform(0.3, 1.0))}
+        if u >= 0.4:
+            return random_spec(rng, **small)
+        cut = {"cut": str(rng.choice(["emerald", "pear", "oval"]))} if rng.random() < 0.6 else {}
+        return random_spec(rng, n_inclusions=0, noise=float(rng.uniform(1.0, 3.0)), **small, **cut)
+    spec = random_spec(rng, n_inclusions=0)
+    few = random_inclusions(rng, int(rng.integers(1, 4)), spec.aspect, size=(0.04, 0.15), contrast=(0.5, 1.0))
+    return replace(spec, inclusions=few)
+
+
+def _fit_chunk(job: tuple[int, int, int, bool]) -> list[dict]:
     """Render and analyse one chunk of fitting stones (no inclusion map yet); truth in normalised pixels."""
     import cv2
 
-    from gemid.datasets.synth import inclusion_truth, random_spec, render
+    from gemid.datasets.synth import inclusion_truth, render
     from gemid.vision import clarity
     from gemid.vision.segment import segment
 
-    seed, n, size = job
+    seed, n, size, hard = job
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
-        spec = random_spec(rng)
+        spec = fit_spec(rng, hard)
         rgb, _, _ = render(spec, size=size, seed=seed + i)
         a = clarity.analyse(rgb, segment(rgb), inclusion_map=False)
         if a is None:
@@ -120,8 +151,9 @@ def _fit_chunk(job: tuple[int, int, int]) -> list[dict]:
     return out
 
 
-def fit(n: int, seed: int, size: int, hidden: int = 16, epochs: int = 12, workers: int = 2) -> int:
-    """Refit the clarity estimator on rendered stones: (1) render and analyse, (2) train the inclusion-map
+def fit(n: int, seed: int, size: int, hidden: int = 16, epochs: int = 12, workers: int = 2, hard: int = 1600) -> int:
+    """Refit the clarity estimator on rendered stones (n ordinary ones and `hard` small, soft ones, see
+    `fit_spec`): (1) render and analyse, (2) train the inclusion-map
     network (needs the train extra: torch) and export it to ONNX, (3) the facet-vs-inclusion network on the
     candidates' features (with the map's), (4) the visibility fit from the inclusions' pixel share."""
     from multiprocessing import get_context
@@ -131,7 +163,10 @@ def fit(n: int, seed: int, size: int, hidden: int = 16, epochs: int = 12, worker
     from gemid.vision.inclusion_net import InclusionNet, net_inputs
 
     t0 = time.perf_counter()
-    jobs = [(seed + k * FIT_STRIDE, min(FIT_CHUNK, n - k * FIT_CHUNK), size) for k in range(math.ceil(n / FIT_CHUNK))]
+    plain = math.ceil(n / FIT_CHUNK)
+    jobs = [(seed + k * FIT_STRIDE, min(FIT_CHUNK, n - k * FIT_CHUNK), size, False) for k in range(plain)]
+    jobs += [(seed + (plain + k) * FIT_STRIDE, min(FIT_CHUNK, hard - k * FIT_CHUNK), size, True)
+             for k in range(math.ceil(hard / FIT_CHUNK))]
     with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
         stones = [s for chunk in pool.map(_fit_chunk, jobs) for s in chunk]
     print(f"  rendered and analysed {len(stones)} stones ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
@@ -160,7 +195,7 @@ def fit(n: int, seed: int, size: int, hidden: int = 16, epochs: int = 12, worker
     # visibility from the inclusions' pixel share: least squares in log10 on the included stones
     pts = []
     for s, (a_, b_) in zip(stones, spans, strict=True):
-        lab = clarity.inclusion_pixels(s["a"], p[a_:b_] >= VIS_FIT_THRESHOLD, MAP_THRESHOLD)
+        lab = clarity.inclusion_pixels(s["a"], p[a_:b_] >= VIS_FIT_THRESHOLD, VIS_FIT_MAP_THRESHOLD)
         share = float(np.count_nonzero(lab)) / max(1.0, float(s["a"].core.sum()))
         if s["visibility"] > 5e-4 and share > 0:
             pts.append((math.log10(share), math.log10(s["visibility"])))
@@ -169,11 +204,13 @@ def fit(n: int, seed: int, size: int, hidden: int = 16, epochs: int = 12, worker
     ls, lv = np.array(pts).T
     slope, intercept = np.polyfit(ls, lv, 1)
     model["visibility_fit"] = {"log10_gain": float(intercept), "exponent": float(slope), "threshold": VIS_FIT_THRESHOLD,
+                               "map_threshold": VIS_FIT_MAP_THRESHOLD,
                                "residual_sd_log10": float(np.std(lv - (intercept + slope * ls))), "stones": len(pts)}
     acc = float(((p >= 0.5) == (y > 0.5)).mean())
     MODEL_PATH.write_text(json.dumps({
         "about": "Facet-vs-inclusion network and visibility fit of gemid.vision.clarity, fitted by "
-                 f"`python -m bench.bench_grading fit --n {n} --seed {seed} --size {size} --hidden {hidden} --epochs {epochs}` "
+                 f"`python -m bench.bench_grading fit --n {n} --hard {hard} --seed {seed} --size {size} --hidden {hidden} "
+                 f"--epochs {epochs}` "
                  "on rendered stones.",
         **model, "threshold_note": THRESHOLD_NOTE,
         "net": {"file": NET_PATH.name, "sha256": runtime.sha256},
@@ -188,17 +225,18 @@ def fit(n: int, seed: int, size: int, hidden: int = 16, epochs: int = 12, worker
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", nargs="?", default="run", choices=("run", "fit"))
-    ap.add_argument("--n", type=int, default=None, help="stones (run: 600, fit: 2000)")
+    ap.add_argument("--n", type=int, default=None, help="stones (run: 600, fit: 3200 ordinary ones)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--real", type=int, default=15, help="real photos per single-colour species (0: skip)")
     ap.add_argument("--hidden", type=int, default=16, help="fit: hidden units of the facet-vs-inclusion network")
     ap.add_argument("--epochs", type=int, default=12, help="fit: epochs of the inclusion-map network")
     ap.add_argument("--workers", type=int, default=2, help="fit: processes that render the fitting stones")
+    ap.add_argument("--hard", type=int, default=1600, help="fit: extra small, soft fitting stones (see fit_spec)")
     args = ap.parse_args(argv)
     if args.command == "fit":
         return fit(args.n or 3200, FIT_SEED if args.seed is None else args.seed, args.size, args.hidden, args.epochs,
-                   args.workers)
+                   args.workers, args.hard)
     return run(args.n or 600, args.seed or 0, args.size, args.real)
 
 
