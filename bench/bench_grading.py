@@ -3,7 +3,8 @@ clarity estimator (inclusion-map network, facet-vs-inclusion network, visibility
 
     python -m bench.bench_grading                      # 600 stones, seed 0, 256 px (about 3 min on 2 cores)
     python -m bench.bench_grading --n 1000 --seed 7 --real 12
-    python -m bench.bench_grading fit                  # refit clarity_net.onnx + clarity_blobs.json (~46 min, needs torch)
+    python -m bench.bench_grading fit                  # refit clarity_net.onnx + clarity_blobs.json (~37 min, needs torch)
+    python -m bench.bench_grading tune                 # choose the runtime thresholds on seeds 1-5 (~5 min)
 
 Stones come from `gemid.datasets.synth.random_spec`: six cuts, six backgrounds (white, grey, black,
 coloured, gradient, textured), illuminants 5000-8000 K (6500 K +/- 1500 K), a neutral reference card in
@@ -39,12 +40,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 FIT_SEED = 1_000_000
 THRESHOLD_NOTE = (
     "the visibility fit is made at candidate threshold 0.85 and map threshold 0.7; the runtime thresholds are then "
-    "chosen on 3,476 rendered stones of seeds 1-5 (700 each, disjoint from the fit's seeds and the benchmark's seed"
-    " 0; 1,018 facet-only) as the best grade-within-one with facet-only stones eye-clean >= 98 % (97 % on seed 1 al"
-    "one once gave 92 % on seed 0, so the bar is set above the target; the same choice maximises the smaller margin"
-    " to the two targets): candidate threshold 0.75 / 0.8 / 0.85 / 0.9 / 0.95 at map 0.6 -> within one 0.929 / 0.92"
-    "6 / 0.925 / 0.917 / 0.910, eye-clean 97.6 / 98.0 / 98.2 / 98.6 / 99.2 %; map 0.6 / 0.7 / 0.8 at 0.8 -> within "
-    "one 0.926 / 0.925 / 0.920, eye-clean 98.0 / 98.0 / 98.3 %")
+    "chosen by `python -m bench.bench_grading tune` on 3,476 rendered stones of seeds 1-5 (700 each, disjoint from "
+    "the fit's seeds and the benchmark's seed 0; 1,018 facet-only) as the best grade-within-one with facet-only sto"
+    "nes eye-clean >= 98 % (97 % on seed 1 alone once gave 92 % on seed 0, so the bar is set above the target; the "
+    "same choice maximises the smaller margin to the two targets): candidate threshold 0.75 / 0.8 / 0.85 / 0.9 / 0."
+    "95 at map 0.6 -> within one 0.929 / 0.926 / 0.925 / 0.917 / 0.910, eye-clean 97.6 / 98.0 / 98.2 / 98.6 / 99.2 "
+    "%; map 0.6 / 0.7 / 0.8 at 0.8 -> within one 0.926 / 0.925 / 0.920, eye-clean 98.0 / 98.0 / 98.3 %")
 THRESHOLD = 0.8  # runtime candidate decision threshold; chosen on seeds 1-5 (see threshold_note in the model file)
 VIS_FIT_THRESHOLD = 0.85  # candidate threshold at which the visibility fit is made
 VIS_FIT_MAP_THRESHOLD = 0.7  # map threshold at which the visibility fit is made
@@ -222,21 +223,86 @@ def fit(n: int, seed: int, size: int, hidden: int = 16, epochs: int = 12, worker
     return 0
 
 
+TUNE_SEEDS = (1, 2, 3, 4, 5)
+TUNE_CANDIDATE = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+TUNE_MAP = (0.6, 0.7, 0.8)
+
+
+def _tune_chunk(job: tuple[int, int, int]) -> list[tuple[float, int, bool, list[float]]]:
+    """Analyse one seed's stones once and measure their severity at every pair of thresholds."""
+    from gemid.datasets.synth import random_spec, render
+    from gemid.vision import clarity
+    from gemid.vision import clarity_scales as cs
+    from gemid.vision.segment import segment
+
+    seed, n, size = job
+    rng = np.random.default_rng(seed)
+    shipped = clarity._model()
+    out = []
+    for i in range(n):
+        spec = random_spec(rng)
+        rgb, _, _ = render(spec, size=size, seed=seed * 1_000_003 + i)  # the same stones as `run --seed`
+        a = clarity.analyse(rgb, segment(rgb))
+        if a is None:
+            continue
+        sev = [clarity.measure_analysis(a, dict(shipped, threshold=t, map_threshold=mp)).severity
+               for t in TUNE_CANDIDATE for mp in TUNE_MAP]
+        out.append((spec.severity, cs.grade_index(spec.clarity_grade), not spec.inclusions, sev))
+    return out
+
+
+def tune(seeds: tuple[int, ...], n: int, size: int, workers: int = 2, bar: float = 0.98) -> int:
+    """Sweep the runtime thresholds (candidate x map) on the tuning seeds, never the benchmark's seed 0, and
+    print the rule's choice: the best grade-within-one with facet-only stones eye-clean >= `bar`."""
+    from multiprocessing import get_context
+
+    from gemid.vision import clarity_scales as cs
+
+    if 0 in seeds:
+        raise SystemExit("seed 0 is the benchmark's: tune on other seeds")
+    with get_context("spawn").Pool(min(workers, len(seeds))) as pool:
+        rows = [r for chunk in pool.map(_tune_chunk, [(s, n, size) for s in seeds]) for r in chunk]
+    true_sev = np.array([r[0] for r in rows])
+    true_grade = np.array([r[1] for r in rows])
+    clean = np.array([r[2] for r in rows])
+    print(f"threshold sweep on seeds {','.join(map(str, seeds))}: {len(rows)} stones, {int(clean.sum())} facet-only "
+          f"(python -m bench.bench_grading tune --seeds {','.join(map(str, seeds))} --n {n} --size {size})")
+    print("candidate   map     rho  within-one  eye-clean")
+    best = None
+    for k, (t, mp) in enumerate((t, mp) for t in TUNE_CANDIDATE for mp in TUNE_MAP):
+        sev = np.array([r[3][k] for r in rows])
+        grade = np.array([cs.grade_index(cs.grade_of(v)) for v in sev])
+        w1 = float(np.mean(np.abs(grade - true_grade) <= 1))
+        ec = float(np.mean(grade[clean] <= cs.grade_index("VS")))
+        print(f"     {t:.2f}  {mp:.2f}  {spearman(true_sev, sev):.3f}       {w1:.3f}      {ec:.3f}")
+        if ec >= bar and (best is None or w1 > best[2]):
+            best = (t, mp, w1, ec)
+    if best is None:
+        print(f"no pair reaches eye-clean >= {bar:.2f}")
+        return 1
+    print(f"rule (best within-one with eye-clean >= {bar:.2f}): candidate threshold {best[0]}, map threshold {best[1]} "
+          f"(within one {best[2]:.3f}, eye-clean {best[3]:.3f}); shipped: {THRESHOLD} / {MAP_THRESHOLD}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", nargs="?", default="run", choices=("run", "fit"))
-    ap.add_argument("--n", type=int, default=None, help="stones (run: 600, fit: 3200 ordinary ones)")
+    ap.add_argument("command", nargs="?", default="run", choices=("run", "fit", "tune"))
+    ap.add_argument("--n", type=int, default=None, help="stones (run: 600, fit: 3200 ordinary ones, tune: 700 per seed)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--real", type=int, default=15, help="real photos per single-colour species (0: skip)")
     ap.add_argument("--hidden", type=int, default=16, help="fit: hidden units of the facet-vs-inclusion network")
     ap.add_argument("--epochs", type=int, default=12, help="fit: epochs of the inclusion-map network")
-    ap.add_argument("--workers", type=int, default=2, help="fit: processes that render the fitting stones")
+    ap.add_argument("--workers", type=int, default=2, help="fit, tune: processes that render the stones")
     ap.add_argument("--hard", type=int, default=1600, help="fit: extra small, soft fitting stones (see fit_spec)")
+    ap.add_argument("--seeds", default=",".join(map(str, TUNE_SEEDS)), help="tune: the tuning seeds")
     args = ap.parse_args(argv)
     if args.command == "fit":
         return fit(args.n or 3200, FIT_SEED if args.seed is None else args.seed, args.size, args.hidden, args.epochs,
                    args.workers, args.hard)
+    if args.command == "tune":
+        return tune(tuple(int(v) for v in args.seeds.split(",")), args.n or 700, args.size, args.workers)
     return run(args.n or 600, args.seed or 0, args.size, args.real)
 
 

@@ -232,6 +232,8 @@ def test_shipped_model_never_identifies_a_page_of_text():
 
 @needs_shipped
 def test_shipped_int8_agrees_with_fp32_on_rendered_stones():
+    """On any x86 CPU, VNNI or not: full-range int8 weights saturate on AVX2-only CPUs (agreement 41 % on
+    these stones there), the shipped 7-bit weights do not (84 %; 95 % where fp32 is decided by >= 0.2)."""
     synth = pytest.importorskip("gemid.datasets.synth")
     bundle = load_bundle(SHIPPED)
     if "int8" not in bundle.files:
@@ -239,12 +241,13 @@ def test_shipped_int8_agrees_with_fp32_on_rendered_stones():
     fp32, int8 = SpeciesClassifier(bundle), SpeciesClassifier(bundle, variant="int8")
     rng = np.random.default_rng(0)
     crops = []
-    for i in range(8):
+    for i in range(32):
         rgb, _m, _t = synth.render(synth.random_spec(rng, colour_kind="coloured", card=None), size=256, seed=i)
         crops.append(fp32.crop(rgb, segment(rgb)))
     a, b = fp32.predict(crops), int8.predict(crops)
-    agree = np.mean([np.argmax(x.probs) == np.argmax(y.probs) for x, y in zip(a, b, strict=True)])
-    assert agree >= 0.75
+    agree = np.array([np.argmax(x.probs) == np.argmax(y.probs) for x, y in zip(a, b, strict=True)])
+    decided = np.array([np.diff(np.sort(x.probs)[-2:])[0] >= 0.2 for x in a])
+    assert agree.mean() >= 0.75 and decided.sum() >= 10 and agree[decided].mean() >= 0.9
     assert np.mean([abs(x.probs - y.probs).max() for x, y in zip(a, b, strict=True)]) < 0.15
 
 

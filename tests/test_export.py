@@ -217,3 +217,36 @@ def test_export_refuses_a_manifest_edited_after_evaluation(run, tmp_path, capsys
                "--out", str(tmp_path / "out")])
     assert rc == 2
     assert "changed since `gemid evaluate`" in capsys.readouterr().err
+
+
+def test_quantize_rebuilds_int8_from_the_bundle_and_remeasures_it(run, tmp_path, monkeypatch, capsys):
+    from gemid.cli import main
+    from gemid.vision.bundle import load_bundle
+
+    monkeypatch.setenv("GEMID_CACHE_DIR", str(run["cache"]))
+    out = tmp_path / "bundle"
+    shutil.copytree(run["bundle"], out)
+    old = json.loads((out / "bundle.json").read_text())
+    (out / "model.int8.onnx").write_bytes(b"")  # a broken int8 file: quantize must replace it, not read it
+    old["files"]["int8"]["sha256"] = "0" * 64
+    (out / "bundle.json").write_text(json.dumps(old))
+    assert main(["quantize", "--bundle", str(out), "--manifest", str(run["manifest"])]) == 0
+    assert "7-bit range" in capsys.readouterr().out
+    b = load_bundle(out, verify=True)  # new sha256 recorded and matching
+    assert b.metrics["val_top1_int8"] >= 0.9 and b.metrics["int8_top1_agreement"] >= 0.9
+    assert b.metrics["val_top1"] == old["metrics"]["val_top1"] and b.labels == old["labels"]
+    assert b.training["quantize_command"].startswith("gemid quantize") and "7-bit" in b.training["how"]
+    assert "gemid quantize --bundle" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_quantize_refuses_another_manifest(run, tmp_path, capsys):
+    from gemid.cli import main
+
+    out = tmp_path / "bundle"
+    shutil.copytree(run["bundle"], out)
+    other = tmp_path / "other.csv"
+    other.write_text(run["manifest"].read_text() + "\n")
+    before = (out / "model.int8.onnx").read_bytes()
+    assert main(["quantize", "--bundle", str(out), "--manifest", str(other)]) == 2
+    assert "not the manifest this model was trained on" in capsys.readouterr().err
+    assert (out / "model.int8.onnx").read_bytes() == before

