@@ -62,3 +62,22 @@ def test_service_app_builds_without_torch():
         assert "torch" not in [m for m in sys.modules if sys.modules[m] is not None]
     """)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_training_commands_say_they_need_the_train_extra(tmp_path):
+    """On a runtime-only install `gemid quantize` / `gemid export` explain what is missing (exit 2, no traceback)."""
+    bundle = build_bundle(tmp_path / "bundle")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,species,split\n")
+    proc = python(f"""
+        import sys
+        sys.modules["torch"] = None
+        from gemid.cli import main
+        rc = main(["quantize", "--bundle", {str(bundle)!r}, "--manifest", {str(manifest)!r}])
+        assert rc == 2, rc
+        rc = main(["export", "--checkpoint", "x.pt", "--eval", "m.json", "--out", {str(tmp_path / "out")!r}])
+        assert rc == 2, rc
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("needs the training extra (torch is missing)") == 2 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()

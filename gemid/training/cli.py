@@ -1,4 +1,4 @@
-"""`gemid train | evaluate | export`. Torch is imported only when one of them runs."""
+"""`gemid train | evaluate | export | quantize`. Torch is imported only when one of them runs."""
 
 from __future__ import annotations
 

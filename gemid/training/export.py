@@ -294,6 +294,8 @@ def quantize_main(args) -> int:
     from gemid.datasets.manifest import ManifestError
     from gemid.vision.errors import ModelError
 
+    if (rc := _extra_missing()) is not None:
+        return rc
     try:
         command = ["gemid", "quantize", "--bundle", args.bundle, *(["--manifest", args.manifest] if args.manifest else []),
                    *(["--calib-images", str(args.calib_images)] if args.calib_images != DEFAULT_CALIBRATION_IMAGES else []),
@@ -303,15 +305,37 @@ def quantize_main(args) -> int:
     except (ExportError, ManifestError, ModelError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        return _missing_extra(exc)
     return 0
+
+
+def _extra_missing() -> int | None:
+    """Exit code 2 with a clear message when the train extra is not installed (a runtime-only install)."""
+    try:
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ModuleNotFoundError as exc:
+        return _missing_extra(exc)
+    return None
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> int:
+    if exc.name not in ("torch", "onnx", "albumentations"):
+        raise exc
+    print(f"error: this command needs the training extra ({exc.name} is missing): pip install -e '.[train]'",
+          file=sys.stderr)
+    return 2
 
 
 def main(args) -> int:
     from gemid.datasets.manifest import ManifestError
-    from gemid.training.onnx_passes import GraphPassError
     from gemid.training.restore import CheckpointError
     from gemid.vision.errors import ModelError
 
+    if (rc := _extra_missing()) is not None:
+        return rc
+    from gemid.training.onnx_passes import GraphPassError
     try:
         export(args.checkpoint, args.eval_metrics, args.out, version=args.version, name=args.name,
                calibration_images=args.calib_images, calibration_method=args.calib_method, int8=not args.no_int8,
@@ -320,4 +344,6 @@ def main(args) -> int:
     except (ExportError, CheckpointError, ManifestError, GraphPassError, ModelError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        return _missing_extra(exc)
     return 0
