@@ -27,6 +27,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -224,29 +225,33 @@ def fit(n: int, seed: int, size: int, hidden: int = 16, epochs: int = 12, worker
 
 
 TUNE_SEEDS = (1, 2, 3, 4, 5)
-TUNE_CANDIDATE = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
-TUNE_MAP = (0.6, 0.7, 0.8)
+TUNE_PAIRS = tuple((t, mp) for t in (0.7, 0.75, 0.8, 0.85, 0.9, 0.95) for mp in (0.6, 0.7, 0.8))  # candidate x map
+
+
+def bench_stones(seed: int, n: int, size: int) -> Iterator[tuple[StoneSpec, np.ndarray]]:
+    """The benchmark's stones of one seed, (truth, RGB photo): the same for `run --seed` and `tune`."""
+    from gemid.datasets.synth import random_spec, render
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        spec = random_spec(rng)
+        yield spec, render(spec, size=size, seed=seed * 1_000_003 + i)[0]
 
 
 def _tune_chunk(job: tuple[int, int, int]) -> list[tuple[float, int, bool, list[float]]]:
     """Analyse one seed's stones once and measure their severity at every pair of thresholds."""
-    from gemid.datasets.synth import random_spec, render
     from gemid.vision import clarity
     from gemid.vision import clarity_scales as cs
     from gemid.vision.segment import segment
 
-    seed, n, size = job
-    rng = np.random.default_rng(seed)
     shipped = clarity._model()
     out = []
-    for i in range(n):
-        spec = random_spec(rng)
-        rgb, _, _ = render(spec, size=size, seed=seed * 1_000_003 + i)  # the same stones as `run --seed`
+    for spec, rgb in bench_stones(*job):
         a = clarity.analyse(rgb, segment(rgb))
         if a is None:
             continue
         sev = [clarity.measure_analysis(a, dict(shipped, threshold=t, map_threshold=mp)).severity
-               for t in TUNE_CANDIDATE for mp in TUNE_MAP]
+               for t, mp in TUNE_PAIRS]
         out.append((spec.severity, cs.grade_index(spec.clarity_grade), not spec.inclusions, sev))
     return out
 
@@ -269,7 +274,7 @@ def tune(seeds: tuple[int, ...], n: int, size: int, workers: int = 2, bar: float
           f"(python -m bench.bench_grading tune --seeds {','.join(map(str, seeds))} --n {n} --size {size})")
     print("candidate   map     rho  within-one  eye-clean")
     best = None
-    for k, (t, mp) in enumerate((t, mp) for t in TUNE_CANDIDATE for mp in TUNE_MAP):
+    for k, (t, mp) in enumerate(TUNE_PAIRS):
         sev = np.array([r[3][k] for r in rows])
         grade = np.array([cs.grade_index(cs.grade_of(v)) for v in sev])
         w1 = float(np.mean(np.abs(grade - true_grade) <= 1))
@@ -335,7 +340,6 @@ def _row(name: str, value: float, target: str, ok: bool | None, fmt: str = "{:.2
 def run(n: int, seed: int, size: int, real: int) -> int:
     from collections import defaultdict
 
-    from gemid.datasets.synth import random_spec, render
     from gemid.vision import clarity_scales as cs
     from gemid.vision.clarity import grade_clarity
     from gemid.vision.colorimetry import delta_e_2000, hue_difference
@@ -343,13 +347,10 @@ def run(n: int, seed: int, size: int, real: int) -> int:
     from gemid.vision.colour_scales import grade_lab
     from gemid.vision.segment import segment
 
-    rng = np.random.default_rng(seed)
     col, cla = [], []
     t_col, t_cla = [], []
     t0 = time.perf_counter()
-    for i in range(n):
-        spec = random_spec(rng)
-        rgb, _, truth = render(spec, size=size, seed=seed * 1_000_003 + i)
+    for i, (spec, rgb) in enumerate(bench_stones(seed, n, size)):
         seg = segment(rgb)
         a = time.perf_counter()
         cg = grade_colour(rgb, seg)

@@ -6,19 +6,28 @@ import importlib
 import os
 import sys
 
+TRAIN_EXTRA = ("torch", "albumentations", "onnx", "matplotlib")
 
-def _handler(module: str, func: str):
+
+def train_extra(func, needs: tuple[str, ...] = ()):
+    """A training command's handler: the packages it `needs` are imported first, and a training-extra package
+    missing then or while it runs (a runtime-only install) is a clear message and exit code 2, not a traceback."""
     def call(args):
         try:
-            mod = importlib.import_module(module)
+            for name in needs:
+                importlib.import_module(name)
+            return func(args)
         except ModuleNotFoundError as exc:
-            if exc.name in ("torch", "albumentations", "onnx", "matplotlib"):
-                print(f"error: this command needs the training extra ({exc.name} is missing): "
-                      "pip install -e '.[train]'", file=sys.stderr)
-                return 2
-            raise
-        return getattr(mod, func)(args)
+            if exc.name not in TRAIN_EXTRA:
+                raise
+            print(f"error: this command needs the training extra ({exc.name} is missing): "
+                  "pip install -e '.[train]'", file=sys.stderr)
+            return 2
     return call
+
+
+def _handler(module: str, func: str):
+    return train_extra(lambda args: getattr(importlib.import_module(module), func)(args))
 
 
 def add_arguments(p) -> None:

@@ -115,14 +115,15 @@ def requantize(bundle_dir: Path | str, manifest: Path | str | None = None, *,
     if abs(top1 - float(bundle.metrics.get("val_top1", top1))) > 1e-9:
         raise ExportError(f"fp32 top-1 on '{split}' is {top1:.4f} here but {bundle.metrics.get('val_top1')} in the "
                           "bundle: not the same photos or crops; not re-quantizing")
-    quant, m8 = _int8(fp32, out / "model.int8.onnx", manifest, size, margin, bundle.input.mean, bundle.input.std,
+    q8 = out / "model.int8.onnx"
+    quant, m8 = _int8(fp32, q8, manifest, size, margin, bundle.input.mean, bundle.input.std,
                       int(bundle.training.get("seed") or 0), calibration_images, calibration_method, threads, x, y,
                       fp32_logits, say)
     how = str(bundle.training.get("how", "")).split("int8:")[0] + _int8_how(quant)
     updated = bundle.model_copy(update={
         "metrics": bundle.metrics | m8,
         "training": bundle.training | {"how": how, "quantize_command": command},
-        "files": bundle.files | {"int8": OnnxFile(path="model.int8.onnx", sha256=sha256_file(out / "model.int8.onnx"))},
+        "files": bundle.files | {"int8": OnnxFile(path=q8.name, sha256=sha256_file(q8))},
     })
     (out / "bundle.json").write_text(updated.model_dump_json(indent=2) + "\n")
     load_bundle(out, verify=True)
@@ -221,11 +222,11 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
     # 4-5. int8
     quant: dict[str, Any] = {}
     if int8:
-        quant, m8 = _int8(fp32, out / "model.int8.onnx", manifest, restored.input_size, margin, mean, std,
-                          int(restored.meta.get("seed", 0)), calibration_images, calibration_method, threads, x, y,
-                          fp32_out["logits"], say)
+        q8 = out / "model.int8.onnx"
+        quant, m8 = _int8(fp32, q8, manifest, restored.input_size, margin, mean, std, int(restored.meta.get("seed", 0)),
+                          calibration_images, calibration_method, threads, x, y, fp32_out["logits"], say)
         metrics |= m8
-        files["int8"] = OnnxFile(path="model.int8.onnx", sha256=sha256_file(out / "model.int8.onnx"))
+        files["int8"] = OnnxFile(path=q8.name, sha256=sha256_file(q8))
 
     # 6. bundle
     meta = restored.meta
@@ -266,6 +267,8 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
 
 
 def register_cli(sub) -> None:
+    from gemid.training.cli import train_extra
+
     p = sub.add_parser("export", help="ONNX fp32 + int8 and bundle.json from a checkpoint and its evaluation")
     p.add_argument("--checkpoint", required=True, help="runs/<name>/best.pt")
     p.add_argument("--eval", required=True, dest="eval_metrics", help="metrics.json (or its folder) from gemid evaluate")
@@ -279,7 +282,7 @@ def register_cli(sub) -> None:
     p.add_argument("--allow-manifest-change", action="store_true",
                    help="export even though the manifest changed since training (you vouch the splits did not)")
     p.add_argument("--threads", type=int, default=2)
-    p.set_defaults(func=main)
+    p.set_defaults(func=train_extra(main, needs=("onnx", "torch")))
 
     q = sub.add_parser("quantize", help="rebuild a bundle's int8 model from its fp32 model and re-measure it")
     q.add_argument("--bundle", required=True, help="bundle folder, e.g. models/gemid-species")
@@ -287,15 +290,13 @@ def register_cli(sub) -> None:
     q.add_argument("--calib-images", type=int, default=DEFAULT_CALIBRATION_IMAGES)
     q.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"))
     q.add_argument("--threads", type=int, default=2)
-    q.set_defaults(func=quantize_main)
+    q.set_defaults(func=train_extra(quantize_main, needs=("onnx", "torch")))
 
 
 def quantize_main(args) -> int:
     from gemid.datasets.manifest import ManifestError
     from gemid.vision.errors import ModelError
 
-    if (rc := _extra_missing()) is not None:
-        return rc
     try:
         command = ["gemid", "quantize", "--bundle", args.bundle, *(["--manifest", args.manifest] if args.manifest else []),
                    *(["--calib-images", str(args.calib_images)] if args.calib_images != DEFAULT_CALIBRATION_IMAGES else []),
@@ -305,37 +306,15 @@ def quantize_main(args) -> int:
     except (ExportError, ManifestError, ModelError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ModuleNotFoundError as exc:
-        return _missing_extra(exc)
     return 0
-
-
-def _extra_missing() -> int | None:
-    """Exit code 2 with a clear message when the train extra is not installed (a runtime-only install)."""
-    try:
-        import onnx  # noqa: F401
-        import torch  # noqa: F401
-    except ModuleNotFoundError as exc:
-        return _missing_extra(exc)
-    return None
-
-
-def _missing_extra(exc: ModuleNotFoundError) -> int:
-    if exc.name not in ("torch", "onnx", "albumentations"):
-        raise exc
-    print(f"error: this command needs the training extra ({exc.name} is missing): pip install -e '.[train]'",
-          file=sys.stderr)
-    return 2
 
 
 def main(args) -> int:
     from gemid.datasets.manifest import ManifestError
+    from gemid.training.onnx_passes import GraphPassError
     from gemid.training.restore import CheckpointError
     from gemid.vision.errors import ModelError
 
-    if (rc := _extra_missing()) is not None:
-        return rc
-    from gemid.training.onnx_passes import GraphPassError
     try:
         export(args.checkpoint, args.eval_metrics, args.out, version=args.version, name=args.name,
                calibration_images=args.calib_images, calibration_method=args.calib_method, int8=not args.no_int8,
@@ -344,6 +323,4 @@ def main(args) -> int:
     except (ExportError, CheckpointError, ManifestError, GraphPassError, ModelError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ModuleNotFoundError as exc:
-        return _missing_extra(exc)
     return 0
