@@ -7,7 +7,8 @@
 Each level sends a bounded number of requests (stopping early at the time limit) of one rendered stone
 photo (gemid.datasets.synth, JPEG) to POST /v1/identify; every request is a full identification that is
 stored (SQLite + photo store in a temp directory). Prints identifications/s, p50/p99 latency and the
-failed count per level, plus the server's own mean analysis time per photo from /metrics.
+failed count per level, the CPU the server (with its analysis workers) spent per request and the share of
+the machine left idle (Linux), plus the server's own mean analysis time per photo from /metrics.
 Targets (issue 3): p99 < 250 ms at 16 clients, >= 50 identifications/s, 0 failures.
 Only loopback traffic; the server and the clients share this machine's cores.
 """
@@ -89,9 +90,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, data_dir: Path, model_dir: Path, variant: str, workers: int) -> subprocess.Popen:
+def start_server(port: int, data_dir: Path, model_dir: Path, variant: str, workers: int,
+                 analysis: str = "processes") -> subprocess.Popen:
     env = {**os.environ, "GEMID_DATA_DIR": str(data_dir), "GEMID_MODEL_DIR": str(model_dir),
-           "GEMID_MODEL_VARIANT": variant, "NO_ALBUMENTATIONS_UPDATE": "1"}
+           "GEMID_MODEL_VARIANT": variant, "GEMID_ANALYSIS": analysis, "NO_ALBUMENTATIONS_UPDATE": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "gemid.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers), "--log-level", "warning"],
@@ -188,12 +190,47 @@ def server_inference_totals(base: str) -> tuple[float, float]:
     return (float(s.group(1)), float(n.group(1))) if s and n else (0.0, 0.0)
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by a process and all its descendants: the server and its
+    analysis workers. Linux /proc only (None elsewhere); a worker that already exited is not counted."""
+    procfs = Path("/proc")
+    if not (procfs / str(pid) / "stat").is_file():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for d in procfs.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        parent[int(d.name)] = int(fields[1])
+        used[int(d.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        kids = [c for c, p in parent.items() if p in frontier and c not in tree]
+        tree.update(kids)
+        frontier = kids
+    return sum(used.get(p, 0.0) for p in tree)
+
+
+def cpu_idle() -> tuple[int, int] | None:
+    """(idle, total) jiffies of the whole machine so far, from /proc/stat (None elsewhere)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return values[3] + values[4], sum(values)
+
+
 MODES = {"screen": False, "full": True}  # mode -> grade colour and clarity
 
 
 def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp32",
         clients: tuple[int, ...] = (1, 4, 16), requests: int = 200, seconds: float = 30.0,
-        size: int = 512, workers: int = 1, warmup: int = 10,
+        size: int = 512, workers: int = 1, warmup: int = 10, analysis: str = "processes",
         modes: tuple[str, ...] = ("screen", "full")) -> dict[str, list[Level]]:
     with tempfile.TemporaryDirectory(prefix="gemid-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -208,11 +245,11 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
         data = photos(size, warmup + requests * len(clients) * len(modes))
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start_server(port, tmpdir / "data", Path(model_dir), variant, workers)
+        proc = start_server(port, tmpdir / "data", Path(model_dir), variant, workers, analysis)
         try:
             ready = wait_ready(proc, base)
             model = ready["model"]
-            print(f"server: gemid serve, {workers} worker(s), model {model['name']} {model['version']} "
+            print(f"server: gemid serve, {workers} worker(s), analysis in {analysis}, model {model['name']} {model['version']} "
                   f"({model['variant']}), {os.cpu_count()} CPU cores shared with the clients")
             print(f"photos: rendered stone {size}x{size} JPEG, {len(data[0]) / 1024:.0f} KiB, a new photo per request; "
                   f"up to {requests} requests or {seconds:.0f} s per level")
@@ -224,14 +261,20 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
             for mode in modes:
                 grade = MODES[mode]
                 before = server_inference_totals(base)
-                print(f"\n[{mode}]\n{'clients':>7} {'requests':>8} {'failed':>6} {'ident/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+                print(f"\n[{mode}]\n{'clients':>7} {'requests':>8} {'failed':>6} {'ident/s':>8} {'p50 ms':>8} "
+                      f"{'p99 ms':>8} {'server CPU ms/req':>17} {'idle':>5}")
                 levels = []
                 for n in clients:
+                    cpu0, idle0 = tree_cpu_seconds(proc.pid), cpu_idle()
                     level = asyncio.run(run_level(base, data[:requests], n, requests, seconds, grade))
+                    cpu1, idle1 = tree_cpu_seconds(proc.pid), cpu_idle()
                     data = data[requests:]
                     levels.append(level)
+                    cpu = f"{1000 * (cpu1 - cpu0) / level.sent:.1f}" if cpu0 is not None and cpu1 is not None else "-"
+                    idle = (f"{100 * (idle1[0] - idle0[0]) / max(1, idle1[1] - idle0[1]):.0f}%"
+                            if idle0 is not None and idle1 is not None else "-")
                     print(f"{n:>7} {level.sent:>8} {level.failed:>6} {level.throughput:>8.1f} "
-                          f"{level.pct(50):>8.1f} {level.pct(99):>8.1f}", flush=True)
+                          f"{level.pct(50):>8.1f} {level.pct(99):>8.1f} {cpu:>17} {idle:>5}", flush=True)
                 after = server_inference_totals(base)
                 if after[1] > before[1]:
                     mean = 1000 * (after[0] - before[0]) / (after[1] - before[1])
@@ -261,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30.0, help="time limit per level")
     p.add_argument("--size", type=int, default=512, help="side of the rendered photo, pixels")
     p.add_argument("--workers", type=int, default=1, help="server worker processes")
+    p.add_argument("--analysis", choices=("processes", "threads"), default="processes",
+                   help="where the server analyses photos (GEMID_ANALYSIS)")
     p.add_argument("--modes", default="screen,full", help="comma-separated: screen (grade=false), full")
     args = p.parse_args(argv)
     clients = tuple(int(c) for c in args.clients.split(",") if c.strip())
@@ -268,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     if not modes or any(m not in MODES for m in modes):
         p.error(f"--modes: choose from {', '.join(MODES)}")
     results = run(args.model_dir, tiny=args.tiny, variant=args.variant, clients=clients, requests=args.requests,
-                  seconds=args.seconds, size=args.size, workers=args.workers, modes=modes)
+                  seconds=args.seconds, size=args.size, workers=args.workers, modes=modes,
+                  analysis=args.analysis)
     return 1 if any(lv.failed for levels in results.values() for lv in levels) else 0
 
 

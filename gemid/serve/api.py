@@ -1,14 +1,13 @@
 """The /v1 API: identify photos, fetch, list and revise stored reports, fetch the original photo.
 
-Identification runs in worker threads (never on the event loop) and at most `inference_concurrency`
-at once, so a burst of uploads queues instead of oversubscribing the CPU. A report is stored only after
+Identification runs off the event loop, in worker processes or threads (gemid.serve.analysis), at most
+`inference_concurrency` at once, so a burst of uploads queues instead of oversubscribing the CPU. A report is stored only after
 its photo is safely on disk; a refused photo stores nothing.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,6 +28,7 @@ from gemid.vision.errors import EmptyFile, GemidInputError, TooLarge
 from gemid.vision.report import Decision, ErrorInfo, FileError, Readings, Report
 
 if TYPE_CHECKING:
+    from gemid.serve.analysis import Analysis
     from gemid.vision.pipeline import Identifier
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,13 @@ def get_limiter(request: Request) -> CapacityLimiter:
     return request.app.state.limiter
 
 
+def get_analysis(request: Request) -> Analysis:
+    analysis = request.app.state.analysis
+    if analysis is None:
+        raise ApiError(503, "model_not_loaded", "the model is not loaded yet; try again in a moment")
+    return analysis
+
+
 def get_identifier(request: Request) -> Identifier:
     identifier = request.app.state.identifier
     if identifier is None:
@@ -90,6 +97,7 @@ ImagesDep = Annotated[ImageStore, Depends(get_images)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 LimiterDep = Annotated[CapacityLimiter, Depends(get_limiter)]
 IdentifierDep = Annotated["Identifier", Depends(get_identifier)]
+AnalysisDep = Annotated["Analysis", Depends(get_analysis)]
 ReportId = Annotated[str, Path(min_length=1, max_length=64, description="the report_id of a stored report")]
 
 
@@ -178,29 +186,6 @@ async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
 # --- identify: work in threads ------------------------------------------------------------------------
 
 
-def _analyse(identifier: Identifier, images: ImageStore, metrics: ServiceMetrics, name: str | None, data: bytes,
-             reference: str | None, readings: Readings | None,
-             grade: bool = True) -> tuple[Report | FileError, int | None, tuple[str, str]]:
-    """One photo → (report, None, where its photo is stored) or (file error, HTTP status, ("", "")).
-
-    Runs in a worker thread. The photo is written to the store here, right after its report, so a
-    parcel never holds more than one photo in memory and every report's photo is on disk before any row
-    is committed. An OSError (disk full, permissions) propagates: a server fault, not the photo's.
-    """
-    start = time.perf_counter()
-    try:
-        report = identifier.identify(data, filename=name, reference=reference, readings=readings, grade=grade)
-    except GemidInputError as exc:
-        return FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message)), exc.status, ("", "")
-    except Exception:  # an odd photo that broke a stage: refuse this one, keep the others, log why
-        log.exception("could not analyse %s", name)
-        return FileError(file=name, error=ErrorInfo(
-            code="unprocessable_image", message="this photo could not be analysed; try another photo of the stone"
-        )), 422, ("", "")
-    metrics.inference.observe(time.perf_counter() - start)
-    return report, None, put_photo(images, report, data)
-
-
 def _overall_status(statuses: list[int | None]) -> int:
     """200 when any photo gave a report; else the refusals' common status, or 400 when they differ."""
     if any(s is None for s in statuses):
@@ -276,7 +261,7 @@ def build_router() -> APIRouter:
                    for s in (400, 413, 415, 422)},
     )
     async def identify(request: Request, settings: SettingsDep, store: StoreDep, images: ImagesDep,
-                       identifier: IdentifierDep, metrics: MetricsDep, limiter: LimiterDep,
+                       identifier: IdentifierDep, analysis: AnalysisDep, metrics: MetricsDep,
                        grade: Annotated[bool, Query(description=(
                            "grade colour and clarity (default); false: a quick species screen of a parcel, "
                            "several times faster, with `colour` and `clarity` left null"))] = True) -> Response:
@@ -302,16 +287,18 @@ def build_router() -> APIRouter:
                     out.append(FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message)))
                     statuses.append(exc.status)
                     continue
-                try:
-                    entry, status, (sha, ext) = await to_thread.run_sync(
-                        _analyse, identifier, images, metrics, name, data, reference, readings, grade, limiter=limiter)
-                except OSError as exc:
-                    raise _store_failure(exc) from exc
-                del data
-                out.append(entry)
-                statuses.append(status)
+                outcome = await analysis.identify(data, filename=name, reference=reference, readings=readings,
+                                                  grade=grade)
+                entry = outcome.entry
                 if isinstance(entry, Report):
-                    to_store.append((entry, sha, ext))
+                    metrics.inference.observe(outcome.seconds)
+                    try:  # the photo is on disk before any report row is committed
+                        to_store.append((entry, *await to_thread.run_sync(put_photo, images, entry, data)))
+                    except OSError as exc:  # disk full, permissions: a server fault, not the photo's
+                        raise _store_failure(exc) from exc
+                del data  # a parcel never holds more than one photo in memory
+                out.append(entry)
+                statuses.append(outcome.status)
         finally:
             await form.close()
 

@@ -1,8 +1,9 @@
 """The app factory. `create_app(settings)` builds a self-contained service: everything it holds lives on
-`app.state` (settings, store, images, identifier, metrics, limiter), nothing in module globals, so tests can
-run several apps side by side and uvicorn can build one per worker (`--factory`).
+`app.state` (settings, store, images, identifier, analysis, metrics, limiter), nothing in module globals,
+so tests can run several apps side by side and uvicorn can build one per worker (`--factory`).
 
-Start-up (lifespan): create the data directory, apply the database migrations, load the model once.
+Start-up (lifespan): create the data directory, apply the database migrations, load the model once and
+start the analysis workers (gemid.serve.analysis), each with its own copy.
 A missing or altered model bundle stops start-up with a clear message rather than serving errors.
 """
 
@@ -21,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gemid import __version__
 from gemid.serve import web
+from gemid.serve.analysis import Analysis, ProcessAnalysis, ThreadAnalysis
 from gemid.serve.errors import error_response, install_error_handlers
 from gemid.serve.images import ImageStore
 from gemid.serve.limits import BodyLimitMiddleware
@@ -98,7 +100,8 @@ def _health_router() -> APIRouter:
 
 
 def create_app(settings: Settings | None = None, *, identifier: Identifier | None = None) -> FastAPI:
-    """A new service. `identifier` lets a caller share an already loaded model between apps."""
+    """A new service. `identifier` lets a caller share an already loaded model between apps (its photos are
+    then analysed in threads, whatever `settings.analysis` says)."""
     from gemid.serve.api import build_router
 
     settings = settings or Settings()
@@ -107,8 +110,15 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = await to_thread.run_sync(ReportStore.open, settings.database_url)
+        analysis: Analysis | None = None
         try:
             loaded = identifier or await to_thread.run_sync(load_identifier, settings)
+            if identifier is not None or settings.analysis == "threads":
+                analysis = ThreadAnalysis(loaded, app.state.limiter)
+            else:
+                analysis = ProcessAnalysis(settings, settings.inference_concurrency)
+            await analysis.start()
+            app.state.analysis = analysis
             app.state.store = store
             app.state.images = ImageStore(settings.images_dir)
             app.state.identifier = loaded
@@ -120,6 +130,9 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
             yield
         finally:
             app.state.identifier = None
+            app.state.analysis = None
+            if analysis is not None:
+                await analysis.close()
             store.close()
 
     # FastAPIOffline: a FastAPI whose /docs and /redoc load their scripts from this app, not a CDN
@@ -129,6 +142,7 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
     app.state.metrics = ServiceMetrics()
     app.state.limiter = CapacityLimiter(settings.inference_concurrency)
     app.state.identifier = None
+    app.state.analysis = None
     app.state.store = None
     app.state.images = None
 

@@ -6,6 +6,7 @@
     GEMID_MODEL_VARIANT  fp32 | int8
     GEMID_THREADS        ONNX Runtime intra-op threads per identification (default: cores / concurrent ones)
     GEMID_INFERENCE_CONCURRENCY  identifications run at once (default: the number of cores)
+    GEMID_ANALYSIS       processes (default: one worker process per identification at once) | threads
     GEMID_MAX_BYTES      largest photo accepted, bytes (20 MB)
     GEMID_MAX_PIXELS     largest photo accepted, pixels (40 MP)
     GEMID_MAX_FILES      most photos in one request (50)
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
     inference_concurrency: int = Field(
         default_factory=lambda: max(1, os.cpu_count() or 1), ge=1,
         description="identifications run at once; more only oversubscribes the CPU",
+    )
+
+    analysis: Literal["processes", "threads"] = Field(
+        "processes", description="where photos are analysed: worker processes, or threads of the server "
+                                 "(see gemid.serve.analysis)",
     )
 
     @field_validator("public_url")

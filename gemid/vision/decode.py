@@ -222,6 +222,8 @@ def _to_srgb8(im: Image.Image) -> np.ndarray:
         out = white
     elif mode == "CMYK" or icc:
         out = _icc_to_srgb(im, icc) if icc else im.convert("RGB")
+    elif mode == "RGB":
+        out = im  # already what we need: convert() would copy the whole photo once more
     else:
         out = im.convert("RGB")
     return np.ascontiguousarray(np.asarray(out, dtype=np.uint8))

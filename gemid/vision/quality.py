@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from gemid.vision.report import Quality, QualityWarning, StoneRegion
+from gemid.vision.resample import shrink_to
 from gemid.vision.segment import Segmentation, border_pixels, crop_square, cv2_lab, square_box
 
 # The stone must cover at least this much of the frame: below it the model's 224 px crop of a phone photo
@@ -77,6 +78,8 @@ def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> Quality
         edge = border_pixels(thumb, max(1, min(thumb.shape[:2]) // 50))
         crop = crop_square(rgb, box, fill=tuple(int(v) for v in np.median(edge, axis=0)))
         mcrop = _crop_mask(mask, box)
+    # the plain area filter: the sharpness thresholds were measured through it, and the Laplacian sees
+    # the kernel of gemid.vision.resample's faster one (up to 41 % lower variance on large photos)
     interp = cv2.INTER_AREA if crop.shape[0] > MEASURE_SIDE else cv2.INTER_LINEAR
     crop = cv2.resize(crop, (MEASURE_SIDE, MEASURE_SIDE), interpolation=interp)
     mcrop = cv2.resize(mcrop, (MEASURE_SIDE, MEASURE_SIDE), interpolation=cv2.INTER_NEAREST) > 0
@@ -89,21 +92,32 @@ def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> Quality
     rim = cv2.dilate(mcrop.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     sharpness = float(lap[rim].var())
 
-    inside = crop[mcrop]
-    over = float(np.mean(np.sum(inside >= CLIP_HIGH, axis=-1) >= 2))
-    under = float(np.mean(np.all(inside <= CLIP_LOW, axis=-1)))
-    frame_p95 = float(np.percentile(cv2.cvtColor(thumb, cv2.COLOR_RGB2GRAY), 95))
+    # per-plane masks rather than gathering the stone's pixels or reducing over the colour axis (numpy is
+    # slow on a 3-long axis): the same fractions, ~10x faster
+    n_inside = np.count_nonzero(mcrop)
+    r, g, b = (plane >= CLIP_HIGH for plane in cv2.split(crop))
+    blown = np.count_nonzero(((r & g) | (r & b) | (g & b)) & mcrop)  # two or more channels blown
+    crushed = np.count_nonzero((cv2.inRange(crop, (0, 0, 0), (CLIP_LOW,) * 3) > 0) & mcrop)  # all channels dark
+    over, under = blown / n_inside, crushed / n_inside
+    frame_p95 = percentile_u8(cv2.cvtColor(thumb, cv2.COLOR_RGB2GRAY), 95)
     return QualityMeasures(sharpness=sharpness, overexposed=over, underexposed=under, crop_side=int(box[2]),
                            plain_border=plain_border(thumb, seg.background_lab), frame_p95=frame_p95)
 
 
+def percentile_u8(a: np.ndarray, q: float) -> float:
+    """`np.percentile(a, q)` (linear interpolation) of uint8 data from its histogram: same value, ~10x faster."""
+    counts = np.bincount(a.ravel(), minlength=256)
+    cum = np.cumsum(counts)
+    pos = (cum[-1] - 1) * q / 100.0
+    lo, frac = int(pos), pos - int(pos)
+    v_lo = int(np.searchsorted(cum, lo, side="right"))  # value of the lo-th smallest element (0-based)
+    v_hi = int(np.searchsorted(cum, lo + 1, side="right")) if frac > 0 else v_lo
+    return float(v_lo + (v_hi - v_lo) * frac)
+
+
 def _thumb(rgb: np.ndarray) -> np.ndarray:
     """The photo at most MEASURE_SIDE on its long side (cheap whole-frame statistics)."""
-    h, w = rgb.shape[:2]
-    scale = min(1.0, MEASURE_SIDE / max(h, w))
-    if scale == 1.0:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return shrink_to(rgb, MEASURE_SIDE)[0]
 
 
 def plain_border(rgb: np.ndarray, background_lab: tuple[float, float, float]) -> float:

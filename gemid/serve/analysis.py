@@ -1,0 +1,196 @@
+"""Where the service analyses photos: in worker processes (the default) or in threads of its own process.
+
+Why processes: the pixel stages, the test guidance and the report are partly plain Python, which holds
+the interpreter lock, so two photos analysed in threads of one process slow each other down. Measured on
+2 cores (`python -m bench.bench_service`, screen): 43.5 ms of analysis per photo with two at once in
+threads, 29 ms each in separate processes. One worker process per photo-at-a-time gets a whole core; the
+server process keeps HTTP, the store and the event loop, and all requests share one queue.
+
+A photo that kills its worker (a decoder crash on a damaged or crafted file) costs that worker, not the
+service: the pool is rebuilt and the photo tried once more, since a worker may also die of something
+else while it holds an innocent photo; a photo that kills a worker twice is refused (422) and nothing
+of it is stored.
+
+Threads remain for an app given an already loaded `Identifier` (tests share one model between apps)
+and for `GEMID_ANALYSIS=threads` (a one-core machine, or a debugger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import TYPE_CHECKING, Protocol
+
+from anyio import CapacityLimiter, to_thread
+
+from gemid.vision.errors import GemidInputError
+from gemid.vision.report import ErrorInfo, FileError, Readings, Report
+
+if TYPE_CHECKING:
+    from gemid.serve.settings import Settings
+    from gemid.vision.pipeline import Identifier
+
+log = logging.getLogger(__name__)
+
+WARM_UP_SECONDS = 120.0  # spawning a worker and loading the model takes a few seconds; this is a stuck one
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One photo analysed: a report (status None) or the refusal and its HTTP status."""
+
+    entry: Report | FileError
+    status: int | None
+    seconds: float  # analysis time, not the wait in the queue
+
+
+class Analysis(Protocol):
+    async def start(self) -> None: ...
+
+    async def identify(self, data: bytes, *, filename: str | None, reference: str | None,
+                       readings: Readings | None, grade: bool) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
+def analyse(identifier: Identifier, data: bytes, filename: str | None, reference: str | None,
+            readings: Readings | None, grade: bool) -> Outcome:
+    """Identify one photo; a bad photo or a failing stage becomes a refusal entry, never an exception."""
+    start = time.perf_counter()
+    try:
+        report = identifier.identify(data, filename=filename, reference=reference, readings=readings, grade=grade)
+    except GemidInputError as exc:
+        return Outcome(FileError(file=filename, error=ErrorInfo(code=exc.code, message=exc.message)), exc.status,
+                       time.perf_counter() - start)
+    except Exception:  # an odd photo that broke a stage: refuse this one, keep the others, log why
+        log.exception("could not analyse %s", filename)
+        return Outcome(FileError(file=filename, error=ErrorInfo(
+            code="unprocessable_image", message="this photo could not be analysed; try another photo of the stone"
+        )), 422, time.perf_counter() - start)
+    return Outcome(report, None, time.perf_counter() - start)
+
+
+class ThreadAnalysis:
+    """Photos analysed in the server's worker threads, at most `limiter` at once."""
+
+    def __init__(self, identifier: Identifier, limiter: CapacityLimiter) -> None:
+        self.identifier = identifier
+        self.limiter = limiter
+
+    async def start(self) -> None:
+        return None
+
+    async def identify(self, data: bytes, *, filename: str | None, reference: str | None,
+                       readings: Readings | None, grade: bool) -> Outcome:
+        return await to_thread.run_sync(analyse, self.identifier, data, filename, reference, readings, grade,
+                                        limiter=self.limiter)
+
+    async def close(self) -> None:
+        return None
+
+
+# --- worker processes -------------------------------------------------------------------------------------
+
+_worker_identifier: Identifier | None = None  # set once per worker process by _init_worker, nowhere else
+
+
+def _init_worker(model_dir: str, variant: str, threads: int, max_bytes: int, max_pixels: int) -> None:
+    import cv2
+
+    from gemid.vision.pipeline import Identifier
+
+    global _worker_identifier
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which then stops its workers
+    cv2.setNumThreads(threads)
+    _worker_identifier = Identifier(model_dir, variant=variant, threads=threads, max_bytes=max_bytes,
+                                    max_pixels=max_pixels)
+
+
+def identify_in_worker(data: bytes, filename: str | None, reference: str | None, readings: Readings | None,
+                       grade: bool) -> Outcome:
+    if _worker_identifier is None:
+        raise RuntimeError("identify_in_worker runs only in an analysis worker process")
+    return analyse(_worker_identifier, data, filename, reference, readings, grade)
+
+
+def _worker_pid(pause: float) -> int:
+    time.sleep(pause)  # long enough that every worker, once started, takes one of the start-up calls
+    return os.getpid()
+
+
+class ProcessAnalysis:
+    """Photos analysed by `processes` worker processes, each holding its own copy of the model.
+
+    `target` is the function run in a worker (`identify_in_worker`): a seam for tests of worker crashes."""
+
+    def __init__(self, settings: Settings, processes: int,
+                 target: Callable[..., Outcome] = identify_in_worker) -> None:
+        self.processes = processes
+        self._init_args = (str(settings.model_dir), settings.model_variant, settings.threads_per_photo,
+                           settings.max_bytes, settings.max_pixels)
+        self._target = target
+        self._pool = self._new_pool()
+        self._replacing = asyncio.Lock()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, never fork: a forked copy of a process running threads (ONNX Runtime, the event loop) can hang
+        return ProcessPoolExecutor(self.processes, mp_context=get_context("spawn"), initializer=_init_worker,
+                                   initargs=self._init_args)
+
+    async def start(self) -> None:
+        """Start every worker and load its model now, so the service is ready when it says so."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WARM_UP_SECONDS
+        seen: set[int] = set()
+        while len(seen) < self.processes:
+            if loop.time() > deadline:
+                raise RuntimeError(f"only {len(seen)} of {self.processes} analysis workers started "
+                                   f"in {WARM_UP_SECONDS:.0f} s")
+            calls = [asyncio.wrap_future(self._pool.submit(_worker_pid, 0.05)) for _ in range(self.processes)]
+            seen.update(await asyncio.gather(*calls))
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (for diagnostics and tests)."""
+        return [p.pid for p in (self._pool._processes or {}).values() if p.pid is not None]
+
+    async def identify(self, data: bytes, *, filename: str | None, reference: str | None,
+                       readings: Readings | None, grade: bool) -> Outcome:
+        for attempt in (1, 2):
+            pool = self._pool
+            try:
+                return await asyncio.wrap_future(pool.submit(self._target, data, filename, reference, readings, grade))
+            except BrokenProcessPool:
+                log.error("an analysis worker stopped while analysing %s (attempt %d of 2); restarting the workers",
+                          filename, attempt)
+                try:
+                    await self._replace(pool)
+                except (BrokenProcessPool, RuntimeError, OSError):
+                    log.exception("the analysis workers could not be restarted")
+                    return Outcome(FileError(file=filename, error=ErrorInfo(
+                        code="analysis_unavailable",
+                        message="the analysis workers could not be restarted; nothing was stored, try again")),
+                        503, 0.0)
+        return Outcome(FileError(file=filename, error=ErrorInfo(
+            code="analysis_crashed",
+            message="analysing this photo stopped the analysis process twice: the file may be damaged or "
+                    "crafted; nothing of it was stored. Export the photo again from the camera or phone")),
+            422, 0.0)
+
+    async def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """A new pool in place of `broken`, once, however many requests found it broken at the same time."""
+        async with self._replacing:
+            if self._pool is broken:
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                await self.start()  # back to full strength before the retry, not one worker per request
+
+    async def close(self) -> None:
+        await to_thread.run_sync(self._pool.shutdown)

@@ -1,0 +1,76 @@
+"""Photos analysed in worker processes (the service's default): same answers as in-process, and a worker
+that dies costs neither the service nor, unless it was the photo's doing, the photo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+pytest.register_assert_rewrite("serve_support")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from serve_support import crash_worker, make_settings, stone, stored, upload  # noqa: E402
+
+from gemid.serve.analysis import ProcessAnalysis, ThreadAnalysis  # noqa: E402
+from gemid.serve.app import create_app  # noqa: E402
+
+pytest_plugins = ["serve_support"]
+
+
+def test_worker_processes_answer_as_the_runtime_and_survive_losing_their_workers(tmp_path, tiny_bundle, identifier):
+    settings = make_settings(tmp_path / "data", tiny_bundle)
+    assert settings.analysis == "processes"  # the default
+    ruby, emerald = stone("Ruby"), stone("Emerald", ".jpg")
+    with TestClient(create_app(settings)) as c:
+        analysis = c.app.state.analysis
+        assert isinstance(analysis, ProcessAnalysis)
+        before = analysis.pids()
+        assert len(before) == settings.inference_concurrency == 2 and os.getpid() not in before
+
+        r = c.post("/v1/identify", files=[upload("ruby.png", ruby, "image/png")])
+        assert r.status_code == 200, r.text
+        (report,) = r.json()["reports"]
+        direct = identifier.identify(ruby, filename="ruby.png")
+        assert [(t["label"], t["probability"]) for t in report["species"]["top"]] == \
+               [(t.label, t.probability) for t in direct.species.top]
+        assert report["species"]["decision"] == direct.species.decision == "identified"
+
+        for pid in before:  # both workers die between two requests (killed, out of memory, a crash)
+            os.kill(pid, signal.SIGKILL)
+        r = c.post("/v1/identify", files=[upload("emerald.jpg", emerald, "image/jpeg")])
+        assert r.status_code == 200, r.text
+        assert r.json()["reports"][0]["species"]["top"][0]["label"] == "Emerald"
+        after = analysis.pids()
+        assert len(after) == 2 and not set(after) & set(before)
+    assert stored(settings) == (2, 2, 2)
+
+
+def test_threads_serve_an_app_given_a_loaded_model_or_asked_for_them(tmp_path, tiny_bundle, identifier):
+    with TestClient(create_app(make_settings(tmp_path / "a", tiny_bundle), identifier=identifier)) as c:
+        assert isinstance(c.app.state.analysis, ThreadAnalysis)
+    settings = make_settings(tmp_path / "b", tiny_bundle, analysis="threads")
+    with TestClient(create_app(settings)) as c:
+        assert isinstance(c.app.state.analysis, ThreadAnalysis)
+        r = c.post("/v1/identify", files=[upload("ruby.png", stone("Ruby"), "image/png")])
+        assert r.status_code == 200 and r.json()["reports"][0]["species"]["top"][0]["label"] == "Ruby"
+
+
+def test_a_photo_that_kills_its_worker_twice_is_refused(tmp_path, tiny_bundle):
+    settings = make_settings(tmp_path / "data", tiny_bundle)
+
+    async def analyse_once():
+        analysis = ProcessAnalysis(settings, 1, target=crash_worker)
+        await analysis.start()
+        try:
+            return await analysis.identify(b"\xff\xd8\xff crafted", filename="crafted.jpg", reference=None,
+                                           readings=None, grade=False)
+        finally:
+            await analysis.close()
+
+    outcome = asyncio.run(analyse_once())
+    assert outcome.status == 422
+    assert outcome.entry.file == "crafted.jpg" and outcome.entry.error.code == "analysis_crashed"
+    assert "twice" in outcome.entry.error.message and "nothing" in outcome.entry.error.message
