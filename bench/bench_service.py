@@ -190,8 +190,8 @@ def server_inference_totals(base: str) -> tuple[float, float]:
     return (float(s.group(1)), float(n.group(1))) if s and n else (0.0, 0.0)
 
 
-def tree_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds (user + system) used so far by a process and all its descendants: the server and its
+def tree_cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """CPU seconds (user + system) used so far by a process and by all its descendants: the server and its
     analysis workers. Linux /proc only (None elsewhere); a worker that already exited is not counted."""
     procfs = Path("/proc")
     if not (procfs / str(pid) / "stat").is_file():
@@ -213,7 +213,7 @@ def tree_cpu_seconds(pid: int) -> float | None:
         kids = [c for c, p in parent.items() if p in frontier and c not in tree]
         tree.update(kids)
         frontier = kids
-    return sum(used.get(p, 0.0) for p in tree)
+    return used.get(pid, 0.0), sum(used.get(p, 0.0) for p in tree if p != pid)
 
 
 def cpu_idle() -> tuple[int, int] | None:
@@ -262,7 +262,7 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
                 grade = MODES[mode]
                 before = server_inference_totals(base)
                 print(f"\n[{mode}]\n{'clients':>7} {'requests':>8} {'failed':>6} {'ident/s':>8} {'p50 ms':>8} "
-                      f"{'p99 ms':>8} {'server CPU ms/req':>17} {'idle':>5}")
+                      f"{'p99 ms':>8} {'server CPU ms/req (own + workers)':>33} {'idle':>5}")
                 levels = []
                 for n in clients:
                     cpu0, idle0 = tree_cpu_seconds(proc.pid), cpu_idle()
@@ -270,11 +270,14 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
                     cpu1, idle1 = tree_cpu_seconds(proc.pid), cpu_idle()
                     data = data[requests:]
                     levels.append(level)
-                    cpu = f"{1000 * (cpu1 - cpu0) / level.sent:.1f}" if cpu0 is not None and cpu1 is not None else "-"
+                    cpu = "-"
+                    if cpu0 is not None and cpu1 is not None:
+                        own, kids = (1000 * (b - a) / level.sent for a, b in zip(cpu0, cpu1, strict=True))
+                        cpu = f"{own + kids:.1f} ({own:.1f} + {kids:.1f})"
                     idle = (f"{100 * (idle1[0] - idle0[0]) / max(1, idle1[1] - idle0[1]):.0f}%"
                             if idle0 is not None and idle1 is not None else "-")
                     print(f"{n:>7} {level.sent:>8} {level.failed:>6} {level.throughput:>8.1f} "
-                          f"{level.pct(50):>8.1f} {level.pct(99):>8.1f} {cpu:>17} {idle:>5}", flush=True)
+                          f"{level.pct(50):>8.1f} {level.pct(99):>8.1f} {cpu:>33} {idle:>5}", flush=True)
                 after = server_inference_totals(base)
                 if after[1] > before[1]:
                     mean = 1000 * (after[0] - before[0]) / (after[1] - before[1])

@@ -7,8 +7,8 @@ import pytest
 from bundle_fixture import STONE_COLOURS, draw_stone
 
 from gemid.vision import quality
-from gemid.vision.quality import assess, measure, too_poor_to_judge
-from gemid.vision.segment import segment
+from gemid.vision.quality import assess, measure, percentile_u8, too_poor_to_judge
+from gemid.vision.segment import Segmentation, segment
 
 synth = pytest.importorskip("gemid.datasets.synth", reason="the synthetic stone renderer is not installed")
 
@@ -132,3 +132,28 @@ def test_stone_touching_the_frame_edges_is_still_found():
     seg = segment(img)
     assert seg.found and seg.n_stones == 1 and seg.area_fraction > 0.7
     assert codes(img) == set()
+
+
+def test_frame_percentile_from_the_histogram_is_numpys():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 1000, 65_536):
+        a = rng.integers(0, 256, n).astype(np.uint8)
+        coarse = (a // 37 * 37).astype(np.uint8)  # many ties: the interpolation between equal values
+        for q in (0, 5, 50, 95, 99.5, 100):
+            assert percentile_u8(a, q) == pytest.approx(float(np.percentile(a, q)), abs=1e-9)
+            assert percentile_u8(coarse, q) == pytest.approx(float(np.percentile(coarse, q)), abs=1e-9)
+
+
+def test_exposure_fractions_count_the_stone_pixels_only():
+    # a 256 px crop of which the stone is the left half: 1/4 of it blown (2 channels), 1/8 crushed
+    rgb = np.full((256, 256, 3), 120, np.uint8)
+    rgb[:64, :128] = (255, 252, 40)  # two channels at or over CLIP_HIGH: blown
+    rgb[64:96, :128] = (255, 90, 40)  # one channel only: a vivid colour, not blown
+    rgb[96:128, :128] = (10, 20, 25)  # every channel at or under CLIP_LOW: crushed
+    rgb[:, 128:] = (255, 255, 255)  # outside the stone: never counted
+    mask = np.zeros((256, 256), np.uint8)
+    mask[:, :128] = 255
+    seg = Segmentation(mask=mask, bbox=(0, 0, 128, 256), outline=[], area_fraction=0.5, n_stones=1, found=True,
+                       background_lab=(100.0, 0.0, 0.0), border_is_background=1.0)
+    m = measure(rgb, seg, margin=0.0)
+    assert m.overexposed == pytest.approx(0.25) and m.underexposed == pytest.approx(0.125)

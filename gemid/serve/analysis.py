@@ -1,10 +1,11 @@
 """Where the service analyses photos: in worker processes (the default) or in threads of its own process.
 
 Why processes: the pixel stages, the test guidance and the report are partly plain Python, which holds
-the interpreter lock, so two photos analysed in threads of one process slow each other down. Measured on
-2 cores (`python -m bench.bench_service`, screen): 43.5 ms of analysis per photo with two at once in
-threads, 29 ms each in separate processes. One worker process per photo-at-a-time gets a whole core; the
-server process keeps HTTP, the store and the event loop, and all requests share one queue.
+the interpreter lock, so two photos analysed in threads of one process wait on each other. Measured on
+2 cores (`python -m bench.bench_service --variant int8 --modes screen`, 16 clients): in threads 15 % of
+the machine stayed idle and the service gave 33-34 identifications/s; in worker processes the machine is
+busy and it gives 39-43. Each worker analyses one photo at a time with a whole core; the server process
+keeps HTTP, the store and the event loop, and all requests share one queue.
 
 A photo that kills its worker (a decoder crash on a damaged or crafted file) costs that worker, not the
 service: the pool is rebuilt and the photo tried once more, since a worker may also die of something
@@ -178,6 +179,11 @@ class ProcessAnalysis:
                         code="analysis_unavailable",
                         message="the analysis workers could not be restarted; nothing was stored, try again")),
                         503, 0.0)
+            except Exception:  # the call itself failed (not the photo's analysis, which `analyse` contains)
+                log.exception("analysing %s in a worker failed", filename)
+                return Outcome(FileError(file=filename, error=ErrorInfo(
+                    code="unprocessable_image",
+                    message="this photo could not be analysed; try another photo of the stone")), 422, 0.0)
         return Outcome(FileError(file=filename, error=ErrorInfo(
             code="analysis_crashed",
             message="analysing this photo stopped the analysis process twice: the file may be damaged or "

@@ -258,7 +258,7 @@ def build_router() -> APIRouter:
         "/identify", response_model=IdentifyResponse, openapi_extra=IDENTIFY_BODY,
         summary="Identify one or more stone photos",
         responses={s: {"model": IdentifyResponse, "description": "no photo could be used; see each entry"}
-                   for s in (400, 413, 415, 422)},
+                   for s in (400, 413, 415, 422, 503)},
     )
     async def identify(request: Request, settings: SettingsDep, store: StoreDep, images: ImagesDep,
                        identifier: IdentifierDep, analysis: AnalysisDep, metrics: MetricsDep,
@@ -269,7 +269,8 @@ def build_router() -> APIRouter:
         ri, ri_high, birefringence, sg, optic, ...). One entry per photo, in order: a report, or
         `{"file", "error": {"code", "message"}}`. 200 when at least one photo gave a report (stored, with
         its photo); otherwise the status that fits the refusals (413 too large, 415 not an image,
-        422 corrupt, 400 empty or several kinds), with the same entries."""
+        422 corrupt or crashing its analysis worker twice, 503 analysis workers down, 400 empty or several
+        kinds), with the same entries."""
         form = await _read_form(request, settings)
         try:
             uploads, reference, readings = _parse_fields(form, settings)
