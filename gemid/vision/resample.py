@@ -4,9 +4,10 @@ OpenCV's area filter (the right one for shrinking: every source pixel counts, no
 vectorised path only for halving; any other factor costs 10-20x more per source pixel (1024 px → 256 px:
 2.2 ms against 0.2 ms for 1024 → 512, 2 cores; a 12 MP phone photo: tens of ms). `fit` therefore halves
 while the image is still at least twice the target (and its sides even) and lets the area filter do only
-the last step, below 2x. Every step is a box average, so means and percentiles come out as the plain filter's to within a grey
-level (1,141 photos, every second gems68 photo and 120 rendered stones: the frame's 95th percentile moved
-on 14, by at most 1.25 levels, the plain-border share on 5, by at most 0.002; no warning changed).
+the last step, below 2x. Every step is a box average, so means and percentiles come out as the plain
+filter's to within a grey level (1,141 photos, every second gems68 photo and 120 rendered stones: the
+frame's 95th percentile moved on 14, by at most 1.25 levels, the plain-border share on 5, by at most
+0.002; no warning changed).
 
 Only whole-frame statistics use it. The chained boxes are a slightly wider kernel than one area step,
 which a Laplacian notices (sharpness up to 41 % lower on large photos), and segmentation and the model's
