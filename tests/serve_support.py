@@ -64,9 +64,3 @@ def stored(settings: Settings) -> tuple[int, int, int]:
 def upload(name: str, data: bytes, ctype: str = "application/octet-stream") -> tuple[str, tuple[str, bytes, str]]:
     return ("images", (name, data, ctype))
 
-
-def crash_worker(*_args: object) -> None:
-    """An analysis target that kills its worker process, as a decoder crash on a crafted file would."""
-    import os
-
-    os._exit(70)

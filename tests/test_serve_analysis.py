@@ -11,8 +11,9 @@ import pytest
 
 pytest.register_assert_rewrite("serve_support")
 
+from analysis_targets import crash_worker, hang_or_pass  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import crash_worker, make_settings, stone, stored, upload  # noqa: E402
+from serve_support import make_settings, stone, stored, upload  # noqa: E402
 
 from gemid.serve.analysis import ProcessAnalysis, ThreadAnalysis  # noqa: E402
 from gemid.serve.app import create_app  # noqa: E402
@@ -74,3 +75,35 @@ def test_a_photo_that_kills_its_worker_twice_is_refused(tmp_path, tiny_bundle):
     assert outcome.status == 422
     assert outcome.entry.file == "crafted.jpg" and outcome.entry.error.code == "analysis_crashed"
     assert "twice" in outcome.entry.error.message and "nothing" in outcome.entry.error.message
+
+
+def test_a_photo_whose_analysis_hangs_is_stopped_and_the_photos_beside_it_are_retried(tmp_path, tiny_bundle, caplog):
+    settings = make_settings(tmp_path / "data", tiny_bundle, analysis_timeout=4.0)
+
+    async def scenario():
+        analysis = ProcessAnalysis(settings, 2, target=hang_or_pass)
+        await analysis.start()
+        try:
+            before = analysis.pids()
+            call = {"filename": None, "reference": None, "readings": None, "grade": False}
+
+            async def slow_photo():  # sent 2.5 s after the stuck one: still being analysed (3 s) when it is stopped
+                await asyncio.sleep(2.5)
+                return await analysis.identify(b"slow", **{**call, "filename": "slow.jpg"})
+
+            hung, slow = await asyncio.gather(analysis.identify(b"hang", **{**call, "filename": "loop.tif"}),
+                                              slow_photo())
+            after = analysis.pids()
+            quick = await analysis.identify(b"fine", **{**call, "filename": "next.jpg"})
+            return before, after, hung, slow, quick
+        finally:
+            await analysis.close()
+
+    before, after, hung, slow, quick = asyncio.run(scenario())
+    assert hung.status == 422 and hung.entry.file == "loop.tif"
+    assert hung.entry.error.code == "analysis_timeout" and "4 s" in hung.entry.error.message
+    # the slow photo's worker was stopped with the stuck one; it was analysed again on the new workers
+    assert slow.entry.file == "slow.jpg" and slow.entry.error.code == "done"
+    assert "while analysing slow.jpg (attempt 1 of 2)" in caplog.text
+    assert len(after) == 2 and not set(after) & set(before)
+    assert quick.entry.error.code == "done"

@@ -10,7 +10,9 @@ keeps HTTP, the store and the event loop, and all requests share one queue.
 A photo that kills its worker (a decoder crash on a damaged or crafted file) costs that worker, not the
 service: the pool is rebuilt and the photo tried once more, since a worker may also die of something
 else while it holds an innocent photo; a photo that kills a worker twice is refused (422) and nothing
-of it is stored.
+of it is stored. A photo still being analysed after `GEMID_ANALYSIS_TIMEOUT` (a decoder looping on a
+crafted file) is stopped the only way a running analysis can be: its worker is killed (with the others,
+whose photos are retried), and it is refused (422).
 
 Threads remain for an app given an already loaded `Identifier` (tests share one model between apps)
 and for `GEMID_ANALYSIS=threads` (a one-core machine, or a debugger).
@@ -135,11 +137,15 @@ class ProcessAnalysis:
     def __init__(self, settings: Settings, processes: int,
                  target: Callable[..., Outcome] = identify_in_worker) -> None:
         self.processes = processes
+        self.timeout = settings.analysis_timeout
         self._init_args = (str(settings.model_dir), settings.model_variant, settings.threads_per_photo,
                            settings.max_bytes, settings.max_pixels)
         self._target = target
         self._pool = self._new_pool()
         self._replacing = asyncio.Lock()
+        # no more photos handed to the pool than it has workers: each starts at once, so the timeout
+        # measures its analysis, not its wait in the queue
+        self._slots = asyncio.Semaphore(processes)
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, never fork: a forked copy of a process running threads (ONNX Runtime, the event loop) can hang
@@ -167,18 +173,25 @@ class ProcessAnalysis:
         for attempt in (1, 2):
             pool = self._pool
             try:
-                return await asyncio.wrap_future(pool.submit(self._target, data, filename, reference, readings, grade))
+                async with self._slots:
+                    call = pool.submit(self._target, data, filename, reference, readings, grade)
+                    return await asyncio.wait_for(asyncio.wrap_future(call), self.timeout)
+            except TimeoutError:
+                # stuck on this photo (a decoder looping on a crafted file): the only way to stop it is to stop
+                # its worker; the workers are restarted and the photos they held are retried
+                log.error("analysing %s took over %.0f s; stopping the analysis workers", filename, self.timeout)
+                failed = await self._restart(pool, filename, kill=True)
+                return failed or Outcome(FileError(file=filename, error=ErrorInfo(
+                    code="analysis_timeout",
+                    message=f"analysing this photo took over {self.timeout:.0f} s and was stopped: the file may be "
+                            "damaged or crafted; nothing of it was stored. Export the photo again")), 422,
+                    self.timeout)
             except BrokenProcessPool:
                 log.error("an analysis worker stopped while analysing %s (attempt %d of 2); restarting the workers",
                           filename, attempt)
-                try:
-                    await self._replace(pool)
-                except (BrokenProcessPool, RuntimeError, OSError):
-                    log.exception("the analysis workers could not be restarted")
-                    return Outcome(FileError(file=filename, error=ErrorInfo(
-                        code="analysis_unavailable",
-                        message="the analysis workers could not be restarted; nothing was stored, try again")),
-                        503, 0.0)
+                failed = await self._restart(pool, filename)
+                if failed is not None:
+                    return failed
             except Exception:  # the call itself failed (not the photo's analysis, which `analyse` contains)
                 log.exception("analysing %s in a worker failed", filename)
                 return Outcome(FileError(file=filename, error=ErrorInfo(
@@ -190,10 +203,25 @@ class ProcessAnalysis:
                     "crafted; nothing of it was stored. Export the photo again from the camera or phone")),
             422, 0.0)
 
-    async def _replace(self, broken: ProcessPoolExecutor) -> None:
-        """A new pool in place of `broken`, once, however many requests found it broken at the same time."""
+    async def _restart(self, pool: ProcessPoolExecutor, filename: str | None, *, kill: bool = False) -> Outcome | None:
+        """Replace `pool`; None when done, or the refusal to give when the workers cannot be restarted."""
+        try:
+            await self._replace(pool, kill=kill)
+        except (BrokenProcessPool, RuntimeError, OSError):
+            log.exception("the analysis workers could not be restarted")
+            return Outcome(FileError(file=filename, error=ErrorInfo(
+                code="analysis_unavailable",
+                message="the analysis workers could not be restarted; nothing was stored, try again")), 503, 0.0)
+        return None
+
+    async def _replace(self, broken: ProcessPoolExecutor, *, kill: bool = False) -> None:
+        """A new pool in place of `broken` (its workers killed first if `kill`), once, however many requests
+        found it broken at the same time."""
         async with self._replacing:
             if self._pool is broken:
+                if kill:
+                    for process in list((broken._processes or {}).values()):
+                        process.kill()
                 broken.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
                 await self.start()  # back to full strength before the retry, not one worker per request

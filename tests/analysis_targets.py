@@ -1,0 +1,29 @@
+"""Stand-ins for `gemid.serve.analysis.identify_in_worker`, run inside analysis worker processes.
+
+A module of its own with nothing heavy at the top: a worker imports it on its first call, and importing
+the service test support (FastAPI's TestClient, pytest) there would take longer than the timeouts tested.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def crash_worker(*_args: object) -> None:
+    """Kills its worker process, as a decoder crash on a crafted file would."""
+    os._exit(70)
+
+
+def hang_or_pass(data: bytes, filename: str | None, *_args: object):
+    """Loops for ever on b"hang" (a decoder stuck on a crafted file), takes 3 s on b"slow", and otherwise
+    answers at once: a refusal entry coded "done", so a test can tell which photos were answered."""
+    from gemid.serve.analysis import Outcome
+    from gemid.vision.report import ErrorInfo, FileError
+
+    if data == b"hang":
+        while True:
+            time.sleep(1)
+    if data == b"slow":
+        time.sleep(3)
+    return Outcome(FileError(file=filename, error=ErrorInfo(code="done", message="analysed by a stand-in")), 200, 0.0)
