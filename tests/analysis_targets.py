@@ -16,8 +16,9 @@ def crash_worker(*_args: object) -> None:
 
 
 def hang_or_pass(data: bytes, filename: str | None, *_args: object):
-    """Loops for ever on b"hang" (a decoder stuck on a crafted file), takes 3 s on b"slow", and otherwise
-    answers at once: a refusal entry coded "done", so a test can tell which photos were answered."""
+    """Loops for ever on b"hang" (a decoder stuck on a crafted file), takes 3 s on b"slow" and 1.2 s on
+    b"step", and otherwise answers at once: a refusal entry coded "done", so a test can tell which photos
+    were answered."""
     from gemid.serve.analysis import Outcome
     from gemid.vision.report import ErrorInfo, FileError
 
@@ -26,4 +27,6 @@ def hang_or_pass(data: bytes, filename: str | None, *_args: object):
             time.sleep(1)
     if data == b"slow":
         time.sleep(3)
+    if data == b"step":
+        time.sleep(1.2)
     return Outcome(FileError(file=filename, error=ErrorInfo(code="done", message="analysed by a stand-in")), 200, 0.0)

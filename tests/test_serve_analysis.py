@@ -73,12 +73,12 @@ def test_a_photo_that_kills_its_worker_twice_is_refused(tmp_path, tiny_bundle):
 
     outcome = asyncio.run(analyse_once())
     assert outcome.status == 422
-    assert outcome.entry.file == "crafted.jpg" and outcome.entry.error.code == "analysis_crashed"
+    assert outcome.entry.file == "crafted.jpg" and outcome.entry.error.code == "analysis_failed"
     assert "twice" in outcome.entry.error.message and "nothing" in outcome.entry.error.message
 
 
 def test_a_photo_whose_analysis_hangs_is_stopped_and_the_photos_beside_it_are_retried(tmp_path, tiny_bundle, caplog):
-    settings = make_settings(tmp_path / "data", tiny_bundle, analysis_timeout=4.0)
+    settings = make_settings(tmp_path / "data", tiny_bundle, analysis_timeout=5.0)
 
     async def scenario():
         analysis = ProcessAnalysis(settings, 2, target=hang_or_pass)
@@ -87,8 +87,8 @@ def test_a_photo_whose_analysis_hangs_is_stopped_and_the_photos_beside_it_are_re
             before = analysis.pids()
             call = {"filename": None, "reference": None, "readings": None, "grade": False}
 
-            async def slow_photo():  # sent 2.5 s after the stuck one: still being analysed (3 s) when it is stopped
-                await asyncio.sleep(2.5)
+            async def slow_photo():  # sent 3 s after the stuck one: still being analysed (3 s) when it is stopped
+                await asyncio.sleep(3)
                 return await analysis.identify(b"slow", **{**call, "filename": "slow.jpg"})
 
             hung, slow = await asyncio.gather(analysis.identify(b"hang", **{**call, "filename": "loop.tif"}),
@@ -100,10 +100,28 @@ def test_a_photo_whose_analysis_hangs_is_stopped_and_the_photos_beside_it_are_re
             await analysis.close()
 
     before, after, hung, slow, quick = asyncio.run(scenario())
+    # stopped by its worker's watchdog, retried once (stopped again), refused
     assert hung.status == 422 and hung.entry.file == "loop.tif"
-    assert hung.entry.error.code == "analysis_timeout" and "4 s" in hung.entry.error.message
-    # the slow photo's worker was stopped with the stuck one; it was analysed again on the new workers
+    assert hung.entry.error.code == "analysis_failed" and "over 5 s" in hung.entry.error.message
+    # the slow photo's worker was restarted with the stuck one's; it was analysed again on the new workers
     assert slow.entry.file == "slow.jpg" and slow.entry.error.code == "done"
     assert "while analysing slow.jpg (attempt 1 of 2)" in caplog.text
     assert len(after) == 2 and not set(after) & set(before)
     assert quick.entry.error.code == "done"
+
+
+def test_the_timeout_counts_analysis_not_the_wait_in_the_queue(tmp_path, tiny_bundle):
+    # one worker, four photos of 1.2 s sent at once: the last waits 3.6 s, more than the 3 s timeout
+    settings = make_settings(tmp_path / "data", tiny_bundle, analysis_timeout=3.0)
+
+    async def scenario():
+        analysis = ProcessAnalysis(settings, 1, target=hang_or_pass)
+        await analysis.start()
+        try:
+            call = {"reference": None, "readings": None, "grade": False}
+            return await asyncio.gather(*(analysis.identify(b"step", filename=f"{i}.jpg", **call) for i in range(4)))
+        finally:
+            await analysis.close()
+
+    outcomes = asyncio.run(scenario())
+    assert [o.entry.error.code for o in outcomes] == ["done"] * 4

@@ -8,11 +8,11 @@ busy and it gives 39-43. Each worker analyses one photo at a time with a whole c
 keeps HTTP, the store and the event loop, and all requests share one queue.
 
 A photo that kills its worker (a decoder crash on a damaged or crafted file) costs that worker, not the
-service: the pool is rebuilt and the photo tried once more, since a worker may also die of something
-else while it holds an innocent photo; a photo that kills a worker twice is refused (422) and nothing
-of it is stored. A photo still being analysed after `GEMID_ANALYSIS_TIMEOUT` (a decoder looping on a
-crafted file) is stopped the only way a running analysis can be: its worker is killed (with the others,
-whose photos are retried), and it is refused (422).
+service. A photo still being analysed after `GEMID_ANALYSIS_TIMEOUT` (a decoder looping on a crafted
+file) is stopped the only way a running analysis can be: a watchdog in its worker, started when the
+worker starts the photo, ends the worker. Either way the workers are restarted and the photos they held
+are tried once more, since a worker may die of something else while it holds an innocent photo; a photo
+that stops a worker twice is refused (422 `analysis_failed`) and nothing of it is stored.
 
 Threads remain for an app given an already loaded `Identifier` (tests share one model between apps)
 and for `GEMID_ANALYSIS=threads` (a one-core machine, or a debugger).
@@ -21,6 +21,7 @@ and for `GEMID_ANALYSIS=threads` (a one-core machine, or a debugger).
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -124,6 +125,19 @@ def identify_in_worker(data: bytes, filename: str | None, reference: str | None,
     return analyse(_worker_identifier, data, filename, reference, readings, grade)
 
 
+def _watched(timeout: float, target: Callable[..., Outcome], *args: object) -> Outcome:
+    """Run `target` in a worker under a watchdog: past `timeout` seconds the worker ends itself.
+
+    faulthandler's watchdog is a C thread, so it fires even while the analysis is stuck inside a C decoder
+    that never returns to Python (where no signal handler or exception could run); it first writes where
+    each thread was to the server's log."""
+    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
+        return target(*args)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 def _worker_pid(pause: float) -> int:
     time.sleep(pause)  # long enough that every worker, once started, takes one of the start-up calls
     return os.getpid()
@@ -143,9 +157,6 @@ class ProcessAnalysis:
         self._target = target
         self._pool = self._new_pool()
         self._replacing = asyncio.Lock()
-        # no more photos handed to the pool than it has workers: each starts at once, so the timeout
-        # measures its analysis, not its wait in the queue
-        self._slots = asyncio.Semaphore(processes)
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, never fork: a forked copy of a process running threads (ONNX Runtime, the event loop) can hang
@@ -173,55 +184,35 @@ class ProcessAnalysis:
         for attempt in (1, 2):
             pool = self._pool
             try:
-                async with self._slots:
-                    call = pool.submit(self._target, data, filename, reference, readings, grade)
-                    return await asyncio.wait_for(asyncio.wrap_future(call), self.timeout)
-            except TimeoutError:
-                # stuck on this photo (a decoder looping on a crafted file): the only way to stop it is to stop
-                # its worker; the workers are restarted and the photos they held are retried
-                log.error("analysing %s took over %.0f s; stopping the analysis workers", filename, self.timeout)
-                failed = await self._restart(pool, filename, kill=True)
-                return failed or Outcome(FileError(file=filename, error=ErrorInfo(
-                    code="analysis_timeout",
-                    message=f"analysing this photo took over {self.timeout:.0f} s and was stopped: the file may be "
-                            "damaged or crafted; nothing of it was stored. Export the photo again")), 422,
-                    self.timeout)
+                call = pool.submit(_watched, self.timeout, self._target, data, filename, reference, readings, grade)
+                return await asyncio.wrap_future(call)
             except BrokenProcessPool:
-                log.error("an analysis worker stopped while analysing %s (attempt %d of 2); restarting the workers",
-                          filename, attempt)
-                failed = await self._restart(pool, filename)
-                if failed is not None:
-                    return failed
+                log.error("an analysis worker stopped (a crash, or over %.0f s) while analysing %s (attempt %d of 2); "
+                          "restarting the workers", self.timeout, filename, attempt)
+                try:
+                    await self._replace(pool)
+                except (BrokenProcessPool, RuntimeError, OSError):
+                    log.exception("the analysis workers could not be restarted")
+                    return Outcome(FileError(file=filename, error=ErrorInfo(
+                        code="analysis_unavailable",
+                        message="the analysis workers could not be restarted; nothing was stored, try again")),
+                        503, 0.0)
             except Exception:  # the call itself failed (not the photo's analysis, which `analyse` contains)
                 log.exception("analysing %s in a worker failed", filename)
                 return Outcome(FileError(file=filename, error=ErrorInfo(
                     code="unprocessable_image",
                     message="this photo could not be analysed; try another photo of the stone")), 422, 0.0)
         return Outcome(FileError(file=filename, error=ErrorInfo(
-            code="analysis_crashed",
-            message="analysing this photo stopped the analysis process twice: the file may be damaged or "
-                    "crafted; nothing of it was stored. Export the photo again from the camera or phone")),
+            code="analysis_failed",
+            message=f"analysing this photo stopped the analysis process twice (a crash, or over {self.timeout:.0f} s): "
+                    "the file may be damaged or crafted; nothing of it was stored. Export the photo again from "
+                    "the camera or phone")),
             422, 0.0)
 
-    async def _restart(self, pool: ProcessPoolExecutor, filename: str | None, *, kill: bool = False) -> Outcome | None:
-        """Replace `pool`; None when done, or the refusal to give when the workers cannot be restarted."""
-        try:
-            await self._replace(pool, kill=kill)
-        except (BrokenProcessPool, RuntimeError, OSError):
-            log.exception("the analysis workers could not be restarted")
-            return Outcome(FileError(file=filename, error=ErrorInfo(
-                code="analysis_unavailable",
-                message="the analysis workers could not be restarted; nothing was stored, try again")), 503, 0.0)
-        return None
-
-    async def _replace(self, broken: ProcessPoolExecutor, *, kill: bool = False) -> None:
-        """A new pool in place of `broken` (its workers killed first if `kill`), once, however many requests
-        found it broken at the same time."""
+    async def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """A new pool in place of `broken`, once, however many requests found it broken at the same time."""
         async with self._replacing:
             if self._pool is broken:
-                if kill:
-                    for process in list((broken._processes or {}).values()):
-                        process.kill()
                 broken.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
                 await self.start()  # back to full strength before the retry, not one worker per request

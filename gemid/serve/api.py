@@ -269,7 +269,7 @@ def build_router() -> APIRouter:
         ri, ri_high, birefringence, sg, optic, ...). One entry per photo, in order: a report, or
         `{"file", "error": {"code", "message"}}`. 200 when at least one photo gave a report (stored, with
         its photo); otherwise the status that fits the refusals (413 too large, 415 not an image,
-        422 corrupt or crashing its analysis worker twice, 503 analysis workers down, 400 empty or several
+        422 corrupt, or stopping its analysis worker twice, 503 analysis workers down, 400 empty or several
         kinds), with the same entries."""
         form = await _read_form(request, settings)
         try:

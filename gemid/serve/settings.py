@@ -7,7 +7,7 @@
     GEMID_THREADS        ONNX Runtime intra-op threads per identification (default: cores / concurrent ones)
     GEMID_INFERENCE_CONCURRENCY  identifications run at once (default: the number of cores)
     GEMID_ANALYSIS       processes (default: one worker process per identification at once) | threads
-    GEMID_ANALYSIS_TIMEOUT  seconds one photo may take before its worker is stopped (120; processes only)
+    GEMID_ANALYSIS_TIMEOUT  seconds one photo may take before its worker ends itself (120; processes only)
     GEMID_MAX_BYTES      largest photo accepted, bytes (20 MB)
     GEMID_MAX_PIXELS     largest photo accepted, pixels (40 MP)
     GEMID_MAX_FILES      most photos in one request (50)
@@ -62,8 +62,8 @@ class Settings(BaseSettings):
     )
 
     analysis_timeout: float = Field(
-        120.0, gt=0, description="seconds one photo's analysis may take before its worker is stopped and the "
-                                 "photo refused (worker processes only: a thread cannot be stopped)",
+        120.0, gt=0, description="seconds one photo's analysis may take before its worker ends itself (the photo "
+                                 "is retried once, then refused); worker processes only: a thread cannot be stopped",
     )
 
     @field_validator("public_url")
