@@ -81,6 +81,12 @@ def test_preprocess_layout_and_normalisation(clf):
     x = clf.preprocess(crop)
     assert x.shape == (3, SIZE, SIZE) and x.dtype == np.float32
     assert np.allclose(x[0], 1.0) and np.allclose(x[1], -1.0) and np.allclose(x[2], -1.0)  # (x/255-0.5)/0.5
+    # every level, every channel: the per-pixel float32 formula bit for bit (it runs by lookup table)
+    noise = np.random.default_rng(5).integers(0, 256, (SIZE, SIZE, 3)).astype(np.uint8)
+    mean, std = np.array(clf.bundle.input.mean, np.float32), np.array(clf.bundle.input.std, np.float32)
+    expected = ((noise.astype(np.float32) * (1.0 / 255.0) - mean) / std).transpose(2, 0, 1)
+    got = clf.preprocess(noise)
+    assert got.flags.c_contiguous and np.array_equal(got, expected)
 
 
 def test_each_drawn_stone_is_its_label(clf):

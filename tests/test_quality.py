@@ -157,3 +157,14 @@ def test_exposure_fractions_count_the_stone_pixels_only():
                        background_lab=(100.0, 0.0, 0.0), border_is_background=1.0)
     m = measure(rgb, seg, margin=0.0)
     assert m.overexposed == pytest.approx(0.25) and m.underexposed == pytest.approx(0.125)
+
+
+def test_background_median_from_the_histogram_is_numpys():
+    from gemid.vision.segment import _median_lab, _scaled_lab
+
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 3, 18_432, 9_999):
+        for lab8 in (rng.integers(0, 256, (n, 3)), rng.integers(0, 256, (n, 3)) // 50 * 50):
+            lab8 = lab8.astype(np.uint8)
+            expected = np.median(_scaled_lab(lab8), axis=0)
+            assert np.array_equal(_median_lab(lab8), expected) and _median_lab(lab8).dtype == expected.dtype
