@@ -3,8 +3,8 @@
 Why processes: the pixel stages, the test guidance and the report are partly plain Python, which holds
 the interpreter lock, so two photos analysed in threads of one process wait on each other. Measured on
 2 cores (`python -m bench.bench_service --variant int8 --modes screen`, 16 clients): in threads 15 % of
-the machine stayed idle and the service gave 33-34 identifications/s; in worker processes the machine is
-busy and it gives 39-43. Each worker analyses one photo at a time with a whole core; the server process
+the machine stayed idle and the service gave 33-39 identifications/s (four runs); in worker processes the
+machine is busy and it gives 39-54 (nine runs; this VM's speed varies by up to 20 % between runs). Each worker analyses one photo at a time with a whole core; the server process
 keeps HTTP, the store and the event loop, and all requests share one queue.
 
 A photo that kills its worker (a decoder crash on a damaged or crafted file) costs that worker, not the
