@@ -1,8 +1,8 @@
 """The /v1 API: identify photos, fetch, list and revise stored reports, fetch the original photo.
 
 Identification runs off the event loop, in worker processes or threads (gemid.serve.analysis), at most
-`inference_concurrency` at once, so a burst of uploads queues instead of oversubscribing the CPU. A report is stored only after
-its photo is safely on disk; a refused photo stores nothing.
+`inference_concurrency` at once, so a burst of uploads queues instead of oversubscribing the CPU. A report
+is stored only after its photo is safely on disk; a refused photo stores nothing.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     return data
 
 
-# --- identify: work in threads ------------------------------------------------------------------------
+# --- identify: the overall status -----------------------------------------------------------------------
 
 
 def _overall_status(statuses: list[int | None]) -> int:
