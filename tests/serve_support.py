@@ -63,4 +63,3 @@ def stored(settings: Settings) -> tuple[int, int, int]:
 
 def upload(name: str, data: bytes, ctype: str = "application/octet-stream") -> tuple[str, tuple[str, bytes, str]]:
     return ("images", (name, data, ctype))
-

@@ -1,11 +1,12 @@
 """Where the service analyses photos: in worker processes (the default) or in threads of its own process.
 
-Why processes: the pixel stages, the test guidance and the report are partly plain Python, which holds
-the interpreter lock, so two photos analysed in threads of one process wait on each other. Measured on
-2 cores (`python -m bench.bench_service --variant int8 --modes screen`, 16 clients): in threads 15 % of
-the machine stayed idle and the service gave 33-39 identifications/s (four runs); in worker processes the
-machine is busy and it gives 39-54 (nine runs; this VM's speed varies by up to 20 % between runs). Each worker analyses one photo at a time with a whole core; the server process
-keeps HTTP, the store and the event loop, and all requests share one queue.
+Why processes: the pixel stages, the test guidance and the report are partly plain Python, which holds the
+interpreter lock, so two photos analysed in threads of one process wait on each other. Measured on 2 cores
+(`python -m bench.bench_service --variant int8 --modes screen`, 16 clients): in threads 15 % of the
+machine stayed idle and the service gave 33-39 identifications/s (four runs); in worker processes the
+machine is busy and it gives 39-54 (nine runs; this VM's speed varies by up to 20 % between runs). Each
+worker analyses one photo at a time with a whole core; the server process keeps HTTP, the store and the
+event loop, and all requests share one queue.
 
 A photo that kills its worker (a decoder crash on a damaged or crafted file) costs that worker, not the
 service. A photo still being analysed after `GEMID_ANALYSIS_TIMEOUT` (a decoder looping on a crafted
@@ -65,20 +66,39 @@ class Analysis(Protocol):
     async def close(self) -> None: ...
 
 
+UNPROCESSABLE = "this photo could not be analysed; try another photo of the stone"
+
+
+def _refused(filename: str | None, code: str, message: str, status: int, seconds: float = 0.0) -> Outcome:
+    return Outcome(FileError(file=filename, error=ErrorInfo(code=code, message=message)), status, seconds)
+
+
+def load_identifier(settings: Settings) -> Identifier:
+    """The model as `settings` describe it, loaded in this process (the server's, or an analysis worker's)."""
+    import cv2
+
+    from gemid.vision.pipeline import Identifier
+
+    # photos run in parallel (threads or worker processes); OpenCV's own threads inside each one would only
+    # oversubscribe the cores (measured: 2 workers x 2 photos x OpenCV threads tripled the analysis time)
+    cv2.setNumThreads(settings.threads_per_photo)
+    return Identifier(settings.model_dir, variant=settings.model_variant, threads=settings.threads_per_photo,
+                      max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
+
+
 def analyse(identifier: Identifier, data: bytes, filename: str | None, reference: str | None,
             readings: Readings | None, grade: bool) -> Outcome:
     """Identify one photo; a bad photo or a failing stage becomes a refusal entry, never an exception."""
+    from gemid.vision.pipeline import file_error
+
     start = time.perf_counter()
     try:
         report = identifier.identify(data, filename=filename, reference=reference, readings=readings, grade=grade)
     except GemidInputError as exc:
-        return Outcome(FileError(file=filename, error=ErrorInfo(code=exc.code, message=exc.message)), exc.status,
-                       time.perf_counter() - start)
+        return Outcome(file_error(filename, exc), exc.status, time.perf_counter() - start)
     except Exception:  # an odd photo that broke a stage: refuse this one, keep the others, log why
         log.exception("could not analyse %s", filename)
-        return Outcome(FileError(file=filename, error=ErrorInfo(
-            code="unprocessable_image", message="this photo could not be analysed; try another photo of the stone"
-        )), 422, time.perf_counter() - start)
+        return _refused(filename, "unprocessable_image", UNPROCESSABLE, 422, time.perf_counter() - start)
     return Outcome(report, None, time.perf_counter() - start)
 
 
@@ -106,16 +126,10 @@ class ThreadAnalysis:
 _worker_identifier: Identifier | None = None  # set once per worker process by _init_worker, nowhere else
 
 
-def _init_worker(model_dir: str, variant: str, threads: int, max_bytes: int, max_pixels: int) -> None:
-    import cv2
-
-    from gemid.vision.pipeline import Identifier
-
+def _init_worker(settings: Settings) -> None:
     global _worker_identifier
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which then stops its workers
-    cv2.setNumThreads(threads)
-    _worker_identifier = Identifier(model_dir, variant=variant, threads=threads, max_bytes=max_bytes,
-                                    max_pixels=max_pixels)
+    _worker_identifier = load_identifier(settings)
 
 
 def identify_in_worker(data: bytes, filename: str | None, reference: str | None, readings: Readings | None,
@@ -152,8 +166,7 @@ class ProcessAnalysis:
                  target: Callable[..., Outcome] = identify_in_worker) -> None:
         self.processes = processes
         self.timeout = settings.analysis_timeout
-        self._init_args = (str(settings.model_dir), settings.model_variant, settings.threads_per_photo,
-                           settings.max_bytes, settings.max_pixels)
+        self._settings = settings
         self._target = target
         self._pool = self._new_pool()
         self._replacing = asyncio.Lock()
@@ -161,7 +174,7 @@ class ProcessAnalysis:
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, never fork: a forked copy of a process running threads (ONNX Runtime, the event loop) can hang
         return ProcessPoolExecutor(self.processes, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=self._init_args)
+                                   initargs=(self._settings,))
 
     async def start(self) -> None:
         """Start every worker and load its model now, so the service is ready when it says so."""
@@ -193,21 +206,15 @@ class ProcessAnalysis:
                     await self._replace(pool)
                 except (BrokenProcessPool, RuntimeError, OSError):
                     log.exception("the analysis workers could not be restarted")
-                    return Outcome(FileError(file=filename, error=ErrorInfo(
-                        code="analysis_unavailable",
-                        message="the analysis workers could not be restarted; nothing was stored, try again")),
-                        503, 0.0)
+                    return _refused(filename, "analysis_unavailable",
+                                    "the analysis workers could not be restarted; nothing was stored, try again", 503)
             except Exception:  # the call itself failed (not the photo's analysis, which `analyse` contains)
                 log.exception("analysing %s in a worker failed", filename)
-                return Outcome(FileError(file=filename, error=ErrorInfo(
-                    code="unprocessable_image",
-                    message="this photo could not be analysed; try another photo of the stone")), 422, 0.0)
-        return Outcome(FileError(file=filename, error=ErrorInfo(
-            code="analysis_failed",
-            message=f"analysing this photo stopped the analysis process twice (a crash, or over {self.timeout:.0f} s): "
-                    "the file may be damaged or crafted; nothing of it was stored. Export the photo again from "
-                    "the camera or phone")),
-            422, 0.0)
+                return _refused(filename, "unprocessable_image", UNPROCESSABLE, 422)
+        return _refused(filename, "analysis_failed",
+                        f"analysing this photo stopped the analysis process twice (a crash, or over "
+                        f"{self.timeout:.0f} s): the file may be damaged or crafted; nothing of it was stored. "
+                        "Export the photo again from the camera or phone", 422)
 
     async def _replace(self, broken: ProcessPoolExecutor) -> None:
         """A new pool in place of `broken`, once, however many requests found it broken at the same time."""

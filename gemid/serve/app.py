@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gemid import __version__
 from gemid.serve import web
-from gemid.serve.analysis import Analysis, ProcessAnalysis, ThreadAnalysis
+from gemid.serve.analysis import Analysis, ProcessAnalysis, ThreadAnalysis, load_identifier
 from gemid.serve.errors import error_response, install_error_handlers
 from gemid.serve.images import ImageStore
 from gemid.serve.limits import BodyLimitMiddleware
@@ -39,19 +39,6 @@ DESCRIPTION = """Preliminary gemstone identification from photos, with stored, r
 
 Every answer is preliminary: confirm with standard gemmological tests. Errors are JSON
 `{"error": {"code", "message"}}`; per-photo refusals in `/v1/identify` are entries of `reports`."""
-
-
-def load_identifier(settings: Settings) -> Identifier:
-    import cv2
-
-    from gemid.vision.pipeline import Identifier
-
-    # photos run in parallel on the thread pool; OpenCV's own threads inside each one would only
-    # oversubscribe the cores (measured: 2 workers x 2 photos x OpenCV threads tripled the analysis time)
-    cv2.setNumThreads(settings.threads_per_photo)
-
-    return Identifier(settings.model_dir, variant=settings.model_variant, threads=settings.threads_per_photo,
-                      max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
 
 
 def _body_limits(settings: Settings):

@@ -50,8 +50,11 @@ def _load_eval(path: Path) -> dict[str, Any]:
         raise ExportError(f"{path} is not valid JSON: {exc}") from exc
 
 
+INT8_HOW = "int8: "  # where the int8 part of a bundle's `training.how` starts (requantize replaces it)
+
+
 def _int8_how(quant: dict[str, Any]) -> str:
-    return (f"int8: ONNX Runtime static QDQ, {quant.get('weights', '-')} weights, {quant.get('calibration', '-')} "
+    return (f"{INT8_HOW}ONNX Runtime static QDQ, {quant.get('weights', '-')} weights, {quant.get('calibration', '-')} "
             f"calibration on {quant.get('calibration_images', 0)} training photos")
 
 
@@ -119,7 +122,7 @@ def requantize(bundle_dir: Path | str, manifest: Path | str | None = None, *,
     quant, m8 = _int8(fp32, q8, manifest, size, margin, bundle.input.mean, bundle.input.std,
                       int(bundle.training.get("seed") or 0), calibration_images, calibration_method, threads, x, y,
                       fp32_logits, say)
-    how = str(bundle.training.get("how", "")).split("int8:")[0] + _int8_how(quant)
+    how = str(bundle.training.get("how", "")).split(INT8_HOW)[0] + _int8_how(quant)
     updated = bundle.model_copy(update={
         "metrics": bundle.metrics | m8,
         "training": bundle.training | {"how": how, "quantize_command": command},

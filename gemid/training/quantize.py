@@ -84,6 +84,7 @@ def quantize_int8(fp32_path: Path | str, out_path: Path | str, calib: np.ndarray
     ops = {}
     for n in model.graph.node:
         ops[n.op_type] = ops.get(n.op_type, 0) + 1
-    return {"format": "QDQ", "activations": "uint8", "weights": "int8 per-channel" + (" (7-bit range)" if reduce_range else ""), "calibration": method,
+    weights = "int8 per-channel" + (" (7-bit range)" if reduce_range else "")
+    return {"format": "QDQ", "activations": "uint8", "weights": weights, "calibration": method,
             "calibration_images": int(len(calib)), "quantize_linear": ops.get("QuantizeLinear", 0),
             "dequantize_linear": ops.get("DequantizeLinear", 0)}
