@@ -118,6 +118,33 @@ def test_information_gain_bounds():
     assert information_gain(prior, disjoint) == pytest.approx(1.0, abs=1e-9)
 
 
+def test_all_tests_scored_at_once_match_one_by_one():
+    """`recommend` scores every test in one pass over the hypotheses' concatenated outcomes and every pair's
+    overlap in one array op; both must be what `information_gain` and a pairwise min-sum give test by test."""
+    from gemid.vision.gemdata.instruments import TESTS
+    from gemid.vision.gemdata.table import default_table
+    from gemid.vision.guidance import _gains, _hypotheses, _overlaps
+
+    table = default_table()
+    labels = [lab for lab in table.labels if table.rows_for(lab)]
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        picked = rng.choice(len(labels), size=int(rng.integers(1, 7)), replace=False)
+        probs = rng.dirichlet(np.ones(len(picked)))
+        hyps = _hypotheses(considered_candidates([Candidate(label=labels[i], probability=float(p))
+                                       for i, p in zip(picked, probs, strict=True)]), table)
+        prior = np.array([h.prior for h in hyps])
+        gains = _gains(prior, np.stack([h.all_outcomes() for h in hyps]))
+        assert set(gains) == set(TESTS)
+        for test in TESTS:
+            dists = np.stack([h.distribution(test) for h in hyps])
+            assert gains[test] == pytest.approx(information_gain(prior, dists), rel=1e-12, abs=1e-15)
+            overlap = _overlaps(hyps, test)
+            for a in hyps:
+                for b in hyps:
+                    assert overlap[a.key, b.key] == float(np.minimum(a.distribution(test), b.distribution(test)).sum())
+
+
 def test_a_test_that_only_splits_imitations_is_not_offered_when_candidates_differ():
     # turquoise, chrysocolla and lapis are all aggregates: birefringence is "not measurable" for each
     result = recommend(_c(Turquoise=0.5, Chrysocolla=0.3, Lapis_Lazuli=0.2))

@@ -84,6 +84,11 @@ class Material:
     source: str
     note: str
 
+    def __hash__(self) -> int:
+        # by name, not by all 19 fields and their spans: the guidance's caches are keyed on rows, and
+        # hashing every field cost more than the rest of a recommendation. Equal rows share a name.
+        return hash(self.name)
+
     @property
     def aggregate(self) -> bool:
         """Usually an aggregate: read as a spot RI on a curved surface, no birefringence."""
