@@ -55,36 +55,38 @@ class RevisionsResponse(BaseModel):
 
 
 # --- dependencies (everything lives on app.state, set by the app factory and its lifespan) -------------
+# async although they only read an attribute: FastAPI runs a plain `def` dependency in its thread pool, and
+# /v1/identify's six thread round trips cost the server process more CPU than its own code did
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> ReportStore:
+async def get_store(request: Request) -> ReportStore:
     return request.app.state.store
 
 
-def get_images(request: Request) -> ImageStore:
+async def get_images(request: Request) -> ImageStore:
     return request.app.state.images
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
 
-def get_limiter(request: Request) -> CapacityLimiter:
+async def get_limiter(request: Request) -> CapacityLimiter:
     return request.app.state.limiter
 
 
-def get_analysis(request: Request) -> Analysis:
+async def get_analysis(request: Request) -> Analysis:
     analysis = request.app.state.analysis
     if analysis is None:
         raise ApiError(503, "model_not_loaded", "the model is not loaded yet; try again in a moment")
     return analysis
 
 
-def get_identifier(request: Request) -> Identifier:
+async def get_identifier(request: Request) -> Identifier:
     identifier = request.app.state.identifier
     if identifier is None:
         raise ApiError(503, "model_not_loaded", "the model is not loaded yet; try again in a moment")
