@@ -3,10 +3,12 @@
     python -m bench.bench_runtime                          # shipped bundle, a rendered 1024 px JPEG, 2 threads
     python -m bench.bench_runtime --photo stone.jpg --repeats 50 --threads 2 --json runtime.json
     python -m bench.bench_runtime --checkpoint runs/gems68-lite0/best.pt   # PyTorch eager on the trained weights
+    python -m bench.bench_runtime --threads 1 --size 512   # one analysis worker of bench_service, per photo
 
 Prints
 - per-stage latency, p50 and p95 in milliseconds: decode, segment, quality, crop + preprocess, species
-  (ONNX Runtime fp32 and int8, batch 1), stone area (shared by the graders), colour, clarity, test guidance, and the whole `Identifier.identify`;
+  (ONNX Runtime fp32 and int8, batch 1), stone area (shared by the graders), colour, clarity, test guidance, the whole `Identifier.identify` (fp32, graded) and the
+  service's default screen (int8, `grade=False`);
 - the model alone at batch 1 and 8 on ONNX Runtime fp32, ONNX Runtime int8 and PyTorch eager (only when
   torch and `gemid.training` import), as ms per image and as ratios to PyTorch eager and to ORT fp32.
 
@@ -79,9 +81,11 @@ def stage_latency(bundle_dir: Path, data: bytes, threads: int, repeats: int) -> 
         "crop + preprocess": timed(lambda: ident.classifier.preprocess(ident.classifier.crop(img.rgb, seg)), repeats),
         "species (ORT fp32)": timed(lambda: ident.classifier.predict([crop]), repeats),
     }
+    screen: Identifier | None = None
     if "int8" in ident.bundle.files:
         q = SpeciesClassifier(ident.bundle, variant="int8", threads=threads)
         out["species (ORT int8)"] = timed(lambda: q.predict([crop]), repeats)
+        screen = Identifier(bundle_dir, variant="int8", threads=threads)
     report = ident.identify(data)
     top1 = report.species.top[0].label
     area = locate(img.rgb, seg)  # found once per photo and shared by both graders, as identify does
@@ -101,6 +105,8 @@ def stage_latency(bundle_dir: Path, data: bytes, threads: int, repeats: int) -> 
             continue
         out[name] = timed(lambda fn=fn, fargs=fargs, kw=kw: fn(*fargs, **kw), repeats)
     out["identify (whole, fp32)"] = timed(lambda: ident.identify(data), repeats)
+    if screen is not None:  # what the service's default screen (grade=false, int8) asks of a worker
+        out["identify (screen, int8)"] = timed(lambda: screen.identify(data, grade=False), repeats)
     return out
 
 
@@ -167,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=DEFAULT_BUNDLE_DIR, help="bundle directory")
     p.add_argument("--photo", type=Path, help="photo to time (default: a rendered 1024 px JPEG)")
-    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime / PyTorch threads")
+    p.add_argument("--size", type=int, default=1024,
+                   help="side of the rendered photo (512 with --threads 1: what one analysis worker of "
+                        "bench_service spends per photo)")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime, OpenCV and PyTorch threads")
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint for the eager comparison")
     p.add_argument("--json", type=Path, help="also write the figures here")
@@ -176,13 +185,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no model bundle at {args.model}: run `gemid export` or pass --model DIR", file=sys.stderr)
         return 2
 
-    data = args.photo.read_bytes() if args.photo else default_photo()
+    data = args.photo.read_bytes() if args.photo else default_photo(args.size)
     from gemid.vision.decode import decode
 
     img = decode(data)
     print(f"photo: {args.photo or 'rendered stone'} {img.width}×{img.height} {img.format} {img.bytes / 1e3:.0f} kB; "
           f"model: {args.model}; threads {args.threads}; {args.repeats} repeats; {os.cpu_count()} CPUs visible; "
           f"load average {os.getloadavg()[0]:.1f} (other load inflates p95, and PyTorch's OpenMP most of all)")
+    import cv2
+
+    cv2.setNumThreads(args.threads)  # as the service pins each analysis (gemid.serve.analysis.load_identifier)
     stages = stage_latency(args.model, data, args.threads, args.repeats)
     print(f"\n{'stage':<26}{'p50 ms':>10}{'p95 ms':>10}")
     for name, t in stages.items():
