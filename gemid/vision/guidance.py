@@ -160,8 +160,8 @@ def information_gain(prior: np.ndarray, dists: np.ndarray) -> float:
 
 
 def _gains(prior: np.ndarray, outcomes: np.ndarray) -> dict[str, float]:
-    """`information_gain` of every test at once, from the hypotheses' `all_outcomes` rows: the same sums
-    (to the last bits of their order), a third of the time of scoring the tests one by one."""
+    """`information_gain` of every test at once, from the hypotheses' `all_outcomes` rows: the same sums up
+    to rounding (added in another order), in one numpy pass instead of one per test."""
     prior = prior / prior.sum()
     p_out = prior @ outcomes
     ratio = np.divide(outcomes, np.where(p_out > 0, p_out, 1.0), out=np.ones_like(outcomes), where=outcomes > 0)
