@@ -134,7 +134,7 @@ def test_all_tests_scored_at_once_match_one_by_one():
         hyps = _hypotheses(considered_candidates([Candidate(label=labels[i], probability=float(p))
                                        for i, p in zip(picked, probs, strict=True)]), table)
         prior = np.array([h.prior for h in hyps])
-        gains = _gains(prior, np.stack([h.all_outcomes() for h in hyps]))
+        gains = _gains(prior, np.stack([h.outcomes for h in hyps]))
         assert set(gains) == set(TESTS)
         for test in TESTS:
             dists = np.stack([h.distribution(test) for h in hyps])

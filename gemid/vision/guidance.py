@@ -11,8 +11,8 @@ even a confident photo gets the test that would expose an imitation.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -46,21 +46,18 @@ class _Hypothesis:
     rows: dict[str, tuple[Material, ...]]
     lookalike: bool = False
     name: str = ""
-    outcomes: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def prior(self) -> float:
         return sum(self.weights.values())
 
-    def all_outcomes(self) -> np.ndarray:
+    @cached_property
+    def outcomes(self) -> np.ndarray:
         """Every test's outcome distribution end to end (`_spans` says where each test's is)."""
-        if self.outcomes is None:
-            total = self.prior
-            self.outcomes = sum(w * _outcomes(self.rows[lab]) for lab, w in self.weights.items()) / total
-        return self.outcomes
+        return sum(w * _outcomes(self.rows[lab]) for lab, w in self.weights.items()) / self.prior
 
     def distribution(self, test: str) -> np.ndarray:
-        return self.all_outcomes()[_spans()[test]]
+        return self.outcomes[_spans()[test]]
 
 
 @lru_cache(maxsize=4096)
@@ -149,24 +146,27 @@ def _entropy(p: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def information_gain(prior: np.ndarray, dists: np.ndarray) -> float:
-    """Mutual information (bits) between the hypothesis and the test's outcome."""
+def _outcome_terms(prior: np.ndarray, dists: np.ndarray) -> np.ndarray:
+    """Each outcome's share of the mutual information between hypothesis and outcome (bits), given the
+    hypotheses' `prior` and their outcome distributions `dists` (one row each)."""
     prior = prior / prior.sum()
     p_out = prior @ dists
     # log2(d / p_out) only where d > 0 (ratio 1 elsewhere, so those terms are 0 * 0): nothing is divided by
     # zero or logged at zero, so no error-state juggling (which cost more than the arithmetic on these sizes)
     ratio = np.divide(dists, np.where(p_out > 0, p_out, 1.0), out=np.ones_like(dists), where=dists > 0)
-    return float(max(0.0, (prior[:, None] * (dists * np.log2(ratio))).sum()))
+    return (prior[:, None] * (dists * np.log2(ratio))).sum(axis=0)
+
+
+def information_gain(prior: np.ndarray, dists: np.ndarray) -> float:
+    """Mutual information (bits) between the hypothesis and the test's outcome."""
+    return float(max(0.0, _outcome_terms(prior, dists).sum()))
 
 
 def _gains(prior: np.ndarray, outcomes: np.ndarray) -> dict[str, float]:
-    """`information_gain` of every test at once, from the hypotheses' `all_outcomes` rows: the same sums up
-    to rounding (added in another order), in one numpy pass instead of one per test."""
-    prior = prior / prior.sum()
-    p_out = prior @ outcomes
-    ratio = np.divide(outcomes, np.where(p_out > 0, p_out, 1.0), out=np.ones_like(outcomes), where=outcomes > 0)
-    per_outcome = (prior[:, None] * (outcomes * np.log2(ratio))).sum(axis=0)
-    return {test: max(0.0, float(per_outcome[span].sum())) for test, span in _spans().items()}
+    """`information_gain` of every test at once, from the hypotheses' `outcomes` rows: one numpy pass
+    instead of one per test."""
+    terms = _outcome_terms(prior, outcomes)
+    return {test: max(0.0, float(terms[span].sum())) for test, span in _spans().items()}
 
 
 def _overlaps(hyps: list[_Hypothesis], test: str) -> dict[tuple[str, str], float]:
@@ -313,7 +313,7 @@ def recommend(
     h_prior = _entropy(prior / prior.sum())
     own = [i for i, h in enumerate(hyps) if not h.lookalike]
     h_own = _entropy(prior[own] / prior[own].sum())
-    outcomes = np.stack([h.all_outcomes() for h in hyps])
+    outcomes = np.stack([h.outcomes for h in hyps])
     gains = _gains(prior, outcomes)
     own_gains = _gains(prior[own], outcomes[own]) if len(own) > 1 else {}
     scored: list[tuple[float, int, float, float, str]] = []
