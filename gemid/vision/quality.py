@@ -14,7 +14,7 @@ import numpy as np
 
 from gemid.vision.report import Quality, QualityWarning, StoneRegion
 from gemid.vision.resample import shrink_to
-from gemid.vision.segment import Segmentation, border_pixels, crop_square, cv2_lab, square_box
+from gemid.vision.segment import Segmentation, border_pixels, crop_square, cv2_lab, ranked_u8, square_box
 
 # The stone must cover at least this much of the frame: below it the model's 224 px crop of a phone photo
 # is mostly upsampled noise and the background's colour dominates white balance.
@@ -107,12 +107,11 @@ def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> Quality
 def percentile_u8(a: np.ndarray, q: float) -> float:
     """`np.percentile(a, q)` (linear interpolation) of uint8 data from its histogram: the same value (to the
     last bit of the interpolation), ~10x faster."""
-    counts = np.bincount(a.ravel(), minlength=256)
-    cum = np.cumsum(counts)
-    pos = (cum[-1] - 1) * q / 100.0
+    pos = (a.size - 1) * q / 100.0
     lo, frac = int(pos), pos - int(pos)
-    v_lo = int(np.searchsorted(cum, lo, side="right"))  # value of the lo-th smallest element (0-based)
-    v_hi = int(np.searchsorted(cum, lo + 1, side="right")) if frac > 0 else v_lo
+    if frac == 0:
+        return float(ranked_u8(a, [lo])[0])
+    v_lo, v_hi = (int(v) for v in ranked_u8(a, [lo, lo + 1]))
     return float(v_lo + (v_hi - v_lo) * frac)
 
 

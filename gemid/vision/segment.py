@@ -41,17 +41,19 @@ def _scaled_lab(lab8: np.ndarray) -> np.ndarray:
     return lab
 
 
+def ranked_u8(a: np.ndarray, ranks: list[int]) -> np.ndarray:
+    """The values of uint8 data `a` at 0-based `ranks` in ascending order (rank k: the (k+1)-th smallest),
+    read off its 256-bin histogram instead of sorting or partitioning the data."""
+    return np.searchsorted(np.cumsum(np.bincount(a.ravel(), minlength=256)), ranks, side="right").astype(np.uint8)
+
+
 def _median_lab(lab8: np.ndarray) -> np.ndarray:
-    """`np.median(_scaled_lab(lab8), axis=0)` for (n, 3) 8-bit Lab, bit for bit, found from each channel's
-    histogram (the middle one or two values, then the very same float32 mean) instead of partitioning
-    n floats: 0.1 ms instead of 0.7 ms for the 18,432 border pixels of a 384 px copy."""
+    """`np.median(_scaled_lab(lab8), axis=0)` for (n, 3) 8-bit Lab, bit for bit: the middle one or two values
+    of each channel (`ranked_u8`), then the very same float32 mean, instead of partitioning n floats: 0.1 ms
+    instead of 0.7 ms for the 18,432 border pixels of a 384 px copy."""
     n = len(lab8)
-    middle = np.empty((2 if n % 2 == 0 else 1, 3), np.uint8)
-    for c in range(3):
-        cum = np.cumsum(np.bincount(lab8[:, c], minlength=256))
-        middle[0, c] = np.searchsorted(cum, (n - 1) // 2, side="right")  # value of the ((n-1)//2)-th smallest
-        if n % 2 == 0:
-            middle[1, c] = np.searchsorted(cum, n // 2, side="right")
+    ranks = [(n - 1) // 2, n // 2] if n % 2 == 0 else [(n - 1) // 2]
+    middle = np.stack([ranked_u8(lab8[:, c], ranks) for c in range(3)], axis=1)
     return np.median(_scaled_lab(middle), axis=0)
 
 
