@@ -79,18 +79,19 @@ async def get_limiter(request: Request) -> CapacityLimiter:
     return request.app.state.limiter
 
 
-async def get_analysis(request: Request) -> Analysis:
-    analysis = request.app.state.analysis
-    if analysis is None:
+def _loaded(thing: Any) -> Any:
+    """What start-up sets once the model is loaded; None before that (or after shutdown) is a 503."""
+    if thing is None:
         raise ApiError(503, "model_not_loaded", "the model is not loaded yet; try again in a moment")
-    return analysis
+    return thing
+
+
+async def get_analysis(request: Request) -> Analysis:
+    return _loaded(request.app.state.analysis)
 
 
 async def get_identifier(request: Request) -> Identifier:
-    identifier = request.app.state.identifier
-    if identifier is None:
-        raise ApiError(503, "model_not_loaded", "the model is not loaded yet; try again in a moment")
-    return identifier
+    return _loaded(request.app.state.identifier)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
