@@ -119,6 +119,18 @@ def test_threads_are_configurable(bundle_dir):
     assert c.session.get_providers() == ["CPUExecutionProvider"]
 
 
+def test_without_a_session_it_crops_and_decides_but_does_not_classify(bundle_dir, clf):
+    bare = SpeciesClassifier(load_bundle(bundle_dir), session=False)
+    assert bare.session is None and bare.labels == clf.labels and bare.model_info == clf.model_info
+    rgb = draw_stone(STONE_COLOURS["Ruby"], seed=5)
+    crop = crop_of(bare, rgb)
+    assert np.array_equal(crop, crop_of(clf, rgb)) and np.array_equal(bare.preprocess(crop), clf.preprocess(crop))
+    (pred,) = clf.predict([crop])
+    assert bare.result(pred) == clf.result(pred)  # decisions need only the bundle
+    with pytest.raises(RuntimeError, match="without its model session"):
+        bare.predict([crop])
+
+
 def test_int8_variant_agrees_with_fp32(bundle_dir, clf):
     q = SpeciesClassifier(load_bundle(bundle_dir), variant="int8")
     assert q.model_info.variant == "int8" and q.model_info.sha256 != clf.model_info.sha256

@@ -30,6 +30,7 @@ def test_worker_processes_answer_as_the_runtime_and_survive_losing_their_workers
         assert isinstance(analysis, ProcessAnalysis)
         before = analysis.pids()
         assert len(before) == settings.inference_concurrency == 2 and os.getpid() not in before
+        assert c.app.state.identifier.classifier.session is None  # only the workers hold the model
 
         r = c.post("/v1/identify", files=[upload("ruby.png", ruby, "image/png")])
         assert r.status_code == 200, r.text
@@ -38,6 +39,10 @@ def test_worker_processes_answer_as_the_runtime_and_survive_losing_their_workers
         assert [(t["label"], t["probability"]) for t in report["species"]["top"]] == \
                [(t.label, t.probability) for t in direct.species.top]
         assert report["species"]["decision"] == direct.species.decision == "identified"
+        # re-ranking with readings runs in the server process, which needs the bundle but no model session
+        r = c.post(f"/v1/reports/{report['report_id']}/readings", json={"ri": 1.765, "sg": 4.0})
+        assert r.status_code == 201, r.text
+        assert r.json()["revision"] == 2 and r.json()["tests"]["reranking"]["combined"][0]["label"] == "Ruby"
 
         for pid in before:  # both workers die between two requests (killed, out of memory, a crash)
             os.kill(pid, signal.SIGKILL)
@@ -46,7 +51,7 @@ def test_worker_processes_answer_as_the_runtime_and_survive_losing_their_workers
         assert r.json()["reports"][0]["species"]["top"][0]["label"] == "Emerald"
         after = analysis.pids()
         assert len(after) == 2 and not set(after) & set(before)
-    assert stored(settings) == (2, 2, 2)
+    assert stored(settings) == (2, 3, 2)
 
 
 def test_threads_serve_an_app_given_a_loaded_model_or_asked_for_them(tmp_path, tiny_bundle, identifier):
@@ -55,6 +60,7 @@ def test_threads_serve_an_app_given_a_loaded_model_or_asked_for_them(tmp_path, t
     settings = make_settings(tmp_path / "b", tiny_bundle, analysis="threads")
     with TestClient(create_app(settings)) as c:
         assert isinstance(c.app.state.analysis, ThreadAnalysis)
+        assert c.app.state.identifier.classifier.session is not None
         r = c.post("/v1/identify", files=[upload("ruby.png", stone("Ruby"), "image/png")])
         assert r.status_code == 200 and r.json()["reports"][0]["species"]["top"][0]["label"] == "Ruby"
 

@@ -73,8 +73,9 @@ def _refused(filename: str | None, code: str, message: str, status: int, seconds
     return Outcome(FileError(file=filename, error=ErrorInfo(code=code, message=message)), status, seconds)
 
 
-def load_identifier(settings: Settings) -> Identifier:
-    """The model as `settings` describe it, loaded in this process (the server's, or an analysis worker's)."""
+def load_identifier(settings: Settings, *, load_model: bool = True) -> Identifier:
+    """The model as `settings` describe it, loaded in this process (an analysis worker's, or the server's; the
+    server needs no ONNX session of its own when workers analyse: load_model=False)."""
     import cv2
 
     from gemid.vision.pipeline import Identifier
@@ -83,7 +84,7 @@ def load_identifier(settings: Settings) -> Identifier:
     # oversubscribe the cores (measured: 2 workers x 2 photos x OpenCV threads tripled the analysis time)
     cv2.setNumThreads(settings.threads_per_photo)
     return Identifier(settings.model_dir, variant=settings.model_variant, threads=settings.threads_per_photo,
-                      max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
+                      max_bytes=settings.max_bytes, max_pixels=settings.max_pixels, load_model=load_model)
 
 
 def analyse(identifier: Identifier, data: bytes, filename: str | None, reference: str | None,
@@ -170,6 +171,7 @@ class ProcessAnalysis:
         self._target = target
         self._pool = self._new_pool()
         self._replacing = asyncio.Lock()
+        self._pids: list[int] = []
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, never fork: a forked copy of a process running threads (ONNX Runtime, the event loop) can hang
@@ -187,10 +189,11 @@ class ProcessAnalysis:
                                    f"in {WARM_UP_SECONDS:.0f} s")
             calls = [asyncio.wrap_future(self._pool.submit(_worker_pid, 0.05)) for _ in range(self.processes)]
             seen.update(await asyncio.gather(*calls))
+        self._pids = sorted(seen)  # a pool never replaces a worker by itself: a lost one breaks it (see _replace)
 
     def pids(self) -> list[int]:
-        """The worker processes' ids (for diagnostics and tests)."""
-        return [p.pid for p in (self._pool._processes or {}).values() if p.pid is not None]
+        """The worker processes' ids, as they answered at start (for diagnostics and tests)."""
+        return list(self._pids)
 
     async def identify(self, data: bytes, *, filename: str | None, reference: str | None,
                        readings: Readings | None, grade: bool) -> Outcome:

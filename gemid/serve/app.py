@@ -9,6 +9,7 @@ A missing or altered model bundle stops start-up with a clear message rather tha
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -99,8 +100,11 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
         store = await to_thread.run_sync(ReportStore.open, settings.database_url)
         analysis: Analysis | None = None
         try:
-            loaded = identifier or await to_thread.run_sync(load_identifier, settings)
-            if identifier is not None or settings.analysis == "threads":
+            in_threads = identifier is not None or settings.analysis == "threads"
+            # with worker processes the server only reads the bundle and re-ranks: no model session of its own
+            loaded = identifier or await to_thread.run_sync(
+                functools.partial(load_identifier, settings, load_model=in_threads))
+            if in_threads:
                 analysis = ThreadAnalysis(loaded, app.state.limiter)
             else:
                 analysis = ProcessAnalysis(settings, settings.inference_concurrency)

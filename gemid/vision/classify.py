@@ -81,12 +81,24 @@ class Prediction:
 class SpeciesClassifier:
     """The bundle's ONNX model behind one shared session; `predict` takes stone crops, batched."""
 
-    def __init__(self, bundle: Bundle, variant: str = "fp32", threads: int | None = None) -> None:
-        import onnxruntime as ort
-
+    def __init__(self, bundle: Bundle, variant: str = "fp32", threads: int | None = None, *,
+                 session: bool = True) -> None:
+        """session=False: everything but `run`/`predict` (labels, crops, decisions) without loading the model,
+        for a process that never classifies (a service's server process, whose workers do)."""
         self.bundle = bundle
         self.variant = variant
-        path = bundle.onnx_path(variant)
+        self.session: Any = None
+        self._mean = np.array(bundle.input.mean, np.float32)
+        self._std = np.array(bundle.input.std, np.float32)
+        levels = np.arange(256, dtype=np.uint8)[:, None].astype(np.float32)
+        self._lut = np.ascontiguousarray(((levels * (1.0 / 255.0) - self._mean) / self._std).T)  # (3, 256)
+        if session:
+            self._open(threads)
+
+    def _open(self, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        path = self.bundle.onnx_path(self.variant)
         try:
             self.session = ort.InferenceSession(os.fspath(path), session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -100,14 +112,10 @@ class SpeciesClassifier:
         self._max_batch = 1 if batch_dim == 1 else MAX_BATCH
         outs = [o.name for o in self.session.get_outputs()]
         self._logits = "logits" if "logits" in outs else outs[0]
-        self._heads = [name for name in bundle.heads if name in outs]
-        self._mean = np.array(bundle.input.mean, np.float32)
-        self._std = np.array(bundle.input.std, np.float32)
-        levels = np.arange(256, dtype=np.uint8)[:, None].astype(np.float32)
-        self._lut = np.ascontiguousarray(((levels * (1.0 / 255.0) - self._mean) / self._std).T)  # (3, 256)
+        self._heads = [name for name in self.bundle.heads if name in outs]
         n_out = self.session.get_outputs()[outs.index(self._logits)].shape[-1]
-        if isinstance(n_out, int) and n_out != len(bundle.labels):
-            raise ModelError(f"{path.name} outputs {n_out} classes but the bundle lists {len(bundle.labels)} labels")
+        if isinstance(n_out, int) and n_out != len(self.bundle.labels):
+            raise ModelError(f"{path.name} outputs {n_out} classes but the bundle lists {len(self.bundle.labels)} labels")
 
     @property
     def labels(self) -> list[str]:
@@ -140,6 +148,8 @@ class SpeciesClassifier:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Raw logits (N, C) and head outputs for a preprocessed batch (N, 3, S, S)."""
+        if self.session is None:
+            raise RuntimeError("this classifier was built without its model session (session=False)")
         logits, heads = [], {h: [] for h in self._heads}
         names = [self._logits, *self._heads]
         for i in range(0, len(batch), self._max_batch):

@@ -73,9 +73,12 @@ class Identifier:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         top_k: int = MIN_TOP_K,
+        load_model: bool = True,
     ) -> None:
+        """load_model=False: the bundle (verified), labels, decisions and re-ranking without an ONNX session,
+        for a process that never identifies a photo itself (the service's server, when workers analyse)."""
         self.bundle: Bundle = load_bundle(bundle_dir)
-        self.classifier = SpeciesClassifier(self.bundle, variant=variant, threads=threads)
+        self.classifier = SpeciesClassifier(self.bundle, variant=variant, threads=threads, session=load_model)
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.top_k = max(MIN_TOP_K, top_k)
