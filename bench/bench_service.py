@@ -8,7 +8,8 @@ Each level sends a bounded number of requests (stopping early at the time limit)
 photo (gemid.datasets.synth, JPEG) to POST /v1/identify; every request is a full identification that is
 stored (SQLite + photo store in a temp directory). Prints identifications/s, p50/p99 latency and the
 failed count per level, the CPU the server (with its analysis workers) spent per request and the share of
-the machine left idle (Linux), plus the server's own mean analysis time per photo from /metrics.
+the machine left idle (Linux), the server's own mean analysis time per photo from /metrics, and the peak
+memory of the server and of each analysis worker (Linux).
 Targets (issue 3): p99 < 250 ms at 16 clients, >= 50 identifications/s, 0 failures.
 Only loopback traffic; the server and the clients share this machine's cores.
 """
@@ -190,30 +191,54 @@ def server_inference_totals(base: str) -> tuple[float, float]:
     return (float(s.group(1)), float(n.group(1))) if s and n else (0.0, 0.0)
 
 
-def tree_cpu_seconds(pid: int) -> tuple[float, float] | None:
-    """CPU seconds (user + system) used so far by a process and by all its descendants: the server and its
-    analysis workers. Linux /proc only (None elsewhere); a worker that already exited is not counted."""
-    procfs = Path("/proc")
-    if not (procfs / str(pid) / "stat").is_file():
-        return None
+def _processes() -> dict[int, tuple[int, float]]:
+    """Every process on the machine: pid -> (parent pid, CPU seconds used so far). Linux /proc only."""
     tick = os.sysconf("SC_CLK_TCK")
-    parent: dict[int, int] = {}
-    used: dict[int, float] = {}
-    for d in procfs.iterdir():
+    table: dict[int, tuple[int, float]] = {}
+    for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
             fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # exited meanwhile
             continue
-        parent[int(d.name)] = int(fields[1])
-        used[int(d.name)] = (int(fields[11]) + int(fields[12])) / tick
-    tree, frontier = {pid}, [pid]
+        table[int(d.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
+def _descendants(table: dict[int, tuple[int, float]], pid: int) -> set[int]:
+    tree, frontier = {pid}, {pid}
     while frontier:
-        kids = [c for c, p in parent.items() if p in frontier and c not in tree]
-        tree.update(kids)
-        frontier = kids
-    return used.get(pid, 0.0), sum(used.get(p, 0.0) for p in tree if p != pid)
+        frontier = {c for c, (p, _) in table.items() if p in frontier and c not in tree}
+        tree |= frontier
+    return tree - {pid}
+
+
+def tree_cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """CPU seconds (user + system) used so far by a process and by all its descendants: the server and its
+    analysis workers. Linux /proc only (None elsewhere); a worker that already exited is not counted."""
+    if not Path(f"/proc/{pid}/stat").is_file():
+        return None
+    table = _processes()
+    return table.get(pid, (0, 0.0))[1], sum(table[c][1] for c in _descendants(table, pid))
+
+
+def tree_peak_memory_mb(pid: int) -> tuple[float, list[float]] | None:
+    """Peak resident memory (VmHWM, MB) of a process and of each of its descendants, largest first: the
+    server and its analysis workers (and multiprocessing's small resource tracker). Linux /proc only."""
+    def peak(p: int) -> float | None:
+        try:
+            text = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            return None
+        m = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+        return int(m.group(1)) / 1024 if m else None
+
+    own = peak(pid) if Path(f"/proc/{pid}/status").is_file() else None
+    if own is None:
+        return None
+    kids = [k for k in (peak(c) for c in _descendants(_processes(), pid)) if k is not None]
+    return own, sorted(kids, reverse=True)
 
 
 def cpu_idle() -> tuple[int, int] | None:
@@ -288,6 +313,10 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
                       f">= 50 ident/s {'met' if verdict[1] else 'MISSED'}; "
                       f"0 failures {'met' if verdict[2] else 'MISSED'}")
                 results[mode] = levels
+            memory = tree_peak_memory_mb(proc.pid)
+            if memory is not None:
+                print(f"\npeak memory (RSS): server process {memory[0]:.0f} MB; its children (analysis workers, "
+                      f"resource tracker) {', '.join(f'{m:.0f}' for m in memory[1])} MB")
             return results
         finally:
             proc.send_signal(signal.SIGINT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import signal
 import sys
 from pathlib import Path
@@ -36,14 +37,14 @@ def server(bench, tmp_path_factory):
     proc = bench.start_server(port, tmp / "data", DEFAULT_BUNDLE_DIR, "int8", 1)
     try:
         bench.wait_ready(proc, base)
-        yield base, tmp / "data"
+        yield base, tmp / "data", proc.pid
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
 
 
 def test_every_identification_is_counted_and_stored(bench, server):
-    base, data_dir = server
+    base, data_dir, _ = server
     photos = bench.photos(256, 5)
     level = asyncio.run(bench.run_level(base, photos, 2, 7, 60.0, grade=False))
     assert (level.sent, level.failed, len(level.latencies_ms)) == (7, 0, 7)
@@ -53,7 +54,7 @@ def test_every_identification_is_counted_and_stored(bench, server):
 
 
 def test_refusals_count_as_failures(bench, server):
-    base, _ = server
+    base, _, _ = server
     not_a_photo = b"%PDF-1.4 this is no photo" * 10
     level = asyncio.run(bench.run_level(base, [not_a_photo], 2, 4, 60.0, grade=False))
     assert (level.sent, level.failed) == (4, 4)
@@ -66,3 +67,14 @@ def test_the_request_is_a_valid_multipart_upload(bench):
     length = int(next(ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")).split(b":")[1])
     assert length == len(body)
     assert b'name="images"; filename="stone.jpg"' in body and b"\xff\xd8JPEG" in body
+
+
+def test_peak_memory_of_the_server_and_of_each_worker(bench, server):
+    _, _, pid = server
+    own, kids = bench.tree_peak_memory_mb(pid)
+    # the server process imports the app and reads the bundle; each analysis worker (one per core) also holds
+    # an ONNX Runtime session of the int8 model; the resource tracker is a bare interpreter
+    workers = max(1, os.cpu_count() or 1)
+    assert own > 50
+    assert len(kids) == workers + 1 and all(k > 50 for k in kids[:workers]) and kids[-1] < kids[workers - 1]
+    assert bench.tree_peak_memory_mb(2**22 + 12345) is None  # no such process
