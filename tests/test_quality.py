@@ -8,7 +8,7 @@ from bundle_fixture import STONE_COLOURS, draw_stone
 
 from gemid.vision import quality
 from gemid.vision.quality import assess, measure, percentile_u8, too_poor_to_judge
-from gemid.vision.segment import Segmentation, segment
+from gemid.vision.segment import Segmentation, row_norm, segment
 
 synth = pytest.importorskip("gemid.datasets.synth", reason="the synthetic stone renderer is not installed")
 
@@ -142,6 +142,17 @@ def test_frame_percentile_from_the_histogram_is_numpys():
         for q in (0, 5, 50, 95, 99.5, 100):
             assert percentile_u8(a, q) == pytest.approx(float(np.percentile(a, q)), abs=1e-9)
             assert percentile_u8(coarse, q) == pytest.approx(float(np.percentile(coarse, q)), abs=1e-9)
+
+
+def test_row_norm_is_numpys_norm_bit_for_bit():
+    # the plain-border share and segmentation's border distances compare these to thresholds: a last-bit
+    # difference could flip a pixel, so the fast form must be the very same numbers
+    rng = np.random.default_rng(5)
+    for scale in (1e-3, 1.0, 10.0, 150.0):
+        d = (rng.normal(size=(20_000, 3)) * scale).astype(np.float32)
+        fast = row_norm(d)
+        assert fast.dtype == np.float32 and np.array_equal(fast, np.linalg.norm(d, axis=-1))
+    assert row_norm(np.zeros((0, 3), np.float32)).shape == (0,)
 
 
 def test_exposure_fractions_count_the_stone_pixels_only():

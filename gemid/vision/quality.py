@@ -14,7 +14,15 @@ import numpy as np
 
 from gemid.vision.report import Quality, QualityWarning, StoneRegion
 from gemid.vision.resample import shrink_to
-from gemid.vision.segment import Segmentation, border_pixels, crop_square, cv2_lab, ranked_u8, square_box
+from gemid.vision.segment import (
+    Segmentation,
+    border_pixels,
+    crop_square,
+    cv2_lab,
+    ranked_u8,
+    row_norm,
+    square_box,
+)
 
 # The stone must cover at least this much of the frame: below it the model's 224 px crop of a phone photo
 # is mostly upsampled noise and the background's colour dominates white balance.
@@ -125,7 +133,7 @@ def plain_border(rgb: np.ndarray, background_lab: tuple[float, float, float]) ->
     small = cv2.GaussianBlur(_thumb(rgb), (3, 3), 0)
     bw = max(2, round(0.03 * min(small.shape[:2])))
     lab = cv2_lab(border_pixels(small, bw)[None])[0]  # the Lab segmentation reports background_lab in
-    return float(np.mean(np.linalg.norm(lab - np.asarray(background_lab, np.float32), axis=-1) < PLAIN_DELTA_E))
+    return float(np.mean(row_norm(lab - np.asarray(background_lab, np.float32)) < PLAIN_DELTA_E))
 
 
 def _crop_mask(mask: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:

@@ -70,6 +70,13 @@ def _lab8_distance(lab8: np.ndarray, ref_lab: np.ndarray | tuple[float, float, f
     return cv2.sqrt(cv2.transform(cv2.multiply(d, d), np.ones((1, 3), np.float32)))
 
 
+def row_norm(d: np.ndarray) -> np.ndarray:
+    """`np.linalg.norm(d, axis=-1)` for (n, 3) rows, bit for bit (the same squares, summed in the same order),
+    ~3x faster: numpy reduces slowly over a 3-long axis."""
+    d2 = np.square(d)
+    return np.sqrt(d2[:, 0] + d2[:, 1] + d2[:, 2])
+
+
 def border_pixels(a: np.ndarray, width: int) -> np.ndarray:
     """The pixels of the image's border strip `width` wide, as rows (n, channels)."""
     return np.concatenate(
@@ -115,8 +122,7 @@ def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
     border = _scaled_lab(border8)
     bg = _median_lab(border8)
     dist = _lab8_distance(lab8, bg)
-    d2 = np.square(border - bg)
-    border_dist = np.sqrt(d2[:, 0] + d2[:, 1] + d2[:, 2])  # = np.linalg.norm(axis=-1), bit for bit, 3x faster
+    border_dist = row_norm(border - bg)
     # Floor: what the background itself varies by (gradients, noise, JPEG), with a minimum of 8 dE.
     floor = max(8.0, float(np.percentile(border_dist, 95)) * 1.5)
     thr, border_is_bg, keep = _foreground(dist, border_dist, floor)
