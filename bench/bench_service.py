@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,10 +108,10 @@ def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 120.0) -> dic
         if proc.poll() is not None:
             raise SystemExit(f"the server exited ({proc.returncode}):\n{proc.stdout.read() if proc.stdout else ''}")
         try:
-            r = httpx.get(f"{base}/readyz", timeout=2)
+            r = httpx2.get(f"{base}/readyz", timeout=2)
             if r.status_code == 200:
                 return r.json()
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.25)
     raise SystemExit("the server did not become ready in time")
@@ -185,7 +185,7 @@ async def run_level(base: str, data: list[bytes], clients: int, requests: int, s
 
 def server_inference_totals(base: str) -> tuple[float, float]:
     """(seconds, count) of the server's analysis time so far, from /metrics."""
-    text = httpx.get(f"{base}/metrics", timeout=10).text
+    text = httpx2.get(f"{base}/metrics", timeout=10).text
     s = re.search(r"^gemid_inference_seconds_sum (\S+)$", text, re.M)
     n = re.search(r"^gemid_inference_seconds_count (\S+)$", text, re.M)
     return (float(s.group(1)), float(n.group(1))) if s and n else (0.0, 0.0)

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 pytest.register_assert_rewrite("serve_support")
@@ -41,9 +41,9 @@ def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 60.0) -> None
         if proc.poll() is not None:
             raise AssertionError(f"gemid serve exited with {proc.returncode}:\n{proc.stdout.read()}")
         try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+            if httpx2.get(f"{base}/readyz", timeout=2).status_code == 200:
                 return
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.2)
     raise AssertionError("gemid serve did not become ready")
@@ -66,7 +66,7 @@ def test_serve_restart_keeps_reports(tmp_path: Path, tiny_bundle: Path):
     proc = start(tmp_path / "data", tiny_bundle, port)
     try:
         wait_ready(proc, base)
-        r = httpx.post(f"{base}/v1/identify", files=[upload("p.jpg", photo, "image/jpeg")], timeout=30)
+        r = httpx2.post(f"{base}/v1/identify", files=[upload("p.jpg", photo, "image/jpeg")], timeout=30)
         assert r.status_code == 200, r.text
         report = r.json()["reports"][0]
     finally:
@@ -75,8 +75,8 @@ def test_serve_restart_keeps_reports(tmp_path: Path, tiny_bundle: Path):
     proc = start(tmp_path / "data", tiny_bundle, port)
     try:
         wait_ready(proc, base)
-        assert httpx.get(f"{base}/v1/reports/{report['report_id']}").json() == report
-        assert httpx.get(f"{base}/v1/reports/{report['report_id']}/image").content == photo
+        assert httpx2.get(f"{base}/v1/reports/{report['report_id']}").json() == report
+        assert httpx2.get(f"{base}/v1/reports/{report['report_id']}/image").content == photo
     finally:
         stop(proc)
 
