@@ -212,3 +212,26 @@ def test_console_command_end_to_end(bundle, parcel):
     assert "Traceback" not in proc.stderr
     helptext = subprocess.run([sys.executable, "-m", "gemid.cli", "--help"], capture_output=True, text=True).stdout
     assert "identify" in helptext and "models" in helptext
+
+
+def test_a_photo_with_broken_exif_prints_no_library_warning(bundle, tmp_path):
+    """Pillow warns about a corrupt EXIF block with a line naming its own source file; the technician sees the
+    report (the photo as stored), not that line — unless they ask for --debug."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(draw_stone(STONE_COLOURS["Ruby"])).save(buf, "JPEG", quality=95)
+    data = buf.getvalue()
+    app1 = b"\xff\xe1" + struct.pack(">H", 2 + 14) + b"Exif\0\0" + b"II*\0\xff\xff\xff\x7f"  # IFD past the end
+    photo = tmp_path / "exif.jpg"
+    photo.write_bytes(data[:2] + app1 + data[2:])
+    cmd = [sys.executable, "-m", "gemid.cli", "identify", str(photo), "--model", str(bundle), "--json", "--no-grade"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["species"]["top"][0]["label"] == "Ruby"
+    assert proc.stderr == ""
+    debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, timeout=120)
+    assert debug.returncode == 0 and "Corrupt EXIF data" in debug.stderr  # the case this test is about

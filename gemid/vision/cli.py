@@ -160,6 +160,9 @@ def _identify(args: argparse.Namespace) -> int:
         from PIL import Image
 
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        if not args.debug:  # a decoder's own notes ("Corrupt EXIF data" …) name library files, not the photo;
+            # decode already acts on them (a broken EXIF block means "as stored") and reports what matters
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         return _run_identify(args)
 
 
