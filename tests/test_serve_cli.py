@@ -26,8 +26,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(data_dir: Path, bundle: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+def start(data_dir: Path, bundle: Path, port: int, **env_extra: str) -> subprocess.Popen:
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", **env_extra}
     return subprocess.Popen(
         [sys.executable, "-m", "gemid.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
          "--model-dir", str(bundle), "--log-level", "warning"],
@@ -88,6 +88,24 @@ def test_serve_refuses_a_missing_model_with_one_clear_line(tmp_path: Path):
     assert "no model bundle" in out and "Traceback" not in out
 
 
+@pytest.mark.parametrize(("env", "words"), [
+    ({"GEMID_MAX_BYTES": "20MB"}, ["invalid setting GEMID_MAX_BYTES='20MB'", "valid integer"]),
+    # PostgreSQL that does not answer: one line, the URL shown without its password
+    ({"GEMID_DB_URL": "postgresql://desk:s3cret@127.0.0.1:9/gemid"},
+     ["cannot open the database postgresql+psycopg://desk:***@127.0.0.1:9/gemid", "Connection refused"]),
+    ({"GEMID_DB_URL": "mysql+nosuchdriver://desk:s3cret@db/gemid"}, ["cannot open the database", "desk:***@db"]),
+    ({"GEMID_DB_URL": "postgresql+psycopg2://desk:s3cret@db/gemid"},
+     ["its driver (psycopg2) is not installed", "pip install 'gemid[postgres]'"]),
+])
+def test_serve_refuses_a_bad_setup_with_one_clear_line(tmp_path: Path, tiny_bundle: Path, env, words):
+    proc = start(tmp_path / "data", tiny_bundle, free_port(), **env)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert out.startswith("gemid serve: ") and "Traceback" not in out and "s3cret" not in out
+    for w in words:
+        assert w in out, out
+
+
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     from gemid.serve.settings import Settings
 
@@ -101,6 +119,9 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     assert s.images_dir == tmp_path / "desk" / "images"
     monkeypatch.setenv("GEMID_DB_URL", "postgresql+psycopg://gemid@db/gemid")
     assert Settings().database_url == "postgresql+psycopg://gemid@db/gemid"
+    for plain in ("postgresql://gemid:pw@db:5433/gemid", "postgres://gemid:pw@db:5433/gemid"):  # the driver installed
+        monkeypatch.setenv("GEMID_DB_URL", plain)
+        assert Settings().database_url == "postgresql+psycopg://gemid:pw@db:5433/gemid"
     monkeypatch.setenv("GEMID_MODEL_VARIANT", "fp16")
     with pytest.raises(ValueError, match="model_variant"):
         Settings()

@@ -1,4 +1,5 @@
-"""POST /v1/identify through the real app, a real SQLite file and the photo store in tmp_path.
+"""POST /v1/identify through the real app, a real SQLite file (and, for the restart, a real PostgreSQL server)
+and the photo store in tmp_path.
 
 Every refusal must give the right status and a message, and store nothing; no input may give a 500
 (TestClient re-raises any server exception, so a crash fails the test).
@@ -19,10 +20,19 @@ from serve_support import make_settings, stone, stored, upload  # noqa: E402
 from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.settings import Settings  # noqa: E402
 
-pytest_plugins = ["serve_support"]
+pytest_plugins = ["serve_support", "postgres_support"]
 
 
-def test_round_trip_survives_a_restart(settings: Settings, tiny_bundle, identifier):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_settings(request, settings: Settings, tmp_path, tiny_bundle) -> Settings:
+    """The service on its default SQLite file, and on PostgreSQL by GEMID_DB_URL."""
+    if request.param == "sqlite":
+        return settings
+    return make_settings(tmp_path / "data", tiny_bundle, db_url=request.getfixturevalue("postgres_url"))
+
+
+def test_round_trip_survives_a_restart(any_db_settings: Settings, tiny_bundle, identifier):
+    settings = any_db_settings
     photo = stone("Ruby")
     with TestClient(create_app(settings, identifier=identifier)) as c:
         r = c.post("/v1/identify", files=[upload("ruby.png", photo, "image/png")], data={"reference": " PK-7  lot 3 "})

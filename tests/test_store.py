@@ -1,4 +1,5 @@
-"""The report store and the photo store, on a real SQLite file: migrations, revisions, listing, durability."""
+"""The report store and the photo store: migrations, revisions, listing, durability, on a real SQLite file and on
+a real PostgreSQL server (GEMID_DB_URL), the same tests for both."""
 
 from __future__ import annotations
 
@@ -29,7 +30,17 @@ from gemid.vision.report import (
     TestsResult as SectionTests,
 )
 
+pytest_plugins = ["postgres_support"]
+
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path: Path) -> str:
+    """An empty database of each kind the service supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'gemid.db'}"
+    return request.getfixturevalue("postgres_url")
 
 
 def make_report(rid: str, data: bytes, *, label: str = "Ruby", prob: float = 0.9, decision: str = "identified",
@@ -45,8 +56,8 @@ def make_report(rid: str, data: bytes, *, label: str = "Ruby", prob: float = 0.9
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = ReportStore.open(f"sqlite:///{tmp_path / 'db' / 'gemid.db'}")
+def store(db_url: str):
+    s = ReportStore.open(db_url)
     yield s
     s.close()
 
@@ -56,8 +67,10 @@ def images(tmp_path: Path) -> ImageStore:
     return ImageStore(tmp_path / "images")
 
 
-def test_migrations_build_the_orm_schema_on_an_empty_database(tmp_path: Path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+def test_migrations_build_the_orm_schema_on_an_empty_database(db_url: str):
+    if db_url.startswith("sqlite:///"):
+        Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True)
+    engine = make_engine(db_url)
     assert schema_revision(engine) is None
     migrate(engine)
     assert schema_revision(engine) == "0001"

@@ -11,6 +11,7 @@ import argparse
 import copy
 import os
 import sys
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +38,37 @@ def _log_config(level: str) -> dict:
     return config
 
 
+def _setting_errors(exc: Any) -> list[str]:
+    """pydantic's errors as the environment variables a technician set: GEMID_MAX_BYTES='abc': …"""
+    out = []
+    for e in exc.errors():
+        name = "GEMID_" + "_".join(str(part) for part in e["loc"]).upper()
+        value = e.get("input")
+        shown = f"={value!r}" if isinstance(value, (str, int, float)) else ""
+        out.append(f"{name}{shown}: {e['msg']}")
+    return out
+
+
+def _shown_url(url: str) -> str:
+    """The database URL with any password masked: it is printed, and may end up in a shared log."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even parseable: show nothing of it that could hold a secret
+        return "(unparseable GEMID_DB_URL)"
+
+
+def _db_problem(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        driver = exc.name.split(".")[0]
+        if driver == "psycopg":
+            return "its driver is not installed; install the postgres extra: pip install 'gemid[postgres]'"
+        return (f"its driver ({driver}) is not installed; for PostgreSQL write postgresql://… and install the "
+                "postgres extra: pip install 'gemid[postgres]'")
+    return str(exc)
+
+
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -60,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"gemid serve: invalid GEMID_* setting:\n{exc}", file=sys.stderr)
+        print("gemid serve: invalid setting " + "; ".join(_setting_errors(exc)), file=sys.stderr)
         return 2
     try:
         bundle = load_bundle(settings.model_dir)
@@ -70,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         ReportStore.open(settings.database_url).close()  # migrate once, before the workers start
-    except Exception as exc:  # a wrong URL, a read-only directory: one clear line, not a trace
-        print(f"gemid serve: cannot open the database {settings.database_url}: {exc}", file=sys.stderr)
+    except Exception as exc:  # a wrong URL, a read-only directory, a missing driver: one clear line, not a trace
+        print(f"gemid serve: cannot open the database {_shown_url(settings.database_url)}: {_db_problem(exc)}",
+              file=sys.stderr)
         return 2
 
     import uvicorn

@@ -1,7 +1,8 @@
 """Service settings, read from the environment (prefix `GEMID_`) so a desk PC is configured without code.
 
     GEMID_DATA_DIR       where the database and the photos live (default: the platform's user data dir)
-    GEMID_DB_URL         SQLAlchemy URL; default sqlite:///{DATA_DIR}/gemid.db (PostgreSQL: postgresql+psycopg://…)
+    GEMID_DB_URL         SQLAlchemy URL; default sqlite:///{DATA_DIR}/gemid.db (PostgreSQL: postgresql://…, with
+                         the postgres extra: pip install 'gemid[postgres]')
     GEMID_MODEL_DIR      the model bundle (default: the shipped models/gemid-species)
     GEMID_MODEL_VARIANT  fp32 | int8
     GEMID_THREADS        ONNX Runtime intra-op threads per identification (default: cores / concurrent ones)
@@ -81,7 +82,13 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        return self.db_url or f"sqlite:///{self.data_dir.resolve() / 'gemid.db'}"
+        url = self.db_url or f"sqlite:///{self.data_dir.resolve() / 'gemid.db'}"
+        # postgresql:// (and Heroku-style postgres://) would make SQLAlchemy look for psycopg2; the postgres
+        # extra installs psycopg 3, so a plain PostgreSQL URL means that driver
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+psycopg://" + url.removeprefix(plain)
+        return url
 
     @property
     def images_dir(self) -> Path:
