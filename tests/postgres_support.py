@@ -52,11 +52,17 @@ def postgres_server() -> Iterator[str]:
             os.chown(p, nobody.pw_uid, nobody.pw_gid)
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
     run = {"check": True, "capture_output": True, "text": True, "env": env, "cwd": root}
-    subprocess.run(_as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", "gemid", "-A", "trust",
-                                    "-E", "UTF8", "--no-sync"]), **run, timeout=120)
     options = f"-k {sock} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
-    subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
-                                    str(root / "server.log"), "-w", "-t", "60", "start"]), **run, timeout=90)
+    try:
+        subprocess.run(_as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", "gemid", "-A", "trust",
+                                        "-E", "UTF8", "--no-sync"]), **run, timeout=120)
+        subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
+                                        str(root / "server.log"), "-w", "-t", "60", "start"]), **run, timeout=90)
+    except subprocess.CalledProcessError as exc:  # say why: PostgreSQL is installed, so this is a real failure
+        log = (root / "server.log").read_text() if (root / "server.log").is_file() else ""
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"the test PostgreSQL server did not start: {exc.cmd[-1]} exited {exc.returncode}\n"
+                    f"{exc.stdout}\n{exc.stderr}\n{log}")
     try:
         yield f"postgresql+psycopg://gemid@/{{db}}?host={sock}"
     finally:
