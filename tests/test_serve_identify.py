@@ -233,3 +233,34 @@ def test_readings_sent_with_the_photo_rerank_revision_1(client: TestClient, sett
     assert rerank["readings"]["ri"] == 1.544 and rerank["readings"]["optic"] is None  # empty field = not measured
     assert rerank["combined"][0]["label"] in ("Amethyst", "Citrine")  # quartz readings overturn the photo
     assert stored(settings) == (1, 1, 1)
+
+
+def test_text_and_numbers_a_database_cannot_hold_are_cleaned_or_refused(any_db_settings: Settings, identifier):
+    """PostgreSQL cannot store NUL and keeps 32-bit revisions; no upload, filter or id may turn that into a 500
+    (nor a 503 that loses the photo): names and references are cleaned, impossible ids and numbers refused."""
+    photo = stone("Ruby")
+    with TestClient(create_app(any_db_settings, identifier=identifier)) as c:
+        long_name = "lot 7 " + "x" * 400 + ".png"
+        r = c.post("/v1/identify", files=[upload("ruby\x1b[31m\x7f.png", photo, "image/png"),
+                                          upload(long_name, photo, "image/png")],
+                   data={"reference": "LOT\x00-7\x1b\tA"})
+        assert r.status_code == 200, r.text
+        first, second = r.json()["reports"]
+        assert first["file"] == "ruby[31m.png" and first["reference"] == "LOT-7 A"
+        assert len(second["file"]) == 255 and second["file"].startswith("lot 7 xxx") and second["file"].endswith("….png")
+        rid = first["report_id"]
+        assert c.get(f"/v1/reports/{rid}").json() == first  # stored, and read back as it was answered
+        listed = c.get("/v1/reports", params={"reference": "lot\x00-7", "species": "ruby\x00"}).json()
+        assert listed["total"] == 2  # a control character in a filter matches what was stored without it
+        for path in ("/v1/reports/a%00b", "/v1/reports/a%00b/image", "/v1/reports/a%00b/revisions",
+                     "/v1/reports/a%00b/qr.svg", "/v1/reports/a%00b/preview.jpg"):
+            bad = c.get(path)
+            assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request", path
+        assert c.post("/v1/reports/a%00b/readings", json={"ri": 1.76}).status_code == 422
+        huge = 10**20
+        assert c.get(f"/v1/reports?offset={huge}").status_code == 422
+        assert c.get(f"/v1/reports/{rid}?revision={huge}").status_code == 422
+        assert c.get(f"/v1/reports/{rid}?revision={2**31 - 1}").json()["error"]["code"] == "revision_not_found"
+        page = c.get("/r/a%00b<x>")  # a typed-in link: the human "not found" page, escaped
+        assert page.status_code == 404 and "Report not found" in page.text and "<x>" not in page.text
+    assert stored(any_db_settings) == (2, 2, 1)

@@ -25,7 +25,17 @@ from gemid.serve.metrics import ServiceMetrics
 from gemid.serve.settings import Settings
 from gemid.serve.store import ReportPage, ReportStore, RevisionConflict, put_photo
 from gemid.vision.errors import EmptyFile, GemidInputError, TooLarge
-from gemid.vision.report import Decision, ErrorInfo, FileError, Readings, Report
+from gemid.vision.report import (
+    MAX_REFERENCE,
+    Decision,
+    ErrorInfo,
+    FileError,
+    Readings,
+    Report,
+    clean_file_name,
+    clean_reference,
+    printable,
+)
 
 if TYPE_CHECKING:
     from gemid.serve.analysis import Analysis
@@ -33,7 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_REFERENCE = 200  # as gemid.vision.pipeline: a parcel or lot number
 READING_FIELDS = tuple(Readings.model_fields)
 FORM_FIELDS = ("images", "reference", *READING_FIELDS)
 
@@ -101,7 +110,12 @@ MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 LimiterDep = Annotated[CapacityLimiter, Depends(get_limiter)]
 IdentifierDep = Annotated["Identifier", Depends(get_identifier)]
 AnalysisDep = Annotated["Analysis", Depends(get_analysis)]
-ReportId = Annotated[str, Path(min_length=1, max_length=64, description="the report_id of a stored report")]
+# report ids are UUIDs; anything else (a NUL, a slash) is not one, and must not reach the database
+REPORT_ID = r"^[A-Za-z0-9_-]{1,64}$"
+ReportId = Annotated[str, Path(min_length=1, max_length=64, pattern=REPORT_ID,
+                               description="the report_id of a stored report")]
+# SQLite and PostgreSQL store 32-bit revisions and 64-bit offsets: larger numbers are refused, not a 500
+MAX_INT32 = 2**31 - 1
 
 
 # --- identify: form parsing -----------------------------------------------------------------------------
@@ -158,9 +172,10 @@ def _parse_fields(form: FormData, settings: Settings) -> tuple[list[UploadFile],
                 raise ApiError(400, "not_text", f"the field '{key}' must be text, not a file")
             texts[key] = values[0].strip()
 
-    reference = " ".join(texts.pop("reference", "").split()) or None
-    if reference is not None and len(reference) > MAX_REFERENCE:
-        raise ApiError(422, "bad_reference", f"the reference is {len(reference)} characters; at most {MAX_REFERENCE}")
+    try:
+        reference = clean_reference(texts.pop("reference", None))
+    except GemidInputError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
     given = {k: v for k, v in texts.items() if v != ""}
     try:
         readings = Readings.model_validate(given) if given else None
@@ -284,7 +299,7 @@ def build_router() -> APIRouter:
             statuses: list[int | None] = []
             to_store: list[tuple[Report, str, str]] = []
             for upload in uploads:
-                name = upload.filename or None
+                name = clean_file_name(upload.filename or None)
                 try:
                     data = await _read_upload(upload, settings.max_bytes)
                 except GemidInputError as exc:
@@ -324,7 +339,7 @@ def build_router() -> APIRouter:
     async def list_reports(
         store: StoreDep,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
         since: Annotated[str | None, Query(description="ISO date or date-time, inclusive")] = None,
         until: Annotated[str | None, Query(description="ISO date (that whole day included) or date-time")] = None,
         species: Annotated[str | None, Query(max_length=100, description="current top-1 label, any case")] = None,
@@ -334,13 +349,15 @@ def build_router() -> APIRouter:
         """Newest first. Species and decision are those of each report's latest revision."""
         created_from = _parse_when(since, "since", end=False)
         created_to = _parse_when(until, "until", end=True)
+        # stored text never holds control characters (gemid.vision.report.printable), so a filter need not
+        species, reference = (printable(v) if v is not None else None for v in (species, reference))
         return await to_thread.run_sync(lambda: store.list(
             limit=limit, offset=offset, created_from=created_from, created_to=created_to,
             species=species, decision=decision, reference=reference))
 
     @router.get("/reports/{report_id}", response_model=Report, responses=_ERRORS, summary="One stored report")
     async def get_report(store: StoreDep, report_id: ReportId,
-                         revision: Annotated[int | None, Query(ge=1)] = None) -> Report:
+                         revision: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None) -> Report:
         """The latest revision, or `?revision=N` (1 is the photo-only report)."""
         report = await to_thread.run_sync(store.get, report_id, revision)
         if report is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from gemid.serve.api import REPORT_ID, ReportId
 from gemid.serve.errors import ApiError
 from gemid.serve.images import atomic_write
 
@@ -45,7 +47,6 @@ _TYPES = {
     ".webmanifest": "application/manifest+json",
 }
 PREVIEW_SIDES = (256, 512, 1024, 2048)  # a few fixed sizes, so the disk cache stays small
-ReportId = Annotated[str, PathParam(min_length=1, max_length=64)]
 
 router = APIRouter()
 
@@ -87,8 +88,14 @@ def _store(request: Request):
 
 
 async def _exists(request: Request, report_id: str) -> bool:
+    if not re.fullmatch(REPORT_ID, report_id):  # no id looks like that: nothing to ask the database
+        return False
     store = _store(request)
     return await to_thread.run_sync(store.image_of, report_id) is not None
+
+
+# a printed link is typed in by people: whatever they typed gets the "not found" page, never a 422
+LinkId = Annotated[str, PathParam(min_length=1, max_length=200)]
 
 
 def qr_svg(text: str) -> str:
@@ -154,7 +161,7 @@ async def ui_config(request: Request) -> JSONResponse:
 
 
 @router.get("/r/{report_id}", include_in_schema=False)
-async def short_link(request: Request, report_id: ReportId) -> Response:
+async def short_link(request: Request, report_id: LinkId) -> Response:
     """The link printed on a report (and in its QR code): opens the stored report in the page."""
     if not await _exists(request, report_id):
         return _not_found_page(report_id)
@@ -162,7 +169,7 @@ async def short_link(request: Request, report_id: ReportId) -> Response:
 
 
 @router.get("/r/{report_id}/print", include_in_schema=False)
-async def short_link_print(request: Request, report_id: ReportId) -> Response:
+async def short_link_print(request: Request, report_id: LinkId) -> Response:
     if not await _exists(request, report_id):
         return _not_found_page(report_id)
     return RedirectResponse(f"../../#/report/{quote(report_id, safe='')}/print", status_code=303)

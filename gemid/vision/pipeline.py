@@ -36,6 +36,8 @@ from gemid.vision.report import (
     Readings,
     Report,
     TestsResult,
+    clean_file_name,
+    clean_reference,
 )
 from gemid.vision.rerank import rerank
 from gemid.vision.segment import Segmentation, segment
@@ -43,7 +45,6 @@ from gemid.vision.stone_area import locate
 
 log = logging.getLogger(__name__)
 
-MAX_REFERENCE = 200  # a parcel or lot number, not an essay
 CHUNK = 8  # photos decoded and held at once by identify_many: bounds memory (8 × 40 MP ≈ 1 GB worst case)
 
 Source = bytes | bytearray | memoryview | Path | str
@@ -115,7 +116,7 @@ class Identifier:
         parcel, several times faster; the species, quality and test guidance are the same."""
         if filename is None and isinstance(data, (Path, str)):
             filename = Path(data).name
-        reference = _clean_reference(reference)
+        reference = clean_reference(reference)
         readings = _clean_readings(readings)
         prep = self._prepare(filename, data)
         (pred,) = self.classifier.predict([prep.crop])
@@ -130,7 +131,7 @@ class Identifier:
         grade: bool = True,
     ) -> list[Report | FileError]:
         """Several photos, classified in batches. A bad file yields a FileError; the others still run."""
-        reference = _clean_reference(reference)
+        reference = clean_reference(reference)
         readings = _clean_readings(readings)
         out: list[Report | FileError] = []
         for start in range(0, len(items), CHUNK):
@@ -179,7 +180,7 @@ class Identifier:
         seg = segment(image.rgb)
         margin = self.bundle.input.crop.margin
         quality = assess(image.rgb, seg, margin)
-        return _Prepared(file=name, image=image, seg=seg, quality=quality,
+        return _Prepared(file=clean_file_name(name), image=image, seg=seg, quality=quality,
                          crop=self.classifier.crop(image.rgb, seg), poor=too_poor_to_judge(quality))
 
     def _finish(self, prep: _Prepared, pred: Prediction, reference: str | None,
@@ -240,20 +241,11 @@ class Identifier:
 
 def file_error(name: str | None, exc: BaseException) -> FileError:
     """The per-file error entry of the CLI's JSON and the API's `reports` list."""
+    name = clean_file_name(name)
     if isinstance(exc, GemidInputError):
         return FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message))
     return FileError(file=name, error=ErrorInfo(code="internal_error",
                                                 message=f"this photo could not be analysed ({type(exc).__name__})"))
-
-
-def _clean_reference(reference: str | None) -> str | None:
-    if reference is None:
-        return None
-    reference = " ".join(reference.split())
-    if len(reference) > MAX_REFERENCE:
-        raise GemidInputError(f"the reference is {len(reference)} characters; at most {MAX_REFERENCE}",
-                              code="bad_reference", status=422)
-    return reference or None
 
 
 def _clean_readings(readings: Readings | None) -> Readings | None:

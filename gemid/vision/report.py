@@ -6,14 +6,54 @@ tests (confirmatory-test guidance). A section an area could not compute is None,
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from gemid import DISCLAIMER
+from gemid.vision.errors import GemidInputError
 
 Decision = Literal["identified", "uncertain", "rejected"]
+
+
+MAX_REFERENCE = 200  # a parcel or lot number, not an essay
+MAX_FILE_NAME = 255  # the report store's column
+
+# C0 and C1 control characters: invisible on a printed report, able to drive a terminal, and NUL cannot be
+# stored by PostgreSQL at all
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` without control characters."""
+    return _CONTROL.sub("", text)
+
+
+def clean_reference(reference: str | None) -> str | None:
+    """A parcel or lot number as a report records it: runs of whitespace become one space, control
+    characters go; longer than MAX_REFERENCE is refused (GemidInputError `bad_reference`)."""
+    if reference is None:
+        return None
+    reference = printable(" ".join(reference.split()))
+    if len(reference) > MAX_REFERENCE:
+        raise GemidInputError(f"the reference is {len(reference)} characters; at most {MAX_REFERENCE}",
+                              code="bad_reference", status=422)
+    return reference or None
+
+
+def clean_file_name(name: str | None) -> str | None:
+    """An uploaded photo's name as a report records it: control characters go, and a name longer than
+    MAX_FILE_NAME keeps its start and its extension."""
+    if name is None:
+        return None
+    name = printable(name).strip()
+    if len(name) > MAX_FILE_NAME:
+        stem, dot, ext = name.rpartition(".")
+        keep = f"{dot}{ext}" if dot and 0 < len(ext) <= 10 else ""
+        name = name[: MAX_FILE_NAME - len(keep) - 1] + "…" + keep
+    return name or None
 
 
 class ImageInfo(BaseModel):
