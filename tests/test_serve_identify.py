@@ -261,6 +261,10 @@ def test_text_and_numbers_a_database_cannot_hold_are_cleaned_or_refused(any_db_s
         assert c.get(f"/v1/reports?offset={huge}").status_code == 422
         assert c.get(f"/v1/reports/{rid}?revision={huge}").status_code == 422
         assert c.get(f"/v1/reports/{rid}?revision={2**31 - 1}").json()["error"]["code"] == "revision_not_found"
+        # dates at the ends of the calendar: the last day is no upper bound, before year 1 in UTC is refused
+        assert c.get("/v1/reports", params={"until": "9999-12-31"}).json()["total"] == 2
+        early = c.get("/v1/reports", params={"since": "0001-01-01T00:00:00+05:00"})
+        assert early.status_code == 422 and "years 1-9999" in early.json()["error"]["message"]
         page = c.get("/r/a%00b<x>")  # a typed-in link: the human "not found" page, escaped
         assert page.status_code == 404 and "Report not found" in page.text and "<x>" not in page.text
     assert stored(any_db_settings) == (2, 2, 1)

@@ -232,12 +232,17 @@ def _parse_when(value: str | None, name: str, *, end: bool) -> datetime | None:
         if len(value) == 10:
             d = date.fromisoformat(value)
             at = datetime(d.year, d.month, d.day, tzinfo=UTC)
-            return at + timedelta(days=1) if end else at
+            if end:
+                return at + timedelta(days=1) if d < date.max else None  # the last day there is: no bound
+            return at
         at = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise ApiError(422, "invalid_request",
                        f"{name}: '{value}' is not an ISO date (2025-11-22) or date-time (2025-11-22T10:00:00Z)") from exc
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    try:
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+05:00 lies before year 1 in UTC
+        raise ApiError(422, "invalid_request", f"{name}: '{value}' is outside years 1-9999 in UTC") from exc
 
 
 def _store_failure(exc: Exception) -> ApiError:
