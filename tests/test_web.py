@@ -153,6 +153,14 @@ def test_short_link_opens_the_stored_report(client: TestClient):
     assert p.status_code == 303 and p.headers["location"] == f"../../#/report/{rid}/print"
 
 
+def test_odd_asset_names_are_not_found_not_a_server_error(client: TestClient):
+    for name in ("%00", "a%00.js", "x" * 5000 + ".css", "..%2F..%2Fpyproject.toml", ".hidden.js"):
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", name
+        assert "\x00" not in r.json()["error"]["message"]
+    assert client.get("/static/app.css").status_code == 200
+
+
 def test_short_link_to_an_unknown_report_says_so(client: TestClient):
     r = client.get("/r/<script>forged")
     assert r.status_code == 404

@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from gemid.serve.api import REPORT_ID, ReportId
 from gemid.serve.errors import ApiError
 from gemid.serve.images import atomic_write
+from gemid.vision.report import printable
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -132,11 +133,15 @@ async def index(request: Request) -> Response:
 
 @router.get("/static/{asset:path}", include_in_schema=False)
 async def static_asset(request: Request, asset: str) -> Response:
-    path = (STATIC_DIR / asset).resolve()
-    media_type = _TYPES.get(path.suffix.lower())
-    if (media_type is None or not path.is_file() or STATIC_DIR not in path.parents
-            or any(part.startswith(".") for part in Path(asset).parts)):
-        raise ApiError(404, "not_found", f"no such asset: {asset}")
+    try:
+        path = (STATIC_DIR / asset).resolve()
+        media_type = _TYPES.get(path.suffix.lower())
+        found = (media_type is not None and path.is_file() and STATIC_DIR in path.parents
+                 and not any(part.startswith(".") for part in Path(asset).parts))
+    except (ValueError, OSError):  # a NUL byte, a name too long for the file system: no such asset either
+        found = False
+    if not found:
+        raise ApiError(404, "not_found", f"no such asset: {printable(asset)[:200]}")
     return _file(request, path, media_type, {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 
 
