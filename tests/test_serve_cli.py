@@ -26,11 +26,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(data_dir: Path, bundle: Path, port: int, **env_extra: str) -> subprocess.Popen:
+def start(data_dir: Path, bundle: Path, port: int, *args: str, **env_extra: str) -> subprocess.Popen:
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", **env_extra}
     return subprocess.Popen(
         [sys.executable, "-m", "gemid.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--model-dir", str(bundle), "--log-level", "warning"],
+         "--model-dir", str(bundle), "--log-level", "warning", *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -86,6 +86,68 @@ def test_serve_refuses_a_missing_model_with_one_clear_line(tmp_path: Path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "no model bundle" in out and "Traceback" not in out
+
+
+def test_metrics_with_several_http_workers_count_the_whole_service(tmp_path: Path, tiny_bundle: Path):
+    """`gemid serve --workers 2`: any of the two processes may answer a scrape; each must give the totals."""
+    import json
+    import threading
+
+    from prometheus_client.mmap_dict import MmapedDict
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gemid.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+         "--model-dir", str(tiny_bundle), "--log-level", "warning", "--workers", "2"],
+        env={**env, "NO_ALBUMENTATIONS_UPDATE": "1", "GEMID_INFERENCE_CONCURRENCY": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    photo = stone("Ruby")
+    counts = Path("/nonexistent")
+
+    def serving_pids() -> set[str]:
+        """The HTTP processes that have counted an identification (each writes its own counter file)."""
+        pids = set()
+        for f in counts.glob("counter_*.db"):
+            for key, value, *_ in MmapedDict.read_all_values_from_file(str(f)):
+                if json.loads(key)[0] == "gemid_identifications" and value > 0:
+                    pids.add(f.stem.split("_")[1])
+        return pids
+
+    sent = 0
+    try:
+        wait_ready(proc, base, timeout=120)
+        # the folder gemid serve made for the HTTP processes' counts, as their environment names it
+        folders = set()
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+                folders |= {e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"PROMETHEUS_MULTIPROC_DIR=")}
+        assert len(folders) == 1, folders
+        counts = Path(folders.pop())
+        assert counts.is_dir() and counts.name.startswith("gemid-metrics-")
+        while len(serving_pids()) < 2 and sent < 96:  # concurrent connections until both processes served
+            def one() -> None:
+                with httpx2.Client(base_url=base) as c:  # a new connection each
+                    assert c.post("/v1/identify?grade=false", files=[upload("r.png", photo, "image/png")],
+                                  timeout=60).status_code == 200
+            threads = [threading.Thread(target=one) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            sent += 8
+        assert len(serving_pids()) == 2, "the kernel never spread the connections over both processes"
+        for _ in range(10):  # each scrape on a new connection: answered by either process
+            text = httpx2.get(f"{base}/metrics", timeout=10).text
+            total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                        if line.startswith("gemid_identifications_total{"))
+            assert total == sent, text
+            assert 'gemid_model_info{name="tiny-colour"' in text
+    finally:
+        stop(proc)
+    assert not counts.exists()  # removed when the service stops: the next start counts from zero
 
 
 @pytest.mark.parametrize(("env", "words"), [

@@ -19,7 +19,7 @@ from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gemid import __version__
 from gemid.serve import web
@@ -82,7 +82,7 @@ def _health_router() -> APIRouter:
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -114,8 +114,7 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
             app.state.images = ImageStore(settings.images_dir)
             app.state.identifier = loaded
             bundle = loaded.bundle
-            app.state.metrics.model.info({"name": bundle.name, "version": bundle.version,
-                                          "variant": settings.model_variant})
+            app.state.metrics.set_model(bundle.name, bundle.version, settings.model_variant)
             log.info("gemid ready: model %s %s (%s), data in %s", bundle.name, bundle.version,
                      settings.model_variant, settings.data_dir)
             yield

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 
@@ -109,9 +111,20 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from gemid.serve.metrics import MULTIPROC_ENV
+
     print(f"gemid serve: model {bundle.name} {bundle.version} ({settings.model_variant}), "
           f"data in {settings.data_dir}\n  open http://{args.host}:{args.port}/  (API docs: /docs)",
           file=sys.stderr)
-    uvicorn.run("gemid.serve.app:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, log_config=_log_config(args.log_level))
+    counts = None
+    if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        # several HTTP processes: their metrics meet in a fresh folder (old counts would inflate the totals)
+        counts = tempfile.mkdtemp(prefix="gemid-metrics-")
+        os.environ[MULTIPROC_ENV] = counts
+    try:
+        uvicorn.run("gemid.serve.app:create_app", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level, log_config=_log_config(args.log_level))
+    finally:
+        if counts is not None:
+            shutil.rmtree(counts, ignore_errors=True)
     return 0

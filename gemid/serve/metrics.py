@@ -1,15 +1,22 @@
 """Prometheus metrics, one registry per app (several apps in one process, e.g. tests, never collide).
 
 Routes are labelled by their template (`/v1/reports/{report_id}`), never the raw path, so label
-cardinality stays bounded. With several uvicorn workers each worker counts its own requests.
+cardinality stays bounded. `gemid serve --workers N` (N > 1) runs N HTTP processes and any of them may
+answer a scrape, so it switches prometheus_client to its multiprocess mode (PROMETHEUS_MULTIPROC_DIR): each
+process writes its counts to a shared folder and `/metrics` sums them, so every scrape shows the service's
+totals, not one process's.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch, read when it is first imported
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -28,7 +35,20 @@ class ServiceMetrics:
         self.inference = Histogram("gemid_inference_seconds",
                                    "Seconds to analyse one photo (decode, segment, classify, grade)",
                                    buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.model = Info("gemid_model", "The model bundle being served", registry=self.registry)
+        # an Info metric in all but name: Info has no multiprocess form; this one exposes the same sample
+        self.model = Gauge("gemid_model_info", "The model bundle being served", ["name", "version", "variant"],
+                           registry=self.registry, multiprocess_mode="max")
+
+    def set_model(self, name: str, version: str, variant: str) -> None:
+        self.model.labels(name, version, variant).set(1)
+
+    def exposition(self) -> bytes:
+        """The text a scrape gets: this app's registry, or every HTTP process's counts in multiprocess mode."""
+        if os.environ.get(MULTIPROC_ENV):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
 
 
 class MetricsMiddleware:
