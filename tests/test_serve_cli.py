@@ -168,6 +168,24 @@ def test_serve_refuses_a_bad_setup_with_one_clear_line(tmp_path: Path, tiny_bund
         assert w in out, out
 
 
+def test_serve_says_at_once_when_it_cannot_listen(tmp_path: Path, tiny_bundle: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        t0 = time.monotonic()
+        proc = start(tmp_path / "data", tiny_bundle, port)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert out.startswith(f"gemid serve: cannot listen on 127.0.0.1:{port}: the port is already in use"), out
+    assert "Traceback" not in out and time.monotonic() - t0 < 30  # before any model or worker starts
+    # an address this machine does not have (a typo in --host)
+    proc = subprocess.run([sys.executable, "-m", "gemid.cli", "serve", "--host", "10.255.255.254", "--port",
+                           str(free_port()), "--data-dir", str(tmp_path / "data"), "--model-dir", str(tiny_bundle)],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"})
+    assert proc.returncode == 2 and "this machine has no such address" in proc.stderr, proc.stderr
+
+
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     from gemid.serve.settings import Settings
 

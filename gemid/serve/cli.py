@@ -71,6 +71,32 @@ def _db_problem(exc: BaseException) -> str:
     return str(exc)
 
 
+def _listen_problem(host: str, port: int) -> str | None:
+    """Why the service could not listen on host:port (None: it can), tried with a throwaway socket set up as
+    uvicorn sets up its own."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                 flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"no such host or address ({exc})"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "the port is already in use (another gemid serve?); choose another with --port"
+            if exc.errno == errno.EACCES:
+                return "permission denied (ports below 1024 need administrator rights); choose another with --port"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return "this machine has no such address; use 127.0.0.1 (this PC) or 0.0.0.0 (the network)"
+            return str(exc)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -95,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
         settings = Settings()
     except ValidationError as exc:
         print("gemid serve: invalid setting " + "; ".join(_setting_errors(exc)), file=sys.stderr)
+        return 2
+    problem = _listen_problem(args.host, args.port)
+    if problem:  # found before the model and the workers load, not after
+        print(f"gemid serve: cannot listen on {args.host}:{args.port}: {problem}", file=sys.stderr)
         return 2
     try:
         bundle = load_bundle(settings.model_dir)
