@@ -72,20 +72,17 @@ def _db_problem(exc: BaseException) -> str:
 
 
 def _listen_problem(host: str, port: int) -> str | None:
-    """Why the service could not listen on host:port (None: it can), tried with a throwaway socket set up as
-    uvicorn sets up its own."""
+    """Why the service could not listen on host:port (None: it can), tried with a throwaway socket set up
+    exactly as uvicorn sets up its own (IPv6 only for an address with a colon, SO_REUSEADDR)."""
     import errno
     import socket
 
-    try:
-        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                                 flags=socket.AI_PASSIVE)[0]
-    except (socket.gaierror, UnicodeError) as exc:
-        return f"no such host or address ({exc})"
-    with socket.socket(family, kind, proto) as probe:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(address)
+            probe.bind((host, port))
+        except (socket.gaierror, UnicodeError) as exc:
+            return f"no such host or address ({exc})"
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 return "the port is already in use (another gemid serve?); choose another with --port"
