@@ -86,6 +86,7 @@ def test_serve_refuses_a_missing_model_with_one_clear_line(tmp_path: Path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "no model bundle" in out and "Traceback" not in out
+    assert "GEMID_MODEL_DIR" in out  # and how to point at one
 
 
 def test_metrics_with_several_http_workers_count_the_whole_service(tmp_path: Path, tiny_bundle: Path):

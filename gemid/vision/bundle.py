@@ -84,7 +84,9 @@ def load_bundle(directory: Path | str = DEFAULT_BUNDLE_DIR, *, verify: bool = Tr
     root = Path(directory)
     meta = root / "bundle.json"
     if not meta.is_file():
-        raise ModelError(f"no model bundle at {root} (bundle.json missing)")
+        raise ModelError(f"no model bundle at {root} (bundle.json missing); name the folder of one with --model "
+                         "(gemid identify) or GEMID_MODEL_DIR / --model-dir (gemid serve); the repository ships "
+                         "models/gemid-species")
     try:
         bundle = Bundle.model_validate(json.loads(meta.read_text()))
     except (ValueError, TypeError) as exc:
