@@ -114,7 +114,8 @@ AnalysisDep = Annotated["Analysis", Depends(get_analysis)]
 REPORT_ID = r"^[A-Za-z0-9_-]{1,64}$"
 ReportId = Annotated[str, Path(min_length=1, max_length=64, pattern=REPORT_ID,
                                description="the report_id of a stored report")]
-# SQLite and PostgreSQL store 32-bit revisions and 64-bit offsets: larger numbers are refused, not a 500
+# revisions are 32-bit columns (PostgreSQL's INTEGER) and no listing is that long either: larger numbers in a
+# query are refused (422), not passed to the database to overflow there (500)
 MAX_INT32 = 2**31 - 1
 
 
@@ -304,6 +305,7 @@ def build_router() -> APIRouter:
             statuses: list[int | None] = []
             to_store: list[tuple[Report, str, str]] = []
             for upload in uploads:
+                # the reports clean it too (report.FileName); cleaned here as well for the log lines on the way
                 name = clean_file_name(upload.filename or None)
                 try:
                     data = await _read_upload(upload, settings.max_bytes)

@@ -36,7 +36,6 @@ from gemid.vision.report import (
     Readings,
     Report,
     TestsResult,
-    clean_file_name,
     clean_reference,
 )
 from gemid.vision.rerank import rerank
@@ -180,7 +179,7 @@ class Identifier:
         seg = segment(image.rgb)
         margin = self.bundle.input.crop.margin
         quality = assess(image.rgb, seg, margin)
-        return _Prepared(file=clean_file_name(name), image=image, seg=seg, quality=quality,
+        return _Prepared(file=name, image=image, seg=seg, quality=quality,
                          crop=self.classifier.crop(image.rgb, seg), poor=too_poor_to_judge(quality))
 
     def _finish(self, prep: _Prepared, pred: Prediction, reference: str | None,
@@ -241,7 +240,6 @@ class Identifier:
 
 def file_error(name: str | None, exc: BaseException) -> FileError:
     """The per-file error entry of the CLI's JSON and the API's `reports` list."""
-    name = clean_file_name(name)
     if isinstance(exc, GemidInputError):
         return FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message))
     return FileError(file=name, error=ErrorInfo(code="internal_error",

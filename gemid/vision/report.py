@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from gemid import DISCLAIMER
 from gemid.vision.errors import GemidInputError
@@ -54,6 +54,10 @@ def clean_file_name(name: str | None) -> str | None:
         keep = f"{dot}{ext}" if dot and 0 < len(ext) <= 10 else ""
         name = name[: MAX_FILE_NAME - len(keep) - 1] + "…" + keep
     return name or None
+
+
+# every report and refusal entry records its file name through this, wherever it was made (CLI, API, worker)
+FileName = Annotated[str | None, AfterValidator(clean_file_name)]
 
 
 class ImageInfo(BaseModel):
@@ -209,7 +213,7 @@ class Report(BaseModel):
     revision: int = Field(1, description="1 for the photo-only report; +1 for each set of readings added")
     created_at: datetime
     reference: str | None = Field(None, description="parcel or lot number given with the photo")
-    file: str | None = Field(None, description="the uploaded file name, as given")
+    file: FileName = Field(None, description="the uploaded file name, without control characters")
     image: ImageInfo
     model: ModelInfo
     species: SpeciesResult
@@ -228,5 +232,5 @@ class ErrorInfo(BaseModel):
 
 
 class FileError(BaseModel):
-    file: str | None
+    file: FileName
     error: ErrorInfo
