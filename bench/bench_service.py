@@ -234,7 +234,7 @@ def tree_peak_memory_mb(pid: int) -> tuple[float, list[float]] | None:
         m = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
         return int(m.group(1)) / 1024 if m else None
 
-    own = peak(pid) if Path(f"/proc/{pid}/status").is_file() else None
+    own = peak(pid)
     if own is None:
         return None
     kids = [k for k in (peak(c) for c in _descendants(_processes(), pid)) if k is not None]

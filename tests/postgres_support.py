@@ -81,3 +81,11 @@ def postgres_url(postgres_server: str) -> str:
     with psycopg.connect(dbname="postgres", user="gemid", host=host, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return postgres_server.format(db=name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path) -> str:
+    """An empty database of each kind the service supports: a SQLite file, and a database on the server above."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gemid.db'}"
+    return request.getfixturevalue("postgres_url")

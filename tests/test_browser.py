@@ -14,7 +14,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from serve_process import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -41,12 +41,6 @@ PHONE = {"width": 360, "height": 740}
 
 
 # --- the server and the browser -----------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _gemid_command() -> list[str]:
@@ -72,7 +66,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterato
         pytest.skip(f"no Chromium at {CHROMIUM}: run scripts/browser-deps.sh (Debian package 'chromium')")
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package (dev extra) is not installed")
     root = tmp_path_factory.mktemp("serve")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("GEMID_DB_URL", "GEMID_PUBLIC_URL")}
     env.update(GEMID_DATA_DIR=str(root / "data"), GEMID_MODEL_DIR=str(model_dir), NO_ALBUMENTATIONS_UPDATE="1")
     log_path = root / "serve.log"

@@ -112,11 +112,9 @@ def test_a_runtime_install_identifies_and_serves(tmp_path):
     """`gemid identify` and a real `gemid serve` (with its analysis worker processes) where no training or
     test package can be imported: a sitecustomize on PYTHONPATH hides them from every process."""
     import os
-    import signal
-    import socket
-    import time
 
     import httpx2
+    from serve_process import free_port, start, stop, wait_ready
 
     site = tmp_path / "site"
     site.mkdir()
@@ -134,33 +132,17 @@ def test_a_runtime_install_identifies_and_serves(tmp_path):
     assert cli.returncode == 0, cli.stderr
     assert '"label": "Ruby"' in cli.stdout
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "gemid.cli", "serve", "--port", str(port), "--data-dir",
-                               str(tmp_path / "data"), "--model-dir", str(bundle), "--log-level", "warning"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = start(tmp_path / "data", bundle, port, PYTHONPATH=str(site))
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.stdout.read()
-            assert time.monotonic() < deadline, "gemid serve did not become ready"
-            try:
-                if httpx2.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                time.sleep(0.25)
+        wait_ready(server, base, timeout=120)
         r = httpx2.post(f"{base}/v1/identify", files=[("images", ("ruby.jpg", photo, "image/jpeg"))], timeout=60)
         assert r.status_code == 200, r.text
         (report,) = r.json()["reports"]
         assert report["species"]["top"][0]["label"] == "Ruby" and report["colour"] is not None
         assert httpx2.get(f"{base}/v1/reports/{report['report_id']}", timeout=10).json() == report
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
     log = server.stdout.read()
     assert "not in a runtime install" not in log and "Traceback" not in log, log

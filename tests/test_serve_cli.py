@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,47 +11,10 @@ import pytest
 
 pytest.register_assert_rewrite("serve_support")
 
+from serve_process import free_port, start, stop, wait_ready  # noqa: E402
 from serve_support import stone, upload  # noqa: E402
 
 pytest_plugins = ["serve_support"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(data_dir: Path, bundle: Path, port: int, *args: str, **env_extra: str) -> subprocess.Popen:
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", **env_extra}
-    return subprocess.Popen(
-        [sys.executable, "-m", "gemid.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--model-dir", str(bundle), "--log-level", "warning", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-
-
-def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gemid serve exited with {proc.returncode}:\n{proc.stdout.read()}")
-        try:
-            if httpx2.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("gemid serve did not become ready")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.mark.slow
@@ -98,12 +57,9 @@ def test_metrics_with_several_http_workers_count_the_whole_service(tmp_path: Pat
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gemid.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path / "data"),
-         "--model-dir", str(tiny_bundle), "--log-level", "warning", "--workers", "2"],
-        env={**env, "NO_ALBUMENTATIONS_UPDATE": "1", "GEMID_INFERENCE_CONCURRENCY": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # PROMETHEUS_MULTIPROC_DIR empty: as unset, so gemid serve makes the folder itself
+    proc = start(tmp_path / "data", tiny_bundle, port, "--workers", "2", PROMETHEUS_MULTIPROC_DIR="",
+                 GEMID_INFERENCE_CONCURRENCY="1")
     photo = stone("Ruby")
     counts = Path("/nonexistent")
 
@@ -181,10 +137,9 @@ def test_serve_says_at_once_when_it_cannot_listen(tmp_path: Path, tiny_bundle: P
     assert out.startswith(f"gemid serve: cannot listen on 127.0.0.1:{port}: the port is already in use"), out
     assert "Traceback" not in out and time.monotonic() - t0 < 30  # before any model or worker starts
     # an address this machine does not have (a typo in --host)
-    proc = subprocess.run([sys.executable, "-m", "gemid.cli", "serve", "--host", "10.255.255.254", "--port",
-                           str(free_port()), "--data-dir", str(tmp_path / "data"), "--model-dir", str(tiny_bundle)],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"})
-    assert proc.returncode == 2 and "this machine has no such address" in proc.stderr, proc.stderr
+    proc = start(tmp_path / "data", tiny_bundle, free_port(), "--host", "10.255.255.254")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "this machine has no such address" in out, out
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):

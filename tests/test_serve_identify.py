@@ -23,12 +23,10 @@ from gemid.serve.settings import Settings  # noqa: E402
 pytest_plugins = ["serve_support", "postgres_support"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_db_settings(request, settings: Settings, tmp_path, tiny_bundle) -> Settings:
-    """The service on its default SQLite file, and on PostgreSQL by GEMID_DB_URL."""
-    if request.param == "sqlite":
-        return settings
-    return make_settings(tmp_path / "data", tiny_bundle, db_url=request.getfixturevalue("postgres_url"))
+@pytest.fixture
+def any_db_settings(database_url: str, tmp_path, tiny_bundle) -> Settings:
+    """The service on a SQLite file, and on PostgreSQL, by GEMID_DB_URL."""
+    return make_settings(tmp_path / "data", tiny_bundle, db_url=database_url)
 
 
 def test_round_trip_survives_a_restart(any_db_settings: Settings, tiny_bundle, identifier):

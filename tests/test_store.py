@@ -35,14 +35,6 @@ pytest_plugins = ["postgres_support"]
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path: Path) -> str:
-    """An empty database of each kind the service supports."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db' / 'gemid.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
 def make_report(rid: str, data: bytes, *, label: str = "Ruby", prob: float = 0.9, decision: str = "identified",
                 created: datetime = T0, reference: str | None = None, revision: int = 1) -> Report:
     others = [Candidate(label=f"Other {i}", probability=(1 - prob) / 4) for i in range(4)]
@@ -56,8 +48,8 @@ def make_report(rid: str, data: bytes, *, label: str = "Ruby", prob: float = 0.9
 
 
 @pytest.fixture
-def store(db_url: str):
-    s = ReportStore.open(db_url)
+def store(database_url: str):
+    s = ReportStore.open(database_url)
     yield s
     s.close()
 
@@ -67,10 +59,8 @@ def images(tmp_path: Path) -> ImageStore:
     return ImageStore(tmp_path / "images")
 
 
-def test_migrations_build_the_orm_schema_on_an_empty_database(db_url: str):
-    if db_url.startswith("sqlite:///"):
-        Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True)
-    engine = make_engine(db_url)
+def test_migrations_build_the_orm_schema_on_an_empty_database(database_url: str):
+    engine = make_engine(database_url)
     assert schema_revision(engine) is None
     migrate(engine)
     assert schema_revision(engine) == "0001"
