@@ -174,3 +174,11 @@ def encode(rgb: np.ndarray, ext: str = ".png", **params: int) -> bytes:
     ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), flags)
     assert ok
     return buf.tobytes()
+
+
+def with_broken_exif(jpeg: bytes) -> bytes:
+    """`jpeg` with an EXIF block whose first IFD offset points past its end: damaged, as on edited photos."""
+    import struct
+
+    app1 = b"\xff\xe1" + struct.pack(">H", 2 + 14) + b"Exif\0\0" + b"II*\0\xff\xff\xff\x7f"
+    return jpeg[:2] + app1 + jpeg[2:]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bundle_fixture import LABELS, STONE_COLOURS, build_bundle, draw_stone, encode
+from bundle_fixture import LABELS, STONE_COLOURS, build_bundle, draw_stone, encode, with_broken_exif
 
 from gemid.cli import main
 from gemid.vision.cli import CSV_FIELDS
@@ -217,17 +217,8 @@ def test_console_command_end_to_end(bundle, parcel):
 def test_a_photo_with_broken_exif_prints_no_library_warning(bundle, tmp_path):
     """Pillow warns about a corrupt EXIF block with a line naming its own source file; the technician sees the
     report (the photo as stored), not that line — unless they ask for --debug."""
-    import io
-    import struct
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(draw_stone(STONE_COLOURS["Ruby"])).save(buf, "JPEG", quality=95)
-    data = buf.getvalue()
-    app1 = b"\xff\xe1" + struct.pack(">H", 2 + 14) + b"Exif\0\0" + b"II*\0\xff\xff\xff\x7f"  # IFD past the end
     photo = tmp_path / "exif.jpg"
-    photo.write_bytes(data[:2] + app1 + data[2:])
+    photo.write_bytes(with_broken_exif(encode(draw_stone(STONE_COLOURS["Ruby"]), ".jpg")))
     cmd = [sys.executable, "-m", "gemid.cli", "identify", str(photo), "--model", str(bundle), "--json", "--no-grade"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
