@@ -35,6 +35,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import cpu_description  # noqa: E402
+
 
 def timed(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> dict[str, float]:
     """p50 / p95 / mean milliseconds of fn() over `repeats` calls after `warmup` calls."""
@@ -188,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
 
     img = decode(data)
     print(f"photo: {args.photo or 'rendered stone'} {img.width}×{img.height} {img.format} {img.bytes / 1e3:.0f} kB; "
-          f"model: {args.model}; threads {args.threads}; {args.repeats} repeats; {os.cpu_count()} CPUs visible; "
-          f"load average {os.getloadavg()[0]:.1f} (other load inflates p95, and PyTorch's OpenMP most of all)")
+          f"model: {args.model}; threads {args.threads}; {args.repeats} repeats\n"
+          f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.1f} (other load inflates p95, and PyTorch's OpenMP most of all)")
     import cv2
 
     cv2.setNumThreads(args.threads)  # as the service pins each analysis (gemid.serve.analysis.load_identifier)
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if engines["note"]:
         print("  " + engines["note"])
     if args.json:
-        args.json.write_text(json.dumps({"stages": stages, "engines": engines, "threads": args.threads,
+        args.json.write_text(json.dumps({"stages": stages, "engines": engines, "threads": args.threads, "cpu": cpu_description(),
                                          "photo": str(args.photo or "rendered"), "model": str(args.model)}, indent=2))
     return 0
 

@@ -33,6 +33,10 @@ from pathlib import Path
 import httpx2
 
 REPO = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):
+    sys.path.insert(0, str(REPO))
+
+from bench.machine import cpu_description  # noqa: E402
 
 
 @dataclass
@@ -275,7 +279,7 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
             ready = wait_ready(proc, base)
             model = ready["model"]
             print(f"server: gemid serve, {workers} worker(s), analysis in {analysis}, model {model['name']} {model['version']} "
-                  f"({model['variant']}), {os.cpu_count()} CPU cores shared with the clients")
+                  f"({model['variant']}), all CPUs shared with the clients\nCPU: {cpu_description()}")
             print(f"photos: rendered stone {size}x{size} JPEG, {len(data[0]) / 1024:.0f} KiB, a new photo per request; "
                   f"up to {requests} requests or {seconds:.0f} s per level")
             print("modes: screen = POST /v1/identify?grade=false (species, quality, test guidance: issue 3's "

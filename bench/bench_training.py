@@ -34,6 +34,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import cpu_description  # noqa: E402
+
 N_CLASSES = 68  # the shipped model's label count
 
 
@@ -206,11 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     train = bench_training(args.model, size, args.batch, args.steps, args.freeze)
     infer = bench_inference(args.model, size, args.repeats, args.threads)
     out = {"model": args.model, "threads": args.threads, "load_average_at_start": load, "torch": torch.__version__,
-           "onnxruntime": onnxruntime.__version__, "cpu_count": os.cpu_count(), "training": train,
+           "onnxruntime": onnxruntime.__version__, "cpu_count": os.cpu_count(), "cpu": cpu_description(),
+           "training": train,
            "inference": infer, "seconds": time.time() - t0}
 
     print(f"{args.model} at {size} px, {args.threads} threads (torch {torch.__version__}, "
-          f"onnxruntime {onnxruntime.__version__}, {os.cpu_count()} CPUs visible)")
+          f"onnxruntime {onnxruntime.__version__})\nCPU: {cpu_description()}")
     print(f"\ntraining throughput, batch {train['batch']} (median of {train['steps']} steps):")
     print(f"  full fine-tuning (augment + whole network)   {train['full_finetune_img_per_s']:8.1f} img/s")
     print(f"  cached features (blocks[{train['frozen_blocks']}:] + heads)       "
