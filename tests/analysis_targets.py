@@ -1,4 +1,4 @@
-"""Stand-ins for `gemid.serve.analysis.identify_in_worker`, run inside analysis worker processes.
+"""Stand-ins for what analysis worker processes run (the service's `identify_in_worker`, a parcel's chunk runner).
 
 A module of its own with nothing heavy at the top: a worker imports it on its first call, and importing
 the service test support (FastAPI's TestClient, pytest) there would take longer than the timeouts tested.
@@ -30,3 +30,21 @@ def hang_or_pass(data: bytes, filename: str | None, *_args: object):
     if data == b"step":
         time.sleep(1.2)
     return Outcome(FileError(file=filename, error=ErrorInfo(code="done", message="analysed by a stand-in")), 200, 0.0)
+
+
+def parcel_crash_on_marker(items, request):
+    """A parcel worker's chunk runner that dies, as on a decoder crash, when a file's name says "crash"."""
+    from gemid.vision.parcel import _run
+
+    if any("crash" in shown for shown, _path in items):
+        os._exit(70)
+    return _run(items, request)
+
+
+def parcel_worker_pid(items, _request):
+    """Answers each file with an entry naming the worker process that saw it, after a pause long enough
+    that one worker cannot take every chunk."""
+    from gemid.vision.report import ErrorInfo, FileError
+
+    time.sleep(0.2)
+    return [FileError(file=shown, error=ErrorInfo(code="pid", message=str(os.getpid()))) for shown, _ in items]

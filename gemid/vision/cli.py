@@ -13,8 +13,9 @@ import csv
 import glob
 import json
 import logging
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,9 @@ if TYPE_CHECKING:
     from gemid.vision.report import FileError, Report
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 PROGRESS_OVER = 3  # show a progress bar for more files than this
-CHUNK = 8  # files read and classified together
 CSV_FIELDS = ["file", "report_id", "decision", "top1", "p1", "top2", "p2", "colour", "clarity", "warnings",
               "error", "reference", "next_test", "colour_hex"]
 _READINGS = ("ri", "ri_high", "birefringence", "sg", "optic", "optic_sign", "pleochroism", "uv_lw")
@@ -54,7 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="model bundle directory (default: the shipped models/gemid-species)")
     model.add_argument("--int8", action="store_true", help="use the int8-quantised model (faster)")
     model.add_argument("--threads", metavar="N", type=_positive_int, default=None,
-                       help="ONNX Runtime threads (default: one per core)")
+                       help="ONNX Runtime threads (default: one per core; with --jobs, 1 per worker)")
+    model.add_argument("--jobs", metavar="N", type=_positive_int, default=None,
+                       help="worker processes for a parcel (default: one per core for more than 32 files, "
+                            "else 1; each loads its own copy of the model, ~150-250 MB)")
     p.add_argument("--reference", metavar="REF", help="parcel or lot number recorded in every report")
     p.add_argument("--no-grade", dest="grade", action="store_false",
                    help="skip colour and clarity grading: a quick species screen (several times faster)")
@@ -130,9 +134,8 @@ class _BriefFormatter(logging.Formatter):
         return f"warning: {record.getMessage()}"
 
 
-@contextlib.contextmanager
-def _cli_logging(debug: bool) -> Iterator[None]:
-    """Brief warnings on stderr while the command runs; the logger is restored after (in-process callers)."""
+def _brief_logging(debug: bool) -> tuple[list[logging.Handler], int, bool]:
+    """Brief warnings on stderr (tracebacks only with --debug); returns what it replaced."""
     logger = logging.getLogger("gemid")
     saved = (logger.handlers[:], logger.level, logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
@@ -141,6 +144,32 @@ def _cli_logging(debug: bool) -> Iterator[None]:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
     logger.propagate = False
+    return saved
+
+
+def _quiet_decoder_warnings(debug: bool) -> None:
+    import warnings
+
+    # decompression bombs are refused by gemid.vision.decode with a message of its own
+    from PIL import Image
+
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    if not debug:  # a decoder's own notes ("Corrupt EXIF data" …) name library files, not the photo;
+        # decode already acts on them (a broken EXIF block means "as stored") and reports what matters
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
+
+def worker_console(debug: bool) -> None:
+    """A parcel worker process speaks to the technician's console as `gemid identify` itself does."""
+    _brief_logging(debug)
+    _quiet_decoder_warnings(debug)
+
+
+@contextlib.contextmanager
+def _cli_logging(debug: bool) -> Iterator[None]:
+    """Brief warnings on stderr while the command runs; the logger is restored after (in-process callers)."""
+    logger = logging.getLogger("gemid")
+    saved = _brief_logging(debug)
     try:
         yield
     finally:
@@ -156,22 +185,17 @@ def _identify(args: argparse.Namespace) -> int:
     import warnings
 
     with _cli_logging(args.debug), warnings.catch_warnings():
-        # decompression bombs are refused by gemid.vision.decode with a message of its own
-        from PIL import Image
-
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        if not args.debug:  # a decoder's own notes ("Corrupt EXIF data" …) name library files, not the photo;
-            # decode already acts on them (a broken EXIF block means "as stored") and reports what matters
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        _quiet_decoder_warnings(args.debug)
         return _run_identify(args)
 
 
 def _run_identify(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from gemid.vision import parcel
     from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
-    from gemid.vision.errors import GemidInputError, ModelError
-    from gemid.vision.pipeline import Identifier, file_error
+    from gemid.vision.errors import ModelError
+    from gemid.vision.pipeline import Identifier
     from gemid.vision.report import ErrorInfo, FileError, Readings
 
     try:
@@ -184,41 +208,56 @@ def _run_identify(args: argparse.Namespace) -> int:
         return _usage_error("--reference is longer than 200 characters")
 
     files = expand_paths(args.paths)
+    pending = [(shown, path) for shown, path, err in files if err is None]
+    errors = {i: FileError(file=shown, error=ErrorInfo(code="not_found", message=err))
+              for i, (shown, _p, err) in enumerate(files) if err is not None}
+    jobs = args.jobs or parcel.default_jobs(len(pending), os.cpu_count() or 1)
+    jobs = min(jobs, max(1, len(pending)))
+    model_dir = args.model or DEFAULT_BUNDLE_DIR
+    variant = "int8" if args.int8 else "fp32"
+    top_k = max(5, args.top)
     try:
-        identifier = Identifier(args.model or DEFAULT_BUNDLE_DIR, variant="int8" if args.int8 else "fp32",
-                                threads=args.threads, top_k=max(5, args.top))
+        # with workers, this process only reads the bundle (the table's title, a clear error if it is missing)
+        identifier = Identifier(model_dir, variant=variant, threads=args.threads, top_k=top_k, load_model=jobs == 1)
+    except ModelError as exc:
+        print(f"gemid identify: cannot load the model: {exc}", file=sys.stderr)
+        return 2
+
+    request = parcel.Request(reference=args.reference, readings=readings, grade=args.grade)
+    spec = parcel.ModelSpec(bundle_dir=Path(model_dir), variant=variant, threads=args.threads or 1, top_k=top_k,
+                            debug=args.debug)
+
+    def run(advance: Callable[[int], None]) -> list[Report | FileError]:
+        nonlocal identifier
+        if jobs > 1:
+            out = parcel.run_parallel(spec, pending, request, jobs, advance)
+            if out is not None:
+                return out
+            log.warning("the analysis workers could not start; identifying in this process")
+            identifier = Identifier(model_dir, variant=variant, threads=args.threads, top_k=top_k)
+        out = []
+        for i in range(0, len(pending), parcel.CHUNK):
+            chunk = pending[i : i + parcel.CHUNK]
+            out.extend(parcel.run_items(identifier, chunk, request))
+            advance(len(chunk))
+        return out
+
+    try:
+        if len(pending) > PROGRESS_OVER:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            with Progress(TextColumn("identifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          console=Console(stderr=True), transient=True) as bar:
+                task = bar.add_task("identify", total=len(pending))
+                done = run(lambda n: bar.advance(task, n))
+        else:
+            done = run(lambda n: None)
     except ModelError as exc:
         print(f"gemid identify: cannot load the model: {exc}", file=sys.stderr)
         return 2
 
     results: list[Report | FileError] = []
-    pending = [(shown, path) for shown, path, err in files if err is None]
-    errors = {i: FileError(file=shown, error=ErrorInfo(code="not_found", message=err))
-              for i, (shown, _p, err) in enumerate(files) if err is not None}
-
-    def run_chunk(chunk: list[tuple[str, Path]]) -> list[Report | FileError]:
-        try:
-            return identifier.identify_many([(shown, path) for shown, path in chunk], reference=args.reference,
-                                            readings=readings, grade=args.grade)
-        except GemidInputError as exc:
-            return [file_error(shown, exc) for shown, _ in chunk]
-
-    done: list[Report | FileError] = []
-    if len(pending) > PROGRESS_OVER:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(TextColumn("identifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task("identify", total=len(pending))
-            for i in range(0, len(pending), CHUNK):
-                chunk = pending[i : i + CHUNK]
-                done.extend(run_chunk(chunk))
-                bar.advance(task, len(chunk))
-    else:
-        for i in range(0, len(pending), CHUNK):
-            done.extend(run_chunk(pending[i : i + CHUNK]))
-
     it = iter(done)
     for i in range(len(files)):
         results.append(errors[i] if i in errors else next(it))
@@ -230,8 +269,6 @@ def _run_identify(args: argparse.Namespace) -> int:
             _print_table(results, args.top, identifier)
         sys.stdout.flush()
     except BrokenPipeError:  # `gemid identify … | head`: the reader left; not an error of ours
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if args.csv:
         try:

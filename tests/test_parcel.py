@@ -1,0 +1,107 @@
+"""A parcel on every core: `gemid identify --jobs N` gives what one process gives, in order, and a photo that
+kills its worker costs only its own entry."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from analysis_targets import parcel_crash_on_marker, parcel_worker_pid
+from bundle_fixture import LABELS, STONE_COLOURS, build_bundle, draw_stone, encode
+
+from gemid.cli import main
+from gemid.vision import parcel
+
+VOLATILE = ("report_id", "created_at")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return build_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    """20 files: drawn stones of every label, a PNG named .jpg, and two bad files in the middle."""
+    d = tmp_path_factory.mktemp("parcel")
+    out = []
+    for i in range(18):
+        label = LABELS[i % len(LABELS)]
+        ext = ".jpg" if i % 3 else ".png"
+        path = d / f"{i:02d}_{label.lower()}{'.jpg' if i == 4 else ext}"
+        path.write_bytes(encode(draw_stone(STONE_COLOURS[label], seed=i), ext))
+        out.append(path)
+    (d / "07b_notes.jpg").write_bytes(b"parcel 42: three stones\n")
+    (d / "11b_empty.png").write_bytes(b"")
+    out.insert(8, d / "07b_notes.jpg")
+    out.insert(13, d / "11b_empty.png")
+    return out
+
+
+def spec(bundle: Path) -> parcel.ModelSpec:
+    return parcel.ModelSpec(bundle_dir=bundle, variant="fp32", threads=1, top_k=5)
+
+
+def items(photos: list[Path]) -> list[tuple[str, Path]]:
+    return [(p.name, p) for p in photos]
+
+
+def stable(entries: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k not in VOLATILE} for e in entries]
+
+
+def test_two_workers_give_what_one_process_gives_in_order(capsys, bundle, photos):
+    argv = ["identify", *map(str, photos), "--model", str(bundle), "--json", "--reference", "P-42", "--ri", "1.77"]
+    assert main([*argv, "--jobs", "1"]) == 1  # the two bad files
+    one = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--jobs", "2"]) == 1
+    out, err = capsys.readouterr()
+    two = json.loads(out)
+    assert [e["file"] for e in two] == [str(p) for p in photos]
+    assert stable(two) == stable(one)
+    assert [e["error"]["code"] for e in two if "error" in e] == ["unsupported_type", "empty_file"]
+    assert all(e["reference"] == "P-42" and e["tests"]["reranking"] for e in two if "error" not in e)
+    assert "Traceback" not in err
+
+
+def test_the_chunks_run_in_separate_worker_processes(bundle, photos):
+    seen = []
+    entries = parcel.run_parallel(spec(bundle), items(photos), parcel.Request(None, None, True), 2,
+                                  advance=seen.append, runner=parcel_worker_pid)
+    assert [e.file for e in entries] == [p.name for p in photos]
+    pids = {int(e.error.message) for e in entries}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert sum(seen) == len(photos)
+
+
+def test_a_photo_that_kills_its_worker_costs_only_its_own_entry(bundle, photos):
+    crafted = photos[:]
+    crafted.insert(5, photos[0].with_name("05b_crash.jpg"))
+    crafted[5].write_bytes(photos[0].read_bytes())
+    seen = []
+    entries = parcel.run_parallel(spec(bundle), items(crafted), parcel.Request(None, None, False), 2,
+                                  advance=seen.append, runner=parcel_crash_on_marker)
+    assert [e.file for e in entries] == [p.name for p in crafted]
+    failed = {e.file: e.error.code for e in entries if getattr(e, "error", None)}
+    assert failed == {"05b_crash.jpg": "analysis_failed", "07b_notes.jpg": "unsupported_type",
+                      "11b_empty.png": "empty_file"}
+    assert "damaged or crafted" in next(e for e in entries if e.file == "05b_crash.jpg").error.message
+    assert sum(seen) == len(crafted)
+
+
+def test_workers_that_cannot_load_the_model_hand_the_parcel_back(photos, tmp_path):
+    broken = parcel.ModelSpec(bundle_dir=tmp_path / "no-bundle", variant="fp32", threads=1, top_k=5)
+    assert parcel.run_parallel(broken, items(photos), parcel.Request(None, None, True), 2) is None
+
+
+@pytest.mark.parametrize(("files", "cores", "jobs"), [(32, 2, 1), (33, 2, 2), (33, 8, 5), (500, 1, 1), (500, 4, 4)])
+def test_workers_only_for_a_parcel_that_repays_their_start(files, cores, jobs):
+    assert parcel.default_jobs(files, cores) == jobs
+
+
+def test_chunks_keep_every_worker_busy_to_the_end():
+    assert parcel.chunk_size(80, 2) == 8  # 10 chunks: 5 per worker
+    assert parcel.chunk_size(20, 2) == 3  # 7 chunks, not 3 of 8 with one worker idle at the end
+    assert parcel.chunk_size(3, 4) == 1
