@@ -41,6 +41,15 @@ def parcel_crash_on_marker(items, request):
     return _run(items, request)
 
 
+def parcel_fail_on_marker(items, request):
+    """A parcel worker's chunk runner whose batch fails (as a broken model would) when a file's name says "boom"."""
+    from gemid.vision.parcel import _run
+
+    if any("boom" in shown for shown, _path in items):
+        raise RuntimeError("the model could not run this batch")
+    return _run(items, request)
+
+
 def parcel_worker_pid(items, _request):
     """Answers each file with an entry naming the worker process that saw it, after a pause long enough
     that one worker cannot take every chunk."""

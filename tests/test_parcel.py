@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from analysis_targets import parcel_crash_on_marker, parcel_worker_pid
+from analysis_targets import parcel_crash_on_marker, parcel_fail_on_marker, parcel_worker_pid
 from bundle_fixture import LABELS, STONE_COLOURS, build_bundle, draw_stone, encode
 
 from gemid.cli import main
@@ -89,6 +89,21 @@ def test_a_photo_that_kills_its_worker_costs_only_its_own_entry(bundle, photos):
                       "11b_empty.png": "empty_file"}
     assert "damaged or crafted" in next(e for e in entries if e.file == "05b_crash.jpg").error.message
     assert sum(seen) == len(crafted)
+
+
+def test_a_batch_that_fails_in_a_worker_refuses_its_files_and_keeps_the_rest(bundle, photos):
+    odd = photos[:]
+    odd.insert(3, photos[0].with_name("03b_boom.jpg"))
+    odd[3].write_bytes(photos[0].read_bytes())
+    entries = parcel.run_parallel(spec(bundle), items(odd), parcel.Request(None, None, False), 2,
+                                  runner=parcel_fail_on_marker)
+    assert [e.file for e in entries] == [p.name for p in odd]
+    size = parcel.chunk_size(len(odd), 2)
+    refused = {e.file for e in entries if getattr(e, "error", None) and e.error.code == "internal_error"}
+    first = 3 // size * size
+    assert refused == {p.name for p in odd[first : first + size]}  # the chunk that held the file, no more
+    assert "RuntimeError" in next(e for e in entries if e.file == "03b_boom.jpg").error.message
+    assert sum(1 for e in entries if getattr(e, "species", None)) == len(odd) - size - 2  # minus the two bad files
 
 
 def test_workers_that_cannot_load_the_model_hand_the_parcel_back(photos, tmp_path):

@@ -14,6 +14,7 @@ that crashes alone gets its own error entry and the others their reports.
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ from gemid.vision.report import ErrorInfo, FileError, Readings, Report
 
 if TYPE_CHECKING:
     from gemid.vision.pipeline import Identifier
+
+log = logging.getLogger(__name__)
 
 Item = tuple[str, Path]  # (name shown, file)
 Entry = Report | FileError
@@ -108,6 +111,16 @@ def run_items(identifier: Identifier, items: Sequence[Item], request: Request) -
                                         grade=request.grade)
     except GemidInputError as exc:
         return [file_error(shown, exc) for shown, _ in items]
+    except Exception as exc:  # the batch itself failed (the model), not one photo: refuse these, keep the rest
+        return _failed(items, exc)
+
+
+def _failed(items: Sequence[Item], exc: BaseException) -> list[Entry]:
+    from gemid.vision.pipeline import file_error
+
+    log.error("could not analyse %s: %s: %s", ", ".join(shown for shown, _ in items), type(exc).__name__, exc,
+              exc_info=exc)
+    return [file_error(shown, exc) for shown, _ in items]
 
 
 Runner = Callable[[Sequence[Item], Request], list[Entry]]
@@ -142,6 +155,8 @@ def run_parallel(spec: ModelSpec, items: Sequence[Item], request: Request, jobs:
                 except BrokenProcessPool:
                     lost.append(i)
                     continue
+                except Exception as exc:  # the call failed outside the analysis (a result that cannot travel)
+                    done[i] = _failed(chunks[i], exc)
                 advance(len(chunks[i]))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -167,6 +182,8 @@ def _one_by_one(spec: ModelSpec, items: Sequence[Item], request: Request, advanc
                 out.append(FileError(file=item[0], error=ErrorInfo(code="analysis_failed", message=CRASHED)))
                 pool.shutdown(wait=True)
                 pool = _pool(spec, 1)
+            except Exception as exc:
+                out.extend(_failed([item], exc))
             advance(1)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
