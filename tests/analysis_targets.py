@@ -50,6 +50,13 @@ def parcel_fail_on_marker(items, request):
     return _run(items, request)
 
 
+def parcel_init_fails(_spec) -> None:
+    """A parcel worker's start-up that cannot load its model, as `parcel._init` records it."""
+    import gemid.vision.parcel as parcel
+
+    parcel._init_error = "RuntimeError: no model in this worker"
+
+
 def parcel_worker_pid(items, _request):
     """Answers each file with an entry naming the worker process that saw it, after a pause long enough
     that one worker cannot take every chunk."""

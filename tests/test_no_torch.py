@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 import textwrap
@@ -131,6 +132,15 @@ def test_a_runtime_install_identifies_and_serves(tmp_path):
                           str(bundle), "--json"], env=env, capture_output=True, text=True, timeout=180)
     assert cli.returncode == 0, cli.stderr
     assert '"label": "Ruby"' in cli.stdout
+
+    # a parcel in worker processes (gemid.vision.parcel): workers that failed to start would fall back to one
+    # process with a warning, so the warning's absence shows they ran
+    (tmp_path / "emerald.jpg").write_bytes(encode(draw_stone(STONE_COLOURS["Emerald"]), ".jpg"))
+    cli = subprocess.run([sys.executable, "-m", "gemid.cli", "identify", str(tmp_path / "ruby.jpg"),
+                          str(tmp_path / "emerald.jpg"), "--model", str(bundle), "--json", "--jobs", "2"],
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert cli.returncode == 0 and not cli.stderr.strip(), cli.stderr
+    assert [e["species"]["top"][0]["label"] for e in json.loads(cli.stdout)] == ["Ruby", "Emerald"]
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

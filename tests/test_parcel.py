@@ -8,7 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
-from analysis_targets import parcel_crash_on_marker, parcel_fail_on_marker, parcel_worker_pid
+from analysis_targets import (
+    parcel_crash_on_marker,
+    parcel_fail_on_marker,
+    parcel_init_fails,
+    parcel_worker_pid,
+)
 from bundle_fixture import LABELS, STONE_COLOURS, build_bundle, draw_stone, encode
 
 from gemid.cli import main
@@ -106,9 +111,21 @@ def test_a_batch_that_fails_in_a_worker_refuses_its_files_and_keeps_the_rest(bun
     assert sum(1 for e in entries if getattr(e, "species", None)) == len(odd) - size - 2  # minus the two bad files
 
 
-def test_workers_that_cannot_load_the_model_hand_the_parcel_back(photos, tmp_path):
+def test_workers_that_cannot_load_the_model_hand_the_parcel_back_and_say_why(photos, tmp_path, caplog):
     broken = parcel.ModelSpec(bundle_dir=tmp_path / "no-bundle", variant="fp32", threads=1, top_k=5)
-    assert parcel.run_parallel(broken, items(photos), parcel.Request(None, None, True), 2) is None
+    with caplog.at_level("WARNING", logger="gemid"):
+        assert parcel.run_parallel(broken, items(photos), parcel.Request(None, None, True), 2) is None
+    assert "could not start (ModelError: no model bundle at" in caplog.text
+
+
+def test_a_parcel_whose_workers_cannot_start_is_identified_in_one_process(capsys, bundle, photos, monkeypatch):
+    """What the technician sees: the reports, and one warning line, no traceback from the pool."""
+    monkeypatch.setattr(parcel, "_init", parcel_init_fails)  # pickled by reference: the workers run it
+    assert main(["identify", *map(str, photos), "--model", str(bundle), "--json", "--jobs", "2"]) == 1
+    out, err = capsys.readouterr()
+    assert [e["file"] for e in json.loads(out)] == [str(p) for p in photos]
+    assert err.strip() == ("warning: the analysis workers could not start (RuntimeError: no model in this "
+                           "worker); identifying in this process")
 
 
 @pytest.mark.parametrize(("files", "cores", "jobs"), [(32, 2, 1), (33, 2, 2), (33, 8, 5), (500, 1, 1), (500, 4, 4)])

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from gemid.vision.report import FileError, Report
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
-log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 PROGRESS_OVER = 3  # show a progress bar for more files than this
 CSV_FIELDS = ["file", "report_id", "decision", "top1", "p1", "top2", "p2", "colour", "clarity", "warnings",
@@ -233,7 +232,6 @@ def _run_identify(args: argparse.Namespace) -> int:
             out = parcel.run_parallel(spec, pending, request, jobs, advance)
             if out is not None:
                 return out
-            log.warning("the analysis workers could not start; identifying in this process")
             identifier = Identifier(model_dir, variant=variant, threads=args.threads, top_k=top_k)
         out = []
         for i in range(0, len(pending), parcel.CHUNK):

@@ -73,23 +73,30 @@ def chunk_size(files: int, jobs: int) -> int:
 # --- in a worker process ----------------------------------------------------------------------------------
 
 _identifier: Identifier | None = None  # set once per worker process by _init, nowhere else
+_init_error: str | None = None  # why _init could not load the model, for the parent to say
 
 
 def _init(spec: ModelSpec) -> None:
-    global _identifier
-    import cv2
-
-    from gemid.vision.cli import worker_console
-    from gemid.vision.pipeline import Identifier
-
-    worker_console(spec.debug)
+    """Load the model once per worker. A failure is kept for `_ready` to report, not raised: the pool would
+    print its traceback on the technician's console."""
+    global _identifier, _init_error
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops its workers
-    cv2.setNumThreads(spec.threads)  # the workers share the cores; OpenCV's own threads would oversubscribe them
-    _identifier = Identifier(spec.bundle_dir, variant=spec.variant, threads=spec.threads, top_k=spec.top_k)
+    try:
+        import cv2
+
+        from gemid.vision.cli import worker_console
+        from gemid.vision.pipeline import Identifier
+
+        worker_console(spec.debug)
+        cv2.setNumThreads(spec.threads)  # the workers share the cores; OpenCV's own threads would oversubscribe
+        _identifier = Identifier(spec.bundle_dir, variant=spec.variant, threads=spec.threads, top_k=spec.top_k)
+    except Exception as exc:
+        _init_error = f"{type(exc).__name__}: {exc}"
 
 
-def _ready() -> bool:
-    return _identifier is not None
+def _ready() -> str | None:
+    """None when this worker holds the model, else why not."""
+    return _init_error if _identifier is None else None
 
 
 def _run(items: Sequence[Item], request: Request) -> list[Entry]:
@@ -139,9 +146,11 @@ def run_parallel(spec: ModelSpec, items: Sequence[Item], request: Request, jobs:
     pool = _pool(spec, jobs)
     try:
         try:
-            for ready in [pool.submit(_ready) for _ in range(jobs)]:
-                ready.result()
+            problems = [p for p in (f.result() for f in [pool.submit(_ready) for _ in range(jobs)]) if p]
         except BrokenProcessPool:
+            problems = ["a worker process ended while starting"]
+        if problems:
+            log.warning("the analysis workers could not start (%s); identifying in this process", problems[0])
             return None
         futures: dict[Future[list[Entry]], int] = {pool.submit(runner, chunk, request): i
                                                    for i, chunk in enumerate(chunks)}
