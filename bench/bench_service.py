@@ -21,8 +21,6 @@ import asyncio
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,10 @@ import httpx2
 REPO = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the tests' way of running a real `gemid serve` (and --tiny's bundle)
+
+from serve_process import ServeError, free_port, start, stop  # noqa: E402
+from serve_process import wait_ready as _wait_ready  # noqa: E402
 
 from bench.machine import cpu_description  # noqa: E402
 
@@ -83,42 +85,23 @@ def photos(size: int, n: int) -> list[bytes]:
 
 
 def tiny_bundle(dest: Path) -> Path:
-    sys.path.insert(0, str(REPO / "tests"))
     from bundle_fixture import build_bundle
 
     return build_bundle(dest)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(port: int, data_dir: Path, model_dir: Path, variant: str, workers: int,
                  analysis: str = "processes") -> subprocess.Popen:
-    env = {**os.environ, "GEMID_DATA_DIR": str(data_dir), "GEMID_MODEL_DIR": str(model_dir),
-           "GEMID_MODEL_VARIANT": variant, "GEMID_ANALYSIS": analysis, "NO_ALBUMENTATIONS_UPDATE": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "gemid.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    return start(data_dir, model_dir, port, "--host", "127.0.0.1", "--workers", str(workers),
+                 GEMID_MODEL_VARIANT=variant, GEMID_ANALYSIS=analysis)
 
 
 def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited ({proc.returncode}):\n{proc.stdout.read() if proc.stdout else ''}")
-        try:
-            r = httpx2.get(f"{base}/readyz", timeout=2)
-            if r.status_code == 200:
-                return r.json()
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.25)
-    raise SystemExit("the server did not become ready in time")
+    """/readyz's answer (the model served) once the server is ready; a bench stops with the server's output."""
+    try:
+        return _wait_ready(proc, base, timeout)
+    except ServeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 BOUNDARY = "gemid-bench-7d1c5a"
@@ -323,11 +306,7 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
                       f"resource tracker) {', '.join(f'{m:.0f}' for m in memory[1])} MB")
             return results
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,18 +31,24 @@ def start(data_dir: Path, bundle: Path, port: int, *args: str, **env_extra: str)
     )
 
 
-def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 60.0) -> None:
+class ServeError(RuntimeError):
+    """`gemid serve` ended, or did not become ready, while it was awaited."""
+
+
+def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 60.0) -> dict:
+    """/readyz's answer (the model served), once it says ready."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"gemid serve exited with {proc.returncode}:\n{proc.stdout.read()}")
+            raise ServeError(f"gemid serve exited with {proc.returncode}:\n{proc.stdout.read()}")
         try:
-            if httpx2.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
+            r = httpx2.get(f"{base}/readyz", timeout=2)
+            if r.status_code == 200:
+                return r.json()
         except httpx2.TransportError:
             pass
         time.sleep(0.2)
-    raise AssertionError("gemid serve did not become ready")
+    raise ServeError("gemid serve did not become ready")
 
 
 def stop(proc: subprocess.Popen) -> None:

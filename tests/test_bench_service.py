@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -39,8 +38,7 @@ def server(bench, tmp_path_factory):
         bench.wait_ready(proc, base)
         yield base, tmp / "data", proc.pid
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        bench.stop(proc)
 
 
 def test_every_identification_is_counted_and_stored(bench, server):

@@ -195,7 +195,7 @@ def _run_identify(args: argparse.Namespace) -> int:
     from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
     from gemid.vision.errors import ModelError
     from gemid.vision.pipeline import Identifier
-    from gemid.vision.report import ErrorInfo, FileError, Readings
+    from gemid.vision.report import MAX_REFERENCE, ErrorInfo, FileError, Readings
 
     try:
         values = {k: getattr(args, k) for k in _READINGS}
@@ -203,8 +203,8 @@ def _run_identify(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
         return _usage_error(f"invalid reading: {problems}")
-    if args.reference is not None and len(args.reference) > 200:
-        return _usage_error("--reference is longer than 200 characters")
+    if args.reference is not None and len(args.reference) > MAX_REFERENCE:
+        return _usage_error(f"--reference is longer than {MAX_REFERENCE} characters")
 
     files = expand_paths(args.paths)
     pending = [(shown, path) for shown, path, err in files if err is None]
