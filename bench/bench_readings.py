@@ -1,9 +1,9 @@
 """How much do cheap confirmatory readings add to the photo? Top-1 photo-only vs photo + RI vs photo + RI + SG.
 
-For every validation stone the true species' property range (gemid/vision/gemdata/gem_properties.csv) gives a
+For every validation stone the true species' property range (gemid/gemmology/data/gem_properties.csv) gives a
 simulated reading: a value drawn uniformly from the range plus the instrument's Gaussian error (refractometer
 ±0.005, spot ±0.01 on aggregates, OTL above 1.81; hydrostatic SG ±0.03; the polariscope from its soft table).
-The photo's top-k candidates are re-ranked with `gemid.vision.rerank.rerank`, exactly as the service does.
+The photo's top-k candidates are re-ranked with `gemid.gemmology.rerank.rerank`, exactly as the service does.
 Accuracy is reported per label, per mineral (corundum, beryl, quartz, pyrope ...) and per family (garnet ...).
 
     python bench/bench_readings.py --predictions predictions.json   # the model's validation predictions
@@ -31,16 +31,16 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gemid.vision.gemdata.instruments import (  # noqa: E402
+from gemid.gemmology.instruments import (  # noqa: E402
     REFRACTOMETER_LIMIT,
     SIGMA_SG,
     optic_probs,
     ri_bands,
     ri_sigma,
 )
-from gemid.vision.gemdata.table import OPTICS, Material, PropertyTable, default_table  # noqa: E402
-from gemid.vision.report import Candidate, Readings  # noqa: E402
-from gemid.vision.rerank import rerank  # noqa: E402
+from gemid.gemmology.rerank import rerank  # noqa: E402
+from gemid.gemmology.table import OPTICS, Material, PropertyTable, default_table  # noqa: E402
+from gemid.report import Candidate, Readings  # noqa: E402
 
 # body colours of the 68 classes, only to make the synthetic photo confuse what a photo would confuse
 COLOURS: dict[str, tuple[str, ...]] = {

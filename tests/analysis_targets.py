@@ -19,8 +19,8 @@ def hang_or_pass(data: bytes, filename: str | None, *_args: object):
     """Loops for ever on b"hang" (a decoder stuck on a crafted file), takes 3 s on b"slow" and 1.2 s on
     b"step", and otherwise answers at once: a refusal entry coded "done", so a test can tell which photos
     were answered."""
+    from gemid.report import ErrorInfo, FileError
     from gemid.serve.analysis import Outcome
-    from gemid.vision.report import ErrorInfo, FileError
 
     if data == b"hang":
         while True:
@@ -60,7 +60,7 @@ def parcel_init_fails(_spec) -> None:
 def parcel_worker_pid(items, _request):
     """Answers each file with an entry naming the worker process that saw it, after a pause long enough
     that one worker cannot take every chunk."""
-    from gemid.vision.report import ErrorInfo, FileError
+    from gemid.report import ErrorInfo, FileError
 
     time.sleep(0.2)
     return [FileError(file=shown, error=ErrorInfo(code="pid", message=str(os.getpid()))) for shown, _ in items]

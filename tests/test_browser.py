@@ -196,7 +196,7 @@ def api_report(server: str, data: bytes | None = None, reference: str | None = N
 
 
 def _rows(label: str):
-    from gemid.vision.gemdata.table import default_table
+    from gemid.gemmology.table import default_table
 
     return [m for m in default_table().rows_for(label) if m.ri is not None]
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from bundle_fixture import HEAD_CLASSES, HEAD_NAME, LABELS, SIZE, STONE_COLOURS, build_bundle, draw_stone
 
+from gemid.errors import ModelError
+from gemid.report import Quality, QualityWarning
 from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, load_bundle
 from gemid.vision.classify import SpeciesClassifier, open_set_score, softmax, species_result, top_candidates
-from gemid.vision.errors import ModelError
 from gemid.vision.quality import assess
-from gemid.vision.report import Quality, QualityWarning
 from gemid.vision.segment import segment
 
 SHIPPED = DEFAULT_BUNDLE_DIR

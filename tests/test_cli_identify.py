@@ -12,7 +12,7 @@ import pytest
 from bundle_fixture import LABELS, STONE_COLOURS, build_bundle, draw_stone, encode, with_broken_exif
 
 from gemid.cli import main
-from gemid.vision.cli import CSV_FIELDS
+from gemid.report import ROW_FIELDS as CSV_FIELDS
 
 
 @pytest.fixture(scope="module")

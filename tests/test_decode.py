@@ -14,8 +14,7 @@ import pytest
 from bundle_fixture import with_broken_exif
 from PIL import Image, ImageCms
 
-from gemid.vision.decode import decode, sniff
-from gemid.vision.errors import (
+from gemid.errors import (
     CorruptImage,
     EmptyFile,
     GemidInputError,
@@ -23,6 +22,7 @@ from gemid.vision.errors import (
     TooManyPixels,
     UnsupportedType,
 )
+from gemid.vision.decode import decode, sniff
 
 RED, BLUE = (220, 20, 30), (20, 40, 200)
 

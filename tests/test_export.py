@@ -14,8 +14,8 @@ ort = pytest.importorskip("onnxruntime")
 
 from model_fixture import LABELS, SIZE, tiny_run  # noqa: E402
 
+from gemid.errors import ModelError  # noqa: E402
 from gemid.training import onnx_passes  # noqa: E402
-from gemid.vision.errors import ModelError  # noqa: E402
 
 
 @pytest.fixture(scope="module")

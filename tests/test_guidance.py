@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gemid.vision.guidance import UnknownTest, considered_candidates, information_gain, recommend
-from gemid.vision.report import Candidate
+from gemid.gemmology.guidance import UnknownTest, considered_candidates, information_gain, recommend
+from gemid.report import Candidate
 
 
 def _c(**probs: float) -> list[Candidate]:
@@ -121,9 +121,9 @@ def test_information_gain_bounds():
 def test_all_tests_scored_at_once_match_one_by_one():
     """`recommend` scores every test in one pass over the hypotheses' concatenated outcomes and every pair's
     overlap in one array op; both must be what `information_gain` and a pairwise min-sum give test by test."""
-    from gemid.vision.gemdata.instruments import TESTS
-    from gemid.vision.gemdata.table import default_table
-    from gemid.vision.guidance import _gains, _hypotheses, _overlaps
+    from gemid.gemmology.guidance import _gains, _hypotheses, _overlaps
+    from gemid.gemmology.instruments import TESTS
+    from gemid.gemmology.table import default_table
 
     table = default_table()
     labels = [lab for lab in table.labels if table.rows_for(lab)]

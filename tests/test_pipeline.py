@@ -16,10 +16,10 @@ from bundle_fixture import LABELS, STONE_COLOURS, build_bundle, draw_stone, enco
 from PIL import Image
 
 from gemid import DISCLAIMER
+from gemid.errors import CorruptImage, GemidInputError, UnsupportedType
+from gemid.report import FileError, Readings, Report
 from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, sha256_file
-from gemid.vision.errors import CorruptImage, GemidInputError, UnsupportedType
 from gemid.vision.pipeline import CHUNK, Identifier
-from gemid.vision.report import FileError, Readings, Report
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +252,7 @@ def test_large_photos_are_graded_in_original_coordinates_and_match_the_graders(i
 
 
 def test_missing_model_is_a_model_error(tmp_path):
-    from gemid.vision.errors import ModelError
+    from gemid.errors import ModelError
 
     with pytest.raises(ModelError, match="bundle.json missing"):
         Identifier(tmp_path)

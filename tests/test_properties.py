@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gemid.vision.gemdata.table import (
+from gemid.gemmology.table import (
     FLUORESCENCE,
     LABELS_JSON,
     OPTIC_SIGNS,

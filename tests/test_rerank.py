@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gemid.vision.gemdata.table import default_table
-from gemid.vision.report import Candidate, Readings
-from gemid.vision.rerank import ReadingsError, rerank
+from gemid.gemmology.rerank import ReadingsError, rerank
+from gemid.gemmology.table import default_table
+from gemid.report import Candidate, Readings
 
 
 def _c(*pairs: tuple[str, float]) -> list[Candidate]:

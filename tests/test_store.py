@@ -13,10 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
-from gemid.serve.images import ImageStore
-from gemid.serve.models_db import Base
-from gemid.serve.store import ReportStore, RevisionConflict, make_engine, migrate, schema_revision
-from gemid.vision.report import (
+from gemid.report import (
     Candidate,
     ImageInfo,
     ModelInfo,
@@ -26,9 +23,12 @@ from gemid.vision.report import (
     Reranking,
     SpeciesResult,
 )
-from gemid.vision.report import (
+from gemid.report import (
     TestsResult as SectionTests,
 )
+from gemid.serve.images import ImageStore
+from gemid.serve.models_db import Base
+from gemid.serve.store import ReportStore, RevisionConflict, make_engine, migrate, schema_revision
 
 pytest_plugins = ["postgres_support"]
 

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from anyio import CapacityLimiter, to_thread
 
-from gemid.vision.errors import GemidInputError
-from gemid.vision.report import ErrorInfo, FileError, Readings, Report
+from gemid.errors import GemidInputError
+from gemid.report import FileError, Readings, Report
 
 if TYPE_CHECKING:
     from gemid.serve.settings import Settings
@@ -70,7 +70,7 @@ UNPROCESSABLE = "this photo could not be analysed; try another photo of the ston
 
 
 def _refused(filename: str | None, code: str, message: str, status: int, seconds: float = 0.0) -> Outcome:
-    return Outcome(FileError(file=filename, error=ErrorInfo(code=code, message=message)), status, seconds)
+    return Outcome(FileError.refusal(filename, code, message), status, seconds)
 
 
 def load_identifier(settings: Settings, *, load_model: bool = True) -> Identifier:
@@ -90,13 +90,12 @@ def load_identifier(settings: Settings, *, load_model: bool = True) -> Identifie
 def analyse(identifier: Identifier, data: bytes, filename: str | None, reference: str | None,
             readings: Readings | None, grade: bool) -> Outcome:
     """Identify one photo; a bad photo or a failing stage becomes a refusal entry, never an exception."""
-    from gemid.vision.pipeline import file_error
 
     start = time.perf_counter()
     try:
         report = identifier.identify(data, filename=filename, reference=reference, readings=readings, grade=grade)
     except GemidInputError as exc:
-        return Outcome(file_error(filename, exc), exc.status, time.perf_counter() - start)
+        return Outcome(FileError.from_exception(filename, exc), exc.status, time.perf_counter() - start)
     except Exception:  # an odd photo that broke a stage: refuse this one, keep the others, log why
         log.exception("could not analyse %s", filename)
         return _refused(filename, "unprocessable_image", UNPROCESSABLE, 422, time.perf_counter() - start)

@@ -19,13 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gemid.serve.errors import ApiError, error_body
-from gemid.serve.images import ImageStore, content_type_for
-from gemid.serve.metrics import ServiceMetrics
-from gemid.serve.settings import Settings
-from gemid.serve.store import ReportPage, ReportStore, RevisionConflict, put_photo
-from gemid.vision.errors import EmptyFile, GemidInputError, TooLarge
-from gemid.vision.report import (
+from gemid.errors import EmptyFile, GemidInputError, TooLarge
+from gemid.report import (
     MAX_REFERENCE,
     Decision,
     ErrorInfo,
@@ -36,6 +31,11 @@ from gemid.vision.report import (
     clean_reference,
     printable,
 )
+from gemid.serve.errors import ApiError, error_body
+from gemid.serve.images import ImageStore, content_type_for
+from gemid.serve.metrics import ServiceMetrics
+from gemid.serve.settings import Settings
+from gemid.serve.store import ReportPage, ReportStore, RevisionConflict, put_photo
 
 if TYPE_CHECKING:
     from gemid.serve.analysis import Analysis
@@ -310,7 +310,7 @@ def build_router() -> APIRouter:
                 try:
                     data = await _read_upload(upload, settings.max_bytes)
                 except GemidInputError as exc:
-                    out.append(FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message)))
+                    out.append(FileError.from_exception(name, exc))
                     statuses.append(exc.status)
                     continue
                 outcome = await analysis.identify(data, filename=name, reference=reference, readings=readings,
@@ -356,7 +356,7 @@ def build_router() -> APIRouter:
         """Newest first. Species and decision are those of each report's latest revision."""
         created_from = _parse_when(since, "since", end=False)
         created_to = _parse_when(until, "until", end=True)
-        # stored text never holds control characters (gemid.vision.report.printable), so a filter need not
+        # stored text never holds control characters (gemid.report.printable), so a filter need not
         species, reference = (printable(v) if v is not None else None for v in (species, reference))
         return await to_thread.run_sync(lambda: store.list(
             limit=limit, offset=offset, created_from=created_from, created_to=created_to,

@@ -103,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
         if value:
             os.environ[env] = str(value)  # the workers build their Settings from the environment
 
+    from gemid.errors import ModelError
     from gemid.serve.settings import Settings
     from gemid.serve.store import ReportStore
     from gemid.vision.bundle import load_bundle
-    from gemid.vision.errors import ModelError
 
     if args.workers < 1 or not 0 < args.port < 65536:
         print("gemid serve: --workers must be >= 1 and --port in 1..65535", file=sys.stderr)

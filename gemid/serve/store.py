@@ -23,9 +23,9 @@ from sqlalchemy import Engine, create_engine, event, func, insert, select, text,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gemid.report import Decision, Report
 from gemid.serve.images import ImageStore, extension_for, sha256_bytes
 from gemid.serve.models_db import ReportRow, RevisionRow
-from gemid.vision.report import Decision, Report
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from gemid.report import printable
 from gemid.serve.api import REPORT_ID, ReportId
 from gemid.serve.errors import ApiError
 from gemid.serve.images import atomic_write
-from gemid.vision.report import printable
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 

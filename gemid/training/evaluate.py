@@ -343,8 +343,8 @@ def register_cli(sub) -> None:
 
 def main(args) -> int:
     from gemid.datasets.manifest import ManifestError
+    from gemid.errors import GemidInputError
     from gemid.training.restore import CheckpointError
-    from gemid.vision.errors import GemidInputError
 
     try:
         evaluate(args.checkpoint, args.out, manifest=args.manifest, split=args.split, ood_dir=args.ood_dir,

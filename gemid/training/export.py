@@ -298,7 +298,7 @@ def register_cli(sub) -> None:
 
 def quantize_main(args) -> int:
     from gemid.datasets.manifest import ManifestError
-    from gemid.vision.errors import ModelError
+    from gemid.errors import ModelError
 
     try:
         command = ["gemid", "quantize", "--bundle", args.bundle, *(["--manifest", args.manifest] if args.manifest else []),
@@ -314,9 +314,9 @@ def quantize_main(args) -> int:
 
 def main(args) -> int:
     from gemid.datasets.manifest import ManifestError
+    from gemid.errors import ModelError
     from gemid.training.onnx_passes import GraphPassError
     from gemid.training.restore import CheckpointError
-    from gemid.vision.errors import ModelError
 
     try:
         export(args.checkpoint, args.eval_metrics, args.out, version=args.version, name=args.name,

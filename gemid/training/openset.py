@@ -124,7 +124,7 @@ def non_gem_images(extra_dir: Path | str | None = None, *, seed: int = 0) -> lis
     rng = np.random.default_rng(seed)
     out += [_render(i, rng) for i in range(N_RENDERED)]
     if extra_dir is not None:
-        from gemid.vision.errors import GemidInputError
+        from gemid.errors import GemidInputError
 
         for path in sorted(Path(extra_dir).rglob("*")):
             if path.is_file():

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from gemid.vision.errors import ModelError
+from gemid.errors import ModelError
 
 DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parents[2] / "models" / "gemid-species"
 

@@ -45,12 +45,12 @@ from importlib import resources
 import cv2
 import numpy as np
 
+from gemid.report import ClarityGrade, Inclusion
 from gemid.vision import clarity_scales
 from gemid.vision.classify import sigmoid
 from gemid.vision.colorimetry import lightness, luminance, srgb8_to_linear
 from gemid.vision.inclusion_net import InclusionNet, net_inputs
 from gemid.vision.inclusion_net import shipped as shipped_net
-from gemid.vision.report import ClarityGrade, Inclusion
 from gemid.vision.segment import Segmentation
 from gemid.vision.stone_area import CLIP, StoneArea, channel_max, locate
 

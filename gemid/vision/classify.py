@@ -16,9 +16,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from gemid.errors import ModelError
+from gemid.report import Candidate, Decision, ModelInfo, Quality, SpeciesResult
 from gemid.vision.bundle import Bundle
-from gemid.vision.errors import ModelError
-from gemid.vision.report import Candidate, Decision, ModelInfo, Quality, SpeciesResult
 from gemid.vision.segment import Segmentation, stone_crop
 
 MIN_TOP_K = 5  # the report always lists at least five candidates (fewer only if the model knows fewer)

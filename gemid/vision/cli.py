@@ -20,13 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gemid.vision.report import FileError, Report
+    from gemid.report import FileError, Report
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 PROGRESS_OVER = 3  # show a progress bar for more files than this
-CSV_FIELDS = ["file", "report_id", "decision", "top1", "p1", "top2", "p2", "colour", "clarity", "warnings",
-              "error", "reference", "next_test", "colour_hex"]
 _READINGS = ("ri", "ri_high", "birefringence", "sg", "optic", "optic_sign", "pleochroism", "uv_lw")
 
 
@@ -191,11 +189,11 @@ def _identify(args: argparse.Namespace) -> int:
 def _run_identify(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from gemid.errors import ModelError
+    from gemid.report import MAX_REFERENCE, FileError, Readings
     from gemid.vision import parcel
     from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
-    from gemid.vision.errors import ModelError
     from gemid.vision.pipeline import Identifier
-    from gemid.vision.report import MAX_REFERENCE, ErrorInfo, FileError, Readings
 
     try:
         values = {k: getattr(args, k) for k in _READINGS}
@@ -208,7 +206,7 @@ def _run_identify(args: argparse.Namespace) -> int:
 
     files = expand_paths(args.paths)
     pending = [(shown, path) for shown, path, err in files if err is None]
-    errors = {i: FileError(file=shown, error=ErrorInfo(code="not_found", message=err))
+    errors = {i: FileError.refusal(shown, "not_found", err)
               for i, (shown, _p, err) in enumerate(files) if err is not None}
     jobs = args.jobs or parcel.default_jobs(len(pending), os.cpu_count() or 1)
     jobs = min(jobs, max(1, len(pending)))
@@ -281,13 +279,6 @@ def _entry(r: Report | FileError) -> dict[str, Any]:
     return r.model_dump(mode="json")
 
 
-def _colour_text(r: Report) -> str:
-    c = r.colour
-    if c is None:
-        return ""
-    return f"{c.hue}, tone {c.tone.value} ({c.tone.name}), saturation {c.saturation.value} ({c.saturation.name})"
-
-
 def _colour_short(r: Report) -> str:
     c = r.colour
     if c is None:
@@ -295,46 +286,23 @@ def _colour_short(r: Report) -> str:
     return f"{c.hue}\ntone {c.tone.value} · sat {c.saturation.value}\n[{c.hex}]██[/]"
 
 
-def _next_test(r: Report) -> str:
-    t = r.tests
-    if t is None:
-        return ""
-    if t.colour_decides:
-        return t.colour_decides
-    return t.recommended[0].test.replace("_", " ") if t.recommended else ""
-
-
-def csv_row(r: Report | FileError) -> dict[str, Any]:
-    from gemid.vision.report import FileError
-
-    if isinstance(r, FileError):
-        return {"file": r.file, "error": f"{r.error.code}: {r.error.message}"}
-    top = r.species.top
-    return {
-        "file": r.file, "report_id": r.report_id, "decision": r.species.decision,
-        "top1": top[0].label if top else "", "p1": f"{top[0].probability:.4f}" if top else "",
-        "top2": top[1].label if len(top) > 1 else "", "p2": f"{top[1].probability:.4f}" if len(top) > 1 else "",
-        "colour": _colour_text(r), "clarity": r.clarity.grade if r.clarity else "",
-        "warnings": "; ".join(w.code for w in r.quality.warnings), "error": "",
-        "reference": r.reference or "", "next_test": _next_test(r), "colour_hex": r.colour.hex if r.colour else "",
-    }
-
-
 def write_csv(path: Path, results: list[Report | FileError]) -> None:
     """One row per photo (a parcel of stones); errors keep their row so nothing is silently dropped."""
+    from gemid.report import ROW_FIELDS, table_row
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="")
+        writer = csv.DictWriter(f, fieldnames=ROW_FIELDS, restval="")
         writer.writeheader()
         for r in results:
-            writer.writerow(csv_row(r))
+            writer.writerow(table_row(r))
 
 
 def _print_table(results: list[Report | FileError], top_n: int, identifier: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from gemid.vision.report import FileError
+    from gemid.report import FileError, next_test
 
     style = {"identified": "green", "uncertain": "yellow", "rejected": "red"}
     info = identifier.model_info
@@ -356,14 +324,14 @@ def _print_table(results: list[Report | FileError], top_n: int, identifier: Any)
         decision = r.species.decision
         table.add_row(r.file or "", f"[{style[decision]}]{decision}[/{style[decision]}]", species,
                       _colour_short(r), r.clarity.grade if r.clarity else "",
-                      _next_test(r), "\n".join(w.message for w in r.quality.warnings))
+                      next_test(r), "\n".join(w.message for w in r.quality.warnings))
     console = Console()
     console.print(table)
     console.print("[dim]" + results_disclaimer() + "[/dim]")
 
 
 def results_disclaimer() -> str:
-    from gemid import DISCLAIMER
+    from gemid.report import DISCLAIMER
 
     return DISCLAIMER
 
@@ -373,8 +341,8 @@ def results_disclaimer() -> str:
 
 def describe_bundle(meta: Path) -> dict[str, Any]:
     """What `gemid models` shows for one bundle.json: identity, metrics and each ONNX file's sha256 check."""
+    from gemid.errors import ModelError
     from gemid.vision.bundle import load_bundle, sha256_file
-    from gemid.vision.errors import ModelError
 
     root = meta.parent
     try:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from gemid.report import ColourBand, ColourGrade, ScaleValue
 from gemid.vision import colour_scales
 from gemid.vision.colorimetry import (
     D65_XYZ,
@@ -36,7 +37,6 @@ from gemid.vision.colorimetry import (
     xy_to_xyz,
     xyz_to_xy,
 )
-from gemid.vision.report import ColourBand, ColourGrade, ScaleValue
 from gemid.vision.segment import Segmentation
 from gemid.vision.stone_area import CLIP, StoneArea, channel_max, channel_min, is_neutral, locate, white_point
 

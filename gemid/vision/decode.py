@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
-from gemid.vision.errors import (
+from gemid.errors import (
     CorruptImage,
     EmptyFile,
     GemidInputError,

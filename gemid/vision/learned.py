@@ -13,8 +13,8 @@ import re
 
 import numpy as np
 
+from gemid.report import ClarityGrade, ColourGrade, ScaleValue
 from gemid.vision import clarity_scales, colour_scales
-from gemid.vision.report import ClarityGrade, ColourGrade, ScaleValue
 
 _COLOUR_CODE = re.compile(r"^\s*([A-Za-z]+)\s+(\d{1,2})\s*/\s*(\d)\s*$")  # 'bG 5/4': hue tone/saturation
 _HUE_NAMES = {code: name for code, name, _ in colour_scales.HUES}

@@ -25,7 +25,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gemid.vision.report import ErrorInfo, FileError, Readings, Report
+from gemid.report import FileError, Readings, Report
 
 if TYPE_CHECKING:
     from gemid.vision.pipeline import Identifier
@@ -110,24 +110,22 @@ def _run(items: Sequence[Item], request: Request) -> list[Entry]:
 
 def run_items(identifier: Identifier, items: Sequence[Item], request: Request) -> list[Entry]:
     """Identify `items` in this process, one entry per file in order (a bad file gives a FileError)."""
-    from gemid.vision.errors import GemidInputError
-    from gemid.vision.pipeline import file_error
+    from gemid.errors import GemidInputError
 
     try:
         return identifier.identify_many(list(items), reference=request.reference, readings=request.readings,
                                         grade=request.grade)
     except GemidInputError as exc:
-        return [file_error(shown, exc) for shown, _ in items]
+        return [FileError.from_exception(shown, exc) for shown, _ in items]
     except Exception as exc:  # the batch itself failed (the model), not one photo: refuse these, keep the rest
         return _failed(items, exc)
 
 
 def _failed(items: Sequence[Item], exc: BaseException) -> list[Entry]:
-    from gemid.vision.pipeline import file_error
 
     log.error("could not analyse %s: %s: %s", ", ".join(shown for shown, _ in items), type(exc).__name__, exc,
               exc_info=exc)
-    return [file_error(shown, exc) for shown, _ in items]
+    return [FileError.from_exception(shown, exc) for shown, _ in items]
 
 
 Runner = Callable[[Sequence[Item], Request], list[Entry]]
@@ -188,7 +186,7 @@ def _one_by_one(spec: ModelSpec, items: Sequence[Item], request: Request, advanc
             try:
                 out.extend(pool.submit(runner, [item], request).result())
             except BrokenProcessPool:
-                out.append(FileError(file=item[0], error=ErrorInfo(code="analysis_failed", message=CRASHED)))
+                out.append(FileError.refusal(item[0], "analysis_failed", CRASHED))
                 pool.shutdown(wait=True)
                 pool = _pool(spec, 1)
             except Exception as exc:

@@ -18,17 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
-from gemid.vision.clarity import grade_clarity
-from gemid.vision.classify import MIN_TOP_K, Prediction, SpeciesClassifier
-from gemid.vision.colour import grade_colour
-from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode
-from gemid.vision.errors import GemidInputError
-from gemid.vision.guidance import recommend
-from gemid.vision.learned import apply_heads
-from gemid.vision.quality import assess, too_poor_to_judge
-from gemid.vision.report import (
-    ErrorInfo,
+from gemid.errors import GemidInputError
+from gemid.gemmology.guidance import recommend
+from gemid.gemmology.rerank import rerank
+from gemid.report import (
     FileError,
     ImageInfo,
     ModelInfo,
@@ -38,7 +31,13 @@ from gemid.vision.report import (
     TestsResult,
     clean_reference,
 )
-from gemid.vision.rerank import rerank
+from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
+from gemid.vision.clarity import grade_clarity
+from gemid.vision.classify import MIN_TOP_K, Prediction, SpeciesClassifier
+from gemid.vision.colour import grade_colour
+from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode
+from gemid.vision.learned import apply_heads
+from gemid.vision.quality import assess, too_poor_to_judge
 from gemid.vision.segment import Segmentation, segment
 from gemid.vision.stone_area import locate
 
@@ -140,10 +139,10 @@ class Identifier:
                 try:
                     results.append(self._prepare(name, data))
                 except GemidInputError as exc:
-                    results.append(file_error(name, exc))
+                    results.append(FileError.from_exception(name, exc))
                 except Exception as exc:  # one odd photo must not sink the parcel
                     log.exception("unexpected failure preparing %s", name)
-                    results.append(file_error(name, exc))
+                    results.append(FileError.from_exception(name, exc))
             prepared = [r for r in results if isinstance(r, _Prepared)]
             preds = iter(self.classifier.predict([p.crop for p in prepared]))
             for r in results:
@@ -155,7 +154,7 @@ class Identifier:
                     out.append(self._finish(r, pred, reference, readings, grade))
                 except Exception as exc:
                     log.exception("unexpected failure reporting %s", r.file)
-                    out.append(file_error(r.file, exc))
+                    out.append(FileError.from_exception(r.file, exc))
         return out
 
     def add_readings(self, report: Report, readings: Readings) -> Report:
@@ -236,14 +235,6 @@ class Identifier:
         except Exception:
             log.exception("%s could not be computed", section)
             return None
-
-
-def file_error(name: str | None, exc: BaseException) -> FileError:
-    """The per-file error entry of the CLI's JSON and the API's `reports` list."""
-    if isinstance(exc, GemidInputError):
-        return FileError(file=name, error=ErrorInfo(code=exc.code, message=exc.message))
-    return FileError(file=name, error=ErrorInfo(code="internal_error",
-                                                message=f"this photo could not be analysed ({type(exc).__name__})"))
 
 
 def _clean_readings(readings: Readings | None) -> Readings | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gemid.vision.report import Quality, QualityWarning, StoneRegion
+from gemid.report import Quality, QualityWarning, StoneRegion
 from gemid.vision.resample import shrink_to
 from gemid.vision.segment import (
     Segmentation,

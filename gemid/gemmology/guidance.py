@@ -1,7 +1,7 @@
 """Which standard test separates the photo's candidates, and why, in plain words.
 
 Each test's outcome is simulated from every candidate's property range blurred by the instrument's error
-(`gemdata.instruments`), and tests are ranked by the expected information gain about which candidate the
+(`gemmology.instruments`), and tests are ranked by the expected information gain about which candidate the
 stone is. Colour varieties of one mineral (blue vs purple sapphire) read the same on every test, so they are
 scored as one hypothesis and, when they are all that remains, `colour_decides` says so. A little probability
 is always kept for the look-alikes and simulants of the candidates (spinel for ruby, glass for anything):
@@ -16,10 +16,10 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from gemid.vision.errors import GemidInputError
-from gemid.vision.gemdata.instruments import TESTS, expected_for, mixture_distribution
-from gemid.vision.gemdata.table import Material, PropertyTable, default_table
-from gemid.vision.report import Candidate, ExpectedValue, TestRecommendation, TestsResult
+from gemid.errors import GemidInputError
+from gemid.gemmology.instruments import TESTS, expected_for, mixture_distribution
+from gemid.gemmology.table import Material, PropertyTable, default_table
+from gemid.report import Candidate, ExpectedValue, TestRecommendation, TestsResult
 
 MIN_PROBABILITY = 0.02  # candidates below this do not drive the recommendation
 COVERED_MASS = 0.95  # consider the top candidates covering this share of the photo's probability

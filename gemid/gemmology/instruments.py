@@ -16,8 +16,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from gemid.vision.gemdata.table import FLUORESCENCE, OPTIC_SIGNS, OPTICS, PLEOCHROISM, Material
-from gemid.vision.report import Readings
+from gemid.gemmology.table import FLUORESCENCE, OPTIC_SIGNS, OPTICS, PLEOCHROISM, Material
+from gemid.report import Readings
 
 REFRACTOMETER_LIMIT = 1.81  # contact liquid of a standard refractometer: no edge above this ("OTL")
 SIGMA_RI = 0.005  # refractometer, flat polished facet

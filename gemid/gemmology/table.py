@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
-DATA_DIR = Path(__file__).resolve().parent
+DATA_DIR = Path(__file__).resolve().parent / "data"
 PROPERTIES_CSV = DATA_DIR / "gem_properties.csv"
 LABELS_JSON = DATA_DIR / "gems68_labels.json"
 

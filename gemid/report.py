@@ -1,7 +1,16 @@
-"""The report: one typed object, the same from the CLI (`--json`) and the API.
+"""The report: one typed object, the same from the CLI (`--json`), the API, the store and the page.
+
+This module is the one place that defines report fields. `vision`, `gemmology`, `serve` and `training`
+import it; it imports none of them (only `gemid.errors`), so any layer can build or read a report.
 
 Areas fill their own section: species and quality (runtime), colour and clarity (grading),
 tests (confirmatory-test guidance). A section an area could not compute is None, never invented.
+`../shared/design/report-schema.md` fixes the shape the open issues add up to (conclusion, grade statuses,
+stones, signatures); `schema_version` rises when a field is renamed or removed, and reports stored
+under an earlier version stay readable (new fields get defaults).
+
+A report's table row (CLI table, CSV, later the parcel export) is made here too, by `table_row`, so the
+columns have one owner.
 """
 
 from __future__ import annotations
@@ -12,10 +21,17 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from gemid import DISCLAIMER
-from gemid.vision.errors import GemidInputError
+from gemid.errors import GemidInputError
 
 Decision = Literal["identified", "uncertain", "rejected"]
+
+DISCLAIMER = (
+    "Preliminary identification from a photograph only. It is not a certificate: confirm the species "
+    "with standard gemmological tests (refractive index, birefringence, specific gravity, optic character, "
+    "spectroscope) before any sale, export or certification."
+)
+
+SCHEMA_VERSION = 1  # raise it when a field is renamed or removed; README's API section lists the changes
 
 
 MAX_REFERENCE = 200  # a parcel or lot number, not an essay
@@ -209,6 +225,7 @@ class TestsResult(BaseModel):
 
 
 class Report(BaseModel):
+    schema_version: int = Field(SCHEMA_VERSION, description="the report schema this report follows")
     report_id: str
     revision: int = Field(1, description="1 for the photo-only report; +1 for each set of readings added")
     created_at: datetime
@@ -232,5 +249,59 @@ class ErrorInfo(BaseModel):
 
 
 class FileError(BaseModel):
+    """A photo that gave no report: its entry in the CLI's JSON, the API's `reports` list and the CSV."""
+
     file: FileName
     error: ErrorInfo
+
+    @classmethod
+    def refusal(cls, file: str | None, code: str, message: str) -> FileError:
+        """The one way a refusal entry is built (CLI, API, parcel workers, analysis workers)."""
+        return cls(file=file, error=ErrorInfo(code=code, message=message))
+
+    @classmethod
+    def from_exception(cls, file: str | None, exc: BaseException) -> FileError:
+        """A refusal for what went wrong: an input error says what it is; anything else is `internal_error`
+        and names only the exception's type (no internals reach the technician)."""
+        if isinstance(exc, GemidInputError):
+            return cls.refusal(file, exc.code, exc.message)
+        return cls.refusal(file, "internal_error", f"this photo could not be analysed ({type(exc).__name__})")
+
+
+# --- a report as one table row: CLI table, CSV, parcel export -------------------------------------------
+
+ROW_FIELDS = ["file", "report_id", "decision", "top1", "p1", "top2", "p2", "colour", "clarity", "warnings",
+              "error", "reference", "next_test", "colour_hex"]
+
+
+def colour_text(r: Report) -> str:
+    """The colour grade in words, or "" when there is none."""
+    c = r.colour
+    if c is None:
+        return ""
+    return f"{c.hue}, tone {c.tone.value} ({c.tone.name}), saturation {c.saturation.value} ({c.saturation.name})"
+
+
+def next_test(r: Report) -> str:
+    """What to do next: the best separating test, or the sentence saying colour alone decides."""
+    t = r.tests
+    if t is None:
+        return ""
+    if t.colour_decides:
+        return t.colour_decides
+    return t.recommended[0].test.replace("_", " ") if t.recommended else ""
+
+
+def table_row(r: Report | FileError) -> dict[str, str]:
+    """One report (or refusal) as a row of ROW_FIELDS; a refusal keeps its row so nothing is dropped."""
+    if isinstance(r, FileError):
+        return {"file": r.file or "", "error": f"{r.error.code}: {r.error.message}"}
+    top = r.species.top
+    return {
+        "file": r.file or "", "report_id": r.report_id, "decision": r.species.decision,
+        "top1": top[0].label if top else "", "p1": f"{top[0].probability:.4f}" if top else "",
+        "top2": top[1].label if len(top) > 1 else "", "p2": f"{top[1].probability:.4f}" if len(top) > 1 else "",
+        "colour": colour_text(r), "clarity": r.clarity.grade if r.clarity else "",
+        "warnings": "; ".join(w.code for w in r.quality.warnings), "error": "",
+        "reference": r.reference or "", "next_test": next_test(r), "colour_hex": r.colour.hex if r.colour else "",
+    }

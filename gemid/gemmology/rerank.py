@@ -3,7 +3,7 @@
 Posterior ∝ photo^τ × p(readings | candidate). The photo is tempered (τ < 1) because a network is never as
 sure as its softmax on a stone from a new mine or under new light, so a clear reading can overturn a
 confident photo. Readings likelihoods come from the property table with each instrument's error
-(`gemdata.instruments`). Readings that fit none of the candidates raise a flag naming what they do fit
+(`gemmology.instruments`). Readings that fit none of the candidates raise a flag naming what they do fit
 (glass, CZ, spinel ...): a simulant, a synthetic, a treated stone or a species the model does not know.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gemid.vision.errors import GemidInputError
-from gemid.vision.gemdata.instruments import Observed, describe, fits, likelihood, mixture_likelihood
-from gemid.vision.gemdata.table import Material, PropertyTable, default_table
-from gemid.vision.report import Candidate, Readings, Reranking
+from gemid.errors import GemidInputError
+from gemid.gemmology.instruments import Observed, describe, fits, likelihood, mixture_likelihood
+from gemid.gemmology.table import Material, PropertyTable, default_table
+from gemid.report import Candidate, Readings, Reranking
 
 TEMPER = 0.75  # exponent on the photo probabilities
 LOOKALIKE_BETTER = 3.0  # a look-alike fitting this many times better than every candidate is worth a flag
