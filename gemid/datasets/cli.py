@@ -3,10 +3,9 @@
     gemid dataset audit DIR|MANIFEST [--json FILE] [--threshold N] [--strict]
     gemid dataset import DIR|CSV --out data/gems68.csv [--val-fraction 0.2 --seed 0 | --kfold K --fold I]
     gemid dataset split MANIFEST [--out FILE] [--val-fraction 0.2 --seed 0 | --kfold K --fold I]
+    gemid dataset synth --n N --out DIR [--seed 0 --size 256 --cut CUT --background BACKGROUND]
 
-Extension point: `gemid dataset synth` lives in `gemid.datasets.synth`. When that module exists and exposes
-`register_cli(sub)` (sub: this command's argparse subparsers), it is called to add its own subcommand; keep
-that module's top-level imports light, `gemid --help` imports it.
+Heavy modules (OpenCV, rich, the audit) are imported inside the commands, so `gemid --help` stays quick.
 """
 
 from __future__ import annotations
@@ -61,9 +60,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _split_args(s)
     s.set_defaults(func=_cmd_split)
 
-    from gemid.datasets import synth  # numpy-light at import; registers `gemid dataset synth`
+    _register_synth(sub)
 
-    synth.register_cli(sub)
+
+def _register_synth(sub: argparse._SubParsersAction) -> None:
+    from gemid.datasets.synth import BACKGROUNDS, CUTS  # numpy-light at import
+
+    p = sub.add_parser("synth", help="render synthetic stones with known colour and clarity truth",
+                       description="Render synthetic loose stones (images + manifest.csv + truth.jsonl).")
+    p.add_argument("--n", type=int, required=True, help="number of stones")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256, help="image side in pixels")
+    p.add_argument("--cut", choices=CUTS, help="only this cut")
+    p.add_argument("--background", choices=BACKGROUNDS, help="only this background")
+    p.set_defaults(func=_cmd_synth)
 
 
 def _common(p: argparse.ArgumentParser, *, with_source: bool = True) -> None:
@@ -228,4 +239,17 @@ def _split(args: argparse.Namespace) -> int:
     out = args.out or args.manifest
     write_manifest(Manifest(rows=tuple(new), root=m.root), out)
     _summary(new, sc, out, 0)
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from gemid.datasets.synth import render_dataset
+
+    constraints = {k: v for k, v in (("cut", args.cut), ("background", args.background)) if v}
+    try:
+        path = render_dataset(args.n, args.out, seed=args.seed, size=args.size, **constraints)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.n} stones: {path}")
     return 0
