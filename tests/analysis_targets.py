@@ -51,10 +51,10 @@ def parcel_fail_on_marker(items, request):
 
 
 def parcel_init_fails(_spec) -> None:
-    """A parcel worker's start-up that cannot load its model, as `parcel._init` records it."""
-    import gemid.vision.parcel as parcel
+    """A worker's start-up that cannot load its model, as `workers._init` records it."""
+    import gemid.vision.workers as workers
 
-    parcel._init_error = "RuntimeError: no model in this worker"
+    workers._init_error = "RuntimeError: no model in this worker"
 
 
 def parcel_worker_pid(items, _request):

@@ -17,7 +17,7 @@ from analysis_targets import (
 from bundle_fixture import LABELS, STONE_COLOURS, build_bundle, draw_stone, encode
 
 from gemid.cli import main
-from gemid.vision import parcel
+from gemid.vision import parcel, workers
 
 VOLATILE = ("report_id", "created_at")
 
@@ -45,8 +45,8 @@ def photos(tmp_path_factory) -> list[Path]:
     return out
 
 
-def spec(bundle: Path) -> parcel.ModelSpec:
-    return parcel.ModelSpec(bundle_dir=bundle, variant="fp32", threads=1, top_k=5)
+def spec(bundle: Path) -> workers.ModelSpec:
+    return workers.ModelSpec(bundle_dir=bundle, variant="fp32", threads=1, top_k=5)
 
 
 def items(photos: list[Path]) -> list[tuple[str, Path]]:
@@ -112,7 +112,7 @@ def test_a_batch_that_fails_in_a_worker_refuses_its_files_and_keeps_the_rest(bun
 
 
 def test_workers_that_cannot_load_the_model_hand_the_parcel_back_and_say_why(photos, tmp_path, caplog):
-    broken = parcel.ModelSpec(bundle_dir=tmp_path / "no-bundle", variant="fp32", threads=1, top_k=5)
+    broken = workers.ModelSpec(bundle_dir=tmp_path / "no-bundle", variant="fp32", threads=1, top_k=5)
     with caplog.at_level("WARNING", logger="gemid"):
         assert parcel.run_parallel(broken, items(photos), parcel.Request(None, None, True), 2) is None
     assert "could not start (ModelError: no model bundle at" in caplog.text
@@ -120,7 +120,7 @@ def test_workers_that_cannot_load_the_model_hand_the_parcel_back_and_say_why(pho
 
 def test_a_parcel_whose_workers_cannot_start_is_identified_in_one_process(capsys, bundle, photos, monkeypatch):
     """What the technician sees: the reports, and one warning line, no traceback from the pool."""
-    monkeypatch.setattr(parcel, "_init", parcel_init_fails)  # pickled by reference: the workers run it
+    monkeypatch.setattr(workers, "_init", parcel_init_fails)  # pickled by reference: the workers run it
     assert main(["identify", *map(str, photos), "--model", str(bundle), "--json", "--jobs", "2"]) == 1
     out, err = capsys.readouterr()
     assert [e["file"] for e in json.loads(out)] == [str(p) for p in photos]

@@ -1,12 +1,8 @@
 """Where the service analyses photos: in worker processes (the default) or in threads of its own process.
 
-Why processes: the pixel stages, the test guidance and the report are partly plain Python, which holds the
-interpreter lock, so two photos analysed in threads of one process wait on each other. Measured on 2 cores
-(`python -m bench.bench_service --variant int8 --modes screen`, 16 clients): in threads 15 % of the
-machine stayed idle and the service gave 33-39 identifications/s (four runs); in worker processes the
-machine is busy and it gives 39-54 (nine runs; this VM's speed varies by up to 20 % between runs). Each
-worker analyses one photo at a time with a whole core; the server process keeps HTTP, the store and the
-event loop, and all requests share one queue.
+Why processes: see gemid.vision.workers (the pool, shared with the CLI's parcels); the README gives the
+measured throughput of both. Each worker analyses one photo at a time with a whole core; the server
+process keeps HTTP, the store and the event loop, and all requests share one queue.
 
 A photo that kills its worker (a decoder crash on a damaged or crafted file) costs that worker, not the
 service. A photo still being analysed after `GEMID_ANALYSIS_TIMEOUT` (a decoder looping on a crafted
@@ -24,28 +20,23 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import TYPE_CHECKING, Protocol
 
 from anyio import CapacityLimiter, to_thread
 
 from gemid.errors import GemidInputError
 from gemid.report import FileError, Readings, Report
+from gemid.vision.workers import ModelSpec, WorkerPool, WorkersUnavailable, in_worker
 
 if TYPE_CHECKING:
     from gemid.serve.settings import Settings
     from gemid.vision.pipeline import Identifier
 
 log = logging.getLogger(__name__)
-
-WARM_UP_SECONDS = 120.0  # spawning a worker and loading the model takes a few seconds; this is a stuck one
 
 
 @dataclass(frozen=True)
@@ -73,18 +64,17 @@ def _refused(filename: str | None, code: str, message: str, status: int, seconds
     return Outcome(FileError.refusal(filename, code, message), status, seconds)
 
 
+def model_spec(settings: Settings) -> ModelSpec:
+    """The model the service's settings describe: the one spec its server and its workers load."""
+    return ModelSpec(bundle_dir=settings.model_dir, variant=settings.model_variant,
+                     threads=settings.threads_per_photo, max_bytes=settings.max_bytes,
+                     max_pixels=settings.max_pixels)
+
+
 def load_identifier(settings: Settings, *, load_model: bool = True) -> Identifier:
-    """The model as `settings` describe it, loaded in this process (an analysis worker's, or the server's; the
-    server needs no ONNX session of its own when workers analyse: load_model=False)."""
-    import cv2
-
-    from gemid.vision.pipeline import Identifier
-
-    # photos run in parallel (threads or worker processes); OpenCV's own threads inside each one would only
-    # oversubscribe the cores (measured: 2 workers x 2 photos x OpenCV threads tripled the analysis time)
-    cv2.setNumThreads(settings.threads_per_photo)
-    return Identifier(settings.model_dir, variant=settings.model_variant, threads=settings.threads_per_photo,
-                      max_bytes=settings.max_bytes, max_pixels=settings.max_pixels, load_model=load_model)
+    """The model as `settings` describe it, loaded in this process (the server needs no ONNX session of its
+    own when workers analyse: load_model=False)."""
+    return model_spec(settings).load(load_model=load_model)
 
 
 def analyse(identifier: Identifier, data: bytes, filename: str | None, reference: str | None,
@@ -123,20 +113,9 @@ class ThreadAnalysis:
 
 # --- worker processes -------------------------------------------------------------------------------------
 
-_worker_identifier: Identifier | None = None  # set once per worker process by _init_worker, nowhere else
-
-
-def _init_worker(settings: Settings) -> None:
-    global _worker_identifier
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which then stops its workers
-    _worker_identifier = load_identifier(settings)
-
-
 def identify_in_worker(data: bytes, filename: str | None, reference: str | None, readings: Readings | None,
                        grade: bool) -> Outcome:
-    if _worker_identifier is None:
-        raise RuntimeError("identify_in_worker runs only in an analysis worker process")
-    return analyse(_worker_identifier, data, filename, reference, readings, grade)
+    return analyse(in_worker(), data, filename, reference, readings, grade)
 
 
 def _watched(timeout: float, target: Callable[..., Outcome], *args: object) -> Outcome:
@@ -152,11 +131,6 @@ def _watched(timeout: float, target: Callable[..., Outcome], *args: object) -> O
         faulthandler.cancel_dump_traceback_later()
 
 
-def _worker_pid(pause: float) -> int:
-    time.sleep(pause)  # long enough that every worker, once started, takes one of the start-up calls
-    return os.getpid()
-
-
 class ProcessAnalysis:
     """Photos analysed by `processes` worker processes, each holding its own copy of the model.
 
@@ -166,46 +140,33 @@ class ProcessAnalysis:
                  target: Callable[..., Outcome] = identify_in_worker) -> None:
         self.processes = processes
         self.timeout = settings.analysis_timeout
-        self._settings = settings
         self._target = target
-        self._pool = self._new_pool()
+        self._pool = WorkerPool(model_spec(settings), processes)
         self._replacing = asyncio.Lock()
-        self._pids: list[int] = []
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        # spawn, never fork: a forked copy of a process running threads (ONNX Runtime, the event loop) can hang
-        return ProcessPoolExecutor(self.processes, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(self._settings,))
 
     async def start(self) -> None:
         """Start every worker and load its model now, so the service is ready when it says so."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WARM_UP_SECONDS
-        seen: set[int] = set()
-        while len(seen) < self.processes:
-            if loop.time() > deadline:
-                raise RuntimeError(f"only {len(seen)} of {self.processes} analysis workers started "
-                                   f"in {WARM_UP_SECONDS:.0f} s")
-            calls = [asyncio.wrap_future(self._pool.submit(_worker_pid, 0.05)) for _ in range(self.processes)]
-            seen.update(await asyncio.gather(*calls))
-        self._pids = sorted(seen)  # a pool never replaces a worker by itself: a lost one breaks it (see _replace)
+        try:
+            await to_thread.run_sync(self._pool.start)
+        except WorkersUnavailable as exc:
+            raise RuntimeError(f"the analysis workers could not start: {exc}") from exc
 
     def pids(self) -> list[int]:
         """The worker processes' ids, as they answered at start (for diagnostics and tests)."""
-        return list(self._pids)
+        return self._pool.pids()
 
     async def identify(self, data: bytes, *, filename: str | None, reference: str | None,
                        readings: Readings | None, grade: bool) -> Outcome:
         for attempt in (1, 2):
-            pool = self._pool
+            executor = self._pool.executor
             try:
-                call = pool.submit(_watched, self.timeout, self._target, data, filename, reference, readings, grade)
+                call = executor.submit(_watched, self.timeout, self._target, data, filename, reference, readings, grade)
                 return await asyncio.wrap_future(call)
             except BrokenProcessPool:
                 log.error("an analysis worker stopped (a crash, or over %.0f s) while analysing %s (attempt %d of 2); "
                           "restarting the workers", self.timeout, filename, attempt)
                 try:
-                    await self._replace(pool)
+                    await self._replace(executor)
                 except (BrokenProcessPool, RuntimeError, OSError):
                     log.exception("the analysis workers could not be restarted")
                     return _refused(filename, "analysis_unavailable",
@@ -218,13 +179,13 @@ class ProcessAnalysis:
                         f"{self.timeout:.0f} s): the file may be damaged or crafted; nothing of it was stored. "
                         "Export the photo again from the camera or phone", 422)
 
-    async def _replace(self, broken: ProcessPoolExecutor) -> None:
-        """A new pool in place of `broken`, once, however many requests found it broken at the same time."""
+    async def _replace(self, broken: object) -> None:
+        """Fresh workers in place of the `broken` executor, once, however many requests found it broken at the
+        same time, and back to full strength before the retry (not one worker per request)."""
         async with self._replacing:
-            if self._pool is broken:
-                broken.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-                await self.start()  # back to full strength before the retry, not one worker per request
+            if self._pool.executor is broken:
+                self._pool.replace()
+                await self.start()
 
     async def close(self) -> None:
         await to_thread.run_sync(self._pool.shutdown)

@@ -8,14 +8,12 @@ failed (0 all good, 1 some failed, 2 could not run). Heavy imports happen inside
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import glob
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +23,6 @@ if TYPE_CHECKING:
 IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 PROGRESS_OVER = 3  # show a progress bar for more files than this
-_READINGS = ("ri", "ri_high", "birefringence", "sg", "optic", "optic_sign", "pleochroism", "uv_lw")
 
 
 def _positive_int(text: str) -> int:
@@ -59,16 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", metavar="REF", help="parcel or lot number recorded in every report")
     p.add_argument("--no-grade", dest="grade", action="store_false",
                    help="skip colour and clarity grading: a quick species screen (several times faster)")
-    r = p.add_argument_group("readings", "confirmatory test readings: re-rank the photo's candidates")
-    r.add_argument("--ri", type=float, metavar="X", help="refractive index (single or low reading)")
-    r.add_argument("--ri-high", type=float, metavar="X", help="high RI reading of a doubly refractive stone")
-    r.add_argument("--birefringence", type=float, metavar="X")
-    r.add_argument("--sg", type=float, metavar="X", help="specific gravity")
-    r.add_argument("--optic", choices=["SR", "DR", "AGG", "ADR"], help="polariscope reaction")
-    r.add_argument("--optic-sign", choices=["uniaxial+", "uniaxial-", "biaxial+", "biaxial-"])
-    r.add_argument("--pleochroism", choices=["none", "weak", "moderate", "strong"])
-    r.add_argument("--uv", dest="uv_lw", choices=["inert", "weak", "moderate", "strong"],
-                   help="long-wave UV fluorescence")
+    add_reading_flags(p.add_argument_group("readings", "confirmatory test readings: re-rank the photo's candidates"))
     p.add_argument("--debug", action="store_true", help="show internal error details")
     p.set_defaults(func=_identify)
 
@@ -77,6 +65,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--dir", type=Path, default=MODELS_DIR, help=f"where to look (default: {MODELS_DIR})")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
     m.set_defaults(func=_models)
+
+
+# the flag a reading field is given on the command line, where it is not the field's own name
+_READING_FLAGS = {"uv_lw": "--uv"}
+_READING_HELP = {"uv_lw": "long-wave UV fluorescence", "ri_otl": "the refractometer shows no edge below its "
+                 "limit (about 1.81): over the limit"}
+
+
+def add_reading_flags(group: argparse._ArgumentGroup) -> None:
+    """One flag per field of `Readings`, made from the schema itself so the CLI cannot drift from the API."""
+    import typing
+
+    from gemid.report import Readings
+
+    for name, field in Readings.model_fields.items():
+        flag = _READING_FLAGS.get(name, "--" + name.replace("_", "-"))
+        text = _READING_HELP.get(name, field.description)
+        kinds = [a for a in typing.get_args(field.annotation) if a is not type(None)]
+        if kinds == [bool]:
+            group.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=text)
+        elif kinds and typing.get_origin(kinds[0]) is typing.Literal:
+            group.add_argument(flag, dest=name, choices=list(typing.get_args(kinds[0])), help=text)
+        else:
+            group.add_argument(flag, dest=name, type=float, metavar="X", help=text)
+
+
+def reading_flag(name: str) -> str:
+    return _READING_FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 # --- identify -------------------------------------------------------------------------------------------
@@ -124,55 +140,6 @@ def expand_paths(args: list[str]) -> list[tuple[str, Path | None, str | None]]:
     return out
 
 
-class _BriefFormatter(logging.Formatter):
-    """Log lines without tracebacks: a technician sees what failed, not Python internals."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"warning: {record.getMessage()}"
-
-
-def _brief_logging(debug: bool) -> tuple[list[logging.Handler], int, bool]:
-    """Brief warnings on stderr (tracebacks only with --debug); returns what it replaced."""
-    logger = logging.getLogger("gemid")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    handler = logging.StreamHandler(sys.stderr)
-    if not debug:
-        handler.setFormatter(_BriefFormatter())
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-    logger.propagate = False
-    return saved
-
-
-def _quiet_decoder_warnings(debug: bool) -> None:
-    import warnings
-
-    # decompression bombs are refused by gemid.vision.decode with a message of its own
-    from PIL import Image
-
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    if not debug:  # a decoder's own notes ("Corrupt EXIF data" …) name library files, not the photo;
-        # decode already acts on them (a broken EXIF block means "as stored") and reports what matters
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-
-
-def worker_console(debug: bool) -> None:
-    """A parcel worker process speaks to the technician's console as `gemid identify` itself does."""
-    _brief_logging(debug)
-    _quiet_decoder_warnings(debug)
-
-
-@contextlib.contextmanager
-def _cli_logging(debug: bool) -> Iterator[None]:
-    """Brief warnings on stderr while the command runs; the logger is restored after (in-process callers)."""
-    logger = logging.getLogger("gemid")
-    saved = _brief_logging(debug)
-    try:
-        yield
-    finally:
-        logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-
-
 def _usage_error(message: str) -> int:
     print(f"gemid identify: error: {message}", file=sys.stderr)
     return 2
@@ -181,8 +148,10 @@ def _usage_error(message: str) -> int:
 def _identify(args: argparse.Namespace) -> int:
     import warnings
 
-    with _cli_logging(args.debug), warnings.catch_warnings():
-        _quiet_decoder_warnings(args.debug)
+    from gemid.console import cli_logging, quiet_decoder_warnings
+
+    with cli_logging(args.debug), warnings.catch_warnings():
+        quiet_decoder_warnings(args.debug)
         return _run_identify(args)
 
 
@@ -193,13 +162,14 @@ def _run_identify(args: argparse.Namespace) -> int:
     from gemid.report import MAX_REFERENCE, FileError, Readings
     from gemid.vision import parcel
     from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
-    from gemid.vision.pipeline import Identifier
+    from gemid.vision.classify import MIN_TOP_K
+    from gemid.vision.pipeline import CHUNK, Identifier
+    from gemid.vision.workers import ModelSpec
 
     try:
-        values = {k: getattr(args, k) for k in _READINGS}
-        readings = Readings(**values)
+        readings = Readings(**{k: getattr(args, k) for k in Readings.model_fields})
     except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{reading_flag(str(e['loc'][0]))}: {e['msg']}" for e in exc.errors())
         return _usage_error(f"invalid reading: {problems}")
     if args.reference is not None and len(args.reference) > MAX_REFERENCE:
         return _usage_error(f"--reference is longer than {MAX_REFERENCE} characters")
@@ -210,19 +180,22 @@ def _run_identify(args: argparse.Namespace) -> int:
               for i, (shown, _p, err) in enumerate(files) if err is not None}
     jobs = args.jobs or parcel.default_jobs(len(pending), os.cpu_count() or 1)
     jobs = min(jobs, max(1, len(pending)))
-    model_dir = args.model or DEFAULT_BUNDLE_DIR
-    variant = "int8" if args.int8 else "fp32"
-    top_k = max(5, args.top)
+    # one spec for this process and the workers; in this process `threads` None means one per core
+    spec = ModelSpec(bundle_dir=Path(args.model or DEFAULT_BUNDLE_DIR), variant="int8" if args.int8 else "fp32",
+                     threads=args.threads or 1, top_k=max(MIN_TOP_K, args.top), console=True, debug=args.debug)
+
+    def load(load_model: bool = True) -> Identifier:
+        return Identifier(spec.bundle_dir, variant=spec.variant, threads=args.threads, top_k=spec.top_k,
+                          load_model=load_model)
+
     try:
         # with workers, this process only reads the bundle (the table's title, a clear error if it is missing)
-        identifier = Identifier(model_dir, variant=variant, threads=args.threads, top_k=top_k, load_model=jobs == 1)
+        identifier = load(load_model=jobs == 1)
     except ModelError as exc:
         print(f"gemid identify: cannot load the model: {exc}", file=sys.stderr)
         return 2
 
     request = parcel.Request(reference=args.reference, readings=readings, grade=args.grade)
-    spec = parcel.ModelSpec(bundle_dir=Path(model_dir), variant=variant, threads=args.threads or 1, top_k=top_k,
-                            debug=args.debug)
 
     def run(advance: Callable[[int], None]) -> list[Report | FileError]:
         nonlocal identifier
@@ -230,10 +203,10 @@ def _run_identify(args: argparse.Namespace) -> int:
             out = parcel.run_parallel(spec, pending, request, jobs, advance)
             if out is not None:
                 return out
-            identifier = Identifier(model_dir, variant=variant, threads=args.threads, top_k=top_k)
+            identifier = load()
         out = []
-        for i in range(0, len(pending), parcel.CHUNK):
-            chunk = pending[i : i + parcel.CHUNK]
+        for i in range(0, len(pending), CHUNK):
+            chunk = pending[i : i + CHUNK]
             out.extend(parcel.run_items(identifier, chunk, request))
             advance(len(chunk))
         return out

@@ -1,11 +1,9 @@
 """A parcel of photos identified on every core: `gemid identify` with many files.
 
-One process analyses one photo at a time on about one core (the pixel stages are partly plain Python,
-which holds the interpreter lock), so a parcel runs in `jobs` worker processes, each with its own copy of
-the model and one thread, taking chunks of files in turn. Measured on 2 cores (`gemid identify DIR --json
---jobs 1` vs `--jobs 2`, 400 gems68 photos, start-up included): full reports 28.9 s vs 19.7 s; the quick
-screen (`--no-grade`) 5.9 s vs 5.2 s. A worker starts in about half a second, so small parcels stay in
-one process.
+One process analyses one photo at a time on about one core (see gemid.vision.workers), so a parcel runs in
+`jobs` worker processes, each with its own copy of the model and one thread, taking chunks of files in
+turn. A worker takes about half a second to start, so small parcels stay in one process (the README gives
+the measured times).
 
 A photo that kills its worker (a decoder crash on a damaged or crafted file) must not sink the parcel:
 the files of the chunks that were lost are analysed again one at a time, alone in a worker, so the photo
@@ -16,16 +14,16 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gemid.report import FileError, Readings, Report
+from gemid.vision.pipeline import CHUNK
+from gemid.vision.workers import ModelSpec, WorkerPool, WorkersUnavailable, in_worker
 
 if TYPE_CHECKING:
     from gemid.vision.pipeline import Identifier
@@ -34,22 +32,10 @@ log = logging.getLogger(__name__)
 
 Item = tuple[str, Path]  # (name shown, file)
 Entry = Report | FileError
-CHUNK = 8  # files per task: the classifier batches them (the same bound as Identifier.identify_many)
 MIN_FILES = 32  # up to this many files in one process (80 photos: no gain screening, 12 % grading)
 CHUNKS_PER_JOB = 4  # at least this many tasks per worker, so that the workers finish together
 CRASHED = ("analysing this photo stopped the analysis process (a decoder crash): the file may be damaged or "
            "crafted. Export the photo again from the camera or phone")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a worker loads: the same bundle and variant as the parent, `threads` ONNX Runtime threads."""
-
-    bundle_dir: Path
-    variant: str
-    threads: int
-    top_k: int
-    debug: bool = False  # tracebacks in the workers' warnings, as `gemid identify --debug`
 
 
 @dataclass(frozen=True)
@@ -70,39 +56,9 @@ def chunk_size(files: int, jobs: int) -> int:
     return max(1, min(CHUNK, math.ceil(files / (jobs * CHUNKS_PER_JOB))))
 
 
-# --- in a worker process ----------------------------------------------------------------------------------
-
-_identifier: Identifier | None = None  # set once per worker process by _init, nowhere else
-_init_error: str | None = None  # why _init could not load the model, for the parent to say
-
-
-def _init(spec: ModelSpec) -> None:
-    """Load the model once per worker. A failure is kept for `_ready` to report, not raised: the pool would
-    print its traceback on the technician's console."""
-    global _identifier, _init_error
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops its workers
-    try:
-        import cv2
-
-        from gemid.vision.cli import worker_console
-        from gemid.vision.pipeline import Identifier
-
-        worker_console(spec.debug)
-        cv2.setNumThreads(spec.threads)  # the workers share the cores; OpenCV's own threads would oversubscribe
-        _identifier = Identifier(spec.bundle_dir, variant=spec.variant, threads=spec.threads, top_k=spec.top_k)
-    except Exception as exc:
-        _init_error = f"{type(exc).__name__}: {exc}"
-
-
-def _ready() -> str | None:
-    """None when this worker holds the model, else why not."""
-    return _init_error if _identifier is None else None
-
-
 def _run(items: Sequence[Item], request: Request) -> list[Entry]:
-    if _identifier is None:
-        raise RuntimeError("parcel._run runs only in a parcel worker process")
-    return run_items(_identifier, items, request)
+    """What a worker runs on one chunk."""
+    return run_items(in_worker(), items, request)
 
 
 # --- in the parent ----------------------------------------------------------------------------------------
@@ -141,14 +97,12 @@ def run_parallel(spec: ModelSpec, items: Sequence[Item], request: Request, jobs:
     chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
     done: dict[int, list[Entry]] = {}
     lost: list[int] = []
-    pool = _pool(spec, jobs)
+    pool = WorkerPool(spec, jobs)
     try:
         try:
-            problems = [p for p in (f.result() for f in [pool.submit(_ready) for _ in range(jobs)]) if p]
-        except BrokenProcessPool:
-            problems = ["a worker process ended while starting"]
-        if problems:
-            log.warning("the analysis workers could not start (%s); identifying in this process", problems[0])
+            pool.start()
+        except WorkersUnavailable as exc:
+            log.warning("the analysis workers could not start (%s); identifying in this process", exc)
             return None
         futures: dict[Future[list[Entry]], int] = {pool.submit(runner, chunk, request): i
                                                    for i, chunk in enumerate(chunks)}
@@ -166,32 +120,26 @@ def run_parallel(spec: ModelSpec, items: Sequence[Item], request: Request, jobs:
                     done[i] = _failed(chunks[i], exc)
                 advance(len(chunks[i]))
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown()
     for i in sorted(lost):  # a worker died: find the photo that kills one when it is alone
         done[i] = _one_by_one(spec, chunks[i], request, advance, runner)
     return [entry for i in range(len(chunks)) for entry in done[i]]
 
 
-def _pool(spec: ModelSpec, jobs: int) -> ProcessPoolExecutor:
-    # spawn, never fork: a forked copy of a process running ONNX Runtime's threads can hang
-    return ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init, initargs=(spec,))
-
-
 def _one_by_one(spec: ModelSpec, items: Sequence[Item], request: Request, advance: Callable[[int], None],
                 runner: Runner) -> list[Entry]:
     out: list[Entry] = []
-    pool = _pool(spec, 1)
+    pool = WorkerPool(spec, 1)
     try:
         for item in items:
             try:
                 out.extend(pool.submit(runner, [item], request).result())
             except BrokenProcessPool:
                 out.append(FileError.refusal(item[0], "analysis_failed", CRASHED))
-                pool.shutdown(wait=True)
-                pool = _pool(spec, 1)
+                pool.replace()
             except Exception as exc:
                 out.extend(_failed([item], exc))
             advance(1)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown()
     return out
