@@ -44,7 +44,8 @@ def _crops(n: int, side: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     import cv2
 
     from gemid.training.presets import TRAIN_MARGIN
-    from gemid.vision.segment import crop_square, segment, square_box
+    from gemid.vision.crop import crop_square, square_box
+    from gemid.vision.segment import segment
 
     rng = np.random.default_rng(seed)
     imgs, masks = [], []
@@ -148,7 +149,8 @@ def bench_inference(model_name: str, size: int, repeats: int, threads: int) -> d
     from gemid.training.onnx_export import export_onnx, ort_session
     from gemid.training.presets import to_tensor
     from gemid.training.quantize import quantize_int8
-    from gemid.vision.segment import segment, stone_crop
+    from gemid.vision.crop import stone_crop
+    from gemid.vision.segment import segment
 
     model = create_model(model_name, N_CLASSES).eval()
     crops_train, _ = _crops(16, size, seed=1)

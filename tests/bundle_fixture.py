@@ -75,7 +75,8 @@ def draw_stone(
 
 def _prototypes(margin: float) -> np.ndarray:
     """Mean normalised colour of each label's drawn stone, as the runtime crops it."""
-    from gemid.vision.segment import segment, stone_crop
+    from gemid.vision.crop import stone_crop
+    from gemid.vision.segment import segment
 
     protos = []
     for label in LABELS:

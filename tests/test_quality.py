@@ -7,8 +7,9 @@ import pytest
 from bundle_fixture import STONE_COLOURS, draw_stone
 
 from gemid.vision import quality
+from gemid.vision.arrays import row_norm
 from gemid.vision.quality import assess, measure, percentile_u8, too_poor_to_judge
-from gemid.vision.segment import Segmentation, row_norm, segment
+from gemid.vision.segment import Segmentation, segment
 
 synth = pytest.importorskip("gemid.datasets.synth", reason="the synthetic stone renderer is not installed")
 
@@ -171,7 +172,8 @@ def test_exposure_fractions_count_the_stone_pixels_only():
 
 
 def test_background_median_from_the_histogram_is_numpys():
-    from gemid.vision.segment import _median_lab, _scaled_lab
+    from gemid.vision.colorimetry import median_lab8 as _median_lab
+    from gemid.vision.colorimetry import scaled_lab as _scaled_lab
 
     rng = np.random.default_rng(11)
     for n in (1, 2, 3, 18_432, 9_999):

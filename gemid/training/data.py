@@ -19,8 +19,10 @@ import numpy as np
 
 from gemid.datasets.manifest import read_manifest
 from gemid.training.presets import TRAIN_MARGIN
+from gemid.vision import crop as crop_module
+from gemid.vision.crop import crop_square, square_box, stone_crop
 from gemid.vision.decode import decode
-from gemid.vision.segment import crop_square, segment, square_box, stone_crop
+from gemid.vision.segment import segment
 
 CACHE_VERSION = 1
 
@@ -32,7 +34,9 @@ def cache_dir() -> Path:
 
 
 def _key(*parts) -> str:
-    code = Path(__file__).with_name("presets.py").read_bytes() + Path(segment.__code__.co_filename).read_bytes()
+    # the crops depend on the presets, the segmentation and the crop geometry: a change to any re-cuts them
+    code = b"".join(Path(f).read_bytes() for f in (Path(__file__).with_name("presets.py"),
+                                                   segment.__code__.co_filename, crop_module.__file__))
     h = hashlib.sha256(json.dumps([CACHE_VERSION, *map(str, parts)]).encode() + code)
     return h.hexdigest()[:16]
 

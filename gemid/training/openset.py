@@ -137,7 +137,8 @@ def non_gem_images(extra_dir: Path | str | None = None, *, seed: int = 0) -> lis
 
 def runtime_crops(images: list[NonGem], size: int, margin: float) -> np.ndarray:
     """The model's view of each image, through the runtime's segmentation and stone crop."""
-    from gemid.vision.segment import segment, stone_crop
+    from gemid.vision.crop import stone_crop
+    from gemid.vision.segment import segment
 
     if not images:
         return np.zeros((0, size, size, 3), np.uint8)

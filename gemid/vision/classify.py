@@ -19,7 +19,8 @@ import numpy as np
 from gemid.errors import ModelError
 from gemid.report import Candidate, Decision, ModelInfo, Quality, SpeciesResult
 from gemid.vision.bundle import Bundle
-from gemid.vision.segment import Segmentation, stone_crop
+from gemid.vision.crop import stone_crop
+from gemid.vision.segment import Segmentation
 
 MIN_TOP_K = 5  # the report always lists at least five candidates (fewer only if the model knows fewer)
 MAX_BATCH = 16  # crops per session.run: bounds memory for a parcel of hundreds of photos

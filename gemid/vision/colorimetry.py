@@ -5,11 +5,17 @@ OpenCV's 8-bit Lab quantises L* to 0.4 and a*/b* to 1 unit and clips out-of-gamu
 sub-unit precision, so every conversion here is done in float64/float32 with the IEC 61966-2-1 sRGB
 transfer curve and the CIE 1976 formulas. The renderer (`gemid.datasets.synth`) and the estimators share
 these functions, so a rendered stone's truth and its measurement use one definition of colour.
+
+The last section is the exception, kept here so that colour spaces have one home: OpenCV's 8-bit Lab in
+CIELAB units, precise enough for the distances segmentation and the stone area threshold, and much faster.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+
+from gemid.vision.arrays import ranked_u8
 
 # IEC 61966-2-1 (sRGB primaries, D65 white)
 _RGB2XYZ = np.array(
@@ -227,3 +233,42 @@ def nearest_daylight(xy: tuple[float, float]) -> tuple[float, float]:
     d = np.linalg.norm(uv - _uv(np.array(xy)), axis=-1)
     i = int(np.argmin(d))
     return float(ts[i]), float(d[i])
+
+
+# --- OpenCV's 8-bit Lab: quick distances for segmentation and the stone area -------------------------
+
+
+def cv2_lab(rgb: np.ndarray) -> np.ndarray:
+    """OpenCV's 8-bit Lab scaled to CIELAB units (float32): quick, and precise enough for distances."""
+    return scaled_lab(cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB))
+
+
+def scaled_lab(lab8: np.ndarray) -> np.ndarray:
+    """OpenCV's 8-bit Lab (uint8) in CIELAB units (float32)."""
+    lab = lab8.astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0
+    lab[..., 1:] -= 128.0
+    return lab
+
+
+def median_lab8(lab8: np.ndarray) -> np.ndarray:
+    """`np.median(scaled_lab(lab8), axis=0)` for (n, 3) 8-bit Lab, bit for bit: the middle one or two values
+    of each channel (`ranked_u8`), then the very same float32 mean, instead of partitioning n floats: 0.1 ms
+    instead of 0.7 ms for the 18,432 border pixels of a 384 px copy."""
+    n = len(lab8)
+    ranks = [(n - 1) // 2, n // 2] if n % 2 == 0 else [(n - 1) // 2]
+    middle = np.stack([ranked_u8(lab8[:, c], ranks) for c in range(3)], axis=1)
+    return np.median(scaled_lab(middle), axis=0)
+
+
+def lab_distance(rgb: np.ndarray, ref_lab: np.ndarray | tuple[float, float, float]) -> np.ndarray:
+    """Per-pixel distance (float32, CIELAB units) of an RGB uint8 image to one colour, in `cv2_lab`'s
+    space: the same numbers as ||cv2_lab(rgb) - ref|| done in three OpenCV passes, ~7x faster."""
+    return lab8_distance(cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB), ref_lab)
+
+
+def lab8_distance(lab8: np.ndarray, ref_lab: np.ndarray | tuple[float, float, float]) -> np.ndarray:
+    L, a, b = (float(v) for v in ref_lab)
+    shift = np.array([[100.0 / 255.0, 0, 0, -L], [0, 1, 0, -128.0 - a], [0, 0, 1, -128.0 - b]], np.float32)
+    d = cv2.transform(lab8.astype(np.float32), shift)
+    return cv2.sqrt(cv2.transform(cv2.multiply(d, d), np.ones((1, 3), np.float32)))

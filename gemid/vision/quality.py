@@ -13,16 +13,11 @@ import cv2
 import numpy as np
 
 from gemid.report import Quality, QualityWarning, StoneRegion
+from gemid.vision.arrays import border_pixels, ranked_u8, row_norm
+from gemid.vision.colorimetry import cv2_lab
+from gemid.vision.crop import crop_square, square_box
 from gemid.vision.resample import shrink_to
-from gemid.vision.segment import (
-    Segmentation,
-    border_pixels,
-    crop_square,
-    cv2_lab,
-    ranked_u8,
-    row_norm,
-    square_box,
-)
+from gemid.vision.segment import Segmentation
 
 # The stone must cover at least this much of the frame: below it the model's 224 px crop of a phone photo
 # is mostly upsampled noise and the background's colour dominates white balance.

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from gemid.vision.colorimetry import (
+    lab_distance,
     lightness,
     linear_to_xyz,
     luminance,
@@ -23,7 +24,7 @@ from gemid.vision.colorimetry import (
     xyz_to_xy,
     y_of_lightness,
 )
-from gemid.vision.segment import Segmentation, lab_distance
+from gemid.vision.segment import Segmentation
 
 WORK_SIDE = 384
 MAX_DUV = 0.008  # distance from the daylight locus a neutral reference may have (CIE 1976 u'v')
