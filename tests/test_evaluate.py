@@ -185,3 +185,22 @@ def test_evaluate_cli_errors_are_clear(run, tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(run["checkpoint"]), "--manifest", str(run["manifest"]),
                  "--split", "test", "--out", str(tmp_path)]) == 2
     assert "no rows with split=test" in capsys.readouterr().err
+
+
+def test_evaluate_says_it_needs_the_train_extra_without_torch(tmp_path):
+    """On a runtime-only install (`make serve`) `gemid evaluate` names the missing extra, exit 2, no traceback."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = f"""
+        import sys
+        sys.modules["torch"] = None  # `import torch` now fails, as on a runtime-only install
+        from gemid.cli import main
+        rc = main(["evaluate", "--checkpoint", "x.pt", "--out", {str(tmp_path / "out")!r}])
+        assert rc == 2, rc
+    """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "needs the training extra (torch is missing)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()

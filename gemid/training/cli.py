@@ -4,26 +4,8 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 
-TRAIN_EXTRA = ("torch", "albumentations", "onnx", "matplotlib")
-
-
-def train_extra(func, needs: tuple[str, ...] = ()):
-    """A training command's handler: the packages it `needs` are imported first, and a training-extra package
-    missing then or while it runs (a runtime-only install) is a clear message and exit code 2, not a traceback."""
-    def call(args):
-        try:
-            for name in needs:
-                importlib.import_module(name)
-            return func(args)
-        except ModuleNotFoundError as exc:
-            if exc.name not in TRAIN_EXTRA:
-                raise
-            print(f"error: this command needs the training extra ({exc.name} is missing): "
-                  "pip install -e '.[train]'", file=sys.stderr)
-            return 2
-    return call
+from gemid.training.extra import train_extra
 
 
 def _handler(module: str, func: str):
@@ -63,5 +45,5 @@ def register(sub) -> None:
     p.set_defaults(func=_handler("gemid.training.train", "main"))
     from gemid.training import evaluate, export  # both defer torch to their handlers
 
-    evaluate.register_cli(sub)
-    export.register_cli(sub)
+    evaluate.register(sub)
+    export.register(sub)

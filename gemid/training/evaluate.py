@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from gemid.training.extra import train_extra
+
 DEFAULT_KEEP = 0.95  # fraction of correctly classified validation photos the open-set threshold keeps
 DEFAULT_PRECISION = 0.95  # precision of 'identified' the min-probability threshold aims for
 N_CONFUSIONS = 20
@@ -325,7 +327,7 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def register_cli(sub) -> None:
+def register(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, confusions, calibration and abstain thresholds of a checkpoint")
     p.add_argument("--checkpoint", required=True, help="runs/<name>/best.pt from gemid train")
     p.add_argument("--manifest", default=None, help="default: the manifest the checkpoint was trained on")
@@ -338,7 +340,7 @@ def register_cli(sub) -> None:
                    help="precision of 'identified' that sets identified_min_prob (default 0.95)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
-    p.set_defaults(func=main)
+    p.set_defaults(func=train_extra(main, needs=("torch",)))
 
 
 def main(args) -> int:

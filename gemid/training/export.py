@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from gemid.training.extra import train_extra
+
 PARITY_TOLERANCE = 1e-3  # max |logit| difference ONNX Runtime fp32 vs PyTorch
 PARITY_IMAGES = 64
 DEFAULT_CALIBRATION_IMAGES = 300
@@ -269,9 +271,7 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
             "quantization": quant}
 
 
-def register_cli(sub) -> None:
-    from gemid.training.cli import train_extra
-
+def register(sub) -> None:
     p = sub.add_parser("export", help="ONNX fp32 + int8 and bundle.json from a checkpoint and its evaluation")
     p.add_argument("--checkpoint", required=True, help="runs/<name>/best.pt")
     p.add_argument("--eval", required=True, dest="eval_metrics", help="metrics.json (or its folder) from gemid evaluate")
