@@ -1,0 +1,302 @@
+/* The #/ (Identify) view: choose, photograph, drop or paste photos of a parcel, check them here, upload them
+ * two at a time with a progress bar each, and show each stone's report card with a parcel summary.
+ *
+ * The list of photos lives in this module, not in the view's DOM, so it survives a trip to History and
+ * back: results already shown are placed again, and uploads still running keep going. Files the service
+ * would refuse for certain (empty, over its size limit) are refused here and never leave the PC; anything
+ * else is sent and the service decides, and its own message is shown for a refusal. One request per photo
+ * means one answer per photo: a failed upload can be retried without sending the others again.
+ */
+
+import { config, errorCode, errorMessage, uploadOne } from './api.js';
+import { announce, enc, h, heading } from './dom.js';
+import { DECISION_SHORT, bytes, decisionText, nice, pct } from './format.js';
+import { reportCard } from './results.js';
+
+const PARALLEL_UPLOADS = 2;
+const ACCEPT = 'image/*,.jpg,.jpeg,.png,.webp,.tif,.tiff,.heic,.heif';
+const BROWSER_SHOWS = /^image\/(jpeg|png|webp|gif|bmp|avif|svg\+xml)$/;
+
+const state = {
+  reference: '',
+  queue: [], // {key, file, status, progress, message, report, preview, el, card}
+  running: false,
+};
+
+/** What can be said of a file before it is sent: `refuse` (it never leaves the PC) or `note` (sent anyway). */
+function precheck(file) {
+  if (file.size === 0) return { refuse: 'This file is empty (0 bytes). Take or choose the photo again.' };
+  const max = config.max_bytes;
+  if (max && file.size > max) {
+    return {
+      refuse: `This file is ${bytes(file.size)}; the service accepts at most ${bytes(max)}. `
+        + 'Save a smaller JPEG (most phones have a "reduce size" option) and try again.',
+    };
+  }
+  const looksImage = (file.type || '').startsWith('image/') || /\.(jpe?g|png|webp|tiff?|heic|heif)$/i.test(file.name);
+  if (!looksImage) {
+    return { note: `This does not look like a photo (${file.type || 'unknown type'}); the service will check it.` };
+  }
+  return {};
+}
+
+/** Add chosen, dropped or pasted files to the list (the same file twice only once), pre-checked. */
+export function addFiles(fileList) {
+  const added = [];
+  for (const file of Array.from(fileList || [])) {
+    const key = `${file.name}|${file.size}|${file.lastModified}`;
+    if (state.queue.some((it) => it.key === key && it.status !== 'refused')) continue;
+    const check = precheck(file);
+    const item = {
+      key, file, status: check.refuse ? 'refused' : 'ready', progress: 0,
+      message: check.refuse || check.note || '', report: null, el: null, card: null,
+      preview: !check.refuse && BROWSER_SHOWS.test(file.type) ? URL.createObjectURL(file) : null,
+    };
+    state.queue.push(item);
+    added.push(item);
+  }
+  if (added.length) {
+    renderQueue();
+    const refused = added.filter((i) => i.status === 'refused').length;
+    announce(`${added.length} file${added.length > 1 ? 's' : ''} added${refused ? `, ${refused} refused` : ''}.`);
+  }
+}
+
+const STATUS_TEXT = {
+  ready: 'Ready to identify',
+  uploading: 'Uploading…',
+  analysing: 'Analysing…',
+  done: 'Done',
+  refused: 'Refused',
+  failed: 'Failed — you can try again',
+};
+
+function queueItemEl(item) {
+  const typeBadge = () => h('div', { class: 'thumb', 'aria-hidden': 'true' },
+    (item.file.name.split('.').pop() || '').toUpperCase().slice(0, 5));
+  let thumb = typeBadge();
+  if (item.preview) {
+    thumb = h('img', { class: 'thumb', src: item.preview, alt: '' });
+    thumb.addEventListener('error', () => { item.preview = null; thumb.replaceWith(typeBadge()); }, { once: true });
+  }
+  const doneCls = item.report && item.report.species && item.report.species.decision !== 'identified' ? 'note' : 'done';
+  const statusCls = { refused: 'error', failed: 'error', done: doneCls }[item.status]
+    || (item.message ? 'note' : '');
+  const status = h('div', { class: `status ${statusCls}`, 'data-status': item.status },
+    STATUS_TEXT[item.status], item.message ? `: ${item.message}` : '');
+  if (item.status === 'refused' || item.status === 'failed') status.setAttribute('role', 'alert');
+  const prog = (item.status === 'uploading' || item.status === 'analysing')
+    ? h('progress', {
+      max: '100', value: item.status === 'analysing' ? null : String(Math.round(item.progress * 100)),
+      'aria-label': `Upload progress for ${item.file.name}`,
+    })
+    : null;
+  const busy = item.status === 'uploading' || item.status === 'analysing';
+  const actions = h('div', { class: 'item-actions' },
+    item.report ? h('a', { href: `#/report/${enc(item.report.report_id)}` }, 'Open') : null,
+    busy ? null : h('button', {
+      type: 'button', class: 'link', 'aria-label': `Remove ${item.file.name} from the list`,
+      onclick: () => removeItem(item),
+    }, 'Remove'));
+  const li = h('li', { 'data-file': item.file.name },
+    thumb,
+    h('div', {},
+      h('div', { class: 'name' }, item.file.name || 'photo'),
+      h('div', { class: 'meta' }, [bytes(item.file.size), item.file.type].filter(Boolean).join(' · ')),
+      prog, status),
+    actions);
+  return li;
+}
+
+function updateItem(item) {
+  const fresh = queueItemEl(item);
+  if (item.el && item.el.isConnected) item.el.replaceWith(fresh);
+  item.el = fresh;
+  updateSubmit();
+}
+
+function removeItem(item) {
+  if (item.preview) URL.revokeObjectURL(item.preview);
+  state.queue = state.queue.filter((i) => i !== item);
+  if (item.card) item.card.remove();
+  renderQueue();
+  renderSummary();
+  announce(`${item.file.name} removed.`);
+}
+
+function renderQueue() {
+  const ul = document.getElementById('queue');
+  if (!ul) return;
+  ul.replaceChildren(...state.queue.map((it) => { it.el = queueItemEl(it); return it.el; }));
+  ul.hidden = state.queue.length === 0;
+  updateSubmit();
+}
+
+function updateSubmit() {
+  const btn = document.getElementById('identify-btn');
+  if (!btn) return;
+  const n = state.queue.filter((i) => i.status === 'ready' || i.status === 'failed').length;
+  btn.disabled = state.running || n === 0;
+  btn.textContent = state.running ? 'Identifying…' : `Identify ${n || ''} photo${n === 1 ? '' : 's'}`.replace('  ', ' ');
+}
+
+async function identifyQueued() {
+  if (state.running) return;
+  const todo = state.queue.filter((i) => i.status === 'ready' || i.status === 'failed');
+  if (!todo.length) return;
+  state.running = true;
+  updateSubmit();
+  const reference = state.reference.trim();
+  let next = 0;
+  const worker = async () => {
+    while (next < todo.length) {
+      const item = todo[next++];
+      await identifyOne(item, reference);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_UPLOADS, todo.length) }, worker));
+  state.running = false;
+  updateSubmit();
+  const done = todo.filter((i) => i.status === 'done').length;
+  const bad = todo.length - done;
+  announce(`Finished: ${done} identified${bad ? `, ${bad} could not be used` : ''}.`);
+}
+
+async function identifyOne(item, reference) {
+  item.status = 'uploading';
+  item.progress = 0;
+  item.message = '';
+  updateItem(item);
+  let lastPaint = 0;
+  const { status, body } = await uploadOne(item.file, reference, (frac) => {
+    item.progress = frac;
+    if (frac >= 1) item.status = 'analysing';
+    const now = Date.now();
+    if (frac >= 1 || now - lastPaint > 100) { lastPaint = now; updateItem(item); }
+  });
+  const entry = body && Array.isArray(body.reports) ? body.reports[0] : null;
+  if (status >= 200 && status < 300 && entry && entry.report_id) {
+    item.status = 'done';
+    item.report = entry;
+    item.message = decisionText(entry.species);
+    placeCard(item);
+    renderSummary();
+  } else {
+    const retryable = status === 0 || status >= 500 || status === 429;
+    item.status = retryable ? 'failed' : 'refused';
+    item.message = errorMessage(body, status);
+    item.code = errorCode(body);
+  }
+  updateItem(item);
+}
+
+function placeCard(item) {
+  if (!item.card) {
+    item.card = reportCard(item.report, {
+      lvl: 3,
+      onUpdate: (updated) => { item.report = updated; renderSummary(); },
+    });
+  }
+  const results = document.getElementById('results-list');
+  if (!results) return;
+  const after = state.queue.slice(state.queue.indexOf(item) + 1).find((i) => i.card && i.card.isConnected);
+  results.insertBefore(item.card, after ? after.card : null);
+  document.getElementById('results').hidden = false;
+}
+
+function renderSummary() {
+  const box = document.getElementById('summary');
+  if (!box) return;
+  const done = state.queue.filter((i) => i.report);
+  document.getElementById('results').hidden = done.length === 0;
+  if (done.length < 2) { box.replaceChildren(); return; }
+  box.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { class: 'summary' },
+    h('caption', { class: 'sr-only' }, 'Parcel summary'),
+    h('thead', {}, h('tr', {}, ['Photo', 'Decision', 'Most likely', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, done.map((i) => {
+      const r = i.report;
+      const rr = r.tests && r.tests.reranking;
+      const top = ((rr && rr.combined) || r.species.top || [])[0];
+      return h('tr', {},
+        h('td', {}, r.file || i.file.name),
+        h('td', {}, h('span', { class: `badge ${r.species.decision}` }, DECISION_SHORT[r.species.decision] || r.species.decision)),
+        h('td', {}, top ? `${nice(top.label)} ${pct(top.probability)}${rr ? ' (with readings)' : ''}` : '—'),
+        h('td', {}, h('a', { href: `#/report/${enc(r.report_id)}` }, 'Open', h('span', { class: 'sr-only' }, ` report for ${r.file || i.file.name}`))));
+    })))));
+}
+
+export function viewIdentify(root) {
+  document.title = 'Identify — gemid';
+  const pick = h('input', {
+    type: 'file', id: 'file-pick', accept: ACCEPT, multiple: true, hidden: true,
+    onchange: (e) => { addFiles(e.target.files); e.target.value = ''; },
+  });
+  const camera = h('input', {
+    type: 'file', id: 'file-camera', accept: 'image/*', capture: 'environment', hidden: true,
+    onchange: (e) => { addFiles(e.target.files); e.target.value = ''; },
+  });
+  // On a phone the camera comes first; on a desk PC, the file picker and drag-and-drop.
+  const coarse = window.matchMedia && window.matchMedia('(pointer: coarse)').matches;
+  const chooseBtn = h('button', { type: 'button', id: 'choose-btn', class: coarse ? 'secondary' : '', onclick: () => pick.click() },
+    'Choose photos');
+  const cameraBtn = h('button', {
+    type: 'button', id: 'camera-btn', hidden: !coarse, onclick: () => camera.click(),
+  }, 'Take a photo');  // desk PCs: `capture` only opens the same file picker, so no second button there
+  const drop = h('div', { class: 'dropzone', id: 'dropzone' },
+    coarse ? h('p', {}, h('strong', {}, 'Photograph each stone'), ' or choose saved photos.')
+      : h('p', {}, h('strong', {}, 'Drag photos of the stones here'), ' or use a button.'),
+    h('div', { class: 'actions' }, coarse ? [cameraBtn, chooseBtn] : [chooseBtn, cameraBtn]),
+    h('p', { class: 'hint' }, 'One stone per photo, on a plain light background, in focus. JPEG, PNG, WebP, TIFF or HEIC'
+      + (config.max_bytes ? `, up to ${bytes(config.max_bytes)} each.` : '.')),
+    pick, camera);
+  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('dragging'); });
+  drop.addEventListener('dragleave', () => drop.classList.remove('dragging'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('dragging');
+    addFiles(e.dataTransfer && e.dataTransfer.files);
+  });
+
+  const ref = h('input', {
+    type: 'text', id: 'reference', name: 'reference', autocomplete: 'off', maxlength: '200',
+    value: state.reference, 'aria-describedby': 'reference-hint',
+    oninput: (e) => { state.reference = e.target.value; },
+  });
+  const form = h('form', { id: 'capture', class: 'panel', 'aria-labelledby': 'capture-title', novalidate: true },
+    heading(2, 'Photos', { id: 'capture-title', class: 'sr-only' }),
+    h('div', { class: 'field' },
+      h('label', { for: 'reference' }, 'Parcel or reference number'),
+      h('p', { class: 'hint', id: 'reference-hint' }, 'Optional. Stored with every photo of this batch and searchable in History.'),
+      ref),
+    drop,
+    h('ul', { class: 'queue', id: 'queue', 'aria-label': 'Photos to identify', hidden: true }),
+    h('div', { class: 'actions' },
+      h('button', { type: 'submit', id: 'identify-btn', disabled: true }, 'Identify photos'),
+      h('button', {
+        type: 'button', class: 'secondary', id: 'clear-btn',
+        onclick: () => {
+          if (state.running) return;
+          state.queue.forEach((i) => i.preview && URL.revokeObjectURL(i.preview));
+          state.queue = [];
+          document.getElementById('results-list').replaceChildren();
+          renderQueue();
+          renderSummary();
+          announce('List cleared. Stored reports stay in History.');
+        },
+      }, 'Clear list')));
+  form.addEventListener('submit', (e) => { e.preventDefault(); identifyQueued(); });
+
+  const results = h('section', { id: 'results', 'aria-labelledby': 'results-title', hidden: true },
+    heading(2, 'Results', { id: 'results-title' }),
+    h('div', { id: 'summary' }),
+    h('div', { id: 'results-list' }));
+
+  root.append(
+    heading(1, 'Identify stones', { tabindex: '-1' }),
+    h('p', { class: 'lead' }, 'Photograph or upload the stones, read the preliminary answer, then enter your '
+      + 'refractometer, polariscope or balance readings to re-rank the candidates.'),
+    form, results);
+  renderQueue();
+  for (const item of state.queue) if (item.card) placeCard(item);
+  renderSummary();
+}

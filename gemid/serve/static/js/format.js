@@ -1,0 +1,70 @@
+/* How the page words and formats the service's answers: labels, percentages, sizes, UTC dates, test
+ * names and the species decision in plain words.
+ *
+ * The capture list, the report card, the history table and the printable report all show the same
+ * figures; one module for the wording keeps them saying the same thing (a percentage rounded one way in
+ * the card and another way on paper would make a technician doubt both).
+ */
+
+/** A model label as words (star_ruby → star ruby). */
+export function nice(label) {
+  return String(label || '').replace(/_/g, ' ');
+}
+
+/** A probability as a percentage, to the precision a technician can use. */
+export function pct(p) {
+  const v = Number(p) * 100;
+  if (!Number.isFinite(v)) return '—';
+  if (v >= 10) return `${Math.round(v)}%`;
+  if (v >= 0.1) return `${v.toFixed(1)}%`;
+  return v > 0 ? '<0.1%' : '0%';
+}
+
+export function bytes(n) {
+  if (!Number.isFinite(n)) return '';
+  // decimal units, as the service's own messages use
+  if (n < 1000) return `${n} B`;
+  if (n < 1e6) return `${Math.round(n / 1e3)} KB`;
+  return `${(n / 1e6).toFixed(1)} MB`;
+}
+
+export function utc(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso || '');
+  const p = (x) => String(x).padStart(2, '0');
+  return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ` +
+    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())} UTC`;
+}
+
+const TEST_NAMES = {
+  refractive_index: 'Refractive index',
+  birefringence: 'Birefringence',
+  specific_gravity: 'Specific gravity',
+  optic_character: 'Optic character',
+  optic_sign: 'Optic sign',
+  pleochroism: 'Pleochroism',
+  uv_fluorescence: 'UV fluorescence',
+  uv_lw: 'UV fluorescence (long wave)',
+  spectroscope: 'Spectroscope',
+  magnification: 'Magnification',
+};
+
+export function testName(t) {
+  if (TEST_NAMES[t]) return TEST_NAMES[t];
+  const words = nice(t);
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+const DECISION_WORDS = {
+  identified: (best) => `Identified: ${best}`,
+  uncertain: (best) => `Uncertain — most likely ${best}`,
+  rejected: () => 'Not a gemstone, or the photo is too poor to judge',
+};
+export const DECISION_SHORT = { identified: 'Identified', uncertain: 'Uncertain', rejected: 'Not a gemstone' };
+
+export function decisionText(species) {
+  const top = (species && species.top) || [];
+  const best = top.length ? nice(top[0].label) : 'unknown';
+  const f = DECISION_WORDS[species && species.decision];
+  return f ? f(best) : String((species && species.decision) || 'No decision');
+}

@@ -1,0 +1,110 @@
+/* The #/history view: search stored reports by reference, species, decision and date, a page at a time.
+ *
+ * The search lives in the hash (#/history?reference=…&page=2), not in the view's memory, so back and
+ * forward, reloading and sharing a search all work; submitting the form only changes the hash, and the
+ * router draws the page from it.
+ */
+
+import { api, config } from './api.js';
+import { enc, h, heading } from './dom.js';
+import { DECISION_SHORT, nice, pct, utc } from './format.js';
+import { isCurrent, rerender } from './route.js';
+
+const HISTORY_PAGE = 20;
+
+/** The items of a list answer, whichever shape it has (a bare array, or items/reports/results with a total). */
+function listItems(body) {
+  if (Array.isArray(body)) return { items: body, total: null };
+  const items = body.items || body.reports || body.results || [];
+  const total = Number.isFinite(body.total) ? body.total : null;
+  return { items, total };
+}
+
+export async function viewHistory(root, route, token) {
+  document.title = 'History — gemid';
+  const p = route.params;
+  const page = Math.max(1, parseInt(p.get('page') || '1', 10) || 1);
+  const filters = ['reference', 'species', 'decision', 'since', 'until'];
+  const field = (name, label, input) => h('div', { class: 'field' }, h('label', { for: `h-${name}` }, label), input);
+  const text = (name, extra) => h('input', {
+    type: name === 'since' || name === 'until' ? 'date' : 'search', id: `h-${name}`, name, value: p.get(name) || '', ...extra,
+  });
+  const labels = config.labels || [];
+  const form = h('form', { class: 'panel', role: 'search', 'aria-label': 'Search reports' },
+    h('div', { class: 'grid-fields history-filters' },
+      field('reference', 'Reference', text('reference')),
+      field('species', 'Species', [text('species', labels.length ? { list: 'species-labels' } : {}),
+        labels.length ? h('datalist', { id: 'species-labels' }, labels.map((l) => h('option', { value: l }))) : null]),
+      field('decision', 'Decision', h('select', { id: 'h-decision', name: 'decision' },
+        [['', 'Any'], ['identified', 'Identified'], ['uncertain', 'Uncertain'], ['rejected', 'Not a gemstone']]
+          .map(([v, t]) => h('option', { value: v, selected: (p.get('decision') || '') === v }, t)))),
+      field('since', 'From date', text('since')),
+      field('until', 'To date (inclusive)', text('until'))),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Search'),
+      h('a', { class: 'button secondary', href: '#/history' }, 'Reset')));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    for (const f of filters) {
+      const v = form.elements[f].value.trim();
+      if (v) q.set(f, v);
+    }
+    const target = `#/history${q.toString() ? `?${q}` : ''}`;
+    if (window.location.hash === target) rerender(); else window.location.hash = target;
+  });
+  const out = h('div', { 'aria-live': 'polite' }, h('p', {}, 'Loading…'));
+  root.append(heading(1, 'History', { tabindex: '-1' }), form, out);
+
+  const q = new URLSearchParams({ limit: String(HISTORY_PAGE), offset: String((page - 1) * HISTORY_PAGE) });
+  for (const f of filters) if (p.get(f)) q.set(f, p.get(f));
+  let body;
+  try {
+    body = await api(`reports?${q}`);
+  } catch (e) {
+    if (!isCurrent(token)) return;
+    out.replaceChildren(h('div', { class: 'notice bad', role: 'alert' }, e.message));
+    return;
+  }
+  if (!isCurrent(token)) return;
+  const { items, total } = listItems(body || {});
+  if (!items.length) {
+    out.replaceChildren(h('p', { class: 'lead' }, page > 1 ? 'No more reports.' : 'No reports match.'));
+    return;
+  }
+  const rows = items.map((r) => {
+    const top = typeof r.species === 'string'
+      ? (r.species ? { label: r.species, probability: r.probability } : null)
+      : (((r.species || {}).top || [])[0] || null);
+    const decision = r.decision || (r.species && r.species.decision);
+    const rev = r.revision || 1;
+    return h('tr', { 'data-report-id': r.report_id },
+      h('td', { 'data-label': 'Date' }, utc(r.created_at)),
+      h('td', { 'data-label': 'Reference' }, r.reference || '—'),
+      h('td', { class: 'opt', 'data-label': 'File' }, r.file || '—'),
+      h('td', { 'data-label': 'Species' }, top ? `${nice(top.label)}${top.probability !== undefined && top.probability !== null ? ` ${pct(top.probability)}` : ''}` : '—'),
+      h('td', { 'data-label': 'Decision' }, h('span', { class: `badge ${decision}` }, DECISION_SHORT[decision] || decision || '—')),
+      h('td', { class: 'opt num', 'data-label': 'Revision' }, String(rev)),
+      h('td', { class: 'open' }, h('a', { href: `#/report/${enc(r.report_id)}` }, 'Open', h('span', { class: 'sr-only' }, ` report ${r.report_id}`))));
+  });
+  const from = (page - 1) * HISTORY_PAGE + 1;
+  const to = from + items.length - 1;
+  const link = (pg) => {
+    const qq = new URLSearchParams(p);
+    qq.set('page', String(pg));
+    return `#/history?${qq}`;
+  };
+  const hasNext = total !== null ? to < total : items.length === HISTORY_PAGE;
+  out.replaceChildren(
+    h('div', { class: 'table-wrap panel' }, h('table', { class: 'history' },
+      h('caption', { class: 'sr-only' }, 'Past reports, newest first'),
+      h('thead', {}, h('tr', {},
+        h('th', { scope: 'col' }, 'Date'), h('th', { scope: 'col' }, 'Reference'),
+        h('th', { scope: 'col', class: 'opt' }, 'File'), h('th', { scope: 'col' }, 'Species'),
+        h('th', { scope: 'col' }, 'Decision'), h('th', { scope: 'col', class: 'opt num' }, 'Rev.'),
+        h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Open')))),
+      h('tbody', {}, rows))),
+    h('nav', { class: 'pager', 'aria-label': 'Pages' },
+      page > 1 ? h('a', { class: 'button secondary', href: link(page - 1) }, 'Previous') : null,
+      h('span', {}, `Showing ${from}–${to}${total !== null ? ` of ${total}` : ''}`),
+      hasNext ? h('a', { class: 'button secondary', href: link(page + 1) }, 'Next') : null));
+}

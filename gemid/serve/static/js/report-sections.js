@@ -1,0 +1,177 @@
+/* The read-only parts of a report, shared by the report card (capture results and #/report/<id>) and the
+ * printable report: the photo with the stone outline and inclusions drawn over it, the species decision
+ * and its candidate bars, photo-quality warnings, colour, clarity and the confirmatory tests to do next.
+ *
+ * Each part is a function of the stored report alone, with the heading level passed in, so the same
+ * section reads correctly under an h2 on paper and under an h3 inside a parcel's results.
+ */
+
+import { imageUrl } from './api.js';
+import { add, h, heading, s } from './dom.js';
+import { decisionText, nice, pct, testName } from './format.js';
+
+/** The decoded preview with the stone outline (or its box) and the marked inclusions drawn to scale over it. */
+export function photoFigure(report) {
+  const img = report.image || {};
+  const W = img.width || 1;
+  const H = img.height || 1;
+  const frame = h('div', { class: 'photo-frame' });
+  const picture = h('img', {
+    src: imageUrl(report), width: W, height: H, decoding: 'async',
+    alt: `Photo of the stone${report.file ? ` (${report.file})` : ''}`,
+  });
+  picture.addEventListener('error', () => {
+    const ph = h('div', { class: 'placeholder' },
+      `The browser cannot display this ${img.format || ''} photo; the stone outline is drawn to scale.`);
+    ph.style.aspectRatio = `${W} / ${H}`;
+    picture.replaceWith(ph);
+  }, { once: true });
+  frame.append(picture);
+
+  const svg = s('svg', {
+    class: 'overlay', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', 'aria-hidden': 'true',
+    focusable: 'false',
+  });
+  const stone = report.quality && report.quality.stone;
+  const notes = [];
+  if (stone) {
+    const pts = (stone.outline || []).map((p) => `${p[0]},${p[1]}`).join(' ');
+    if (pts) {
+      svg.append(s('polygon', { class: 'outline-shadow', points: pts }), s('polygon', { class: 'outline', points: pts }));
+    } else if (stone.bbox) {
+      const [x, y, w, hh] = stone.bbox;
+      svg.append(s('rect', { class: 'outline-shadow', x, y, width: w, height: hh }),
+        s('rect', { class: 'outline', x, y, width: w, height: hh }));
+    }
+    notes.push(h('span', {}, h('span', { class: 'legend-swatch outline', 'aria-hidden': 'true' }),
+      `Stone outline found by gemid (${pct(stone.area_fraction)} of the frame).`));
+  } else {
+    notes.push('No stone outline could be found in this photo.');
+  }
+  const incl = (report.clarity && report.clarity.inclusions) || [];
+  for (const inc of incl) {
+    const [x, y, w, hh] = inc.bbox;
+    svg.append(s('rect', { class: 'inclusion', x, y, width: w, height: hh }, s('title', {}, inc.kind)));
+  }
+  if (incl.length) {
+    const kinds = [...new Set(incl.map((i) => i.kind))].join(', ');
+    notes.push(' ', h('span', {}, h('span', { class: 'legend-swatch inclusion', 'aria-hidden': 'true' }),
+      `${incl.length} inclusion${incl.length > 1 ? 's' : ''} marked (${kinds}).`));
+  }
+  frame.append(svg);
+  return h('figure', { class: 'photo' }, frame, h('figcaption', {}, notes));
+}
+
+/** Candidates as bars; given the `previous` ranking, each says where it stood there (was #3, new). */
+export function bars(cands, label, previous) {
+  const ol = h('ol', { class: 'bars', 'aria-label': label });
+  const prevRank = new Map((previous || []).map((c, i) => [c.label, i + 1]));
+  cands.forEach((c, i) => {
+    const fill = h('div', { class: 'fill' });
+    fill.style.width = `${Math.max(0, Math.min(1, Number(c.probability) || 0)) * 100}%`;
+    let was = null;
+    if (previous) {
+      const r = prevRank.get(c.label);
+      if (r !== i + 1) was = h('span', { class: 'was' }, r ? `was #${r}` : 'new');
+    }
+    ol.append(h('li', {},
+      h('span', { class: 'label' }, nice(c.label), was),
+      h('div', { class: 'track', 'aria-hidden': 'true' }, fill),
+      h('span', { class: 'pct' }, pct(c.probability))));
+  });
+  return ol;
+}
+
+/** After readings, the combined answer is what the technician acts on: say it next to the photo's. */
+export function withReadingsLine(report) {
+  const rr = report.tests && report.tests.reranking;
+  if (!rr) return null;
+  if (rr.fits_none) {
+    return h('p', { class: 'decision rejected with-readings' }, 'With your readings: fits no candidate — refer to a full laboratory');
+  }
+  const best = (rr.combined || [])[0];
+  if (!best) return null;
+  return h('p', { class: 'decision readings with-readings' },
+    `With your readings: most likely ${nice(best.label)} (${pct(best.probability)})`);
+}
+
+export function speciesSection(report, lvl) {
+  const sp = report.species || {};
+  const top = (sp.top || []).slice(0, 5);
+  const rr = report.tests && report.tests.reranking;
+  return h('section', { class: 'species', 'aria-label': 'Species' },
+    heading(lvl, 'Species'),
+    h('p', { class: `decision ${sp.decision || ''}`, 'data-decision': sp.decision || '' },
+      rr ? 'From the photo: ' : '', decisionText(sp)),
+    sp.reason ? h('p', { class: 'reason' }, sp.reason) : null,
+    withReadingsLine(report),
+    top.length ? bars(top, 'Top 5 candidates from the photo') : h('p', {}, 'No candidates.'));
+}
+
+export function warningsBlock(report) {
+  const ws = (report.quality && report.quality.warnings) || [];
+  if (!ws.length) return null;
+  return h('div', { class: 'notice warn', 'data-warnings': ws.length },
+    h('strong', {}, 'Photo quality'),
+    h('ul', {}, ws.map((w) => h('li', { 'data-code': w.code }, w.message))));
+}
+
+export function colourSection(report, lvl) {
+  const c = report.colour;
+  const sec = h('section', { class: 'colour' }, heading(lvl, 'Colour'));
+  if (!c) return add(sec, [h('p', { class: 'lead' }, 'Colour was not graded for this photo.')]);
+  const sw = h('div', { class: 'swatch', role: 'img', 'aria-label': `Body colour swatch ${c.hex}` });
+  if (/^#[0-9a-fA-F]{3,8}$/.test(c.hex || '')) sw.style.background = c.hex;
+  const facts = h('dl', { class: 'facts' },
+    h('dt', {}, 'Hue'), h('dd', {}, `${c.hue} (${Math.round(c.hue_angle)}°)`),
+    h('dt', {}, 'Tone'), h('dd', {}, `${c.tone.value} — ${c.tone.name}`),
+    h('dt', {}, 'Saturation'), h('dd', {}, `${c.saturation.value} — ${c.saturation.name}`),
+    c.d_to_z ? [h('dt', {}, 'D–Z band'), h('dd', {}, `${c.d_to_z.band} (${c.d_to_z.letters})`)] : null,
+    h('dt', {}, 'Confidence'), h('dd', {}, pct(c.confidence)));
+  add(sec, [h('div', { class: 'swatch-row' }, sw, h('div', {}, h('p', {}, c.description), facts))]);
+  if (c.d_to_z && c.d_to_z.caveat) sec.append(h('p', { class: 'hint' }, c.d_to_z.caveat));
+  if (c.white_balance === 'none') {
+    sec.append(h('p', { class: 'hint' },
+      'No neutral background or grey card was found, so the lighting may shift this colour.'));
+  }
+  return sec;
+}
+
+export function claritySection(report, lvl) {
+  const c = report.clarity;
+  const sec = h('section', { class: 'clarity' }, heading(lvl, 'Clarity'));
+  if (!c) return add(sec, [h('p', { class: 'lead' }, 'Clarity was not graded for this photo.')]);
+  sec.append(h('p', {}, h('span', { class: 'grade' }, c.grade),
+    c.eye_clean ? 'Eye clean.' : 'Inclusions visible to the eye.'));
+  if (c.type_meaning || c.clarity_type) {
+    sec.append(h('p', {}, c.clarity_type ? h('strong', {}, `Clarity type ${c.clarity_type}. `) : null,
+      c.type_meaning || ''));
+  }
+  const inc = c.inclusions || [];
+  sec.append(h('dl', { class: 'facts' },
+    h('dt', {}, 'Inclusions marked'), h('dd', {}, String(inc.length)),
+    h('dt', {}, 'Severity'), h('dd', {}, pct(c.severity)),
+    h('dt', {}, 'Confidence'), h('dd', {}, pct(c.confidence))));
+  return sec;
+}
+
+export function testsSection(report, lvl) {
+  const t = report.tests;
+  const sec = h('section', { class: 'tests-section' }, heading(lvl, 'Confirmatory tests'));
+  if (!t) return add(sec, [h('p', { class: 'lead' }, 'No test guidance for this photo.')]);
+  if (t.colour_decides) sec.append(h('div', { class: 'notice warn' }, t.colour_decides));
+  const rec = t.recommended || [];
+  if (!rec.length) {
+    sec.append(h('p', { class: 'lead' }, 'No test needed to separate the candidates, or none applies.'));
+    return sec;
+  }
+  sec.append(h('p', {}, 'Do these next, in this order:'));
+  sec.append(h('ol', { class: 'tests' }, rec.map((r) => h('li', { 'data-test': r.test },
+    h('div', { class: 'test-title' }, h('strong', {}, testName(r.test)), r.instrument ? ` — ${r.instrument}` : ''),
+    h('div', { class: 'test-body' }, h('p', { class: 'why' }, r.why),
+    (r.expected || []).length ? h('table', { class: 'expected' },
+      h('caption', { class: 'sr-only' }, `Expected ${testName(r.test).toLowerCase()} per candidate`),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Candidate'), h('th', { scope: 'col' }, 'Expected'))),
+      h('tbody', {}, r.expected.map((e) => h('tr', {}, h('td', {}, nice(e.label)), h('td', {}, e.expected))))) : null)))));
+  return sec;
+}
