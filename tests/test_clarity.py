@@ -8,7 +8,8 @@ import pytest
 
 from gemid.datasets.synth import InclusionSpec, StoneSpec, render
 from gemid.vision import clarity_scales
-from gemid.vision.clarity import clarity_type, grade_clarity, measure_clarity, type_meaning
+from gemid.vision.clarity import grade_clarity, measure_clarity
+from gemid.vision.clarity_types import clarity_type, type_meaning
 from gemid.vision.segment import segment
 
 SIZE = 224

@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from gemid.errors import ModelError
 
-DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parents[2] / "models" / "gemid-species"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"  # the bundles a source checkout ships
+DEFAULT_BUNDLE_DIR = MODELS_DIR / "gemid-species"
 
 
 class CropPolicy(BaseModel):

@@ -31,7 +31,7 @@ feathers, clouds) or short thin lines (needles, silk). The measurement:
 Both networks and the fit come from one command, `python -m bench.bench_grading fit` (rendered stones
 whose inclusion pixels are known, seeds disjoint from the benchmark's).
 
-The species' GIA clarity type comes from `data/clarity_types.json`.
+The species' GIA clarity type, and what a grade means for it, is gemid.vision.clarity_types.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ import numpy as np
 
 from gemid.report import ClarityGrade, Inclusion
 from gemid.vision import clarity_scales
+from gemid.vision.clarity_types import clarity_type, type_meaning
 from gemid.vision.classify import sigmoid
 from gemid.vision.colorimetry import lightness, luminance, srgb8_to_linear
 from gemid.vision.inclusion_net import InclusionNet, net_inputs
@@ -449,53 +450,6 @@ def measure_analysis(a: Analysis, model: dict | None = None) -> ClarityMeasureme
         blobs=tuple(sorted(blobs, key=lambda b: -b.visibility)), diameter_px=a.diameter_px, noise=a.noise,
         clipped_fraction=a.clipped_fraction, stone_found=True,
     )
-
-
-# --- species clarity types ----------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _types() -> tuple[dict[str, str], dict[str, str]]:
-    data = json.loads(resources.files("gemid.vision").joinpath("data/clarity_types.json").read_text("utf-8"))
-    return ({k.lower(): v for k, v in data["types"].items()}, {k.lower(): v for k, v in data["notes"].items()})
-
-
-def clarity_type(species: str | None) -> str | None:
-    """'I' | 'II' | 'III' | 'opaque' | 'diamond' for a known species label, else None."""
-    if not species:
-        return None
-    return _types()[0].get(species.strip().lower())
-
-
-_TYPE_WORDS = {"I": "usually eye-clean", "II": "usually included", "III": "almost always included"}
-
-
-def type_meaning(species: str | None, grade: str) -> str | None:
-    """What the grade means for this species, e.g. 'typical for Emerald (Type III: almost always included)'."""
-    t = clarity_type(species)
-    if t is None or species is None:
-        return None
-    name = species.strip()
-    note = _types()[1].get(name.lower())
-    if t == "opaque":
-        return (f"Clarity grading does not apply to {name}: an opaque, aggregate or organic material; "
-                "the map only shows surface features.")
-    if t == "diamond":
-        return ("Diamonds are graded on the diamond clarity scale (FL to I3) under 10x magnification; "
-                "this photo estimate is not a diamond clarity grade.")
-    g = clarity_scales.grade_index(grade)
-    tag = f"{name} (Type {t}: {_TYPE_WORDS[t]})"
-    if t == "I":
-        text = (f"typical for {tag}" if g <= 1 else f"more included than usual for {tag}" if g <= 3
-                else f"unusually included for {tag}")
-    elif t == "II":
-        text = (f"cleaner than usual for {tag}" if g == 0 else f"typical for {tag}" if g <= 4
-                else f"heavily included even for {tag}")
-    else:
-        text = (f"unusually clean for {tag}: exceptional, or worth checking for a synthetic" if g <= 1
-                else f"typical for {tag}" if g <= 5 else f"heavily included even for {tag}")
-    text = text[0].upper() + text[1:]
-    return f"{text}; {note}." if note else f"{text}."
 
 
 def _confidence(m: ClarityMeasurement, t: str | None) -> float:

@@ -17,11 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gemid.vision.bundle import MODELS_DIR
+
 if TYPE_CHECKING:
     from gemid.report import FileError, Report
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 PROGRESS_OVER = 3  # show a progress bar for more files than this
 
 

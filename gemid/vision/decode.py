@@ -26,7 +26,7 @@ from gemid.errors import (
     UnsupportedType,
 )
 
-DEFAULT_MAX_BYTES = 20_000_000  # a 48 MP phone JPEG is ~15 MB; anything bigger is not a photo of one stone
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # a 48 MP phone JPEG is ~15 MB; anything bigger is not a photo of one stone
 DEFAULT_MAX_PIXELS = 40_000_000  # ~120 MB of RGB once decoded; keeps a 16-worker service well inside RAM
 MIN_SIDE = 16  # below this there is nothing to look at (and segmentation needs a border)
 
