@@ -20,6 +20,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gemid.errors import EmptyFile, GemidInputError, TooLarge
+from gemid.messages import dotted, validation_message
 from gemid.report import (
     MAX_REFERENCE,
     Decision,
@@ -181,13 +182,9 @@ def _parse_fields(form: FormData, settings: Settings) -> tuple[list[UploadFile],
     try:
         readings = Readings.model_validate(given) if given else None
     except ValidationError as exc:
-        raise ApiError(422, "invalid_readings", _readings_message(exc)) from exc
+        message = validation_message(exc, field=lambda loc: dotted(loc, empty="readings"))
+        raise ApiError(422, "invalid_readings", f"invalid readings: {message}") from exc
     return [f for f in images if isinstance(f, UploadFile)], reference, readings
-
-
-def _readings_message(exc: ValidationError) -> str:
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'readings'}: {e['msg']}" for e in exc.errors()[:10]]
-    return "invalid readings: " + "; ".join(parts)
 
 
 async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:

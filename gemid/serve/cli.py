@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,17 +37,6 @@ def _log_config(level: str) -> dict:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["gemid"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     return config
-
-
-def _setting_errors(exc: Any) -> list[str]:
-    """pydantic's errors as the environment variables a technician set: GEMID_MAX_BYTES='abc': …"""
-    out = []
-    for e in exc.errors():
-        name = "GEMID_" + "_".join(str(part) for part in e["loc"]).upper()
-        value = e.get("input")
-        shown = f"={value!r}" if isinstance(value, (str, int, float)) else ""
-        out.append(f"{name}{shown}: {e['msg']}")
-    return out
 
 
 def _shown_url(url: str) -> str:
@@ -104,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             os.environ[env] = str(value)  # the workers build their Settings from the environment
 
     from gemid.errors import ModelError
+    from gemid.messages import validation_message
     from gemid.serve.settings import Settings
     from gemid.serve.store import ReportStore
     from gemid.vision.bundle import load_bundle
@@ -117,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print("gemid serve: invalid setting " + "; ".join(_setting_errors(exc)), file=sys.stderr)
+        named = validation_message(exc, field=lambda loc: "GEMID_" + "_".join(map(str, loc)).upper(), limit=None,
+                                   show_input=True)  # as the environment variable a technician set
+        print(f"gemid serve: invalid setting {named}", file=sys.stderr)
         return 2
     problem = _listen_problem(args.host, args.port)
     if problem:  # found before the model and the workers load, not after

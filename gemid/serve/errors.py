@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gemid.messages import dotted, validation_message
+
 log = logging.getLogger(__name__)
 
 _CODES = {
@@ -20,6 +22,9 @@ _CODES = {
     406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_type", 422: "invalid_request",
     429: "too_many_requests", 501: "not_available", 503: "unavailable",
 }
+
+
+_REQUEST_PARTS = ("body", "query", "path", "header")  # where a field came from: the client knows
 
 
 class ApiError(StarletteHTTPException):
@@ -37,23 +42,6 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
-def _loc(loc: tuple) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "request"
-
-
-def validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:10]:
-        msg = err.get("msg", "invalid")
-        if err.get("type") == "json_invalid":
-            msg = f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
-            parts.append(msg)
-            continue
-        parts.append(f"{_loc(tuple(err.get('loc', ())))}: {msg}")
-    return "; ".join(parts) or "the request is not valid"
-
-
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, ApiError):
@@ -68,7 +56,8 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(422, "invalid_request", validation_message(exc))
+    message = validation_message(exc, field=lambda loc: dotted(loc, skip=_REQUEST_PARTS, empty="request"))
+    return error_response(422, "invalid_request", message or "the request is not valid")
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,0 +1,44 @@
+"""What failed validation, in one line a person can act on.
+
+pydantic's `ValidationError` (the CLI's flags, the service's settings, readings sent in a form) and FastAPI's
+`RequestValidationError` (a request's query, path and JSON body) both list their problems through
+`.errors()`. `validation_message` turns that list into `field: problem; field: problem`, and each caller
+only says how a field is named to its reader: `ri_high` for an API client, `--ri-high` on the command line,
+`GEMID_MAX_BYTES` for a setting. This module imports neither FastAPI nor the service, so the CLI can use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Protocol
+
+Location = tuple[Any, ...]
+
+
+class HasErrors(Protocol):
+    """pydantic's ValidationError and FastAPI's RequestValidationError alike."""
+
+    def errors(self) -> Sequence[Mapping[str, Any]]: ...
+
+
+def dotted(loc: Location, *, skip: Collection[str] = (), empty: str = "input") -> str:
+    """`readings.ri`: the location's parts joined by dots, without those in `skip`; `empty` if none are left."""
+    return ".".join(str(p) for p in loc if p not in skip) or empty
+
+
+def validation_message(exc: HasErrors, *, field: Callable[[Location], str] = dotted, limit: int | None = 10,
+                       show_input: bool = False) -> str:
+    """One `field: problem` per error (at most `limit`), joined by "; "; "" when there is none.
+
+    `field` names a location for the reader; `show_input` adds the value that was refused (`NAME='abc'`),
+    for settings a person typed, never for request bodies. A body that is not JSON at all says so, since
+    its error has no field to name."""
+    parts = []
+    for err in list(exc.errors())[:limit]:
+        if err.get("type") == "json_invalid":
+            parts.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})")
+            continue
+        value = err.get("input")
+        shown = f"={value!r}" if show_input and isinstance(value, (str, int, float)) else ""
+        parts.append(f"{field(tuple(err.get('loc', ())))}{shown}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
