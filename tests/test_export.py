@@ -250,3 +250,27 @@ def test_quantize_refuses_another_manifest(run, tmp_path, capsys):
     assert main(["quantize", "--bundle", str(out), "--manifest", str(other)]) == 2
     assert "not the manifest this model was trained on" in capsys.readouterr().err
     assert (out / "model.int8.onnx").read_bytes() == before
+
+
+# --- the training commands' --help ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "export", "quantize"])
+def test_help_names_every_default(command, capsys):
+    """Every optional flag that takes a value says its default in `gemid COMMAND --help` (a newcomer's first read)."""
+    import argparse
+
+    from gemid.cli import build_parser, main
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = sub.choices[command]
+    valued = [a for a in parser._actions if a.option_strings and not a.required and a.nargs != 0]
+    assert valued, command
+    silent = [a.option_strings[0] for a in valued if "default" not in (a.help or "")]
+    assert not silent, f"gemid {command} --help does not say the default of {silent}"
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for a in valued:
+        if "%(default)" in a.help:
+            assert f"default: {a.default}" in text, (a.option_strings[0], a.default)

@@ -331,15 +331,17 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, confusions, calibration and abstain thresholds of a checkpoint")
     p.add_argument("--checkpoint", required=True, help="runs/<name>/best.pt from gemid train")
     p.add_argument("--manifest", default=None, help="default: the manifest the checkpoint was trained on")
-    p.add_argument("--split", default="val", help="split to evaluate and fit T/thresholds on (default: val)")
+    p.add_argument("--split", default="val", help="split to evaluate and fit T/thresholds on (default: %(default)s)")
     p.add_argument("--out", required=True, help="folder for metrics.json, predictions.npz and figures")
-    p.add_argument("--ood-dir", default=None, help="extra non-gem photos for the open-set check")
+    p.add_argument("--ood-dir", default=None,
+                   help="a folder of extra non-gem photos for the open-set check (default: none; the sample photos "
+                        "of scikit-image and matplotlib and rendered scenes are always used)")
     p.add_argument("--keep", type=float, default=DEFAULT_KEEP,
-                   help="fraction of correct validation photos the open-set threshold keeps (default 0.95)")
+                   help="fraction of correct validation photos the open-set threshold keeps (default: %(default)s)")
     p.add_argument("--target-precision", type=float, default=DEFAULT_PRECISION,
-                   help="precision of 'identified' that sets identified_min_prob (default 0.95)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=32)
+                   help="precision of 'identified' that sets identified_min_prob (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="PyTorch threads (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
     p.set_defaults(func=train_extra(main, needs=("torch",)))
 
 

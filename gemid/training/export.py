@@ -276,23 +276,28 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="runs/<name>/best.pt")
     p.add_argument("--eval", required=True, dest="eval_metrics", help="metrics.json (or its folder) from gemid evaluate")
     p.add_argument("--out", required=True, help="bundle folder, e.g. models/gemid-species")
-    p.add_argument("--version", default=None, help="bundle version (default: date and model)")
-    p.add_argument("--name", default=BUNDLE_NAME)
+    p.add_argument("--version", default=None, help="bundle version (default: today's date and the model, "
+                                                    "e.g. 2026.11.22-lite0)")
+    p.add_argument("--name", default=BUNDLE_NAME,
+                   help="bundle name, shown in every report's model field (default: %(default)s)")
     p.add_argument("--calib-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
-                   help="training photos used to calibrate int8 activations")
-    p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"))
+                   help="training photos used to calibrate int8 activations (default: %(default)s)")
+    p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"),
+                   help="int8 activation calibration (default: %(default)s)")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 model")
     p.add_argument("--allow-manifest-change", action="store_true",
                    help="export even though the manifest changed since training (you vouch the splits did not)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="PyTorch and ONNX Runtime threads (default: %(default)s)")
     p.set_defaults(func=train_extra(main, needs=("onnx", "torch")))
 
     q = sub.add_parser("quantize", help="rebuild a bundle's int8 model from its fp32 model and re-measure it")
     q.add_argument("--bundle", required=True, help="bundle folder, e.g. models/gemid-species")
     q.add_argument("--manifest", default=None, help="the manifest it was trained on (default: the one it records)")
-    q.add_argument("--calib-images", type=int, default=DEFAULT_CALIBRATION_IMAGES)
-    q.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"))
-    q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--calib-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
+                   help="training photos used to calibrate int8 activations (default: %(default)s)")
+    q.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"),
+                   help="int8 activation calibration (default: %(default)s)")
+    q.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default: %(default)s)")
     q.set_defaults(func=train_extra(quantize_main, needs=("onnx", "torch")))
 
 
