@@ -106,7 +106,7 @@ def tiny_run(base: Path) -> dict[str, Path]:
         tiny_checkpoint(paths["checkpoint"], paths["manifest"], heads={"clarity_grade": ["VVS", "VS", "SI"]})
         evaluate(paths["checkpoint"], paths["eval"], progress=False)
         export(paths["checkpoint"], paths["eval"] / "metrics.json", paths["bundle"], version="0.0.0-test",
-               calibration_images=16, progress=False)
+               name="gemid-species", calibration_images=16, progress=False)
     finally:
         if saved is None:
             os.environ.pop("GEMID_CACHE_DIR", None)

@@ -274,3 +274,20 @@ def test_help_names_every_default(command, capsys):
     for a in valued:
         if "%(default)" in a.help:
             assert f"default: {a.default}" in text, (a.option_strings[0], a.default)
+
+
+def test_export_names_the_bundle_by_name_or_by_its_folder(run, tmp_path, monkeypatch, capsys):
+    """`--name` names a retrained bundle; without it the bundle takes its folder's name (models/mine → mine),
+    so a retrained model never reports itself as the shipped gemid-species."""
+    from gemid.cli import main
+    from gemid.vision.bundle import load_bundle
+
+    monkeypatch.setenv("GEMID_CACHE_DIR", str(run["cache"]))
+    common = ["export", "--checkpoint", str(run["checkpoint"]), "--eval", str(run["eval"]), "--no-int8"]
+    assert main([*common, "--out", str(tmp_path / "b1"), "--name", "lab-stones-v2"]) == 0
+    named = load_bundle(tmp_path / "b1")
+    assert named.name == "lab-stones-v2"
+    assert (tmp_path / "b1" / "MODEL_CARD.md").read_text().startswith("# Model card — lab-stones-v2 ")
+    assert "(lab-stones-v2 " in capsys.readouterr().out
+    assert main([*common, "--out", str(tmp_path / "mine")]) == 0
+    assert load_bundle(tmp_path / "mine").name == "mine"

@@ -28,7 +28,6 @@ from gemid.training.extra import train_extra
 PARITY_TOLERANCE = 1e-3  # max |logit| difference ONNX Runtime fp32 vs PyTorch
 PARITY_IMAGES = 64
 DEFAULT_CALIBRATION_IMAGES = 300
-BUNDLE_NAME = "gemid-species"
 
 
 class ExportError(RuntimeError):
@@ -138,7 +137,7 @@ def requantize(bundle_dir: Path | str, manifest: Path | str | None = None, *,
 
 def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *, version: str | None = None,
            calibration_images: int = DEFAULT_CALIBRATION_IMAGES, calibration_method: str = "minmax",
-           int8: bool = True, threads: int = 2, name: str = BUNDLE_NAME, command: str | None = None,
+           int8: bool = True, threads: int = 2, name: str | None = None, command: str | None = None,
            allow_manifest_change: bool = False, progress: bool = True) -> dict[str, Any]:
     import torch
 
@@ -181,6 +180,9 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
     if not Path(manifest).is_file() or manifest_sha256(manifest) != ev["manifest"].get("sha256"):
         raise ExportError(f"{manifest} is missing or has changed since `gemid evaluate` ran; evaluate again")
     out = Path(out)
+    name = (name or out.resolve().name).strip()  # models/mine → "mine": a retrained bundle is not gemid-species
+    if not name:
+        raise ExportError("the bundle needs a name: pass --name")
     out.mkdir(parents=True, exist_ok=True)
 
     # 2. fp32 ONNX
@@ -278,8 +280,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="bundle folder, e.g. models/gemid-species")
     p.add_argument("--version", default=None, help="bundle version (default: today's date and the model, "
                                                     "e.g. 2026.11.22-lite0)")
-    p.add_argument("--name", default=BUNDLE_NAME,
-                   help="bundle name, shown in every report's model field (default: %(default)s)")
+    p.add_argument("--name", default=None,
+                   help="bundle name, shown in every report's model field (default: the --out folder's name, "
+                        "e.g. gemid-species for models/gemid-species)")
     p.add_argument("--calib-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
                    help="training photos used to calibrate int8 activations (default: %(default)s)")
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"),
