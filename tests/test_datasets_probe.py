@@ -19,7 +19,8 @@ from gemid.datasets.phash import (
     phash,
     phash_variants,
 )
-from gemid.datasets.probe import load_bgr, probe, sniff_format
+from gemid.datasets.probe import load_bgr, load_rgb, probe, sniff_format
+from gemid.vision.decode import decode
 
 
 def _encoded(ext: str, img: np.ndarray) -> bytes:
@@ -114,7 +115,7 @@ def test_colour_guard_keeps_same_shape_different_colour_apart():
         img = np.full((128, 128, 3), 240, np.uint8)
         cv2.ellipse(img, (64, 64), (40, 28), 0, 0, 360, colour, -1)
         return img
-    red, green = stone((30, 30, 200)), stone((40, 160, 40))
+    red, green = stone((200, 30, 30)), stone((40, 160, 40))  # RGB, as the decoder gives
     assert hamming(phash(red), phash(green)) <= DEFAULT_THRESHOLD  # the hash alone would merge them
     assert colour_distance(colour_signature(red), colour_signature(green)) > DEFAULT_COLOUR_THRESHOLD
     hashes = [phash(red), phash(green)]
@@ -165,3 +166,68 @@ def test_turned_or_mirrored_copies_are_near_duplicates():
     assert group_near_duplicates(hashes) == []  # plain pHash does not see through a rotation
     assert group_near_duplicates(hashes, variants=variants, colours=colours) == [[0, 1, 2, 3]]
     assert max_distance(hashes, [0, 1, 2, 3], variants) <= 12
+
+
+def _swapped_primaries_icc() -> bytes:
+    """sRGB's profile with its red and green primaries swapped: colour management visibly moves the pixels."""
+    from PIL import ImageCms
+
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    n = int.from_bytes(icc[128:132], "big")
+    entries = {bytes(icc[132 + 12 * k:136 + 12 * k]): 132 + 12 * k for k in range(n)}
+    r, g = entries[b"rXYZ"], entries[b"gXYZ"]
+    icc[r + 4:r + 12], icc[g + 4:g + 12] = icc[g + 4:g + 12], icc[r + 4:r + 12]
+    return bytes(icc)
+
+
+def test_audit_sees_the_pixels_training_sees(tmp_path):
+    """Colour profile, EXIF rotation, alpha: the audit hashes exactly what gemid.vision.decode gives the model."""
+    from PIL import Image
+
+    rgb = cv2.cvtColor(drawing(13, 96), cv2.COLOR_BGR2RGB)
+    rgb = np.ascontiguousarray(rgb[:, :60])  # not square, so a rotation shows in the size
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise to display
+    Image.fromarray(rgb).save(tmp_path / "managed.jpg", quality=95, exif=exif.tobytes(),
+                              icc_profile=_swapped_primaries_icc())
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    rgba[:10, :, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "alpha.png")
+    for name in ("managed.jpg", "alpha.png"):
+        want = decode(tmp_path / name).rgb
+        got = load_rgb(tmp_path / name)
+        assert got.shape == want.shape and np.array_equal(got, want)
+        info = probe(tmp_path / name)
+        assert (info.width, info.height) == (want.shape[1], want.shape[0])
+        assert info.phash_variants == phash_variants(want)
+        assert np.array_equal(info.colour, colour_signature(want))
+    assert (probe(tmp_path / "managed.jpg").width, probe(tmp_path / "managed.jpg").height) == (96, 60)
+    as_stored = cv2.cvtColor(cv2.imread(str(tmp_path / "managed.jpg"), cv2.IMREAD_IGNORE_ORIENTATION | cv2.IMREAD_COLOR),
+                             cv2.COLOR_BGR2RGB)
+    assert np.abs(np.rot90(as_stored).astype(int) - load_rgb(tmp_path / "managed.jpg")).mean() > 3  # profile applied
+
+
+@pytest.mark.parametrize("ext", [".bmp", ".gif"])
+def test_formats_gemid_cannot_decode_are_unusable(tmp_path, ext):
+    from PIL import Image
+
+    p = tmp_path / f"stone{ext}"
+    Image.fromarray(cv2.cvtColor(drawing(14), cv2.COLOR_BGR2RGB)).save(p)
+    info = probe(p)
+    assert info.problem == "unsupported_format" and info.content_format == ext[1:] and info.phash is None
+    assert (info.width, info.height) == (128, 128) and ext[1:].upper() in info.message
+    with pytest.raises(ValueError, match="unsupported_format"):
+        load_bgr(p)
+
+
+def test_a_thumbnail_too_small_to_judge_is_unusable(tmp_path):
+    write_jpeg(tmp_path / "tiny.jpg", cv2.resize(drawing(15), (12, 12), interpolation=cv2.INTER_AREA))
+    info = probe(tmp_path / "tiny.jpg")
+    assert info.problem == "too_small" and (info.width, info.height) == (12, 12)
+
+
+def test_sixteen_bit_colour_png_reports_its_depth(tmp_path):
+    p = tmp_path / "deep.png"
+    p.write_bytes(_encoded(".png", drawing(16).astype(np.uint16) * 257))
+    info = probe(p)
+    assert info.ok and info.bit_depth == 16 and info.channels == 3 and not info.has_alpha

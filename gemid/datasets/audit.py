@@ -64,7 +64,8 @@ def scan(
     jobs: int = 2,
     on_progress: Callable[[int], None] | None = None,
 ) -> Scan:
-    """Probe and hash every file (threads: OpenCV decodes outside the GIL), then group near-duplicates."""
+    """Probe and hash every file (threads: Pillow and OpenCV release the GIL while decoding and resizing),
+    then group near-duplicates."""
     if not 0 <= threshold <= HASH_BITS:
         raise ValueError(f"threshold must be 0..{HASH_BITS} bits, got {threshold}")
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gemid.datasets.manifest import SPLITS, ManifestError, Row
-from gemid.datasets.probe import EXTENSION_FORMAT, sniff_format
+from gemid.datasets.probe import EXTENSION_FORMAT, HEAD_BYTES, sniff_format
 
 _GENERIC_NAMES = {"train", "training", "val", "valid", "validation", "test", "images", "data", "photos"}
 
@@ -40,7 +40,7 @@ def _looks_like_image(path: Path) -> bool:
         return True
     try:
         with open(path, "rb") as f:
-            return sniff_format(f.read(32)) is not None
+            return sniff_format(f.read(HEAD_BYTES)) is not None
     except OSError:
         return False
 

@@ -30,7 +30,7 @@ _PAIRS_PER_BLOCK = 1 << 20  # pairs compared at once: ~32 MiB of XORed words
 
 def _grey64(img: np.ndarray) -> np.ndarray:
     if img.ndim == 3:
-        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY)
+        img = cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2GRAY)
     return cv2.resize(img, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
@@ -46,25 +46,25 @@ def dihedral(a: np.ndarray, v: int) -> np.ndarray:
     return r[:, ::-1] if v % 2 else r
 
 
-def phash(bgr_or_grey: np.ndarray) -> int:
+def phash(rgb_or_grey: np.ndarray) -> int:
     """256-bit DCT pHash: grey, 64x64 area downscale, 2-D DCT, 16x16 lowest frequencies vs their median."""
-    return _hash(_grey64(bgr_or_grey))
+    return _hash(_grey64(rgb_or_grey))
 
 
-def phash_variants(bgr_or_grey: np.ndarray) -> tuple[int, ...]:
+def phash_variants(rgb_or_grey: np.ndarray) -> tuple[int, ...]:
     """The pHash of the image turned by 0/90/180/270 degrees, each also mirrored: 8 hashes, [0] = `phash`.
 
     236 of the 2,042 gems68 JPEGs carry an EXIF orientation; a copy saved without it (or turned in an
     editor) is the same photo, and only a rotation-aware comparison sees that.
     """
-    small = _grey64(bgr_or_grey)
+    small = _grey64(rgb_or_grey)
     return tuple(_hash(dihedral(small, v)) for v in range(8))
 
 
-def colour_signature(bgr: np.ndarray) -> np.ndarray:
-    """8x8 CIELAB thumbnail (float32, L in 0..100): what the grey hash cannot see."""
-    small = cv2.resize(bgr[..., :3], (8, 8), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
+def colour_signature(rgb: np.ndarray) -> np.ndarray:
+    """8x8 CIELAB thumbnail (float32, L in 0..100) of 8-bit sRGB pixels: what the grey hash cannot see."""
+    small = cv2.resize(np.ascontiguousarray(rgb[..., :3]), (8, 8), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
 
 
 def colour_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,9 +1,13 @@
 """What is this file really? Format by magic bytes, decode by content, and catch truncated or corrupt files.
 
 Datasets lie about their files: gems68 holds PNGs (with alpha) named .jpg, and scraped sets hold zero-byte
-and half-downloaded files. We never trust the extension: the first bytes name the format, OpenCV decodes the
-bytes (Pillow only for what OpenCV cannot read), and the end of the stream is checked for its terminator
-because a decoder may quietly fill a truncated JPEG with grey.
+and half-downloaded files. We never trust the extension: the first bytes name the format, the header gives
+the size (a decompression bomb is refused before any pixel is decoded), and the end of the stream is checked
+for its terminator because a decoder may quietly fill a truncated JPEG with grey.
+
+Pixels come from `gemid.vision.decode`, the decoder training and the runtime use (ICC profiles to sRGB, EXIF
+orientation, alpha over white), so the audit hashes and judges exactly the pixels the model sees, and a file
+that decoder refuses (a GIF, a BMP, a 10-pixel thumbnail) is reported unusable rather than trained on.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
+from PIL import Image, ImageMode
 
 from gemid.datasets.phash import colour_signature, phash_variants
+from gemid.errors import GemidInputError, TooManyPixels, UnsupportedType
+from gemid.vision.decode import SUPPORTED, decode, sniff
 
 MAX_PIXELS = 100_000_000  # larger than any photo a desk takes; bigger is a decompression bomb or a scan
 
@@ -28,29 +34,23 @@ EXTENSION_FORMAT = {
 }
 
 # Problem codes, most serious first. A file with one of these is not fit to train on.
-PROBLEMS = ("missing", "unreadable", "empty", "not_an_image", "undecodable", "truncated", "too_many_pixels")
+PROBLEMS = ("missing", "unreadable", "empty", "not_an_image", "unsupported_format", "undecodable", "truncated",
+            "too_many_pixels", "too_small")
+
+HEAD_BYTES = 64  # enough leading bytes for `sniff_format` (ISO-BMFF brands included)
 
 
 def sniff_format(head: bytes) -> str | None:
-    """Image format named by the leading bytes, or None when they name no image format we know."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
+    """Image format named by the leading bytes (lower case, as the decoder names it), or None when they name
+    no image format. GIF and BMP are named so the audit can say gemid does not decode them."""
+    try:
+        return sniff(head).lower()
+    except UnsupportedType:
+        pass
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
     if head[:2] == b"BM":
         return "bmp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"avif", b"avis"):
-            return "avif"
-        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis"):
-            return "heif"
     return None
 
 
@@ -83,10 +83,10 @@ class ImageInfo:
     sha256: str = ""
     content_format: str | None = None
     extension_format: str | None = None
-    width: int = 0
+    width: int = 0  # as decoded (EXIF orientation applied); from the header when the file is unusable
     height: int = 0
-    channels: int = 0
-    bit_depth: int = 0
+    channels: int = 0  # as stored: colour channels (palette: 3) plus alpha
+    bit_depth: int = 0  # as stored, per channel
     has_alpha: bool = False
     phash: int | None = None
     colour: np.ndarray | None = field(default=None, compare=False, repr=False)  # 8x8 Lab signature
@@ -104,88 +104,67 @@ class ImageInfo:
         return self.content_format is not None and self.content_format != self.extension_format
 
 
-def _decode_pillow(data: bytes) -> np.ndarray | None:
-    """Fallback for what OpenCV cannot read (GIF, HEIF/AVIF via pillow-heif when installed)."""
-    from PIL import Image
-
-    try:
-        import pillow_heif  # type: ignore[import-not-found]
-
-        pillow_heif.register_heif_opener()
-    except Exception:  # optional: without it HEIF is simply reported undecodable
-        pass
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
-            arr = np.asarray(im)
-    except Exception:
-        return None
-    return cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[-1] == 4 else cv2.COLOR_RGB2BGR)
+@dataclass(frozen=True)
+class _Header:
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    has_alpha: bool
 
 
-def _header_pixels(data: bytes) -> int | None:
-    """Width x height from the header without decoding (Pillow reads lazily); None if Pillow can't tell."""
-    from PIL import Image
-
+def _header(data: bytes, fmt: str) -> _Header | None:
+    """Size and layout of the file as stored, from its header without decoding (Pillow opens lazily);
+    None when Pillow cannot tell (the decoder then says why)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
-                return int(im.size[0]) * int(im.size[1])
+                mode = ImageMode.getmode(im.mode)
+                alpha = any(b in ("A", "a") for b in mode.bands) or "transparency" in im.info
+                colours = 3 if im.mode in ("P", "PA") else len(mode.bands) - sum(b in ("A", "a") for b in mode.bands)
+                if fmt == "png" and im.mode not in ("P", "PA") and len(data) > 24:
+                    bits = data[24]  # IHDR bit depth: Pillow reads 16-bit colour PNGs as 8-bit modes
+                else:
+                    bits = 1 if im.mode == "1" else np.dtype(mode.typestr).itemsize * 8
+                return _Header(int(im.size[0]), int(im.size[1]), colours + int(alpha), int(bits), alpha)
     except Exception:
         return None
 
 
-_MAY_HAVE_ALPHA = {"png", "webp", "tiff", "gif", "bmp"}
+def decode_rgb(data: bytes) -> np.ndarray:
+    """8-bit sRGB pixels by gemid's one decoder, with the audit's pixel limit; raises GemidInputError."""
+    return decode(data, max_bytes=max(len(data), 1), max_pixels=MAX_PIXELS).rgb
 
 
-def decode_bytes(data: bytes, fmt: str | None = None) -> np.ndarray | None:
-    """Decode by content into an OpenCV array (BGR, BGRA or grey; 8 or 16 bit), or None.
-
-    JPEGs are decoded with EXIF orientation applied (a phone photo stands the way it was taken); formats
-    that may carry alpha are decoded unchanged so the alpha is seen (OpenCV then ignores orientation).
-    """
-    fmt = fmt or sniff_format(data[:32])
-    flags = cv2.IMREAD_UNCHANGED if fmt in _MAY_HAVE_ALPHA else cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
-    if arr is None and data:
-        arr = _decode_pillow(data)
-    return arr
-
-
-def to_bgr8(arr: np.ndarray, background: int = 255) -> np.ndarray:
-    """Any decoded array as 8-bit BGR; alpha is composited over a plain background (white by default)."""
-    if arr.dtype == np.uint16:
-        arr = (arr / 257.0).round().astype(np.uint8)
-    elif arr.dtype != np.uint8:
-        arr = cv2.normalize(arr, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if arr.ndim == 2:
-        return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
-    if arr.shape[2] == 4:
-        alpha = arr[..., 3:4].astype(np.float32) / 255.0
-        return (arr[..., :3].astype(np.float32) * alpha + background * (1.0 - alpha)).round().astype(np.uint8)
-    if arr.shape[2] == 1:
-        return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
-    return arr
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file by content as 8-bit sRGB, as training sees it; raises ValueError when unusable."""
+    info, rgb = _probe(Path(path))
+    if rgb is None or info.problem:
+        raise ValueError(f"{path}: {info.problem}: {info.message}")
+    return rgb
 
 
 def load_bgr(path: str | Path) -> np.ndarray:
-    """Read an image file by content as 8-bit BGR (alpha over white); raises ValueError when unusable."""
-    info, arr = _probe(Path(path))
-    if arr is None or info.problem:
-        raise ValueError(f"{path}: {info.problem}: {info.message}")
-    return to_bgr8(arr)
+    """`load_rgb` in OpenCV's channel order."""
+    return np.ascontiguousarray(load_rgb(path)[..., ::-1])
 
 
 def probe(path: str | Path, *, with_hash: bool = True) -> ImageInfo:
     """Inspect one file: content format, size, alpha, problems and (when clean) its perceptual hash."""
-    info, arr = _probe(Path(path))
-    if with_hash and arr is not None and info.problem is None:
-        bgr = to_bgr8(arr)
-        variants = phash_variants(bgr)
-        return replace(info, phash=variants[0], phash_variants=variants, colour=colour_signature(bgr))
+    info, rgb = _probe(Path(path))
+    if with_hash and rgb is not None and info.problem is None:
+        variants = phash_variants(rgb)
+        return replace(info, phash=variants[0], phash_variants=variants, colour=colour_signature(rgb))
     return info
+
+
+def _refusal(exc: GemidInputError) -> str:
+    if isinstance(exc, TooManyPixels):
+        return "too_many_pixels"
+    if isinstance(exc, UnsupportedType):
+        return "unsupported_format"
+    return "too_small" if exc.code == "too_small" else "undecodable"
 
 
 def _probe(path: Path) -> tuple[ImageInfo, np.ndarray | None]:
@@ -200,22 +179,25 @@ def _probe(path: Path) -> tuple[ImageInfo, np.ndarray | None]:
     base.update(n_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
     if not data:
         return ImageInfo(**base, problem="empty", message="zero-byte file"), None
-    fmt = sniff_format(data[:32])
+    fmt = sniff_format(data[:HEAD_BYTES])
     base["content_format"] = fmt
     if fmt is None:
         return ImageInfo(**base, problem="not_an_image", message=f"no known image signature (starts {data[:8]!r})"), None
-    pixels = _header_pixels(data)
-    if pixels is not None and pixels > MAX_PIXELS:
-        return ImageInfo(**base, problem="too_many_pixels", message=f"{pixels} pixels > {MAX_PIXELS}"), None
-    truncated = is_truncated(data, fmt)
-    arr = decode_bytes(data, fmt)
-    if arr is None:
-        why = "stream ends early" if truncated else "decoder refused the data"
-        return ImageInfo(**base, problem="truncated" if truncated else "undecodable", message=why), None
-    h, w = arr.shape[:2]
-    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
-    base.update(width=int(w), height=int(h), channels=channels, bit_depth=int(arr.dtype.itemsize * 8),
-                has_alpha=channels == 4)
-    if truncated:
-        return ImageInfo(**base, problem="truncated", message=f"{fmt} stream has no end marker"), arr
-    return ImageInfo(**base), arr
+    header = _header(data, fmt)
+    if header is not None:
+        base.update(width=header.width, height=header.height, channels=header.channels,
+                    bit_depth=header.bit_depth, has_alpha=header.has_alpha)
+        if header.width * header.height > MAX_PIXELS:
+            pixels = header.width * header.height
+            return ImageInfo(**base, problem="too_many_pixels", message=f"{pixels} pixels > {MAX_PIXELS}"), None
+    if fmt in ("gif", "bmp"):
+        return ImageInfo(**base, problem="unsupported_format",
+                         message=f"gemid does not decode {fmt.upper()} files ({SUPPORTED} only)"), None
+    if is_truncated(data, fmt):
+        return ImageInfo(**base, problem="truncated", message=f"{fmt} stream has no end marker"), None
+    try:
+        rgb = decode_rgb(data)
+    except GemidInputError as exc:
+        return ImageInfo(**base, problem=_refusal(exc), message=exc.message), None
+    base.update(width=int(rgb.shape[1]), height=int(rgb.shape[0]))
+    return ImageInfo(**base), rgb
