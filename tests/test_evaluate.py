@@ -9,7 +9,16 @@ import pytest
 
 from gemid.training import calibration as cal
 from gemid.training import openset
-from gemid.training.evaluate import confusion_matrix, per_class, summarize, top_confusions, topk
+from gemid.training.evaluate import (
+    MIN_PER_CLASS,
+    MIN_PHOTOS,
+    confusion_matrix,
+    per_class,
+    summarize,
+    top_confusions,
+    topk,
+    validation_warnings,
+)
 
 
 def _calibrated_logits(n: int = 4000, c: int = 12, seed: int = 0):
@@ -128,6 +137,59 @@ def test_non_gem_set_is_varied_and_local():
     assert crops.shape == (5, 48, 48, 3)
 
 
+# --- warnings: a split too small for its figures, a temperature that made calibration worse ----------------------
+
+def _summary(n_per_class: int, classes: int = 4, seed: int = 0) -> dict:
+    """`summarize` on calibrated logits with `n_per_class` photos of each class."""
+    z, _ = _calibrated_logits(n=n_per_class * classes, c=classes, seed=seed)
+    y = np.repeat(np.arange(classes), n_per_class)
+    z[np.arange(len(y)), y] += 3.0  # mostly right, as a trained model
+    return summarize(z, y, [f"c{i}" for i in range(classes)], np.zeros((0, classes))) | {"split": "val"}
+
+
+def test_no_warning_for_a_split_large_enough():
+    m = _summary(40)  # 160 photos, 40 per class
+    assert m["n"] >= MIN_PHOTOS and m["calibration"]["ece_after"] <= m["calibration"]["ece_before"]
+    assert validation_warnings(m) == []
+
+
+def test_a_small_split_warns_with_the_uncertainty_of_top1():
+    from gemid.training.model_card import wilson
+
+    m = _summary(12)  # 48 photos: enough per class, too few overall
+    w = {x["code"]: x["message"] for x in validation_warnings(m)}
+    assert set(w) >= {"small_validation_set"} and "few_photos_per_class" not in w
+    lo, hi = wilson(m["top1"], 48)
+    assert f"only 48 val photos (fewer than {MIN_PHOTOS})" in w["small_validation_set"]
+    assert f"in {lo * 100:.1f}–{hi * 100:.1f} % (95 % interval, {(hi - lo) * 100:.1f} points wide)" in \
+        w["small_validation_set"]
+
+
+def test_classes_with_too_few_photos_are_named():
+    m = _summary(40)
+    m["per_class"][2]["support"], m["per_class"][3]["support"] = MIN_PER_CLASS - 1, 0
+    w = {x["code"]: x["message"] for x in validation_warnings(m)}
+    assert set(w) == {"few_photos_per_class"}
+    assert f"2 of 4 classes have fewer than {MIN_PER_CLASS} val photos: c2 ({MIN_PER_CLASS - 1}), c3 (0)" in \
+        w["few_photos_per_class"]
+    assert "a class with none is not measured at all" in w["few_photos_per_class"]
+
+
+def test_a_temperature_that_makes_ece_worse_is_reported():
+    """Top-1 probabilities calibrated by construction (80 % sure, 80 % right: ECE 0), but every miss lands on
+    the least likely class: the NLL fit heats T to spare those misses and the top-1 becomes under-confident."""
+    n = 600
+    z = np.tile(np.log([0.8, 0.19, 0.01]), (n, 1))
+    y = np.where(np.arange(n) % 5 == 4, 2, 0)  # 80 % class 0, the rest the 1 % class
+    m = summarize(z, y, ["a", "b", "c"], np.zeros((0, 3))) | {"split": "val"}
+    c = m["calibration"]
+    assert c["temperature"] > 1.5 and c["ece_before"] < 1e-9 < 0.1 < c["ece_after"]
+    w = {x["code"]: x["message"] for x in validation_warnings(m)}
+    assert set(w) == {"calibration_worse", "few_photos_per_class"}  # class b has no photo at all
+    assert "made calibration worse than none: ECE 0.0 % uncalibrated" in w["calibration_worse"]
+    assert "fitted on this split" in w["calibration_worse"] and "2-fold cross-fitted" in w["calibration_worse"]
+
+
 # --- the command on a small trained model -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -204,3 +266,20 @@ def test_evaluate_says_it_needs_the_train_extra_without_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "needs the training extra (torch is missing)" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_warns_on_stderr_and_in_its_json(run, tmp_path, monkeypatch, capsys):
+    """The drawn-stone run has 16 validation photos, 4 per class: too few for its figures, and it says so."""
+    from gemid.cli import main
+
+    monkeypatch.setenv("GEMID_CACHE_DIR", str(run["cache"]))
+    assert main(["evaluate", "--checkpoint", str(run["checkpoint"]), "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    codes = [w["code"] for w in m["warnings"]]
+    assert codes[:2] == ["small_validation_set", "few_photos_per_class"]
+    for w in m["warnings"]:
+        assert f"WARNING: {w['message']}" in err.splitlines()
+        assert f"WARNING: {w['message']}" in (tmp_path / "summary.txt").read_text()
+    assert "only 16 val photos (fewer than 100)" in err
+    assert "4 of 4 classes have fewer than 5 val photos" in err

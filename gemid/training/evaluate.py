@@ -8,7 +8,8 @@ pipeline. Writes into OUT:
 - confusion_matrix.png, reliability.png, open_set.png.
 
 The temperature and thresholds are fitted on this split (validation): report the held-out test split
-separately. Deterministic: fixed thread count, inference mode, sorted/seeded everything.
+separately. When the split is too small for these figures, or the temperature made calibration worse, it
+says so on stderr, in summary.txt and in metrics.json's `warnings` (`validation_warnings`). Deterministic: fixed thread count, inference mode, sorted/seeded everything.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ DEFAULT_KEEP = 0.95  # fraction of correctly classified validation photos the op
 DEFAULT_PRECISION = 0.95  # precision of 'identified' the min-probability threshold aims for
 N_CONFUSIONS = 20
 N_WORST = 12
+# Below these the figures are too uncertain to act on, and `gemid evaluate` says so (see `validation_warnings`).
+# Top-1 is a binomial proportion: its 95 % Wilson interval is ±9.6 points at n = 100 for a top-1 near 50 %
+# (±7.2 at 84 %), ±4.9 at n = 400, ±16.8 at n = 30. Under 100 photos two models 10 points apart cannot be
+# told apart, the 15 calibration bins hold under 7 photos each, and T and the thresholds fitted on them are
+# as loose.
+MIN_PHOTOS = 100
+# A class with n photos has its recall in steps of 1/n: under 5 one photo moves it 25 points or more, and its
+# 95 % interval at 75 % recall spans 30–95 % (n = 4). The shipped gems68 split has 5–9 per species.
+MIN_PER_CLASS = 5
 
 
 # --- model outputs ------------------------------------------------------------------------------------------
@@ -185,6 +195,39 @@ def head_metrics(outputs: dict[str, np.ndarray], heads: dict[str, list[str]], tr
     return res
 
 
+def validation_warnings(m: dict[str, Any]) -> list[dict[str, str]]:
+    """What makes these figures unreliable, as {code, message}: a validation split too small for them, classes
+    with too few photos, or a temperature that made calibration worse than none. Pure: tested on hand-made
+    summaries."""
+    from gemid.training.model_card import wilson
+
+    out: list[dict[str, str]] = []
+    n, split = int(m["n"]), m.get("split", "val")
+    if n < MIN_PHOTOS:
+        lo, hi = wilson(m["top1"], n)
+        out.append({"code": "small_validation_set", "message": (
+            f"only {n} {split} photos (fewer than {MIN_PHOTOS}): top-1 {m['top1'] * 100:.1f} % is only known to lie "
+            f"in {lo * 100:.1f}–{hi * 100:.1f} % (95 % interval, {(hi - lo) * 100:.1f} points wide), and the temperature and "
+            f"abstain thresholds fitted on these photos are as uncertain; put more photos in the {split} split")})
+    few = [(c["class"], c["support"]) for c in m["per_class"] if c["support"] < MIN_PER_CLASS]
+    if few:
+        listed = ", ".join(f"{name} ({k})" for name, k in few[:6]) + (" …" if len(few) > 6 else "")
+        out.append({"code": "few_photos_per_class", "message": (
+            f"{len(few)} of {len(m['per_class'])} classes have fewer than {MIN_PER_CLASS} {split} photos: "
+            f"{listed}; their precision, recall and F1 move by {100 // MIN_PER_CLASS}+ points per photo"
+            + (", and a class with none is not measured at all" if any(k == 0 for _, k in few) else ""))})
+    c = m["calibration"]
+    before, after, crossed = c["ece_before"], c["ece_after"], c.get("ece_after_cv2")
+    worse = [f"{_fmt(v)} {what}" for v, what in ((after, "fitted on this split"), (crossed, "2-fold cross-fitted"))
+             if v is not None and np.isfinite(v) and v > before]
+    if worse:
+        out.append({"code": "calibration_worse", "message": (
+            f"temperature scaling (T = {c['temperature']:.3f}) made calibration worse than none: ECE "
+            f"{_fmt(before)} uncalibrated, {' and '.join(worse)}; the {split} split is too small or too unlike "
+            "the photos the model will see to fit T on, and the bundle's probabilities would mislead")})
+    return out
+
+
 # --- the command -----------------------------------------------------------------------------------------------
 
 def _fmt(v: float | None, pct: bool = True) -> str:
@@ -267,10 +310,6 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
 
     m = summarize(outputs["logits"], y, labels, ng_logits, blurred_logits=blur_logits, keep=keep,
                   target_precision=target_precision)
-    if sha != restored.meta.get("manifest_sha256") and progress:
-        print(f"WARNING: {manifest} has changed since this model was trained (sha256 {sha[:12]}…, training "
-              f"used {str(restored.meta.get('manifest_sha256'))[:12]}…): if its splits moved, validation photos "
-              "may have been trained on and these figures are optimistic.", file=sys.stderr)
     m = {
         "checkpoint": {"path": str(Path(checkpoint).resolve()), "sha256": restored.sha256,
                        "model_name": restored.meta["model_name"], "epoch": restored.meta.get("epoch"),
@@ -286,6 +325,12 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
                     "open_set": "open_set.png"},
         "command": command,
     }
+    m["warnings"] = validation_warnings(m)
+    if not m["manifest"]["same_as_training"]:
+        m["warnings"].insert(0, {"code": "manifest_changed", "message": (
+            f"{manifest} has changed since this model was trained (sha256 {sha[:12]}…, training used "
+            f"{str(restored.meta.get('manifest_sha256'))[:12]}…): if its splits moved, validation photos may have "
+            "been trained on and these figures are optimistic.")})
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -311,11 +356,13 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
                        m["open_set"]["energy_threshold"], out / "open_set.png")
     (out / "metrics.json").write_text(json.dumps(m, indent=2, default=_json_default) + "\n")
     text = report_text(m)
-    (out / "summary.txt").write_text(text + "\n")
+    (out / "summary.txt").write_text(text + "".join(f"\nWARNING: {w['message']}" for w in m["warnings"]) + "\n")
     if progress:
         print(text)
         print(f"\nwrote {out}/metrics.json, predictions.npz, confusion_matrix.png, reliability.png, open_set.png "
               f"({time.time() - t0:.0f} s)")
+        for w in m["warnings"]:
+            print(f"WARNING: {w['message']}", file=sys.stderr)
     return m
 
 
