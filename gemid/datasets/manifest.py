@@ -1,13 +1,18 @@
 """The manifest: one CSV row per photo, the single source of truth for what trains and what validates.
 
-Columns: path, species, colour_grade, clarity_grade, split, source. Paths are stored relative to the
-manifest's folder when they live below it, absolute otherwise. Grades may be empty.
+Columns: path, species, colour_grade, clarity_grade, split, source. Grades may be empty. Paths are written
+relative to the manifest's folder (`../photos/Ruby/r1.jpg` when the photos sit beside it), so a folder
+holding a manifest and its photos can move or be copied to another machine. Reading also accepts absolute
+paths, which manifests written before held for photos outside their folder.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -34,8 +39,10 @@ class Manifest:
     root: Path  # folder relative paths are resolved against
 
     def resolve(self, row: Row) -> Path:
+        """The photo's absolute path. `root` is resolved (no symbolic links in it) and written paths climb
+        with `..` before they descend, so collapsing the `..` by name is what the file system would do."""
         p = Path(row.path)
-        return p if p.is_absolute() else (self.root / p)
+        return p if p.is_absolute() else Path(os.path.normpath(self.root / p))
 
     def split(self, name: str) -> list[Row]:
         return [r for r in self.rows if r.split == name]
@@ -68,28 +75,69 @@ def read_manifest(path: Path | str) -> Manifest:
 
 
 def write_manifest(manifest: Manifest | list[Row], path: Path | str, root: Path | str | None = None) -> Path:
-    """Write rows; paths below `root` (default: the manifest's folder) are written relative to it."""
+    """Write rows with paths relative to the manifest's folder.
+
+    Relative paths in the rows are taken relative to the Manifest's own root, or for bare rows to `root`
+    (default: the current folder, as Python would open them)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = manifest.rows if isinstance(manifest, Manifest) else tuple(manifest)
-    src_root = manifest.root if isinstance(manifest, Manifest) else None
-    out_root = Path(root).resolve() if root else path.parent.resolve()
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for r in rows:
-            p = Path(r.path)
-            if not p.is_absolute() and src_root is not None:
-                p = src_root / p
-            p = p.resolve() if p.is_absolute() else p
-            try:
-                rel = p.relative_to(out_root)
-            except ValueError:
-                rel = p
-            w.writerow({f.name: (str(rel) if f.name == "path" else getattr(r, f.name)) for f in fields(Row)})
+    base = Path(root) if root is not None else manifest.root if isinstance(manifest, Manifest) else Path.cwd()
+    folder = path.parent.resolve()
+    photos = [(base / r.path).absolute() for r in rows]
+    # Folders resolved (the manifest's folder is read back resolved), the file's own name kept: a photo
+    # that is a link into a cache keeps its name.
+    photos = [p.parent.resolve() / p.name for p in photos]
+    path.write_bytes(_render(rows, photos, lambda p: _relative(p, folder)))
     return path
+
+
+def _relative(photo: Path, folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(photo, folder)).as_posix()
+    except ValueError:  # another drive (Windows): there is no relative path
+        return str(photo)
+
+
+def _render(rows: Iterable[Row], photos: Iterable[Path], path_text: Callable[[Path], str]) -> bytes:
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=COLUMNS)
+    w.writeheader()
+    for r, p in zip(rows, photos, strict=True):
+        w.writerow({f.name: (path_text(p) if f.name == "path" else getattr(r, f.name)) for f in fields(Row)})
+    return buf.getvalue().encode("utf-8")
 
 
 def manifest_sha256(path: Path | str) -> str:
     """Hash of the manifest file: recorded in the bundle so a model names the exact data it saw."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def legacy_manifest_sha256(path: Path | str) -> str:
+    """The hash the same rows had when manifests held absolute paths for photos outside their folder (and
+    paths relative to it below it), as bundles trained before relative paths record it."""
+    m = read_manifest(path)
+    photos = [m.resolve(r).resolve() for r in m.rows]
+
+    def old_text(p: Path) -> str:
+        try:
+            return str(p.relative_to(m.root))
+        except ValueError:
+            return str(p)
+
+    return hashlib.sha256(_render(m.rows, photos, old_text)).hexdigest()
+
+
+def manifest_matches(path: Path | str, sha256: str | None) -> bool:
+    """Is the manifest at `path` the one a model or an evaluation recorded as `sha256`? Its bytes' hash, or
+    for a manifest that names photos outside its folder with `..`, the hash of those rows written the way
+    manifests were before paths became relative: a shipped model's manifest, imported again, still matches."""
+    path = Path(path)
+    if not sha256 or not path.is_file():
+        return False
+    if manifest_sha256(path) == sha256:
+        return True
+    try:
+        return legacy_manifest_sha256(path) == sha256
+    except (ManifestError, OSError, ValueError):
+        return False
