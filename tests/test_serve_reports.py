@@ -149,6 +149,35 @@ def test_health_readiness_and_docs(settings: Settings, identifier):
             app.state.store = working
 
 
+def test_one_not_ready_answer_before_start_up_and_after_shutdown(settings: Settings, identifier):
+    """Whatever a request needs (the store, the photos, the model, the analysis), outside start-up..shutdown it
+    gets the one 503 `not_ready` that /readyz gives, never a 500 from a part that is not there yet."""
+    app = create_app(settings, identifier=identifier)
+    requests = [
+        ("POST", "/v1/identify", {"files": [upload("ruby.png", stone("Ruby"))]}),
+        ("GET", "/v1/reports", {}),
+        ("GET", "/v1/reports/abc", {}),
+        ("GET", "/v1/reports/abc/revisions", {}),
+        ("GET", "/v1/reports/abc/image", {}),
+        ("GET", "/v1/reports/abc/preview.jpg", {}),
+        ("GET", "/v1/reports/abc/qr.svg", {}),
+        ("POST", "/v1/reports/abc/readings", {"json": {"ri": 1.76}}),
+        ("GET", "/r/abc", {}),
+        ("GET", "/readyz", {}),
+    ]
+
+    def answers(c: TestClient) -> list[tuple[str, int, str]]:
+        return [(path, (r := c.request(method, path, **kw)).status_code, r.json()["error"]["code"])
+                for method, path, kw in requests]
+
+    expected = [(path, 503, "not_ready") for _m, path, _kw in requests]
+    not_started = TestClient(app, raise_server_exceptions=False)  # no `with`: start-up has not run
+    assert answers(not_started) == expected
+    with TestClient(app) as c:
+        assert c.get("/readyz").status_code == 200
+    assert answers(not_started) == expected  # shut down again
+
+
 def test_metrics_count_requests_and_identifications_per_app(tmp_path, tiny_bundle, identifier):
     a = create_app(make_settings(tmp_path / "a", tiny_bundle), identifier=identifier)
     b = create_app(make_settings(tmp_path / "b", tiny_bundle), identifier=identifier)

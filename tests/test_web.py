@@ -20,7 +20,7 @@ from PIL import Image  # noqa: E402
 from serve_support import make_settings, stone, upload  # noqa: E402
 
 from gemid.serve.app import create_app  # noqa: E402
-from gemid.serve.web import STATIC_DIR  # noqa: E402
+from gemid.serve.routes.page import STATIC_DIR  # noqa: E402
 
 pytest_plugins = ["serve_support"]
 

@@ -1,6 +1,8 @@
 """The app factory. `create_app(settings)` builds a self-contained service: everything it holds lives on
 `app.state` (settings, store, images, identifier, analysis, metrics, limiter), nothing in module globals,
-so tests can run several apps side by side and uvicorn can build one per worker (`--factory`).
+so tests can run several apps side by side and uvicorn can build one per worker (`--factory`). The routes
+live in gemid.serve.routes, one module per resource; what they take from `app.state` comes through
+gemid.serve.deps.
 
 Start-up (lifespan): create the data directory, apply the database migrations, load the model once and
 start the analysis workers (gemid.serve.analysis), each with its own copy.
@@ -16,25 +18,25 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from anyio import CapacityLimiter, to_thread
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from gemid import __version__
-from gemid.serve import web
 from gemid.serve.analysis import Analysis, ProcessAnalysis, ThreadAnalysis, load_identifier
-from gemid.serve.errors import error_response, install_error_handlers
+from gemid.serve.errors import install_error_handlers
 from gemid.serve.images import ImageStore
 from gemid.serve.limits import BodyLimitMiddleware
 from gemid.serve.metrics import MetricsMiddleware, ServiceMetrics
+from gemid.serve.routes import ROUTERS
 from gemid.serve.settings import Settings
-from gemid.serve.store import ReportStore, schema_revision
+from gemid.serve.store import ReportStore
 
 if TYPE_CHECKING:
     from gemid.vision.pipeline import Identifier
 
 log = logging.getLogger(__name__)
+
+MAX_JSON_BODY = 64 * 1024  # readings and the like, never photos (those go to /v1/identify)
 
 DESCRIPTION = """Preliminary gemstone identification from photos, with stored, revisable reports.
 
@@ -43,6 +45,7 @@ Every answer is preliminary: confirm with standard gemmological tests. Errors ar
 
 
 def _body_limits(settings: Settings):
+    """The most a request may send: a parcel of photos to /v1/identify, a small JSON body elsewhere in /v1."""
     identify = settings.max_files * settings.max_bytes + 1024 * 1024  # photos + multipart overhead
 
     def limit_for(method: str, path: str) -> int | None:
@@ -51,47 +54,15 @@ def _body_limits(settings: Settings):
         if path.rstrip("/") == "/v1/identify":
             return identify
         if path.startswith("/v1/"):
-            return 64 * 1024
+            return MAX_JSON_BODY
         return None
 
     return limit_for
 
 
-def _health_router() -> APIRouter:
-    router = APIRouter(tags=["health"])
-
-    @router.get("/healthz", summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @router.get("/readyz", summary="The model is loaded and the database answers",
-                responses={503: {"description": "not ready"}})
-    async def readyz(request: Request) -> JSONResponse:
-        state = request.app.state
-        if state.identifier is None:
-            return error_response(503, "not_ready", "the model is not loaded")
-        try:
-            schema = await to_thread.run_sync(schema_revision, state.store.engine)
-        except Exception as exc:  # any database failure means not ready; say which
-            log.warning("readiness: database unreachable: %s", exc)
-            return error_response(503, "not_ready", f"the database is unreachable ({type(exc).__name__})")
-        bundle = state.identifier.bundle
-        return JSONResponse({"status": "ready", "schema": schema,
-                             "model": {"name": bundle.name, "version": bundle.version,
-                                       "variant": state.settings.model_variant}})
-
-    @router.get("/metrics", include_in_schema=False)
-    async def metrics(request: Request) -> Response:
-        return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    return router
-
-
 def create_app(settings: Settings | None = None, *, identifier: Identifier | None = None) -> FastAPI:
     """A new service. `identifier` lets a caller share an already loaded model between apps (its photos are
     then analysed in threads, whatever `settings.analysis` says)."""
-    from gemid.serve.api import build_router
-
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -118,9 +89,11 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
             log.info("gemid ready: model %s %s (%s), data in %s", bundle.name, bundle.version,
                      settings.model_variant, settings.data_dir)
             yield
-        finally:
+        finally:  # from here on every route that needs one of these answers 503 not_ready (gemid.serve.deps)
             app.state.identifier = None
             app.state.analysis = None
+            app.state.store = None
+            app.state.images = None
             if analysis is not None:
                 await analysis.close()
             store.close()
@@ -139,7 +112,6 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.include_router(_health_router())
-    app.include_router(build_router())
-    app.include_router(web.router)  # the technician page at /
+    for router in ROUTERS:
+        app.include_router(router)
     return app

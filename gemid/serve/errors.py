@@ -11,9 +11,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gemid.messages import dotted, validation_message
+from gemid.report import ErrorInfo
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +36,27 @@ class ApiError(StarletteHTTPException):
         self.message = message
 
 
+class ErrorBody(BaseModel):  # every error answer, as the API's documentation shows it
+    error: ErrorInfo
+
+
+# the error answers a /v1 route may give, as its OpenAPI `responses`
+ERROR_RESPONSES: dict[int | str, dict] = {s: {"model": ErrorBody} for s in (400, 404, 413, 415, 422, 503)}
+
+
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def store_failure(exc: Exception) -> ApiError:
+    """A report that could not be saved: a fault of the server's disk or database, never of the photo."""
+    log.error("could not store reports", exc_info=exc)
+    return ApiError(503, "store_unavailable",
+                    f"the report could not be saved ({type(exc).__name__}); nothing was recorded, try again")
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

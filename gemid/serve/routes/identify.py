@@ -1,0 +1,210 @@
+"""POST /v1/identify: photos in, one report (or refusal) per photo out, each report stored with its photo.
+
+Identification runs off the event loop, in worker processes or threads (gemid.serve.analysis), at most
+`inference_concurrency` at once, so a burst of uploads queues instead of oversubscribing the CPU. A report
+is stored only after its photo is safely on disk; a refused photo stores nothing.
+
+The multipart form is read by hand rather than declared as FastAPI `File`/`Form` parameters: each refusal
+(no photo, an unknown or repeated field, a file where text belongs) then gets its own code and message
+naming the fields, and a parcel of photos is read one upload at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gemid.errors import EmptyFile, GemidInputError, TooLarge
+from gemid.messages import dotted, validation_message
+from gemid.report import MAX_REFERENCE, FileError, Readings, Report, clean_file_name, clean_reference
+from gemid.serve.deps import AnalysisDep, IdentifierDep, ImagesDep, MetricsDep, SettingsDep, StoreDep
+from gemid.serve.errors import ApiError, store_failure
+from gemid.serve.settings import Settings
+from gemid.serve.store import put_photo
+
+READING_FIELDS = tuple(Readings.model_fields)
+FORM_FIELDS = ("images", "reference", *READING_FIELDS)
+MAX_TEXT_FIELD = 64 * 1024  # a reference or a reading, never a photo
+
+router = APIRouter(prefix="/v1", tags=["reports"])
+
+
+class IdentifyResponse(BaseModel):
+    reports: list[Report | FileError]
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+async def _read_form(request: Request, settings: Settings) -> FormData:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError(400, "no_files", "send the photos as multipart/form-data in the field 'images' "
+                       f"(got content type '{content_type or 'none'}')")
+    try:
+        return await request.form(max_files=settings.max_files, max_fields=len(FORM_FIELDS) * 2,
+                                  max_part_size=MAX_TEXT_FIELD)
+    except ApiError:
+        raise
+    except StarletteHTTPException as exc:  # the multipart parser's refusals
+        detail = str(exc.detail)
+        if "Too many files" in detail:
+            raise ApiError(400, "too_many_files",
+                           f"too many photos in one request: at most {settings.max_files}") from exc
+        if "Too many fields" in detail:
+            raise ApiError(400, "too_many_fields", "too many form fields; the fields are: "
+                           + ", ".join(FORM_FIELDS)) from exc
+        if "maximum size" in detail:
+            raise ApiError(400, "field_too_large", "a text field is over 64 KB") from exc
+        raise ApiError(400, "bad_multipart", f"the multipart body could not be read: {detail}") from exc
+
+
+def _parse_fields(form: FormData, settings: Settings) -> tuple[list[UploadFile], str | None, Readings | None]:
+    unknown = sorted({k for k in form if k not in FORM_FIELDS})
+    images = form.getlist("images")
+    if not images:
+        hint = f"; got field(s) {', '.join(repr(k) for k in unknown)}" if unknown else ""
+        raise ApiError(400, "no_files", f"no photo received: send one or more files in the field 'images'{hint}")
+    if unknown:
+        raise ApiError(400, "unknown_field", f"unknown form field(s) {', '.join(repr(k) for k in unknown)}; "
+                       f"the fields are: {', '.join(FORM_FIELDS)}")
+    if not all(isinstance(f, UploadFile) for f in images):
+        raise ApiError(400, "not_a_file", "the field 'images' must carry file uploads, not text")
+    if len(images) > settings.max_files:
+        raise ApiError(400, "too_many_files", f"too many photos in one request: at most {settings.max_files}")
+
+    texts: dict[str, str] = {}
+    for key in ("reference", *READING_FIELDS):
+        values = form.getlist(key)
+        if len(values) > 1:
+            raise ApiError(400, "repeated_field", f"the field '{key}' was sent {len(values)} times; send it once")
+        if values:
+            if not isinstance(values[0], str):
+                raise ApiError(400, "not_text", f"the field '{key}' must be text, not a file")
+            texts[key] = values[0].strip()
+
+    try:
+        reference = clean_reference(texts.pop("reference", None))
+    except GemidInputError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    given = {k: v for k, v in texts.items() if v != ""}
+    try:
+        readings = Readings.model_validate(given) if given else None
+    except ValidationError as exc:
+        message = validation_message(exc, field=lambda loc: dotted(loc, empty="readings"))
+        raise ApiError(422, "invalid_readings", f"invalid readings: {message}") from exc
+    return [f for f in images if isinstance(f, UploadFile)], reference, readings
+
+
+async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
+    """The file's bytes, never more than max_bytes + 1 of them in memory."""
+    if upload.size is not None and upload.size > max_bytes:
+        raise TooLarge(f"the photo is {_mb(upload.size)}; the limit is {_mb(max_bytes)} per photo")
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise TooLarge(f"the photo is over the limit of {_mb(max_bytes)} per photo")
+    if not data:
+        raise EmptyFile("the file is empty (0 bytes); choose the photo again and re-send it")
+    return data
+
+
+def _overall_status(statuses: list[int | None]) -> int:
+    """200 when any photo gave a report; else the refusals' common status, or 400 when they differ."""
+    if any(s is None for s in statuses):
+        return 200
+    distinct = set(statuses)
+    return distinct.pop() if len(distinct) == 1 else 400  # type: ignore[return-value]
+
+
+IDENTIFY_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": ["images"],
+            "properties": {
+                "images": {"type": "array", "items": {"type": "string", "format": "binary"},
+                           "description": "one or more photos (JPEG, PNG, WebP, TIFF, HEIC/HEIF, AVIF); "
+                                          "repeat the field for a parcel"},
+                "reference": {"type": "string", "maxLength": MAX_REFERENCE,
+                              "description": "parcel or lot number, kept with each report"},
+                **{k: {**{kk: vv for kk, vv in v.items() if kk not in ("anyOf", "default", "title")},
+                       **(v["anyOf"][0] if "anyOf" in v else {})}
+                   for k, v in Readings.model_json_schema()["properties"].items()},
+            },
+        }}},
+    }
+}
+
+
+@router.post(
+    "/identify", response_model=IdentifyResponse, openapi_extra=IDENTIFY_BODY,
+    summary="Identify one or more stone photos",
+    responses={s: {"model": IdentifyResponse, "description": "no photo could be used; see each entry"}
+               for s in (400, 413, 415, 422, 503)},
+)
+async def identify(request: Request, settings: SettingsDep, store: StoreDep, images: ImagesDep,
+                   identifier: IdentifierDep, analysis: AnalysisDep, metrics: MetricsDep,
+                   grade: Annotated[bool, Query(description=(
+                       "grade colour and clarity (default); false: a quick species screen of a parcel, "
+                       "several times faster, with `colour` and `clarity` left null"))] = True) -> Response:
+    """Multipart: `images` (repeated), optional `reference` and readings (the fields of `Readings`:
+    ri, ri_high, birefringence, sg, optic, ...). One entry per photo, in order: a report, or
+    `{"file", "error": {"code", "message"}}`. 200 when at least one photo gave a report (stored, with
+    its photo); otherwise the status that fits the refusals (413 too large, 415 not an image,
+    422 corrupt, or stopping its analysis worker twice, 503 analysis workers down, 400 empty or several
+    kinds), with the same entries."""
+    form = await _read_form(request, settings)
+    try:
+        uploads, reference, readings = _parse_fields(form, settings)
+        if readings is not None and not identifier.capabilities.get("reranking", False):
+            raise ApiError(501, "reranking_unavailable",
+                           "re-ranking with readings is not installed in this service; send the photo alone")
+        out: list[Report | FileError] = []
+        statuses: list[int | None] = []
+        to_store: list[tuple[Report, str, str]] = []
+        for upload in uploads:
+            # the reports clean it too (report.FileName); cleaned here as well for the log lines on the way
+            name = clean_file_name(upload.filename or None)
+            try:
+                data = await _read_upload(upload, settings.max_bytes)
+            except GemidInputError as exc:
+                out.append(FileError.from_exception(name, exc))
+                statuses.append(exc.status)
+                continue
+            outcome = await analysis.identify(data, filename=name, reference=reference, readings=readings,
+                                              grade=grade)
+            entry = outcome.entry
+            if isinstance(entry, Report):
+                metrics.inference.observe(outcome.seconds)
+                try:  # the photo is on disk before any report row is committed
+                    to_store.append((entry, *await to_thread.run_sync(put_photo, images, entry, data)))
+                except OSError as exc:  # disk full, permissions: a server fault, not the photo's
+                    raise store_failure(exc) from exc
+            del data  # a parcel never holds more than one photo in memory
+            out.append(entry)
+            statuses.append(outcome.status)
+    finally:
+        await form.close()
+
+    if to_store:
+        try:
+            await to_thread.run_sync(store.add_reports, to_store)
+        except SQLAlchemyError as exc:
+            raise store_failure(exc) from exc
+    for e in out:
+        if isinstance(e, Report):
+            metrics.identifications.labels(e.species.decision).inc()
+        else:
+            metrics.file_errors.labels(e.error.code).inc()
+    # serialised by pydantic's own encoder in one pass (not dict -> json.dumps): less CPU per request
+    return Response(IdentifyResponse(reports=out).model_dump_json(), status_code=_overall_status(statuses),
+                    media_type="application/json")
