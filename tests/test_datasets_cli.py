@@ -172,3 +172,30 @@ def test_dataset_without_subcommand_prints_help(capsys):
     assert main(["dataset"]) == 2
     out = capsys.readouterr().out
     assert "audit" in out and "import" in out and "split" in out
+
+
+@pytest.mark.parametrize("command", ["audit", "import", "split", "synth"])
+def test_help_names_every_default(command, capsys):
+    """Every optional flag that takes a value says its default in `gemid dataset COMMAND --help`."""
+    import argparse
+
+    from gemid.cli import build_parser
+
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    parser = subcommands(subcommands(build_parser())["dataset"])[command]
+    valued = [a for a in parser._actions if a.option_strings and not a.required and a.nargs != 0]
+    assert valued, command
+    silent = [a.option_strings[0] for a in valued if "default" not in (a.help or "")]
+    assert not silent, f"gemid dataset {command} --help does not say the default of {silent}"
+    with pytest.raises(SystemExit) as exc:
+        main(["dataset", command, "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for a in valued:
+        if "%(default)" in a.help:
+            assert f"(default: {a.default}" in text, (a.option_strings[0], a.default)
+    if command != "synth":
+        assert "--colour-threshold DELTA_E largest colour difference at which two photos within --threshold " \
+               "are still near-duplicates: mean CIELAB delta-E between their 8x8 thumbnails (default: 12.0)" in text

@@ -21,46 +21,55 @@ from gemid.datasets.thresholds import DEFAULT_COLOUR_THRESHOLD, DEFAULT_THRESHOL
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """`gemid dataset` and its subcommands; every flag's help names its default (`gemid dataset X --help`)."""
     p = subparsers.add_parser("dataset", help="audit, import and split labelled photos",
                               description="Audit, import and split labelled photos (manifest CSV).")
     p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
     sub = p.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND")
 
-    a = sub.add_parser("audit", help="decode every photo by content; report sizes, formats, bad files, "
-                                     "near-duplicates within/across classes and splits")
+    a = _parser(sub, "audit", "decode every photo by content; report sizes, formats, bad files, "
+                              "near-duplicates within/across classes and splits")
     a.add_argument("source", type=Path, help="folder with one sub-folder per species, or a manifest CSV")
-    a.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON ('-' for stdout)")
+    a.add_argument("--json", type=Path, metavar="FILE",
+                   help="also write the report as JSON, '-' for stdout (default: the table only)")
     _common(a)
     a.add_argument("--strict", action="store_true",
                    help="exit 1 when there are unusable files, label conflicts or split leaks")
     a.set_defaults(func=_cmd_audit)
 
-    i = sub.add_parser("import", help="folder-per-class or CSV -> manifest with a near-duplicate-aware split")
+    i = _parser(sub, "import", "folder-per-class or CSV -> manifest with a near-duplicate-aware split")
     i.add_argument("source", type=Path, help="folder with one sub-folder per species, or a CSV (map its columns)")
-    i.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
+    i.add_argument("--out", type=Path, required=True,
+                   help="manifest CSV to write; photo paths in it are relative to its folder")
     _common(i)
     _split_args(i)
     i.add_argument("--no-split", action="store_true", help="keep the splits the source gives (or none)")
     i.add_argument("--keep-unusable", action="store_true",
                    help="keep undecodable/truncated files in the manifest (default: leave them out)")
     c = i.add_argument_group("CSV sources")
-    c.add_argument("--path-column", default="path")
-    c.add_argument("--species-column", default="species")
-    c.add_argument("--colour-column")
-    c.add_argument("--clarity-column")
-    c.add_argument("--split-column")
-    c.add_argument("--source-column")
+    c.add_argument("--path-column", default="path", metavar="COLUMN",
+                   help="column with the photo's path (default: %(default)s)")
+    c.add_argument("--species-column", default="species", metavar="COLUMN",
+                   help="column with the label (default: %(default)s)")
+    for column, what in (("colour_grade", "colour grade"), ("clarity_grade", "clarity grade"),
+                         ("split", "train/val/test split"), ("source", "source name")):
+        c.add_argument(f"--{column.split('_')[0]}-column", metavar="COLUMN",
+                       help=f"column with the {what} (default: {column} when the CSV has it, else none)")
     c.add_argument("--root", type=Path, help="folder relative paths in the CSV are under (default: the CSV's)")
     i.set_defaults(func=_cmd_import)
 
-    s = sub.add_parser("split", help="(re)assign train/val in a manifest, keeping near-duplicate groups whole")
-    s.add_argument("manifest", type=Path)
+    s = _parser(sub, "split", "(re)assign train/val in a manifest, keeping near-duplicate groups whole")
+    s.add_argument("manifest", type=Path, help="manifest CSV to split")
     s.add_argument("--out", type=Path, help="where to write (default: rewrite MANIFEST in place)")
     _common(s, with_source=False)
     _split_args(s)
     s.set_defaults(func=_cmd_split)
 
     _register_synth(sub)
+
+
+def _parser(sub: argparse._SubParsersAction, name: str, text: str, **kwargs: Any) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", **kwargs)
 
 
 def _register_synth(sub: argparse._SubParsersAction) -> None:
@@ -70,31 +79,35 @@ def _register_synth(sub: argparse._SubParsersAction) -> None:
                        description="Render synthetic loose stones (images + manifest.csv + truth.jsonl).")
     p.add_argument("--n", type=int, required=True, help="number of stones")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=256, help="image side in pixels")
-    p.add_argument("--cut", choices=CUTS, help="only this cut")
-    p.add_argument("--background", choices=BACKGROUNDS, help="only this background")
+    p.add_argument("--seed", type=int, default=0, help="the same seed renders the same stones (default: %(default)s)")
+    p.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
+    p.add_argument("--cut", choices=CUTS, help="only this cut (default: any)")
+    p.add_argument("--background", choices=BACKGROUNDS, help="only this background (default: any)")
     p.set_defaults(func=_cmd_synth)
 
 
 def _common(p: argparse.ArgumentParser, *, with_source: bool = True) -> None:
     p.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD, metavar="BITS",
-                   help=f"pHash Hamming distance (of {HASH_BITS} bits) that counts as near-duplicate "
-                        f"(default {DEFAULT_THRESHOLD})")
+                   help=f"largest pHash Hamming distance (of {HASH_BITS} bits) at which two photos are "
+                        "near-duplicates (default: %(default)s)")
     p.add_argument("--colour-threshold", type=float, default=DEFAULT_COLOUR_THRESHOLD, metavar="DELTA_E",
-                   help="and the most two near-duplicates' colours may differ, mean CIELAB delta-E "
-                        f"(default {DEFAULT_COLOUR_THRESHOLD:g})")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="decoding threads")
+                   help="largest colour difference at which two photos within --threshold are still "
+                        "near-duplicates: mean CIELAB delta-E between their 8x8 thumbnails (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="decoding threads (default: %(default)s, this machine's cores up to 2)")
     if with_source:
         p.add_argument("--source", dest="source_name", help="source name recorded in the manifest "
                                                             "(default: the folder's name, e.g. gems68)")
 
 
 def _split_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of each species for validation")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--kfold", type=int, metavar="K", help="K folds instead of one hold-out fraction")
-    p.add_argument("--fold", type=int, default=0, metavar="I", help="with --kfold: which fold (0-based) is val")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of each species for validation (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same split (default: %(default)s)")
+    p.add_argument("--kfold", type=int, metavar="K",
+                   help="K folds instead of one hold-out fraction (default: none, --val-fraction)")
+    p.add_argument("--fold", type=int, default=0, metavar="I",
+                   help="with --kfold: which fold (0-based) is val (default: %(default)s)")
 
 
 def _console(stderr: bool = False) -> Any:
