@@ -12,14 +12,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from pydantic import BaseModel
-from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy import Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,11 +97,9 @@ def migrate(engine: Engine) -> None:
 
 
 def schema_revision(engine: Engine) -> str | None:
+    """The migration the database is at; None for an empty database. Fails when the database does not answer."""
     with engine.connect() as conn:
-        try:
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
-        except Exception:  # no table yet: an empty database
-            return None
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 # --- the store ----------------------------------------------------------------------------------------
@@ -126,10 +125,6 @@ def put_photo(images: ImageStore, report: Report, data: bytes) -> tuple[str, str
     return sha, ext
 
 
-def _like_escape(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 class ReportStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -153,10 +148,6 @@ class ReportStore:
     def _session(self) -> Iterator[Session]:
         with self._sessions() as session:
             yield session
-
-    def ping(self) -> bool:
-        with self.engine.connect() as conn:
-            return conn.execute(text("SELECT 1")).scalar_one() == 1
 
     # --- writes --------------------------------------------------------------------------------------
 
@@ -259,8 +250,7 @@ class ReportStore:
         if decision:
             conds.append(ReportRow.decision == decision)
         if reference:
-            conds.append(func.lower(ReportRow.reference).like(f"%{_like_escape(reference.strip().lower())}%",
-                                                               escape="\\"))
+            conds.append(ReportRow.reference.icontains(reference.strip(), autoescape=True))  # % and _ are text
         with self._session() as session:
             total = session.execute(select(func.count()).select_from(ReportRow).where(*conds)).scalar_one()
             rows = session.execute(
@@ -283,6 +273,3 @@ class ReportStore:
             n_revs = session.execute(select(func.count()).select_from(RevisionRow)).scalar_one()
         return n_reports, n_revs
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
