@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -161,3 +162,26 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("GEMID_MODEL_VARIANT", "fp16")
     with pytest.raises(ValueError, match="model_variant"):
         Settings()
+
+
+def test_serve_help_shows_every_default_and_every_setting(monkeypatch: pytest.MonkeyPatch, capsys):
+    from gemid.cli import main
+    from gemid.serve.settings import Settings, default_data_dir
+
+    monkeypatch.setenv("COLUMNS", "200")  # long lines: no default is split across two
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    options = out.split("options:")[1].split("environment settings:")[0]
+    for option in re.split(r"\n(?=  -)", options.strip("\n")):  # an option and its help, whatever its lines
+        if not option.startswith("  -h, --help"):
+            assert "default: " in option, option
+    assert f"GEMID_DATA_DIR; default: {default_data_dir()})" in options
+    assert "GEMID_MODEL_VARIANT; default: fp32)" in options
+    environment = out.split("environment settings:")[1]
+    for name, field in Settings.model_fields.items():
+        assert f"  GEMID_{name.upper()}\n" in environment, name
+        if field.default is not None and field.default_factory is None:
+            assert f"default: {field.default}" in environment.split(f"GEMID_{name.upper()}\n")[1], name
+    assert "GEMID_MAX_REFERENCE_CHARS" not in out  # the reference limit is the report schema's (gemid.report)

@@ -1,18 +1,8 @@
 """Service settings, read from the environment (prefix `GEMID_`) so a desk PC is configured without code.
 
-    GEMID_DATA_DIR       where the database and the photos live (default: the platform's user data dir)
-    GEMID_DB_URL         SQLAlchemy URL; default sqlite:///{DATA_DIR}/gemid.db (PostgreSQL: postgresql://…, with
-                         the postgres extra: pip install 'gemid[postgres]')
-    GEMID_MODEL_DIR      the model bundle (default: the shipped models/gemid-species)
-    GEMID_MODEL_VARIANT  fp32 | int8
-    GEMID_THREADS        ONNX Runtime intra-op threads per identification (default: cores / concurrent ones)
-    GEMID_INFERENCE_CONCURRENCY  identifications run at once (default: the number of cores)
-    GEMID_ANALYSIS       processes (default: one worker process per identification at once) | threads
-    GEMID_ANALYSIS_TIMEOUT  seconds one photo may take before its worker ends itself (120; processes only)
-    GEMID_MAX_BYTES      largest photo accepted, bytes (20 MB)
-    GEMID_MAX_PIXELS     largest photo accepted, pixels (40 MP)
-    GEMID_MAX_FILES      most photos in one request (50)
-    GEMID_PUBLIC_URL     base URL printed on reports (QR codes, short links), e.g. https://lab.example/gemid
+Each setting's meaning and default live in its field below, and only there: `gemid serve --help` lists
+them from here (GEMID_DATA_DIR, GEMID_DB_URL, GEMID_MODEL_DIR, GEMID_MAX_BYTES, ...), and the limits a
+report itself imposes (a reference's length) belong to the report schema, gemid.report, not here.
 """
 
 from __future__ import annotations
@@ -42,24 +32,31 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GEMID_", extra="ignore", protected_namespaces=())
 
-    data_dir: Path = Field(default_factory=default_data_dir)
-    db_url: str | None = Field(None, description="SQLAlchemy URL; None means SQLite in data_dir")
-    model_dir: Path = DEFAULT_BUNDLE_DIR
-    model_variant: Literal["fp32", "int8"] = "fp32"
-    threads: int | None = Field(None, ge=1, le=256)
-    max_bytes: int = Field(20 * 1024 * 1024, ge=1)
-    max_pixels: int = Field(40_000_000, ge=1)
-    max_files: int = Field(50, ge=1, le=1000)
-    max_reference_chars: int = Field(200, ge=1)
-    public_url: str | None = None
+    data_dir: Path = Field(default_factory=default_data_dir,
+                           description="where the database and the photos live (the platform's user data folder)")
+    db_url: str | None = Field(None, description=(
+        "SQLAlchemy URL of the database; unset: SQLite in the data folder. PostgreSQL: postgresql://user:pw@host/db "
+        "with the postgres extra (pip install 'gemid[postgres]')"))
+    model_dir: Path = Field(DEFAULT_BUNDLE_DIR, description="the model bundle")
+    model_variant: Literal["fp32", "int8"] = Field("fp32", description="which of the bundle's models: fp32 | int8")
+    threads: int | None = Field(None, ge=1, le=256, description=(
+        "threads one identification may use (ONNX Runtime and OpenCV); unset: the cores shared out among the "
+        "identifications that run at once"))
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="largest photo accepted, in bytes")
+    max_pixels: int = Field(40_000_000, ge=1, description=(
+        "largest photo accepted, in pixels (larger ones are refused before decoding: decompression bombs)"))
+    max_files: int = Field(50, ge=1, le=1000, description="most photos in one request")
+    public_url: str | None = Field(None, description=(
+        "base URL printed on reports (QR codes, short links), e.g. https://lab.example/gemid; unset: the "
+        "address each request came to"))
     inference_concurrency: int = Field(
         default_factory=lambda: max(1, os.cpu_count() or 1), ge=1,
-        description="identifications run at once; more only oversubscribes the CPU",
+        description="identifications run at once (this machine's cores); more only oversubscribes the CPU",
     )
 
     analysis: Literal["processes", "threads"] = Field(
-        "processes", description="where photos are analysed: worker processes, or threads of the server "
-                                 "(see gemid.serve.analysis)",
+        "processes", description="where photos are analysed: processes (one worker process per identification "
+                                 "at once) | threads of the server (see gemid.serve.analysis)",
     )
 
     analysis_timeout: float = Field(
