@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from gemid.datasets.synth.spec import InclusionSpec
+
+class InclusionShape(Protocol):
+    """What the geometry needs of an inclusion (`spec.InclusionSpec`, hashable: the polygons are cached)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def x(self) -> float: ...
+    @property
+    def y(self) -> float: ...
+    @property
+    def size(self) -> float: ...
+    @property
+    def angle(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
 
 
 def _poly_area(p: np.ndarray) -> float:
@@ -128,12 +142,12 @@ def rot(theta_deg: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=8192)
-def inclusion_area(inc: InclusionSpec) -> float:
+def inclusion_area(inc: InclusionShape) -> float:
     return float(sum(_poly_area(p) for p in inclusion_polygons(inc)))
 
 
 @lru_cache(maxsize=8192)
-def inclusion_polygons(inc: InclusionSpec) -> tuple[np.ndarray, ...]:
+def inclusion_polygons(inc: InclusionShape) -> tuple[np.ndarray, ...]:
     """Polygons (stone frame) of one inclusion; their area is its footprint. Seeded, so exact truth."""
     rng = np.random.default_rng(inc.seed)
     s = inc.size
