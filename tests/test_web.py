@@ -105,11 +105,14 @@ def test_scripts_and_styles_reach_nothing_outside_the_app():
     css = (STATIC_DIR / "app.css").read_text()
     assert "@import" not in css
     assert not re.search(r"url\(\s*['\"]?(?:[a-z]+:)?//", css, re.I), "the stylesheet loads a remote resource"
-    js = (STATIC_DIR / "app.js").read_text()
-    urls = set(re.findall(r"[a-z]+://[^\s'\"`)]+", js, re.I))
-    assert urls <= {"http://www.w3.org/2000/svg"}, f"app.js mentions remote URLs: {urls}"  # SVG namespace only
-    assert not re.search(r"\.(?:inner|outer)HTML\s*=|insertAdjacentHTML|document\.write", js), \
-        "data from the API must be written as text, never as markup"
+    scripts = sorted(STATIC_DIR.rglob("*.js"))  # app.js and any module it imports
+    assert STATIC_DIR / "app.js" in scripts
+    for script in scripts:
+        js = script.read_text()
+        urls = set(re.findall(r"[a-z]+://[^\s'\"`)]+", js, re.I))
+        assert urls <= {"http://www.w3.org/2000/svg"}, f"{script.name} mentions remote URLs: {urls}"  # SVG namespace
+        assert not re.search(r"\.(?:inner|outer)HTML\s*=|insertAdjacentHTML|document\.write", js), \
+            f"{script.name}: data from the API must be written as text, never as markup"
 
 
 def test_static_assets_refuse_traversal_and_unknown_files(client: TestClient):

@@ -63,7 +63,7 @@ def _environment_help(width: int) -> str:
 
 class _SettingsHelp(argparse.RawDescriptionHelpFormatter):
     """Help that shows the settings' defaults, read from `Settings` only when the help is shown: importing it
-    (pydantic-settings) would cost every other gemid command about 0.1 s."""
+    (pydantic-settings) would slow down every other gemid command."""
 
     def _expand_help(self, action: argparse.Action) -> str:
         text = super()._expand_help(action)

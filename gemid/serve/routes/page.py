@@ -42,7 +42,7 @@ PAGE_HEADERS = {
 }
 ASSET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}  # revalidated on every load
 # The asset types the page uses, with their content types written out: the platform's guess (Python's
-# mimetypes, which on Windows reads the registry) has served .js as text/plain, which browsers refuse to run
+# mimetypes, which on Windows reads the registry) can make .js text/plain, which browsers refuse to run
 # under nosniff. Any other file in the folder is not served.
 MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
