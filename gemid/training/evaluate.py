@@ -36,7 +36,7 @@ N_WORST = 12
 # as loose.
 MIN_PHOTOS = 100
 # A class with n photos has its recall in steps of 1/n: under 5 one photo moves it 25 points or more, and its
-# 95 % interval at 75 % recall spans 30–95 % (n = 4). The shipped gems68 split has 5–9 per species.
+# 95 % interval at 75 % recall spans 30–95 % (n = 4).
 MIN_PER_CLASS = 5
 
 

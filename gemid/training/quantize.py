@@ -55,8 +55,8 @@ def quantize_int8(fp32_path: Path | str, out_path: Path | str, calib: np.ndarray
 
     `reduce_range` keeps the weights in 7 bits: x86 CPUs without VNNI (AVX2 only, as on many lab PCs and
     this project's AMD EPYC VMs) multiply uint8 x int8 with an instruction that saturates 16-bit pair sums,
-    and full-range weights then give wrong logits there (measured: the shipped full-range int8 model agreed
-    with fp32 on 3 of 8 rendered stones on an AVX2-only CPU)."""
+    and full-range weights then give wrong logits there (the README's model table gives what that cost the
+    earlier full-range model, and what the 7-bit one scores on both kinds of CPU)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
