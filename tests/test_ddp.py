@@ -29,7 +29,7 @@ def test_train_runs_on_two_processes(tmp_path):
     full = read_manifest(write_stones(tmp_path / "stones", labels=["Emerald", "Ruby"], n_train=3, n_val=2))
     rows = list(full.rows)
     rows.remove(full.split("train")[0])
-    manifest = write_manifest(rows, tmp_path / "stones" / "odd.csv")
+    manifest = write_manifest(rows, tmp_path / "stones" / "odd.csv", root=full.root)  # rows relative to it
     out = tmp_path / "run"
     env = {**os.environ, "GEMID_CACHE_DIR": str(tmp_path / "cache"), "NO_ALBUMENTATIONS_UPDATE": "1",
            "OMP_NUM_THREADS": "1"}
