@@ -110,7 +110,8 @@ def _render(rows: Iterable[Row], photos: Iterable[Path], path_text: Callable[[Pa
 
 def manifest_sha256(path: Path | str) -> str:
     """Hash of the manifest file: recorded in the bundle so a model names the exact data it saw."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def legacy_manifest_sha256(path: Path | str) -> str:

@@ -73,11 +73,8 @@ class Bundle(BaseModel):
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def load_bundle(directory: Path | str = DEFAULT_BUNDLE_DIR, *, verify: bool = True) -> Bundle:

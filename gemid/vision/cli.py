@@ -160,6 +160,7 @@ def _run_identify(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from gemid.errors import ModelError
+    from gemid.messages import validation_message
     from gemid.report import MAX_REFERENCE, FileError, Readings
     from gemid.vision import parcel
     from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
@@ -170,7 +171,7 @@ def _run_identify(args: argparse.Namespace) -> int:
     try:
         readings = Readings(**{k: getattr(args, k) for k in Readings.model_fields})
     except ValidationError as exc:
-        problems = "; ".join(f"{reading_flag(str(e['loc'][0]))}: {e['msg']}" for e in exc.errors())
+        problems = validation_message(exc, field=lambda loc: reading_flag(str(loc[0])), limit=None)
         return _usage_error(f"invalid reading: {problems}")
     if args.reference is not None and len(args.reference) > MAX_REFERENCE:
         return _usage_error(f"--reference is longer than {MAX_REFERENCE} characters")

@@ -13,7 +13,6 @@ Input: the normalised crop of `clarity.analyse` (stone diameter NORM_DIAMETER pi
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import cached_property, lru_cache
 from importlib import resources
@@ -53,7 +52,9 @@ class InclusionNet:
     @cached_property
     def sha256(self) -> str:
         """Of the ONNX file (the clarity model records the network it was fitted with)."""
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        from gemid.vision.bundle import sha256_file
+
+        return sha256_file(self.path)
 
     def predict(self, planes: np.ndarray) -> np.ndarray:
         """P(inclusion) per pixel (float32, H x W) for one stone's input planes."""
