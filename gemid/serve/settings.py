@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
+from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 
 def default_data_dir() -> Path:
@@ -42,8 +43,8 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1, le=256, description=(
         "threads one identification may use (ONNX Runtime and OpenCV); unset: the cores shared out among the "
         "identifications that run at once"))
-    max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="largest photo accepted, in bytes")
-    max_pixels: int = Field(40_000_000, ge=1, description=(
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1, description="largest photo accepted, in bytes")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description=(
         "largest photo accepted, in pixels (larger ones are refused before decoding: decompression bombs)"))
     max_files: int = Field(50, ge=1, le=1000, description="most photos in one request")
     public_url: str | None = Field(None, description=(
