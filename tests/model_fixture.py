@@ -114,3 +114,13 @@ def tiny_run(base: Path) -> dict[str, Path]:
             os.environ["GEMID_CACHE_DIR"] = saved
     (base / "done").write_text("ok\n")
     return paths
+
+
+def moved_manifest(run: dict[str, Path], folder: Path) -> tuple[Path, str]:
+    """The run's rows written by today's writer from another folder (paths climb out with '..'), and the hash
+    a model trained before relative paths would have recorded for those rows (absolute paths)."""
+    from gemid.datasets.manifest import legacy_manifest_sha256, manifest_sha256, read_manifest, write_manifest
+
+    moved = write_manifest(read_manifest(run["manifest"]), Path(folder) / "data" / "stones.csv")
+    assert "../" in moved.read_text() and legacy_manifest_sha256(moved) != manifest_sha256(moved)
+    return moved, legacy_manifest_sha256(moved)

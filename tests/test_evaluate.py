@@ -283,3 +283,25 @@ def test_evaluate_warns_on_stderr_and_in_its_json(run, tmp_path, monkeypatch, ca
         assert f"WARNING: {w['message']}" in (tmp_path / "summary.txt").read_text()
     assert "only 16 val photos (fewer than 100)" in err
     assert "4 of 4 classes have fewer than 5 val photos" in err
+
+
+def test_evaluate_knows_the_training_manifest_in_its_relative_form(run, tmp_path, monkeypatch):
+    """A model trained before manifests held relative paths records the old rendering's hash; the same rows
+    re-imported are still its training manifest (no 'manifest changed' warning), another hash still is not."""
+    import torch
+    from model_fixture import moved_manifest
+
+    from gemid.training.evaluate import evaluate
+
+    monkeypatch.setenv("GEMID_CACHE_DIR", str(run["cache"]))
+    moved, legacy = moved_manifest(run, tmp_path)
+    ckpt = torch.load(run["checkpoint"], map_location="cpu", weights_only=False)
+    ckpt["manifest_sha256"] = legacy  # trained on the rows as the old writer wrote them
+    torch.save(ckpt, tmp_path / "old.pt")
+    m = evaluate(tmp_path / "old.pt", tmp_path / "eval", manifest=moved, progress=False)
+    assert m["manifest"]["same_as_training"] is True
+    assert "manifest_changed" not in [w["code"] for w in m["warnings"]]
+    ckpt["manifest_sha256"] = "0" * 64  # another manifest altogether: still flagged
+    torch.save(ckpt, tmp_path / "other.pt")
+    m = evaluate(tmp_path / "other.pt", tmp_path / "eval2", manifest=moved, progress=False)
+    assert m["manifest"]["same_as_training"] is False and m["warnings"][0]["code"] == "manifest_changed"

@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from model_fixture import LABELS, SIZE, tiny_run  # noqa: E402
+from model_fixture import LABELS, SIZE, moved_manifest, tiny_run  # noqa: E402
 
 from gemid.errors import ModelError  # noqa: E402
 from gemid.training import onnx_passes  # noqa: E402
@@ -291,3 +291,21 @@ def test_export_names_the_bundle_by_name_or_by_its_folder(run, tmp_path, monkeyp
     assert "(lab-stones-v2 " in capsys.readouterr().out
     assert main([*common, "--out", str(tmp_path / "mine")]) == 0
     assert load_bundle(tmp_path / "mine").name == "mine"
+
+
+def test_quantize_accepts_the_manifest_re_imported_since_paths_became_relative(run, tmp_path, monkeypatch):
+    """The shipped bundle records the hash of data/gems68.csv as written with absolute paths; a fresh
+    `gemid dataset import` writes the same rows relative to the manifest: still the manifest it was trained on."""
+    from gemid.cli import main
+    from gemid.vision.bundle import load_bundle
+
+    monkeypatch.setenv("GEMID_CACHE_DIR", str(run["cache"]))
+    out = tmp_path / "bundle"
+    shutil.copytree(run["bundle"], out)
+    moved, legacy = moved_manifest(run, tmp_path)
+    meta = json.loads((out / "bundle.json").read_text())
+    meta["training"]["manifest_sha256"] = legacy
+    (out / "bundle.json").write_text(json.dumps(meta))
+    assert main(["quantize", "--bundle", str(out), "--manifest", str(moved)]) == 0
+    assert load_bundle(out).training["manifest_sha256"] == legacy
+

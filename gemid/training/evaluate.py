@@ -278,7 +278,7 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
     from gemid.datasets.manifest import ManifestError, manifest_sha256, read_manifest
     from gemid.training import figures, openset
     from gemid.training.data import eval_crops
-    from gemid.training.restore import load_checkpoint
+    from gemid.training.restore import load_checkpoint, same_manifest
 
     torch.set_num_threads(threads)
     t0 = time.time()
@@ -315,7 +315,8 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
                        "model_name": restored.meta["model_name"], "epoch": restored.meta.get("epoch"),
                        "input_size": size, "crop_margin": margin},
         "manifest": {"path": str(manifest.resolve()), "sha256": sha,
-                     "same_as_training": sha == restored.meta.get("manifest_sha256")},
+                     "same_as_training": sha == restored.meta.get("manifest_sha256")
+                     or same_manifest(manifest, restored.meta.get("manifest_sha256"))},
         "split": split,
         **m,
         "heads": head_metrics(outputs, restored.heads,
