@@ -132,13 +132,18 @@ def legacy_manifest_sha256(path: Path | str) -> str:
 def manifest_matches(path: Path | str, sha256: str | None) -> bool:
     """Is the manifest at `path` the one a model or an evaluation recorded as `sha256`? Its bytes' hash, or
     for a manifest that names photos outside its folder with `..`, the hash of those rows written the way
-    manifests were before paths became relative: a shipped model's manifest, imported again, still matches."""
+    manifests were before paths became relative: a shipped model's manifest, imported again, still matches.
+
+    Only then: rows below the folder are written alike either way, and re-rendering them would let a copy of
+    the file in another folder, naming other photos, pass for the original."""
     path = Path(path)
     if not sha256 or not path.is_file():
         return False
     if manifest_sha256(path) == sha256:
         return True
     try:
+        if not any(Path(r.path).parts[:1] == ("..",) for r in read_manifest(path).rows):
+            return False
         return legacy_manifest_sha256(path) == sha256
     except (ManifestError, OSError, ValueError):
         return False

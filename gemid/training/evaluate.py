@@ -275,10 +275,10 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
              progress: bool = True, command: str | None = None) -> dict[str, Any]:
     import torch
 
-    from gemid.datasets.manifest import ManifestError, manifest_sha256, read_manifest
+    from gemid.datasets.manifest import ManifestError, manifest_matches, manifest_sha256, read_manifest
     from gemid.training import figures, openset
     from gemid.training.data import eval_crops
-    from gemid.training.restore import load_checkpoint, same_manifest
+    from gemid.training.restore import load_checkpoint
 
     torch.set_num_threads(threads)
     t0 = time.time()
@@ -316,7 +316,7 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
                        "input_size": size, "crop_margin": margin},
         "manifest": {"path": str(manifest.resolve()), "sha256": sha,
                      "same_as_training": sha == restored.meta.get("manifest_sha256")
-                     or same_manifest(manifest, restored.meta.get("manifest_sha256"))},
+                     or manifest_matches(manifest, restored.meta.get("manifest_sha256"))},
         "split": split,
         **m,
         "heads": head_metrics(outputs, restored.heads,

@@ -88,10 +88,10 @@ def requantize(bundle_dir: Path | str, manifest: Path | str | None = None, *,
     """Rebuild a bundle's int8 model from its own fp32 model.onnx (no checkpoint needed) on the manifest it
     was trained on, re-measure it on the same validation split, and rewrite bundle.json and the model card.
     For a quantizer fix (7-bit weights for CPUs without VNNI) without retraining."""
+    from gemid.datasets.manifest import manifest_matches
     from gemid.training import model_card, onnx_export
     from gemid.training.data import eval_crops
     from gemid.training.presets import to_tensor
-    from gemid.training.restore import same_manifest
     from gemid.vision.bundle import OnnxFile, load_bundle, sha256_file
 
     def say(msg: str) -> None:
@@ -105,7 +105,7 @@ def requantize(bundle_dir: Path | str, manifest: Path | str | None = None, *,
         raise ExportError(f"{fp32} is missing or differs from the sha256 in bundle.json; refusing an altered model")
     manifest = Path(manifest or bundle.training.get("manifest") or "")
     want = bundle.training.get("manifest_sha256")
-    if not same_manifest(manifest, want):  # also gems68 re-imported since manifests hold relative paths
+    if not manifest_matches(manifest, want):  # also gems68 re-imported since manifests hold relative paths
         raise ExportError(f"{manifest} is missing or is not the manifest this model was trained on (sha256 "
                           f"{str(want)[:12]}…); recreate it with the command in the model card")
     size, margin = bundle.input.size, bundle.input.crop.margin

@@ -59,27 +59,6 @@ def file_sha256(path: Path | str) -> str:
     return h.hexdigest()
 
 
-def same_manifest(path: Path | str, sha256: str | None) -> bool:
-    """Is the manifest at `path` the one a model was trained on (`sha256`, recorded in its checkpoint or bundle)?
-
-    Its bytes, or, for a manifest naming photos outside its folder (`../`), the hash those rows had when such
-    paths were written absolute (models trained before: the shipped one, with gems68 re-imported). Only then:
-    rows below the folder are written alike either way, and re-rendering them would let a copy of the file
-    in another folder, naming other photos, pass for the original."""
-    from gemid.datasets.manifest import ManifestError, manifest_matches, manifest_sha256, read_manifest
-
-    path = Path(path)
-    if not sha256 or not path.is_file():
-        return False
-    if manifest_sha256(path) == sha256:
-        return True
-    try:
-        climbs = any(Path(r.path).parts[:1] == ("..",) for r in read_manifest(path).rows)
-    except (ManifestError, OSError, ValueError):
-        return False
-    return climbs and manifest_matches(path, sha256)
-
-
 def load_checkpoint(path: Path | str) -> Restored:
     """Load weights into a fresh model (no ImageNet download: pretrained=False, all weights come from here)."""
     import torch
