@@ -33,7 +33,7 @@ import httpx2
 REPO = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # the tests' way of running a real `gemid serve` (and --tiny's bundle)
+sys.path.insert(0, str(REPO / "tests" / "support"))  # the tests' way of running a real `gemid serve` (and --tiny's bundle)
 
 from serve_process import ServeError, free_port, start, stop  # noqa: E402
 from serve_process import wait_ready as _wait_ready  # noqa: E402

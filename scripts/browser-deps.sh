@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Debian's Chromium for the browser tests (tests/test_browser.py) when it is missing and we may:
+# Installs Debian's Chromium for the browser tests (tests/serve/test_browser.py) when it is missing and we may:
 # as root, or through passwordless sudo, with apt-get. Playwright's own browser download is never used.
 # Never fatal: the browser tests skip with a clear reason when Chromium is absent.
 set -u

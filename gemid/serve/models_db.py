@@ -1,5 +1,5 @@
 """The database schema (SQLAlchemy 2, typed ORM). Alembic migrations in `migrations/` must match it;
-`tests/test_store.py` compares the two.
+`tests/serve/test_store.py` compares the two.
 
 `reports` has one row per stone photo with the columns the history list filters on, copied from its
 latest revision. `report_revisions` keeps every revision's full report JSON: revision 1 is the photo-only

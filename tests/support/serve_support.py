@@ -1,6 +1,6 @@
 """Fixtures shared by the service tests: a tiny real ONNX bundle, drawn stones, apps on a temp data dir.
 
-Imported by tests/test_serve_*.py through `pytest_plugins`; kept out of conftest.py (shared by all areas).
+Imported by tests/serve/test_*.py through `pytest_plugins`; kept out of conftest.py (shared by all areas).
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def _bench_module(monkeypatch):
     import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_readings.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_readings.py"
     spec = importlib.util.spec_from_file_location("bench_readings", path)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench_readings", module)

@@ -18,7 +18,7 @@ import notebook_support  # noqa: E402  (after the importorskips)
 
 pytest.importorskip("matplotlib")
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_dataset_exploration.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "01_dataset_exploration.ipynb"
 
 
 def _execute(data: Path, monkeypatch, timeout: int = 300, *, show_photos: bool = True):

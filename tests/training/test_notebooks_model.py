@@ -20,12 +20,12 @@ import notebook_support  # noqa: E402  (after the importorskips)
 
 pytest.importorskip("torch")
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_model_evaluation.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_model_evaluation.ipynb"
 REAL_EVAL = Path(os.environ.get("GEMID_REAL_EVAL_DIR",
-                                Path(__file__).resolve().parents[1] / "models" / "gemid-species" / "eval"))
+                                Path(__file__).resolve().parents[2] / "models" / "gemid-species" / "eval"))
 
 
-SHIPPED_EVAL = Path(__file__).resolve().parents[1] / "models" / "gemid-species" / "eval"
+SHIPPED_EVAL = Path(__file__).resolve().parents[2] / "models" / "gemid-species" / "eval"
 
 
 def _execute(eval_dir: Path, monkeypatch, timeout: int = 240, *, show_photos: bool = False) -> nbformat.NotebookNode:

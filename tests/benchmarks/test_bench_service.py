@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_service.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_service.py"
 
 
 @pytest.fixture(scope="module")

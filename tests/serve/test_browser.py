@@ -29,7 +29,7 @@ from serve_process import free_port
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "artifacts" / "screenshots"
 CHROMIUM = Path(os.environ.get("GEMID_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

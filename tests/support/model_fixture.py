@@ -77,7 +77,7 @@ def tiny_checkpoint(path: Path, manifest: Path, *, size: int = SIZE, steps: int 
         "model": model.state_dict(), "model_name": cfg.name, "labels": LABELS, "extra_heads": heads,
         "input_size": size, "crop_margin": MARGIN, "mean": list(cfg.mean), "std": list(cfg.std),
         "args": {"epochs": 1, "model": cfg.name}, "seed": 0, "manifest": str(Path(manifest).resolve()),
-        "manifest_sha256": manifest_sha256(manifest), "command": "tests/model_fixture.py tiny_checkpoint",
+        "manifest_sha256": manifest_sha256(manifest), "command": "tests/support/model_fixture.py tiny_checkpoint",
         "epoch": 0, "metrics": {"train_loss": float(loss.detach())},
     }
     path = Path(path)
