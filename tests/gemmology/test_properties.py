@@ -148,3 +148,144 @@ def test_loader_reads_a_clean_copy_and_a_custom_label_list(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"labels": ["Ruby", "Moonstone"]}))
     with pytest.raises(PropertyTableError, match="Moonstone"):
         load_table(tmp_path / "p.csv", tmp_path / "bad.json")
+
+
+# --- look-alikes that read like the real thing, and genuine stones between the rows (issue 28) ---------
+
+STANDARD_LIMIT = 1.81  # a standard refractometer's contact liquid: no edge above it (the README's "OTL")
+REFERENCES = ("GIA", "Read", "Webster", "O'Donoghue", "Gems & Gemology", "IGS", "gemdat")
+NEW_ROWS = {
+    # name: the labels it imitates (empty: a genuine row of a model label)
+    "Synthetic corundum (flame-fusion)": {"Ruby", "Sapphire Blue", "Sapphire Pink", "Sapphire Purple", "Sapphire Yellow"},
+    "Synthetic corundum (flux)": {"Ruby", "Sapphire Blue", "Sapphire Pink", "Sapphire Purple", "Sapphire Yellow"},
+    "Lead-glass-filled ruby": {"Ruby"},
+    "Hydrothermal synthetic emerald": {"Emerald"},
+    "Synthetic quartz": {"Amethyst", "Ametrine", "Citrine", "Quartz Beer", "Quartz Lemon", "Quartz Smoky"},
+    "Synthetic alexandrite": {"Alexandrite"},
+    "Colour-change synthetic corundum": {"Alexandrite"},
+    "Laboratory-grown diamond": {"Diamond"},
+    "Copal": {"Amber"},
+    "Dyed magnesite": {"Turquoise", "Lapis Lazuli"},
+    "Synthetic forsterite": {"Tanzanite"},
+    "Zircon (intermediate)": set(),
+    "Black coral (conchiolin)": set(),
+    "Golden coral (conchiolin)": set(),
+}
+
+
+def _row(name: str):
+    return next(m for m in default_table().materials if m.name == name)
+
+
+def _label_span(label: str, attr: str):
+    spans = [getattr(m, attr) for m in default_table().rows_for(label)]
+    return min(s.low for s in spans), max(s.high for s in spans)
+
+
+def test_new_rows_are_present_sourced_and_imitate_what_they_should():
+    t = default_table()
+    by_name = {m.name: m for m in t.materials}
+    for name, imitates in NEW_ROWS.items():
+        m = by_name[name]
+        assert any(ref in m.source for ref in REFERENCES), f"{name}: no published reference in {m.source!r}"
+        assert m.note, f"{name}: no note with the reference values"
+        assert set(m.lookalike_of) == imitates, name
+        assert (m.label is None) == bool(imitates), name
+        if imitates:
+            assert m.origin in ("synthetic", "imitation") or name in ("Copal", "Dyed magnesite"), name
+    assert by_name["Copal"].origin == "natural" and by_name["Dyed magnesite"].origin == "natural"
+    # the fallback by mineral still answers with natural stones only
+    assert all(m.origin == "natural" for m in t.rows_for("corundum"))
+    assert {m.name for m in t.rows_for("diamond")} == {"Diamond"}
+
+
+@pytest.mark.parametrize("name, label", [
+    ("Synthetic corundum (flame-fusion)", "Ruby"), ("Synthetic corundum (flux)", "Ruby"),
+    ("Synthetic corundum (flame-fusion)", "Sapphire Blue"), ("Synthetic quartz", "Amethyst"),
+    ("Synthetic quartz", "Citrine"), ("Synthetic alexandrite", "Alexandrite"), ("Laboratory-grown diamond", "Diamond"),
+])
+def test_synthetics_of_the_same_species_read_like_it(name, label):
+    """Same species, same constants: RI, birefringence, SG and optic character inside the natural row's."""
+    syn, nat = _row(name), default_table().rows_for(label)[0]
+    assert syn.mineral == nat.mineral and syn.origin == "synthetic"
+    assert nat.ri.low <= syn.ri.low and syn.ri.high <= nat.ri.high
+    assert nat.biref.low <= syn.biref.low and syn.biref.high <= nat.biref.high
+    assert nat.sg.low - 0.01 <= syn.sg.low and syn.sg.high <= nat.sg.high
+    assert syn.optic[0] == nat.optic[0] and syn.optic_sign == nat.optic_sign
+
+
+def test_hydrothermal_synthetic_emerald_lies_inside_natural_emerald():
+    hydro, flux, emerald = _row("Hydrothermal synthetic emerald"), _row("Synthetic emerald (flux)"), _row("Emerald")
+    assert hydro.ri.overlaps(emerald.ri) and hydro.sg.overlaps(emerald.sg) and hydro.biref.overlaps(emerald.biref)
+    for ri in (1.569, 1.573):  # Biron (Kane & Liddicoat 1985)
+        assert hydro.ri.low <= ri <= hydro.ri.high and emerald.ri.low <= ri <= emerald.ri.high
+    assert hydro.sg.low <= 2.68 and hydro.sg.high >= 2.71 and emerald.sg.low <= 2.68
+    assert hydro.optic_sign == emerald.optic_sign == ("uniaxial-",)
+    assert flux.ri.high < hydro.ri.high and flux.sg.high < hydro.sg.low  # flux synthetics read lower
+
+
+def test_lead_glass_filled_ruby_reads_the_corundum_host_with_a_wider_sg():
+    """The refractometer reads the corundum; the SG moves with the glass: lower with bubbles and low-lead glass,
+    higher with high-lead glass (denser than corundum), so the composite's SG range spans ruby's on both sides."""
+    filled, ruby = _row("Lead-glass-filled ruby"), _row("Ruby")
+    assert (filled.ri, filled.biref, filled.optic_sign) == (ruby.ri, ruby.biref, ruby.optic_sign)
+    assert filled.sg.low < ruby.sg.low and filled.sg.high > ruby.sg.high
+    assert filled.mineral == "corundum" and filled.origin == "imitation"
+
+
+def test_synthetic_quartz_covers_the_single_crystal_quartz_labels():
+    t = default_table()
+    crystal = {lab for lab in t.labels if any(m.mineral == "quartz" and m.optic[0] == "DR" for m in t.rows_for(lab))}
+    assert set(_row("Synthetic quartz").lookalike_of) == crystal - {"Quartz Rutilated"}
+
+
+def test_colour_change_synthetic_corundum_is_not_chrysoberyl_on_the_refractometer():
+    cc, alex = _row("Colour-change synthetic corundum"), _row("Alexandrite")
+    assert cc.mineral == "corundum" and cc.ri.low > 1.755 and not cc.sg.overlaps(alex.sg)
+    assert cc.optic_sign == ("uniaxial-",) and alex.optic_sign == ("biaxial+",)
+
+
+def test_copal_reads_like_amber():
+    copal, amber = _row("Copal"), _row("Amber")
+    assert copal.ri.overlaps(amber.ri) and copal.ri.low <= 1.54 <= copal.ri.high
+    assert copal.sg.overlaps(amber.sg) and copal.sg.low <= 1.06 <= copal.sg.high
+    assert copal.family == amber.family == "organic" and copal.optic == amber.optic
+
+
+def test_dyed_magnesite_blinks_and_is_heavier_than_turquoise():
+    mag, turq = _row("Dyed magnesite"), _row("Turquoise")
+    assert mag.blink and mag.ri.low < 1.52 and mag.ri.high < STANDARD_LIMIT
+    assert mag.sg.low > turq.sg.high - 0.05 and mag.sg.high > turq.sg.high
+
+
+def test_synthetic_forsterite_reads_below_tanzanite():
+    fo, tz = _row("Synthetic forsterite"), _row("Tanzanite")
+    # RI and birefringence separate them; SG alone does not (3.20-3.26 against tanzanite's 3.25-3.45)
+    assert fo.ri.high < tz.ri.low and fo.biref.low > 2 * tz.biref.high and fo.sg.low < tz.sg.low
+
+
+def test_intermediate_zircon_is_over_the_limit_and_fills_the_sg_gap():
+    t = default_table()
+    inter = _row("Zircon (intermediate)")
+    assert inter.label == "Zircon" and inter.ri.low > STANDARD_LIMIT
+    assert (inter.sg.low, inter.sg.high) == (4.08, 4.60)
+    rows = t.rows_for("Zircon")
+    assert {m.name for m in rows} == {"Zircon (high)", "Zircon (intermediate)", "Zircon (low)"}
+    # most gem zircon is the high type: it keeps the largest share of the label
+    assert max(rows, key=lambda m: m.weight).name == "Zircon (high)"
+    # together the three types leave no gap in SG between 3.95 and 4.80: a reading of 4.35 fits zircon
+    spans = sorted((m.sg.low, m.sg.high) for m in rows)
+    assert all(a[1] >= b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
+    assert _label_span("Zircon", "sg") == (3.95, 4.80)
+
+
+def test_conchiolin_corals_share_the_coral_label():
+    t = default_table()
+    rows = t.rows_for("Coral")
+    assert rows[0].name == "Coral" and rows[0].mineral.startswith("calcite")  # calcareous coral stays first
+    horny = [m for m in rows if m.mineral == "conchiolin"]
+    assert {m.name for m in horny} == {"Black coral (conchiolin)", "Golden coral (conchiolin)"}
+    for m in horny:
+        assert m.sg.low <= 1.34 <= m.sg.high and m.ri.low <= 1.56 <= m.ri.high and m.aggregate
+        assert m.weight < rows[0].weight  # a minority of the coral a desk meets
+        assert not m.sg.overlaps(rows[0].sg)
