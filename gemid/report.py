@@ -38,12 +38,14 @@ MAX_REFERENCE = 200  # a parcel or lot number, not an essay
 MAX_FILE_NAME = 255  # the report store's column
 
 # C0 and C1 control characters: invisible on a printed report, able to drive a terminal, and NUL cannot be
-# stored by PostgreSQL at all
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# stored by PostgreSQL at all. With them the bidirectional embeddings, overrides and isolates
+# (U+202A-U+202E, U+2066-U+2069): "LOT-\u202e411-ABC" prints as "LOT-CBA-114", so what a desk reads off a
+# printed report would not find it. ZWNJ and ZWJ (U+200C, U+200D) stay: Urdu and other scripts need them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
-    """`text` without control characters."""
+    """`text` without control characters (bidirectional controls included; joiners kept)."""
     return _CONTROL.sub("", text)
 
 
@@ -140,16 +142,25 @@ class ColourBand(BaseModel):
     caveat: str
 
 
+GradeStatus = Literal["graded", "cannot_judge", "not_applicable"]
+GRADE_STATUS_HELP = ("graded: the grade below; cannot_judge: this photo cannot show it (see reason); "
+                     "not_applicable: the material is not graded this way (clarity of an opaque stone)")
+
+
 class ColourGrade(BaseModel):
-    lab: tuple[float, float, float] = Field(description="CIELAB (D65) body colour")
-    hex: str = Field(description="sRGB swatch of the body colour")
-    hue: str = Field(description="hue name with modifier, e.g. 'slightly bluish green'")
-    hue_angle: float = Field(description="CIELAB hue angle h_ab in degrees")
-    tone: ScaleValue = Field(description="0 colourless .. 10 black (GIA; 2-8 used)")
-    saturation: ScaleValue = Field(description="1 greyish/brownish .. 6 vivid (GIA)")
-    description: str
-    white_balance: Literal["background", "card", "none"]
-    confidence: float = Field(ge=0.0, le=1.0)
+    """Only a `graded` colour carries a hue, tone and saturation; otherwise `reason` says why not."""
+
+    status: GradeStatus = Field("graded", description=GRADE_STATUS_HELP)
+    reason: str | None = Field(None, description="why the colour was not graded, in plain words")
+    lab: tuple[float, float, float] | None = Field(None, description="CIELAB (D65) body colour")
+    hex: str | None = Field(None, description="sRGB swatch of the body colour")
+    hue: str | None = Field(None, description="hue name with modifier, e.g. 'slightly bluish green'")
+    hue_angle: float | None = Field(None, description="CIELAB hue angle h_ab in degrees")
+    tone: ScaleValue | None = Field(None, description="0 colourless .. 10 black (GIA; 2-8 used)")
+    saturation: ScaleValue | None = Field(None, description="1 greyish/brownish .. 6 vivid (GIA)")
+    description: str = ""
+    white_balance: Literal["background", "card", "none"] = "none"
+    confidence: float = Field(0.0, ge=0.0, le=1.0)
     d_to_z: ColourBand | None = None
     source: Literal["measured", "learned"] = "measured"
 
@@ -164,13 +175,17 @@ class Inclusion(BaseModel):
 
 
 class ClarityGrade(BaseModel):
-    grade: Literal["VVS", "VS", "SI1", "SI2", "I1", "I2", "I3"]
-    eye_clean: bool
-    severity: float = Field(ge=0.0, le=1.0, description="0 clean .. 1 heavily included")
+    """Only a `graded` clarity carries a grade, `eye_clean` and inclusions; otherwise `reason` says why not."""
+
+    status: GradeStatus = Field("graded", description=GRADE_STATUS_HELP)
+    reason: str | None = Field(None, description="why the clarity was not graded, in plain words")
+    grade: Literal["VVS", "VS", "SI1", "SI2", "I1", "I2", "I3"] | None = None
+    eye_clean: bool | None = None
+    severity: float | None = Field(None, ge=0.0, le=1.0, description="0 clean .. 1 heavily included")
     clarity_type: Literal["I", "II", "III"] | None = Field(None, description="GIA clarity type of the species")
     type_meaning: str | None = Field(None, description="what the grade means for this species")
     inclusions: list[Inclusion] = Field(default_factory=list)
-    confidence: float = Field(ge=0.0, le=1.0)
+    confidence: float = Field(0.0, ge=0.0, le=1.0)
     source: Literal["measured", "learned"] = "measured"
 
 
@@ -190,21 +205,34 @@ class TestRecommendation(BaseModel):
     expected: list[ExpectedValue]
 
 
+CONTEXT_FIELDS = ("ri_spot", "weight_ct")  # Readings fields that describe how, not what, was read
+
+
 class Readings(BaseModel):
-    ri: float | None = Field(None, ge=1.3, le=3.0, description="refractive index (single or low reading)")
-    ri_high: float | None = Field(None, ge=1.3, le=3.0, description="high RI reading for a DR stone")
+    """Confirmatory-test readings. Strict: in JSON a number is a JSON number and a switch true or false
+    (`"birefringence": false` is refused, not stored as 0.0), and a word field takes only its listed words.
+    Text forms parse their fields first (`model_validate_strings`); the CLI passes parsed values."""
+
+    ri: float | None = Field(None, strict=True, ge=1.3, le=3.0, description="refractive index (single or low reading)")
+    ri_high: float | None = Field(None, strict=True, ge=1.3, le=3.0, description="high RI reading for a DR stone")
     ri_otl: bool | None = Field(
-        None, description="the refractometer shows no edge below its limit (about 1.81): over the limit (OTL)"
+        None, strict=True, description="the refractometer shows no edge below its limit (about 1.81): over the limit (OTL)"
     )
-    birefringence: float | None = Field(None, ge=0.0, le=0.3)
-    sg: float | None = Field(None, ge=0.5, le=8.0, description="specific gravity")
+    birefringence: float | None = Field(None, strict=True, ge=0.0, le=0.3)
+    sg: float | None = Field(None, strict=True, ge=0.5, le=8.0, description="specific gravity")
     optic: Literal["SR", "DR", "AGG", "ADR"] | None = None
     optic_sign: Literal["uniaxial+", "uniaxial-", "biaxial+", "biaxial-"] | None = None
     pleochroism: Literal["none", "weak", "moderate", "strong"] | None = None
     uv_lw: Literal["inert", "weak", "moderate", "strong"] | None = None
+    # how the readings were taken: they set each reading's tolerance, and are not readings themselves
+    ri_spot: bool | None = Field(None, strict=True, description=(
+        "the RI is a spot (distant-vision) reading on a curved surface: a cabochon or an aggregate"))
+    weight_ct: float | None = Field(None, strict=True, gt=0.0, le=10_000.0, description=(
+        "the stone's weight in carats: a small stone's SG is less precise (without it, a small stone is assumed)"))
 
     def is_empty(self) -> bool:
-        return all(v is None for v in self.model_dump().values())
+        """No reading at all: `ri_spot` and `weight_ct` only say how readings were taken."""
+        return all(v is None for k, v in self.model_dump().items() if k not in CONTEXT_FIELDS)
 
 
 class Reranking(BaseModel):
@@ -215,8 +243,32 @@ class Reranking(BaseModel):
     flag: str | None = None
 
 
+ConclusionDecision = Literal["identified", "uncertain", "refer", "rejected"]
+
+
+class Conclusion(BaseModel):
+    """One answer from all the evidence: what History, the parcel table, the CSV, the printed report and the
+    CLI table show. `species` stays the photo-only result ("from the photo")."""
+
+    decision: ConclusionDecision = Field(description=(
+        "identified; uncertain; refer (send it to a laboratory: the reason says why); rejected (not a gem, "
+        "or no stone found)"))
+    label: str | None = Field(None, description="the answer (null when rejected)")
+    probability: float | None = Field(None, ge=0.0, le=1.0)
+    basis: Literal["photo", "photo+readings"]
+    reason: str = Field(description="why this decision, in plain words")
+    fits: list[str] = Field(default_factory=list, description=(
+        "what the readings fit when they point away from the photo's answer, e.g. ['Spinel', 'Glass']"))
+    cannot_exclude: list[str] = Field(default_factory=list, description=(
+        "look-alikes the evidence cannot rule out (a synthetic of the same species, a glass of the same RI)"))
+
+
 class TestsResult(BaseModel):
-    recommended: list[TestRecommendation] = Field(default_factory=list)
+    recommended: list[TestRecommendation] = Field(default_factory=list, description=(
+        "the tests to do next, best first; never one already done (see `done`)"))
+    done: list[str] = Field(default_factory=list, description="tests whose readings were entered")
+    lab_note: str | None = Field(None, description=(
+        "when no cheap test is left, or only a laboratory can settle the question: which method would"))
     colour_decides: str | None = Field(None, description="set when only colour varieties of one mineral remain")
     reranking: Reranking | None = None
 
@@ -240,6 +292,8 @@ class Report(BaseModel):
     clarity: ClarityGrade | None = Field(None, description=(
         "null when the photo was rejected, no stone was found, or grading was not asked for (grade=false)"))
     tests: TestsResult | None = None
+    conclusion: Conclusion | None = Field(None, description=(
+        "one answer from the photo and the readings; null only in reports stored before it existed"))
     disclaimer: str = DISCLAIMER
 
 
@@ -270,16 +324,35 @@ class FileError(BaseModel):
 
 # --- a report as one table row: CLI table, CSV, parcel export -------------------------------------------
 
+# `decision`, `answer` and `probability` are the conclusion (photo and readings); `top1`... are the photo's
 ROW_FIELDS = ["file", "report_id", "decision", "top1", "p1", "top2", "p2", "colour", "clarity", "warnings",
-              "error", "reference", "next_test", "colour_hex"]
+              "error", "reference", "next_test", "colour_hex", "answer", "probability", "basis",
+              "photo_decision", "cannot_exclude", "revision"]
+
+
+def _not_graded(status: str, reason: str | None) -> str:
+    words = "does not apply" if status == "not_applicable" else "cannot judge from this photo"
+    return f"{words}: {reason}" if reason else words
 
 
 def colour_text(r: Report) -> str:
-    """The colour grade in words, or "" when there is none."""
+    """The colour grade in words; what stopped it when it could not be graded; "" when not asked for."""
     c = r.colour
     if c is None:
         return ""
+    if c.status != "graded" or c.tone is None or c.saturation is None:
+        return _not_graded(c.status, c.reason)
     return f"{c.hue}, tone {c.tone.value} ({c.tone.name}), saturation {c.saturation.value} ({c.saturation.name})"
+
+
+def clarity_text(r: Report) -> str:
+    """The clarity grade, or what stopped it; "" when not asked for."""
+    c = r.clarity
+    if c is None:
+        return ""
+    if c.status != "graded" or c.grade is None:
+        return _not_graded(c.status, c.reason)
+    return c.grade
 
 
 def next_test(r: Report) -> str:
@@ -297,11 +370,16 @@ def table_row(r: Report | FileError) -> dict[str, str]:
     if isinstance(r, FileError):
         return {"file": r.file or "", "error": f"{r.error.code}: {r.error.message}"}
     top = r.species.top
+    c = r.conclusion
     return {
-        "file": r.file or "", "report_id": r.report_id, "decision": r.species.decision,
+        "file": r.file or "", "report_id": r.report_id, "decision": c.decision if c else r.species.decision,
         "top1": top[0].label if top else "", "p1": f"{top[0].probability:.4f}" if top else "",
         "top2": top[1].label if len(top) > 1 else "", "p2": f"{top[1].probability:.4f}" if len(top) > 1 else "",
-        "colour": colour_text(r), "clarity": r.clarity.grade if r.clarity else "",
+        "colour": colour_text(r), "clarity": clarity_text(r),
         "warnings": "; ".join(w.code for w in r.quality.warnings), "error": "",
-        "reference": r.reference or "", "next_test": next_test(r), "colour_hex": r.colour.hex if r.colour else "",
+        "reference": r.reference or "", "next_test": next_test(r),
+        "colour_hex": (r.colour.hex or "") if r.colour else "",
+        "answer": (c.label or "") if c else "", "probability": f"{c.probability:.4f}" if c and c.probability else "",
+        "basis": c.basis if c else "photo", "photo_decision": r.species.decision,
+        "cannot_exclude": "; ".join(c.cannot_exclude) if c else "", "revision": str(r.revision),
     }

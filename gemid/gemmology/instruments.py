@@ -17,19 +17,34 @@ from types import MappingProxyType
 import numpy as np
 
 from gemid.gemmology.table import FLUORESCENCE, OPTIC_SIGNS, OPTICS, PLEOCHROISM, Material
-from gemid.report import Readings
 
 REFRACTOMETER_LIMIT = 1.81  # contact liquid of a standard refractometer: no edge above this ("OTL")
 SIGMA_RI = 0.005  # refractometer, flat polished facet
 SIGMA_RI_SPOT = 0.010  # spot (distant-vision) reading on a cabochon or aggregate
 SIGMA_BIREF = 0.003  # difference of two readings: shared errors cancel
-SIGMA_SG = 0.03  # hydrostatic balance, a stone of a carat or more
+# Birefringence is under-read when the stone is not turned through both extremes: below the range the
+# reading may fall far; above it only by the instrument's error.
+SIGMA_BIREF_UNDER = 0.012
+SIGMA_SG = 0.03  # hydrostatic balance: the best it does, on a large stone
+# A weighing error of ~0.01 ct in air and in water moves SG by about 0.08 at 1 ct and 0.13 at 0.5 ct
+# (SG = w / (w - w_water): the error grows as the stone gets lighter); fitted as 0.08 * w^-0.7.
+SG_ERROR_1CT = 0.08
+SG_ERROR_EXPONENT = 0.7
+ASSUMED_WEIGHT_CT = 0.5  # no weight given: assume a small stone, whose SG is imprecise, not a large one
+# Two RI edges this far apart show the stone doubly refractive: singly refractive rows cannot give them.
+TWO_EDGES_MIN = 0.004
 FLOOR = 0.02  # share of a reading explained by "something went wrong" (bad contact, mis-read scale ...)
 
 # broad densities for the floor: a reading anywhere in the plausible span
-_BROAD_RI = 1.0 / (REFRACTOMETER_LIMIT - 1.40)
-_BROAD_BIREF = 1.0 / 0.30
-_BROAD_SG = 1.0 / 6.6
+BROAD_RI = 1.0 / (REFRACTOMETER_LIMIT - 1.40)
+BROAD_BIREF = 1.0 / 0.30
+BROAD_SG = 1.0 / 6.6
+
+
+def sigma_sg(weight_ct: float | None = None) -> float:
+    """The hydrostatic balance's SG error for a stone of `weight_ct` carats (a small stone when unknown)."""
+    w = weight_ct if weight_ct else ASSUMED_WEIGHT_CT
+    return max(SIGMA_SG, SG_ERROR_1CT * w ** -SG_ERROR_EXPONENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +65,8 @@ TESTS: Mapping[str, InstrumentTest] = MappingProxyType({
         InstrumentTest("refractive_index", "refractometer (contact liquid 1.81)", "Measure the refractive index",
                        "refractometer ±0.005, spot ±0.01, OTL above 1.81", SIGMA_RI, 1.0),
         InstrumentTest("specific_gravity", "hydrostatic balance", "Measure the specific gravity",
-                       "hydrostatic balance ±0.03, loose stone", SIGMA_SG, 0.85),
+                       "hydrostatic balance: ±0.03 on a large stone, ±0.08 at 1 ct, ±0.13 at 0.5 ct; loose stone",
+                       SIGMA_SG, 0.85),
         InstrumentTest("optic_character", "polariscope", "Check the optic character in the polariscope",
                        "polariscope: SR / DR / AGG / ADR", None, 1.0),
         InstrumentTest("birefringence", "refractometer (rotate the stone, read both edges)",
@@ -131,6 +147,8 @@ def ri_bands(m: Material) -> list[tuple[float, float, float]]:
     """(low, high, weight) ranges an RI reading comes from: the whole range, or either end for a blink."""
     assert m.ri is not None
     if m.blink:
+        if m.ri.high > REFRACTOMETER_LIMIT:  # the high edge is off the scale: a desk reads the low one
+            return [(m.ri.low, m.ri.low, 1.0)]
         return [(m.ri.low, m.ri.low, 0.5), (m.ri.high, m.ri.high, 0.5)]
     return [(m.ri.low, m.ri.high, 1.0)]
 
@@ -224,7 +242,7 @@ def outcome_distribution(m: Material, test: str) -> np.ndarray:
         bins = _binned(BIREF_EDGES, m.biref.low, m.biref.high, SIGMA_BIREF) * (1.0 - na)
         return np.append(bins, na)
     if test == "specific_gravity":
-        return _binned(SG_EDGES, m.sg.low, m.sg.high, SIGMA_SG)
+        return _binned(SG_EDGES, m.sg.low, m.sg.high, sigma_sg())
     if test == "optic_character":
         p = optic_probs(m)
         return np.array([p[o] for o in OPTICS])
@@ -307,154 +325,3 @@ def expected_for(rows: Sequence[Material], test: str) -> str:
         if t not in texts:
             texts.append(t)
     return " or ".join(texts)
-
-
-# --- re-ranking: the likelihood of actual readings --------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """Readings normalised for the likelihood: birefringence derived from two RI edges when not given."""
-
-    ri: float | None
-    ri_two_edges: bool
-    ri_otl: bool
-    biref: float | None
-    sg: float | None
-    optic: str | None
-    optic_sign: str | None
-    pleochroism: str | None
-    uv_lw: str | None
-
-    @classmethod
-    def from_readings(cls, r: Readings) -> Observed:
-        biref = r.birefringence
-        if biref is None and r.ri is not None and r.ri_high is not None:
-            biref = round(r.ri_high - r.ri, 4)
-        return cls(
-            ri=r.ri, ri_two_edges=r.ri is not None and r.ri_high is not None,
-            ri_otl=bool(getattr(r, "ri_otl", None)) and r.ri is None, biref=biref, sg=r.sg, optic=r.optic,
-            optic_sign=r.optic_sign, pleochroism=r.pleochroism, uv_lw=r.uv_lw,
-        )
-
-    def neutral_likelihood(self) -> float:
-        """What a material of unknown properties scores: the broad density of every reading."""
-        p = 1.0
-        if self.ri is not None:
-            p *= _BROAD_RI
-        if self.ri_otl:
-            p *= 0.5
-        if self.biref is not None:
-            p *= _BROAD_BIREF
-        if self.sg is not None:
-            p *= _BROAD_SG
-        if self.optic:
-            p *= 1.0 / len(OPTICS)
-        if self.optic_sign:
-            p *= 1.0 / len(SIGN_OUTCOMES)
-        if self.pleochroism:
-            p *= 1.0 / len(PLEOCHROISM)
-        if self.uv_lw:
-            p *= 1.0 / len(FLUORESCENCE)
-        return p
-
-
-def _ri_windows(m: Material, obs: Observed) -> list[tuple[float, float, float]]:
-    """Where the (low) RI reading should fall: with two edges read, below the top by the birefringence."""
-    assert m.ri is not None
-    if obs.ri_two_edges and m.biref is not None and not m.aggregate:
-        return [(m.ri.low, max(m.ri.low, m.ri.high - m.biref.low), 1.0)]
-    return ri_bands(m)
-
-
-def likelihood(m: Material, obs: Observed) -> float:
-    """p(readings | material): product over the readings, each with a floor for robustness."""
-    p = 1.0
-    if obs.ri is not None:
-        if m.ri is None:
-            p *= FLOOR * _BROAD_RI
-        else:
-            s = ri_sigma(m)
-            dens = sum(w * float(band_pdf(obs.ri, lo, hi, s)) for lo, hi, w in _ri_windows(m, obs))
-            p *= (1 - FLOOR) * dens + FLOOR * _BROAD_RI
-    elif obs.ri_otl:
-        p *= (1 - FLOOR) * p_over_limit(m) + FLOOR
-    if obs.biref is not None:
-        if m.ri is None or m.ri.low >= REFRACTOMETER_LIMIT:
-            p *= FLOOR * _BROAD_BIREF
-        elif m.biref is None:
-            p *= 0.1 * _BROAD_BIREF  # an aggregate shows no measurable birefringence
-        else:
-            dens = float(band_pdf(obs.biref, m.biref.low, m.biref.high, SIGMA_BIREF))
-            p *= (1 - FLOOR) * dens + FLOOR * _BROAD_BIREF
-    if obs.sg is not None:
-        p *= (1 - FLOOR) * float(band_pdf(obs.sg, m.sg.low, m.sg.high, SIGMA_SG)) + FLOOR * _BROAD_SG
-    if obs.optic:
-        p *= optic_probs(m)[obs.optic]
-    if obs.optic_sign:
-        p *= sign_probs(m)[obs.optic_sign]
-    if obs.pleochroism:
-        p *= pleochroism_probs(m)[obs.pleochroism]
-    if obs.uv_lw:
-        p *= uv_probs(m)[obs.uv_lw]
-    return p
-
-
-def mixture_likelihood(rows: Sequence[Material], obs: Observed) -> float:
-    total = sum(m.weight for m in rows)
-    return sum(m.weight * likelihood(m, obs) for m in rows) / total
-
-
-def fits(m: Material, obs: Observed) -> bool:
-    """Every reading within the material's range plus three instrument errors (UV only when flatly opposed)."""
-    if obs.ri is not None:
-        if m.ri is None:
-            return False
-        s = 3 * ri_sigma(m)
-        if not any(lo - s <= obs.ri <= hi + s for lo, hi, _ in ri_bands(m)):
-            return False
-    elif obs.ri_otl and m.ri is not None and m.ri.high < REFRACTOMETER_LIMIT - 2 * ri_sigma(m):
-        return False
-    if obs.biref is not None:
-        if m.biref is None or m.ri is None or m.ri.low >= REFRACTOMETER_LIMIT:
-            return False
-        s = 3 * SIGMA_BIREF
-        if not m.biref.low - s <= obs.biref <= m.biref.high + s:
-            return False
-    if obs.sg is not None and not m.sg.low - 3 * SIGMA_SG <= obs.sg <= m.sg.high + 3 * SIGMA_SG:
-        return False
-    if obs.optic and obs.optic not in m.optic:
-        strain_pair = {obs.optic, *m.optic} >= {"SR", "ADR"} and obs.optic in ("SR", "ADR")
-        if not strain_pair:
-            return False
-    if obs.optic_sign and obs.optic_sign not in m.optic_sign:
-        return False
-    if obs.pleochroism:
-        d = min(abs(PLEOCHROISM.index(obs.pleochroism) - PLEOCHROISM.index(v)) for v in m.pleochroism)
-        if d > 1:
-            return False
-    if obs.uv_lw:
-        d = min(abs(FLUORESCENCE.index(obs.uv_lw) - FLUORESCENCE.index(v)) for v in m.uv_lw)
-        if d > 2:
-            return False
-    return True
-
-
-def describe(m: Material, obs: Observed) -> str:
-    """The material's values for the properties that were read, e.g. 'RI 1.470-1.700, SR or ADR'."""
-    parts = []
-    if obs.ri is not None or obs.ri_otl:
-        parts.append(f"RI {expected_text(m, 'refractive_index')}")
-    if obs.biref is not None:
-        parts.append(f"birefringence {expected_text(m, 'birefringence')}")
-    if obs.sg is not None:
-        parts.append(f"SG {expected_text(m, 'specific_gravity')}")
-    if obs.optic:
-        parts.append(expected_text(m, "optic_character"))
-    if obs.optic_sign:
-        parts.append(expected_text(m, "optic_sign"))
-    if obs.pleochroism:
-        parts.append(f"pleochroism {expected_text(m, 'pleochroism')}")
-    if obs.uv_lw:
-        parts.append(f"LWUV {expected_text(m, 'uv_fluorescence')}")
-    return ", ".join(parts)

@@ -12,11 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gemid.errors import GemidInputError
-from gemid.gemmology.instruments import Observed, describe, fits, likelihood, mixture_likelihood
+from gemid.gemmology.likelihood import Observed, describe, fits, likelihood, mixture_likelihood
 from gemid.gemmology.table import Material, PropertyTable, default_table
 from gemid.report import Candidate, Readings, Reranking
 
 TEMPER = 0.75  # exponent on the photo probabilities
+# A candidate whose readings lie beyond three instrument errors of its range is implausible, not merely less
+# likely: its score is cut by this much more, so any candidate that fits ranks above it. The likelihood's own
+# floor (instruments.FLOOR) stays the allowance for a misread instrument among the implausible.
+IMPLAUSIBLE = 1e-3
 LOOKALIKE_BETTER = 3.0  # a look-alike fitting this many times better than every candidate is worth a flag
 MAX_NAMED = 3
 
@@ -98,6 +102,8 @@ def rerank(
     for lab in priors:
         rows = table.rows_for(lab)
         lik[lab] = mixture_likelihood(rows, obs) if rows else neutral
+        if rows and not any(fits(m, obs) for m in rows):
+            lik[lab] *= IMPLAUSIBLE
     score = {lab: (p ** temper if p > 0 else 0.0) * lik[lab] for lab, p in priors.items()}
     total = sum(score.values())
     if total <= 0:  # every prior was zero: fall back to the readings alone

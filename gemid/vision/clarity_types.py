@@ -11,6 +11,7 @@ import json
 from functools import lru_cache
 from importlib import resources
 
+from gemid.report import ClarityGrade
 from gemid.vision import clarity_scales
 
 
@@ -56,3 +57,12 @@ def type_meaning(species: str | None, grade: str) -> str | None:
                 else f"typical for {tag}" if g <= 5 else f"heavily included even for {tag}")
     text = text[0].upper() + text[1:]
     return f"{text}; {note}." if note else f"{text}."
+
+
+def retype(clarity: ClarityGrade, species: str | None) -> ClarityGrade:
+    """The same graded clarity, its species words following another answer (after readings moved it)."""
+    if clarity.status != "graded" or clarity.grade is None:
+        return clarity
+    t = clarity_type(species)
+    return clarity.model_copy(update={"clarity_type": t if t in ("I", "II", "III") else None,
+                                      "type_meaning": type_meaning(species, clarity.grade)})

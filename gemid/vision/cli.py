@@ -254,10 +254,32 @@ def _entry(r: Report | FileError) -> dict[str, Any]:
     return r.model_dump(mode="json")
 
 
+def _percent(p: float) -> str:
+    """A probability as a person reads it: never "0%" for a candidate that is merely unlikely."""
+    return f"{p:.0%}" if p >= 0.005 else "<1%"
+
+
+def _conclusion_cell(r: Report, style: dict[str, str]) -> str:
+    c = r.conclusion
+    if c is None:
+        return r.species.decision
+    head = f"[{style[c.decision]}]{c.decision}[/{style[c.decision]}]"
+    if c.label:
+        head += f"\n{c.label}" + (f" {_percent(c.probability)}" if c.probability else "")
+    head += f"\n[dim]{'photo + readings' if c.basis == 'photo+readings' else 'from the photo'}[/dim]"
+    if c.decision == "refer" or c.basis == "photo+readings":
+        head += f"\n{c.reason}"
+    if c.cannot_exclude:
+        head += f"\n[yellow]cannot exclude: {', '.join(c.cannot_exclude)}[/yellow]"
+    return head
+
+
 def _colour_short(r: Report) -> str:
     c = r.colour
     if c is None:
         return ""
+    if c.status != "graded" or c.tone is None or c.saturation is None:
+        return c.status.replace("_", " ")
     return f"{c.hue}\ntone {c.tone.value} · sat {c.saturation.value}\n[{c.hex}]██[/]"
 
 
@@ -277,28 +299,22 @@ def _print_table(results: list[Report | FileError], top_n: int, identifier: Any)
     from rich.console import Console
     from rich.table import Table
 
-    from gemid.report import FileError, next_test
+    from gemid.report import FileError, clarity_text, next_test
 
-    style = {"identified": "green", "uncertain": "yellow", "rejected": "red"}
+    style = {"identified": "green", "uncertain": "yellow", "refer": "magenta", "rejected": "red"}
     info = identifier.model_info
     table = Table(title=f"gemid — {info.name} {info.version} ({info.variant})", show_lines=True)
-    for col in ("File", "Decision", "Species", "Colour", "Clarity", "Next test", "Warnings"):
+    for col in ("File", "Conclusion", "From the photo", "Colour", "Clarity", "Next test", "Warnings"):
         table.add_column(col, overflow="fold")
     for r in results:
         if isinstance(r, FileError):
             table.add_row(r.file or "", "[red]error[/red]", f"[red]{r.error.message}[/red]", "", "", "",
                           r.error.code)
             continue
-        species = "\n".join(f"{c.label} {c.probability:.0%}" for c in r.species.top[:top_n])
-        if r.tests and r.tests.reranking:
-            rr = r.tests.reranking
-            species += "\n[bold]with readings:[/bold]\n" + "\n".join(
-                f"{c.label} {c.probability:.0%}" for c in rr.combined[:top_n])
-            if rr.flag:
-                species += f"\n[red]{rr.flag}[/red]"
-        decision = r.species.decision
-        table.add_row(r.file or "", f"[{style[decision]}]{decision}[/{style[decision]}]", species,
-                      _colour_short(r), r.clarity.grade if r.clarity else "",
+        species = f"{r.species.decision}\n" + "\n".join(
+            f"{c.label} {_percent(c.probability)}" for c in r.species.top[:top_n])
+        table.add_row(r.file or "", _conclusion_cell(r, style), species,
+                      _colour_short(r), clarity_text(r),
                       next_test(r), "\n".join(w.message for w in r.quality.warnings))
     console = Console()
     console.print(table)

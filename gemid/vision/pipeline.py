@@ -19,20 +19,26 @@ from typing import Any
 import numpy as np
 
 from gemid.errors import GemidInputError
+from gemid.gemmology.conclusion import conclude, lab_note
 from gemid.gemmology.guidance import recommend
+from gemid.gemmology.instruments import TESTS
+from gemid.gemmology.likelihood import tests_done
 from gemid.gemmology.rerank import rerank
 from gemid.report import (
+    Conclusion,
     FileError,
     ImageInfo,
     ModelInfo,
     Quality,
     Readings,
     Report,
+    SpeciesResult,
     TestsResult,
     clean_reference,
 )
 from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
 from gemid.vision.clarity import grade_clarity
+from gemid.vision.clarity_types import retype
 from gemid.vision.classify import MIN_TOP_K, Prediction, SpeciesClassifier
 from gemid.vision.colour import grade_colour
 from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode
@@ -166,10 +172,10 @@ class Identifier:
         if self._rerank is None:
             raise RuntimeError("re-ranking with readings is not available in this installation")
         new = report.model_copy(deep=True)
-        tests = new.tests.model_copy(deep=True) if new.tests is not None else TestsResult()
-        tests.reranking = self._rerank(list(new.species.top), readings, model_labels=self.bundle.labels)
-        return new.model_copy(update={"revision": report.revision + 1, "tests": tests,
-                                      "created_at": datetime.now(UTC)})
+        tests, conclusion = self._evidence(new.species, readings)
+        clarity = retype(new.clarity, conclusion.label or new.species.top[0].label) if new.clarity else None
+        return new.model_copy(update={"revision": report.revision + 1, "tests": tests, "conclusion": conclusion,
+                                      "clarity": clarity, "created_at": datetime.now(UTC)})
 
     # --- stages -----------------------------------------------------------------------------------------
 
@@ -184,7 +190,11 @@ class Identifier:
     def _finish(self, prep: _Prepared, pred: Prediction, reference: str | None,
                 readings: Readings | None, grade: bool = True) -> Report:
         species = self.classifier.result(pred, prep.quality, top_k=self.top_k, poor_photo=prep.poor)
-        judged = grade and species.decision != "rejected" and prep.seg.found
+        tests, conclusion = self._evidence(species, readings)
+        # grades describe the stone found, whatever the species decision (a simulant, an unknown species);
+        # species-dependent words (the clarity type) follow the conclusion, not the photo alone
+        judged = grade and prep.seg.found
+        label = conclusion.label or (species.top[0].label if species.top else None)
         colour = clarity = None
         if judged:
             # where the stone is, at grading resolution (<= 384 px), found once for both graders; clarity
@@ -193,19 +203,9 @@ class Identifier:
             area = self._call("stone area", locate, rgb, seg)
             if area is not None:
                 colour = self._call("colour", self._grade_colour, rgb, seg, area=area)
-                clarity = self._call("clarity", self._grade_clarity, rgb, seg, species.top[0].label, area=area)
+                clarity = self._call("clarity", self._grade_clarity, rgb, seg, label, area=area)
             # a head trained on graded photos outranks the measurement (gemid.vision.learned)
             colour, clarity = apply_heads(colour, clarity, pred.heads, self.bundle.heads)
-
-        tests: TestsResult | None = None
-        if species.decision != "rejected":
-            tests = self._call("tests", self._recommend, list(species.top))
-        if readings is not None and self._rerank is not None:
-            reranking = self._call("reranking", self._rerank, list(species.top), readings,
-                                   model_labels=self.bundle.labels)
-            if reranking is not None:
-                tests = (tests.model_copy(deep=True) if tests is not None else TestsResult())
-                tests.reranking = reranking
 
         img = prep.image
         return Report(
@@ -221,7 +221,27 @@ class Identifier:
             colour=colour,
             clarity=clarity,
             tests=tests,
+            conclusion=conclusion,
         )
+
+    def _evidence(self, species: SpeciesResult, readings: Readings | None) -> tuple[TestsResult | None, Conclusion]:
+        """The re-ranking with the readings, the conclusion from all the evidence, and the tests still to do
+        (guidance recomputed on the combined ranking, without the tests already done)."""
+        reranking = None
+        if readings is not None and self._rerank is not None:
+            reranking = self._call("reranking", self._rerank, list(species.top), readings,
+                                   model_labels=self.bundle.labels)
+        conclusion = conclude(species, reranking)
+        tests: TestsResult | None = None
+        if species.decision != "rejected" or reranking is not None:
+            done = tests_done(readings if reranking is not None else None)
+            candidates = list(reranking.combined) if reranking is not None else list(species.top)
+            tests = self._call("tests", self._recommend, candidates, available=set(TESTS) - set(done))
+            tests = tests.model_copy(deep=True) if tests is not None else TestsResult()
+            tests.done = done
+            tests.reranking = reranking
+            tests.lab_note = lab_note(conclusion, len(tests.recommended))
+        return tests, conclusion
 
     @staticmethod
     def _call(section: str, fn: Callable[..., Any] | None, *args: Any, **kwargs: Any) -> Any:

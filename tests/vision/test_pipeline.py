@@ -79,10 +79,14 @@ def test_grading_and_guidance_sections_are_filled(identifier):
     assert r.clarity.grade and r.tests.recommended
 
 
-def test_rejected_photo_gets_no_grades(identifier):
+def test_a_rejected_photo_still_has_its_stone_described_but_no_tests(identifier):
+    """Grades follow the stone that was found, whatever the species decision (report-schema.md): a simulant
+    or an unknown material still gets its colour described; with no species there is no test to recommend."""
     r = identifier.identify(encode(draw_stone((128, 128, 128))))
-    assert r.species.decision == "rejected"
-    assert r.colour is None and r.clarity is None and r.tests is None
+    assert r.species.decision == "rejected" and r.conclusion.decision == "rejected"
+    assert r.conclusion.label is None and r.conclusion.basis == "photo"
+    assert r.colour is not None and r.colour.hue == "neutral grey"
+    assert r.tests is None
 
 
 def test_blank_photo_is_rejected_as_too_poor(identifier):
@@ -168,7 +172,11 @@ def test_add_readings_makes_a_new_revision_and_keeps_the_original(identifier):
     assert new.report_id == original.report_id and new.revision == 2
     assert new.species == original.species and new.image == original.image
     assert new.tests.reranking is not None and new.tests.reranking.photo_only[0].label == "Emerald"
-    assert new.tests.recommended == original.tests.recommended
+    # guidance moves on: the tests just done are not recommended again
+    assert new.tests.done == ["refractive_index", "specific_gravity", "optic_character"]
+    done = {"refractive_index", "specific_gravity", "optic_character"}
+    assert original.tests.recommended[0].test in done and not done & {t.test for t in new.tests.recommended}
+    assert new.conclusion.basis == "photo+readings" and original.conclusion.basis == "photo"
     third = identifier.add_readings(new, Readings(ri=1.58))
     assert third.revision == 3
     with pytest.raises(GemidInputError) as e:

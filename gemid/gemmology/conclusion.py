@@ -1,0 +1,169 @@
+"""One conclusion from all the evidence: the photo's species result and, when there are any, the readings.
+
+The photo alone can identify, stay uncertain or reject (gemid.vision.classify decides, with the model's
+calibrated thresholds). Readings then settle or overturn it, by these rules:
+
+- A candidate whose readings fall outside its range by more than three instrument errors (`fits`) is
+  implausible, whatever the photo says: it is never the conclusion. The allowance for a misread instrument
+  is the likelihood's floor (gemid.gemmology.instruments.FLOOR), which only orders the implausible.
+- Readings that fit no candidate, or that fit a look-alike the model does not know clearly better than any
+  candidate (spinel for ruby, glass, CZ), make the conclusion **refer**: send it to a laboratory. It names
+  what the readings fit.
+- Readings that fit the answer are identified when the combined probability reaches IDENTIFY_COMBINED.
+- Look-alikes that read like the answer (a synthetic of the same species, a glass of the same RI and SG)
+  cannot be excluded by a photo and standard readings: `cannot_exclude` names them, and no conclusion ever
+  calls a stone natural.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gemid.gemmology.likelihood import Observed, fits, likelihood, mixture_likelihood
+from gemid.gemmology.table import Material, PropertyTable, default_table
+from gemid.report import Candidate, Conclusion, Readings, Reranking, SpeciesResult
+
+# The photo's candidates are those it gave at least this probability: a class it all but ruled out, promoted
+# by readings alone, means the photo and the readings disagree, and that is a referral, not an answer.
+MIN_PHOTO_SHARE = 0.02
+IDENTIFY_COMBINED = 0.80  # photo + readings: the answer's combined probability to call it identified
+LOOKALIKE_BETTER = 3.0  # a look-alike this many times likelier than the answer makes it a referral
+MAX_NAMED = 3
+
+
+def _name(m: Material) -> str:
+    return m.name if m.label is None else m.label
+
+
+def _imitates(m: Material, label: str) -> bool:
+    return "*" in m.lookalike_of or label in m.lookalike_of
+
+
+def photo_cannot_exclude(label: str | None, table: PropertyTable) -> list[str]:
+    """Look-alikes made or chosen to look like `label`: a photo cannot tell them from it."""
+    if label is None:
+        return []
+    return [m.name for m in table.lookalikes() if label in m.lookalike_of][:6]
+
+
+def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list[Material]:
+    good = [m for m in table.lookalikes() if _imitates(m, label) and m.name != label and fits(m, obs)]
+    return sorted(good, key=lambda m: -likelihood(m, obs))
+
+
+def _what_fits(obs: Observed, table: PropertyTable, photo_top: str | None) -> list[str]:
+    """Table materials the readings fit, by the name a technician knows them by: look-alikes of the photo's
+    answer first (red spinel for a ruby), then imitations of anything (glass, CZ), then the rest, likeliest
+    first within each."""
+    good = [m for m in table.materials if fits(m, obs)]
+
+    def order(m: Material) -> tuple[int, float]:
+        if m.label is None and photo_top in m.lookalike_of:
+            tier = 0
+        elif m.label is None and "*" in m.lookalike_of:
+            tier = 1
+        else:
+            tier = 2
+        return tier, -likelihood(m, obs)
+
+    names: list[str] = []
+    for m in sorted(good, key=order):
+        if _name(m) not in names:
+            names.append(_name(m))
+    return names[:MAX_NAMED]
+
+
+def conclude(species: SpeciesResult, reranking: Reranking | None = None, *,
+             table: PropertyTable | None = None) -> Conclusion:
+    """The report's conclusion: the photo's result alone, or the photo's combined with the readings."""
+    table = table or default_table()
+    top = species.top[0] if species.top else None
+    if reranking is None or not _has_readings(reranking.readings):
+        if species.decision == "rejected" or top is None:
+            return Conclusion(decision="rejected", basis="photo", reason=species.reason)
+        return Conclusion(decision=species.decision, label=top.label, probability=round(top.probability, 4),
+                          basis="photo", reason=species.reason,
+                          cannot_exclude=photo_cannot_exclude(top.label, table))
+    return _with_readings(species, reranking, table)
+
+
+def _has_readings(readings: Readings) -> bool:
+    return not readings.is_empty()
+
+
+def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable) -> Conclusion:
+    obs = Observed.from_readings(rr.readings)
+    ranked = list(rr.combined)
+
+    def plausible(c: Candidate) -> bool | None:
+        rows = table.rows_for(c.label)
+        return any(fits(m, obs) for m in rows) if rows else None
+
+    photo_top = rr.photo_only[0].label if rr.photo_only else None
+    considered = {c.label for c in rr.photo_only if c.probability >= MIN_PHOTO_SHARE} | {photo_top}
+    fitting = [c for c in ranked if c.label in considered and plausible(c) is not False]
+    if species.decision == "rejected" or not fitting:
+        names = _what_fits(obs, table, photo_top)
+        shown = [c.label for c in rr.photo_only if c.label in considered]
+        why = ("the photo could not be judged" if species.decision == "rejected"
+               else f"the readings fit none of the photo's candidates ({_join(shown)})")
+        reason = (f"Refer to a laboratory: {why}. "
+                  + (f"The readings fit {_join(names)}." if names else
+                     "They fit no material in the property table either: check the readings."))
+        return Conclusion(decision="refer", label=names[0] if names else None, basis="photo+readings",
+                          reason=reason, fits=names)
+
+    best = fitting[0]
+    best_lik = mixture_likelihood(table.rows_for(best.label), obs) if table.rows_for(best.label) else 0.0
+    lookalikes = _fitting_lookalikes(best.label, obs, table)
+    # a look-alike of the answer the readings fit clearly better than the answer: the model cannot know it
+    better = [m for m in lookalikes if best_lik > 0 and likelihood(m, obs) >= LOOKALIKE_BETTER * best_lik]
+    others = [m for m in lookalikes if m not in better]
+    cannot_exclude = [m.name for m in others][:MAX_NAMED * 2]
+    if better:
+        names = [m.name for m in better][:MAX_NAMED]
+        return Conclusion(
+            decision="refer", label=names[0], basis="photo+readings", fits=names, cannot_exclude=cannot_exclude,
+            reason=(f"Refer to a laboratory: the readings fit {_join(names)} better than {best.label}, the photo's "
+                    f"answer; the photo model does not know {_join(names)}."))
+    p = best.probability
+    decision = "identified" if p >= IDENTIFY_COMBINED else "uncertain"
+    moved = best.label != (rr.photo_only[0].label if rr.photo_only else None)
+    if decision == "identified":
+        reason = (f"The readings fit {best.label}" + (" and overturn the photo's first choice" if moved else
+                                                      " and confirm the photo")
+                  + f" (combined probability {p:.0%}).")
+    else:
+        alternatives = [c.label for c in fitting[1:MAX_NAMED + 1]]
+        reason = (f"{best.label} is the likeliest ({p:.0%} with the readings), but "
+                  + (f"{_join(alternatives)} also fit" if alternatives else "the evidence is not yet conclusive")
+                  + ": take the next recommended test.")
+    if cannot_exclude:
+        reason += (f" Readings like these cannot exclude {_join(cannot_exclude)}: a laboratory can "
+                   "(spectroscopy, magnification).")
+    return Conclusion(decision=decision, label=best.label, probability=round(min(1.0, p), 4),
+                      basis="photo+readings", reason=reason, fits=[best.label] if moved else [],
+                      cannot_exclude=cannot_exclude)
+
+
+LAB_METHODS = ("a gemmological laboratory settles it: magnification (inclusions, growth features), "
+               "spectroscopy (UV-Vis, FTIR, Raman) and, for synthetics, trace-element analysis")
+
+
+def lab_note(conclusion: Conclusion, recommended: int) -> str | None:
+    """What a laboratory would add, when standard tests cannot finish the job."""
+    if conclusion.decision == "refer":
+        return f"Standard tests cannot settle this stone: {LAB_METHODS}."
+    if conclusion.cannot_exclude and conclusion.basis == "photo+readings":
+        return (f"No standard test separates {conclusion.label} from {_join(conclusion.cannot_exclude)}: "
+                f"{LAB_METHODS}.")
+    if recommended == 0 and conclusion.basis == "photo+readings" and conclusion.decision != "identified":
+        return f"No cheap test is left that separates the remaining candidates: {LAB_METHODS}."
+    return None
+
+
+def _join(names: Sequence[str]) -> str:
+    names = list(names)
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " or " + names[-1]

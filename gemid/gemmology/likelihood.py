@@ -1,0 +1,224 @@
+"""How likely actual readings are for a material, and whether they fit it at all: what re-ranking and the
+conclusion weigh. The instruments' errors and the outcome model they share with the guidance are
+gemid.gemmology.instruments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gemid.gemmology.instruments import (
+    BROAD_BIREF,
+    BROAD_RI,
+    BROAD_SG,
+    FLOOR,
+    REFRACTOMETER_LIMIT,
+    SIGMA_BIREF,
+    SIGMA_BIREF_UNDER,
+    SIGMA_RI,
+    SIGMA_RI_SPOT,
+    SIGMA_SG,
+    SIGN_OUTCOMES,
+    TESTS,
+    TWO_EDGES_MIN,
+    band_pdf,
+    expected_text,
+    optic_probs,
+    p_over_limit,
+    pleochroism_probs,
+    ri_bands,
+    ri_sigma,
+    sigma_sg,
+    sign_probs,
+    uv_probs,
+)
+from gemid.gemmology.table import FLUORESCENCE, OPTICS, PLEOCHROISM, Material
+from gemid.report import Readings
+
+
+def tests_done(readings: Readings | None) -> list[str]:
+    """The tests whose readings were entered, in TESTS order: guidance does not send the technician back."""
+    if readings is None:
+        return []
+    read = {
+        "refractive_index": readings.ri is not None or bool(readings.ri_otl),
+        "birefringence": readings.birefringence is not None or readings.ri_high is not None,
+        "specific_gravity": readings.sg is not None,
+        "optic_character": readings.optic is not None,
+        "optic_sign": readings.optic_sign is not None,
+        "pleochroism": readings.pleochroism is not None,
+        "uv_fluorescence": readings.uv_lw is not None,
+    }
+    return [t for t in TESTS if read[t]]
+
+
+# --- re-ranking: the likelihood of actual readings --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """Readings normalised for the likelihood: birefringence derived from two RI edges when not given."""
+
+    ri: float | None
+    ri_two_edges: bool
+    ri_otl: bool
+    biref: float | None
+    sg: float | None
+    optic: str | None
+    optic_sign: str | None
+    pleochroism: str | None
+    uv_lw: str | None
+    ri_spot: bool = False
+    sigma_sg: float = SIGMA_SG
+
+    @classmethod
+    def from_readings(cls, r: Readings) -> Observed:
+        biref = r.birefringence
+        if biref is None and r.ri is not None and r.ri_high is not None:
+            biref = round(r.ri_high - r.ri, 4)
+        return cls(
+            ri=r.ri, ri_two_edges=r.ri is not None and r.ri_high is not None and r.ri_high - r.ri >= TWO_EDGES_MIN,
+            ri_otl=bool(r.ri_otl) and r.ri is None, biref=biref, sg=r.sg, optic=r.optic,
+            optic_sign=r.optic_sign, pleochroism=r.pleochroism, uv_lw=r.uv_lw, ri_spot=bool(r.ri_spot),
+            sigma_sg=sigma_sg(r.weight_ct),
+        )
+
+    def ri_sigma(self, m: Material) -> float:
+        """The RI error follows how the stone was read (a spot reading on a curved surface is coarser), and an
+        aggregate gives only a spot reading however it was read."""
+        return SIGMA_RI_SPOT if (self.ri_spot or m.aggregate) else SIGMA_RI
+
+    def neutral_likelihood(self) -> float:
+        """What a material of unknown properties scores: the broad density of every reading."""
+        p = 1.0
+        if self.ri is not None:
+            p *= BROAD_RI
+        if self.ri_otl:
+            p *= 0.5
+        if self.biref is not None:
+            p *= BROAD_BIREF
+        if self.sg is not None:
+            p *= BROAD_SG
+        if self.optic:
+            p *= 1.0 / len(OPTICS)
+        if self.optic_sign:
+            p *= 1.0 / len(SIGN_OUTCOMES)
+        if self.pleochroism:
+            p *= 1.0 / len(PLEOCHROISM)
+        if self.uv_lw:
+            p *= 1.0 / len(FLUORESCENCE)
+        return p
+
+
+def _ri_windows(m: Material, obs: Observed) -> list[tuple[float, float, float]]:
+    """Where the (low) RI reading should fall: with two edges read, below the top by the birefringence."""
+    assert m.ri is not None
+    if obs.ri_two_edges and m.biref is not None and not m.aggregate:
+        return [(m.ri.low, max(m.ri.low, m.ri.high - m.biref.low), 1.0)]
+    return ri_bands(m)
+
+
+def likelihood(m: Material, obs: Observed) -> float:
+    """p(readings | material): product over the readings, each with a floor for robustness."""
+    p = 1.0
+    if obs.ri is not None:
+        if m.ri is None:
+            p *= FLOOR * BROAD_RI
+        else:
+            s = obs.ri_sigma(m)
+            dens = sum(w * float(band_pdf(obs.ri, lo, hi, s)) for lo, hi, w in _ri_windows(m, obs))
+            p *= (1 - FLOOR) * dens + FLOOR * BROAD_RI
+        if obs.ri_two_edges and _singly_refractive(m):
+            p *= FLOOR  # two edges: the stone is doubly refractive
+    elif obs.ri_otl:
+        p *= (1 - FLOOR) * p_over_limit(m) + FLOOR
+    if obs.biref is not None:
+        if m.ri is None or m.ri.low >= REFRACTOMETER_LIMIT:
+            p *= FLOOR * BROAD_BIREF
+        elif m.biref is None:
+            p *= 0.1 * BROAD_BIREF  # an aggregate shows no measurable birefringence
+        else:
+            dens = float(band_pdf(obs.biref, m.biref.low, m.biref.high, _biref_sigma(m, obs.biref)))
+            p *= (1 - FLOOR) * dens + FLOOR * BROAD_BIREF
+    if obs.sg is not None:
+        p *= (1 - FLOOR) * float(band_pdf(obs.sg, m.sg.low, m.sg.high, obs.sigma_sg)) + FLOOR * BROAD_SG
+    if obs.optic:
+        p *= optic_probs(m)[obs.optic]
+    if obs.optic_sign:
+        p *= sign_probs(m)[obs.optic_sign]
+    if obs.pleochroism:
+        p *= pleochroism_probs(m)[obs.pleochroism]
+    if obs.uv_lw:
+        p *= uv_probs(m)[obs.uv_lw]
+    return p
+
+
+def _singly_refractive(m: Material) -> bool:
+    return m.biref is not None and m.biref.high == 0 and "DR" not in m.optic
+
+
+def _biref_sigma(m: Material, biref: float) -> float:
+    assert m.biref is not None
+    return SIGMA_BIREF_UNDER if biref < m.biref.low else SIGMA_BIREF
+
+
+def mixture_likelihood(rows: Sequence[Material], obs: Observed) -> float:
+    total = sum(m.weight for m in rows)
+    return sum(m.weight * likelihood(m, obs) for m in rows) / total
+
+
+def fits(m: Material, obs: Observed) -> bool:
+    """Every reading within the material's range plus three instrument errors (UV only when flatly opposed)."""
+    if obs.ri is not None:
+        if m.ri is None:
+            return False
+        s = 3 * obs.ri_sigma(m)
+        if not any(lo - s <= obs.ri <= hi + s for lo, hi, _ in ri_bands(m)):
+            return False
+        if obs.ri_two_edges and _singly_refractive(m):
+            return False
+    elif obs.ri_otl and m.ri is not None and m.ri.high < REFRACTOMETER_LIMIT - 2 * ri_sigma(m):
+        return False
+    if obs.biref is not None:
+        if m.biref is None or m.ri is None or m.ri.low >= REFRACTOMETER_LIMIT:
+            return False
+        if not m.biref.low - 3 * SIGMA_BIREF_UNDER <= obs.biref <= m.biref.high + 3 * SIGMA_BIREF:
+            return False
+    if obs.sg is not None and not m.sg.low - 3 * obs.sigma_sg <= obs.sg <= m.sg.high + 3 * obs.sigma_sg:
+        return False
+    if obs.optic and obs.optic not in m.optic:
+        strain_pair = {obs.optic, *m.optic} >= {"SR", "ADR"} and obs.optic in ("SR", "ADR")
+        if not strain_pair:
+            return False
+    if obs.optic_sign and obs.optic_sign not in m.optic_sign:
+        return False
+    if obs.pleochroism:
+        d = min(abs(PLEOCHROISM.index(obs.pleochroism) - PLEOCHROISM.index(v)) for v in m.pleochroism)
+        if d > 1:
+            return False
+    if obs.uv_lw:
+        d = min(abs(FLUORESCENCE.index(obs.uv_lw) - FLUORESCENCE.index(v)) for v in m.uv_lw)
+        if d > 2:
+            return False
+    return True
+
+
+def describe(m: Material, obs: Observed) -> str:
+    """The material's values for the properties that were read, e.g. 'RI 1.470-1.700, SR or ADR'."""
+    parts = []
+    if obs.ri is not None or obs.ri_otl:
+        parts.append(f"RI {expected_text(m, 'refractive_index')}")
+    if obs.biref is not None:
+        parts.append(f"birefringence {expected_text(m, 'birefringence')}")
+    if obs.sg is not None:
+        parts.append(f"SG {expected_text(m, 'specific_gravity')}")
+    if obs.optic:
+        parts.append(expected_text(m, "optic_character"))
+    if obs.optic_sign:
+        parts.append(expected_text(m, "optic_sign"))
+    if obs.pleochroism:
+        parts.append(f"pleochroism {expected_text(m, 'pleochroism')}")
+    if obs.uv_lw:
+        parts.append(f"LWUV {expected_text(m, 'uv_fluorescence')}")
+    return ", ".join(parts)
