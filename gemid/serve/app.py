@@ -25,11 +25,12 @@ from gemid import __version__
 from gemid.serve.analysis import Analysis, ProcessAnalysis, ThreadAnalysis, load_identifier
 from gemid.serve.errors import install_error_handlers
 from gemid.serve.images import ImageStore
-from gemid.serve.limits import BodyLimitMiddleware
+from gemid.serve.limits import BodyLimitMiddleware, InFlightMiddleware
 from gemid.serve.metrics import MetricsMiddleware, ServiceMetrics
 from gemid.serve.routes import ROUTERS
 from gemid.serve.settings import Settings
 from gemid.serve.store import ReportStore
+from gemid.serve.uploads import clear_spool
 
 if TYPE_CHECKING:
     from gemid.vision.pipeline import Identifier
@@ -68,6 +69,9 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        left = await to_thread.run_sync(clear_spool, settings.spool_dir)
+        if left:
+            log.info("removed %d upload(s) left half-received by an earlier run", left)
         store = await to_thread.run_sync(ReportStore.open, settings.database_url)
         analysis: Analysis | None = None
         try:
@@ -82,7 +86,10 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
             await analysis.start()
             app.state.analysis = analysis
             app.state.store = store
-            app.state.images = ImageStore(settings.images_dir)
+            images = ImageStore(settings.images_dir, settings.max_store_bytes)
+            app.state.metrics.store_bytes.set(await to_thread.run_sync(images.used))
+            app.state.metrics.store_max_bytes.set(settings.max_store_bytes or 0)
+            app.state.images = images
             app.state.identifier = loaded
             bundle = loaded.bundle
             app.state.metrics.set_model(bundle.name, bundle.version, settings.model_variant)
@@ -110,7 +117,8 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
     app.state.images = None
 
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
+    app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings), timeout=settings.body_timeout)
+    app.add_middleware(InFlightMiddleware, limit=settings.max_in_flight, on_refused=app.state.metrics.busy.inc)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     for router in ROUTERS:
         app.include_router(router)

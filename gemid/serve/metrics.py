@@ -35,6 +35,12 @@ class ServiceMetrics:
         self.inference = Histogram("gemid_inference_seconds",
                                    "Seconds to analyse one photo (decode, segment, classify, grade)",
                                    buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.store_bytes = Gauge("gemid_store_photo_bytes", "Bytes used by the stored photos",
+                                 registry=self.registry, multiprocess_mode="max")
+        self.store_max_bytes = Gauge("gemid_store_photo_max_bytes", "GEMID_MAX_STORE_BYTES (0: no limit)",
+                                     registry=self.registry, multiprocess_mode="max")
+        self.busy = Counter("gemid_busy_refusals_total", "Requests refused 503 because GEMID_MAX_IN_FLIGHT were "
+                            "already in flight", registry=self.registry)
         # an Info metric in all but name: Info has no multiprocess form; this one exposes the same sample
         self.model = Gauge("gemid_model_info", "The model bundle being served", ["name", "version", "variant"],
                            registry=self.registry, multiprocess_mode="max")

@@ -65,6 +65,23 @@ class Settings(BaseSettings):
                                  "is retried once, then refused); worker processes only: a thread cannot be stopped",
     )
 
+    max_revisions: int = Field(50, ge=1, le=10_000, description=(
+        "most revisions one report may have (the photo-only report and each set of readings added); past it, 409"))
+    max_store_bytes: int | None = Field(None, ge=1, description=(
+        "most bytes the stored photos may use; a photo that would pass it is refused with 507 (unset: no limit)"))
+    max_in_flight: int = Field(32, ge=1, le=10_000, description=(
+        "most /v1 requests being received or analysed at once; more get 503 with Retry-After, so the server's "
+        "memory stays bounded"))
+    max_connections: int = Field(2000, ge=16, le=1_000_000, description=(
+        "most open connections; at the cap, the connection idle longest is closed to make room, so health "
+        "checks still answer during a flood of idle sockets"))
+    header_timeout: float = Field(10.0, gt=0, le=3600, description=(
+        "seconds a connection may take to send a complete request head; then it is closed"))
+    keep_alive_timeout: float = Field(5.0, gt=0, le=3600, description=(
+        "seconds an idle keep-alive connection is kept open between requests"))
+    body_timeout: float = Field(30.0, gt=0, le=3600, description=(
+        "seconds a request body may pause without sending anything; then the request is answered 408"))
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
@@ -91,3 +108,8 @@ class Settings(BaseSettings):
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where uploads are spooled while a request is read (the store's disk; emptied at start-up)."""
+        return self.data_dir / "incoming"

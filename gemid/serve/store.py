@@ -24,8 +24,8 @@ from sqlalchemy import Engine, create_engine, event, func, insert, select, updat
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gemid.report import Decision, Report
-from gemid.serve.images import ImageStore, extension_for, sha256_bytes
+from gemid.report import ConclusionDecision, Report
+from gemid.serve.images import ImageStore, extension_for, sha256_bytes, sha256_file
 from gemid.serve.models_db import ReportRow, RevisionRow
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class ReportSummary(BaseModel):
     updated_at: datetime
     reference: str | None
     file: str | None
-    decision: Decision
+    decision: ConclusionDecision
     species: str
     probability: float
     image_sha256: str
@@ -106,7 +106,11 @@ def schema_revision(engine: Engine) -> str | None:
 
 
 def current_answer(report: Report) -> tuple[str, str, float]:
-    """(decision, top-1 label, its probability): the readings' combined ranking when there is one."""
+    """(decision, label, probability) of the report's conclusion (photo and readings); for a report stored
+    before conclusions existed, the photo's decision and the readings' combined ranking."""
+    c = report.conclusion
+    if c is not None:
+        return c.decision, c.label or "", c.probability or 0.0
     top = report.species.top
     if report.tests and report.tests.reranking and report.tests.reranking.combined:
         top = report.tests.reranking.combined
@@ -114,9 +118,10 @@ def current_answer(report: Report) -> tuple[str, str, float]:
     return report.species.decision, (best.label if best else ""), (best.probability if best else 0.0)
 
 
-def put_photo(images: ImageStore, report: Report, data: bytes) -> tuple[str, str]:
-    """Store the report's photo (atomic, fsynced); (sha256, extension) to record in its row."""
-    sha = sha256_bytes(data)
+def put_photo(images: ImageStore, report: Report, data: bytes | Path) -> tuple[str, str]:
+    """Store the report's photo (bytes, or the file it was spooled to; atomic, fsynced); (sha256, extension)
+    to record in its row."""
+    sha = sha256_file(data) if isinstance(data, Path) else sha256_bytes(data)
     if report.image.sha256 != sha:
         log.warning("report %s: image sha256 %s differs from the bytes' %s; storing by the bytes",
                     report.report_id, report.image.sha256[:12], sha[:12])

@@ -114,7 +114,7 @@ BAD = [
     ("pdf", {"files": [upload("scan.pdf", b"%PDF-1.7\n" + b"x" * 200)]}, {}, 415, "unsupported_type", "PDF"),
     ("truncated jpeg", {"files": [upload("a.jpg", truncated_jpeg())]}, {}, 422, "corrupt_image", ""),
     ("random bytes", {"files": [upload("a.png", random.Random(1).randbytes(3000))]}, {}, 415, "unsupported_type", ""),
-    ("oversize", {"files": [upload("big.png", stone("Ruby"))]}, {"max_bytes": 2000}, 413, "too_large", "MB"),
+    ("oversize", {"files": [upload("big.png", stone("Ruby"))]}, {"max_bytes": 2000}, 413, "too_large", "limit is 2.0 KiB"),
     ("too many pixels", {"files": [upload("wide.png", stone("Ruby"))]}, {"max_pixels": 10_000}, 413,
      "too_many_pixels", "MP"),
 ]

@@ -11,6 +11,7 @@ naming the fields, and a parcel of photos is read one upload at a time.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from anyio import to_thread
@@ -18,16 +19,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException
 
 from gemid.errors import EmptyFile, GemidInputError, TooLarge
 from gemid.messages import dotted, validation_message
 from gemid.report import MAX_REFERENCE, FileError, Readings, Report, clean_file_name, clean_reference
 from gemid.serve.deps import AnalysisDep, IdentifierDep, ImagesDep, MetricsDep, SettingsDep, StoreDep
-from gemid.serve.errors import ApiError, store_failure
+from gemid.serve.errors import ApiError, size_text, store_failure
+from gemid.serve.images import ImageStore
 from gemid.serve.settings import Settings
 from gemid.serve.store import put_photo
+from gemid.serve.uploads import SpooledUpload, UploadParser, discard
 
 READING_FIELDS = tuple(Readings.model_fields)
 FORM_FIELDS = ("images", "reference", *READING_FIELDS)
@@ -40,22 +43,19 @@ class IdentifyResponse(BaseModel):
     reports: list[Report | FileError]
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
-
-
-async def _read_form(request: Request, settings: Settings) -> FormData:
+async def _read_form(request: Request, settings: Settings) -> tuple[FormData, list[SpooledUpload]]:
+    """The form, its photos spooled to named files under the data folder (gemid.serve.uploads)."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError(400, "no_files", "send the photos as multipart/form-data in the field 'images' "
                        f"(got content type '{content_type or 'none'}')")
+    parser = UploadParser(request.headers, request.stream(), spool_dir=settings.spool_dir,
+                          max_bytes=settings.max_bytes, max_files=settings.max_files,
+                          max_fields=len(FORM_FIELDS) * 2, max_part_size=MAX_TEXT_FIELD)
     try:
-        return await request.form(max_files=settings.max_files, max_fields=len(FORM_FIELDS) * 2,
-                                  max_part_size=MAX_TEXT_FIELD)
-    except ApiError:
-        raise
-    except StarletteHTTPException as exc:  # the multipart parser's refusals
-        detail = str(exc.detail)
+        return await parser.parse(), parser.spooled
+    except MultiPartException as exc:  # the multipart parser's refusals
+        detail = str(exc.message)
         if "Too many files" in detail:
             raise ApiError(400, "too_many_files",
                            f"too many photos in one request: at most {settings.max_files}") from exc
@@ -67,7 +67,7 @@ async def _read_form(request: Request, settings: Settings) -> FormData:
         raise ApiError(400, "bad_multipart", f"the multipart body could not be read: {detail}") from exc
 
 
-def _parse_fields(form: FormData, settings: Settings) -> tuple[list[UploadFile], str | None, Readings | None]:
+def _parse_fields(form: FormData, settings: Settings) -> tuple[list[SpooledUpload], str | None, Readings | None]:
     unknown = sorted({k for k in form if k not in FORM_FIELDS})
     images = form.getlist("images")
     if not images:
@@ -76,7 +76,7 @@ def _parse_fields(form: FormData, settings: Settings) -> tuple[list[UploadFile],
     if unknown:
         raise ApiError(400, "unknown_field", f"unknown form field(s) {', '.join(repr(k) for k in unknown)}; "
                        f"the fields are: {', '.join(FORM_FIELDS)}")
-    if not all(isinstance(f, UploadFile) for f in images):
+    if not all(isinstance(f, SpooledUpload) for f in images):
         raise ApiError(400, "not_a_file", "the field 'images' must carry file uploads, not text")
     if len(images) > settings.max_files:
         raise ApiError(400, "too_many_files", f"too many photos in one request: at most {settings.max_files}")
@@ -96,24 +96,22 @@ def _parse_fields(form: FormData, settings: Settings) -> tuple[list[UploadFile],
     except GemidInputError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
     given = {k: v for k, v in texts.items() if v != ""}
-    try:
-        readings = Readings.model_validate(given) if given else None
+    try:  # form fields are text: parsed as text ("1.76", "true"), where a JSON body must send numbers
+        readings = Readings.model_validate_strings(given) if given else None
     except ValidationError as exc:
         message = validation_message(exc, field=lambda loc: dotted(loc, empty="readings"))
         raise ApiError(422, "invalid_readings", f"invalid readings: {message}") from exc
-    return [f for f in images if isinstance(f, UploadFile)], reference, readings
+    return [f for f in images if isinstance(f, SpooledUpload)], reference, readings
 
 
-async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
-    """The file's bytes, never more than max_bytes + 1 of them in memory."""
-    if upload.size is not None and upload.size > max_bytes:
-        raise TooLarge(f"the photo is {_mb(upload.size)}; the limit is {_mb(max_bytes)} per photo")
-    data = await upload.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise TooLarge(f"the photo is over the limit of {_mb(max_bytes)} per photo")
-    if not data:
+def _checked_upload(upload: SpooledUpload, max_bytes: int, images: ImageStore) -> Path:
+    """Where the photo was spooled, once its size is known to be acceptable (and to fit the store's quota)."""
+    if upload.oversize or upload.received > max_bytes:
+        raise TooLarge(f"the photo is {size_text(upload.received)}; the limit is {size_text(max_bytes)} per photo")
+    if upload.received == 0:
         raise EmptyFile("the file is empty (0 bytes); choose the photo again and re-send it")
-    return data
+    images.check_room(upload.received, upload.path)
+    return upload.path
 
 
 def _overall_status(statuses: list[int | None]) -> int:
@@ -162,7 +160,7 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
     its photo); otherwise the status that fits the refusals (413 too large, 415 not an image,
     422 corrupt, or stopping its analysis worker twice, 503 analysis workers down, 400 empty or several
     kinds), with the same entries."""
-    form = await _read_form(request, settings)
+    form, spooled = await _read_form(request, settings)
     try:
         uploads, reference, readings = _parse_fields(form, settings)
         if readings is not None and not identifier.capabilities.get("reranking", False):
@@ -175,25 +173,31 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
             # the reports clean it too (report.FileName); cleaned here as well for the log lines on the way
             name = clean_file_name(upload.filename or None)
             try:
-                data = await _read_upload(upload, settings.max_bytes)
+                photo = _checked_upload(upload, settings.max_bytes, images)
             except GemidInputError as exc:
                 out.append(FileError.from_exception(name, exc))
                 statuses.append(exc.status)
                 continue
-            outcome = await analysis.identify(data, filename=name, reference=reference, readings=readings,
+            # the worker reads the photo from its spooled file: the server never holds it whole
+            outcome = await analysis.identify(photo, filename=name, reference=reference, readings=readings,
                                               grade=grade)
             entry = outcome.entry
             if isinstance(entry, Report):
                 metrics.inference.observe(outcome.seconds)
                 try:  # the photo is on disk before any report row is committed
-                    to_store.append((entry, *await to_thread.run_sync(put_photo, images, entry, data)))
+                    to_store.append((entry, *await to_thread.run_sync(put_photo, images, entry, photo)))
+                except GemidInputError as exc:  # the store's quota, reached by the photos before this one
+                    out.append(FileError.from_exception(name, exc))
+                    statuses.append(exc.status)
+                    continue
                 except OSError as exc:  # disk full, permissions: a server fault, not the photo's
                     raise store_failure(exc) from exc
-            del data  # a parcel never holds more than one photo in memory
             out.append(entry)
             statuses.append(outcome.status)
     finally:
+        discard(spooled)
         await form.close()
+    metrics.store_bytes.set(images.used())
 
     if to_store:
         try:

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from gemid.errors import GemidInputError
-from gemid.report import Decision, Readings, Report, printable
+from gemid.report import ConclusionDecision, Readings, Report, printable
 from gemid.serve.deps import (
     MAX_INT32,
     IdentifierDep,
@@ -94,7 +94,7 @@ async def list_reports(
     since: Annotated[str | None, Query(description="ISO date or date-time, inclusive")] = None,
     until: Annotated[str | None, Query(description="ISO date (that whole day included) or date-time")] = None,
     species: Annotated[str | None, Query(max_length=100, description="current top-1 label, any case")] = None,
-    decision: Decision | None = None,
+    decision: ConclusionDecision | None = None,
     reference: Annotated[str | None, Query(max_length=200, description="substring, any case")] = None,
 ) -> ReportPage:
     """Newest first. Species and decision are those of each report's latest revision."""
@@ -158,7 +158,8 @@ async def get_image(store: StoreDep, images: ImagesDep, report_id: ReportId) -> 
 
 @router.post("/{report_id}/readings", response_model=Report, status_code=201, responses=ERROR_RESPONSES,
              summary="Add readings: a new revision, re-ranked")
-async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: LimiterDep, report_id: ReportId,
+async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: LimiterDep, settings: SettingsDep,
+                       report_id: ReportId,
                        readings: Readings,
                        replace: Annotated[bool, Query(description="forget earlier readings")] = False,
                        ) -> JSONResponse:
@@ -172,6 +173,10 @@ async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: Limi
         latest = await to_thread.run_sync(store.get, report_id)
         if latest is None:
             raise _not_found(report_id)
+        if latest.revision >= settings.max_revisions:
+            raise ApiError(409, "too_many_revisions",
+                           f"report {report_id} has {latest.revision} revisions, the most one report may have "
+                           f"(GEMID_MAX_REVISIONS); identify the stone again for a new report")
         merged = _merge_readings(latest, readings, replace)
         try:
             new = await to_thread.run_sync(identifier.add_readings, latest, merged, limiter=limiter)
