@@ -263,11 +263,15 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
         files=files,
         heads=restored.heads,
     )
-    (out / "bundle.json").write_text(bundle.model_dump_json(indent=2) + "\n")
-    load_bundle(out, verify=True)  # the runtime can read what we wrote, hashes included
     from gemid.training import model_card
 
-    model_card.write(out, eval_metrics)  # eval/ beside the bundle + MODEL_CARD.md from the same figures
+    (out / "bundle.json").write_text(bundle.model_dump_json(indent=2) + "\n")
+    try:
+        model_card.write(out, eval_metrics)  # eval/ beside the bundle + MODEL_CARD.md from the same figures
+    except Exception:
+        (out / "bundle.json").unlink()  # never leave a bundle that would load without its card
+        raise
+    load_bundle(out, verify=True)  # the runtime can read what we wrote: hashes and the model card
     say(f"wrote {out}/bundle.json ({name} {bundle.version}) in {time.time() - t0:.0f} s")
     return {"bundle": json.loads((out / "bundle.json").read_text()), "graph": graph, "parity": parity,
             "quantization": quant}

@@ -36,7 +36,9 @@ def render(bundle: dict, evaluation: dict) -> str:
     os_ = m.get("open_set", {})
     ab = m.get("abstain", {})
     conf = evaluation.get("confusions", [])[:12]
-    worst = sorted(evaluation.get("per_class", []), key=lambda r: r.get("f1", 0.0))[:10]
+    # a class with no prediction and no photo in the split has no F1 (None): it is not "weakest", it is unmeasured
+    worst = sorted((r for r in evaluation.get("per_class", []) if r.get("f1") is not None),
+                   key=lambda r: r["f1"])[:10]
     files = bundle.get("files", {})
 
     lines = [

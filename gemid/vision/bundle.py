@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from gemid.errors import ModelError
 
+MODEL_CARD = "MODEL_CARD.md"  # every bundle ships its card: what it was trained on, what it scores, where it fails
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"  # the bundles a source checkout ships
 DEFAULT_BUNDLE_DIR = MODELS_DIR / "gemid-species"
 
@@ -90,6 +91,10 @@ def load_bundle(directory: Path | str = DEFAULT_BUNDLE_DIR, *, verify: bool = Tr
     except (ValueError, TypeError) as exc:
         raise ModelError(f"{meta} is not a valid bundle: {exc}") from exc
     bundle.root = root
+    if not (root / MODEL_CARD).is_file():
+        raise ModelError(f"bundle {bundle.name} at {root} has no {MODEL_CARD}: a model without its card (what it "
+                         "was trained on, what it scores, where it fails) is not served; export it again with "
+                         "gemid export")
     if verify:
         for variant, entry in bundle.files.items():
             path = root / entry.path

@@ -166,6 +166,7 @@ def build_bundle(
         "heads": {HEAD_NAME: HEAD_CLASSES},
     }
     (dest / "bundle.json").write_text(json.dumps(meta, indent=2))
+    (dest / "MODEL_CARD.md").write_text("# tiny test model\n\nDrawn stones only; for the tests.\n")
     return dest
 
 

@@ -309,3 +309,22 @@ def test_quantize_accepts_the_manifest_re_imported_since_paths_became_relative(r
     assert main(["quantize", "--bundle", str(out), "--manifest", str(moved)]) == 0
     assert load_bundle(out).training["manifest_sha256"] == legacy
 
+
+
+def test_export_with_a_class_nothing_was_predicted_as(run, tmp_path, monkeypatch, capsys):
+    """An evaluation in which a class had no prediction (F1 None) still exports, card included; it used to
+    end in a traceback and leave a bundle without its card."""
+    from gemid.cli import main
+    from gemid.vision.bundle import load_bundle
+
+    monkeypatch.setenv("GEMID_CACHE_DIR", str(run["cache"]))
+    ev = tmp_path / "eval"
+    shutil.copytree(run["eval"], ev)
+    metrics = json.loads((ev / "metrics.json").read_text())
+    metrics["per_class"][0].update(precision=None, f1=None)
+    (ev / "metrics.json").write_text(json.dumps(metrics))
+    out = tmp_path / "b"
+    assert main(["export", "--checkpoint", str(run["checkpoint"]), "--eval", str(ev), "--no-int8",
+                 "--out", str(out)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert (out / "MODEL_CARD.md").is_file() and load_bundle(out).name == "b"

@@ -50,3 +50,13 @@ def test_card_carries_the_measured_figures_and_commands(tmp_path):
     card = write(bundle_dir, eval_dir / "metrics.json")
     assert card.read_text() == text
     assert (bundle_dir / "eval" / "metrics.json").is_file()
+
+
+def test_a_class_without_predictions_renders_instead_of_crashing():
+    """A class with no photo predicted as it has no F1 (None): the card is written, and the class is not
+    called the weakest (it is unmeasured, not bad)."""
+    evaluation = {"n": 200, "confusions": [],
+                  "per_class": [{"class": "Ruby", "f1": 0.5}, {"class": "Benitoite", "f1": None},
+                                {"class": "Emerald", "f1": 0.9}]}
+    text = render(_bundle(), evaluation)
+    assert "Ruby (50 %)" in text and "Benitoite" not in text.split("Weakest classes by F1:")[1].split("\n")[0]

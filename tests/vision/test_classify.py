@@ -286,3 +286,20 @@ def test_shipped_model_on_real_photos(gems68_dir):
             total += 1
             hits += s in [c.label for c in r.top[:5]]
     assert total >= 8 and hits / total >= 0.8
+
+
+def test_a_bundle_without_its_model_card_is_refused(tmp_path):
+    """A bundle whose export stopped before its card (or whose card was removed) is not served."""
+    import shutil
+
+    from bundle_fixture import build_bundle
+
+    from gemid.errors import ModelError
+    from gemid.vision.bundle import load_bundle
+
+    bundle = build_bundle(tmp_path / "b", int8=False)
+    assert load_bundle(bundle).name
+    (bundle / "MODEL_CARD.md").unlink()
+    with pytest.raises(ModelError, match="has no MODEL_CARD.md"):
+        load_bundle(bundle)
+    shutil.rmtree(bundle)
