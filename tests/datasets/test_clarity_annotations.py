@@ -198,3 +198,31 @@ def test_sizes_and_splits_match_the_photos_and_the_species_split(first, gems68_d
     m = read_manifest(out)
     splits = {m.resolve(r).relative_to(gems68_dir.resolve()).as_posix(): r.split for r in m.rows}
     assert split_mismatches(first, splits) == []
+
+
+# --- how the benchmark counts answers -------------------------------------------------------------------
+
+
+def test_the_benchmark_counts_an_ungraded_answer_on_a_judgeable_stone_as_a_miss():
+    import sys
+    from types import SimpleNamespace as NS
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench.bench_clarity_real import answer, score
+
+    assert answer(NS(clarity=None)) == ("abstain", None)
+    assert answer(NS(clarity=NS(status="cannot_judge", eye_clean=None, grade=None))) == ("abstain", None)
+    assert answer(NS(clarity=NS(status="not_applicable", eye_clean=True, grade="VVS"))) == ("abstain", None)
+    assert answer(NS(clarity=NS(eye_clean=True, grade="VVS"))) == ("eye_clean", "VVS")  # no status field yet
+    assert answer(NS(clarity=NS(status="graded", eye_clean=False, grade="I3"))) == ("included", "I3")
+
+    s = score([("eye_clean", "eye_clean"), ("eye_clean", "included"), ("eye_clean", "abstain"),
+               ("eye_clean", "eye_clean"), ("included", "included"), ("included", "abstain"),
+               ("cannot_judge", "abstain"), ("cannot_judge", "included")])
+    assert s["judgeable"] == 6 and s["cannot_judge"] == 2
+    assert s["eye_clean_recall"] == pytest.approx(50.0)  # 2 of 4, the abstention counted as a miss
+    assert s["eye_clean_precision"] == pytest.approx(100.0)  # both stones called eye-clean are
+    assert s["included_recall"] == pytest.approx(50.0)
+    assert s["included_precision"] == pytest.approx(50.0)
+    assert s["abstention_rate"] == pytest.approx(100 * 2 / 6)
+    assert s["cannot_judge_abstained"] == pytest.approx(50.0)
