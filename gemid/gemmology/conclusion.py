@@ -19,15 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gemid.gemmology.likelihood import Observed, fits, likelihood, mixture_likelihood
+from gemid.gemmology.likelihood import Observed, likelihood, measured_fit, mixture_likelihood
 from gemid.gemmology.table import Material, PropertyTable, default_table
 from gemid.report import Candidate, Conclusion, Readings, Reranking, SpeciesResult
 
 # The photo's candidates are those it gave at least this probability: a class it all but ruled out, promoted
 # by readings alone, means the photo and the readings disagree, and that is a referral, not an answer.
 MIN_PHOTO_SHARE = 0.02
+MIN_PHOTO_RATIO = 0.1  # ... and at least this share of the photo's first choice
 IDENTIFY_COMBINED = 0.80  # photo + readings: the answer's combined probability to call it identified
-LOOKALIKE_BETTER = 3.0  # a look-alike this many times likelier than the answer makes it a referral
+# A look-alike this many times likelier than the answer makes it a referral. Both fit the readings then (else
+# the first rule refers), so this is only for a reading that sits in the look-alike's narrow range and at the
+# edge of the answer's: a smaller factor referred genuine stones whose reading fell near their range's end.
+LOOKALIKE_BETTER = 20.0
 MAX_NAMED = 3
 
 
@@ -47,7 +51,7 @@ def photo_cannot_exclude(label: str | None, table: PropertyTable) -> list[str]:
 
 
 def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list[Material]:
-    good = [m for m in table.lookalikes() if _imitates(m, label) and m.name != label and fits(m, obs)]
+    good = [m for m in table.lookalikes() if _imitates(m, label) and m.name != label and measured_fit(m, obs)]
     return sorted(good, key=lambda m: -likelihood(m, obs))
 
 
@@ -55,7 +59,7 @@ def _what_fits(obs: Observed, table: PropertyTable, photo_top: str | None) -> li
     """Table materials the readings fit, by the name a technician knows them by: look-alikes of the photo's
     answer first (red spinel for a ruby), then imitations of anything (glass, CZ), then the rest, likeliest
     first within each."""
-    good = [m for m in table.materials if fits(m, obs)]
+    good = [m for m in table.materials if measured_fit(m, obs)]
 
     def order(m: Material) -> tuple[int, float]:
         if m.label is None and photo_top in m.lookalike_of:
@@ -97,10 +101,11 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable) 
 
     def plausible(c: Candidate) -> bool | None:
         rows = table.rows_for(c.label)
-        return any(fits(m, obs) for m in rows) if rows else None
+        return any(measured_fit(m, obs) for m in rows) if rows else None
 
     photo_top = rr.photo_only[0].label if rr.photo_only else None
-    considered = {c.label for c in rr.photo_only if c.probability >= MIN_PHOTO_SHARE} | {photo_top}
+    floor = max(MIN_PHOTO_SHARE, MIN_PHOTO_RATIO * (rr.photo_only[0].probability if rr.photo_only else 0.0))
+    considered = {c.label for c in rr.photo_only if c.probability >= floor} | {photo_top}
     fitting = [c for c in ranked if c.label in considered and plausible(c) is not False]
     if species.decision == "rejected" or not fitting:
         names = _what_fits(obs, table, photo_top)
@@ -116,10 +121,14 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable) 
     best = fitting[0]
     best_lik = mixture_likelihood(table.rows_for(best.label), obs) if table.rows_for(best.label) else 0.0
     lookalikes = _fitting_lookalikes(best.label, obs, table)
-    # a look-alike of the answer the readings fit clearly better than the answer: the model cannot know it
-    better = [m for m in lookalikes if best_lik > 0 and likelihood(m, obs) >= LOOKALIKE_BETTER * best_lik]
+    # a look-alike of the answer the readings fit clearly better than the answer: the model cannot know it.
+    # Not one of the answer's own mineral (a synthetic ruby is corundum): it reads like the real thing, so a
+    # narrower range is no evidence against the answer; it is named in cannot_exclude instead
+    minerals = {m.mineral for m in table.rows_for(best.label)}
+    better = [m for m in lookalikes if m.mineral not in minerals and best_lik > 0
+              and likelihood(m, obs) >= LOOKALIKE_BETTER * best_lik]
     others = [m for m in lookalikes if m not in better]
-    cannot_exclude = [m.name for m in others][:MAX_NAMED * 2]
+    cannot_exclude = [m.name for m in others]
     if better:
         names = [m.name for m in better][:MAX_NAMED]
         return Conclusion(

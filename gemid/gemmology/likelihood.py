@@ -170,6 +170,15 @@ def mixture_likelihood(rows: Sequence[Material], obs: Observed) -> float:
 
 def fits(m: Material, obs: Observed) -> bool:
     """Every reading within the material's range plus three instrument errors (UV only when flatly opposed)."""
+    return measured_fit(m, obs) and _observed_fit(m, obs)
+
+
+def measured_fit(m: Material, obs: Observed) -> bool:
+    """The measured readings (RI, birefringence, SG) within the material's range plus three instrument errors.
+
+    What makes a material implausible: a number off the scale by several instrument errors. The polariscope,
+    dichroscope and UV lamp are judged by eye and often misjudged, so they only weigh (the likelihood's soft
+    tables), never rule out."""
     if obs.ri is not None:
         if m.ri is None:
             return False
@@ -185,8 +194,11 @@ def fits(m: Material, obs: Observed) -> bool:
             return False
         if not m.biref.low - 3 * SIGMA_BIREF_UNDER <= obs.biref <= m.biref.high + 3 * SIGMA_BIREF:
             return False
-    if obs.sg is not None and not m.sg.low - 3 * obs.sigma_sg <= obs.sg <= m.sg.high + 3 * obs.sigma_sg:
-        return False
+    return obs.sg is None or m.sg.low - 3 * obs.sigma_sg <= obs.sg <= m.sg.high + 3 * obs.sigma_sg
+
+
+def _observed_fit(m: Material, obs: Observed) -> bool:
+    """What is judged by eye agrees with the material, allowing the usual confusions."""
     if obs.optic and obs.optic not in m.optic:
         strain_pair = {obs.optic, *m.optic} >= {"SR", "ADR"} and obs.optic in ("SR", "ADR")
         if not strain_pair:

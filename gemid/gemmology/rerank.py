@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gemid.errors import GemidInputError
-from gemid.gemmology.likelihood import Observed, describe, fits, likelihood, mixture_likelihood
+from gemid.gemmology.likelihood import Observed, describe, fits, likelihood, measured_fit, mixture_likelihood
 from gemid.gemmology.table import Material, PropertyTable, default_table
 from gemid.report import Candidate, Readings, Reranking
 
@@ -102,7 +102,7 @@ def rerank(
     for lab in priors:
         rows = table.rows_for(lab)
         lik[lab] = mixture_likelihood(rows, obs) if rows else neutral
-        if rows and not any(fits(m, obs) for m in rows):
+        if rows and not any(measured_fit(m, obs) for m in rows):
             lik[lab] *= IMPLAUSIBLE
     score = {lab: (p ** temper if p > 0 else 0.0) * lik[lab] for lab, p in priors.items()}
     total = sum(score.values())

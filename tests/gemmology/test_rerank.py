@@ -39,10 +39,13 @@ def test_ri_alone_leaves_ruby_and_rhodolite_sg_and_polariscope_settle_it():
     labels = default_table().model_labels
     ri_only = rerank(RED_68, Readings(ri=1.765), model_labels=labels)
     assert {c.label for c in ri_only.combined[:2]} == {"Ruby", "Rhodolite"}  # rhodolite 1.740-1.770 overlaps ruby on RI
-    full = rerank(RED_68, Readings(ri=1.765, sg=4.01, optic="DR"), model_labels=labels)
+    # a 2 ct stone: its SG is precise (a small stone's SG of 4.01 would still leave rhodolite a few percent)
+    full = rerank(RED_68, Readings(ri=1.765, sg=4.01, optic="DR", weight_ct=2.0), model_labels=labels)
     assert _top(full) == "Ruby" and full.combined[0].probability > 0.9
     # the other corundum colours fit those readings too: they may surface from the photo's tail, below ruby
     assert all(c.label.startswith("Sapphire") for c in full.combined[1:] if c.probability > 0.001)
+    small = rerank(RED_68, Readings(ri=1.765, sg=4.01, optic="DR"), model_labels=labels)
+    assert _top(small) == "Ruby" and "Rhodolite" in {c.label for c in small.combined[1:3]}
 
 
 def test_spinel_readings_with_only_garnet_and_ruby_candidates_name_spinel():

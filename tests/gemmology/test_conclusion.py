@@ -1,0 +1,112 @@
+"""One conclusion from the photo and the readings: published cases, the referral rules, guidance that moves
+on, and the instrument model a desk's readings need."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from gemid.gemmology.conclusion import conclude
+from gemid.gemmology.guidance import recommend
+from gemid.gemmology.instruments import TESTS, sigma_sg
+from gemid.gemmology.likelihood import Observed, measured_fit
+from gemid.gemmology.likelihood import tests_done as done_tests
+from gemid.gemmology.rerank import rerank
+from gemid.gemmology.table import default_table
+from gemid.report import Candidate, Readings, SpeciesResult
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_readings.py"
+CASES = json.loads((BENCH.parent / "data" / "published_readings.json").read_text())["cases"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_readings", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_readings"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("bench_readings", None)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_published_readings_reach_the_published_answer(bench, case):
+    """Readings as the literature gives them (not drawn from our own table): each case cites its source."""
+    conclusion, misses = bench.published_case(case, default_table())
+    assert case["source"] and not misses, misses
+
+
+def _photo(label: str, p: float = 0.9) -> tuple[SpeciesResult, list[Candidate]]:
+    others = [lab for lab in ("Rhodolite", "Almandine", "Sapphire Pink", "Spessartite") if lab != label]
+    cands = [Candidate(label=label, probability=p)] + [Candidate(label=o, probability=(1 - p) / 4) for o in others]
+    return SpeciesResult(decision="identified" if p >= 0.9 else "uncertain", reason="photo", top=cands), cands
+
+
+def test_photo_only_conclusion_is_the_photo_and_names_what_a_photo_cannot_exclude():
+    species, _ = _photo("Ruby")
+    c = conclude(species)
+    assert (c.decision, c.label, c.basis) == ("identified", "Ruby", "photo")
+    assert "Red spinel" in c.cannot_exclude and "Synthetic corundum (flame-fusion)" in c.cannot_exclude
+    rejected = conclude(SpeciesResult(decision="rejected", reason="not a gem", top=species.top))
+    assert rejected.decision == "rejected" and rejected.label is None
+
+
+def test_a_reading_far_outside_the_range_makes_a_candidate_implausible():
+    """RI 1.718 on a ruby photo (ruby 1.759-1.779, ±0.005): ruby is never the answer, and a candidate that fits
+    ranks above it in the combined list."""
+    species, cands = _photo("Ruby", 0.6)
+    cands = [cands[0]] + [c.model_copy(update={"probability": 0.05}) for c in cands[1:]]  # 20 % left to the rest
+    rr = rerank(cands, Readings(ri=1.718), model_labels=["Ruby", "Rhodolite", "Almandine", "Sapphire Pink",
+                                                         "Spessartite", "Kyanite"])
+    assert rr.combined[0].label != "Ruby"
+    c = conclude(species, rr)
+    assert c.label != "Ruby" and c.decision == "refer" and c.fits[0] == "Red spinel"
+
+
+def test_a_photo_all_but_ruling_out_the_answer_is_a_referral_not_an_answer():
+    """Readings that fit only a class the photo gave 2 % of its 90 %: the photo and the readings disagree."""
+    cands = [Candidate(label="Ruby", probability=0.9), Candidate(label="Hessonite", probability=0.02)]
+    species = SpeciesResult(decision="identified", reason="photo", top=cands)
+    c = conclude(species, rerank(cands, Readings(ri=1.742, sg=3.62)))
+    assert c.decision == "refer"
+
+
+def test_guidance_never_sends_the_technician_back_to_a_test_already_done():
+    species, cands = _photo("Ruby", 0.6)
+    before = recommend(cands)
+    assert before.recommended[0].test == "refractive_index"
+    readings = Readings(ri=1.762)
+    done = done_tests(readings)
+    rr = rerank(cands, readings)
+    after = recommend(list(rr.combined), available=set(TESTS) - set(done))
+    assert done == ["refractive_index"] and "refractive_index" not in {t.test for t in after.recommended}
+
+
+def test_sg_error_grows_as_the_stone_gets_lighter_and_a_small_stone_is_assumed():
+    assert sigma_sg(5.0) < sigma_sg(1.0) < sigma_sg(0.5)
+    assert sigma_sg(1.0) == pytest.approx(0.08) and sigma_sg(0.5) == pytest.approx(0.13, abs=0.005)
+    assert sigma_sg(None) == sigma_sg(0.5)
+
+
+def test_two_edges_rule_out_singly_refractive_rows_and_one_edge_does_not():
+    table = default_table()
+    (garnet,) = [m for m in table.rows_for("Rhodolite")][:1]
+    one = Observed.from_readings(Readings(ri=1.762))
+    two = Observed.from_readings(Readings(ri=1.762, ri_high=1.770))
+    assert measured_fit(garnet, one) and not measured_fit(garnet, two)
+
+
+def test_birefringence_may_be_under_read_but_not_over_read():
+    table = default_table()
+    (zoisite,) = table.rows_for("Tanzanite")[:1]
+    low = Observed.from_readings(Readings(ri=1.692, birefringence=0.002))
+    high = Observed.from_readings(Readings(ri=1.692, birefringence=0.030))
+    assert measured_fit(zoisite, low) and not measured_fit(zoisite, high)
+
+
+def test_weight_and_spot_are_how_readings_were_taken_not_readings():
+    assert Readings(weight_ct=0.5, ri_spot=True).is_empty() and not Readings(sg=3.9, weight_ct=0.5).is_empty()
