@@ -226,3 +226,31 @@ def test_a_photo_with_broken_exif_prints_no_library_warning(bundle, tmp_path):
     assert proc.stderr == ""
     debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, timeout=120)
     assert debug.returncode == 0 and "Corrupt EXIF data" in debug.stderr  # the case this test is about
+
+
+def test_readings_that_fit_cz_conclude_refer_in_the_json_the_table_and_the_csv(capsys, bundle, parcel, tmp_path):
+    """A ruby photo with CZ readings (over the limit, SG 5.80): the conclusion is refer, naming CZ, in every
+    output; the photo's own answer stays visible as "from the photo". The switches come from `Readings`."""
+    ruby = str(parcel / "a_ruby.png")
+    cz = ("--ri-otl", "--sg", "5.80", "--weight-ct", "1.1")
+    rc, out, _ = run(capsys, ruby, "--model", str(bundle), "--json", *cz)
+    (r,) = json.loads(out)
+    assert rc == 0 and r["species"]["top"][0]["label"] == "Ruby"
+    c = r["conclusion"]
+    assert (c["decision"], c["basis"], c["label"]) == ("refer", "photo+readings", "Cubic zirconia")
+    assert "Cubic zirconia" in c["fits"] and r["tests"]["done"] == ["refractive_index", "specific_gravity"]
+    assert r["tests"]["reranking"]["readings"]["weight_ct"] == 1.1 and r["tests"]["lab_note"]
+    rc, out, _ = run(capsys, ruby, "--model", str(bundle), *cz)
+    assert "refer" in out and "Cubic zirconia" in out and "From the photo" in out
+    target = tmp_path / "cz.csv"
+    run(capsys, ruby, "--model", str(bundle), "--csv", str(target), *cz)
+    with open(target, newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["decision"], row["answer"], row["photo_decision"], row["basis"]) == (
+        "refer", "Cubic zirconia", "identified", "photo+readings")
+
+
+def test_a_photo_alone_concludes_from_the_photo(capsys, bundle, parcel):
+    _rc, out, _ = run(capsys, str(parcel / "a_ruby.png"), "--model", str(bundle), "--json")
+    c = json.loads(out)[0]["conclusion"]
+    assert (c["decision"], c["label"], c["basis"]) == ("identified", "Ruby", "photo") and "Red spinel" in c["cannot_exclude"]
