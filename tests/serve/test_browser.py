@@ -250,12 +250,18 @@ def test_identify_then_rerank_with_readings(desk: Watched, server: str):
     stored = json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))
     assert stored["file"] == "red-oval.jpg"
 
-    # species: decision in words and the top-5 as bars with percentages, as the service answered
-    decision = card.locator(".species .decision").first.inner_text()
-    assert decision.startswith(("Identified:", "Uncertain", "Not a gemstone")), decision
-    labels = texts(card.locator(".species .bars .label"))
+    # the conclusion first, then the photo's decision and top 5 as bars with percentages, as the service answered
+    conclusion = card.locator(".species .conclusion")
+    assert conclusion.get_attribute("data-decision") == stored["conclusion"]["decision"]
+    decision = conclusion.locator(".decision").inner_text()
+    assert decision.startswith(("Identified:", "Uncertain", "Not a gemstone", "Refer")), decision
+    assert card.locator(".species .with-readings").count() == 0  # no readings yet: no such heading
+    photo_part = card.locator(".species .from-photo")
+    assert photo_part.get_by_role("heading").inner_text() == "From the photo"
+    assert photo_part.locator(".decision").get_attribute("data-decision") == stored["species"]["decision"]
+    labels = texts(photo_part.locator(".bars .label"))
     assert labels == [c["label"] for c in stored["species"]["top"][:5]]
-    assert all(p.endswith("%") for p in texts(card.locator(".species .bars .pct")))
+    assert all(p.endswith("%") for p in texts(photo_part.locator(".bars .pct")))
     assert page.locator("[data-status=done]").count() == 2
 
     # the photo (decoded preview) with the stone outline drawn over it
@@ -278,15 +284,22 @@ def test_identify_then_rerank_with_readings(desk: Watched, server: str):
 
     card.locator(".rerank").wait_for()
     assert card.get_attribute("data-revision") == "2"
-    photo_only = texts(card.locator(".rerank .photo-only .bars .label"))
-    combined = [t.split("\n")[0] for t in texts(card.locator(".rerank .combined .bars .label"))]
+    # the combined ranking under "With your readings", the photo's under "From the photo", never mixed
+    assert card.locator(".species .with-readings").get_by_role("heading").inner_text() == "With your readings"
+    photo_only = texts(card.locator(".species .from-photo .bars .label"))
+    combined = [t.split("\n")[0] for t in texts(card.locator(".species .with-readings .bars .label"))]
     assert photo_only[0] == labels[0]
     assert combined[0] != photo_only[0], (combined, photo_only)
     assert fits(combined[0], ri, sg), f"{combined[0]} cannot read RI {ri} / SG {sg} (chose {label})"
     assert f"RI: {ri}" in card.locator(".rerank").inner_text()
-    assert card.locator(".with-readings").inner_text().startswith(f"With your readings: most likely {combined[0]}")
     revision = json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))
     assert revision["revision"] == 2 and revision["tests"]["reranking"]["readings"]["sg"] == sg
+    c = revision["conclusion"]
+    assert card.locator(".species .conclusion").get_attribute("data-decision") == c["decision"]
+    if c["decision"] in ("identified", "uncertain"):
+        assert c["label"] in card.locator(".species .conclusion .decision").inner_text()
+    assert card.locator(".species .conclusion .basis").inner_text() == "From the photo and your readings"
+    assert page.evaluate("document.activeElement.textContent") == "Conclusion"  # focus on the new answer
     shot(page, "desk-readings-rerank")
     desk.assert_clean()
 
@@ -444,6 +457,187 @@ def test_keyboard_labels_and_focus(desk: Watched, server: str):
     ring = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert ring not in ("none", ""), "keyboard focus must be visible"
     assert page.locator("#announce[aria-live=polite]").count() == 1
+    desk.assert_clean()
+
+
+def _card_readings(card, **readings) -> None:
+    """Fill the card's readings form (switches by their label) and submit it."""
+    for label, value in readings.items():
+        box = card.get_by_label(label)
+        if value is True:
+            box.check()
+        else:
+            box.fill(str(value))
+    card.get_by_role("button", name="Re-rank with these readings").click()
+
+
+def test_readings_that_fit_no_candidate_refer_everywhere(desk: Watched, server: str):
+    """Cubic zirconia's readings (over the limit, SG 5.8) on a red stone: the card, the queue, the parcel
+    summary, History and the printed report all say "refer", naming CZ; the photo's answer stays visible
+    as "From the photo", and the guidance moves on past the tests just done."""
+    page = desk.page
+    reference = f"CZ-{uuid.uuid4().hex[:8]}"
+    page.goto(server)
+    page.get_by_label("Parcel or reference number").fill(reference)
+    page.set_input_files("#file-pick", files=[
+        {"name": "cz.jpg", "mimeType": "image/jpeg", "buffer": rendered_stone(11)},
+        {"name": "other.jpg", "mimeType": "image/jpeg", "buffer": rendered_stone(12)},
+    ])
+    page.get_by_role("button", name="Identify 2 photos").click()
+    page.wait_for_function("() => document.querySelectorAll('article.report').length === 2")
+    card = page.locator("article.report").first
+    rid = card.get_attribute("data-report-id")
+    photo = json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))
+
+    _card_readings(card, **{"RI over the limit": True, "Specific gravity (SG)": "5.8", "Weight (ct)": "0.5"})
+    page.wait_for_function("id => document.querySelector(`article.report[data-report-id='${id}']`)"
+                           ".dataset.revision === '2'", arg=rid)
+    stored = json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))
+    c = stored["conclusion"]
+    assert stored["tests"]["reranking"]["readings"]["weight_ct"] == 0.5
+    assert c["decision"] == "refer" and "Cubic zirconia" in c["fits"], c  # the service's answer, to be shown
+
+    conclusion = card.locator(".species .conclusion")
+    assert conclusion.get_attribute("data-decision") == "refer"
+    assert conclusion.locator(".decision").inner_text() == "Refer to a laboratory"
+    assert "refer" in conclusion.locator(".decision").get_attribute("class")
+    assert conclusion.locator(".fits").inner_text() == "The readings fit: " + ", ".join(c["fits"])
+    assert c["reason"] in conclusion.locator(".reason").inner_text()
+    # the photo's answer under its own heading, with the photo's bars; the readings' ranking under its own
+    from_photo = card.locator(".species .from-photo")
+    assert from_photo.locator(".decision").get_attribute("data-decision") == photo["species"]["decision"]
+    assert texts(from_photo.locator(".bars .label")) == [x["label"] for x in photo["species"]["top"][:5]]
+    combined = [t.split("\n")[0] for t in texts(card.locator(".species .with-readings .bars .label"))]
+    assert combined == [x["label"] for x in stored["tests"]["reranking"]["combined"][:5]]
+    assert "candidates only" in card.locator(".species .with-readings .ranking-caveat").inner_text()
+    line = card.locator(".species .with-readings .readings-line").inner_text()
+    assert "RI over the limit" in line and "Specific gravity: 5.8" in line and "Weight: 0.5 ct" in line
+    # guidance: what was done, never again as a next step, and the laboratory when only it can settle this
+    tests = card.locator(".tests-section")
+    assert tests.locator(".tests-done").inner_text() == "Done: Refractive index, Specific gravity."
+    assert tests.locator("li[data-test=refractive_index], li[data-test=specific_gravity]").count() == 0
+    assert stored["tests"]["lab_note"] and stored["tests"]["lab_note"] in tests.locator(".lab-note").inner_text()
+    # the queue and the parcel summary: the conclusion, and the photo's answer beside it
+    assert "Refer to a laboratory" in page.locator("#queue li[data-file='cz.jpg'] [data-status=done]").inner_text()
+    row = page.locator(f"#summary tr[data-report-id='{rid}']")
+    assert row.locator(".badge").inner_text() == "Refer to a lab"
+    assert "refer" in row.locator(".badge").get_attribute("class")
+    assert row.locator("td.answer").inner_text() == f"readings fit {c['label']} (with readings)"
+    photo_cell = row.locator("td.photo-answer").inner_text()
+    if photo["species"]["decision"] == "rejected":
+        assert photo_cell == "Not a gemstone"
+    else:
+        assert photo["species"]["top"][0]["label"] in photo_cell
+    shot(page, "desk-refer-card")
+
+    page.goto(server + "#/history")
+    page.get_by_label("Reference").fill(reference)
+    page.get_by_label("Decision").select_option("refer")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_function("n => document.querySelectorAll('table.history tbody tr').length === n", arg=1)
+    hist = page.locator("table.history tbody tr")
+    assert hist.get_attribute("data-report-id") == rid and "decision=refer" in page.url
+    assert hist.locator(".badge.refer").inner_text() == "Refer to a lab"
+    assert hist.locator("td[data-label=Conclusion]").inner_text() == f"readings fit {c['label']}"
+    shot(page, "desk-history-refer")
+
+    page.goto(f"{server}#/report/{rid}/print")
+    doc = page.locator("article.doc")
+    doc.wait_for()
+    assert doc.locator(".conclusion").get_attribute("data-decision") == "refer"
+    assert doc.locator(".from-photo").get_by_role("heading").inner_text() == "From the photo"
+    assert doc.locator(".tests-done").inner_text().startswith("Done: Refractive index")
+    assert doc.locator("li[data-test=refractive_index]").count() == 0  # no stale "do these next"
+    assert "Do these next" not in doc.inner_text()
+    shot(page, "desk-print-refer")
+    desk.assert_clean()
+
+
+def _altered(page, server: str, rid: str, change) -> None:
+    """Serve the stored report through `change(report)`: shapes of the schema the running model does not
+    produce here (a grade that could not be made, a report stored before conclusions existed)."""
+    def handle(route):
+        response = route.fetch()
+        body = response.json()
+        change(body)
+        route.fulfill(response=response, json=body)
+
+    page.route(f"{server}v1/reports/{rid}", handle)
+
+
+def test_grades_that_could_not_be_made_say_why(desk: Watched, server: str):
+    page = desk.page
+    rid = api_report(server)["report_id"]
+
+    def not_graded(r: dict) -> None:
+        r["colour"].update(status="cannot_judge", reason="too few pixels on the stone", hue=None, hue_angle=None,
+                           tone=None, saturation=None, hex=None, lab=None, description="")
+        r["clarity"].update(status="not_applicable", reason="an opaque material has no clarity grade", grade=None,
+                            eye_clean=None, severity=None, clarity_type=None, type_meaning=None, inclusions=[])
+
+    _altered(page, server, rid, not_graded)
+    for view, root in ((f"#/report/{rid}", "article.report"), (f"#/report/{rid}/print", "article.doc")):
+        page.goto(server + view)
+        page.locator(root).wait_for()
+        colour, clarity = page.locator(".colour"), page.locator(".clarity")
+        assert colour.get_attribute("data-status") == "cannot_judge"
+        assert colour.locator(".not-graded").inner_text() == "Cannot judge from this photo: too few pixels on the stone"
+        assert clarity.locator(".not-graded").inner_text() == \
+            "Does not apply: an opaque material has no clarity grade"
+        assert colour.locator(".swatch, dl.facts").count() == 0 and clarity.locator(".grade").count() == 0
+    desk.assert_clean()
+
+
+def test_a_report_stored_before_conclusions_still_renders(desk: Watched, server: str):
+    page = desk.page
+    report = api_report(server)
+    rid = report["report_id"]
+
+    def old(r: dict) -> None:
+        for key in ("conclusion", "schema_version"):
+            r.pop(key, None)
+        for key in ("done", "lab_note"):
+            r["tests"].pop(key, None)
+        for grade in ("colour", "clarity"):
+            for key in ("status", "reason"):
+                (r[grade] or {}).pop(key, None)
+
+    _altered(page, server, rid, old)
+    page.goto(f"{server}#/report/{rid}")
+    conclusion = page.locator("article.report .conclusion")
+    conclusion.wait_for()
+    sp = report["species"]
+    assert conclusion.get_attribute("data-decision") == sp["decision"]
+    if sp["decision"] != "rejected":
+        assert sp["top"][0]["label"] in conclusion.locator(".decision").inner_text()
+    assert "stored before" in conclusion.locator(".basis").inner_text()
+    assert page.locator(".colour .not-graded, .clarity .not-graded").count() == 0
+    page.goto(f"{server}#/report/{rid}/print")
+    page.locator("article.doc .conclusion").wait_for()
+    desk.assert_clean()
+
+
+def test_readings_form_takes_how_they_were_read(desk: Watched, server: str):
+    page = desk.page
+    rid = api_report(server)["report_id"]
+    page.goto(f"{server}#/report/{rid}")
+    card = page.locator("article.report")
+    card.wait_for()
+    # the weight and the spot switch alone are not readings
+    card.get_by_label("RI is a spot reading").check()
+    card.get_by_label("Weight (ct)").fill("0")
+    card.get_by_role("button", name="Re-rank with these readings").click()
+    assert "above 0" in card.locator(".field-error").filter(has_text="above").inner_text()
+    card.get_by_label("Weight (ct)").fill("1,2")
+    card.get_by_role("button", name="Re-rank with these readings").click()
+    assert "only say how the readings were taken" in card.locator(".form-error").inner_text()
+    assert card.get_attribute("data-revision") == "1"
+    _card_readings(card, **{"RI (single or low)": "1.54"})
+    page.wait_for_function("() => document.querySelector('article.report').dataset.revision === '2'")
+    readings = json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))["tests"]["reranking"]["readings"]
+    assert (readings["ri"], readings["ri_spot"], readings["weight_ct"]) == (1.54, True, 1.2)
+    line = card.locator(".species .with-readings .readings-line").inner_text()
+    assert "RI: 1.54" in line and "RI is a spot reading" in line and "Weight: 1.2 ct" in line
     desk.assert_clean()
 
 

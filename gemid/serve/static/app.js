@@ -11,7 +11,7 @@
  *   js/print.js            #/report/<id>/print  the report on paper, with its QR code
  * over a small shared core: js/api.js (the service), js/dom.js (building elements as text, never markup),
  * js/format.js (wording and figures), js/route.js (the hash route), js/report-sections.js (a report's
- * read-only parts). Modules import what they use, and no module imports one that imports it back (views
+ * read-only parts), js/conclusion.js (the conclusion from photo and readings, and the rankings under it). Modules import what they use, and no module imports one that imports it back (views
  * reach the router through js/route.js); nothing is shared through `window`. The entry keeps the address
  * static/app.js that the page has always loaded.
  */

@@ -10,7 +10,9 @@
 
 import { config, errorCode, errorMessage, uploadOne } from './api.js';
 import { announce, enc, h, heading } from './dom.js';
-import { DECISION_SHORT, bytes, decisionText, nice, pct } from './format.js';
+import {
+  DECISION_SHORT, answerCell, bytes, conclusionOf, conclusionText, nice, pct,
+} from './format.js';
 import { reportCard } from './results.js';
 
 const PARALLEL_UPLOADS = 2;
@@ -79,7 +81,7 @@ function queueItemEl(item) {
     thumb = h('img', { class: 'thumb', src: item.preview, alt: '' });
     thumb.addEventListener('error', () => { item.preview = null; thumb.replaceWith(typeBadge()); }, { once: true });
   }
-  const doneCls = item.report && item.report.species && item.report.species.decision !== 'identified' ? 'note' : 'done';
+  const doneCls = item.report && conclusionOf(item.report).decision !== 'identified' ? 'note' : 'done';
   const statusCls = { refused: 'error', failed: 'error', done: doneCls }[item.status]
     || (item.message ? 'note' : '');
   const status = h('div', { class: `status ${statusCls}`, 'data-status': item.status },
@@ -178,7 +180,7 @@ async function identifyOne(item, reference) {
   if (status >= 200 && status < 300 && entry && entry.report_id) {
     item.status = 'done';
     item.report = entry;
-    item.message = decisionText(entry.species);
+    item.message = conclusionText(conclusionOf(entry));
     placeCard(item);
     renderSummary();
   } else {
@@ -194,7 +196,12 @@ function placeCard(item) {
   if (!item.card) {
     item.card = reportCard(item.report, {
       lvl: 3,
-      onUpdate: (updated) => { item.report = updated; renderSummary(); },
+      onUpdate: (updated) => {
+        item.report = updated;
+        item.message = conclusionText(conclusionOf(updated));
+        updateItem(item);
+        renderSummary();
+      },
     });
   }
   const results = document.getElementById('results-list');
@@ -212,15 +219,20 @@ function renderSummary() {
   if (done.length < 2) { box.replaceChildren(); return; }
   box.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { class: 'summary' },
     h('caption', { class: 'sr-only' }, 'Parcel summary'),
-    h('thead', {}, h('tr', {}, ['Photo', 'Decision', 'Most likely', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', {}, h('tr', {}, ['Photo', 'Decision', 'Conclusion', 'From the photo', '']
+      .map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, done.map((i) => {
       const r = i.report;
-      const rr = r.tests && r.tests.reranking;
-      const top = ((rr && rr.combined) || r.species.top || [])[0];
-      return h('tr', {},
+      const c = conclusionOf(r);
+      const photo = (r.species.top || [])[0];
+      return h('tr', { 'data-report-id': r.report_id, 'data-decision': c.decision },
         h('td', {}, r.file || i.file.name),
-        h('td', {}, h('span', { class: `badge ${r.species.decision}` }, DECISION_SHORT[r.species.decision] || r.species.decision)),
-        h('td', {}, top ? `${nice(top.label)} ${pct(top.probability)}${rr ? ' (with readings)' : ''}` : '—'),
+        h('td', {}, h('span', { class: `badge ${c.decision}` }, DECISION_SHORT[c.decision] || c.decision)),
+        h('td', { class: 'answer' }, answerCell(c.decision, c.label, c.probability),
+          c.basis === 'photo+readings' ? ' (with readings)' : ''),
+        h('td', { class: 'photo-answer' }, photo && r.species.decision !== 'rejected'
+          ? `${DECISION_SHORT[r.species.decision] || r.species.decision}: ${nice(photo.label)} ${pct(photo.probability)}`
+          : DECISION_SHORT.rejected),
         h('td', {}, h('a', { href: `#/report/${enc(r.report_id)}` }, 'Open', h('span', { class: 'sr-only' }, ` report for ${r.file || i.file.name}`))));
     })))));
 }

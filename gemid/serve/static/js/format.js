@@ -60,11 +60,54 @@ const DECISION_WORDS = {
   uncertain: (best) => `Uncertain — most likely ${best}`,
   rejected: () => 'Not a gemstone, or the photo is too poor to judge',
 };
-export const DECISION_SHORT = { identified: 'Identified', uncertain: 'Uncertain', rejected: 'Not a gemstone' };
+export const DECISION_SHORT = {
+  identified: 'Identified', uncertain: 'Uncertain', refer: 'Refer to a lab', rejected: 'Not a gemstone',
+};
 
 export function decisionText(species) {
   const top = (species && species.top) || [];
   const best = top.length ? nice(top[0].label) : 'unknown';
   const f = DECISION_WORDS[species && species.decision];
   return f ? f(best) : String((species && species.decision) || 'No decision');
+}
+
+/** A list of names in words: "A", "A or B", "A, B or C". */
+export function orList(names) {
+  const n = (names || []).map(nice);
+  return n.length <= 1 ? n.join('') : `${n.slice(0, -1).join(', ')} or ${n[n.length - 1]}`;
+}
+
+/** The report's conclusion (photo and readings). A report stored before conclusions existed gets the one
+ * the service's History gives it: the photo's decision with the best of the combined ranking, if any. */
+export function conclusionOf(report) {
+  if (report && report.conclusion) return report.conclusion;
+  const sp = (report && report.species) || {};
+  const rr = report && report.tests && report.tests.reranking;
+  const best = ((rr && rr.combined) || sp.top || [])[0];
+  const rejected = sp.decision === 'rejected' || !best;
+  return {
+    decision: rejected ? 'rejected' : sp.decision, label: rejected ? null : best.label,
+    probability: rejected ? null : best.probability, basis: rr ? 'photo+readings' : 'photo',
+    reason: sp.reason || '', fits: [], cannot_exclude: [], stored_before: true,
+  };
+}
+
+/** The conclusion in one line: "Identified: Ruby (99%)", "Refer to a laboratory: the readings fit CZ". */
+export function conclusionText(c) {
+  const answer = c && c.label ? `${nice(c.label)}${c.probability != null ? ` (${pct(c.probability)})` : ''}` : '';
+  switch (c && c.decision) {
+    case 'identified': return `Identified: ${answer}`;
+    case 'uncertain': return `Uncertain — most likely ${answer}`;
+    case 'refer': return (c.fits || []).length
+      ? `Refer to a laboratory — the readings fit ${orList(c.fits)}` : 'Refer to a laboratory';
+    case 'rejected': return DECISION_WORDS.rejected();
+    default: return String((c && c.decision) || 'No decision');
+  }
+}
+
+/** The conclusion's answer for a table cell: "Ruby 99%", or for a referral "readings fit Cubic zirconia". */
+export function answerCell(decision, label, probability) {
+  if (!label) return '—';
+  if (decision === 'refer') return `readings fit ${nice(label)}`;
+  return `${nice(label)}${probability != null && decision !== 'rejected' ? ` ${pct(probability)}` : ''}`;
 }

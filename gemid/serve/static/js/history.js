@@ -1,4 +1,5 @@
 /* The #/history view: search stored reports by reference, species, decision and date, a page at a time.
+ * Each row shows the report's conclusion (photo and readings), as the service lists it.
  *
  * The search lives in the hash (#/history?reference=…&page=2), not in the view's memory, so back and
  * forward, reloading and sharing a search all work; submitting the form only changes the hash, and the
@@ -7,7 +8,7 @@
 
 import { api, config } from './api.js';
 import { enc, h, heading } from './dom.js';
-import { DECISION_SHORT, nice, pct, utc } from './format.js';
+import { DECISION_SHORT, answerCell, conclusionOf, utc } from './format.js';
 import { isCurrent, rerender } from './route.js';
 
 const HISTORY_PAGE = 20;
@@ -36,7 +37,8 @@ export async function viewHistory(root, route, token) {
       field('species', 'Species', [text('species', labels.length ? { list: 'species-labels' } : {}),
         labels.length ? h('datalist', { id: 'species-labels' }, labels.map((l) => h('option', { value: l }))) : null]),
       field('decision', 'Decision', h('select', { id: 'h-decision', name: 'decision' },
-        [['', 'Any'], ['identified', 'Identified'], ['uncertain', 'Uncertain'], ['rejected', 'Not a gemstone']]
+        [['', 'Any'], ['identified', 'Identified'], ['uncertain', 'Uncertain'], ['refer', 'Refer to a lab'],
+          ['rejected', 'Not a gemstone']]
           .map(([v, t]) => h('option', { value: v, selected: (p.get('decision') || '') === v }, t)))),
       field('since', 'From date', text('since')),
       field('until', 'To date (inclusive)', text('until'))),
@@ -72,16 +74,17 @@ export async function viewHistory(root, route, token) {
     return;
   }
   const rows = items.map((r) => {
-    const top = typeof r.species === 'string'
-      ? (r.species ? { label: r.species, probability: r.probability } : null)
-      : (((r.species || {}).top || [])[0] || null);
-    const decision = r.decision || (r.species && r.species.decision);
+    // a list item carries its conclusion (decision, species, probability); a full report is read the same way
+    let decision = r.decision;
+    let label = typeof r.species === 'string' ? r.species : null;
+    let probability = r.probability;
+    if (r.species && typeof r.species === 'object') ({ decision, label, probability } = conclusionOf(r));
     const rev = r.revision || 1;
-    return h('tr', { 'data-report-id': r.report_id },
+    return h('tr', { 'data-report-id': r.report_id, 'data-decision': decision || '' },
       h('td', { 'data-label': 'Date' }, utc(r.created_at)),
       h('td', { 'data-label': 'Reference' }, r.reference || '—'),
       h('td', { class: 'opt', 'data-label': 'File' }, r.file || '—'),
-      h('td', { 'data-label': 'Species' }, top ? `${nice(top.label)}${top.probability !== undefined && top.probability !== null ? ` ${pct(top.probability)}` : ''}` : '—'),
+      h('td', { 'data-label': 'Conclusion' }, answerCell(decision, label, probability)),
       h('td', { 'data-label': 'Decision' }, h('span', { class: `badge ${decision}` }, DECISION_SHORT[decision] || decision || '—')),
       h('td', { class: 'opt num', 'data-label': 'Revision' }, String(rev)),
       h('td', { class: 'open' }, h('a', { href: `#/report/${enc(r.report_id)}` }, 'Open', h('span', { class: 'sr-only' }, ` report ${r.report_id}`))));
@@ -99,7 +102,7 @@ export async function viewHistory(root, route, token) {
       h('caption', { class: 'sr-only' }, 'Past reports, newest first'),
       h('thead', {}, h('tr', {},
         h('th', { scope: 'col' }, 'Date'), h('th', { scope: 'col' }, 'Reference'),
-        h('th', { scope: 'col', class: 'opt' }, 'File'), h('th', { scope: 'col' }, 'Species'),
+        h('th', { scope: 'col', class: 'opt' }, 'File'), h('th', { scope: 'col' }, 'Conclusion'),
         h('th', { scope: 'col' }, 'Decision'), h('th', { scope: 'col', class: 'opt num' }, 'Rev.'),
         h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Open')))),
       h('tbody', {}, rows))),

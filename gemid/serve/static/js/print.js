@@ -2,18 +2,18 @@
  * parcel, with the report id, image and model checksums, a QR code and short link to verify it, the
  * disclaimer and room for the technician's signature.
  *
- * Paper cannot be re-ranked or expanded, so this view lays the report out flat (readings and both rankings
- * side by side, every section at h2) instead of reusing the interactive card; it shares the card's
- * sections so both say the same thing. It warns when the verification link points at this computer, which
+ * Paper cannot be re-ranked or expanded, so this view lays the report out flat (the conclusion with both
+ * rankings, the readings, every section at h2) instead of reusing the interactive card; it shares the
+ * card's sections so both say the same thing, the tests done and still to do included. It warns when the verification link points at this computer, which
  * a QR code read elsewhere could never open.
  */
 
 import { api, qrUrl, reportPath, shortUrl } from './api.js';
 import { enc, h, heading } from './dom.js';
-import { bytes, decisionText, utc } from './format.js';
-import { readingsText } from './readings.js';
+import { speciesSection } from './conclusion.js';
+import { bytes, utc } from './format.js';
 import {
-  bars, claritySection, colourSection, photoFigure, testsSection, warningsBlock, withReadingsLine,
+  claritySection, colourSection, photoFigure, testsSection, warningsBlock,
 } from './report-sections.js';
 import { isCurrent } from './route.js';
 
@@ -34,11 +34,9 @@ export async function viewPrint(root, route, token) {
   if (!isCurrent(token)) return;
   const url = shortUrl(r.report_id);
   const local = /^(127\.|localhost$|\[::1\]$)/.test(new URL(url).hostname);
-  const sp = r.species || {};
   const rr = r.tests && r.tests.reranking;
   const m = r.model || {};
   const img = r.image || {};
-  const top = (sp.top || []).slice(0, 5);
   const doc = h('article', { class: 'doc', 'aria-labelledby': 'doc-title' },
     h('header', { class: 'doc-head' },
       h('div', {},
@@ -59,19 +57,10 @@ export async function viewPrint(root, route, token) {
       h('dt', {}, 'Model SHA-256'), h('dd', {}, m.sha256 || '—')),
     h('div', { class: 'doc-grid' },
       photoFigure(r),
-      h('div', {},
-        heading(2, 'Species'),
-        h('p', { class: `decision ${sp.decision || ''}` }, rr ? 'From the photo: ' : '', decisionText(sp)),
-        withReadingsLine(r),
-        sp.reason ? h('p', {}, sp.reason) : null,
-        top.length ? bars(top, 'Top 5 candidates from the photo') : null,
-        warningsBlock(r))),
-    rr ? h('section', {}, heading(2, 'Readings and combined ranking'),
-      h('p', {}, readingsText(rr.readings)),
-      rr.fits_none ? h('div', { class: 'notice bad' }, h('strong', {}, 'Readings fit no candidate. '), rr.flag || '') : null,
-      h('div', { class: 'compare' },
-        h('div', {}, heading(3, 'Photo only'), bars((rr.photo_only || []).slice(0, 5), 'Photo-only ranking')),
-        h('div', {}, heading(3, 'Photo + readings'), bars((rr.combined || []).slice(0, 5), 'Ranking with readings', rr.photo_only)))) : null,
+      h('div', {}, speciesSection(r, 2), warningsBlock(r))),
+    rr && rr.flag ? h('section', { class: 'doc-readings' }, heading(2, 'Readings check'),
+      h('div', { class: `notice ${rr.fits_none ? 'bad' : 'warn'}` },
+        rr.fits_none ? h('strong', {}, 'Readings fit no candidate. ') : null, rr.flag)) : null,
     h('div', { class: 'report-sections' }, colourSection(r, 2), claritySection(r, 2)),
     testsSection(r, 2),
     h('p', { class: 'disclaimer' }, h('strong', {}, 'Disclaimer. '), r.disclaimer),

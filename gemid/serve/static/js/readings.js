@@ -1,6 +1,6 @@
 /* The technician's instrument readings: the form (RI, birefringence, SG, optic character and sign,
- * pleochroism, UV), its checks, the re-ranking it asks the service for, and the side-by-side view of the
- * photo-only and combined rankings that comes back.
+ * pleochroism, UV, and how they were taken: spot reading, weight), its checks, the re-ranking it asks the
+ * service for, and what the readings did. The rankings they give stand with the conclusion (conclusion.js).
  *
  * Readings are what turn a photo's guess into a decision, so they get their own module: the fields are
  * listed once (READING_FIELDS) and drive the form, the checks and the one-line summary that the card and
@@ -10,15 +10,25 @@
 
 import { api } from './api.js';
 import { enc, h, heading, uid } from './dom.js';
-import { nice, pct } from './format.js';
-import { bars } from './report-sections.js';
+import { conclusionOf, nice, pct } from './format.js';
 
 const READING_FIELDS = [
   { name: 'ri', label: 'RI (single or low)', kind: 'num', min: 1.3, max: 3.0, hint: 'Refractometer, e.g. 1.762' },
   { name: 'ri_high', label: 'RI high', kind: 'num', min: 1.3, max: 3.0, hint: 'Doubly refractive stones' },
-  { name: 'ri_otl', label: 'RI over the limit', kind: 'bool', hint: 'No shadow edge below the refractometer limit (~1.81)' },
+  {
+    name: 'ri_otl', label: 'RI over the limit', kind: 'bool', group: 'Refractometer limit',
+    hint: 'No shadow edge below the refractometer limit (~1.81)',
+  },
+  {
+    name: 'ri_spot', label: 'RI is a spot reading', kind: 'bool', group: 'Curved surface', context: true,
+    hint: 'Spot (distant-vision) reading on a cabochon or an aggregate: less precise',
+  },
   { name: 'birefringence', label: 'Birefringence', kind: 'num', min: 0, max: 0.3, hint: 'e.g. 0.008' },
   { name: 'sg', label: 'Specific gravity (SG)', kind: 'num', min: 0.5, max: 8.0, hint: 'Hydrostatic, e.g. 3.99' },
+  {
+    name: 'weight_ct', label: 'Weight (ct)', kind: 'num', min: 0, above: true, max: 10000, unit: 'ct', context: true,
+    hint: 'Carats: a small stone\'s SG is less precise',
+  },
   {
     name: 'optic', label: 'Optic character', kind: 'select', hint: 'Polariscope',
     options: [['SR', 'SR — singly refractive'], ['DR', 'DR — doubly refractive'], ['AGG', 'AGG — aggregate'],
@@ -45,7 +55,8 @@ export function readingsText(r) {
   const parts = [];
   for (const f of READING_FIELDS) {
     if (r[f.name] === null || r[f.name] === undefined || r[f.name] === false) continue;
-    parts.push(f.kind === 'bool' ? f.label : `${f.label.replace(/ \(.*\)$/, '')}: ${r[f.name]}`);
+    parts.push(f.kind === 'bool' ? f.label
+      : `${f.label.replace(/ \(.*\)$/, '')}: ${r[f.name]}${f.unit ? ` ${f.unit}` : ''}`);
   }
   return parts.join(' · ');
 }
@@ -69,7 +80,7 @@ function readingsForm(report, onNewReport, lvl, previous) {
       input = h('input', { type: 'checkbox', id, name: f.name, checked: prev === true, 'aria-describedby': hintId });
       inputs[f.name] = input;
       return h('div', { class: 'field check' },
-        h('p', { class: 'label', 'aria-hidden': 'true' }, 'Refractometer limit'),
+        h('p', { class: 'label', 'aria-hidden': 'true' }, f.group),
         h('p', { class: 'hint', id: hintId }, f.hint),
         h('label', { for: id, class: 'check-label' }, input, ' ', f.label),
         h('p', { class: 'field-error', id: errId }));
@@ -111,8 +122,9 @@ function readingsForm(report, onNewReport, lvl, previous) {
       if (!raw) continue;
       if (f.kind === 'num') {
         const v = Number(raw.replace(',', '.'));
-        if (!Number.isFinite(v) || v < f.min || v > f.max) {
-          err.textContent = `Enter a number between ${f.min} and ${f.max}.`;
+        if (!Number.isFinite(v) || v < f.min || (f.above && v <= f.min) || v > f.max) {
+          err.textContent = f.above ? `Enter a number above ${f.min}, at most ${f.max}.`
+            : `Enter a number between ${f.min} and ${f.max}.`;
           input.setAttribute('aria-invalid', 'true');
           bad = bad || input;
           continue;
@@ -123,8 +135,10 @@ function readingsForm(report, onNewReport, lvl, previous) {
       }
     }
     if (bad) { bad.focus(); return; }
-    if (!Object.keys(payload).length) {
-      errBox.textContent = 'Enter at least one reading.';
+    if (!READING_FIELDS.some((f) => !f.context && payload[f.name] !== undefined)) {
+      errBox.textContent = Object.keys(payload).length
+        ? 'Enter at least one reading: the weight and the spot switch only say how the readings were taken.'
+        : 'Enter at least one reading.';
       inputs.ri.focus();
       return;
     }
@@ -142,28 +156,25 @@ function readingsForm(report, onNewReport, lvl, previous) {
   return form;
 }
 
-function rerankView(rr, lvl) {
-  const photo = (rr.photo_only || []).slice(0, 5);
-  const combined = (rr.combined || []).slice(0, 5);
+/** What the readings were and what they did; the rankings themselves stand with the conclusion above. */
+function rerankView(report, rr) {
+  const photo = rr.photo_only || [];
+  const combined = rr.combined || [];
+  const c = conclusionOf(report);
   const wrap = h('div', { class: 'rerank', 'data-fits-none': rr.fits_none ? 'true' : 'false' },
-    heading(lvl, 'Ranking with your readings', { tabindex: '-1', class: 'rerank-heading' }),
-    h('p', {}, h('strong', {}, 'Readings: '), readingsText(rr.readings) || 'none'));
+    h('p', { class: 'readings-line' }, h('strong', {}, 'Entered: '), readingsText(rr.readings) || 'none'));
   if (rr.fits_none) {
     wrap.append(h('div', { class: 'notice bad fits-none', role: 'alert' }, h('strong', {}, 'Readings fit no candidate. '),
       rr.flag || 'This may be a simulant, a synthetic, a treated stone or a species the model does not know: refer it to a full laboratory.'));
   } else if (rr.flag) {
     wrap.append(h('div', { class: 'notice warn' }, rr.flag));
   }
-  if (photo.length && combined.length) {
+  if (photo.length && combined.length && c.decision !== 'refer' && !rr.fits_none) {
     const moved = photo[0].label !== combined[0].label;
     wrap.append(h('p', { class: 'rerank-summary' }, moved
       ? `The readings change the top candidate from ${nice(photo[0].label)} to ${nice(combined[0].label)}.`
       : `The readings keep ${nice(combined[0].label)} on top (${pct(photo[0].probability)} → ${pct(combined[0].probability)}).`));
   }
-  wrap.append(h('div', { class: 'compare' },
-    h('div', { class: 'photo-only' }, heading(lvl + 1, 'Photo only'), bars(photo, 'Photo-only ranking')),
-    h('div', { class: 'combined' }, heading(lvl + 1, 'Photo + readings'),
-      bars(combined, 'Ranking with readings', rr.photo_only || []))));
   return wrap;
 }
 
@@ -173,7 +184,7 @@ export function readingsSection(report, lvl, onNewReport) {
   const rr = report.tests && report.tests.reranking;
   const sec = h('section', { class: 'readings' }, heading(lvl, rr ? 'Readings' : 'Enter your readings'));
   if (rr) {
-    sec.append(rerankView(rr, lvl + 1));
+    sec.append(rerankView(report, rr));
     sec.append(h('details', {}, h('summary', {}, 'Enter corrected or further readings'),
       readingsForm(report, onNewReport, lvl + 1, rr.readings)));
   } else {

@@ -1,6 +1,7 @@
 /* The read-only parts of a report, shared by the report card (capture results and #/report/<id>) and the
- * printable report: the photo with the stone outline and inclusions drawn over it, the species decision
- * and its candidate bars, photo-quality warnings, colour, clarity and the confirmatory tests to do next.
+ * printable report: the photo with the stone outline and inclusions drawn over it, candidate bars,
+ * photo-quality warnings, colour and clarity (or why they could not be graded), and the confirmatory tests:
+ * those done, those to do next, and when only a laboratory can settle it. The conclusion is conclusion.js.
  *
  * Each part is a function of the stored report alone, with the heading level passed in, so the same
  * section reads correctly under an h2 on paper and under an h3 inside a parcel's results.
@@ -8,7 +9,7 @@
 
 import { imageUrl } from './api.js';
 import { add, h, heading, s } from './dom.js';
-import { decisionText, nice, pct, testName } from './format.js';
+import { nice, pct, testName } from './format.js';
 
 /** The decoded preview with the stone outline (or its box) and the marked inclusions drawn to scale over it. */
 export function photoFigure(report) {
@@ -82,32 +83,6 @@ export function bars(cands, label, previous) {
   return ol;
 }
 
-/** After readings, the combined answer is what the technician acts on: say it next to the photo's. */
-export function withReadingsLine(report) {
-  const rr = report.tests && report.tests.reranking;
-  if (!rr) return null;
-  if (rr.fits_none) {
-    return h('p', { class: 'decision rejected with-readings' }, 'With your readings: fits no candidate — refer to a full laboratory');
-  }
-  const best = (rr.combined || [])[0];
-  if (!best) return null;
-  return h('p', { class: 'decision readings with-readings' },
-    `With your readings: most likely ${nice(best.label)} (${pct(best.probability)})`);
-}
-
-export function speciesSection(report, lvl) {
-  const sp = report.species || {};
-  const top = (sp.top || []).slice(0, 5);
-  const rr = report.tests && report.tests.reranking;
-  return h('section', { class: 'species', 'aria-label': 'Species' },
-    heading(lvl, 'Species'),
-    h('p', { class: `decision ${sp.decision || ''}`, 'data-decision': sp.decision || '' },
-      rr ? 'From the photo: ' : '', decisionText(sp)),
-    sp.reason ? h('p', { class: 'reason' }, sp.reason) : null,
-    withReadingsLine(report),
-    top.length ? bars(top, 'Top 5 candidates from the photo') : h('p', {}, 'No candidates.'));
-}
-
 export function warningsBlock(report) {
   const ws = (report.quality && report.quality.warnings) || [];
   if (!ws.length) return null;
@@ -116,19 +91,34 @@ export function warningsBlock(report) {
     h('ul', {}, ws.map((w) => h('li', { 'data-code': w.code }, w.message))));
 }
 
+const NOT_GRADED_WORDS = { cannot_judge: 'Cannot judge from this photo', not_applicable: 'Does not apply' };
+
+/** A grade that could not be made says why ("Cannot judge from this photo: …"), or null when it was graded. */
+function notGraded(g, what) {
+  const status = g.status || 'graded';
+  if (status === 'graded') return null;
+  const words = NOT_GRADED_WORDS[status] || `Not graded (${status})`;
+  return h('p', { class: 'not-graded', 'data-status': status },
+    h('strong', {}, words), g.reason ? `: ${g.reason}` : `: the ${what} was not graded.`);
+}
+
+const orDash = (v, f) => (v === null || v === undefined ? '—' : f(v));
+
 export function colourSection(report, lvl) {
   const c = report.colour;
-  const sec = h('section', { class: 'colour' }, heading(lvl, 'Colour'));
+  const sec = h('section', { class: 'colour', 'data-status': c ? c.status || 'graded' : 'none' }, heading(lvl, 'Colour'));
   if (!c) return add(sec, [h('p', { class: 'lead' }, 'Colour was not graded for this photo.')]);
-  const sw = h('div', { class: 'swatch', role: 'img', 'aria-label': `Body colour swatch ${c.hex}` });
+  const why = notGraded(c, 'colour');
+  if (why) return add(sec, [why]);
+  const sw = h('div', { class: 'swatch', role: 'img', 'aria-label': `Body colour swatch ${c.hex || 'unknown'}` });
   if (/^#[0-9a-fA-F]{3,8}$/.test(c.hex || '')) sw.style.background = c.hex;
   const facts = h('dl', { class: 'facts' },
-    h('dt', {}, 'Hue'), h('dd', {}, `${c.hue} (${Math.round(c.hue_angle)}°)`),
-    h('dt', {}, 'Tone'), h('dd', {}, `${c.tone.value} — ${c.tone.name}`),
-    h('dt', {}, 'Saturation'), h('dd', {}, `${c.saturation.value} — ${c.saturation.name}`),
+    h('dt', {}, 'Hue'), h('dd', {}, orDash(c.hue, (hue) => `${hue}${c.hue_angle != null ? ` (${Math.round(c.hue_angle)}°)` : ''}`)),
+    h('dt', {}, 'Tone'), h('dd', {}, orDash(c.tone, (t) => `${t.value} — ${t.name}`)),
+    h('dt', {}, 'Saturation'), h('dd', {}, orDash(c.saturation, (t) => `${t.value} — ${t.name}`)),
     c.d_to_z ? [h('dt', {}, 'D–Z band'), h('dd', {}, `${c.d_to_z.band} (${c.d_to_z.letters})`)] : null,
     h('dt', {}, 'Confidence'), h('dd', {}, pct(c.confidence)));
-  add(sec, [h('div', { class: 'swatch-row' }, sw, h('div', {}, h('p', {}, c.description), facts))]);
+  add(sec, [h('div', { class: 'swatch-row' }, sw, h('div', {}, c.description ? h('p', {}, c.description) : null, facts))]);
   if (c.d_to_z && c.d_to_z.caveat) sec.append(h('p', { class: 'hint' }, c.d_to_z.caveat));
   if (c.white_balance === 'none') {
     sec.append(h('p', { class: 'hint' },
@@ -139,10 +129,12 @@ export function colourSection(report, lvl) {
 
 export function claritySection(report, lvl) {
   const c = report.clarity;
-  const sec = h('section', { class: 'clarity' }, heading(lvl, 'Clarity'));
+  const sec = h('section', { class: 'clarity', 'data-status': c ? c.status || 'graded' : 'none' }, heading(lvl, 'Clarity'));
   if (!c) return add(sec, [h('p', { class: 'lead' }, 'Clarity was not graded for this photo.')]);
-  sec.append(h('p', {}, h('span', { class: 'grade' }, c.grade),
-    c.eye_clean ? 'Eye clean.' : 'Inclusions visible to the eye.'));
+  const why = notGraded(c, 'clarity');
+  if (why) return add(sec, [why]);
+  sec.append(h('p', {}, h('span', { class: 'grade' }, c.grade || '—'),
+    c.eye_clean === true ? 'Eye clean.' : c.eye_clean === false ? 'Inclusions visible to the eye.' : ''));
   if (c.type_meaning || c.clarity_type) {
     sec.append(h('p', {}, c.clarity_type ? h('strong', {}, `Clarity type ${c.clarity_type}. `) : null,
       c.type_meaning || ''));
@@ -150,28 +142,41 @@ export function claritySection(report, lvl) {
   const inc = c.inclusions || [];
   sec.append(h('dl', { class: 'facts' },
     h('dt', {}, 'Inclusions marked'), h('dd', {}, String(inc.length)),
-    h('dt', {}, 'Severity'), h('dd', {}, pct(c.severity)),
+    h('dt', {}, 'Severity'), h('dd', {}, orDash(c.severity, pct)),
     h('dt', {}, 'Confidence'), h('dd', {}, pct(c.confidence))));
   return sec;
 }
 
+function testItem(r) {
+  return h('li', { 'data-test': r.test },
+    h('div', { class: 'test-title' }, h('strong', {}, testName(r.test)), r.instrument ? ` — ${r.instrument}` : ''),
+    h('div', { class: 'test-body' }, h('p', { class: 'why' }, r.why),
+      (r.expected || []).length ? h('table', { class: 'expected' },
+        h('caption', { class: 'sr-only' }, `Expected ${testName(r.test).toLowerCase()} per candidate`),
+        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Candidate'), h('th', { scope: 'col' }, 'Expected'))),
+        h('tbody', {}, r.expected.map((e) => h('tr', {}, h('td', {}, nice(e.label)), h('td', {}, e.expected))))) : null));
+}
+
+/** The guidance of this revision: the tests already done, what a laboratory would add when standard tests
+ * cannot settle it, and the tests to do next (never one already done). */
 export function testsSection(report, lvl) {
   const t = report.tests;
   const sec = h('section', { class: 'tests-section' }, heading(lvl, 'Confirmatory tests'));
   if (!t) return add(sec, [h('p', { class: 'lead' }, 'No test guidance for this photo.')]);
-  if (t.colour_decides) sec.append(h('div', { class: 'notice warn' }, t.colour_decides));
+  const done = t.done || [];
   const rec = t.recommended || [];
+  if (done.length) {
+    sec.append(h('p', { class: 'tests-done' }, h('strong', {}, 'Done: '), `${done.map(testName).join(', ')}.`));
+  }
+  if (t.colour_decides) sec.append(h('div', { class: 'notice warn' }, t.colour_decides));
+  if (t.lab_note) sec.append(h('div', { class: 'notice warn lab-note' }, h('strong', {}, 'Laboratory. '), t.lab_note));
   if (!rec.length) {
-    sec.append(h('p', { class: 'lead' }, 'No test needed to separate the candidates, or none applies.'));
+    sec.append(h('p', { class: 'lead no-tests' }, done.length
+      ? 'No further standard test separates the candidates.'
+      : 'No test needed to separate the candidates, or none applies.'));
     return sec;
   }
-  sec.append(h('p', {}, 'Do these next, in this order:'));
-  sec.append(h('ol', { class: 'tests' }, rec.map((r) => h('li', { 'data-test': r.test },
-    h('div', { class: 'test-title' }, h('strong', {}, testName(r.test)), r.instrument ? ` — ${r.instrument}` : ''),
-    h('div', { class: 'test-body' }, h('p', { class: 'why' }, r.why),
-    (r.expected || []).length ? h('table', { class: 'expected' },
-      h('caption', { class: 'sr-only' }, `Expected ${testName(r.test).toLowerCase()} per candidate`),
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Candidate'), h('th', { scope: 'col' }, 'Expected'))),
-      h('tbody', {}, r.expected.map((e) => h('tr', {}, h('td', {}, nice(e.label)), h('td', {}, e.expected))))) : null)))));
+  sec.append(h('p', { class: 'tests-next' }, done.length ? 'Still to do, in this order:' : 'Do these next, in this order:'));
+  sec.append(h('ol', { class: 'tests' }, rec.map(testItem)));
   return sec;
 }

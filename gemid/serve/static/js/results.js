@@ -1,18 +1,19 @@
-/* One stone's result: the report card (photo, species, warnings, colour, clarity, tests, readings) and the
+/* One stone's result: the report card (photo, conclusion, warnings, colour, clarity, tests, readings) and the
  * #/report/<id> view that shows a stored report with its revisions.
  *
  * The card is the same wherever a result appears (under a parcel's upload, or opened from History or a
  * short link), so a technician learns one layout. It redraws itself in place when readings make a new
- * revision, moves focus to the new ranking and tells screen readers the new answer; its owner hears of the
+ * revision, moves focus to the new conclusion and tells screen readers what it is; its owner hears of the
  * revision through `onUpdate` (the parcel summary, the revision links).
  */
 
 import { API, api, reportPath } from './api.js';
 import { add, announce, enc, h, heading, uid } from './dom.js';
-import { nice, pct, utc } from './format.js';
+import { speciesSection } from './conclusion.js';
+import { conclusionOf, conclusionText, utc } from './format.js';
 import { readingsSection } from './readings.js';
 import {
-  claritySection, colourSection, photoFigure, speciesSection, testsSection, warningsBlock,
+  claritySection, colourSection, photoFigure, testsSection, warningsBlock,
 } from './report-sections.js';
 import { isCurrent } from './route.js';
 
@@ -35,19 +36,16 @@ export function reportCard(report, { lvl = 2, title = null, links = true, onUpda
         h('a', { class: 'button secondary', href: `#/report/${enc(r.report_id)}/print` }, 'Printable report')) : null));
     card.append(h('div', { class: 'report-grid' },
       photoFigure(r),
-      h('div', {}, speciesSection(r, lvl + 1), warningsBlock(r))));
+      h('div', {}, speciesSection(r, lvl + 1, { focusable: true }), warningsBlock(r))));
     card.append(h('div', { class: 'report-sections' }, colourSection(r, lvl + 1), claritySection(r, lvl + 1)));
     card.append(testsSection(r, lvl + 1));
     card.append(readingsSection(r, lvl + 1, (updated) => {
       fill(updated, true);
-      const top = updated.tests && updated.tests.reranking && updated.tests.reranking.combined;
-      announce(top && top.length
-        ? `Re-ranked with your readings: ${nice(top[0].label)} ${pct(top[0].probability)}.`
-        : 'Readings saved as a new revision.');
+      announce(`With your readings: ${conclusionText(conclusionOf(updated))}.`);
       if (onUpdate) onUpdate(updated);
     }));
     if (focusRerank) {
-      const hd = card.querySelector('.rerank-heading');
+      const hd = card.querySelector('.conclusion-heading');
       if (hd) hd.focus();
     }
   };
