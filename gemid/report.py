@@ -205,7 +205,7 @@ class TestRecommendation(BaseModel):
     expected: list[ExpectedValue]
 
 
-CONTEXT_FIELDS = ("ri_spot", "weight_ct")  # Readings fields that describe how, not what, was read
+CONTEXT_FIELDS = ("ri_spot", "weight_ct", "ri_limit")  # Readings fields that describe how, not what, was read
 
 
 class Readings(BaseModel):
@@ -229,9 +229,11 @@ class Readings(BaseModel):
         "the RI is a spot (distant-vision) reading on a curved surface: a cabochon or an aggregate"))
     weight_ct: float | None = Field(None, strict=True, gt=0.0, le=10_000.0, description=(
         "the stone's weight in carats: a small stone's SG is less precise (without it, a small stone is assumed)"))
+    ri_limit: float | None = Field(None, strict=True, ge=1.70, le=1.90, description=(
+        "the refractometer's limit: 1.81 with standard contact liquid (the default), 1.79 with some others"))
 
     def is_empty(self) -> bool:
-        """No reading at all: `ri_spot` and `weight_ct` only say how readings were taken."""
+        """No reading at all: the CONTEXT_FIELDS only say how readings were taken."""
         return all(v is None for k, v in self.model_dump().items() if k not in CONTEXT_FIELDS)
 
 

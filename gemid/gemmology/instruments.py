@@ -153,12 +153,12 @@ def ri_bands(m: Material) -> list[tuple[float, float, float]]:
     return [(m.ri.low, m.ri.high, 1.0)]
 
 
-def p_over_limit(m: Material) -> float:
+def p_over_limit(m: Material, limit: float = REFRACTOMETER_LIMIT) -> float:
     """Chance the refractometer shows no edge below its limit (opaque stones give no reading either)."""
     if m.ri is None:
         return 1.0
     s = ri_sigma(m)
-    return float(sum(w * (1.0 - band_cdf(REFRACTOMETER_LIMIT, lo, hi, s)) for lo, hi, w in ri_bands(m)))
+    return float(sum(w * (1.0 - band_cdf(limit, lo, hi, s)) for lo, hi, w in ri_bands(m)))
 
 
 # --- categorical tables -----------------------------------------------------------------------------

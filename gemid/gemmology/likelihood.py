@@ -71,6 +71,7 @@ class Observed:
     uv_lw: str | None
     ri_spot: bool = False
     sigma_sg: float = SIGMA_SG
+    ri_limit: float = REFRACTOMETER_LIMIT  # the refractometer's: 1.81 with standard contact liquid
 
     @classmethod
     def from_readings(cls, r: Readings) -> Observed:
@@ -81,7 +82,7 @@ class Observed:
             ri=r.ri, ri_two_edges=r.ri is not None and r.ri_high is not None and r.ri_high - r.ri >= TWO_EDGES_MIN,
             ri_otl=bool(r.ri_otl) and r.ri is None, biref=biref, sg=r.sg, optic=r.optic,
             optic_sign=r.optic_sign, pleochroism=r.pleochroism, uv_lw=r.uv_lw, ri_spot=bool(r.ri_spot),
-            sigma_sg=sigma_sg(r.weight_ct),
+            sigma_sg=sigma_sg(r.weight_ct), ri_limit=r.ri_limit or REFRACTOMETER_LIMIT,
         )
 
     def ri_sigma(self, m: Material) -> float:
@@ -132,9 +133,9 @@ def likelihood(m: Material, obs: Observed) -> float:
         if obs.ri_two_edges and _singly_refractive(m):
             p *= FLOOR  # two edges: the stone is doubly refractive
     elif obs.ri_otl:
-        p *= (1 - FLOOR) * p_over_limit(m) + FLOOR
+        p *= (1 - FLOOR) * p_over_limit(m, obs.ri_limit) + FLOOR
     if obs.biref is not None:
-        if m.ri is None or m.ri.low >= REFRACTOMETER_LIMIT:
+        if m.ri is None or m.ri.low >= obs.ri_limit:
             p *= FLOOR * BROAD_BIREF
         elif m.biref is None:
             p *= 0.1 * BROAD_BIREF  # an aggregate shows no measurable birefringence
@@ -187,10 +188,10 @@ def measured_fit(m: Material, obs: Observed) -> bool:
             return False
         if obs.ri_two_edges and _singly_refractive(m):
             return False
-    elif obs.ri_otl and m.ri is not None and m.ri.high < REFRACTOMETER_LIMIT - 2 * ri_sigma(m):
+    elif obs.ri_otl and m.ri is not None and m.ri.high < obs.ri_limit - 2 * ri_sigma(m):
         return False
     if obs.biref is not None:
-        if m.biref is None or m.ri is None or m.ri.low >= REFRACTOMETER_LIMIT:
+        if m.biref is None or m.ri is None or m.ri.low >= obs.ri_limit:
             return False
         if not m.biref.low - 3 * SIGMA_BIREF_UNDER <= obs.biref <= m.biref.high + 3 * SIGMA_BIREF:
             return False

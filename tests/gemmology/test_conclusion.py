@@ -110,3 +110,11 @@ def test_birefringence_may_be_under_read_but_not_over_read():
 
 def test_weight_and_spot_are_how_readings_were_taken_not_readings():
     assert Readings(weight_ct=0.5, ri_spot=True).is_empty() and not Readings(sg=3.9, weight_ct=0.5).is_empty()
+
+
+def test_the_refractometers_limit_is_the_desks_not_a_constant():
+    """Over the limit on a 1.75 refractometer fits ruby (1.76-1.77); on the standard 1.81 it does not."""
+    table = default_table()
+    (ruby,) = table.rows_for("Ruby")[:1]
+    assert not measured_fit(ruby, Observed.from_readings(Readings(ri_otl=True)))
+    assert measured_fit(ruby, Observed.from_readings(Readings(ri_otl=True, ri_limit=1.75)))
