@@ -238,6 +238,9 @@ class Identifier:
             candidates = list(reranking.combined) if reranking is not None else list(species.top)
             tests = self._call("tests", self._recommend, candidates, available=set(TESTS) - set(done))
             tests = tests.model_copy(deep=True) if tests is not None else TestsResult()
+            if conclusion.decision == "refer":  # the candidates' tests would only "confirm" what the readings refuted
+                tests.recommended = []
+                tests.colour_decides = None
             tests.done = done
             tests.reranking = reranking
             tests.lab_note = lab_note(conclusion, len(tests.recommended))

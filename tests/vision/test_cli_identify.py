@@ -240,6 +240,7 @@ def test_readings_that_fit_cz_conclude_refer_in_the_json_the_table_and_the_csv(c
     assert (c["decision"], c["basis"], c["label"]) == ("refer", "photo+readings", "Cubic zirconia")
     assert "Cubic zirconia" in c["fits"] and r["tests"]["done"] == ["refractive_index", "specific_gravity"]
     assert r["tests"]["reranking"]["readings"]["weight_ct"] == 1.1 and r["tests"]["lab_note"]
+    assert r["tests"]["recommended"] == []  # no test "confirms" a candidate the readings refuted: the lab does
     rc, out, _ = run(capsys, ruby, "--model", str(bundle), *cz)
     assert "refer" in out and "Cubic zirconia" in out and "From the photo" in out
     target = tmp_path / "cz.csv"
