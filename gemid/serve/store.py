@@ -19,7 +19,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,7 +48,7 @@ class ReportSummary(BaseModel):
     file: str | None
     decision: ConclusionDecision
     species: str
-    probability: float
+    probability: float | None = Field(description="null when the conclusion has none (refer, rejected)")
     image_sha256: str
 
 
@@ -266,7 +266,8 @@ class ReportStore:
         items = [ReportSummary(
             report_id=r.id, revision=r.latest_revision, created_at=r.created_at, updated_at=r.updated_at,
             reference=r.reference, file=r.file, decision=r.decision,  # type: ignore[arg-type]
-            species=r.top1_label, probability=r.top1_probability, image_sha256=r.image_sha256,
+            species=r.top1_label, probability=None if r.decision in ("refer", "rejected") else r.top1_probability,
+            image_sha256=r.image_sha256,
         ) for r in rows]
         next_offset = offset + len(items) if offset + len(items) < total else None
         return ReportPage(items=items, total=total, limit=limit, offset=offset, next_offset=next_offset)
