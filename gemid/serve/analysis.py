@@ -7,9 +7,11 @@ process keeps HTTP, the store and the event loop, and all requests share one que
 A photo that kills its worker (a decoder crash on a damaged or crafted file) costs that worker, not the
 service. A photo still being analysed after `GEMID_ANALYSIS_TIMEOUT` (a decoder looping on a crafted
 file) is stopped the only way a running analysis can be: a watchdog in its worker, started when the
-worker starts the photo, ends the worker. Either way the workers are restarted and the photos they held
-are tried once more, since a worker may die of something else while it holds an innocent photo; a photo
-that stops a worker twice is refused (422 `analysis_failed`) and nothing of it is stored.
+worker starts the photo, ends the worker. Either way only that worker is replaced (each worker has an
+executor of its own, gemid.vision.workers): the photos the other workers hold are answered as if nothing
+happened. The photo is tried once more, since a worker may die of something else while it holds an
+innocent photo (killed, out of memory); a photo that stops a worker twice is refused by name (422
+`analysis_failed`) and nothing of it is stored.
 
 Threads remain for an app given an already loaded `Identifier` (tests share one model between apps)
 and for `GEMID_ANALYSIS=threads` (a one-core machine, or a debugger).
@@ -24,6 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from anyio import CapacityLimiter, to_thread
@@ -39,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+Photo = bytes | Path  # the photo's bytes, or the file it was spooled to (the service: never held in memory)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One photo analysed: a report (status None) or the refusal and its HTTP status."""
@@ -51,7 +57,7 @@ class Outcome:
 class Analysis(Protocol):
     async def start(self) -> None: ...
 
-    async def identify(self, data: bytes, *, filename: str | None, reference: str | None,
+    async def identify(self, data: Photo, *, filename: str | None, reference: str | None,
                        readings: Readings | None, grade: bool) -> Outcome: ...
 
     async def close(self) -> None: ...
@@ -77,7 +83,7 @@ def load_identifier(settings: Settings, *, load_model: bool = True) -> Identifie
     return model_spec(settings).load(load_model=load_model)
 
 
-def analyse(identifier: Identifier, data: bytes, filename: str | None, reference: str | None,
+def analyse(identifier: Identifier, data: Photo, filename: str | None, reference: str | None,
             readings: Readings | None, grade: bool) -> Outcome:
     """Identify one photo; a bad photo or a failing stage becomes a refusal entry, never an exception."""
 
@@ -102,7 +108,7 @@ class ThreadAnalysis:
     async def start(self) -> None:
         return None
 
-    async def identify(self, data: bytes, *, filename: str | None, reference: str | None,
+    async def identify(self, data: Photo, *, filename: str | None, reference: str | None,
                        readings: Readings | None, grade: bool) -> Outcome:
         return await to_thread.run_sync(analyse, self.identifier, data, filename, reference, readings, grade,
                                         limiter=self.limiter)
@@ -113,7 +119,7 @@ class ThreadAnalysis:
 
 # --- worker processes -------------------------------------------------------------------------------------
 
-def identify_in_worker(data: bytes, filename: str | None, reference: str | None, readings: Readings | None,
+def identify_in_worker(data: Photo, filename: str | None, reference: str | None, readings: Readings | None,
                        grade: bool) -> Outcome:
     return analyse(in_worker(), data, filename, reference, readings, grade)
 
@@ -142,7 +148,6 @@ class ProcessAnalysis:
         self.timeout = settings.analysis_timeout
         self._target = target
         self._pool = WorkerPool(model_spec(settings), processes)
-        self._replacing = asyncio.Lock()
 
     async def start(self) -> None:
         """Start every worker and load its model now, so the service is ready when it says so."""
@@ -152,25 +157,23 @@ class ProcessAnalysis:
             raise RuntimeError(f"the analysis workers could not start: {exc}") from exc
 
     def pids(self) -> list[int]:
-        """The worker processes' ids, as they answered at start (for diagnostics and tests)."""
+        """The worker processes' ids, as each answered when it started (for diagnostics and tests)."""
         return self._pool.pids()
 
-    async def identify(self, data: bytes, *, filename: str | None, reference: str | None,
+    async def identify(self, data: Photo, *, filename: str | None, reference: str | None,
                        readings: Readings | None, grade: bool) -> Outcome:
         for attempt in (1, 2):
-            executor = self._pool.executor
             try:
-                call = executor.submit(_watched, self.timeout, self._target, data, filename, reference, readings, grade)
+                call = self._pool.submit(_watched, self.timeout, self._target, data, filename, reference, readings,
+                                         grade)
                 return await asyncio.wrap_future(call)
             except BrokenProcessPool:
                 log.error("an analysis worker stopped (a crash, or over %.0f s) while analysing %s (attempt %d of 2); "
-                          "restarting the workers", self.timeout, filename, attempt)
-                try:
-                    await self._replace(executor)
-                except (BrokenProcessPool, RuntimeError, OSError):
-                    log.exception("the analysis workers could not be restarted")
-                    return _refused(filename, "analysis_unavailable",
-                                    "the analysis workers could not be restarted; nothing was stored, try again", 503)
+                          "it is being replaced", self.timeout, filename, attempt)
+            except WorkersUnavailable:
+                log.exception("the analysis workers could not be restarted")
+                return _refused(filename, "analysis_unavailable",
+                                "the analysis workers could not be restarted; nothing was stored, try again", 503)
             except Exception:  # the call itself failed (not the photo's analysis, which `analyse` contains)
                 log.exception("analysing %s in a worker failed", filename)
                 return _refused(filename, "unprocessable_image", UNPROCESSABLE, 422)
@@ -178,14 +181,6 @@ class ProcessAnalysis:
                         f"analysing this photo stopped the analysis process twice (a crash, or over "
                         f"{self.timeout:.0f} s): the file may be damaged or crafted; nothing of it was stored. "
                         "Export the photo again from the camera or phone", 422)
-
-    async def _replace(self, broken: object) -> None:
-        """Fresh workers in place of the `broken` executor, once, however many requests found it broken at the
-        same time, and back to full strength before the retry (not one worker per request)."""
-        async with self._replacing:
-            if self._pool.executor is broken:
-                self._pool.replace()
-                await self.start()
 
     async def close(self) -> None:
         await to_thread.run_sync(self._pool.shutdown)

@@ -8,6 +8,7 @@ wrong set-up fails with one clear line and several workers never race to migrate
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import functools
 import os
@@ -124,6 +125,18 @@ def _listen_problem(host: str, port: int) -> str | None:
     return None
 
 
+def _raise_open_files_limit() -> None:
+    """Open files up to the hard limit: each connection is one, and GEMID_MAX_CONNECTIONS should be what binds."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+
+
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -181,8 +194,12 @@ def run(args: argparse.Namespace) -> int:
         counts = tempfile.mkdtemp(prefix="gemid-metrics-")
         os.environ[MULTIPROC_ENV] = counts
     try:
+        _raise_open_files_limit()
+        # the bounds of gemid.serve.connections (head deadline, connection cap) and uvicorn's keep-alive
         uvicorn.run("gemid.serve.app:create_app", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level, log_config=_log_config(args.log_level))
+                    workers=args.workers, log_level=args.log_level, log_config=_log_config(args.log_level),
+                    http="gemid.serve.connections:GuardedHttpTools",
+                    timeout_keep_alive=max(1, round(settings.keep_alive_timeout)))
     finally:
         if counts is not None:
             shutil.rmtree(counts, ignore_errors=True)

@@ -5,8 +5,9 @@ One process analyses one photo at a time on about one core (see gemid.vision.wor
 turn. A worker takes about half a second to start, so small parcels stay in one process (the README gives
 the measured times).
 
-A photo that kills its worker (a decoder crash on a damaged or crafted file) must not sink the parcel:
-the files of the chunks that were lost are analysed again one at a time, alone in a worker, so the photo
+A photo that kills its worker (a decoder crash on a damaged or crafted file) must not sink the parcel: only
+the chunk of the worker that died is lost (gemid.vision.workers gives each worker an executor of its own),
+its files go back into the same pool one per task, in parallel with the rest of the parcel, and the photo
 that crashes alone gets its own error entry and the others their reports.
 """
 
@@ -96,7 +97,6 @@ def run_parallel(spec: ModelSpec, items: Sequence[Item], request: Request, jobs:
     size = chunk_size(len(items), jobs)
     chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
     done: dict[int, list[Entry]] = {}
-    lost: list[int] = []
     pool = WorkerPool(spec, jobs)
     try:
         try:
@@ -104,42 +104,36 @@ def run_parallel(spec: ModelSpec, items: Sequence[Item], request: Request, jobs:
         except WorkersUnavailable as exc:
             log.warning("the analysis workers could not start (%s); identifying in this process", exc)
             return None
-        futures: dict[Future[list[Entry]], int] = {pool.submit(runner, chunk, request): i
-                                                   for i, chunk in enumerate(chunks)}
+        # (chunk, position in it or None for the whole chunk) per task
+        futures: dict[Future[list[Entry]], tuple[int, int | None]] = {
+            pool.submit(runner, chunk, request): (i, None) for i, chunk in enumerate(chunks)}
+        singles: dict[int, dict[int, list[Entry]]] = {}
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                i = futures[future]
+                i, j = futures.pop(future)
+                part = chunks[i] if j is None else [chunks[i][j]]
                 try:
-                    done[i] = future.result()
+                    entries = future.result()
                 except BrokenProcessPool:
-                    lost.append(i)
-                    continue
+                    if len(part) > 1:  # a worker died on this chunk: find the photo that kills one when alone
+                        singles[i] = {}
+                        for j2, item in enumerate(part):
+                            retry = pool.submit(runner, [item], request)
+                            futures[retry] = (i, j2)
+                            pending.add(retry)
+                        continue
+                    entries = [FileError.refusal(part[0][0], "analysis_failed", CRASHED)]
                 except Exception as exc:  # the call failed outside the analysis (a result that cannot travel)
-                    done[i] = _failed(chunks[i], exc)
-                advance(len(chunks[i]))
+                    entries = _failed(part, exc)
+                if j is None:
+                    done[i] = entries
+                else:
+                    singles[i][j] = entries
+                    if len(singles[i]) == len(chunks[i]):
+                        done[i] = [e for k in range(len(chunks[i])) for e in singles[i][k]]
+                advance(len(part))
     finally:
         pool.shutdown()
-    for i in sorted(lost):  # a worker died: find the photo that kills one when it is alone
-        done[i] = _one_by_one(spec, chunks[i], request, advance, runner)
     return [entry for i in range(len(chunks)) for entry in done[i]]
-
-
-def _one_by_one(spec: ModelSpec, items: Sequence[Item], request: Request, advance: Callable[[int], None],
-                runner: Runner) -> list[Entry]:
-    out: list[Entry] = []
-    pool = WorkerPool(spec, 1)
-    try:
-        for item in items:
-            try:
-                out.extend(pool.submit(runner, [item], request).result())
-            except BrokenProcessPool:
-                out.append(FileError.refusal(item[0], "analysis_failed", CRASHED))
-                pool.replace()
-            except Exception as exc:
-                out.extend(_failed([item], exc))
-            advance(1)
-    finally:
-        pool.shutdown()
-    return out

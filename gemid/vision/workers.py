@@ -9,24 +9,40 @@ OpenCV, so that the workers together use the cores without oversubscribing them.
 What lives here, shared by both callers:
 - `ModelSpec`: the bundle, variant, threads and limits a worker loads (the service derives it from its
   settings, the CLI from its flags);
-- `WorkerPool`: a spawn pool whose workers hold the model, a start-up check that every worker loaded it
-  (a failure is reported in one line, never as the pool's traceback), and `replace()` after a crash;
+- `WorkerPool`: `processes` spawned workers holding the model, each in an executor of its own and given one
+  task at a time, a start-up check that every worker loaded it (a failure is reported in one line, never
+  as the pool's traceback);
 - `in_worker()`: the identifier of the worker process a task runs in.
 
-Crash recovery differs by caller and stays with it: a parcel re-runs a lost chunk one photo at a time, the
-service retries a photo once on fresh workers.
+One executor per worker, not one pool of N: when a photo crashes its worker (a decoder crash) or hangs it
+(the service's watchdog then ends the worker), a shared ProcessPoolExecutor fails *every* task in flight,
+and an innocent photo beside the bad one was refused ("stopped twice") while a parcel fell back to one photo
+at a time. Here only the task of the worker that died fails (`BrokenProcessPool`, so the caller knows which
+photo it was); that worker alone is replaced, warmed up, and the others never stop.
+
+A worker ends when the process that started it ends, even by `kill -9`: it watches the pipe its parent
+holds open (multiprocessing's parent sentinel), which closes when the parent dies however it dies.
+Without this the workers, blocked reading their task queue, lived on under PID 1 (~410 MB per crash).
+
+Crash recovery beyond that differs by caller and stays with it: a parcel re-runs a lost chunk photo by photo,
+the service retries a photo once, in case its worker died of something else (killed, out of memory).
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import signal
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
+from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +52,8 @@ from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from gemid.vision.pipeline import Identifier
+
+log = logging.getLogger(__name__)
 
 WARM_UP_SECONDS = 120.0  # spawning a worker and loading the model takes a few seconds; this is a stuck one
 
@@ -81,6 +99,7 @@ def _init(spec: ModelSpec) -> None:
     print its traceback on the console and leave only a BrokenProcessPool to the parent."""
     global _identifier, _init_error
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops its workers
+    end_with_parent()
     try:
         if spec.console:
             from gemid.console import worker_console
@@ -89,6 +108,20 @@ def _init(spec: ModelSpec) -> None:
         _identifier = spec.load()
     except Exception as exc:
         _init_error = f"{type(exc).__name__}: {exc}"
+
+
+def end_with_parent() -> None:
+    """End this process as soon as its parent has ended (even by kill -9): a daemon thread waits on the
+    parent's sentinel, a pipe whose other end only the parent holds, so it reads end-of-file then."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        wait_for([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="gemid-parent-watch", daemon=True).start()
 
 
 def _status(pause: float) -> tuple[int, str | None]:
@@ -108,49 +141,134 @@ def in_worker() -> Identifier:
 
 
 class WorkerPool:
-    """`processes` spawned workers, each holding the model of `spec`."""
+    """`processes` spawned workers, each holding the model of `spec`, each in a single-process executor of its
+    own that is given one task at a time (see the module's text); tasks wait in one queue, first come first
+    served. A task whose worker died fails with BrokenProcessPool; the others carry on."""
 
     def __init__(self, spec: ModelSpec, processes: int) -> None:
         self.spec = spec
         self.processes = processes
-        self.executor = self._new()
-        self._pids: list[int] = []
+        self._lock = threading.RLock()
+        self._slots: list[ProcessPoolExecutor] = [self._new() for _ in range(processes)]
+        self._pids: list[int | None] = [None] * processes
+        self._idle: deque[int] = deque(range(processes))
+        self._queue: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._closed = False
 
     def _new(self) -> ProcessPoolExecutor:
         # spawn, never fork: a forked copy of a process running threads (ONNX Runtime, an event loop) can hang
-        return ProcessPoolExecutor(self.processes, mp_context=get_context("spawn"), initializer=_init,
-                                   initargs=(self.spec,))
+        return ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_init, initargs=(self.spec,))
 
     def start(self, timeout: float = WARM_UP_SECONDS) -> list[int]:
         """Start every worker and load its model now; their pids. Raises WorkersUnavailable with the reason."""
+        with self._lock:
+            checks = [executor.submit(_status, 0.0) for executor in self._slots]
         deadline = time.monotonic() + timeout
-        seen: set[int] = set()
-        while len(seen) < self.processes:
-            if time.monotonic() > deadline:
-                raise WorkersUnavailable(f"only {len(seen)} of {self.processes} analysis workers started "
-                                         f"in {timeout:.0f} s")
+        for i, check in enumerate(checks):
             try:
-                answers = [f.result() for f in [self.executor.submit(_status, 0.05) for _ in range(self.processes)]]
+                pid, problem = check.result(timeout=max(0.0, deadline - time.monotonic()))
             except BrokenProcessPool as exc:
                 raise WorkersUnavailable("a worker process ended while starting") from exc
-            problems = [problem for _, problem in answers if problem]
-            if problems:
-                raise WorkersUnavailable(problems[0])
-            seen.update(pid for pid, _ in answers)
-        self._pids = sorted(seen)  # a pool never replaces a worker by itself: a lost one breaks it (see replace)
-        return list(self._pids)
+            except TimeoutError as exc:
+                raise WorkersUnavailable(f"only {i} of {self.processes} analysis workers started "
+                                         f"in {timeout:.0f} s") from exc
+            if problem:
+                raise WorkersUnavailable(problem)
+            self._pids[i] = pid
+        return self.pids()
 
     def pids(self) -> list[int]:
-        """The worker processes' ids, as they answered at start (for diagnostics and tests)."""
-        return list(self._pids)
+        """The worker processes' ids, as each answered when it started (for diagnostics and tests)."""
+        with self._lock:
+            return sorted(pid for pid in self._pids if pid is not None)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return self.executor.submit(fn, *args)
+        """Run `fn(*args)` in the next free worker. The future fails with BrokenProcessPool when that worker
+        died while running it (the task's doing, or not: the caller decides whether to try again)."""
+        outer: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
+            self._queue.append((outer, fn, args))
+            self._dispatch()
+        return outer
 
-    def replace(self) -> None:
-        """Fresh workers in place of a broken pool (a worker crashed or was stopped by its watchdog)."""
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self.executor = self._new()
+    def _dispatch(self) -> None:
+        """Give queued tasks to idle workers (under the lock)."""
+        while self._idle and self._queue and not self._closed:
+            outer, fn, args = self._queue[0]
+            if outer.cancelled():  # cancelled while it waited
+                self._queue.popleft()
+                continue
+            i = self._idle.popleft()
+            executor = self._slots[i]
+            try:
+                inner = executor.submit(fn, *args)
+            except (BrokenProcessPool, RuntimeError):  # the worker died while idle (killed): not the task's doing
+                self._replace(i, executor)
+                continue
+            self._queue.popleft()
+            outer.set_running_or_notify_cancel()
+            inner.add_done_callback(lambda done, i=i, ex=executor, outer=outer: self._finished(i, ex, outer, done))
+
+    def _finished(self, i: int, executor: ProcessPoolExecutor, outer: Future[Any], inner: Future[Any]) -> None:
+        exc = inner.exception() if not inner.cancelled() else BrokenProcessPool("the worker pool was shut down")
+        with self._lock:
+            if isinstance(exc, BrokenProcessPool):
+                self._replace(i, executor)
+            elif self._slots[i] is executor:
+                self._idle.append(i)
+            self._dispatch()
+        if outer.cancelled():
+            return
+        if exc is not None:
+            outer.set_exception(exc)
+        else:
+            outer.set_result(inner.result())
+
+    def _replace(self, i: int, broken: ProcessPoolExecutor) -> None:
+        """A fresh worker in slot `i` in place of `broken` (under the lock); idle again once it has loaded the
+        model, so no task waits on its start-up while another worker is free."""
+        if self._closed or self._slots[i] is not broken:
+            return
+        broken.shutdown(wait=False, cancel_futures=True)
+        log.warning("analysis worker %s stopped; starting a fresh one", self._pids[i])
+        fresh = self._slots[i] = self._new()
+        self._pids[i] = None
+        try:
+            warm = fresh.submit(_status, 0.0)
+        except RuntimeError:  # a pool that cannot even take a task: stays out of service
+            log.exception("could not start a fresh analysis worker")
+            return
+        warm.add_done_callback(lambda done: self._warmed(i, fresh, done))
+
+    def _warmed(self, i: int, fresh: ProcessPoolExecutor, done: Future[Any]) -> None:
+        with self._lock:
+            if self._closed or self._slots[i] is not fresh:
+                return
+            problem = None if done.cancelled() else done.exception()
+            if problem is None:
+                pid, why = done.result()
+                if why is None:
+                    self._pids[i] = pid
+                    self._idle.append(i)
+                    self._dispatch()
+                    return
+                problem = why
+            log.error("a fresh analysis worker could not start: %s", problem)
+            if not self._idle and all(pid is None for pid in self._pids):  # nobody left to take the queue
+                while self._queue:
+                    outer, _fn, _args = self._queue.popleft()
+                    if outer.set_running_or_notify_cancel():
+                        outer.set_exception(WorkersUnavailable(f"no analysis worker could restart: {problem}"))
 
     def shutdown(self, wait: bool = True) -> None:
-        self.executor.shutdown(wait=wait, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            slots = list(self._slots)
+            queued = list(self._queue)
+            self._queue.clear()
+        for outer, _fn, _args in queued:
+            outer.cancel()
+        for executor in slots:
+            executor.shutdown(wait=wait, cancel_futures=True)
