@@ -267,7 +267,7 @@ def _conclusion_cell(r: Report, style: dict[str, str]) -> str:
     if c.label:
         head += f"\n{c.label}" + (f" {_percent(c.probability)}" if c.probability else "")
     head += f"\n[dim]{'photo + readings' if c.basis == 'photo+readings' else 'from the photo'}[/dim]"
-    if c.decision == "refer" or c.basis == "photo+readings":
+    if c.decision == "refer":
         head += f"\n{c.reason}"
     if c.cannot_exclude:
         head += f"\n[yellow]cannot exclude: {', '.join(c.cannot_exclude)}[/yellow]"
@@ -303,22 +303,49 @@ def _print_table(results: list[Report | FileError], top_n: int, identifier: Any)
 
     style = {"identified": "green", "uncertain": "yellow", "refer": "magenta", "rejected": "red"}
     info = identifier.model_info
+    console = Console()
+    wide = console.width >= WIDE_TABLE
     table = Table(title=f"gemid — {info.name} {info.version} ({info.variant})", show_lines=True)
-    for col in ("File", "Conclusion", "From the photo", "Colour", "Clarity", "Next test", "Warnings"):
-        table.add_column(col, overflow="fold")
+    # words wrap at spaces; a word longer than its column ends in "…" instead of breaking mid-word, and the
+    # narrowest columns still hold "identified", "uncertain" and a grade
+    for col, ratio, least in _COLUMNS[: None if wide else -1]:
+        table.add_column(col, overflow="ellipsis", ratio=ratio, min_width=least)
     for r in results:
+        name = Path(r.file).name if r.file else ""
         if isinstance(r, FileError):
-            table.add_row(r.file or "", "[red]error[/red]", f"[red]{r.error.message}[/red]", "", "", "",
-                          r.error.code)
+            cells = [name, "[red]error[/red]", f"[red]{r.error.message}[/red]", "", "", r.error.code, ""]
+            table.add_row(*cells[: len(table.columns)])
             continue
         species = f"{r.species.decision}\n" + "\n".join(
             f"{c.label} {_percent(c.probability)}" for c in r.species.top[:top_n])
-        table.add_row(r.file or "", _conclusion_cell(r, style), species,
-                      _colour_short(r), clarity_text(r),
-                      next_test(r), "\n".join(w.message for w in r.quality.warnings))
-    console = Console()
+        warnings = "\n".join(w.message for w in r.quality.warnings)
+        if not wide and warnings:
+            name += f"\n[yellow]{warnings}[/yellow]"
+        cells = [name, _conclusion_cell(r, style), species, _colour_short(r), clarity_text(r), next_test(r), warnings]
+        table.add_row(*cells[: len(table.columns)])
     console.print(table)
+    console.print(closing_counts(results))
     console.print("[dim]" + results_disclaimer() + "[/dim]")
+
+
+WIDE_TABLE = 120  # columns from which warnings get a column of their own (else they go under the file name)
+_COLUMNS = (("File", 2, 8), ("Conclusion", 3, 11), ("From the photo", 3, 11), ("Colour", 2, 8),
+            ("Clarity", 2, 7), ("Next test", 2, 8), ("Warnings", 2, 10))
+
+
+def closing_counts(results: list[Report | FileError]) -> str:
+    """The line that closes a parcel: how many of each conclusion, and how many files failed."""
+    from gemid.report import FileError
+
+    counts = dict.fromkeys(("identified", "uncertain", "refer", "rejected"), 0)
+    errors = 0
+    for r in results:
+        if isinstance(r, FileError):
+            errors += 1
+        else:
+            counts[r.conclusion.decision if r.conclusion else r.species.decision] += 1
+    parts = [f"{n} {word}" for word, n in counts.items()] + [f"{errors} error{'s' if errors != 1 else ''}"]
+    return f"{len(results)} file{'s' if len(results) != 1 else ''}: " + " · ".join(parts)
 
 
 def results_disclaimer() -> str:

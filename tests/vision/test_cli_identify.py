@@ -255,3 +255,15 @@ def test_a_photo_alone_concludes_from_the_photo(capsys, bundle, parcel):
     _rc, out, _ = run(capsys, str(parcel / "a_ruby.png"), "--model", str(bundle), "--json")
     c = json.loads(out)[0]["conclusion"]
     assert (c["decision"], c["label"], c["basis"]) == ("identified", "Ruby", "photo") and "Red spinel" in c["cannot_exclude"]
+
+
+def test_the_table_fits_80_columns_without_breaking_words_and_closes_with_counts(capsys, bundle, parcel,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    rc, out, _ = run(capsys, str(parcel), "--model", str(bundle))
+    assert rc == 1
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "identifi\n" not in out and not any(line.rstrip().endswith(("identifi", "uncerta")) for line in lines)
+    assert "identified" in out  # whole words, at 80 columns
+    assert "5 files: 3 identified · 0 uncertain · 0 refer · 0 rejected · 2 errors" in out
