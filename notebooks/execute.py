@@ -5,7 +5,7 @@
 01 runs on the gems68 training photos (`../shared/data/gems68/train`), 02 on the shipped model's evaluation
 (`models/gemid-species/eval`), both with `GEMID_SHOW_PHOTOS=0`: the saved outputs hold counts, tables and
 figures, never one of the gems68 photos or a crop of one (they are not ours to publish;
-`tests/test_notebooks_*.py` check the saved notebooks for photos). Same kernel and working directory as the
+`tests/training/test_notebooks_*.py` check the saved notebooks for photos). Same kernel and working directory as the
 tests: the venv's `python3`, the repository root.
 """
 

@@ -3,7 +3,7 @@
 The photo alone can identify, stay uncertain or reject (gemid.vision.classify decides, with the model's
 calibrated thresholds). Readings then settle or overturn it, by these rules:
 
-- A candidate whose readings fall outside its range by more than three instrument errors (`fits`) is
+- A candidate whose readings fall outside its range by more than three instrument errors (`measured_fit`) is
   implausible, whatever the photo says: it is never the conclusion. The allowance for a misread instrument
   is the likelihood's floor (gemid.gemmology.instruments.FLOOR), which only orders the implausible.
 - Readings that fit no candidate, or that fit a look-alike the model does not know clearly better than any
@@ -110,7 +110,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable) 
     if species.decision == "rejected" or not fitting:
         names = _what_fits(obs, table, photo_top)
         shown = [c.label for c in rr.photo_only if c.label in considered]
-        why = ("the photo could not be judged" if species.decision == "rejected"
+        why = (f"the photo alone gave no species ({species.reason.rstrip('.')})" if species.decision == "rejected"
                else f"the readings fit none of the photo's candidates ({_join(shown)})")
         reason = (f"Refer to a laboratory: {why}. "
                   + (f"The readings fit {_join(names)}." if names else

@@ -245,9 +245,11 @@ def _why(test: str, hyps: list[_Hypothesis], separation: float) -> str:
     cands = [h for h in hyps if not h.lookalike]
     overlap = _overlaps(hyps, test)
     values = ", ".join(_hyp_values(h, test) for h in cands)
+    # a look-alike this test cannot read (opaque, over the limit) is not ruled out by it, only unread
     ruled_out = [
         h for h in sorted((h for h in hyps if h.lookalike), key=lambda h: -h.prior)
         if all(overlap[h.key, c.key] < RULED_OUT for c in cands)
+        and "not measurable" not in expected_for(h.rows[h.labels[0]], test)
     ][:3]
     text = f"{spec.action}: {values} — {_clause(cands, overlap)}."
     if ruled_out:

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "identify", help="identify gemstones in photos (files, folders, globs)",
         description="Preliminary species, colour and clarity from photos, with the confirmatory test to do "
-                    "next. Exit code: 0 all identified, 1 some files failed, 2 could not run.",
+                    "next. Exit code: 0 every file analysed, 1 some files failed, 2 could not run.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or globs")
     out = p.add_argument_group("output")
@@ -70,8 +70,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # the flag a reading field is given on the command line, where it is not the field's own name
 _READING_FLAGS = {"uv_lw": "--uv"}
-_READING_HELP = {"uv_lw": "long-wave UV fluorescence", "ri_otl": "the refractometer shows no edge below its "
-                 "limit (about 1.81): over the limit"}
 
 
 def add_reading_flags(group: argparse._ArgumentGroup) -> None:
@@ -82,7 +80,7 @@ def add_reading_flags(group: argparse._ArgumentGroup) -> None:
 
     for name, field in Readings.model_fields.items():
         flag = _READING_FLAGS.get(name, "--" + name.replace("_", "-"))
-        text = _READING_HELP.get(name, field.description)
+        text = field.description
         kinds = [a for a in typing.get_args(field.annotation) if a is not type(None)]
         if kinds == [bool]:
             group.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=text)
@@ -264,11 +262,11 @@ def _conclusion_cell(r: Report, style: dict[str, str]) -> str:
     if c is None:
         return r.species.decision
     head = f"[{style[c.decision]}]{c.decision}[/{style[c.decision]}]"
+    if c.decision == "refer":  # no answer to give: what the readings fit, and why
+        return head + (f"\nfits: {', '.join(c.fits)}" if c.fits else "") + f"\n{c.reason}"
     if c.label:
         head += f"\n{c.label}" + (f" {_percent(c.probability)}" if c.probability else "")
     head += f"\n[dim]{'photo + readings' if c.basis == 'photo+readings' else 'from the photo'}[/dim]"
-    if c.decision == "refer":
-        head += f"\n{c.reason}"
     if c.cannot_exclude:
         head += f"\n[yellow]cannot exclude: {', '.join(c.cannot_exclude)}[/yellow]"
     return head
