@@ -47,7 +47,7 @@ class ErrorBody(BaseModel):  # every error answer, as the API's documentation sh
 
 # what each error status means, as the OpenAPI documents it
 ERROR_MEANING = {
-    400: "the request is malformed (the error's code says how)",
+    400: "the request is malformed (the error's code says how), e.g. a body that cannot be parsed",
     404: "no such report, revision or photo",
     408: "the request body stalled (GEMID_BODY_TIMEOUT)",
     409: "the report cannot take this revision (the cap on revisions, or it kept changing)",

@@ -26,7 +26,7 @@ from gemid.errors import EmptyFile, GemidInputError, TooLarge
 from gemid.messages import dotted, validation_message
 from gemid.report import MAX_REFERENCE, FileError, Readings, Report, clean_file_name, clean_reference
 from gemid.serve.deps import AnalysisDep, IdentifierDep, ImagesDep, MetricsDep, SettingsDep, StoreDep
-from gemid.serve.errors import ApiError, size_text, store_failure
+from gemid.serve.errors import ApiError, error_responses, size_text, store_failure
 from gemid.serve.images import ImageStore
 from gemid.serve.settings import Settings
 from gemid.serve.store import put_photo
@@ -129,7 +129,7 @@ IDENTIFY_BODY: dict[str, Any] = {
             "type": "object",
             "required": ["images"],
             "properties": {
-                "images": {"type": "array", "items": {"type": "string", "format": "binary"},
+                "images": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1,
                            "description": "one or more photos (JPEG, PNG, WebP, TIFF, HEIC/HEIF, AVIF); "
                                           "repeat the field for a parcel"},
                 "reference": {"type": "string", "maxLength": MAX_REFERENCE,
@@ -143,11 +143,39 @@ IDENTIFY_BODY: dict[str, Any] = {
 }
 
 
+def _entries_or_error(meaning: str) -> dict:
+    """A status /v1/identify gives in either of its shapes: the per-photo entries (every photo refused), or a
+    request-level refusal before any photo was looked at."""
+    return {"description": f"{meaning}: the entries (every photo refused this way), or the request refused",
+            "content": {"application/json": {"schema": {"anyOf": [
+                {"$ref": "#/components/schemas/IdentifyResponse"}, {"$ref": "#/components/schemas/ErrorBody"}]}}}}
+
+
+# where a client (or a stateful fuzzer) goes next with the report_id of the first entry
+_NEXT = {"get_report": "get_report_v1_reports__report_id__get",
+         "revisions": "get_revisions_v1_reports__report_id__revisions_get",
+         "image": "get_image_v1_reports__report_id__image_get",
+         "preview": "report_preview_v1_reports__report_id__preview_jpg_get",
+         "qr": "report_qr_v1_reports__report_id__qr_svg_get",
+         "add_readings": "add_readings_v1_reports__report_id__readings_post"}
+IDENTIFY_RESPONSES: dict[int | str, dict] = {
+    200: {"description": "one entry per photo, in order; at least one is a stored report",
+          "links": {name: {"operationId": op, "parameters": {"report_id": "$response.body#/reports/0/report_id"}}
+                    for name, op in _NEXT.items()}},
+    400: _entries_or_error("an empty file or refusals of several kinds; or a malformed form"),
+    413: _entries_or_error("a photo over GEMID_MAX_BYTES or GEMID_MAX_PIXELS; or the body over the limit"),
+    415: _entries_or_error("not a supported image type"),
+    422: _entries_or_error("a corrupt photo, or one that stopped its analysis worker twice; or invalid readings"),
+    503: _entries_or_error("the analysis workers are down; or the service is starting, too busy (Retry-After), "
+                          "or cannot write its store"),
+    507: _entries_or_error("the photo store is full (GEMID_MAX_STORE_BYTES)"),
+    **error_responses(408, 501),
+}
+
+
 @router.post(
     "/identify", response_model=IdentifyResponse, openapi_extra=IDENTIFY_BODY,
-    summary="Identify one or more stone photos",
-    responses={s: {"model": IdentifyResponse, "description": "no photo could be used; see each entry"}
-               for s in (400, 413, 415, 422, 503)},
+    summary="Identify one or more stone photos", responses=IDENTIFY_RESPONSES,
 )
 async def identify(request: Request, settings: SettingsDep, store: StoreDep, images: ImagesDep,
                    identifier: IdentifierDep, analysis: AnalysisDep, metrics: MetricsDep,
@@ -158,8 +186,9 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
     ri, ri_high, birefringence, sg, optic, ...). One entry per photo, in order: a report, or
     `{"file", "error": {"code", "message"}}`. 200 when at least one photo gave a report (stored, with
     its photo); otherwise the status that fits the refusals (413 too large, 415 not an image,
-    422 corrupt, or stopping its analysis worker twice, 503 analysis workers down, 400 empty or several
-    kinds), with the same entries."""
+    422 corrupt, or stopping its analysis worker twice, 503 analysis workers down, 507 store full,
+    400 empty or several kinds), with the same entries. A request refused as a whole (no photo, an unknown
+    field, invalid readings, too busy) gets `{"error": {"code", "message"}}` instead."""
     form, spooled = await _read_form(request, settings)
     try:
         uploads, reference, readings = _parse_fields(form, settings)

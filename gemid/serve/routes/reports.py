@@ -31,7 +31,7 @@ from gemid.serve.deps import (
     StoreDep,
     report_exists,
 )
-from gemid.serve.errors import ERROR_RESPONSES, ApiError, store_failure
+from gemid.serve.errors import ERROR_RESPONSES, ApiError, error_responses, store_failure
 from gemid.serve.images import ImageStore, atomic_write, content_type_for
 from gemid.serve.settings import Settings
 from gemid.serve.store import ReportPage, ReportStore, RevisionConflict
@@ -47,6 +47,24 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 class RevisionsResponse(BaseModel):
     report_id: str
     revisions: list[Report]
+
+
+# what `since` and `until` take: an ISO date, or a date-time with an optional zone (blank: no bound)
+ISO_WHEN = r"^\s*(\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?)?)?\s*$"
+
+_READING_VALUES = {name: next(b for b in spec["anyOf"] if b.get("type") != "null")  # each reading, not null
+                   for name, spec in Readings.model_json_schema()["properties"].items()}
+# the rules of POST readings that the Readings model alone does not show: at least one reading (a schema rule),
+# and a high RI only with the low one and not below it (said in words: JSON Schema's if/then cannot compare
+# two fields, and fuzzers stumble on it); the server refuses both with 422
+READINGS_BODY = {"requestBody": {"required": True, "description": (
+    "at least one reading; `ri_high` only together with `ri`, and not below it (else 422)"),
+    "content": {"application/json": {"schema": {
+    "allOf": [
+        {"$ref": "#/components/schemas/Readings"},
+        {"anyOf": [{"required": [name], "properties": {name: value}} for name, value in _READING_VALUES.items()],
+         "description": "at least one reading"},
+    ]}}}}}
 
 
 def _not_found(report_id: str) -> ApiError:
@@ -86,13 +104,14 @@ def _merge_readings(latest: Report, new: Readings, replace: bool) -> Readings:
 # --- list and fetch -------------------------------------------------------------------------------------
 
 
-@router.get("", response_model=ReportPage, responses=ERROR_RESPONSES, summary="List stored reports")
+@router.get("", response_model=ReportPage, responses=error_responses(422, 503), summary="List stored reports")
 async def list_reports(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
-    since: Annotated[str | None, Query(description="ISO date or date-time, inclusive")] = None,
-    until: Annotated[str | None, Query(description="ISO date (that whole day included) or date-time")] = None,
+    since: Annotated[str | None, Query(pattern=ISO_WHEN, description="ISO date or date-time, inclusive")] = None,
+    until: Annotated[str | None, Query(pattern=ISO_WHEN,
+                                       description="ISO date (that whole day included) or date-time")] = None,
     species: Annotated[str | None, Query(max_length=100, description="current top-1 label, any case")] = None,
     decision: ConclusionDecision | None = None,
     reference: Annotated[str | None, Query(max_length=200, description="substring, any case")] = None,
@@ -156,7 +175,8 @@ async def get_image(store: StoreDep, images: ImagesDep, report_id: ReportId) -> 
 # --- readings -------------------------------------------------------------------------------------------
 
 
-@router.post("/{report_id}/readings", response_model=Report, status_code=201, responses=ERROR_RESPONSES,
+@router.post("/{report_id}/readings", response_model=Report, status_code=201,
+             responses=error_responses(400, 404, 408, 409, 413, 422, 501, 503), openapi_extra=READINGS_BODY,
              summary="Add readings: a new revision, re-ranked")
 async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: LimiterDep, settings: SettingsDep,
                        report_id: ReportId,
@@ -219,7 +239,7 @@ def qr_svg(text: str) -> str:
 
 @router.get(
     "/{report_id}/qr.svg", summary="QR code of the report's verification link",
-    response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}, 404: {"description": "unknown id"}},
+    response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}, **ERROR_RESPONSES},
 )
 async def report_qr(request: Request, store: StoreDep, settings: SettingsDep, report_id: ReportId) -> Response:
     """An SVG QR code that encodes `{GEMID_PUBLIC_URL or this server}/r/{report_id}`."""
@@ -258,7 +278,8 @@ def _render_preview(source: Path, target: Path, side: int, max_bytes: int, max_p
 
 @router.get(
     "/{report_id}/preview.jpg", summary="The photo as a display-ready JPEG",
-    response_class=FileResponse, responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "unknown id"}},
+    response_class=FileResponse, responses={200: {"content": {"image/jpeg": {}}},
+                                            304: {"description": "not modified (If-None-Match)"}, **ERROR_RESPONSES},
 )
 async def report_preview(
     request: Request, store: StoreDep, images: ImagesDep, settings: SettingsDep, limiter: LimiterDep,
