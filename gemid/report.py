@@ -275,6 +275,30 @@ class TestsResult(BaseModel):
     reranking: Reranking | None = None
 
 
+# --- many stones in one photo --------------------------------------------------------------------------
+
+SHAPES = ("round", "oval", "cushion", "emerald_cut", "square", "pear", "marquise", "heart", "trillion",
+          "cabochon", "tumbled_or_rough")
+
+
+class StoneShape(BaseModel):
+    label: Literal[SHAPES] = Field(description=(  # type: ignore[valid-type]
+        "cut shape: round, oval, cushion, emerald_cut (step cut, octagon), square (princess), pear, marquise, "
+        "heart, trillion, cabochon (any outline), tumbled_or_rough"))
+    probability: float = Field(ge=0.0, le=1.0)
+
+
+class Stone(BaseModel):
+    """Which stone of the photo this report is about. Every stone found gets its own report; all share
+    `image.sha256`. A single-stone photo has index 1 and count 1."""
+
+    index: int = Field(ge=1, description="1-based, in reading order (rows top to bottom, then left to right)")
+    count: int = Field(ge=1, description="stones found in the photo")
+    bbox: tuple[int, int, int, int] = Field(description="x, y, width, height in the photo's pixels")
+    outline: list[tuple[int, int]] = Field(default_factory=list, description="simplified contour, photo pixels")
+    shape: StoneShape | None = None
+
+
 # --- the report ---------------------------------------------------------------------------------------
 
 
@@ -296,6 +320,8 @@ class Report(BaseModel):
     tests: TestsResult | None = None
     conclusion: Conclusion | None = Field(None, description=(
         "one answer from the photo and the readings; null only in reports stored before it existed"))
+    stone: Stone | None = Field(None, description=(
+        "which stone of the photo this report is about (index of count); null when no stone was found"))
     disclaimer: str = DISCLAIMER
 
 

@@ -33,6 +33,7 @@ from gemid.report import (
     Readings,
     Report,
     SpeciesResult,
+    Stone,
     TestsResult,
     clean_reference,
 )
@@ -46,6 +47,7 @@ from gemid.vision.learned import apply_heads
 from gemid.vision.quality import assess, too_poor_to_judge
 from gemid.vision.segment import Segmentation, segment
 from gemid.vision.stone_area import locate
+from gemid.vision.stones import describe, find_stones, isolated
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class _Prepared:
     quality: Quality
     crop: np.ndarray
     poor: str | None
+    stone: Stone | None = None  # which stone of the photo (gemid.vision.stones); None when none was found
 
 
 class Identifier:
@@ -163,6 +166,27 @@ class Identifier:
                     out.append(FileError.from_exception(r.file, exc))
         return out
 
+    def identify_stones(
+        self,
+        data: Source,
+        *,
+        filename: str | None = None,
+        reference: str | None = None,
+        readings: Readings | None = None,
+        grade: bool = True,
+    ) -> list[Report]:
+        """Every stone in a tray or parcel photo → one Report each, in reading order (rows, then columns),
+        each from its own crop; all share `image.sha256`. A single-stone photo gives one report, exactly as
+        `identify` does; a photo without a stone gives its one rejected report."""
+        if filename is None and isinstance(data, (Path, str)):
+            filename = Path(data).name
+        reference = clean_reference(reference)
+        readings = _clean_readings(readings)
+        image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        preps = self._prepare_stones(filename, image, first_only=False)
+        preds = self.classifier.predict([p.crop for p in preps])
+        return [self._finish(p, pred, reference, readings, grade) for p, pred in zip(preps, preds, strict=True)]
+
     def add_readings(self, report: Report, readings: Readings) -> Report:
         """A new revision of `report` re-ranked with the technician's readings; `report` is not modified."""
         readings = _clean_readings(readings)
@@ -181,11 +205,21 @@ class Identifier:
 
     def _prepare(self, name: str | None, data: Source) -> _Prepared:
         image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
-        seg = segment(image.rgb)
+        return self._prepare_stones(name, image, first_only=True)[0]
+
+    def _prepare_stones(self, name: str | None, image: DecodedImage, *, first_only: bool) -> list[_Prepared]:
+        """The pixel stages for each stone of the photo (the first only for `identify`): its own
+        segmentation, quality and crop, the other stones painted out (one stone: the photo as it is)."""
+        stones = find_stones(image.rgb, segment(image.rgb))
         margin = self.bundle.input.crop.margin
-        quality = assess(image.rgb, seg, margin)
-        return _Prepared(file=name, image=image, seg=seg, quality=quality,
-                         crop=self.classifier.crop(image.rgb, seg), poor=too_poor_to_judge(quality))
+        out = []
+        for i in range(1 if first_only else len(stones)):
+            seg = stones[i]
+            quality = assess(image.rgb, seg, margin)
+            out.append(_Prepared(file=name, image=image, seg=seg, quality=quality,
+                                 crop=self.classifier.crop(*isolated(image.rgb, stones, i, margin)),
+                                 poor=too_poor_to_judge(quality), stone=describe(image.rgb, stones, i)))
+        return out
 
     def _finish(self, prep: _Prepared, pred: Prediction, reference: str | None,
                 readings: Readings | None, grade: bool = True) -> Report:
@@ -222,6 +256,7 @@ class Identifier:
             clarity=clarity,
             tests=tests,
             conclusion=conclusion,
+            stone=prep.stone,
         )
 
     def _evidence(self, species: SpeciesResult, readings: Readings | None) -> tuple[TestsResult | None, Conclusion]:

@@ -1,0 +1,259 @@
+"""Cut shape of one stone from its outline and its facet pattern, with a probability.
+
+The outline says round, oval, cushion, emerald cut, square, pear, marquise, heart, trillion or irregular;
+the surface says faceted or cabochon: facet edges are straight lines of sharp contrast inside the stone, a
+cabochon's dome has soft gradients and one or two highlights. `features` measures both on the stone's mask
+and pixels, scaled to a fixed size so a 200 px product photo and a 12 MP phone photo read alike; a
+multinomial logistic regression (`shape_weights.json`, fitted by `bench/shape_fit.py` on the train part of
+`gemid/datasets/annotations/shape_gems68.csv`, real photos labelled by eye) turns them into probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gemid.report import SHAPES
+from gemid.vision.segment import Segmentation
+
+WEIGHTS = Path(__file__).with_name("shape_weights.json")
+SIDE = 160  # the stone's longer side is scaled to this before measuring (most gems68 stones are ~200 px)
+PROFILE = np.linspace(0.05, 0.95, 10)  # where along its length the stone's width is read (share of length)
+
+FEATURES = (
+    "elongation", "rect_fill", "hull_fill", "ellipse_iou", "triangle_fill", "circularity", "vertices_coarse",
+    "vertices_fine", "notch", "end_asym", "w05", "w15", "w30", "w70", "w85", "w95", "narrow_end", "wide_end",
+    "corner_fill", "edge_density", "straight_share", "grad_mean", "highlight", "lap_var", "sym_lr",
+    "mid_detail", "line_length", "dome_fit",
+)
+
+
+def _stone_patch(rgb: np.ndarray, seg: Segmentation) -> tuple[np.ndarray, np.ndarray]:
+    """The stone's bounding box of pixels and mask, with a small margin, scaled to SIDE on its longer side."""
+    x, y, w, h = seg.bbox
+    pad = max(2, int(0.06 * max(w, h)))
+    H, W = seg.mask.shape
+    x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)
+    mask = seg.mask[y0:y1, x0:x1]
+    img = rgb[y0:y1, x0:x1]
+    s = SIDE / max(1, max(w, h))
+    size = (max(8, round((x1 - x0) * s)), max(8, round((y1 - y0) * s)))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    img = cv2.resize(img, size, interpolation=interp)
+    # the mask is smoothed as it is scaled: segment's mask is blocky (a 384 px working copy, upsampled)
+    m = cv2.GaussianBlur(cv2.resize(mask, size, interpolation=cv2.INTER_LINEAR), (0, 0), 1.5) > 127
+    return img, m.astype(np.uint8)
+
+
+def _largest(mask: np.ndarray) -> np.ndarray | None:
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return max(contours, key=cv2.contourArea) if contours else None
+
+
+def _profile(mask: np.ndarray, contour: np.ndarray) -> tuple[np.ndarray, float]:
+    """The stone's width across its long axis at PROFILE positions (share of its greatest width), oriented
+    so that the wider end comes first, and the left-right symmetry of the outline about that axis."""
+    pts = contour.reshape(-1, 2).astype(np.float64)
+    centre = pts.mean(0)
+    cov = np.cov((pts - centre).T)
+    evals, evecs = np.linalg.eigh(cov)
+    major = evecs[:, 1]
+    (cx, cy), (rw, rh), ang = cv2.minAreaRect(contour)
+    if max(rw, rh) / max(1e-6, min(rw, rh)) > 1.08:  # elongated: the rectangle's long side is the axis
+        a = np.deg2rad(ang if rw >= rh else ang + 90.0)
+        major = np.array([np.cos(a), np.sin(a)])
+    ys, xs = np.nonzero(mask)
+    p = np.stack([xs, ys], 1).astype(np.float64) - centre
+    t = p @ major
+    n = p @ np.array([-major[1], major[0]])
+    lo, hi = t.min(), t.max()
+    bins = np.clip(((t - lo) / max(1e-6, hi - lo) * 40).astype(int), 0, 39)
+    width = np.zeros(40)
+    np.maximum.at(width, bins, n)
+    neg = np.zeros(40)
+    np.maximum.at(neg, bins, -n)
+    full = width + neg
+    full = full / max(1e-6, full.max())
+    prof = np.interp(PROFILE * 39, np.arange(40), full)
+    if prof[:3].sum() < prof[-3:].sum():
+        prof = prof[::-1]
+    sym = 1.0 - float(np.mean(np.abs(width - neg)) / max(1e-6, np.mean(width + neg) / 2))
+    return prof, sym
+
+
+def features(rgb: np.ndarray, seg: Segmentation) -> np.ndarray:
+    """The FEATURES of one stone (its Segmentation in `rgb`'s pixels)."""
+    img, mask = _stone_patch(rgb, seg)
+    c = _largest(mask)
+    if c is None or cv2.contourArea(c) < 20:
+        return np.zeros(len(FEATURES))
+    area = float(cv2.contourArea(c))
+    perim = float(cv2.arcLength(c, True))
+    (_, _), (rw, rh), _ = cv2.minAreaRect(c)
+    elong = max(rw, rh) / max(1.0, min(rw, rh))
+    rect_fill = area / max(1.0, rw * rh)
+    hull = cv2.convexHull(c)
+    hull_fill = area / max(1.0, cv2.contourArea(hull))
+    ell = np.zeros_like(mask)
+    if len(c) >= 5:
+        cv2.ellipse(ell, cv2.fitEllipse(c), 1, -1)
+    inter = np.logical_and(ell, mask).sum()
+    ellipse_iou = inter / max(1, np.logical_or(ell, mask).sum())
+    tri_area, _ = cv2.minEnclosingTriangle(hull.astype(np.float32))
+    triangle_fill = area / max(1.0, tri_area)
+    circularity = 4 * np.pi * area / max(1.0, perim**2)
+    hp = cv2.arcLength(hull, True)
+    coarse = len(cv2.approxPolyDP(hull, 0.04 * hp, True))
+    fine = len(cv2.approxPolyDP(hull, 0.015 * hp, True))
+    notch = 0.0
+    idx = cv2.convexHull(c, returnPoints=False)
+    if idx is not None and len(idx) > 3:
+        try:
+            defects = cv2.convexityDefects(c, idx)
+        except cv2.error:
+            defects = None
+        if defects is not None:
+            notch = float(defects.reshape(-1, 4)[:, 3].max()) / 256.0 / np.sqrt(area)
+    prof, sym = _profile(mask, c)
+    # corners of the bounding rectangle filled: square corners (princess, emerald) vs rounded (cushion, oval)
+    box = cv2.boxPoints(cv2.minAreaRect(c))
+    rect_m = np.zeros_like(mask)
+    cv2.fillPoly(rect_m, [np.round(box).astype(np.int32)], 1)
+    to_corner = cv2.distanceTransform(1 - _corners(box, mask.shape), cv2.DIST_L2, 3)
+    near = rect_m.astype(bool) & (to_corner < 0.15 * min(rw, rh))
+    corner_fill = float(mask[near].mean()) if near.any() else 0.0
+
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    inner = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))).astype(bool)
+    if inner.sum() < 30:
+        inner = mask.astype(bool)
+    g = cv2.GaussianBlur(grey, (3, 3), 0)
+    v = float(np.median(g[inner]))
+    edges = cv2.Canny(g, int(max(10, 0.4 * v)), int(max(25, 0.9 * v))) > 0
+    e_in = edges & inner
+    edge_density = e_in.sum() / max(1, inner.sum())
+    lines = cv2.HoughLinesP(e_in.astype(np.uint8) * 255, 1, np.pi / 180, 15, minLineLength=SIDE // 8, maxLineGap=2)
+    line_px = 0.0
+    if lines is not None:
+        seg4 = lines.reshape(-1, 4).astype(np.float64)  # OpenCV 4 gives (n, 1, 4), 5 gives (n, 4)
+        line_px = float(np.hypot(seg4[:, 2] - seg4[:, 0], seg4[:, 3] - seg4[:, 1]).sum())
+    straight_share = min(1.0, line_px / max(1.0, float(e_in.sum())))
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1)
+    mag = np.hypot(gx, gy)
+    grad_mean = float(mag[inner].mean()) / max(8.0, float(g[inner].std()) + 8.0)
+    highlight = float((g[inner] >= 245).mean())
+    lap_var = float(np.log1p(cv2.Laplacian(g, cv2.CV_32F)[inner].var()))
+    tex = _texture(grey, inner, float(mask.sum()))
+    return np.array([
+        np.log(elong), rect_fill, hull_fill, ellipse_iou, triangle_fill, circularity, min(coarse, 12) / 12,
+        min(fine, 24) / 24, notch, float(prof[1] - prof[-2]), *prof[[0, 1, 3, 6, 8, 9]],
+        float(min(prof[0], prof[-1])), float(max(prof[0], prof[-1])), corner_fill, edge_density, straight_share,
+        grad_mean, highlight, lap_var, sym, *tex,
+    ], np.float64)
+
+
+@cache
+def _lsd() -> cv2.LineSegmentDetector:
+    return cv2.createLineSegmentDetector()
+
+
+def _texture(grey: np.ndarray, inner: np.ndarray, area: float) -> tuple[float, float, float]:
+    """Facet cues. mid_detail: what a 4 px blur removes, against the stone's contrast (facet edges, not a
+    dome's shading); line_length: straight segments (LSD, >= 12 px) inside the stone per unit of its size
+    (facet edges are straight; a cabochon's stripes and highlights curve); dome_fit: how much of the
+    lightness a smooth quadratic surface explains (a cabochon's dome: much; a facet mosaic: little)."""
+    g = grey.astype(np.float32)
+    spread = float(np.std(g[inner])) + 5.0
+    mid = float(np.std((g - cv2.GaussianBlur(g, (0, 0), 4))[inner])) / spread
+    length = 0.0
+    lines = _lsd().detect(grey)[0]
+    if lines is not None:
+        seg4 = lines.reshape(-1, 4)
+        ln = np.hypot(seg4[:, 2] - seg4[:, 0], seg4[:, 3] - seg4[:, 1])
+        mx = ((seg4[:, 0] + seg4[:, 2]) / 2).astype(int).clip(0, grey.shape[1] - 1)
+        my = ((seg4[:, 1] + seg4[:, 3]) / 2).astype(int).clip(0, grey.shape[0] - 1)
+        length = float(ln[inner[my, mx] & (ln >= 12)].sum()) / np.sqrt(max(1.0, area))
+    ys, xs = np.nonzero(inner)
+    xs, ys = xs / SIDE, ys / SIDE
+    a = np.stack([np.ones_like(xs), xs, ys, xs * xs, ys * ys, xs * ys], 1)
+    v = g[inner].astype(np.float64)
+    coef, *_ = np.linalg.lstsq(a, v, rcond=None)
+    fit = 1.0 - float(np.var(v - a @ coef)) / max(1e-6, float(np.var(v)))
+    return mid, length, fit
+
+
+def _corners(box: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A mask with the four corner points of `box` set (for a distance-to-corner map)."""
+    m = np.zeros(shape, np.uint8)
+    for px, py in box:
+        x, y = int(round(px)), int(round(py))
+        if 0 <= x < shape[1] and 0 <= y < shape[0]:
+            m[y, x] = 1
+        else:
+            m[min(max(y, 0), shape[0] - 1), min(max(x, 0), shape[1] - 1)] = 1
+    return m
+
+
+SURFACE = ("faceted", "cabochon", "tumbled_or_rough")  # the first stage's classes
+# what each stage reads: the surface stage the facet cues and how regular the outline is, the outline
+# stage (faceted stones only) the outline
+SURFACE_FEATURES = ("hull_fill", "ellipse_iou", "circularity", "notch", "sym_lr", "edge_density",
+                    "straight_share", "grad_mean", "highlight", "lap_var", "mid_detail", "line_length", "dome_fit")
+OUTLINE_FEATURES = tuple(f for f in FEATURES if f not in ("edge_density", "grad_mean", "highlight", "lap_var",
+                                                          "mid_detail", "dome_fit"))
+
+
+@cache
+def _model() -> dict[str, dict[str, np.ndarray | list[str]]]:
+    """The two stages' logistic regressions from WEIGHTS: {stage: mean, scale, weights, bias, labels}."""
+    data = json.loads(WEIGHTS.read_text())
+    if tuple(data["features"]) != FEATURES:
+        raise RuntimeError(f"{WEIGHTS.name} was fitted on other features; refit with bench/shape_fit.py")
+    out = {}
+    for stage in ("surface", "outline"):
+        m = data[stage]
+        unknown = set(m["labels"]) - set(SHAPES) - {"faceted"}
+        if unknown:
+            raise RuntimeError(f"{WEIGHTS.name} has shapes the report does not know: {sorted(unknown)}")
+        out[stage] = {k: np.array(m[k]) for k in ("mean", "scale", "weights", "bias")} | {"labels": m["labels"]}
+    return out
+
+
+def columns(names: tuple[str, ...]) -> np.ndarray:
+    return np.array([FEATURES.index(n) for n in names])
+
+
+def expand(x: np.ndarray) -> np.ndarray:
+    """The model's inputs from features: the features and their squares (curved boundaries, still linear)."""
+    return np.concatenate([x, x**2], axis=-1)
+
+
+def _softmax(m: dict, x: np.ndarray) -> np.ndarray:
+    z = m["weights"] @ ((expand(x) - m["mean"]) / m["scale"]) + m["bias"]
+    p = np.exp(z - z.max())
+    return p / p.sum()
+
+
+def probabilities(x: np.ndarray) -> dict[str, float]:
+    """Shape probabilities for one stone's FEATURES: P(cabochon), P(tumbled or rough), and P(faceted) shared
+    among the faceted outlines by the outline stage."""
+    model = _model()
+    surface = dict(zip(model["surface"]["labels"], _softmax(model["surface"], x[columns(SURFACE_FEATURES)]),
+                       strict=True))
+    outline = _softmax(model["outline"], x[columns(OUTLINE_FEATURES)])
+    probs = {k: float(v) for k, v in surface.items() if k != "faceted"}
+    for label, p in zip(model["outline"]["labels"], outline, strict=True):
+        probs[label] = float(surface.get("faceted", 0.0) * p)
+    return probs
+
+
+def classify_shape(rgb: np.ndarray, seg: Segmentation) -> tuple[str, float]:
+    """The most probable cut shape of the stone `seg` in `rgb`, and its probability."""
+    probs = probabilities(features(rgb, seg))
+    label = max(probs, key=probs.__getitem__)
+    return label, probs[label]

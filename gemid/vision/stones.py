@@ -1,0 +1,222 @@
+"""Every stone in a tray or parcel photo: one `Segmentation` each, separated where stones touch, numbered
+in reading order (rows, then columns).
+
+`gemid.vision.segment` finds the stones' pixels against the border's background (the shipped model's
+training crops depend on it, so it stays as it is); here its mask is split into stones. Separate components
+are separate stones. Touching stones form one component with a neck: the distance transform has one peak
+per stone and a low saddle between them, so a marker-based watershed of the distance map splits them, and
+neighbouring regions whose saddle is nearly as high as the lower peak are merged again (one elongated
+stone, an emerald cut's ridge, a heart's two lobes are one stone, not two).
+
+A photo with one stone (or none) gives back segment's own `Segmentation`, untouched: a single-stone
+photo is analysed exactly as before. With several, each stone's `Segmentation` holds only that stone
+(`n_stones` 1) and the model sees it alone: `isolated` paints the other stones out of its crop with the
+background's colour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+
+from gemid.report import Stone, StoneShape
+from gemid.vision.arrays import border_pixels
+from gemid.vision.crop import crop_square, square_box
+from gemid.vision.segment import WORK_SIDE, Segmentation
+from gemid.vision.shape import classify_shape
+
+# Two peaks of the distance map are one stone when the saddle between them is at least this share of the
+# lower peak. Two round stones touching at a point: saddle/peak below 0.3; pressed together so their
+# outlines overlap by a fifth of a diameter, about 0.6; a heart's lobes or a marquise's ridge, above 0.8.
+MERGE_SADDLE = 0.7
+# A region smaller than this share of the largest stone in the photo is a fleck, a shadow's tip or a
+# reflection's fragment, not a stone (segment itself keeps components down to 12 % of the largest).
+MIN_STONE_AREA = 0.04
+# Stones whose centres are within this share of the median stone height are on the same row.
+ROW_TOLERANCE = 0.5
+
+
+FLOOD_SIDE = 128  # the flooding runs on the component at most this many pixels across: saddles survive it
+
+
+def _flood(dist: np.ndarray) -> np.ndarray:
+    """Watershed of the distance map by flooding from its peaks downwards (pixels in order of decreasing
+    distance, union-find): two regions meeting at level s merge when s >= MERGE_SADDLE x the lower of their
+    peaks; otherwise the pixel joins the region of the higher peak. Returns a label per pixel (0: outside)."""
+    h, w = dist.shape
+    flat = dist.ravel()
+    order = np.argsort(-flat, kind="stable")
+    order = order[flat[order] > 0]
+    label = np.zeros(h * w, np.int64)
+    parent: list[int] = [0]
+    peak: list[float] = [0.0]
+
+    def root(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for i in order.tolist():
+        y, x = divmod(i, w)
+        level = float(flat[i])
+        roots = set()
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                yy, xx = y + dy, x + dx
+                if (dy or dx) and 0 <= yy < h and 0 <= xx < w and label[yy * w + xx]:
+                    roots.add(root(int(label[yy * w + xx])))
+        if not roots:
+            parent.append(len(parent))
+            peak.append(level)
+            label[i] = len(parent) - 1
+            continue
+        ranked = sorted(roots, key=lambda r: -peak[r])
+        top = ranked[0]
+        for r in ranked[1:]:
+            if level >= MERGE_SADDLE * min(peak[top], peak[r]):
+                parent[r] = top
+        label[i] = top
+    roots_of = np.array([root(k) for k in range(len(parent))])
+    return roots_of[label].reshape(h, w)
+
+
+def _split(comp: np.ndarray) -> list[np.ndarray]:
+    """One connected component (bool mask) → one bool mask per stone in it."""
+    ys, xs = np.nonzero(comp)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    box = np.pad(comp[y0:y1, x0:x1], 1).astype(np.uint8)
+    s = min(1.0, FLOOD_SIDE / max(box.shape))
+    small = box if s == 1.0 else cv2.resize(box, (max(3, round(box.shape[1] * s)), max(3, round(box.shape[0] * s))),
+                                            interpolation=cv2.INTER_NEAREST)
+    dist = cv2.distanceTransform(small, cv2.DIST_L2, 5)
+    labels = _flood(dist)
+    kinds = [k for k in np.unique(labels) if k]
+    if len(kinds) <= 1:
+        return [comp]
+    # the flood finds the stones; the border between two is drawn between their inscribed circles (each
+    # pixel to the stone whose circle it is least outside of), which cuts touching round stones at the neck
+    centres = []
+    for k in kinds:
+        d = np.where(labels == k, dist, -1.0)
+        cy, cx = np.unravel_index(int(np.argmax(d)), d.shape)
+        centres.append((cx / s, cy / s, float(d[cy, cx]) / s))
+    inside = comp[y0:y1, x0:x1]
+    gy, gx = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
+    outside = np.stack([np.hypot(gx + 1 - cx, gy + 1 - cy) - r for cx, cy, r in centres])
+    labels = np.array(kinds)[np.argmin(outside, axis=0)]
+    out = []
+    for k in kinds:
+        m = np.zeros_like(comp)
+        m[y0:y1, x0:x1] = inside & (labels == k)
+        if m.any():
+            out.append(m)
+    return out
+
+
+def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[int]:
+    """Indices of `boxes` (x, y, w, h) in reading order: rows top to bottom, then left to right."""
+    if not boxes:
+        return []
+    tol = ROW_TOLERANCE * float(np.median([b[3] for b in boxes]))
+    by_y = sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2)
+    rows: list[list[int]] = []
+    row_y = None
+    for i in by_y:
+        cy = boxes[i][1] + boxes[i][3] / 2
+        if row_y is None or cy - row_y > tol:
+            rows.append([])
+            row_y = cy
+        rows[-1].append(i)
+    return [i for row in rows for i in sorted(row, key=lambda j: boxes[j][0] + boxes[j][2] / 2)]
+
+
+def find_stones(rgb: np.ndarray, seg: Segmentation) -> list[Segmentation]:
+    """Every stone of `seg` (segment's result for `rgb`), in reading order; `[seg]` itself for one stone or
+    none (unchanged: a single-stone photo is analysed exactly as before)."""
+    if not seg.found:
+        return [seg]
+    h, w = rgb.shape[:2]
+    scale = min(1.0, WORK_SIDE / max(h, w))
+    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = cv2.resize(seg.mask, (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
+    n, comps = cv2.connectedComponents(small.astype(np.uint8), connectivity=8)
+    parts: list[np.ndarray] = []
+    for k in range(1, n):
+        parts.extend(_split(comps == k))
+    if not parts:
+        return [seg]
+    areas = np.array([p.sum() for p in parts], np.float64)
+    parts = [p for p, a in zip(parts, areas, strict=True) if a >= MIN_STONE_AREA * areas.max()]
+    if len(parts) <= 1:
+        return [seg]
+    inv = 1.0 / scale
+    found: list[Segmentation] = []
+    for p in parts:
+        u8 = p.astype(np.uint8) * 255
+        contours, _ = cv2.findContours(u8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        c = max(contours, key=cv2.contourArea)
+        x, y, bw, bh = cv2.boundingRect(c)
+        bbox = (int(x * inv), int(y * inv), min(w, int(np.ceil(bw * inv))), min(h, int(np.ceil(bh * inv))))
+        poly = cv2.approxPolyDP(c, 0.01 * cv2.arcLength(c, True), True).reshape(-1, 2)
+        mask = cv2.resize(u8, (w, h), interpolation=cv2.INTER_NEAREST)
+        found.append(replace(seg, mask=mask, bbox=bbox, outline=[(int(px * inv), int(py * inv)) for px, py in poly],
+                             area_fraction=float(p.mean()), n_stones=1))
+    return [found[i] for i in _reading_order([s.bbox for s in found])]
+
+
+_HALO = 7  # pixels: a neighbour's anti-aliased rim and shadow edge are painted over with it
+
+
+def _crop_mask(mask: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
+    """The square `box` (x0, y0, side) of a 2-D mask, 0 outside the photo."""
+    x0, y0, side = box
+    h, w = mask.shape
+    out = np.zeros((side, side), np.uint8)
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = mask[sy0:sy1, sx0:sx1]
+    return out
+
+
+def background_rgb(rgb: np.ndarray) -> tuple[int, int, int]:
+    """The border's median colour: what the other stones are painted with in a stone's crop."""
+    h, w = rgb.shape[:2]
+    return tuple(int(v) for v in np.median(border_pixels(rgb, max(1, min(h, w) // 50)), axis=0))
+
+
+def isolated(rgb: np.ndarray, stones: list[Segmentation], i: int, margin: float,
+             fill: tuple[int, int, int] | None = None) -> tuple[np.ndarray, Segmentation]:
+    """Stone `i`'s square neighbourhood with the other stones painted over in the background's colour, and
+    its `Segmentation` in that neighbourhood's pixels: what the classifier's crop is cut from. One stone:
+    the photo and its segmentation, unchanged."""
+    seg = stones[i]
+    if len(stones) == 1:
+        return rgb, seg
+    fill = fill or background_rgb(rgb)
+    x0, y0, side = square_box(seg.bbox, margin, (rgb.shape[1], rgb.shape[0]))
+    side += 2  # a pixel of slack each side: the crop's own rounding stays inside
+    x0, y0 = x0 - 1, y0 - 1
+    sub = crop_square(rgb, (x0, y0, side), fill=fill)
+    own = _crop_mask(seg.mask, (x0, y0, side)) > 0
+    halo = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_HALO, _HALO))
+    for j, other in enumerate(stones):
+        if j != i:
+            theirs = cv2.dilate(_crop_mask(other.mask, (x0, y0, side)), halo) > 0  # and their soft rims
+            sub[theirs & ~own] = fill
+    x, y, bw, bh = seg.bbox
+    local = replace(seg, mask=own.astype(np.uint8) * 255, bbox=(x - x0, y - y0, bw, bh),
+                    outline=[(px - x0, py - y0) for px, py in seg.outline])
+    return sub, local
+
+
+def describe(rgb: np.ndarray, stones: list[Segmentation], i: int) -> Stone | None:
+    """The report's `stone` section for stone `i` (None when no stone was found)."""
+    seg = stones[i]
+    if not seg.found:
+        return None
+    label, p = classify_shape(rgb, seg)
+    return Stone(index=i + 1, count=len(stones), bbox=seg.bbox, outline=seg.outline,
+                 shape=StoneShape(label=label, probability=round(p, 4)))
