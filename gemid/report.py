@@ -218,12 +218,17 @@ class Readings(BaseModel):
     ri_otl: bool | None = Field(
         None, strict=True, description="the refractometer shows no edge below its limit (about 1.81): over the limit (OTL)"
     )
-    birefringence: float | None = Field(None, strict=True, ge=0.0, le=0.3)
+    birefringence: float | None = Field(None, strict=True, ge=0.0, le=0.3, description=(
+        "highest minus lowest RI, read by turning the stone on the refractometer"))
     sg: float | None = Field(None, strict=True, ge=0.5, le=8.0, description="specific gravity")
-    optic: Literal["SR", "DR", "AGG", "ADR"] | None = None
-    optic_sign: Literal["uniaxial+", "uniaxial-", "biaxial+", "biaxial-"] | None = None
-    pleochroism: Literal["none", "weak", "moderate", "strong"] | None = None
-    uv_lw: Literal["inert", "weak", "moderate", "strong"] | None = None
+    optic: Literal["SR", "DR", "AGG", "ADR"] | None = Field(None, description=(
+        "polariscope reaction: singly or doubly refractive, aggregate, anomalous double refraction"))
+    optic_sign: Literal["uniaxial+", "uniaxial-", "biaxial+", "biaxial-"] | None = Field(None, description=(
+        "interference figure in the conoscope"))
+    pleochroism: Literal["none", "weak", "moderate", "strong"] | None = Field(None, description=(
+        "colours seen in the dichroscope"))
+    uv_lw: Literal["inert", "weak", "moderate", "strong"] | None = Field(None, description=(
+        "long-wave UV fluorescence (365 nm)"))
     # how the readings were taken: they set each reading's tolerance, and are not readings themselves
     ri_spot: bool | None = Field(None, strict=True, description=(
         "the RI is a spot (distant-vision) reading on a curved surface: a cabochon or an aggregate"))

@@ -1,9 +1,10 @@
 """Photo bytes in, typed report out: decode → segment → quality → species → colour → clarity → tests.
 
 `Identifier` is built once (it loads and verifies the model bundle) and then shared: it holds no
-per-call state, and ONNX Runtime sessions are safe to call from many threads, so the service calls
-`identify` straight from its thread pool. Colour, clarity, test guidance and re-ranking live in their own
-modules; each is used when installed and its section stays None when it could not be computed.
+per-call state, and ONNX Runtime sessions are safe to call from many threads (the service's worker
+processes each hold one; `GEMID_ANALYSIS=threads` shares one between threads). Colour, clarity, test
+guidance and re-ranking live in their own modules; a grade that could not be made says so
+(`status="cannot_judge"` with the reason) rather than leaving its section empty, which means "not asked".
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from gemid.gemmology.instruments import TESTS
 from gemid.gemmology.likelihood import tests_done
 from gemid.gemmology.rerank import rerank
 from gemid.report import (
+    ClarityGrade,
+    ColourGrade,
     Conclusion,
     FileError,
     ImageInfo,
@@ -51,6 +54,8 @@ from gemid.vision.stones import describe, find_stones, isolated
 
 log = logging.getLogger(__name__)
 
+UNMEASURED = "it could not be measured on this photo"
+NO_STONE_AREA = "the stone's area could not be measured on this photo (a reference card or glare in the way?)"
 CHUNK = 8  # photos decoded and held at once by identify_many: bounds memory (8 × 40 MP ≈ 1 GB worst case)
 
 Source = bytes | bytearray | memoryview | Path | str
@@ -208,9 +213,15 @@ class Identifier:
         return self._prepare_stones(name, image, first_only=True)[0]
 
     def _prepare_stones(self, name: str | None, image: DecodedImage, *, first_only: bool) -> list[_Prepared]:
-        """The pixel stages for each stone of the photo (the first only for `identify`): its own
-        segmentation, quality and crop, the other stones painted out (one stone: the photo as it is)."""
-        stones = find_stones(image.rgb, segment(image.rgb))
+        """The pixel stages for each stone of the photo: its own segmentation, quality and crop, the other stones
+        painted out (one stone: the photo as it is).
+
+        `identify` (first_only) keeps the photo whole, as the shipped model was trained and measured: on 411
+        gems68 validation photos the splitting called 23 photos multi-stone, 12 of them one pale faceted stone
+        whose facet reflections segment as separate pieces, and reporting "the first stone" cost top-1 there.
+        Its `stone` section says how many pieces the segmentation saw; `identify_stones` splits them."""
+        seg = segment(image.rgb)
+        stones = [seg] if first_only else find_stones(image.rgb, seg)
         margin = self.bundle.input.crop.margin
         out = []
         for i in range(1 if first_only else len(stones)):
@@ -218,7 +229,8 @@ class Identifier:
             quality = assess(image.rgb, seg, margin)
             out.append(_Prepared(file=name, image=image, seg=seg, quality=quality,
                                  crop=self.classifier.crop(*isolated(image.rgb, stones, i, margin)),
-                                 poor=too_poor_to_judge(quality), stone=describe(image.rgb, stones, i)))
+                                 poor=too_poor_to_judge(quality),
+                                 stone=describe(image.rgb, stones, i, count=seg.n_stones if first_only else None)))
         return out
 
     def _finish(self, prep: _Prepared, pred: Prediction, reference: str | None,
@@ -240,6 +252,11 @@ class Identifier:
                 clarity = self._call("clarity", self._grade_clarity, rgb, seg, label, area=area)
             # a head trained on graded photos outranks the measurement (gemid.vision.learned)
             colour, clarity = apply_heads(colour, clarity, pred.heads, self.bundle.heads)
+            why = UNMEASURED if area is not None else NO_STONE_AREA
+            if colour is None and self._grade_colour is not None:
+                colour = ColourGrade(status="cannot_judge", reason=why)
+            if clarity is None and self._grade_clarity is not None:
+                clarity = ClarityGrade(status="cannot_judge", reason=why)
 
         img = prep.image
         return Report(

@@ -212,11 +212,12 @@ def isolated(rgb: np.ndarray, stones: list[Segmentation], i: int, margin: float,
     return sub, local
 
 
-def describe(rgb: np.ndarray, stones: list[Segmentation], i: int) -> Stone | None:
-    """The report's `stone` section for stone `i` (None when no stone was found)."""
+def describe(rgb: np.ndarray, stones: list[Segmentation], i: int, count: int | None = None) -> Stone | None:
+    """The report's `stone` section for stone `i` (None when no stone was found); `count` overrides how many
+    stones the photo holds (the whole photo analysed as one: the pieces segmentation kept)."""
     seg = stones[i]
     if not seg.found:
         return None
     label, p = classify_shape(rgb, seg)
-    return Stone(index=i + 1, count=len(stones), bbox=seg.bbox, outline=seg.outline,
+    return Stone(index=i + 1, count=max(1, count or len(stones)), bbox=seg.bbox, outline=seg.outline,
                  shape=StoneShape(label=label, probability=round(p, 4)))

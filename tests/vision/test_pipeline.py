@@ -203,15 +203,18 @@ def test_concurrent_calls_match_sequential(identifier):
     assert parallel == sequential
 
 
-def test_a_failing_grader_leaves_its_section_empty(bundle_dir, caplog):
+def test_a_failing_grader_says_it_could_not_judge_and_keeps_the_report(bundle_dir, caplog):
     ident = Identifier(bundle_dir)
 
-    def broken(*_args):
+    def broken(*_args, **_kwargs):
         raise ValueError("grader bug")
 
     ident._grade_colour = broken  # fault injection: a bug in one grader must not lose the report
     r = ident.identify(photo("Ruby"))
-    assert r.colour is None and r.species.decision == "identified" and r.tests is not None
+    assert r.species.decision == "identified" and r.tests is not None
+    # not None (that means "not asked for", --no-grade): a grade that could not be made says so
+    assert r.colour.status == "cannot_judge" and "could not be measured" in r.colour.reason
+    assert r.colour.hue is None and r.clarity.status == "graded"
     assert "colour could not be computed" in caplog.text
 
 
