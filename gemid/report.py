@@ -250,6 +250,19 @@ class Reranking(BaseModel):
     flag: str | None = None
 
 
+class Confirmation(BaseModel):
+    """The settled answer, from confirmatory tests or a laboratory: what field accuracy is measured against and
+    what turns desk photos into training data."""
+
+    label: str = Field(min_length=1, max_length=100, description=(
+        "the species: a label of the property table, or 'other' with `other_name`"))
+    other_name: str | None = Field(None, max_length=100, description="the material's name when label is 'other'")
+    method: str = Field(min_length=1, max_length=200, description="how it was settled, e.g. 'Raman', 'standard tests'")
+    lab_reference: str | None = Field(None, max_length=100, description="the laboratory's report number")
+    confirmed_by: str | None = Field(None, max_length=100, description="who confirmed it")
+    confirmed_at: datetime | None = None
+
+
 ConclusionDecision = Literal["identified", "uncertain", "refer", "rejected"]
 
 
@@ -327,6 +340,8 @@ class Report(BaseModel):
         "one answer from the photo and the readings; null only in reports stored before it existed"))
     stone: Stone | None = Field(None, description=(
         "which stone of the photo this report is about (index of count); null when no stone was found"))
+    confirmation: Confirmation | None = Field(None, description=(
+        "what a laboratory settled the stone to be, recorded after the report (a later revision)"))
     disclaimer: str = DISCLAIMER
 
 
