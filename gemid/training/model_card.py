@@ -6,19 +6,10 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
-
-def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson interval: the validation split is small (~6 photos a class), so say how small."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return centre - half, centre + half
+from gemid.stats import wilson  # re-exported: evaluation and older callers import it from here
 
 
 def _pct(x: float | None, digits: int = 1) -> str:
