@@ -27,7 +27,7 @@ from gemid.serve.errors import install_error_handlers
 from gemid.serve.images import ImageStore
 from gemid.serve.limits import BodyLimitMiddleware, InFlightMiddleware
 from gemid.serve.metrics import MetricsMiddleware, ServiceMetrics
-from gemid.serve.routes import ROUTERS
+from gemid.serve.routes import ROUTERS, confirm
 from gemid.serve.settings import Settings
 from gemid.serve.store import ReportStore
 from gemid.serve.uploads import clear_spool
@@ -122,4 +122,5 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(confirm.router)
     return app

@@ -41,6 +41,11 @@ class ServiceMetrics:
                                      registry=self.registry, multiprocess_mode="max")
         self.busy = Counter("gemid_busy_refusals_total", "Requests refused 503 because GEMID_MAX_IN_FLIGHT were "
                             "already in flight", registry=self.registry)
+        self.confirmed = Counter("gemid_confirmed_total", "Reports confirmed (first confirmation of each)",
+                                 registry=self.registry)
+        self.field_correct = Counter("gemid_field_correct_total", "Confirmed reports whose answer matched the "
+                                     "confirmed label, by answer (photo: photo-only top-1; conclusion)",
+                                     ["answer"], registry=self.registry)
         # an Info metric in all but name: Info has no multiprocess form; this one exposes the same sample
         self.model = Gauge("gemid_model_info", "The model bundle being served", ["name", "version", "variant"],
                            registry=self.registry, multiprocess_mode="max")

@@ -1,0 +1,141 @@
+"""Field accuracy: how often gemid's answers matched what confirmatory tests or a laboratory settled.
+
+`confirmed_rows` reads, for every report whose latest revision carries a confirmation, only the few values
+the figures need (photo-only top-1, the conclusion's label, the confirmed label, the photo's file), straight
+from the JSON of that one revision in one query: no report is parsed whole, so a store of 100,000 reports
+answers in one pass over the reports table joined to their latest revisions. `field_report` turns those rows
+into the figures `gemid field-report` prints: overall and per species, with counts, Wilson 95 % intervals and
+the most frequent confusions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+
+from gemid.serve.models_db import ReportRow, RevisionRow
+from gemid.serve.store import ReportStore
+from gemid.stats import wilson
+
+OTHER = "other"
+TOP_CONFUSIONS = 10
+
+
+def same_label(answer: str | None, confirmed: str | None) -> bool:
+    """Whether an answer names the confirmed species (any case); 'other' is never a model's answer."""
+    if not answer or not confirmed:
+        return False
+    a, c = answer.strip().lower(), confirmed.strip().lower()
+    return a == c and c != OTHER
+
+
+@dataclass(frozen=True)
+class ConfirmedRow:
+    report_id: str
+    created_at: datetime  # when the stone was photographed (the report's first revision)
+    photo_label: str  # the photo-only top-1, species.top[0] ("" when the photo gave none)
+    answer_label: str  # the conclusion's label ("" when rejected)
+    confirmed_label: str
+    other_name: str | None
+    image_sha256: str
+    image_ext: str
+
+
+def confirmed_rows(store: ReportStore, *, created_from: datetime | None = None,
+                   created_to: datetime | None = None) -> list[ConfirmedRow]:
+    """Every report whose latest revision is confirmed, oldest first; `created_to` is exclusive."""
+    body = RevisionRow.body
+    confirmed = body[("confirmation", "label")].as_string()
+    conds = [confirmed.is_not(None)]
+    if created_from is not None:
+        conds.append(ReportRow.created_at >= created_from)
+    if created_to is not None:
+        conds.append(ReportRow.created_at < created_to)
+    stmt = (
+        select(ReportRow.id, ReportRow.created_at, body[("species", "top", 0, "label")].as_string(),
+               RevisionRow.top1_label, confirmed, body[("confirmation", "other_name")].as_string(),
+               ReportRow.image_sha256, ReportRow.image_ext)
+        .join(RevisionRow, and_(RevisionRow.report_id == ReportRow.id,
+                                RevisionRow.revision == ReportRow.latest_revision))
+        .where(*conds)
+        .order_by(ReportRow.created_at, ReportRow.id)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [ConfirmedRow(report_id=r[0], created_at=r[1], photo_label=r[2] or "", answer_label=r[3] or "",
+                         confirmed_label=r[4], other_name=r[5], image_sha256=r[6], image_ext=r[7])
+            for r in rows]
+
+
+def _rate(correct: int, n: int) -> dict[str, Any]:
+    if n == 0:
+        return {"correct": 0, "accuracy": None, "ci95": None}
+    lo, hi = wilson(correct / n, n)
+    return {"correct": correct, "accuracy": correct / n, "ci95": [lo, hi]}
+
+
+def _confusions(pairs: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
+    ranked = sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CONFUSIONS]
+    return [{"confirmed": c, "answered": a or "(none)", "count": n} for (c, a), n in ranked]
+
+
+def field_report(rows: Sequence[ConfirmedRow], *, since: str | None = None, until: str | None = None) -> dict:
+    """The figures, as JSON-able data: overall, per confirmed species (most confirmed first) and confusions."""
+    per: dict[str, list[int]] = {}
+    photo_conf: Counter[tuple[str, str]] = Counter()
+    answer_conf: Counter[tuple[str, str]] = Counter()
+    for r in rows:
+        label = r.confirmed_label
+        photo_ok, answer_ok = same_label(r.photo_label, label), same_label(r.answer_label, label)
+        counts = per.setdefault(label, [0, 0, 0])
+        counts[0] += 1
+        counts[1] += photo_ok
+        counts[2] += answer_ok
+        shown = f"other ({r.other_name})" if label == OTHER and r.other_name else label
+        if not photo_ok:
+            photo_conf[(shown, r.photo_label)] += 1
+        if not answer_ok:
+            answer_conf[(shown, r.answer_label)] += 1
+    n = len(rows)
+    species = [{"label": label, "n": c[0], "photo": _rate(c[1], c[0]), "conclusion": _rate(c[2], c[0])}
+               for label, c in sorted(per.items(), key=lambda kv: (-kv[1][0], kv[0]))]
+    return {
+        "since": since, "until": until, "confirmed": n,
+        "photo": _rate(sum(c[1] for c in per.values()), n),
+        "conclusion": _rate(sum(c[2] for c in per.values()), n),
+        "species": species,
+        "confusions": {"photo": _confusions(photo_conf), "conclusion": _confusions(answer_conf)},
+    }
+
+
+def _pct(rate: dict[str, Any]) -> str:
+    if rate["accuracy"] is None:
+        return "n/a"
+    lo, hi = rate["ci95"]
+    return f"{100 * rate['accuracy']:5.1f} % ({100 * lo:.0f}-{100 * hi:.0f})"
+
+
+def render_table(report: dict) -> str:
+    """The report as plain text: the overall line, one row per species, then the confusions."""
+    period = f"{report['since'] or 'the start'} to {report['until'] or 'now'}"
+    lines = [f"Field accuracy, reports from {period}: {report['confirmed']} confirmed",
+             "  accuracy with its 95 % Wilson interval; photo = photo-only top-1, conclusion = with readings", ""]
+    if not report["confirmed"]:
+        return "\n".join(lines[:1] + ["  no confirmed reports in this period"])
+    width = max(12, *(len(s["label"]) for s in report["species"]))
+    lines.append(f"  {'species':<{width}} {'n':>6}  {'photo top-1':<22} conclusion")
+    lines.append(f"  {'all':<{width}} {report['confirmed']:>6}  {_pct(report['photo']):<22} "
+                 f"{_pct(report['conclusion'])}")
+    for s in report["species"]:
+        lines.append(f"  {s['label']:<{width}} {s['n']:>6}  {_pct(s['photo']):<22} {_pct(s['conclusion'])}")
+    for which in ("photo", "conclusion"):
+        confusions = report["confusions"][which]
+        if confusions:
+            lines += ["", f"  most frequent confusions ({which}): confirmed <- answered"]
+            lines += [f"    {c['confirmed']} <- {c['answered']}: {c['count']}" for c in confusions]
+    return "\n".join(lines)

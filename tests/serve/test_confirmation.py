@@ -1,0 +1,131 @@
+"""Confirmations through the real app: a new revision carrying the settled answer, its validation, field
+accuracy computed from the store, and the counters in /metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.register_assert_rewrite("serve_support")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from serve_support import make_settings, stone, stored, upload  # noqa: E402
+
+from gemid.serve.app import create_app  # noqa: E402
+from gemid.serve.field import confirmed_rows, field_report, render_table  # noqa: E402
+from gemid.serve.settings import Settings  # noqa: E402
+from gemid.serve.store import ReportStore  # noqa: E402
+
+pytest_plugins = ["serve_support"]
+
+
+def identify(c: TestClient, label: str) -> dict:
+    r = c.post("/v1/identify", files=[upload(f"{label}.png", stone(label))])
+    assert r.status_code == 200, r.text
+    return r.json()["reports"][0]
+
+
+def confirm(c: TestClient, report_id: str, **body):
+    return c.post(f"/v1/reports/{report_id}/confirmation", json={"method": "Raman", **body})
+
+
+def test_a_confirmation_is_a_new_revision_and_keeps_the_original(client: TestClient, settings: Settings):
+    ruby = identify(client, "Ruby")
+    r = confirm(client, ruby["report_id"], label="ruby", lab_reference="LAB-77")
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == f"/v1/reports/{ruby['report_id']}?revision=2"
+    new = r.json()
+    c = new["confirmation"]
+    assert (new["revision"], c["label"], c["method"], c["lab_reference"], c["confirmed_by"]) == (
+        2, "Ruby", "Raman", "LAB-77", None)  # the label in the model's spelling
+    assert c["confirmed_at"] and new["species"] == ruby["species"] and new["conclusion"] == ruby["conclusion"]
+    assert client.get(f"/v1/reports/{ruby['report_id']}").json()["confirmation"]["label"] == "Ruby"
+    assert client.get(f"/v1/reports/{ruby['report_id']}?revision=1").json()["confirmation"] is None
+    assert stored(settings)[:2] == (1, 2)
+
+    # a correction is one more revision; readings afterwards keep the confirmation
+    r = confirm(client, ruby["report_id"], label="other", other_name="red glass")
+    assert r.status_code == 201 and r.json()["confirmation"]["other_name"] == "red glass"
+    r = client.post(f"/v1/reports/{ruby['report_id']}/readings", json={"ri": 1.762})
+    assert r.status_code == 201, r.text
+    assert r.json()["confirmation"]["label"] == "other"
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"label": "Rubby"}, "unknown_label"),
+    ({"label": "other"}, "invalid_confirmation"),
+    ({"label": "Ruby", "other_name": "glass"}, "invalid_confirmation"),
+    ({"label": "Ruby", "method": "   "}, "invalid_confirmation"),
+    ({"label": "Ruby", "colour": "red"}, None),  # an unknown field
+    ({"method": "Raman"}, None),  # no label
+])
+def test_a_wrong_confirmation_is_refused_and_stores_nothing(client: TestClient, settings: Settings, body, code):
+    ruby = identify(client, "Ruby")
+    r = client.post(f"/v1/reports/{ruby['report_id']}/confirmation", json={"method": "Raman", **body})
+    assert r.status_code == 422, r.text
+    if code:
+        assert r.json()["error"]["code"] == code
+    assert stored(settings)[:2] == (1, 1)
+
+
+def test_property_table_labels_are_accepted(client: TestClient):
+    """A look-alike the model never learnt (the table's rows) is a valid confirmed answer."""
+    ruby = identify(client, "Ruby")
+    r = confirm(client, ruby["report_id"], label="cubic ZIRCONIA")
+    assert r.status_code == 201, r.text
+    assert r.json()["confirmation"]["label"] == "Cubic zirconia"  # the table's spelling
+
+
+def test_an_unknown_report_is_404(client: TestClient):
+    r = confirm(client, "no-such-report", label="Ruby")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "report_not_found"
+
+
+def test_the_revision_cap_holds(tmp_path, tiny_bundle, identifier):
+    with TestClient(create_app(make_settings(tmp_path / "d", tiny_bundle, max_revisions=2),
+                               identifier=identifier)) as c:
+        ruby = identify(c, "Ruby")
+        assert confirm(c, ruby["report_id"], label="Ruby").status_code == 201
+        r = confirm(c, ruby["report_id"], label="Ruby")
+        assert r.status_code == 409 and r.json()["error"]["code"] == "too_many_revisions"
+
+
+def test_openapi_documents_the_route(client: TestClient):
+    op = client.get("/openapi.json").json()["paths"]["/v1/reports/{report_id}/confirmation"]["post"]
+    assert {"201", "404", "409", "422", "503"} <= set(op["responses"])
+    assert op["requestBody"]["required"] is True
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_field_accuracy_from_the_store_and_metrics(client: TestClient, settings: Settings):
+    ruby, emerald, peridot = identify(client, "Ruby"), identify(client, "Emerald"), identify(client, "Peridot")
+    identify(client, "Citrine")  # never confirmed: not counted
+    assert ruby["species"]["top"][0]["label"] == "Ruby" and emerald["species"]["top"][0]["label"] == "Emerald"
+    assert confirm(client, ruby["report_id"], label="Ruby").status_code == 201
+    assert confirm(client, emerald["report_id"], label="Peridot").status_code == 201
+    assert confirm(client, peridot["report_id"], label="Peridot").status_code == 201
+    assert confirm(client, peridot["report_id"], label="Peridot").status_code == 201  # again: counted once
+
+    text = client.get("/metrics").text
+    assert _metric(text, "gemid_confirmed_total") == 3
+    photo_right = sum(r["species"]["top"][0]["label"] == lab
+                      for r, lab in ((ruby, "Ruby"), (emerald, "Peridot"), (peridot, "Peridot")))
+    assert _metric(text, 'gemid_field_correct_total{answer="photo"}') == photo_right
+
+    store = ReportStore.open(settings.database_url)
+    try:
+        rows = confirmed_rows(store)
+    finally:
+        store.close()
+    assert sorted(r.report_id for r in rows) == sorted(x["report_id"] for x in (ruby, emerald, peridot))
+    rep = field_report(rows)
+    assert rep["confirmed"] == 3 and rep["photo"]["correct"] == photo_right
+    lo, hi = rep["photo"]["ci95"]
+    assert 0 <= lo < photo_right / 3 < hi <= 1
+    per = {s["label"]: s for s in rep["species"]}
+    assert per["Peridot"]["n"] == 2 and per["Ruby"]["n"] == 1
+    assert {"confirmed": "Peridot", "answered": "Emerald", "count": 1} in rep["confusions"]["photo"]
+    table = render_table(rep)
+    assert "Peridot" in table and "Emerald" in table and "3 confirmed" in table
