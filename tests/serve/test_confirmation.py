@@ -129,3 +129,43 @@ def test_field_accuracy_from_the_store_and_metrics(client: TestClient, settings:
     assert {"confirmed": "Peridot", "answered": "Emerald", "count": 1} in rep["confusions"]["photo"]
     table = render_table(rep)
     assert "Peridot" in table and "Emerald" in table and "3 confirmed" in table
+
+
+def test_the_cli_confirms_through_a_running_service_and_reports_field_accuracy(tmp_path, tiny_bundle):
+    import json
+    import subprocess
+    import sys
+
+    import httpx2
+    from serve_process import free_port, start, stop, wait_ready
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    data = tmp_path / "data"
+
+    def gemid(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gemid.cli", *args], capture_output=True, text=True,
+                              timeout=120, env={**__import__("os").environ, "GEMID_DATA_DIR": str(data)})
+
+    proc = start(data, tiny_bundle, port)
+    try:
+        wait_ready(proc, base)
+        r = httpx2.post(f"{base}/v1/identify", files=[upload("ruby.png", stone("Ruby"))], timeout=60)
+        rid = r.json()["reports"][0]["report_id"]
+        done = gemid("confirm", rid, "--label", "Ruby", "--method", "Raman", "--lab-reference", "L-9",
+                     "--server", base)
+        assert done.returncode == 0, done.stderr
+        assert "revision 2" in done.stdout and "Ruby by Raman, lab report L-9" in done.stdout
+        assert "conclusion:" in done.stdout
+        refused = gemid("confirm", rid, "--label", "Rubby", "--method", "Raman", "--server", base)
+        assert refused.returncode == 2 and "refused it (HTTP 422)" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        report = gemid("field-report", "--json")
+        assert report.returncode == 0, report.stderr
+        figures = json.loads(report.stdout)
+        assert figures["confirmed"] == 1 and figures["species"][0]["label"] == "Ruby"
+        assert gemid("field-report", "--since", "2999-01-01").stdout.count("no confirmed reports") == 1
+    finally:
+        stop(proc)
+    down = gemid("confirm", rid, "--label", "Ruby", "--method", "Raman", "--server", base)
+    assert down.returncode == 2 and "cannot reach the gemid service" in down.stderr
