@@ -650,3 +650,29 @@ def _fresh_screenshots():
     yield
     if SHOTS.is_dir() and not any(SHOTS.iterdir()):
         shutil.rmtree(SHOTS)
+
+
+def test_confirm_a_report_on_its_page(desk: Watched, server: str):
+    page = desk.page
+    rid = api_report(server, rendered_stone(6), "confirm-me")["report_id"]
+    page.goto(server + f"#/report/{rid}")
+    card = page.locator(f"article.report[data-report-id='{rid}']")
+    card.wait_for()
+    sec = card.locator("section.confirmation")
+    sec.get_by_label("Confirmed species").fill("Rubby")
+    sec.get_by_label("Method").fill("Raman")
+    sec.get_by_role("button", name="Record confirmed result").click()
+    page.wait_for_function("() => document.querySelector('section.confirmation .form-error').textContent !== ''")
+    assert "not a label" in sec.locator(".form-error").inner_text()  # the service's words
+    assert card.get_attribute("data-revision") == "1"
+
+    sec.get_by_label("Confirmed species").fill("ruby")
+    sec.get_by_label("Laboratory report number").fill("LAB-42")
+    sec.get_by_role("button", name="Record confirmed result").click()
+    page.locator("section.confirmation p.confirmed").wait_for()
+    text = card.locator("section.confirmation p.confirmed").inner_text()
+    assert "Ruby" in text and "Raman" in text and "LAB-42" in text
+    assert card.get_attribute("data-revision") == "2"
+    stored = json.loads(urllib.request.urlopen(f"{server}v1/reports/{rid}").read())
+    assert stored["confirmation"]["label"] == "Ruby" and stored["revision"] == 2
+    desk.assert_clean()

@@ -8,6 +8,7 @@
  */
 
 import { API, api, reportPath } from './api.js';
+import { confirmSection } from './confirm.js';
 import { add, announce, enc, h, heading, uid } from './dom.js';
 import { speciesSection } from './conclusion.js';
 import { conclusionOf, conclusionText, utc } from './format.js';
@@ -44,6 +45,7 @@ export function reportCard(report, { lvl = 2, title = null, links = true, onUpda
       announce(`With your readings: ${conclusionText(conclusionOf(updated))}.`);
       if (onUpdate) onUpdate(updated);
     }));
+    card.append(confirmSection(r, lvl + 1, (updated) => { fill(updated, false); if (onUpdate) onUpdate(updated); }));
     if (focusRerank) {
       const hd = card.querySelector('.conclusion-heading');
       if (hd) hd.focus();
