@@ -105,12 +105,14 @@ def test_readings_add_a_revision_and_keep_the_original(client: TestClient, setti
     assert third["tests"]["reranking"]["readings"]["sg"] == 4.0
     replaced = client.post(f"/v1/reports/{rid}/readings?replace=true", json={"sg": 4.0}).json()
     assert replaced["tests"]["reranking"]["readings"]["ri"] is None
-    # quartz readings overturn the photo's ruby: the history list shows the current answer
+    # quartz readings refute the photo's confident ruby: the history list shows the current conclusion, a
+    # referral naming what the readings fit (the photo gave quartz too little to be its answer)
     quartz = client.post(f"/v1/reports/{rid}/readings?replace=true", json={"ri": 1.544, "sg": 2.65}).json()
     top = quartz["tests"]["reranking"]["combined"][0]["label"]
     assert top in ("Amethyst", "Citrine") and quartz["species"] == original["species"]
+    assert quartz["conclusion"]["decision"] == "refer" and top in quartz["conclusion"]["fits"]
     (item,) = client.get("/v1/reports").json()["items"]
-    assert (item["species"], item["revision"]) == (top, 5)
+    assert (item["decision"], item["species"], item["revision"]) == ("refer", quartz["conclusion"]["label"], 5)
     assert client.get("/v1/reports", params={"species": "ruby"}).json()["total"] == 0
     revisions = client.get(f"/v1/reports/{rid}/revisions").json()["revisions"]
     assert [v["revision"] for v in revisions] == [1, 2, 3, 4, 5] and revisions[0] == original
