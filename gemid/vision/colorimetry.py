@@ -235,6 +235,48 @@ def nearest_daylight(xy: tuple[float, float]) -> tuple[float, float]:
     return float(ts[i]), float(d[i])
 
 
+def planckian_xy(cct: float) -> tuple[float, float]:
+    """Chromaticity of a black body (incandescent and halogen lamps) at `cct` kelvin, 1667..25000 K (clamped):
+    the cubic-spline fit of Kim et al. (2002, US patent 7,024,034), within 0.0005 xy of Planck's law."""
+    t = float(np.clip(cct, 1667.0, 25000.0))
+    if t <= 4000.0:
+        x = -0.2661239e9 / t**3 - 0.2343589e6 / t**2 + 0.8776956e3 / t + 0.179910
+    else:
+        x = -3.0258469e9 / t**3 + 2.1070379e6 / t**2 + 0.2226347e3 / t + 0.240390
+    if t <= 2222.0:
+        y = -1.1063814 * x**3 - 1.34811020 * x**2 + 2.18555832 * x - 0.20219683
+    elif t <= 4000.0:
+        y = -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867
+    else:
+        y = 3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483
+    return float(x), float(y)
+
+
+def _planck_table() -> tuple[np.ndarray, np.ndarray]:
+    ts = np.arange(2000.0, 12001.0, 25.0)
+    return ts, _uv(np.array([planckian_xy(t) for t in ts]))
+
+
+_PLANCK = _planck_table()
+
+
+def nearest_white(xy: tuple[float, float]) -> tuple[float, float]:
+    """(CCT in K, distance in u'v') of a white point from the nearer of the two loci that ordinary light lies
+    on: black bodies (lamps, 2000-12000 K) and daylight (4000-25000 K). A grey surface under a 3000 K
+    halogen lamp is on the first and far (0.014 u'v' at 3500 K) from the second."""
+    ts, uv = _PLANCK
+    d = np.linalg.norm(uv - _uv(np.array(xy)), axis=-1)
+    i = int(np.argmin(d))
+    cct_d, duv_d = nearest_daylight(xy)
+    return (cct_d, duv_d) if duv_d <= d[i] else (float(ts[i]), float(d[i]))
+
+
+def mired_shift(cct: float, reference: float = 6504.0) -> float:
+    """How far a light is from D65 in mired (1e6 / K): positive warmer, negative cooler. Equal steps in
+    mired are about equally visible casts, which kelvin steps are not."""
+    return 1e6 / float(cct) - 1e6 / reference
+
+
 # --- OpenCV's 8-bit Lab: quick distances for segmentation and the stone area -------------------------
 
 

@@ -1,12 +1,12 @@
-"""Colour grade of the stone: white balance, robust body colour in CIELAB, hue / tone / saturation.
+"""Colour grade of the stone: white balance and exposure, robust body colour in CIELAB, hue / tone / saturation,
+and a confidence that follows the evidence.
 
-1. **White reference.** A neutral reference card in the frame wins (it is there on purpose). Otherwise the
-   background is used when it is near-neutral: its chromaticity must lie within 0.008 u'v' of the daylight
-   locus between 4000 K and 12000 K, which a white/grey/black-ish paper or cloth under daylight-like light
-   does and a coloured cloth does not. Clipped (255) and very dark (L* < 15) pixels carry no chromaticity
-   and are ignored. The correction is a Bradford adaptation from the measured white to D65; it preserves
-   the luminance of neutrals, so tone is not shifted. With no usable reference the colour is reported
-   uncorrected (white_balance "none") with a lower confidence.
+1. **Light.** `gemid.vision.lighting` finds the white reference (a card, else a neutral background, under
+   lamp light 2500 K up to shade 12000 K), the white-balance correction and the exposure normalisation.
+   With no usable reference the colour is measured uncorrected (white_balance "none", lower confidence),
+   unless the stone's reflections show a strong cast: then the colour is `cannot_judge`, with the reason,
+   rather than the lamp's hue. A photo more than three stops under is `cannot_judge` too, as is a stone
+   blown to white nearly everywhere (glare).
 2. **Body colour.** Stone pixels from the segmentation mask, eroded by 4 % of the stone's diameter (no
    background bleed at the girdle), minus clipped specular highlights (and a one-pixel halo). Face-up, a
    transparent stone shows its body colour in facets of middling brightness, with dark extinction facets
@@ -17,6 +17,10 @@
    a third of the face cannot move the estimate far.
 3. **Grades** from `gemid.vision.colour_scales` (the one Lab -> grade mapping, shared with the renderer's
    truth).
+4. **Confidence** is a product of factors, each from one piece of evidence: the reference (card > neutral
+   background > none, and how far it lies from the lamp/daylight locus), the size of the cast it corrected,
+   the exposure correction, the share of the stone clipped, the stone's size in pixels, whether the stone
+   was separated from its surroundings and how uniform its hue is.
 """
 
 from __future__ import annotations
@@ -27,37 +31,19 @@ import cv2
 import numpy as np
 
 from gemid.report import ColourBand, ColourGrade, ScaleValue
-from gemid.vision import colour_scales
-from gemid.vision.colorimetry import (
-    D65_XYZ,
-    lab_to_rgb8,
-    linear_rgb_adaptation,
-    linear_to_lab,
-    srgb8_to_linear,
-    xy_to_xyz,
-    xyz_to_xy,
-)
+from gemid.vision import colour_scales, lighting
+from gemid.vision.colorimetry import lab_to_rgb8, linear_to_lab, srgb8_to_linear
+from gemid.vision.lighting import Lighting, Reference
 from gemid.vision.segment import Segmentation
-from gemid.vision.stone_area import CLIP, StoneArea, channel_max, channel_min, is_neutral, locate, white_point
+from gemid.vision.stone_area import CLIP, StoneArea, channel_max, locate
 
 DZ_CAVEAT = (
     "Preliminary band from a photo only: D-Z grading needs master stones under standard daylight, "
     "face down; white balance and surroundings shift yellowness by several grades."
 )
+GLARE_FRACTION = 0.9  # a stone clipped over more than this share shows no body colour
 
-__all__ = ["ColourMeasurement", "Reference", "grade_colour", "measure_colour"]
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The neutral white reference used for white balance."""
-
-    source: str  # "card" | "background"
-    xy: tuple[float, float]  # measured chromaticity of the reference
-    cct: float  # nearest daylight colour temperature (K)
-    duv: float  # distance from the daylight locus
-    n_pixels: int
-    box: tuple[int, int, int, int] | None = None  # card box (x, y, w, h) in original-image pixels
+__all__ = ["ColourMeasurement", "Reference", "confidence", "grade_colour", "measure_colour"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +56,9 @@ class ColourMeasurement:
     clipped_fraction: float
     stone_found: bool
     background_visible: bool
+    light: Lighting | None = None
+    diameter: float = 0.0  # the stone's diameter in original-image pixels (0 when not found)
+    plain_surround: float = 1.0  # segmentation's share of the border that is background
 
 
 def measure_colour(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None) -> ColourMeasurement | None:
@@ -82,13 +71,14 @@ def measure_colour(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = 
         return None
     area = area if area is not None else locate(rgb, seg)
     small, stone, stone_found = area.small, area.stone, area.found
-    card_inner, card_box = area.card, area.card_box
     h, w = small.shape[:2]
     mask = stone.astype(np.uint8) * 255
 
     # the stone's pixels: eroded mask, or the image centre when no stone could be separated
+    diameter = 0.0
     if stone_found:
         d = 2.0 * np.sqrt(stone.sum() / np.pi)
+        diameter = float(d / area.scale)
         k = max(1, int(round(0.04 * d)))
         core = cv2.erode(stone.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
         core = core > 0 if core.any() else stone
@@ -96,13 +86,7 @@ def measure_colour(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = 
         core = np.zeros((h, w), bool)
         core[int(0.1 * h) : int(0.9 * h), int(0.1 * w) : int(0.9 * w)] = True
 
-    # white reference: card first, then a neutral, visible background
-    reference = None
-    if card_inner is not None:
-        white = white_point(small[card_inner])
-        if white is not None:
-            ok, cct, duv = is_neutral(white[0])
-            reference = Reference("card", white[0], cct, duv, white[1], card_box)
+    # the background around the stone (and the card), when enough of it shows
     bg_pixels = None
     background_visible = False
     if stone_found:
@@ -113,17 +97,10 @@ def measure_colour(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = 
         bg = ~around
         background_visible = bool(bg.mean() > 0.05 and seg.border_is_background >= 0.5)
         bg_pixels = small[bg] if background_visible else None
-    if reference is None and bg_pixels is not None:
-        white = white_point(bg_pixels)
-        if white is not None:
-            ok, cct, duv = is_neutral(white[0])
-            if ok:
-                reference = Reference("background", white[0], cct, duv, white[1])
-        elif (channel_min(bg_pixels) >= CLIP).mean() > 0.8:
-            # a blown-out white background: the photo was exposed/balanced to make it pure white
-            reference = Reference("background", xyz_to_xy(D65_XYZ), 6500.0, 0.0, int(len(bg_pixels)))
+    reference = lighting.find_reference(small, area.card, area.card_box, bg_pixels, stone if stone_found else None)
+    light = lighting.estimate(small, reference)
 
-    # stone pixels in linear light, white-balanced. Clipped pixels (and a one-pixel halo) have no reliable
+    # stone pixels in linear light, corrected. Clipped pixels (and a one-pixel halo) have no reliable
     # chromaticity, but they are certainly light: they count in the lightness ranks, not in the hue.
     clipped = (channel_max(small) >= CLIP).astype(np.uint8)
     halo = cv2.dilate(clipped, np.ones((3, 3), np.uint8), iterations=1) > 0
@@ -131,10 +108,7 @@ def measure_colour(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = 
     if n_core < 5:
         return None
     clipped_fraction = float((core & halo).sum() / n_core)
-    lin = srgb8_to_linear(small[core])
-    if reference is not None:
-        M = linear_rgb_adaptation(xy_to_xyz(reference.xy), D65_XYZ)
-        lin = lin @ M.T
+    lin = srgb8_to_linear(small[core]) @ light.matrix.T
     lab = linear_to_lab(np.clip(lin, 0.0, None))
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     C = np.hypot(a, b)
@@ -166,21 +140,35 @@ def measure_colour(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = 
     return ColourMeasurement(
         lab=(Lm, am, bm), white_balance=reference.source if reference else "none", reference=reference,
         n_pixels=n_core, hue_spread=spread, clipped_fraction=clipped_fraction,
-        stone_found=stone_found, background_visible=background_visible,
+        stone_found=stone_found, background_visible=background_visible, light=light, diameter=diameter,
+        plain_surround=float(seg.border_is_background),
     )
 
 
-def _confidence(m: ColourMeasurement) -> float:
-    c = {"card": 0.9, "background": 0.85, "none": 0.45}[m.white_balance]
-    if not m.stone_found:
+def confidence(m: ColourMeasurement) -> float:
+    """How far the measured colour can be trusted, from the evidence (see the module's docstring)."""
+    ref = m.reference
+    c = {"card": 0.95, "background": 0.88, "none": 0.5}[m.white_balance]
+    if ref is not None:
+        c *= 1.0 - 0.15 * min(1.0, ref.duv / 0.008)  # the further from any light's colour, the less sure
+    if m.light is not None:
+        c *= 1.0 - 0.3 * min(1.0, abs(m.light.cast_mired) / 200.0)  # a 3500 K lamp: x0.80; 7500 K: x0.97
+        c /= 1.0 + 0.25 * np.log2(max(1.0, m.light.exposure))  # one stop brightened: x0.8
+    c *= 1.0 - 0.4 * min(1.0, m.clipped_fraction / 0.5)
+    if m.stone_found:
+        c *= float(np.clip(0.5 + 0.5 * (m.diameter - 20.0) / 130.0, 0.5, 1.0))  # 150 px across and up: x1
+        c *= 0.7 + 0.3 * float(np.clip(m.plain_surround, 0.0, 1.0))
+    else:
         c *= 0.5
-    if m.n_pixels < 300:
-        c *= 0.7
-    if m.hue_spread > 25.0:
-        c *= 0.8
-    if m.clipped_fraction > 0.3:
-        c *= 0.8
-    return float(np.clip(c, 0.05, 0.95))
+    c *= 1.0 - 0.3 * min(1.0, m.hue_spread / 45.0)
+    return float(np.clip(c, 0.05, 0.97))
+
+
+def _exposure_words(m: ColourMeasurement) -> str:
+    if m.light is None or m.light.exposure <= 1.05:
+        return ""
+    stops = np.log2(m.light.exposure)
+    return f"; brightened by {stops:.1f} stop{'s' if stops >= 1.05 else ''} to undo under-exposure"
 
 
 def _description(g: colour_scales.Grades, m: ColourMeasurement) -> str:
@@ -199,16 +187,37 @@ def _description(g: colour_scales.Grades, m: ColourMeasurement) -> str:
     else:
         wb = ("not white-balanced: the background is not neutral and there is no reference card, so the hue "
               "and saturation may be shifted by the lighting")
+    wb += _exposure_words(m)
     if not m.stone_found:
         wb += "; the stone could not be separated from its surroundings, the centre of the photo was measured"
     return f"{core}; {wb}."
 
 
+def _cannot_judge(m: ColourMeasurement) -> str | None:
+    """Why this photo cannot show the stone's colour, or None."""
+    light = m.light
+    if light is not None and light.unreferenced_cast:
+        return (f"the light has a strong colour cast (about {light.highlight_cct:.0f} K, seen in the stone's "
+                "reflections) and no white or grey reference is visible to correct it, so the hue would be the "
+                "lamp's; photograph the stone on white or grey paper, or with a grey card in the frame")
+    if light is not None and light.too_dark:
+        return (f"the photo is too dark to show the colour (about {np.log2(light.exposure_needed):.0f} stops "
+                "under-exposed); add light or increase the exposure")
+    if m.stone_found and m.clipped_fraction > GLARE_FRACTION:
+        return "glare blows the stone out to white almost everywhere; reduce the light or the exposure"
+    return None
+
+
 def grade_colour(rgb: np.ndarray, seg: Segmentation, *, area: StoneArea | None = None) -> ColourGrade | None:
-    """The colour section of the report, measured from the photo; None when nothing can be measured."""
+    """The colour section of the report, measured from the photo; None when nothing can be measured;
+    `status="cannot_judge"` with the reason when the photo cannot show the stone's own colour."""
     m = measure_colour(rgb, seg, area)
     if m is None:
         return None
+    why = _cannot_judge(m)
+    if why is not None:
+        return ColourGrade(status="cannot_judge", reason=why, description=f"Colour not graded: {why}.",
+                           white_balance=m.white_balance, confidence=0.0)
     g = colour_scales.grade_lab(m.lab)
     band = colour_scales.dz_band(m.lab)
     d_to_z = None
@@ -224,6 +233,6 @@ def grade_colour(rgb: np.ndarray, seg: Segmentation, *, area: StoneArea | None =
         hue=g.hue, hue_angle=round(g.hue_angle, 1),
         tone=ScaleValue(value=g.tone, name=g.tone_name),
         saturation=ScaleValue(value=g.saturation, name=g.saturation_name),
-        description=_description(g, m), white_balance=m.white_balance, confidence=round(_confidence(m), 3),
+        description=_description(g, m), white_balance=m.white_balance, confidence=round(confidence(m), 3),
         d_to_z=d_to_z,
     )

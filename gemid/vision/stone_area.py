@@ -19,7 +19,7 @@ from gemid.vision.colorimetry import (
     lightness,
     linear_to_xyz,
     luminance,
-    nearest_daylight,
+    nearest_white,
     srgb8_to_linear,
     xyz_to_xy,
     y_of_lightness,
@@ -27,8 +27,9 @@ from gemid.vision.colorimetry import (
 from gemid.vision.segment import Segmentation
 
 WORK_SIDE = 384
-MAX_DUV = 0.008  # distance from the daylight locus a neutral reference may have (CIE 1976 u'v')
-CCT_RANGE = (4000.0, 12000.0)
+MAX_DUV = 0.008  # distance from the lamp or daylight locus a neutral reference may have (CIE 1976 u'v')
+# a grey surface under a 2700 K household lamp up to blue shade: what a camera set to daylight can record
+CCT_RANGE = (2500.0, 12000.0)
 CLIP = 250  # 8-bit value from which a pixel counts as clipped
 _Y_L15 = y_of_lightness(15.0)  # pixels darker than L* 15 carry no usable chromaticity
 
@@ -65,9 +66,16 @@ def downscale(rgb: np.ndarray, mask: np.ndarray, side: int = WORK_SIDE) -> tuple
 
 def white_point(rgb8: np.ndarray) -> tuple[tuple[float, float], int] | None:
     """Chromaticity xy of (supposedly neutral) pixels: the median linear RGB of the unclipped, not too dark
-    ones (L* >= 15), with how many were used; None when fewer than 50 are usable."""
+    ones (L* >= 15), with how many were used; None when fewer than 50 are usable.
+
+    A white background exposed to the clip point and then lit by a coloured lamp keeps its strongest channel
+    clipped (255, 199, 140 under 3500 K): when fewer than 50 pixels are unclipped, the pixels with one or
+    two channels clipped are used as they are. Their clipped channel is a lower bound, so the cast they
+    show is, if anything, too small; pixels clipped in all three channels carry no colour and never count."""
     px = rgb8.reshape(-1, 3)
-    px = px[(channel_max(px) < CLIP) & (channel_min(px) >= 2)]
+    px = px[channel_min(px) >= 2]
+    unclipped = channel_max(px) < CLIP
+    px = px[unclipped] if int(unclipped.sum()) >= 50 else px[channel_min(px) < CLIP]
     if px.shape[0] < 50:
         return None
     px = px[luminance(srgb8_to_linear(px)) >= _Y_L15]
@@ -90,8 +98,8 @@ def _median_linear(codes: np.ndarray) -> float:
 
 
 def is_neutral(xy: tuple[float, float]) -> tuple[bool, float, float]:
-    """(a neutral surface under daylight-like light could look like this, nearest CCT, distance)."""
-    cct, duv = nearest_daylight(xy)
+    """(a neutral surface under a lamp or daylight could look like this, nearest CCT, distance)."""
+    cct, duv = nearest_white(xy)
     return (duv <= MAX_DUV and CCT_RANGE[0] <= cct <= CCT_RANGE[1]), cct, duv
 
 
