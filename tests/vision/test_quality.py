@@ -181,3 +181,31 @@ def test_background_median_from_the_histogram_is_numpys():
             lab8 = lab8.astype(np.uint8)
             expected = np.median(_scaled_lab(lab8), axis=0)
             assert np.array_equal(_median_lab(lab8), expected) and _median_lab(lab8).dtype == expected.dtype
+
+
+def _dimmed(rgb: np.ndarray, gains: float | tuple[float, float, float]) -> np.ndarray:
+    """The photo under less (or coloured) light: linear light scaled, encoded back to 8 bits."""
+    from gemid.vision.colorimetry import linear_to_srgb, srgb8_to_linear
+
+    return np.round(linear_to_srgb(srgb8_to_linear(rgb) * np.asarray(gains)) * 255.0).astype(np.uint8)
+
+
+@pytest.mark.parametrize("background", [{"background": "white", "background_lab": (100.0, 0.0, 0.0)},
+                                        {"background": "grey", "background_lab": (60.0, 0.0, 0.0)}])
+def test_a_photo_at_20_percent_brightness_is_underexposed(background):
+    rgb, _ = render(lab=(52.0, -34.0, 4.0), highlights=2, **background)  # an emerald
+    assert "underexposed" not in codes(rgb)
+    for dark in (_dimmed(rgb, 0.2), (rgb.astype(np.float32) * 0.2).astype(np.uint8)):  # 20 % light / 20 % codes
+        q = assess(dark, segment(dark))
+        warning = next((w for w in q.warnings if w.code == "underexposed"), None)
+        assert warning is not None and "stops under-exposed" in warning.message
+    # one stop under is left to the colour grade's exposure normalisation, not worth a re-shoot
+    half = _dimmed(rgb, 0.5)
+    assert "underexposed" not in codes(half)
+    assert measure(half, segment(half)).frame_top < measure(rgb, segment(rgb)).frame_top
+
+
+def test_a_warm_lamp_is_not_an_exposure_fault():
+    rgb, _ = render(background="white", background_lab=(100.0, 0.0, 0.0))
+    warm = _dimmed(rgb, (1.0, 0.571, 0.259))  # a 3500 K lamp: darker and orange, but its white still clips
+    assert {"underexposed", "overexposed"} & codes(warm) == set()
