@@ -42,3 +42,12 @@ def validation_message(exc: HasErrors, *, field: Callable[[Location], str] = dot
         shown = f"={value!r}" if show_input and isinstance(value, (str, int, float)) else ""
         parts.append(f"{field(tuple(err.get('loc', ())))}{shown}: {err.get('msg', 'invalid')}")
     return "; ".join(parts)
+
+
+def size_text(n: int) -> str:
+    """A size as the limits are set and the README states them: binary units (20 MiB = 20 * 2**20 bytes), so
+    a message never says "21.0 MB" about a 20 MiB limit."""
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n // scale} {unit}" if n % scale == 0 else f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"

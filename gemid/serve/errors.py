@@ -18,7 +18,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from gemid.messages import dotted, validation_message
+from gemid.messages import (
+    dotted,
+    size_text,  # noqa: F401  (re-exported: the API words sizes as the CLI does)
+    validation_message,
+)
 from gemid.report import ErrorInfo
 
 log = logging.getLogger(__name__)
@@ -67,14 +71,6 @@ def error_responses(*statuses: int) -> dict[int | str, dict]:
 
 # the error answers every /v1 route may give (more are added where they can occur)
 ERROR_RESPONSES = error_responses(404, 422, 503)
-
-
-def size_text(n: int) -> str:
-    """A size as the limits are set and the README states them: binary units (20 MiB = 20 * 2**20 bytes)."""
-    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n // scale} {unit}" if n % scale == 0 else f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def error_body(code: str, message: str) -> dict:

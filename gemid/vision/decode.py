@@ -128,7 +128,9 @@ def read_upload(source: bytes | bytearray | memoryview | Path | str, *, max_byte
 
 
 def _too_large(size: int, limit: int) -> str:
-    return f"the file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB"
+    from gemid.messages import size_text
+
+    return f"the file is {size_text(size)}; the limit is {size_text(limit)}"
 
 
 def decode(

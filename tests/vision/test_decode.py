@@ -239,7 +239,7 @@ def test_oversize_bytes_refused(tmp_path):
     data = save(Image.fromarray(half_and_half()), "PNG")
     with pytest.raises(TooLarge) as e:
         decode(data, max_bytes=len(data) - 1)
-    assert e.value.status == 413 and "MB" in e.value.message
+    assert e.value.status == 413 and e.value.message == f"the file is {len(data)} bytes; the limit is {len(data) - 1} bytes"
     path = tmp_path / "big.png"
     path.write_bytes(data)
     with pytest.raises(TooLarge):
@@ -330,3 +330,11 @@ def test_load_truncated_images_stays_off_after_importing_the_project():
             "if importlib.util.find_spec('gemid.serve.app'): import gemid.serve.app\n"
             "assert ImageFile.LOAD_TRUNCATED_IMAGES is False\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_size_limit_is_worded_in_the_units_it_is_set_in():
+    """20 MiB is the limit the README and the settings state: never "21.0 MB" about it."""
+    from gemid.messages import size_text
+    from gemid.vision.decode import DEFAULT_MAX_BYTES
+
+    assert size_text(DEFAULT_MAX_BYTES) == "20 MiB" and size_text(19 * 2**20 + 2**19) == "19.5 MiB"
