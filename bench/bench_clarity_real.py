@@ -2,6 +2,7 @@
 
     python -m bench.bench_clarity_real                 # the annotated val part (238 photos, about 1 min on 2 cores)
     python -m bench.bench_clarity_real --split all --json /tmp/clarity_real.json
+    python -m bench.bench_clarity_real fit-real        # refit gemid/vision/data/clarity_real.json (train part + renders)
 
 Labels: `gemid/datasets/annotations/clarity_gems68.csv`, judged by eye at each photo's own resolution (protocol
 in CLARITY_PROTOCOL.md beside it); the val part is the species model's own validation split, so neither the
@@ -13,6 +14,11 @@ section, a `status` other than "graded", or `eye_clean` unset) is an abstention 
 recall figures, as the issue's targets say. Targets: >= 85 % of eye-clean stones reported eye-clean,
 >= 70 % of visibly included stones graded and not eye-clean. Needs ../shared/data/gems68/train (skips
 without it). The agreement of the two annotation passes is printed too (it needs no photo).
+
+`fit-real` fits the photo-level decisions of `gemid.vision.clarity_status` (faceted or not; eye-clean or
+visibly included) on the annotations' **train** part only, plus rendered stones of seeds disjoint from the
+render benchmark's (`bench.bench_grading`, seed 0) and its tuning seeds 1-5; the fit lives in
+`bench/clarity_fit.py` and writes `gemid/vision/data/clarity_real.json`.
 """
 
 from __future__ import annotations
@@ -73,6 +79,24 @@ def score(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
+def clarity_cost(path: Path, species: str | None) -> list[float]:
+    """Seconds of `grade_clarity` alone on one photo (decode, segment and stone area done beforehand, as the
+    pipeline shares them); empty when no stone is found."""
+    from gemid.vision.clarity import grade_clarity
+    from gemid.vision.decode import decode
+    from gemid.vision.segment import segment
+    from gemid.vision.stone_area import locate
+
+    rgb = decode(path).rgb
+    seg = segment(rgb)
+    if not seg.found:
+        return []
+    area = locate(rgb, seg)
+    t0 = time.perf_counter()
+    grade_clarity(rgb, seg, species, area=area)
+    return [time.perf_counter() - t0]
+
+
 def run(split: str, limit: int | None) -> dict[str, Any]:
     from gemid.datasets.clarity_labels import FIRST_PASS, SECOND_PASS, agreement, read_labels
     from gemid.vision.pipeline import Identifier
@@ -85,9 +109,12 @@ def run(split: str, limit: int | None) -> dict[str, Any]:
     grades: dict[str, Counter] = {"eye_clean": Counter(), "included": Counter(), "cannot_judge": Counter()}
     failed: list[str] = []
     t0 = time.perf_counter()
+    clarity_s: list[float] = []
     for lab in labels:
         try:
-            ans, grade = answer(ident.identify(GEMS68 / lab.path))
+            report = ident.identify(GEMS68 / lab.path)
+            ans, grade = answer(report)
+            clarity_s += clarity_cost(GEMS68 / lab.path, report.species.top[0].label if report.species.top else None)
         except Exception as exc:  # a refusal is an abstention; say which photo and why
             failed.append(f"{lab.path}: {exc.__class__.__name__}: {exc}")
             ans, grade = "abstain", None
@@ -98,6 +125,8 @@ def run(split: str, limit: int | None) -> dict[str, Any]:
     return {"split": split, "photos": len(labels), **score(pairs),
             "grades_by_truth": {k: dict(sorted(v.items())) for k, v in grades.items()},
             "failed": failed, "seconds_per_photo": elapsed / max(1, len(labels)),
+            "clarity_ms_median": 1000 * float(sorted(clarity_s)[len(clarity_s) // 2]) if clarity_s else None,
+            "clarity_ms_p95": 1000 * float(sorted(clarity_s)[int(0.95 * (len(clarity_s) - 1))]) if clarity_s else None,
             "agreement": {"n": ag.n, "percent": ag.percent, "kappa": ag.kappa,
                           "boxes_matched": ag.boxes_matched, "boxes_first_only": ag.boxes_first_only,
                           "boxes_second_only": ag.boxes_second_only, "iou": ag.iou}}
@@ -127,11 +156,18 @@ def show(r: dict[str, Any], cpu: str) -> None:
     print(f"annotation agreement (pass 1 vs blind pass 2, same annotator): {a['n']} photos, "
           f"{a['percent']:.1f} %, Cohen's kappa {a['kappa']:.3f}; boxes matched at IoU >= {a['iou']}: "
           f"{a['boxes_matched']}, pass-1 only {a['boxes_first_only']}, pass-2 only {a['boxes_second_only']}")
-    print(f"{r['seconds_per_photo'] * 1000:.0f} ms per photo (whole identify, 2 threads) on {cpu}")
+    print(f"{r['seconds_per_photo'] * 1000:.0f} ms per photo (whole identify, 2 threads, the clarity timing "
+          f"included) on {cpu}")
+    if r.get("clarity_ms_median") is not None:
+        print(f"clarity alone (grade_clarity after the shared segment and stone area): median "
+              f"{r['clarity_ms_median']:.1f} ms, p95 {r['clarity_ms_p95']:.1f} ms per photo (target <= 15 ms)")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", nargs="?", default="run", choices=("run", "fit-real"))
+    ap.add_argument("--renders", type=int, default=600, help="fit-real: rendered stones added to the fit")
+    ap.add_argument("--cache", type=Path, help="fit-real: keep the extracted cues here and reuse them")
     ap.add_argument("--split", choices=("val", "train", "all"), default="val",
                     help="which annotated part to measure (default: %(default)s)")
     ap.add_argument("--limit", type=int, help="only the first N photos (a quick look)")
@@ -142,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # `make bench` runs every benchmark; without the photos there is nothing to measure
     sys.path.insert(0, str(REPO))
     from bench.machine import cpu_description
+
+    if args.command == "fit-real":
+        from bench.clarity_fit import fit_real
+
+        return fit_real(GEMS68, args.renders, args.cache)
 
     r = run(args.split, args.limit)
     r["cpu"] = cpu_description()

@@ -347,7 +347,7 @@ def run(n: int, seed: int, size: int, real: int) -> int:
     from gemid.vision.colour_scales import grade_lab
     from gemid.vision.segment import segment
 
-    col, cla = [], []
+    col, cla, held = [], [], []
     t_col, t_cla = [], []
     t0 = time.perf_counter()
     for i, (spec, rgb) in enumerate(bench_stones(seed, n, size)):
@@ -365,7 +365,9 @@ def run(n: int, seed: int, size: int, real: int) -> int:
             dh = float(hue_difference(cg.hue_angle, g.hue_angle)) if g.chroma >= 8.0 else float("nan")
             col.append((spec.background, cg.white_balance, de, dh, cg.tone.value - g.tone,
                         cg.saturation.value - g.saturation, spec.card is not None))
-        if cl is not None:
+        if cl is not None and cl.status != "graded":
+            held.append(spec.cut)  # cannot_judge: several stones, too small, glare, or not faceted
+        elif cl is not None:
             cla.append((spec.severity, cl.severity, cs.grade_index(spec.clarity_grade), cs.grade_index(cl.grade),
                         len(spec.inclusions) == 0, cl.eye_clean))
         if (i + 1) % 100 == 0:
@@ -406,7 +408,8 @@ def run(n: int, seed: int, size: int, real: int) -> int:
     rho = spearman(ts, es)
     w1 = float(np.mean(np.abs(gt - ge) <= 1))
     ec = float(np.mean(eye[clean])) if clean.any() else float("nan")
-    print(f"clarity: graded {len(cla)}/{n}; {int(clean.sum())} facet-only stones")
+    print(f"clarity: graded {len(cla)}/{n}; {int(clean.sum())} facet-only stones; cannot_judge {len(held)} "
+          f"({sum(c == 'cabochon' for c in held)} of them cabochons, which have no facets to grade)")
     print(_row("Spearman rho, measured vs true severity", rho, ">= 0.80", rho >= 0.8))
     print(_row("grade within one", w1, ">= 0.90", w1 >= 0.9))
     print(_row("grade exact", float(np.mean(gt == ge)), "(no target)", None))

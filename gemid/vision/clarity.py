@@ -30,6 +30,11 @@ feathers, clouds) or short thin lines (needles, silk). The measurement:
 
 Both networks and the fit come from one command, `python -m bench.bench_grading fit` (rendered stones
 whose inclusion pixels are known, seeds disjoint from the benchmark's).
+6. **What the photo supports** (issue 27). Fitted on renders alone, steps 2-5 took facet reflections on real
+   photos for inclusions. Photo-level decisions fitted on real photos judged by eye
+   (`gemid.vision.clarity_status`, `python -m bench.bench_clarity_real fit-real`) say whether the photo can
+   show clarity at all (one faceted stone, enough pixels, not drowned in glare) and whether the stone is
+   eye-clean; the grade is kept consistent with that decision.
 
 The species' GIA clarity type, and what a grade means for it, is gemid.vision.clarity_types.
 """
@@ -47,6 +52,10 @@ import numpy as np
 
 from gemid.report import ClarityGrade, Inclusion
 from gemid.vision import clarity_scales
+from gemid.vision import clarity_status as status
+from gemid.vision.clarity_shapes import continuation, shape, straightness
+from gemid.vision.clarity_shapes import kind as kind_of
+from gemid.vision.clarity_shapes import outline as outline_of
 from gemid.vision.clarity_types import clarity_type, type_meaning
 from gemid.vision.classify import sigmoid
 from gemid.vision.colorimetry import lightness, luminance, srgb8_to_linear
@@ -182,76 +191,6 @@ def _straight_edges(L: np.ndarray) -> list[np.ndarray]:
     return [z > 0 for z in zones]
 
 
-def _outline(comp: np.ndarray) -> np.ndarray:
-    c8 = np.pad(comp.astype(np.uint8), 1)
-    return ((c8 - cv2.erode(c8, np.ones((3, 3), np.uint8))) > 0)[1:-1, 1:-1]
-
-
-def _shape(comp: np.ndarray) -> tuple[float, float, float]:
-    """(length, width, solidity) of a region."""
-    ys, xs = np.nonzero(comp)
-    if len(xs) < 3:
-        return 1.0, 1.0, 1.0
-    ev = np.sort(np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(np.float64))))[::-1]
-    length, width = 4.0 * math.sqrt(max(ev[0], 0.0)) + 1.0, 4.0 * math.sqrt(max(ev[1], 0.0)) + 1.0
-    hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
-    solidity = len(xs) / max(1.0, cv2.contourArea(hull) + 0.5 * cv2.arcLength(hull, True) + 1.0)
-    return length, width, min(1.0, solidity)
-
-
-def _straightness(comp: np.ndarray) -> float:
-    """Share of the outline made of straight runs of 4+ pixels (facet pieces are polygons)."""
-    contours, _ = cv2.findContours(np.pad(comp.astype(np.uint8), 1), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return 0.0
-    c = max(contours, key=len)
-    per = cv2.arcLength(c, True)
-    if per < 8:
-        return 0.0
-    poly = cv2.approxPolyDP(c, 1.0, True).reshape(-1, 2).astype(np.float64)
-    seg = np.linalg.norm(np.roll(poly, -1, axis=0) - poly, axis=1)
-    return float(seg[seg >= 4.0].sum() / per)
-
-
-def _continuation(comp: np.ndarray, origin: tuple[int, int], edges: np.ndarray) -> float:
-    """How much the straight sides of a region run on as edges beyond it (0..1).
-
-    A small facet piece is cut out by facet edges that cross the whole stone, so each of its sides
-    continues past its corners; an inclusion's outline stops where the inclusion stops."""
-    contours, _ = cv2.findContours(comp.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return 0.0
-    poly = cv2.approxPolyDP(max(contours, key=len), 1.0, True).reshape(-1, 2).astype(np.float64)
-    if len(poly) < 3:
-        return 0.0
-    poly += np.array(origin, np.float64)
-    h, w = edges.shape
-    hits = total = 0.0
-    for p, q in zip(poly, np.roll(poly, -1, axis=0), strict=True):
-        v = q - p
-        n = float(np.hypot(*v))
-        if n < 3.0:
-            continue
-        u = v / n
-        t = np.arange(2.0, 2.0 + n)
-        pts = np.concatenate([p - u * t[:, None], q + u * t[:, None]])
-        xi, yi = np.round(pts[:, 0]).astype(int), np.round(pts[:, 1]).astype(int)
-        inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        hits += float(edges[yi[inside], xi[inside]].sum()) * n / max(1, len(pts))
-        total += n
-    return hits / total if total else 0.0
-
-
-def _kind(dark: bool, area: int, length: float, width: float) -> str:
-    if width <= 3.0 and length >= 5.0:
-        return "needles"
-    if length / width > 2.5:
-        return "feather"
-    if area <= 6 and not dark:
-        return "cloud"
-    return "crystal"
-
-
 def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None, *, net: InclusionNet | None = None,
             inclusion_map: bool = True) -> Analysis | None:
     """Normalise the stone and list the residual regions (candidate inclusions) with their features.
@@ -320,8 +259,8 @@ def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None, *
             comp = lab[sl] == i
             rl, rs = r_l[sl][comp], r_s[sl][comp]
             contrast = float(rl.mean() / full)
-            length, width, solidity = _shape(comp)
-            outline = _outline(comp)
+            length, width, solidity = shape(comp)
+            outline = outline_of(comp)
             n_out = max(1, int(outline.sum()))
             size = max(bw, bh)
             fr = [float((outline & z[sl]).sum() / n_out) for z in zones]
@@ -342,12 +281,12 @@ def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None, *
                 math.log(length / width), solidity, float(ring.mean()),
                 0.0 if dark else float((glare[sl] & outline).sum() / n_out), math.log(noise + 0.1),
                 math.log(a) * longer[0], contrast * g_rel, math.log((float(rl.mean()) + 1.0) / (play + 2.0)),
-                _straightness(comp), _continuation(comp, (bx, by), edges_wide), *([math.nan] * N_MAP),
+                straightness(comp), continuation(comp, (bx, by), edges_wide), *([math.nan] * N_MAP),
             ])
             vis = float(np.clip(rl / full, 0.0, 1.0).sum() / core_area)
             out.append(Candidate(
                 local_box=(bx, by, bw, bh), mask=comp, features=feats, visibility=vis,
-                kind=_kind(dark, a, length, width)))
+                kind=kind_of(dark, a, length, width)))
     a = Analysis(
         image=img, crop=(ox0, oy0, ox1, oy1), scale=f, core=core, residual=signed, candidates=tuple(out),
         diameter_px=d_orig, noise=noise, clipped_fraction=float((core & clipped).sum() / max(1.0, core_area)),
@@ -422,11 +361,13 @@ def measure_clarity(rgb: np.ndarray, seg: Segmentation, *, model: dict | None = 
     return measure_analysis(a, model)
 
 
-def measure_analysis(a: Analysis, model: dict | None = None) -> ClarityMeasurement:
-    """Severity and inclusions of an analysed stone (with its inclusion map)."""
+def measure_analysis(a: Analysis, model: dict | None = None, p: np.ndarray | None = None) -> ClarityMeasurement:
+    """Severity and inclusions of an analysed stone (with its inclusion map); `p`: the candidates'
+    probabilities when the caller already has them."""
     m = model or _model()
     threshold = float(m["threshold"])
-    p = inclusion_probability(np.stack([c.features for c in a.candidates]), m) if a.candidates else np.zeros(0)
+    if p is None:
+        p = inclusion_probability(np.stack([c.features for c in a.candidates]), m) if a.candidates else np.zeros(0)
     lab = inclusion_pixels(a, p >= threshold, float(m["map_threshold"]))
     core_px = max(1.0, float(a.core.sum()))
     n_px = int(np.count_nonzero(lab))
@@ -452,8 +393,32 @@ def measure_analysis(a: Analysis, model: dict | None = None) -> ClarityMeasureme
     )
 
 
-def _confidence(m: ClarityMeasurement, t: str | None) -> float:
-    c = 0.7
+@dataclass(frozen=True)
+class Evidence:
+    """What the photo-level decisions (`gemid.vision.clarity_status`) read: the measurement and two cue rows."""
+
+    measurement: ClarityMeasurement
+    facet: np.ndarray  # clarity_status.FACET_FEATURES
+    photo: np.ndarray  # clarity_status.PHOTO_FEATURES
+
+
+def evidence(a: Analysis, seg: Segmentation, model: dict | None = None) -> Evidence:
+    """The measurement of an analysed stone and the cues of its faceting and of visible inclusions."""
+    m = model or _model()
+    feats = np.stack([c.features for c in a.candidates]) if a.candidates else None
+    p = inclusion_probability(feats, m) if feats is not None else np.zeros(0)
+    meas = measure_analysis(a, m, p)
+    facet = status.facet_cues(a.image, _lightness(a.image), a.core, a.noise, a.to_local(seg.mask > 0), NORM_DIAMETER)
+    vis = np.array([c.visibility for c in a.candidates])
+    pmap = a.inclusion_map[a.core] if a.inclusion_map is not None else None
+    photo = status.photo_cues(meas.severity, meas.visibility, p, feats, vis, pmap, float(m["map_threshold"]),
+                              float(m["threshold"]), facet, a.clipped_fraction)
+    return Evidence(meas, facet, photo)
+
+
+def _confidence(m: ClarityMeasurement, t: str | None, margin: float) -> float:
+    """From the stone's size, noise and glare, and how far the eye-clean decision is from its cut (0..1)."""
+    c = 0.75 * (0.6 + 0.4 * margin)
     if m.diameter_px < 100:
         c *= 0.6  # small in the photo: pinpoints are below one pixel
     elif m.diameter_px < 200:
@@ -462,23 +427,55 @@ def _confidence(m: ClarityMeasurement, t: str | None) -> float:
         c *= 0.8
     if m.clipped_fraction > 0.15:
         c *= 0.8
-    if t in ("opaque", "diamond"):
+    if t == "diamond":
         c = min(c, 0.2)
     return float(np.clip(c, 0.05, 0.9))
 
 
+def _not_graded(state: str, reason: str, t: str | None) -> ClarityGrade:
+    return ClarityGrade(status=state, reason=reason, clarity_type=t if t in ("I", "II", "III") else None,
+                        confidence=0.0)
+
+
 def grade_clarity(rgb: np.ndarray, seg: Segmentation, species: str | None = None, *,
                   area: StoneArea | None = None) -> ClarityGrade | None:
-    """The clarity section of the report, measured from the photo; None when no stone can be measured."""
-    m = measure_clarity(rgb, seg, area=area)
-    if m is None:
-        return None
-    grade = clarity_scales.grade_of(m.severity)
+    """The clarity section of the report; None when no stone is found.
+
+    `not_applicable` for an opaque species; `cannot_judge` (with the reason) when the photo cannot show
+    faceted-stone clarity: several stones, too few pixels, glare, or no facets (`clarity_status`).
+    Otherwise graded: eye-clean or not is the real-photo decision, and the grade agrees with it (an
+    eye-clean stone is at most VS, with no inclusion boxes; an included one at least SI1)."""
     t = clarity_type(species)
+    if t == "opaque":
+        return _not_graded("not_applicable", type_meaning(species, "VVS") or "an opaque material", t)
+    area = area if area is not None else locate(rgb, seg)
+    if not area.found:
+        return None
+    a = analyse(rgb, seg, area)
+    if a is None:
+        return _not_graded("cannot_judge", "the stone is too small in the photo to see inside it", t)
+    e = evidence(a, seg)
+    m = e.measurement
+    stones = seg.n_stones - (1 if area.card_box is not None else 0)  # a reference card is not a stone
+    limit = status.hard_limit(m.diameter_px, m.clipped_fraction, stones)
+    real = status.real_model()
+    if limit is None and status.not_faceted(e.facet, real) >= float(real["faceted"]["cut"]):
+        limit = status.Verdict("cannot_judge", "the stone shows no facets (a cabochon, tumbled, rough or carved "
+                                               "stone): the faceted clarity scale does not apply to this photo")
+    if limit is not None:
+        return _not_graded(limit.status, limit.reason, t)
+    p_inc, cut = status.p_included(e.photo, real), float(real["included"]["cut"])
+    eye_clean = p_inc < cut
+    sev = m.severity
+    cuts = clarity_scales.GRADE_CUTS
+    sev = min(sev, cuts[1] - 1e-3) if eye_clean else max(sev, cuts[1])
+    grade = clarity_scales.grade_of(sev)
+    blobs = () if eye_clean else m.blobs[:50]
     incl = [Inclusion(bbox=b.bbox, kind=b.kind, severity=round(clarity_scales.severity_from_visibility(b.visibility), 4))
-            for b in m.blobs[:50]]
+            for b in blobs]
+    margin = min(1.0, abs(p_inc - cut) / max(cut if eye_clean else 1.0 - cut, 1e-3))
     return ClarityGrade(
-        grade=grade, eye_clean=clarity_scales.is_eye_clean(grade), severity=round(m.severity, 4),
+        grade=grade, eye_clean=eye_clean, severity=round(sev, 4),
         clarity_type=t if t in ("I", "II", "III") else None, type_meaning=type_meaning(species, grade),
-        inclusions=incl, confidence=round(_confidence(m, t), 3),
+        inclusions=incl, confidence=round(_confidence(m, t, margin), 3),
     )

@@ -27,8 +27,8 @@ def _top(probs: np.ndarray, classes: list[str]) -> tuple[str, float]:
 
 def learned_clarity(measured: ClarityGrade | None, probs: np.ndarray, classes: list[str]) -> ClarityGrade | None:
     grade, p = _top(probs, classes)
-    if grade not in clarity_scales.GRADES:
-        return measured
+    if grade not in clarity_scales.GRADES or (measured is not None and measured.status != "graded"):
+        return measured  # a photo that cannot show clarity (or an opaque stone) gets no grade from a head either
     base = measured or ClarityGrade(
         grade=grade, eye_clean=False, confidence=0.0,
         severity=clarity_scales.grade_index(grade) / (len(clarity_scales.GRADES) - 1),
