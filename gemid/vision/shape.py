@@ -157,8 +157,9 @@ def features(rgb: np.ndarray, seg: Segmentation) -> np.ndarray:
     ], np.float64)
 
 
-@cache
 def _lsd() -> cv2.LineSegmentDetector:
+    """A detector per call: one shared between threads (the service's thread mode, a library user's pool)
+    corrupted memory and crashed the process; creating one costs microseconds."""
     return cv2.createLineSegmentDetector()
 
 
