@@ -153,6 +153,7 @@ class WorkerPool:
         self._pids: list[int | None] = [None] * processes
         self._idle: deque[int] = deque(range(processes))
         self._queue: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._dead: set[int] = set()  # slots whose fresh worker could not start: tried again on the next task
         self._closed = False
 
     def _new(self) -> ProcessPoolExecutor:
@@ -189,6 +190,10 @@ class WorkerPool:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
+            for i in sorted(self._dead):  # a worker that could not restart gets another try, not a dead slot
+                self._dead.discard(i)
+                self._slots[i].shutdown(wait=False, cancel_futures=True)
+                self._start_slot(i)
             self._queue.append((outer, fn, args))
             self._dispatch()
         return outer
@@ -233,14 +238,29 @@ class WorkerPool:
             return
         broken.shutdown(wait=False, cancel_futures=True)
         log.warning("analysis worker %s stopped; starting a fresh one", self._pids[i])
+        self._start_slot(i)
+
+    def _start_slot(self, i: int) -> None:
+        """A fresh worker in slot `i` (under the lock), idle once it has loaded the model."""
         fresh = self._slots[i] = self._new()
         self._pids[i] = None
         try:
             warm = fresh.submit(_status, 0.0)
-        except RuntimeError:  # a pool that cannot even take a task: stays out of service
+        except RuntimeError as exc:  # a pool that cannot even take a task
             log.exception("could not start a fresh analysis worker")
+            self._out_of_service(i, exc)
             return
         warm.add_done_callback(lambda done: self._warmed(i, fresh, done))
+
+    def _out_of_service(self, i: int, problem: object) -> None:
+        """Slot `i` has no worker until the next task tries again; with no worker at all, the waiting tasks
+        fail now (WorkersUnavailable) instead of waiting for ever."""
+        self._dead.add(i)
+        if not self._idle and all(pid is None for pid in self._pids):
+            while self._queue:
+                outer, _fn, _args = self._queue.popleft()
+                if outer.set_running_or_notify_cancel():
+                    outer.set_exception(WorkersUnavailable(f"no analysis worker could restart: {problem}"))
 
     def _warmed(self, i: int, fresh: ProcessPoolExecutor, done: Future[Any]) -> None:
         with self._lock:
@@ -256,11 +276,7 @@ class WorkerPool:
                     return
                 problem = why
             log.error("a fresh analysis worker could not start: %s", problem)
-            if not self._idle and all(pid is None for pid in self._pids):  # nobody left to take the queue
-                while self._queue:
-                    outer, _fn, _args = self._queue.popleft()
-                    if outer.set_running_or_notify_cancel():
-                        outer.set_exception(WorkersUnavailable(f"no analysis worker could restart: {problem}"))
+            self._out_of_service(i, problem)
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:

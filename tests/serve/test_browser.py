@@ -630,7 +630,7 @@ def test_readings_form_takes_how_they_were_read(desk: Watched, server: str):
     assert "above 0" in card.locator(".field-error").filter(has_text="above").inner_text()
     card.get_by_label("Weight (ct)").fill("1,2")
     card.get_by_role("button", name="Re-rank with these readings").click()
-    assert "only say how the readings were taken" in card.locator(".form-error").inner_text()
+    assert "only say how the readings were taken" in card.locator("form.readings-form .form-error").inner_text()
     assert card.get_attribute("data-revision") == "1"
     _card_readings(card, **{"RI (single or low)": "1.54"})
     page.wait_for_function("() => document.querySelector('article.report').dataset.revision === '2'")
