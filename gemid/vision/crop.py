@@ -54,3 +54,14 @@ def stone_crop(rgb: np.ndarray, seg: Segmentation | None, *, margin: float, size
         interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
         crop = cv2.resize(crop, (size, size), interpolation=interp)
     return crop
+
+
+def crop_mask(mask: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
+    """`crop_square` for a 2-D mask: the square `box` (x0, y0, side), 0 (not stone) outside the photo."""
+    x0, y0, side = box
+    h, w = mask.shape
+    out = np.zeros((side, side), np.uint8)
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = mask[sy0:sy1, sx0:sx1]
+    return out

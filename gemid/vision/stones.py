@@ -23,7 +23,7 @@ import numpy as np
 
 from gemid.report import Stone, StoneShape
 from gemid.vision.arrays import border_pixels
-from gemid.vision.crop import crop_square, square_box
+from gemid.vision.crop import crop_mask, crop_square, square_box
 from gemid.vision.segment import WORK_SIDE, Segmentation
 from gemid.vision.shape import classify_shape
 
@@ -170,17 +170,6 @@ def find_stones(rgb: np.ndarray, seg: Segmentation) -> list[Segmentation]:
 _HALO = 7  # pixels: a neighbour's anti-aliased rim and shadow edge are painted over with it
 
 
-def _crop_mask(mask: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
-    """The square `box` (x0, y0, side) of a 2-D mask, 0 outside the photo."""
-    x0, y0, side = box
-    h, w = mask.shape
-    out = np.zeros((side, side), np.uint8)
-    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
-    if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = mask[sy0:sy1, sx0:sx1]
-    return out
-
-
 def background_rgb(rgb: np.ndarray) -> tuple[int, int, int]:
     """The border's median colour: what the other stones are painted with in a stone's crop."""
     h, w = rgb.shape[:2]
@@ -200,11 +189,11 @@ def isolated(rgb: np.ndarray, stones: list[Segmentation], i: int, margin: float,
     side += 2  # a pixel of slack each side: the crop's own rounding stays inside
     x0, y0 = x0 - 1, y0 - 1
     sub = crop_square(rgb, (x0, y0, side), fill=fill)
-    own = _crop_mask(seg.mask, (x0, y0, side)) > 0
+    own = crop_mask(seg.mask, (x0, y0, side)) > 0
     halo = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_HALO, _HALO))
     for j, other in enumerate(stones):
         if j != i:
-            theirs = cv2.dilate(_crop_mask(other.mask, (x0, y0, side)), halo) > 0  # and their soft rims
+            theirs = cv2.dilate(crop_mask(other.mask, (x0, y0, side)), halo) > 0  # and their soft rims
             sub[theirs & ~own] = fill
     x, y, bw, bh = seg.bbox
     local = replace(seg, mask=own.astype(np.uint8) * 255, bbox=(x - x0, y - y0, bw, bh),
