@@ -2,8 +2,8 @@
 
 One process analyses one photo at a time on about one core (see gemid.vision.workers), so a parcel runs in
 `jobs` worker processes, each with its own copy of the model and one thread, taking chunks of files in
-turn. A worker takes about half a second to start, so small parcels stay in one process (the README gives
-the measured times).
+turn. Starting a worker costs its model's load, so small parcels stay in one process (the README gives the
+measured times and the threshold's reason).
 
 A photo that kills its worker (a decoder crash on a damaged or crafted file) must not sink the parcel: only
 the chunk of the worker that died is lost (gemid.vision.workers gives each worker an executor of its own),
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 Item = tuple[str, Path]  # (name shown, file)
 Entry = Report | FileError
-MIN_FILES = 32  # up to this many files in one process (80 photos: no gain screening, 12 % grading)
+MIN_FILES = 32  # up to this many files in one process: below it the workers' start-up ate their gain
 CHUNKS_PER_JOB = 4  # at least this many tasks per worker, so that the workers finish together
 CRASHED = ("analysing this photo stopped the analysis process (a decoder crash): the file may be damaged or "
            "crafted. Export the photo again from the camera or phone")

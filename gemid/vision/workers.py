@@ -22,7 +22,7 @@ photo it was); that worker alone is replaced, warmed up, and the others never st
 
 A worker ends when the process that started it ends, even by `kill -9`: it watches the pipe its parent
 holds open (multiprocessing's parent sentinel), which closes when the parent dies however it dies.
-Without this the workers, blocked reading their task queue, lived on under PID 1 (~410 MB per crash).
+Without this the workers, blocked reading their task queue, lived on under PID 1 with their models.
 
 Crash recovery beyond that differs by caller and stays with it: a parcel re-runs a lost chunk photo by photo,
 the service retries a photo once, in case its worker died of something else (killed, out of memory).
