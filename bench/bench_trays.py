@@ -1,0 +1,291 @@
+"""Tray benchmark (issue 32, "Tray photos"): many stones in one photo through `Identifier.identify_stones`.
+
+    python -m bench.bench_trays                    # 20 trays x 2 variants of real gems68 stones (~2-3 min, 2 cores)
+    python -m bench.bench_trays --trays 5 --seed 1
+    python -m bench.bench_trays --drawn --bundle DIR --trays 2   # drawn stones and a given bundle (the test)
+
+Each tray is composed in memory, never saved: 5-12 stones drawn from the gems68 **val** photos whose
+clarity label (`gemid/datasets/annotations/clarity_gems68.csv`) is eye_clean or included (single faceted
+transparent stones the species model never trained on), each cut out of its photo with
+`gemid.vision.segment.segment`'s mask and box, scaled to 120-180 px on its longer side, and pasted on a
+plain light-grey canvas with a one-pixel feathered edge. Every tray has two variants with the same stones:
+**apart** (a jittered grid, gaps of at least ~40 px) and **touching** (rows in which each stone is slid
+against its neighbour until their masks meet, then pressed 2 px further; rows apart).
+
+Per variant: a stone is **found** when one of the reports' `stone.bbox` centres lies inside its placed box,
+matched one to one (nearest centre first); it has the **same top-1** when that report's
+`species.top[0].label` equals `Identifier.identify(original photo).species.top[0].label`, the stone
+photographed alone (a stone not found counts as a miss). Extra detections (reports matched to no stone) are
+counted too. Time per stone: the wall time of `identify_stones` (PNG bytes in, full graded reports out;
+`--screen` for grade=False) divided by the stones placed. Targets: >= 95 % found, >= 90 % same top-1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.machine import cpu_description  # noqa: E402
+
+GEMS68 = Path(os.environ.get("GEMID_GEMS68", REPO.parent / "shared" / "data" / "gems68" / "train"))
+LABELS_CSV = REPO / "gemid" / "datasets" / "annotations" / "clarity_gems68.csv"
+TARGET_FOUND = 95.0
+TARGET_SAME = 90.0
+SIDE = (120, 180)  # pixels, the longer side of a placed stone
+GAP = 40  # pixels, the least gap between stones of the apart variant
+PRESS = 2  # pixels the touching variant presses a stone into its neighbour
+MARGIN = 50  # pixels of canvas around the stones
+
+
+@dataclass
+class Cutout:
+    name: str
+    rgb: np.ndarray  # the stone's box out of its photo
+    alpha: np.ndarray  # float32 0..1, the mask in that box
+    reference: str | None  # top-1 of the photo alone
+    photo: bytes  # the photo as identified alone
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def _top1(report) -> str | None:
+    return report.species.top[0].label if report.species and report.species.top else None
+
+
+def _cut(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    from gemid.vision.segment import segment
+
+    seg = segment(rgb)
+    if not seg.found:
+        return None
+    x, y, w, h = seg.bbox
+    return rgb[y : y + h, x : x + w].copy(), (seg.mask[y : y + h, x : x + w] > 0).astype(np.float32)
+
+
+def real_cutouts(ident, limit: int | None = None) -> tuple[list[Cutout], int]:
+    """The val photos labelled eye_clean or included, cut out; and how many photos were skipped (no stone)."""
+    with LABELS_CSV.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "val" and r["label"] in ("eye_clean", "included")]
+    out, skipped = [], 0
+    for r in rows[:limit]:
+        path = GEMS68 / r["path"]
+        data = path.read_bytes()
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        cut = _cut(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)) if bgr is not None else None
+        if cut is None:
+            skipped += 1
+            continue
+        ref = _top1(ident.identify(data, filename=path.name, grade=False))
+        out.append(Cutout(r["path"], cut[0], cut[1], ref, data))
+    return out, skipped
+
+
+def drawn_cutouts(ident, n: int = 12, seed: int = 0) -> list[Cutout]:
+    """Drawn stones of the tiny test bundle's colours (tests/support/bundle_fixture.py), for runs without photos."""
+    sys.path.insert(0, str(REPO / "tests" / "support"))
+    from bundle_fixture import STONE_COLOURS, draw_stone
+
+    names = list(STONE_COLOURS)
+    out = []
+    for i in range(n):
+        label = names[i % len(names)]
+        rgb = draw_stone(STONE_COLOURS[label], seed=seed + i)
+        cut = _cut(rgb)
+        assert cut is not None
+        data = _png(rgb)
+        out.append(Cutout(f"drawn-{label}-{i}", cut[0], cut[1], _top1(ident.identify(data, grade=False)), data))
+    return out
+
+
+def _scaled(c: Cutout, side: int) -> tuple[np.ndarray, np.ndarray]:
+    h, w = c.alpha.shape
+    s = side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    rgb = cv2.resize(c.rgb, size, interpolation=interp)
+    alpha = cv2.resize(c.alpha, size, interpolation=cv2.INTER_LINEAR)
+    alpha = cv2.GaussianBlur((alpha > 0.5).astype(np.float32), (3, 3), 0)  # a one-pixel feathered rim
+    return rgb, alpha
+
+
+def _apart(sizes: list[tuple[int, int]], rng: np.random.Generator) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """Canvas (w, h) and top-left corners on a jittered grid, stones at least GAP apart."""
+    k = len(sizes)
+    cols = int(np.ceil(np.sqrt(k * 4 / 3)))
+    rows = int(np.ceil(k / cols))
+    cell = max(max(w, h) for w, h in sizes) + GAP + 20
+    corners = []
+    for i, (w, h) in enumerate(sizes):
+        r, c = divmod(i, cols)
+        jx, jy = rng.integers(0, cell - GAP - w + 1), rng.integers(0, cell - GAP - h + 1)
+        corners.append((MARGIN + c * cell + int(jx), MARGIN + r * cell + int(jy)))
+    return (2 * MARGIN + cols * cell - GAP, 2 * MARGIN + rows * cell - GAP), corners
+
+
+def _touching(alphas: list[np.ndarray], rng: np.random.Generator) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """Rows of stones, each slid left against its neighbour until the masks meet, then pressed PRESS px."""
+    k = len(alphas)
+    per_row = int(rng.integers(2, 5))
+    rows = [list(range(i, min(k, i + per_row))) for i in range(0, k, per_row)]
+    width = MARGIN * 2 + sum(a.shape[1] for a in alphas) + 10
+    height = MARGIN * 2 + sum(max(alphas[i].shape[0] for i in row) for row in rows) + GAP * (len(rows) - 1)
+    occ = np.zeros((height, width), bool)
+    corners: list[tuple[int, int]] = [(0, 0)] * k
+    y = MARGIN
+    right = 0
+    for row in rows:
+        row_h = max(alphas[i].shape[0] for i in row)
+        x_prev = MARGIN
+        for i in row:
+            m = alphas[i] > 0.5
+            h, w = m.shape
+            top = y + (row_h - h) // 2 + int(rng.integers(-h // 6, h // 6 + 1))
+            top = min(max(top, y), y + row_h - h)
+            x = x_prev
+            if x_prev > MARGIN:  # slide left until the masks meet
+                x = x_prev
+                while x > MARGIN and not (occ[top : top + h, x - 1 : x - 1 + w] & m).any():
+                    x -= 1
+                x = max(MARGIN, x - PRESS)
+            occ[top : top + h, x : x + w] |= m
+            corners[i] = (x, top)
+            x_prev = x + w
+            right = max(right, x + w)
+        y += row_h + GAP
+    return (right + MARGIN, y - GAP + MARGIN), corners
+
+
+def compose(stones: list[tuple[np.ndarray, np.ndarray]], touching: bool, rng: np.random.Generator,
+            grey: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A tray photo (RGB) and each stone's placed box (x, y, w, h)."""
+    alphas = [a for _, a in stones]
+    sizes = [(a.shape[1], a.shape[0]) for a in alphas]
+    (cw, ch), corners = _touching(alphas, rng) if touching else _apart(sizes, rng)
+    canvas = np.full((ch, cw, 3), grey, np.float32)
+    canvas += rng.normal(0, 1.5, canvas.shape).astype(np.float32)
+    boxes = []
+    for (rgb, a), (x, y) in zip(stones, corners, strict=True):
+        h, w = a.shape
+        region = canvas[y : y + h, x : x + w]
+        region[:] = region * (1 - a[..., None]) + rgb.astype(np.float32) * a[..., None]
+        boxes.append((x, y, w, h))
+    return np.clip(canvas, 0, 255).astype(np.uint8), boxes
+
+
+def match(placed: list[tuple[int, int, int, int]], found: list[tuple[int, int, int, int]]) -> dict[int, int]:
+    """placed index -> found index, one to one: a found box's centre inside a placed box, nearest centres first."""
+    pairs = []
+    for i, (x, y, w, h) in enumerate(placed):
+        for j, (fx, fy, fw, fh) in enumerate(found):
+            cx, cy = fx + fw / 2, fy + fh / 2
+            if x <= cx <= x + w and y <= cy <= y + h:
+                pairs.append((np.hypot(cx - x - w / 2, cy - y - h / 2), i, j))
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for _, i, j in sorted(pairs):
+        if i not in out and j not in used:
+            out[i] = j
+            used.add(j)
+    return out
+
+
+def run(ident, cutouts: list[Cutout], trays: int, seed: int, grade: bool) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    totals = {"placed": 0, "found": 0, "same": 0, "extra": 0, "seconds": 0.0}
+    for t in range(trays):
+        k = int(rng.integers(5, 13))
+        picks = rng.choice(len(cutouts), size=k, replace=len(cutouts) < k)
+        stones = [_scaled(cutouts[p], int(rng.integers(SIDE[0], SIDE[1] + 1))) for p in picks]
+        grey = int(rng.integers(195, 221))
+        for variant in ("apart", "touching"):
+            photo, boxes = compose(stones, variant == "touching", rng, grey)
+            data = _png(photo)
+            t0 = time.perf_counter()
+            reports = ident.identify_stones(data, filename=f"tray{t}-{variant}.png", grade=grade)
+            dt = time.perf_counter() - t0
+            found = [r.stone.bbox for r in reports if r.stone is not None]
+            pairs = match(boxes, found)
+            same = sum(1 for i, j in pairs.items() if _top1(reports[j]) == cutouts[picks[i]].reference)
+            extra = len(found) - len(pairs)
+            for key, v in (("placed", k), ("found", len(pairs)), ("same", same), ("extra", extra), ("seconds", dt)):
+                totals[key] += v
+            print(f"tray {t:3d} {variant:8s} {photo.shape[1]}x{photo.shape[0]}: placed {k:2d}, found {len(pairs):2d}, "
+                  f"same top-1 {same:2d}, extra {extra}, {1000 * dt / k:.0f} ms/stone", flush=True)
+    return totals
+
+
+def summary(totals: dict[str, float], grade: bool) -> list[str]:
+    n = max(1, int(totals["placed"]))
+    found = 100.0 * totals["found"] / n
+    same = 100.0 * totals["same"] / n
+    same_found = 100.0 * totals["same"] / max(1, int(totals["found"]))
+    return [
+        f"stones placed: {int(totals['placed'])}",
+        f"found: {found:.1f} % ({int(totals['found'])}/{n}); target >= {TARGET_FOUND:.0f} %: "
+        f"{'met' if found >= TARGET_FOUND else 'NOT met'}",
+        f"same top-1 as alone: {same:.1f} % ({int(totals['same'])}/{n}; {same_found:.1f} % of those found); "
+        f"target >= {TARGET_SAME:.0f} %: {'met' if same >= TARGET_SAME else 'NOT met'}",
+        f"extra detections: {int(totals['extra'])}",
+        f"time per stone: {1000 * totals['seconds'] / n:.0f} ms ({'full report' if grade else 'screen, grade=False'})",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--trays", type=int, default=20, help="trays, each composed twice (apart and touching)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--screen", action="store_true", help="grade=False: the quick species screen")
+    ap.add_argument("--drawn", action="store_true", help="drawn stones instead of gems68 photos (no ../shared)")
+    ap.add_argument("--bundle", type=Path, default=None,
+                    help="model bundle (default: the shipped one; with --drawn: a tiny one built in a temp dir)")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N val photos")
+    args = ap.parse_args(argv)
+
+    from gemid.vision.pipeline import Identifier
+
+    print(f"CPU: {cpu_description()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = args.bundle
+        if args.drawn and bundle is None:
+            sys.path.insert(0, str(REPO / "tests" / "support"))
+            from bundle_fixture import build_bundle
+
+            bundle = build_bundle(Path(tmp) / "bundle", int8=False)
+        ident = Identifier(bundle) if bundle is not None else Identifier()
+        t0 = time.perf_counter()
+        if args.drawn:
+            cutouts, skipped = drawn_cutouts(ident, seed=args.seed), 0
+        else:
+            if not GEMS68.is_dir():
+                print(f"no gems68 photos at {GEMS68} (set GEMID_GEMS68, or use --drawn)", file=sys.stderr)
+                return 2
+            cutouts, skipped = real_cutouts(ident, args.limit)
+        print(f"stones: {len(cutouts)} cut-outs ({'drawn' if args.drawn else 'gems68 val, eye_clean or included'}; "
+              f"{skipped} photos without a stone skipped), references in {time.perf_counter() - t0:.1f} s")
+        totals = run(ident, cutouts, args.trays, args.seed, grade=not args.screen)
+    for line in summary(totals, grade=not args.screen):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
