@@ -116,7 +116,7 @@ def features(rgb: np.ndarray, seg: Segmentation) -> np.ndarray:
             defects = cv2.convexityDefects(c, idx)
         except cv2.error:
             defects = None
-        if defects is not None:
+        if defects is not None and defects.size:  # a convex outline has no defects: an empty array
             notch = float(defects.reshape(-1, 4)[:, 3].max()) / 256.0 / np.sqrt(area)
     prof, sym = _profile(mask, c)
     # corners of the bounding rectangle filled: square corners (princess, emerald) vs rounded (cushion, oval)
