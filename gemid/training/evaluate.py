@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gemid.training import compare
 from gemid.training.extra import train_extra
 
 DEFAULT_KEEP = 0.95  # fraction of correctly classified validation photos the open-set threshold keeps
@@ -377,10 +378,10 @@ def _json_default(o: Any) -> Any:
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, confusions, calibration and abstain thresholds of a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="runs/<name>/best.pt from gemid train")
+    p.add_argument("--checkpoint", default=None, help="runs/<name>/best.pt from gemid train (unless --compare)")
     p.add_argument("--manifest", default=None, help="default: the manifest the checkpoint was trained on")
     p.add_argument("--split", default="val", help="split to evaluate and fit T/thresholds on (default: %(default)s)")
-    p.add_argument("--out", required=True, help="folder for metrics.json, predictions.npz and figures")
+    p.add_argument("--out", default=None, help="folder for metrics.json, predictions.npz and figures")
     p.add_argument("--ood-dir", default=None,
                    help="a folder of extra non-gem photos for the open-set check (default: none; the sample photos "
                         "of scikit-image and matplotlib and rendered scenes are always used)")
@@ -388,9 +389,10 @@ def register(sub) -> None:
                    help="fraction of correct validation photos the open-set threshold keeps (default: %(default)s)")
     p.add_argument("--target-precision", type=float, default=DEFAULT_PRECISION,
                    help="precision of 'identified' that sets identified_min_prob (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=2, help="PyTorch threads (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="PyTorch threads; ONNX Runtime threads with --compare (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
-    p.set_defaults(func=train_extra(main, needs=("torch",)))
+    compare.add_arguments(p)  # gemid evaluate --compare OLD NEW: two bundles, runtime only
+    p.set_defaults(func=compare.dispatch(train_extra(main, needs=("torch",))))
 
 
 def main(args) -> int:
