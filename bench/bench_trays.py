@@ -211,6 +211,8 @@ def match(placed: list[tuple[int, int, int, int]], found: list[tuple[int, int, i
 def run(ident, cutouts: list[Cutout], trays: int, seed: int, grade: bool) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     totals = {"placed": 0, "found": 0, "same": 0, "extra": 0, "seconds": 0.0}
+    for variant in ("apart", "touching"):
+        totals.update({f"{variant} placed": 0, f"{variant} found": 0, f"{variant} same": 0})
     for t in range(trays):
         k = int(rng.integers(5, 13))
         picks = rng.choice(len(cutouts), size=k, replace=len(cutouts) < k)
@@ -228,6 +230,8 @@ def run(ident, cutouts: list[Cutout], trays: int, seed: int, grade: bool) -> dic
             extra = len(found) - len(pairs)
             for key, v in (("placed", k), ("found", len(pairs)), ("same", same), ("extra", extra), ("seconds", dt)):
                 totals[key] += v
+                if key in ("placed", "found", "same"):
+                    totals[f"{variant} {key}"] += v
             print(f"tray {t:3d} {variant:8s} {photo.shape[1]}x{photo.shape[0]}: placed {k:2d}, found {len(pairs):2d}, "
                   f"same top-1 {same:2d}, extra {extra}, {1000 * dt / k:.0f} ms/stone", flush=True)
     return totals
@@ -244,6 +248,9 @@ def summary(totals: dict[str, float], grade: bool) -> list[str]:
         f"{'met' if found >= TARGET_FOUND else 'NOT met'}",
         f"same top-1 as alone: {same:.1f} % ({int(totals['same'])}/{n}; {same_found:.1f} % of those found); "
         f"target >= {TARGET_SAME:.0f} %: {'met' if same >= TARGET_SAME else 'NOT met'}",
+        *(f"{v}: found {100.0 * totals[f'{v} found'] / max(1, totals[f'{v} placed']):.1f} %, same top-1 "
+          f"{100.0 * totals[f'{v} same'] / max(1, totals[f'{v} placed']):.1f} % of {int(totals[f'{v} placed'])}"
+          for v in ("apart", "touching")),
         f"extra detections: {int(totals['extra'])}",
         f"time per stone: {1000 * totals['seconds'] / n:.0f} ms ({'full report' if grade else 'screen, grade=False'})",
     ]
