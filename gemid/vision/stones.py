@@ -16,6 +16,7 @@ background's colour.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import cv2
@@ -26,6 +27,8 @@ from gemid.vision.arrays import border_pixels
 from gemid.vision.crop import crop_mask, crop_square, square_box
 from gemid.vision.segment import WORK_SIDE, Segmentation
 from gemid.vision.shape import classify_shape
+
+log = logging.getLogger(__name__)
 
 # Two peaks of the distance map are one stone when the saddle between them is at least this share of the
 # lower peak. Two round stones touching at a point: saddle/peak below 0.3; pressed together so their
@@ -207,6 +210,10 @@ def describe(rgb: np.ndarray, stones: list[Segmentation], i: int, count: int | N
     seg = stones[i]
     if not seg.found:
         return None
-    label, p = classify_shape(rgb, seg)
-    return Stone(index=i + 1, count=max(1, count or len(stones)), bbox=seg.bbox, outline=seg.outline,
-                 shape=StoneShape(label=label, probability=round(p, 4)))
+    try:
+        label, p = classify_shape(rgb, seg)
+        shape: StoneShape | None = StoneShape(label=label, probability=round(p, 4))
+    except Exception:  # the shape is a description: an odd outline must not cost the photo its report
+        log.exception("the cut shape could not be classified")
+        shape = None
+    return Stone(index=i + 1, count=max(1, count or len(stones)), bbox=seg.bbox, outline=seg.outline, shape=shape)

@@ -124,3 +124,15 @@ def test_photo_without_a_stone_has_no_stone(identifier):
     blank = np.full((200, 300, 3), 240, np.uint8)
     (r,) = identifier.identify_stones(encode(blank))
     assert r.stone is None and "no_stone" in {w.code for w in r.quality.warnings}
+
+
+def test_a_shape_that_cannot_be_classified_costs_only_the_shape(identifier, monkeypatch, caplog):
+    import gemid.vision.stones as stones
+
+    def broken(*_args):
+        raise ValueError("odd outline")
+
+    monkeypatch.setattr(stones, "classify_shape", broken)
+    r = identifier.identify(encode(draw_stone(STONE_COLOURS["Peridot"])))
+    assert r.species.top and r.stone.count == 1 and r.stone.shape is None
+    assert "cut shape could not be classified" in caplog.text
