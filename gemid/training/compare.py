@@ -184,7 +184,7 @@ def report_text(res: dict[str, Any]) -> str:
 def add_arguments(p) -> None:
     p.add_argument("--compare", nargs=2, metavar=("OLD_BUNDLE", "NEW_BUNDLE"), default=None,
                    help="compare two exported bundles on the same held-out photos of --manifest with the runtime "
-                        "(no torch); exit 1 when the new one is clearly worse")
+                        "(no torch); exit 1 when the new one is clearly worse (default: off, evaluate a checkpoint)")
     p.add_argument("--min-photos", type=int, default=DEFAULT_MIN_PHOTOS,
                    help="with --compare: species with at least this many photos are judged one by one "
                         "(default: %(default)s)")

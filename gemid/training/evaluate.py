@@ -378,10 +378,10 @@ def _json_default(o: Any) -> Any:
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, confusions, calibration and abstain thresholds of a checkpoint")
-    p.add_argument("--checkpoint", default=None, help="runs/<name>/best.pt from gemid train (unless --compare)")
+    p.add_argument("--checkpoint", default=None, help="runs/<name>/best.pt from gemid train (required, no default, unless --compare)")
     p.add_argument("--manifest", default=None, help="default: the manifest the checkpoint was trained on")
     p.add_argument("--split", default="val", help="split to evaluate and fit T/thresholds on (default: %(default)s)")
-    p.add_argument("--out", default=None, help="folder for metrics.json, predictions.npz and figures")
+    p.add_argument("--out", default=None, help="folder for metrics.json, predictions.npz and figures (required, no default, unless --compare)")
     p.add_argument("--ood-dir", default=None,
                    help="a folder of extra non-gem photos for the open-set check (default: none; the sample photos "
                         "of scikit-image and matplotlib and rendered scenes are always used)")

@@ -140,6 +140,14 @@ def in_worker() -> Identifier:
 # --- in the parent ----------------------------------------------------------------------------------------
 
 
+def _alive(executor: ProcessPoolExecutor) -> bool:
+    """Whether the executor's worker process still runs. The executor notices a dead worker only when its
+    management thread wakes up; a task given to it before then would fail as if it had killed the worker.
+    (`_processes` is the executor's own record; without it, assume alive and let the task find out.)"""
+    processes = getattr(executor, "_processes", None) or {}
+    return all(p.is_alive() for p in list(processes.values()))
+
+
 class WorkerPool:
     """`processes` spawned workers, each holding the model of `spec`, each in a single-process executor of its
     own that is given one task at a time (see the module's text); tasks wait in one queue, first come first
@@ -207,6 +215,9 @@ class WorkerPool:
                 continue
             i = self._idle.popleft()
             executor = self._slots[i]
+            if not _alive(executor):  # killed while idle: replace it before a photo is blamed for its death
+                self._replace(i, executor)
+                continue
             try:
                 inner = executor.submit(fn, *args)
             except (BrokenProcessPool, RuntimeError):  # the worker died while idle (killed): not the task's doing

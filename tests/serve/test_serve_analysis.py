@@ -22,6 +22,19 @@ from gemid.serve.app import create_app  # noqa: E402
 pytest_plugins = ["serve_support"]
 
 
+def _wait_dead(pid: int, seconds: float = 10.0) -> None:
+    """Until the process has ended (a zombie not yet reaped by its parent counts as ended)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.02)
+
+
 def test_worker_processes_answer_as_the_runtime_and_survive_losing_their_workers(tmp_path, tiny_bundle, identifier):
     settings = make_settings(tmp_path / "data", tiny_bundle)
     assert settings.analysis == "processes"  # the default
@@ -47,6 +60,8 @@ def test_worker_processes_answer_as_the_runtime_and_survive_losing_their_workers
 
         for pid in before:  # both workers die between two requests (killed, out of memory, a crash)
             os.kill(pid, signal.SIGKILL)
+        for pid in before:  # "between": dead before the next request, not dying while it is dispatched
+            _wait_dead(pid)
         r = c.post("/v1/identify", files=[upload("emerald.jpg", emerald, "image/jpeg")])
         assert r.status_code == 200, r.text
         assert r.json()["reports"][0]["species"]["top"][0]["label"] == "Emerald"
