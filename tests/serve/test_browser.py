@@ -395,6 +395,7 @@ def test_phone_width_has_no_sideways_scrolling(phone: Watched, server: str):
 
     page.goto(server)
     camera = page.get_by_role("button", name="Take a photo")
+    camera.wait_for(state="visible", timeout=10_000)  # the page's modules render it after they load
     assert camera.is_visible()  # on a phone the camera comes first, straight from the page
     assert page.locator("#file-camera").get_attribute("capture") == "environment"
     with page.expect_file_chooser() as chooser:
