@@ -4,26 +4,19 @@ answered (a report is a success, a refusal a failure), or the benchmark's figure
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
+from bench_loader import bench_module
 
 pytestmark = pytest.mark.slow
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_service.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_service_under_test", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with bench_module("bench_service") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

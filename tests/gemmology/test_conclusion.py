@@ -3,12 +3,11 @@ on, and the instrument model a desk's readings need."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from bench_loader import bench_module
 
 from gemid.gemmology.conclusion import conclude
 from gemid.gemmology.guidance import recommend
@@ -25,12 +24,8 @@ CASES = json.loads((BENCH.parent / "data" / "published_readings.json").read_text
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_readings", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_readings"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("bench_readings", None)
+    with bench_module("bench_readings") as module:
+        yield module
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
