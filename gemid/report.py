@@ -242,6 +242,13 @@ class Readings(BaseModel):
         return all(v is None for k, v in self.model_dump().items() if k not in CONTEXT_FIELDS)
 
 
+def no_readings() -> GemidInputError:
+    """The one refusal of readings that hold no reading (API and Python alike), naming what counts."""
+    fields = ", ".join(f for f in Readings.model_fields if f not in CONTEXT_FIELDS)
+    return GemidInputError(f"no readings were given (any of: {fields}; {', '.join(CONTEXT_FIELDS)} only say "
+                           "how they were taken)", code="no_readings", status=422)
+
+
 class Reranking(BaseModel):
     readings: Readings
     photo_only: list[Candidate]

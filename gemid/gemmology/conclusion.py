@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from gemid.gemmology.likelihood import Observed, likelihood, measured_fit, mixture_likelihood
 from gemid.gemmology.table import Material, PropertyTable, default_table
-from gemid.report import Candidate, Conclusion, Readings, Reranking, SpeciesResult
+from gemid.report import Candidate, Conclusion, Reranking, SpeciesResult
 
 # The photo's candidates are those it gave at least this probability: a class it all but ruled out, promoted
 # by readings alone, means the photo and the readings disagree, and that is a referral, not an answer.
@@ -82,17 +82,13 @@ def conclude(species: SpeciesResult, reranking: Reranking | None = None, *,
     """The report's conclusion: the photo's result alone, or the photo's combined with the readings."""
     table = table or default_table()
     top = species.top[0] if species.top else None
-    if reranking is None or not _has_readings(reranking.readings):
+    if reranking is None or reranking.readings.is_empty():
         if species.decision == "rejected" or top is None:
             return Conclusion(decision="rejected", basis="photo", reason=species.reason)
         return Conclusion(decision=species.decision, label=top.label, probability=round(top.probability, 4),
                           basis="photo", reason=species.reason,
                           cannot_exclude=photo_cannot_exclude(top.label, table))
     return _with_readings(species, reranking, table)
-
-
-def _has_readings(readings: Readings) -> bool:
-    return not readings.is_empty()
 
 
 def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable) -> Conclusion:

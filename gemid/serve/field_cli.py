@@ -76,17 +76,13 @@ def _day(value: str | None, name: str, *, end: bool) -> datetime | None:
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     """(settings, store) of the GEMID_* settings (and --data-dir); refuses a store that does not exist."""
-    import os
-
     from pydantic import ValidationError
 
     from gemid.serve.settings import Settings
     from gemid.serve.store import ReportStore, schema_revision
 
-    if args.data_dir:
-        os.environ["GEMID_DATA_DIR"] = str(args.data_dir)
-    try:
-        settings = Settings()
+    try:  # --data-dir overrides GEMID_DATA_DIR for this command, without changing the process's environment
+        settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     except ValidationError as exc:
         raise _Refused(f"invalid GEMID_* setting: {exc.errors()[0]['msg']}") from exc
     url = settings.database_url
@@ -108,19 +104,26 @@ def _fail(command: str, exc: Exception) -> int:
     return 2
 
 
-def _field_report(args: argparse.Namespace) -> int:
-    from gemid.serve.field import confirmed_rows, field_report, render_table
+def _confirmed(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """(settings, the confirmed reports of --since/--until) from the store the settings name."""
+    from gemid.serve.field import confirmed_rows
 
+    frm, to = _day(args.since, "since", end=False), _day(args.until, "until", end=True)
+    settings, store = _open(args)
     try:
-        frm, to = _day(args.since, "since", end=False), _day(args.until, "until", end=True)
-        _settings, store = _open(args)
-    except _Refused as exc:
-        return _fail("field-report", exc)
-    try:
-        report = field_report(confirmed_rows(store, created_from=frm, created_to=to),
-                              since=args.since, until=args.until)
+        return settings, confirmed_rows(store, created_from=frm, created_to=to)
     finally:
         store.close()
+
+
+def _field_report(args: argparse.Namespace) -> int:
+    from gemid.serve.field import field_report, render_table
+
+    try:
+        _settings, rows = _confirmed(args)
+    except _Refused as exc:
+        return _fail("field-report", exc)
+    report = field_report(rows, since=args.since, until=args.until)
     print(json.dumps(report, indent=2) if args.json else render_table(report))
     return 0
 
@@ -128,18 +131,13 @@ def _field_report(args: argparse.Namespace) -> int:
 def _from_store(args: argparse.Namespace) -> int:
     from gemid.datasets.from_store import FieldPhoto, export
     from gemid.datasets.manifest import ManifestError
-    from gemid.serve.field import OTHER, confirmed_rows
+    from gemid.serve.field import OTHER
     from gemid.serve.images import ImageStore
 
     try:
-        frm, to = _day(args.since, "since", end=False), _day(args.until, "until", end=True)
-        settings, store = _open(args)
+        settings, rows = _confirmed(args)
     except _Refused as exc:
         return _fail("dataset from-store", exc)
-    try:
-        rows = confirmed_rows(store, created_from=frm, created_to=to)
-    finally:
-        store.close()
     images = ImageStore(settings.images_dir)
     photos, missing = [], 0
     for r in rows:

@@ -39,6 +39,7 @@ from gemid.report import (
     Stone,
     TestsResult,
     clean_reference,
+    no_readings,
 )
 from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
 from gemid.vision.clarity import grade_clarity
@@ -126,10 +127,7 @@ class Identifier:
 
         grade=False skips colour and clarity (their sections stay None): a quick species screen of a
         parcel, several times faster; the species, quality and test guidance are the same."""
-        if filename is None and isinstance(data, (Path, str)):
-            filename = Path(data).name
-        reference = clean_reference(reference)
-        readings = _clean_readings(readings)
+        filename, reference, readings = _inputs(data, filename, reference, readings)
         prep = self._prepare(filename, data)
         (pred,) = self.classifier.predict([prep.crop])
         return self._finish(prep, pred, reference, readings, grade)
@@ -183,10 +181,7 @@ class Identifier:
         """Every stone in a tray or parcel photo → one Report each, in reading order (rows, then columns),
         each from its own crop; all share `image.sha256`. A single-stone photo gives one report, exactly as
         `identify` does; a photo without a stone gives its one rejected report."""
-        if filename is None and isinstance(data, (Path, str)):
-            filename = Path(data).name
-        reference = clean_reference(reference)
-        readings = _clean_readings(readings)
+        filename, reference, readings = _inputs(data, filename, reference, readings)
         image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
         preps = self._prepare_stones(filename, image, first_only=False)
         preds = self.classifier.predict([p.crop for p in preps])
@@ -196,8 +191,7 @@ class Identifier:
         """A new revision of `report` re-ranked with the technician's readings; `report` is not modified."""
         readings = _clean_readings(readings)
         if readings is None:
-            raise GemidInputError("no readings were given (RI, birefringence, SG, optic character, "
-                                  "pleochroism or UV)", code="no_readings", status=422)
+            raise no_readings()
         if self._rerank is None:
             raise RuntimeError("re-ranking with readings is not available in this installation")
         new = report.model_copy(deep=True)
@@ -310,6 +304,15 @@ class Identifier:
         except Exception:
             log.exception("%s could not be computed", section)
             return None
+
+
+def _inputs(data: Source, filename: str | None, reference: str | None,
+            readings: Readings | None) -> tuple[str | None, str | None, Readings | None]:
+    """What identify and identify_stones take from their caller: the file's name (from its path when not
+    given), the cleaned reference, and readings that hold a reading (else None)."""
+    if filename is None and isinstance(data, (Path, str)):
+        filename = Path(data).name
+    return filename, clean_reference(reference), _clean_readings(readings)
 
 
 def _clean_readings(readings: Readings | None) -> Readings | None:

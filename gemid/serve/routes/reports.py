@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from gemid.errors import GemidInputError
-from gemid.report import ConclusionDecision, Readings, Report, printable
+from gemid.report import ConclusionDecision, Readings, Report, no_readings, printable
 from gemid.serve.deps import (
     MAX_INT32,
     IdentifierDep,
@@ -186,7 +186,8 @@ async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: Limi
     """Stores revision N+1 with the photo's ranking combined with the readings (merged with those
     entered before unless `replace`). Earlier revisions stay as they were."""
     if readings.is_empty():
-        raise ApiError(422, "no_readings", f"no readings were given (any of: {', '.join(Readings.model_fields)})")
+        exc = no_readings()
+        raise ApiError(exc.status, exc.code, exc.message)
     if not identifier.capabilities.get("reranking", False):
         raise ApiError(501, "reranking_unavailable", "re-ranking with readings is not installed in this service")
     for _attempt in range(5):
@@ -202,7 +203,6 @@ async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: Limi
             new = await to_thread.run_sync(identifier.add_readings, latest, merged, limiter=limiter)
         except GemidInputError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from exc
-        new = new.model_copy(update={"report_id": latest.report_id, "revision": latest.revision + 1})
         try:
             await to_thread.run_sync(store.add_revision, new)
         except RevisionConflict:
