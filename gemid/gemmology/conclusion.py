@@ -32,7 +32,8 @@ IDENTIFY_COMBINED = 0.80  # photo + readings: the answer's combined probability 
 # the first rule refers), so this is only for a reading that sits in the look-alike's narrow range and at the
 # edge of the answer's: a smaller factor referred genuine stones whose reading fell near their range's end.
 LOOKALIKE_BETTER = 20.0
-MAX_NAMED = 3
+MAX_NAMED = 3  # what the readings fit: the likeliest few, in a referral's words
+MAX_PHOTO_LOOKALIKES = 6  # a photo-only conclusion names this many look-alikes it cannot tell apart
 
 
 def _name(m: Material) -> str:
@@ -47,7 +48,7 @@ def photo_cannot_exclude(label: str | None, table: PropertyTable) -> list[str]:
     """Look-alikes made or chosen to look like `label`: a photo cannot tell them from it."""
     if label is None:
         return []
-    return [m.name for m in table.lookalikes() if label in m.lookalike_of][:6]
+    return [m.name for m in table.lookalikes() if label in m.lookalike_of][:MAX_PHOTO_LOOKALIKES]
 
 
 def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list[Material]:
