@@ -380,9 +380,11 @@ class FileError(BaseModel):
 # --- a report as one table row: CLI table, CSV, parcel export -------------------------------------------
 
 # `decision`, `answer` and `probability` are the conclusion (photo and readings); `top1`... are the photo's
+# `stone` is "index/count" within its photo, `readings` the readings entered ("RI 1.762; SG 4.00")
 ROW_FIELDS = ["file", "report_id", "decision", "top1", "p1", "top2", "p2", "colour", "clarity", "warnings",
               "error", "reference", "next_test", "colour_hex", "answer", "probability", "basis",
-              "photo_decision", "cannot_exclude", "revision"]
+              "photo_decision", "cannot_exclude", "revision", "stone", "shape", "top3", "p3", "readings",
+              "image_sha256", "created_at"]
 
 
 def _not_graded(status: str, reason: str | None) -> str:
@@ -420,6 +422,24 @@ def next_test(r: Report) -> str:
     return t.recommended[0].test.replace("_", " ") if t.recommended else ""
 
 
+READING_WORDS = {"ri": "RI", "ri_high": "RI high", "ri_otl": "RI over the limit", "birefringence": "DR",
+                 "sg": "SG", "optic": "optic", "optic_sign": "sign", "pleochroism": "pleochroism",
+                 "uv_lw": "UV LW", "ri_spot": "spot RI", "weight_ct": "ct", "ri_limit": "RI limit"}
+
+
+def readings_text(r: Report) -> str:
+    """The readings entered for this revision, in a desk's shorthand ("RI 1.762; SG 4.0; optic DR")."""
+    rr = r.tests.reranking if r.tests else None
+    if rr is None:
+        return ""
+    parts = []
+    for key, value in rr.readings.model_dump().items():
+        if value is None or value is False:
+            continue
+        parts.append(READING_WORDS[key] if value is True else f"{READING_WORDS[key]} {value}")
+    return "; ".join(parts)
+
+
 def table_row(r: Report | FileError) -> dict[str, str]:
     """One report (or refusal) as a row of ROW_FIELDS; a refusal keeps its row so nothing is dropped."""
     if isinstance(r, FileError):
@@ -437,4 +457,9 @@ def table_row(r: Report | FileError) -> dict[str, str]:
         "answer": (c.label or "") if c else "", "probability": f"{c.probability:.4f}" if c and c.probability else "",
         "basis": c.basis if c else "photo", "photo_decision": r.species.decision,
         "cannot_exclude": "; ".join(c.cannot_exclude) if c else "", "revision": str(r.revision),
+        "stone": f"{r.stone.index}/{r.stone.count}" if r.stone else "",
+        "shape": r.stone.shape.label.replace("_", " ") if r.stone and r.stone.shape else "",
+        "top3": top[2].label if len(top) > 2 else "", "p3": f"{top[2].probability:.4f}" if len(top) > 2 else "",
+        "readings": readings_text(r), "image_sha256": r.image.sha256,
+        "created_at": r.created_at.isoformat(timespec="seconds"),
     }

@@ -47,11 +47,18 @@ Photo = bytes | Path  # the photo's bytes, or the file it was spooled to (the se
 
 @dataclass(frozen=True)
 class Outcome:
-    """One photo analysed: a report (status None) or the refusal and its HTTP status."""
+    """One photo analysed: its first stone's report (status None) or the refusal and its HTTP status; the
+    photo's other stones, each with its own report, in `others` (a tray or parcel photo)."""
 
     entry: Report | FileError
     status: int | None
     seconds: float  # analysis time, not the wait in the queue
+    others: tuple[Report, ...] = ()
+
+    @property
+    def entries(self) -> list[Report | FileError]:
+        """Every stone's report in reading order (one entry for a single stone or a refusal)."""
+        return [self.entry, *self.others]
 
 
 class Analysis(Protocol):
@@ -85,17 +92,22 @@ def load_identifier(settings: Settings, *, load_model: bool = True) -> Identifie
 
 def analyse(identifier: Identifier, data: Photo, filename: str | None, reference: str | None,
             readings: Readings | None, grade: bool) -> Outcome:
-    """Identify one photo; a bad photo or a failing stage becomes a refusal entry, never an exception."""
+    """Identify every stone of one photo (a tray gives one report per stone, `Identifier.identify_stones`);
+    a bad photo or a failing stage becomes a refusal entry, never an exception."""
 
     start = time.perf_counter()
     try:
-        report = identifier.identify(data, filename=filename, reference=reference, readings=readings, grade=grade)
+        first, *others = identifier.identify_stones(data, filename=filename, reference=reference, readings=readings,
+                                                    grade=grade)
     except GemidInputError as exc:
         return Outcome(FileError.from_exception(filename, exc), exc.status, time.perf_counter() - start)
     except Exception:  # an odd photo that broke a stage: refuse this one, keep the others, log why
         log.exception("could not analyse %s", filename)
         return _refused(filename, "unprocessable_image", UNPROCESSABLE, 422, time.perf_counter() - start)
-    return Outcome(report, None, time.perf_counter() - start)
+    # one photo, one moment: its stones share the time it was analysed, which keeps them together (and in
+    # reading order) wherever reports are listed by time (a parcel, History)
+    others = [o.model_copy(update={"created_at": first.created_at}) for o in others]
+    return Outcome(first, None, time.perf_counter() - start, tuple(others))
 
 
 class ThreadAnalysis:

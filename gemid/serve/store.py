@@ -232,6 +232,23 @@ class ReportStore:
             ).one_or_none()
         return None if row is None else (row[0], row[1], row[2])
 
+    @staticmethod
+    def _filters(created_from: datetime | None = None, created_to: datetime | None = None, species: str | None = None,
+                 decision: str | None = None, reference: str | None = None) -> list[Any]:
+        """The history list's filters as SQL conditions (the list, its CSV export)."""
+        conds: list[Any] = []
+        if created_from is not None:
+            conds.append(ReportRow.created_at >= created_from)
+        if created_to is not None:
+            conds.append(ReportRow.created_at < created_to)
+        if species:
+            conds.append(func.lower(ReportRow.top1_label) == species.strip().lower())
+        if decision:
+            conds.append(ReportRow.decision == decision)
+        if reference:
+            conds.append(ReportRow.reference.icontains(reference.strip(), autoescape=True))  # % and _ are text
+        return conds
+
     def list(
         self,
         *,
@@ -245,17 +262,7 @@ class ReportStore:
     ) -> ReportPage:
         """Newest first. `created_to` is exclusive; species matches the current top-1 label, any case;
         reference matches a substring, any case."""
-        conds = []
-        if created_from is not None:
-            conds.append(ReportRow.created_at >= created_from)
-        if created_to is not None:
-            conds.append(ReportRow.created_at < created_to)
-        if species:
-            conds.append(func.lower(ReportRow.top1_label) == species.strip().lower())
-        if decision:
-            conds.append(ReportRow.decision == decision)
-        if reference:
-            conds.append(ReportRow.reference.icontains(reference.strip(), autoescape=True))  # % and _ are text
+        conds = self._filters(created_from, created_to, species, decision, reference)
         with self._session() as session:
             total = session.execute(select(func.count()).select_from(ReportRow).where(*conds)).scalar_one()
             rows = session.execute(
@@ -271,6 +278,36 @@ class ReportStore:
         ) for r in rows]
         next_offset = offset + len(items) if offset + len(items) < total else None
         return ReportPage(items=items, total=total, limit=limit, offset=offset, next_offset=next_offset)
+
+    def latest(self, *, limit: int, newest_first: bool = True, **filters: Any) -> list[Report]:
+        """The latest revision of each report the history list's `filters` match (its CSV), at most `limit`."""
+        return self._latest(self._filters(**filters), limit=limit, newest_first=newest_first)
+
+    def parcel(self, reference: str, *, limit: int) -> list[Report]:
+        """A parcel: the latest revision of every report stored under exactly this reference, photo by photo in
+        the order they were stored, each photo's stones in reading order."""
+        return self._latest([ReportRow.reference == reference], limit=limit, newest_first=False)
+
+    def duplicates(self, image_sha256: str, reference: str) -> list[Report]:
+        """The reports already stored for this photo under this reference (every stone), oldest first."""
+        return self._latest([ReportRow.image_sha256 == image_sha256, ReportRow.reference == reference],
+                            limit=10_000, newest_first=False)
+
+    def _latest(self, conds: list[Any], *, limit: int, newest_first: bool) -> list[Report]:
+        order = (ReportRow.created_at.desc(), ReportRow.id.desc()) if newest_first else (
+            ReportRow.created_at, ReportRow.id)
+        with self._session() as session:
+            rows = session.execute(
+                select(ReportRow.created_at, RevisionRow.body)
+                .join(ReportRow, (RevisionRow.report_id == ReportRow.id)
+                      & (RevisionRow.revision == ReportRow.latest_revision))
+                .where(*conds).order_by(*order).limit(limit)
+            ).all()
+        # the stones of one photo share its analysis time (gemid.serve.analysis): in reading order within it
+        keyed = [(at, Report.model_validate(body)) for at, body in rows]
+        sign = -1 if newest_first else 1
+        keyed.sort(key=lambda k: (sign * k[0].timestamp(), k[1].image.sha256, k[1].stone.index if k[1].stone else 0))
+        return [r for _, r in keyed]
 
     def counts(self) -> tuple[int, int]:
         """(reports, revisions) stored."""

@@ -170,6 +170,30 @@ def build_bundle(
     return dest
 
 
+TRAY_SIZE = (640, 420)
+# six drawn stones apart on one tray, and their labels; in reading order they are
+# Emerald, Peridot, Amethyst / Citrine, Sapphire Blue, Ruby
+TRAY_CENTRES = [(480, 300), (100, 100), (300, 290), (250, 100), (120, 300), (400, 110)]
+TRAY_LABELS = ["Ruby", "Emerald", "Sapphire Blue", "Peridot", "Citrine", "Amethyst"]
+TRAY_READING_ORDER = ["Emerald", "Peridot", "Amethyst", "Citrine", "Sapphire Blue", "Ruby"]
+
+
+def draw_tray(centres: list[tuple[float, float]] = TRAY_CENTRES, labels: list[str] = TRAY_LABELS,
+              radius: float = 40, background: tuple[int, int, int] = (245, 245, 245)) -> np.ndarray:
+    """Drawn stones composed on one plain canvas (each drawn alone, its non-background pixels pasted)."""
+    canvas = None
+    for k, (centre, label) in enumerate(zip(centres, labels, strict=True)):
+        img = draw_stone(STONE_COLOURS[label], size=TRAY_SIZE, centre=centre, radius=radius, seed=k,
+                         background=background)
+        if canvas is None:
+            canvas = img.copy()
+            continue
+        stone = np.abs(img.astype(int) - np.array(background)).max(2) > 14
+        canvas[stone] = img[stone]
+    assert canvas is not None
+    return canvas
+
+
 def encode(rgb: np.ndarray, ext: str = ".png", **params: int) -> bytes:
     """PNG/JPEG bytes of an RGB array (OpenCV writes BGR)."""
     flags = [v for kv in params.items() for v in (getattr(cv2, kv[0]), kv[1])]

@@ -6,27 +6,23 @@ import hashlib
 
 import numpy as np
 import pytest
-from bundle_fixture import STONE_COLOURS, build_bundle, draw_stone, encode
+from bundle_fixture import (
+    STONE_COLOURS,
+    TRAY_CENTRES,
+    TRAY_LABELS,
+    build_bundle,
+    draw_stone,
+    draw_tray,
+    encode,
+)
 
 from gemid.vision.pipeline import Identifier
 from gemid.vision.segment import segment
 from gemid.vision.stones import find_stones
 
-BG = (245, 245, 245)
-SIZE = (640, 420)
-
 
 def tray(centres: list[tuple[float, float]], labels: list[str], radius: float = 40) -> np.ndarray:
-    """Drawn stones composed on one plain canvas (each drawn alone, its non-background pixels pasted)."""
-    canvas = None
-    for k, (centre, label) in enumerate(zip(centres, labels, strict=True)):
-        img = draw_stone(STONE_COLOURS[label], size=SIZE, centre=centre, radius=radius, seed=k)
-        if canvas is None:
-            canvas = img.copy()
-            continue
-        stone = np.abs(img.astype(int) - np.array(BG)).max(2) > 14
-        canvas[stone] = img[stone]
-    return canvas
+    return draw_tray(centres, labels, radius)
 
 
 def centre_of(box: tuple[int, int, int, int]) -> tuple[float, float]:
@@ -39,8 +35,8 @@ def identifier(tmp_path_factory) -> Identifier:
     return Identifier(build_bundle(tmp_path_factory.mktemp("bundle")))
 
 
-APART = [(480, 300), (100, 100), (300, 290), (250, 100), (120, 300), (400, 110)]
-APART_LABELS = ["Ruby", "Emerald", "Sapphire Blue", "Peridot", "Citrine", "Amethyst"]
+APART = TRAY_CENTRES
+APART_LABELS = TRAY_LABELS
 
 
 def test_stones_apart_are_found_in_reading_order():

@@ -1,4 +1,10 @@
-"""POST /v1/identify: photos in, one report (or refusal) per photo out, each report stored with its photo.
+"""POST /v1/identify: photos in, one report per stone (or a refusal per photo) out, stored with the photo.
+
+A tray or parcel photo gives every stone its own report (`Identifier.identify_stones`), all sharing the
+photo, stored once under its sha256. With a reference, the same photo sent again under the same reference is
+not analysed or stored twice: the reports already stored are returned with a `duplicate` notice
+(`?force=true` stores it anyway); without a reference every upload is a new report, as a desk re-photographing
+a stone expects.
 
 Identification runs off the event loop, in worker processes or threads (gemid.serve.analysis), at most
 `inference_concurrency` at once, so a burst of uploads queues instead of oversubscribing the CPU. A report
@@ -12,12 +18,12 @@ naming the fields, and a parcel of photos is read one upload at a time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException
@@ -27,9 +33,9 @@ from gemid.messages import dotted, validation_message
 from gemid.report import MAX_REFERENCE, FileError, Readings, Report, clean_file_name, clean_reference
 from gemid.serve.deps import AnalysisDep, IdentifierDep, ImagesDep, MetricsDep, SettingsDep, StoreDep
 from gemid.serve.errors import ApiError, error_responses, size_text, store_failure
-from gemid.serve.images import ImageStore
+from gemid.serve.images import ImageStore, sha256_file
 from gemid.serve.settings import Settings
-from gemid.serve.store import put_photo
+from gemid.serve.store import ReportStore, put_photo
 from gemid.serve.uploads import SpooledUpload, UploadParser, discard
 
 READING_FIELDS = tuple(Readings.model_fields)
@@ -39,8 +45,29 @@ MAX_TEXT_FIELD = 64 * 1024  # a reference or a reading, never a photo
 router = APIRouter(prefix="/v1", tags=["reports"])
 
 
+class Notice(BaseModel):
+    """Something the technician should know about one photo that is not a refusal."""
+
+    code: Literal["duplicate"] = Field(description=(
+        "duplicate: this photo is already stored under this reference; its stored reports are returned"))
+    file: str | None
+    message: str
+    report_ids: list[str] = Field(default_factory=list, description="the reports it refers to")
+
+
 class IdentifyResponse(BaseModel):
-    reports: list[Report | FileError]
+    reports: list[Report | FileError] = Field(description=(
+        "one report per stone found (a tray photo gives several, in reading order), or one refusal per photo; "
+        "photos in the order sent"))
+    notices: list[Notice] = Field(default_factory=list)
+
+
+def _duplicate(name: str | None, reports: list[Report], reference: str) -> Notice:
+    n = len(reports)
+    return Notice(code="duplicate", file=name, report_ids=[r.report_id for r in reports], message=(
+        f"this photo is already stored under reference '{reference}' ({n} report{'s' if n > 1 else ''}); "
+        "the stored report" + ("s are" if n > 1 else " is") + " shown, nothing new was stored. Send it with "
+        "force=true to store it again"))
 
 
 async def _read_form(request: Request, settings: Settings) -> tuple[FormData, list[SpooledUpload]]:
@@ -114,6 +141,13 @@ def _checked_upload(upload: SpooledUpload, max_bytes: int, images: ImageStore) -
     return upload.path
 
 
+def _stored_duplicates(store: ReportStore, sha: str, reference: str) -> list[Report]:
+    try:
+        return store.duplicates(sha, reference)
+    except SQLAlchemyError as exc:
+        raise store_failure(exc) from exc
+
+
 def _overall_status(statuses: list[int | None]) -> int:
     """200 when any photo gave a report; else the refusals' common status, or 400 when they differ."""
     if any(s is None for s in statuses):
@@ -159,7 +193,7 @@ _NEXT = {"get_report": "get_report_v1_reports__report_id__get",
          "qr": "report_qr_v1_reports__report_id__qr_svg_get",
          "add_readings": "add_readings_v1_reports__report_id__readings_post"}
 IDENTIFY_RESPONSES: dict[int | str, dict] = {
-    200: {"description": "one entry per photo, in order; at least one is a stored report",
+    200: {"description": "one entry per stone (per photo for a refusal), in order; at least one is a report",
           "links": {name: {"operationId": op, "parameters": {"report_id": "$response.body#/reports/0/report_id"}}
                     for name, op in _NEXT.items()}},
     400: _entries_or_error("an empty file or refusals of several kinds; or a malformed form"),
@@ -181,10 +215,15 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
                    identifier: IdentifierDep, analysis: AnalysisDep, metrics: MetricsDep,
                    grade: Annotated[bool, Query(description=(
                        "grade colour and clarity (default); false: a quick species screen of a parcel, "
-                       "several times faster, with `colour` and `clarity` left null"))] = True) -> Response:
+                       "several times faster, with `colour` and `clarity` left null"))] = True,
+                   force: Annotated[bool, Query(description=(
+                       "store the photo again even when it is already stored under the same reference"))] = False,
+                   ) -> Response:
     """Multipart: `images` (repeated), optional `reference` and readings (the fields of `Readings`:
-    ri, ri_high, birefringence, sg, optic, ...). One entry per photo, in order: a report, or
-    `{"file", "error": {"code", "message"}}`. 200 when at least one photo gave a report (stored, with
+    ri, ri_high, birefringence, sg, optic, ...). Photos in order; each gives a report per stone found in
+    it (`stone` {index, count, bbox, outline, shape}), or `{"file", "error": {"code", "message"}}`. With a
+    reference, a photo already stored under it returns its stored reports and a `duplicate` notice
+    instead of a new report (unless force=true). 200 when at least one photo gave a report (stored, with
     its photo); otherwise the status that fits the refusals (413 too large, 415 not an image,
     422 corrupt, or stopping its analysis worker twice, 503 analysis workers down, 507 store full,
     400 empty or several kinds), with the same entries. A request refused as a whole (no photo, an unknown
@@ -196,8 +235,10 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
             raise ApiError(501, "reranking_unavailable",
                            "re-ranking with readings is not installed in this service; send the photo alone")
         out: list[Report | FileError] = []
+        notices: list[Notice] = []
         statuses: list[int | None] = []
         to_store: list[tuple[Report, str, str]] = []
+        sent: dict[str, list[Report]] = {}  # photos of this request, by sha256: the same photo twice is one
         for upload in uploads:
             # the reports clean it too (report.FileName); cleaned here as well for the log lines on the way
             name = clean_file_name(upload.filename or None)
@@ -207,21 +248,32 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
                 out.append(FileError.from_exception(name, exc))
                 statuses.append(exc.status)
                 continue
+            if reference is not None and not force:
+                sha = await to_thread.run_sync(sha256_file, photo)
+                stored = sent.get(sha) or await to_thread.run_sync(_stored_duplicates, store, sha, reference)
+                if stored:
+                    out.extend(stored)
+                    notices.append(_duplicate(name, stored, reference))
+                    statuses.append(None)
+                    continue
             # the worker reads the photo from its spooled file: the server never holds it whole
             outcome = await analysis.identify(photo, filename=name, reference=reference, readings=readings,
                                               grade=grade)
             entry = outcome.entry
             if isinstance(entry, Report):
                 metrics.inference.observe(outcome.seconds)
-                try:  # the photo is on disk before any report row is committed
-                    to_store.append((entry, *await to_thread.run_sync(put_photo, images, entry, photo)))
+                try:  # the photo is on disk before any report row is committed; once for all its stones
+                    sha, ext = await to_thread.run_sync(put_photo, images, entry, photo)
                 except GemidInputError as exc:  # the store's quota, reached by the photos before this one
                     out.append(FileError.from_exception(name, exc))
                     statuses.append(exc.status)
                     continue
                 except OSError as exc:  # disk full, permissions: a server fault, not the photo's
                     raise store_failure(exc) from exc
-            out.append(entry)
+                stones = [e for e in outcome.entries if isinstance(e, Report)]
+                to_store.extend((r, sha, ext) for r in stones)
+                sent[sha] = stones
+            out.extend(outcome.entries)
             statuses.append(outcome.status)
     finally:
         discard(spooled)
@@ -233,11 +285,15 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
             await to_thread.run_sync(store.add_reports, to_store)
         except SQLAlchemyError as exc:
             raise store_failure(exc) from exc
+    new = {r.report_id for r, _, _ in to_store}
     for e in out:
+        if isinstance(e, Report) and e.report_id not in new:
+            continue  # a duplicate's stored report: counted when it was made
         if isinstance(e, Report):
             metrics.identifications.labels(e.species.decision).inc()
         else:
             metrics.file_errors.labels(e.error.code).inc()
     # serialised by pydantic's own encoder in one pass (not dict -> json.dumps): less CPU per request
-    return Response(IdentifyResponse(reports=out).model_dump_json(), status_code=_overall_status(statuses),
+    return Response(IdentifyResponse(reports=out, notices=notices).model_dump_json(),
+                    status_code=_overall_status(statuses),
                     media_type="application/json")

@@ -1,0 +1,176 @@
+"""Tray photos, duplicates, parcels and the CSV exports through the real app, a real SQLite store and the real
+(tiny) ONNX model: every stone of a tray photo gets its own stored report sharing the photo stored once; the
+same photo under the same reference returns the stored reports; a parcel lists its stones with the rows of
+gemid.report.table_row; the CSVs have ROW_FIELDS as columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from urllib.parse import quote
+
+import pytest
+
+pytest.register_assert_rewrite("serve_support")
+
+from bundle_fixture import TRAY_READING_ORDER, draw_tray, encode  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from serve_support import stone, stored, upload  # noqa: E402
+
+from gemid.report import ROW_FIELDS, Report, table_row  # noqa: E402
+from gemid.serve.settings import Settings  # noqa: E402
+
+pytest_plugins = ["serve_support"]
+
+
+@pytest.fixture(scope="module")
+def tray_photo() -> bytes:
+    return encode(draw_tray())
+
+
+def identify(client: TestClient, *photos: tuple[str, bytes], reference: str | None = None, query: str = ""):
+    data = {"reference": reference} if reference is not None else {}
+    return client.post(f"/v1/identify{query}", files=[upload(n, b, "image/png") for n, b in photos], data=data)
+
+
+def read_csv(text: str) -> list[dict[str, str]]:
+    assert text.startswith("\ufeff")  # spreadsheets read it as UTF-8
+    reader = csv.DictReader(io.StringIO(text[1:]))
+    assert reader.fieldnames == ROW_FIELDS
+    return list(reader)
+
+
+def test_every_stone_of_a_tray_photo_gets_its_own_stored_report(client: TestClient, settings: Settings,
+                                                                 tray_photo: bytes):
+    r = identify(client, ("tray.png", tray_photo), ("ruby.png", stone("Ruby")), reference="LOT 1")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    reports = body["reports"]
+    assert body["notices"] == []
+    assert len(reports) == 7  # six stones of the tray, then the single stone
+    tray, single = reports[:6], reports[6]
+    assert [x["stone"]["index"] for x in tray] == [1, 2, 3, 4, 5, 6]
+    assert {x["stone"]["count"] for x in tray} == {6}
+    assert [x["species"]["top"][0]["label"] for x in tray] == TRAY_READING_ORDER  # each from its own crop
+    assert {x["image"]["sha256"] for x in tray} == {hashlib.sha256(tray_photo).hexdigest()}
+    assert single["stone"]["index"] == 1 and single["stone"]["count"] == 1
+    assert single["species"]["top"][0]["label"] == "Ruby"
+    for x in tray:
+        assert x["colour"] is not None and x["clarity"] is not None and x["conclusion"] is not None
+        assert x["tests"] is not None and x["file"] == "tray.png" and x["reference"] == "LOT 1"
+        assert client.get(f"/v1/reports/{x['report_id']}").json() == x  # stored as answered
+        img = client.get(f"/v1/reports/{x['report_id']}/image")
+        assert img.status_code == 200 and img.content == tray_photo
+    assert len({x["report_id"] for x in reports}) == 7
+    assert stored(settings) == (7, 7, 2)  # seven reports, two photos stored once each
+
+
+def test_same_photo_same_reference_returns_the_stored_reports(client: TestClient, settings: Settings,
+                                                              tray_photo: bytes):
+    first = identify(client, ("tray.png", tray_photo), reference="LOT 2").json()["reports"]
+    ids = [x["report_id"] for x in first]
+    assert stored(settings) == (6, 6, 1)
+
+    again = identify(client, ("tray-again.png", tray_photo), reference="LOT 2")
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert [x["report_id"] for x in body["reports"]] == ids  # the stored ones, in reading order
+    (notice,) = body["notices"]
+    assert notice["code"] == "duplicate" and notice["file"] == "tray-again.png"
+    assert notice["report_ids"] == ids and "LOT 2" in notice["message"] and "force=true" in notice["message"]
+    assert stored(settings) == (6, 6, 1)  # nothing new
+
+    # the same photo twice in one request, under a reference seen for the first time: analysed once
+    both = identify(client, ("a.png", stone("Emerald")), ("b.png", stone("Emerald")), reference="LOT 3").json()
+    assert both["reports"][0]["report_id"] == both["reports"][1]["report_id"]
+    assert [n["file"] for n in both["notices"]] == ["b.png"]
+    assert stored(settings) == (7, 7, 2)
+
+    # another reference, no reference, or force: a new report each time
+    other = identify(client, ("tray.png", tray_photo), reference="LOT 9").json()
+    assert other["notices"] == [] and not {x["report_id"] for x in other["reports"]} & set(ids)
+    assert identify(client, ("tray.png", tray_photo)).json()["notices"] == []
+    forced = identify(client, ("tray.png", tray_photo), reference="LOT 2", query="?force=true").json()
+    assert forced["notices"] == [] and not {x["report_id"] for x in forced["reports"]} & set(ids)
+    assert stored(settings) == (7 + 18, 7 + 18, 2)
+    # the parcel now holds the tray twice (forced), each photo's stones together and in reading order
+    parcel = client.get(f"/v1/parcels/{quote('LOT 2')}").json()
+    assert [x["stone"]["index"] for x in parcel["reports"]] == [1, 2, 3, 4, 5, 6] * 2
+    assert [x["report_id"] for x in parcel["reports"][:6]] == ids
+
+
+def test_a_parcel_lists_its_stones_with_one_row_each(client: TestClient, tray_photo: bytes):
+    reference = "PK/7 lot 3"  # a slash inside a reference: URL-encoded in the path
+    identify(client, ("tray.png", tray_photo), reference=reference)
+    identify(client, ("ruby.png", stone("Ruby")), ("blank.png", encode(_blank())), reference=reference)
+    identify(client, ("elsewhere.png", stone("Peridot")), reference="PK/7 lot 30")  # not this parcel
+    r = client.get(f"/v1/parcels/{quote(reference, safe='')}")
+    assert r.status_code == 200, r.text
+    parcel = r.json()
+    assert parcel["reference"] == reference and parcel["stones"] == 8 and parcel["photos"] == 3
+    assert parcel["columns"] == ROW_FIELDS
+    reports = [Report.model_validate(x) for x in parcel["reports"]]
+    assert parcel["rows"] == [table_row(x) for x in reports]
+    assert [row["stone"] for row in parcel["rows"]] == [f"{i}/6" for i in range(1, 7)] + ["1/1", ""]
+    assert [row["file"] for row in parcel["rows"]] == ["tray.png"] * 6 + ["ruby.png", "blank.png"]
+    assert [row["top1"] for row in parcel["rows"][:7]] == [*TRAY_READING_ORDER, "Ruby"]
+    decisions = [row["decision"] for row in parcel["rows"]]
+    assert parcel["counts"] == {d: decisions.count(d) for d in ("identified", "uncertain", "refer", "rejected")}
+    assert parcel["counts"]["rejected"] >= 1  # the blank photo: no stone
+    for row in parcel["rows"][:7]:
+        assert row["colour"] and row["clarity"] and row["shape"] and row["image_sha256"]
+
+    # readings entered on one stone show in its row
+    rid = parcel["rows"][0]["report_id"]
+    assert client.post(f"/v1/reports/{rid}/readings", json={"ri": 1.58, "sg": 2.72}).status_code == 201
+    row = client.get(f"/v1/parcels/{quote(reference, safe='')}").json()["rows"][0]
+    assert row["readings"] == "RI 1.58; SG 2.72" and row["revision"] == "2"
+
+    # the parcel's CSV: the same rows
+    r = client.get(f"/v1/parcels/{quote(reference, safe='')}.csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    rows = read_csv(r.text)
+    assert [x["report_id"] for x in rows] == [x["report_id"] for x in parcel["rows"]]
+    assert rows[0]["readings"] == "RI 1.58; SG 2.72"
+
+
+def _blank() -> object:
+    import numpy as np
+
+    return np.full((200, 300, 3), 245, np.uint8)
+
+
+def test_unknown_or_bad_parcels_are_clear_errors(client: TestClient):
+    for path in ("/v1/parcels/NO-SUCH-LOT", "/v1/parcels/NO-SUCH-LOT.csv"):
+        r = client.get(path)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "parcel_not_found", r.text
+        assert "NO-SUCH-LOT" in r.json()["error"]["message"]
+    r = client.get("/v1/parcels/" + "x" * 300)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_reference"
+    r = client.get("/v1/parcels/%20%20")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_reference"
+
+
+def test_history_csv_has_the_list_filters(client: TestClient):
+    identify(client, ("r.png", stone("Ruby")), reference="=HYPERLINK(\"x\")")
+    identify(client, ("e.png", stone("Emerald")), reference="CSV-B")
+    identify(client, ("e2.png", stone("Emerald")), reference="CSV-B2")
+    everything = read_csv(client.get("/v1/reports.csv").text)
+    listed = client.get("/v1/reports", params={"limit": 200}).json()["items"]
+    assert [x["report_id"] for x in everything] == [x["report_id"] for x in listed]  # newest first, all
+    # a reference typed as a formula stays text in a spreadsheet
+    assert [x["reference"] for x in everything if x["file"] == "r.png"] == ["'=HYPERLINK(\"x\")"]
+    for params in ({"reference": "csv-b"}, {"species": "emerald"}, {"decision": "identified", "species": "Ruby"}):
+        got = read_csv(client.get("/v1/reports.csv", params=params).text)
+        want = client.get("/v1/reports", params={**params, "limit": 200}).json()["items"]
+        assert [x["report_id"] for x in got] == [x["report_id"] for x in want], params
+        assert got, params
+    assert {x["file"] for x in read_csv(client.get("/v1/reports.csv", params={"reference": "csv-b"}).text)} == {
+        "e.png", "e2.png"}
+    bad = client.get("/v1/reports.csv", params={"since": "yesterday"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"]
+    bad = client.get("/v1/reports.csv", params={"decision": "maybe"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"]
