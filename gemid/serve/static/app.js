@@ -7,10 +7,11 @@
  *   js/capture.js          #/            choose, check and upload photos; the parcel's results
  *   js/results.js          #/report/<id> one stone's report card, and a stored report with its revisions
  *   js/readings.js                       instrument readings and the re-ranking they bring
- *   js/history.js          #/history     search stored reports
+ *   js/history.js          #/history     search stored reports, and their CSV
+ *   js/parcel.js           #/parcel/<r>  the stones stored under one reference, its CSV and printed document
  *   js/print.js            #/report/<id>/print  the report on paper, with its QR code
  * over a small shared core: js/api.js (the service), js/dom.js (building elements as text, never markup),
- * js/format.js (wording and figures), js/route.js (the hash route), js/report-sections.js (a report's
+ * js/format.js (wording and figures), js/stones.js (a tray photo's numbered stones, the table of stones), js/route.js (the hash route), js/report-sections.js (a report's
  * read-only parts), js/conclusion.js (the conclusion from photo and readings, and the rankings under it). Modules import what they use, and no module imports one that imports it back (views
  * reach the router through js/route.js); nothing is shared through `window`. The entry keeps the address
  * static/app.js that the page has always loaded.
@@ -20,6 +21,7 @@ import { loadConfig } from './js/api.js';
 import { addFiles, viewIdentify } from './js/capture.js';
 import { h, heading } from './js/dom.js';
 import { viewHistory } from './js/history.js';
+import { viewParcel } from './js/parcel.js';
 import { viewPrint } from './js/print.js';
 import { viewReport } from './js/results.js';
 import { isCurrent, newVisit, parseRoute, setRenderer } from './js/route.js';
@@ -32,7 +34,9 @@ function viewNotFound(root) {
     h('p', {}, h('a', { href: '#/' }, 'Go to Identify')));
 }
 
-const VIEWS = { identify: viewIdentify, history: viewHistory, report: viewReport, print: viewPrint, notfound: viewNotFound };
+const VIEWS = {
+  identify: viewIdentify, history: viewHistory, parcel: viewParcel, report: viewReport, print: viewPrint, notfound: viewNotFound,
+};
 
 /** Draw the view for the hash route; after the first page load, focus its h1 so keyboard and screen-reader
  * users start at the new content, as a sighted user does. */

@@ -6,14 +6,19 @@
  * would refuse for certain (empty, over its size limit) are refused here and never leave the PC; anything
  * else is sent and the service decides, and its own message is shown for a refusal. One request per photo
  * means one answer per photo: a failed upload can be retried without sending the others again.
+ *
+ * A tray photo answers with one report per stone: the results show the photo with its stones numbered and
+ * one compact row per stone (js/stones.js); each stone's full card opens on demand, so a parcel's results
+ * stay a screen or two tall. A photo already stored under the same reference answers with its stored
+ * reports and a notice, shown here as such.
  */
 
 import { config, errorCode, errorMessage, uploadOne } from './api.js';
 import { announce, enc, h, heading } from './dom.js';
-import {
-  DECISION_SHORT, answerCell, bytes, conclusionOf, conclusionText, nice, pct,
-} from './format.js';
+import { bytes, conclusionOf, conclusionText } from './format.js';
+import { parcelHref } from './parcel.js';
 import { reportCard } from './results.js';
+import { rowOf, stoneNumber, stonesFigure, stonesTable } from './stones.js';
 
 const PARALLEL_UPLOADS = 2;
 const ACCEPT = 'image/*,.jpg,.jpeg,.png,.webp,.tif,.tiff,.heic,.heif';
@@ -21,8 +26,9 @@ const BROWSER_SHOWS = /^image\/(jpeg|png|webp|gif|bmp|avif|svg\+xml)$/;
 
 const state = {
   reference: '',
-  queue: [], // {key, file, status, progress, message, report, preview, el, card}
+  queue: [], // {key, file, status, progress, message, report, reports, notice, preview, el, card}
   running: false,
+  batch: 0, // photos in the latest batch sent: one photo of one stone opens its card at once
 };
 
 /** What can be said of a file before it is sent: `refuse` (it never leaves the PC) or `note` (sent anyway). */
@@ -147,6 +153,7 @@ async function identifyQueued() {
   const todo = state.queue.filter((i) => i.status === 'ready' || i.status === 'failed');
   if (!todo.length) return;
   state.running = true;
+  state.batch = todo.length;
   updateSubmit();
   const reference = state.reference.trim();
   let next = 0;
@@ -176,11 +183,17 @@ async function identifyOne(item, reference) {
     const now = Date.now();
     if (frac >= 1 || now - lastPaint > 100) { lastPaint = now; updateItem(item); }
   });
-  const entry = body && Array.isArray(body.reports) ? body.reports[0] : null;
-  if (status >= 200 && status < 300 && entry && entry.report_id) {
+  const entries = body && Array.isArray(body.reports) ? body.reports.filter((r) => r && r.report_id) : [];
+  if (status >= 200 && status < 300 && entries.length) {
     item.status = 'done';
-    item.report = entry;
-    item.message = conclusionText(conclusionOf(entry));
+    item.reports = entries;
+    item.report = entries[0];
+    const notice = (body.notices || []).find((n) => n.code === 'duplicate');
+    item.notice = notice ? `Already stored under reference ${reference}: the stored report${entries.length > 1 ? 's are' : ' is'} shown, nothing new was stored.` : null;
+    item.message = entries.length > 1 ? `${entries.length} stones found` : conclusionText(conclusionOf(entries[0]));
+    if (item.notice) item.message = `${item.message}. ${item.notice}`;
+    if (item.card) item.card.remove();
+    item.card = null;
     placeCard(item);
     renderSummary();
   } else {
@@ -192,18 +205,50 @@ async function identifyOne(item, reference) {
   updateItem(item);
 }
 
-function placeCard(item) {
-  if (!item.card) {
-    item.card = reportCard(item.report, {
+/** One stone's result: a one-line summary that opens its full report card (built when first opened). */
+function stoneDetails(item, i, open) {
+  const details = h('details', { class: 'stone-result', 'data-report-id': item.reports[i].report_id });
+  const summary = h('summary', {});
+  const line = () => {
+    const r = item.reports[i];
+    const n = stoneNumber(r);
+    summary.replaceChildren(h('span', { class: 'stone-name' }, n ? `Stone ${n.replace('/', ' of ')}` : (r.file || item.file.name)),
+      ' — ', h('span', { class: 'stone-answer' }, conclusionText(conclusionOf(r))));
+  };
+  line();
+  details.append(summary);
+  const fill = () => {
+    if (details.querySelector('article.report')) return;
+    const r = item.reports[i];
+    details.append(reportCard(r, {
       lvl: 3,
+      title: stoneNumber(r) ? `${r.file || item.file.name} — stone ${stoneNumber(r)}` : null,
       onUpdate: (updated) => {
-        item.report = updated;
-        item.message = conclusionText(conclusionOf(updated));
+        item.reports[i] = updated;
+        item.report = item.reports[0];
+        if (item.reports.length === 1) item.message = conclusionText(conclusionOf(updated));
+        line();
         updateItem(item);
         renderSummary();
       },
-    });
-  }
+    }));
+  };
+  details.addEventListener('toggle', () => { if (details.open) fill(); });
+  if (open) { details.open = true; fill(); }
+  return details;
+}
+
+function resultBlock(item) {
+  const reports = item.reports;
+  const one = reports.length === 1;
+  return h('section', { class: 'result', 'data-file': item.file.name, 'data-stones': String(reports.length) },
+    item.notice ? h('div', { class: 'notice warn', 'data-notice': 'duplicate', role: 'status' }, item.notice) : null,
+    one ? null : stonesFigure(reports),
+    reports.map((_, i) => stoneDetails(item, i, one && state.batch === 1)));
+}
+
+function placeCard(item) {
+  if (!item.card) item.card = resultBlock(item);
   const results = document.getElementById('results-list');
   if (!results) return;
   const after = state.queue.slice(state.queue.indexOf(item) + 1).find((i) => i.card && i.card.isConnected);
@@ -214,27 +259,14 @@ function placeCard(item) {
 function renderSummary() {
   const box = document.getElementById('summary');
   if (!box) return;
-  const done = state.queue.filter((i) => i.report);
+  const done = state.queue.filter((i) => i.reports && i.reports.length);
   document.getElementById('results').hidden = done.length === 0;
-  if (done.length < 2) { box.replaceChildren(); return; }
-  box.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { class: 'summary' },
-    h('caption', { class: 'sr-only' }, 'Parcel summary'),
-    h('thead', {}, h('tr', {}, ['Photo', 'Decision', 'Conclusion', 'From the photo', '']
-      .map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, done.map((i) => {
-      const r = i.report;
-      const c = conclusionOf(r);
-      const photo = (r.species.top || [])[0];
-      return h('tr', { 'data-report-id': r.report_id, 'data-decision': c.decision },
-        h('td', {}, r.file || i.file.name),
-        h('td', {}, h('span', { class: `badge ${c.decision}` }, DECISION_SHORT[c.decision] || c.decision)),
-        h('td', { class: 'answer' }, answerCell(c.decision, c.label, c.probability),
-          c.basis === 'photo+readings' ? ' (with readings)' : ''),
-        h('td', { class: 'photo-answer' }, photo && r.species.decision !== 'rejected'
-          ? `${DECISION_SHORT[r.species.decision] || r.species.decision}: ${nice(photo.label)} ${pct(photo.probability)}`
-          : DECISION_SHORT.rejected),
-        h('td', {}, h('a', { href: `#/report/${enc(r.report_id)}` }, 'Open', h('span', { class: 'sr-only' }, ` report for ${r.file || i.file.name}`))));
-    })))));
+  const items = done.flatMap((i) => i.reports.map((report) => ({ report, row: rowOf(report) })));
+  const refs = [...new Set(items.map((x) => x.report.reference).filter(Boolean))];
+  box.replaceChildren(
+    refs.length ? h('p', { class: 'parcel-links' }, 'Parcel: ', refs.map((ref, k) => [k ? ', ' : '',
+      h('a', { href: parcelHref(ref) }, ref)])) : null,
+    items.length < 2 ? null : stonesTable(items, { caption: 'Parcel summary' }));
 }
 
 export function viewIdentify(root) {
@@ -258,7 +290,7 @@ export function viewIdentify(root) {
     coarse ? h('p', {}, h('strong', {}, 'Photograph each stone'), ' or choose saved photos.')
       : h('p', {}, h('strong', {}, 'Drag photos of the stones here'), ' or use a button.'),
     h('div', { class: 'actions' }, coarse ? [cameraBtn, chooseBtn] : [chooseBtn, cameraBtn]),
-    h('p', { class: 'hint' }, 'One stone per photo, on a plain light background, in focus. JPEG, PNG, WebP, TIFF or HEIC'
+    h('p', { class: 'hint' }, 'One stone or a tray of stones apart, on a plain light background, in focus. JPEG, PNG, WebP, TIFF or HEIC'
       + (config.max_bytes ? `, up to ${bytes(config.max_bytes)} each.` : '.')),
     pick, camera);
   drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('dragging'); });

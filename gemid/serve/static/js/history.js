@@ -1,14 +1,16 @@
-/* The #/history view: search stored reports by reference, species, decision and date, a page at a time.
- * Each row shows the report's conclusion (photo and readings), as the service lists it.
+/* The #/history view: search stored reports by reference, species, decision and date, a page at a time,
+ * and download what the search found as CSV (/v1/reports.csv, the same filters). Each row shows the
+ * report's conclusion (photo and readings), as the service lists it; its reference opens the parcel.
  *
  * The search lives in the hash (#/history?reference=…&page=2), not in the view's memory, so back and
  * forward, reloading and sharing a search all work; submitting the form only changes the hash, and the
  * router draws the page from it.
  */
 
-import { api, config } from './api.js';
+import { API, api, config } from './api.js';
 import { enc, h, heading } from './dom.js';
 import { DECISION_SHORT, answerCell, conclusionOf, utc } from './format.js';
+import { parcelHref } from './parcel.js';
 import { isCurrent, rerender } from './route.js';
 
 const HISTORY_PAGE = 20;
@@ -31,6 +33,8 @@ export async function viewHistory(root, route, token) {
     type: name === 'since' || name === 'until' ? 'date' : 'search', id: `h-${name}`, name, value: p.get(name) || '', ...extra,
   });
   const labels = config.labels || [];
+  const csvQuery = new URLSearchParams();
+  for (const f of filters) if (p.get(f)) csvQuery.set(f, p.get(f));
   const form = h('form', { class: 'panel', role: 'search', 'aria-label': 'Search reports' },
     h('div', { class: 'grid-fields history-filters' },
       field('reference', 'Reference', text('reference')),
@@ -43,7 +47,9 @@ export async function viewHistory(root, route, token) {
       field('since', 'From date', text('since')),
       field('until', 'To date (inclusive)', text('until'))),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Search'),
-      h('a', { class: 'button secondary', href: '#/history' }, 'Reset')));
+      h('a', { class: 'button secondary', href: '#/history' }, 'Reset'),
+      h('a', { class: 'button secondary', id: 'history-csv', download: '',
+        href: `${API}reports.csv${csvQuery.toString() ? `?${csvQuery}` : ''}` }, 'Download CSV')));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const q = new URLSearchParams();
@@ -82,7 +88,7 @@ export async function viewHistory(root, route, token) {
     const rev = r.revision || 1;
     return h('tr', { 'data-report-id': r.report_id, 'data-decision': decision || '' },
       h('td', { 'data-label': 'Date' }, utc(r.created_at)),
-      h('td', { 'data-label': 'Reference' }, r.reference || '—'),
+      h('td', { 'data-label': 'Reference' }, r.reference ? h('a', { href: parcelHref(r.reference), class: 'parcel-link' }, r.reference) : '—'),
       h('td', { class: 'opt', 'data-label': 'File' }, r.file || '—'),
       h('td', { 'data-label': 'Conclusion' }, answerCell(decision, label, probability)),
       h('td', { 'data-label': 'Decision' }, h('span', { class: `badge ${decision}` }, DECISION_SHORT[decision] || decision || '—')),

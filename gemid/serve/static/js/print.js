@@ -11,7 +11,7 @@
 import { api, qrUrl, reportPath, shortUrl } from './api.js';
 import { enc, h, heading } from './dom.js';
 import { speciesSection } from './conclusion.js';
-import { bytes, utc } from './format.js';
+import { bytes, nice, utc } from './format.js';
 import {
   claritySection, colourSection, photoFigure, testsSection, warningsBlock,
 } from './report-sections.js';
@@ -51,6 +51,8 @@ export async function viewPrint(root, route, token) {
       h('dt', {}, 'Date'), h('dd', {}, utc(r.created_at)),
       h('dt', {}, 'Reference'), h('dd', {}, r.reference || '—'),
       h('dt', {}, 'File'), h('dd', {}, r.file || '—'),
+      r.stone && r.stone.count > 1 ? [h('dt', {}, 'Stone'), h('dd', { class: 'stone-number' },
+        `${r.stone.index} of ${r.stone.count} in this photo${r.stone.shape ? `, ${nice(r.stone.shape.label)}` : ''}`)] : null,
       h('dt', {}, 'Image'), h('dd', {}, `${img.width}×${img.height} ${img.format || ''}, ${bytes(img.bytes)}`),
       h('dt', {}, 'Image SHA-256'), h('dd', { class: 'image-sha' }, img.sha256 || '—'),
       h('dt', {}, 'Model'), h('dd', { class: 'model' }, `${m.name || '?'} ${m.version || ''} (${m.variant || 'fp32'})`),

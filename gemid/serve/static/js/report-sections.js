@@ -44,8 +44,17 @@ export function photoFigure(report) {
       svg.append(s('rect', { class: 'outline-shadow', x, y, width: w, height: hh }),
         s('rect', { class: 'outline', x, y, width: w, height: hh }));
     }
+    const st = report.stone;
+    if (st && st.count > 1) {  // a stone of a tray photo: its number, as on the tray's own figure
+      const [x, y, w, hh] = st.bbox;
+      const size = Math.max(14, Math.round(Math.max(W, H) / 28));
+      svg.append(s('circle', { class: 'number-disc', cx: x + w / 2, cy: y + hh / 2, r: size * 0.75 }),
+        s('text', { class: 'number', x: x + w / 2, y: y + hh / 2, 'font-size': size, 'text-anchor': 'middle',
+          'dominant-baseline': 'central' }, String(st.index)));
+    }
     notes.push(h('span', {}, h('span', { class: 'legend-swatch outline', 'aria-hidden': 'true' }),
-      `Stone outline found by gemid (${pct(stone.area_fraction)} of the frame).`));
+      st && st.count > 1 ? `Stone ${st.index} of ${st.count} in this photo, outlined by gemid.`
+        : `Stone outline found by gemid (${pct(stone.area_fraction)} of the frame).`));
   } else {
     notes.push('No stone outline could be found in this photo.');
   }

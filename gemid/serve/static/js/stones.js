@@ -1,0 +1,154 @@
+/* Many stones: a tray photo with every stone's outline drawn and numbered, and the compact table of stones
+ * (one row per stone) that the Identify results, the #/parcel/<reference> view and its print all use.
+ *
+ * A tray photo gives one report per stone, all of the same photo (`stone` {index, count, bbox, outline}). A
+ * six-stone result shown as six full report cards was ~12,500 px tall on a desk screen, so a parcel is read
+ * as this table, and a stone's full card is opened on demand (js/capture.js) or on its own page.
+ */
+
+import { imageUrl } from './api.js';
+import { enc, h, s } from './dom.js';
+import { DECISION_SHORT, answerCell, conclusionOf, nice, pct, testName } from './format.js';
+
+/** "2/6" for a stone of a tray photo, "" for a photo of one stone. */
+export function stoneNumber(report) {
+  const st = report && report.stone;
+  return st && st.count > 1 ? `${st.index}/${st.count}` : '';
+}
+
+/** The photo with every stone of `reports` (reports of that one photo) outlined and numbered. */
+export function stonesFigure(reports, { caption = null } = {}) {
+  const first = reports[0];
+  const img = first.image || {};
+  const W = img.width || 1;
+  const H = img.height || 1;
+  const frame = h('div', { class: 'photo-frame' });
+  const picture = h('img', {
+    src: imageUrl(first), width: W, height: H, decoding: 'async',
+    alt: `Photo ${first.file || ''} with ${reports.length} stone${reports.length > 1 ? 's' : ''} numbered`,
+  });
+  picture.addEventListener('error', () => {
+    const ph = h('div', { class: 'placeholder' }, 'The browser cannot display this photo; the outlines are drawn to scale.');
+    ph.style.aspectRatio = `${W} / ${H}`;
+    picture.replaceWith(ph);
+  }, { once: true });
+  frame.append(picture);
+  const svg = s('svg', {
+    class: 'overlay stones', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', 'aria-hidden': 'true', focusable: 'false',
+  });
+  const size = Math.max(14, Math.round(Math.max(W, H) / 28));
+  for (const r of reports) {
+    const st = r.stone;
+    if (!st) continue;
+    const [x, y, w, hh] = st.bbox;
+    const pts = (st.outline || []).map((p) => `${p[0]},${p[1]}`).join(' ');
+    const g = s('g', { 'data-stone': String(st.index), 'data-report-id': r.report_id });
+    if (pts) g.append(s('polygon', { class: 'outline-shadow', points: pts }), s('polygon', { class: 'outline', points: pts }));
+    else g.append(s('rect', { class: 'outline', x, y, width: w, height: hh }));
+    const cx = x + w / 2;
+    const cy = y + hh / 2;
+    g.append(s('circle', { class: 'number-disc', cx, cy, r: size * 0.75 }),
+      s('text', { class: 'number', x: cx, y: cy, 'font-size': size, 'text-anchor': 'middle', 'dominant-baseline': 'central' },
+        String(st.index)));
+    svg.append(g);
+  }
+  frame.append(svg);
+  return h('figure', { class: 'photo tray', 'data-stones': String(reports.length) }, frame,
+    h('figcaption', {}, caption || `${first.file || 'Photo'}: ${reports.length} stone${reports.length > 1 ? 's' : ''}, numbered in reading order.`));
+}
+
+/** Reports grouped by photo, in order: the stones of one photo together (they share its sha256 and time). */
+export function byPhoto(reports) {
+  const groups = [];
+  for (const r of reports) {
+    const last = groups[groups.length - 1];
+    const key = `${(r.image || {}).sha256}|${r.stone ? r.stone.count : 1}`;
+    if (last && last.key === key && r.stone && r.stone.index > last.reports[last.reports.length - 1].stone.index) {
+      last.reports.push(r);
+    } else {
+      groups.push({ key, reports: [r] });
+    }
+  }
+  return groups.map((g) => g.reports);
+}
+
+function colourCell(hex, words) {
+  const sw = /^#[0-9a-fA-F]{3,8}$/.test(hex || '') ? h('span', { class: 'mini-swatch', 'aria-hidden': 'true' }) : null;
+  if (sw) sw.style.background = hex;
+  return [sw, words || '—'];
+}
+
+/** A report's row as the service words it (gemid.report.table_row), for a report without a stored row. */
+export function rowOf(report) {
+  const c = conclusionOf(report);
+  const col = report.colour;
+  const cla = report.clarity;
+  const t = report.tests;
+  const notGraded = (g) => (g.status === 'not_applicable' ? 'does not apply' : 'cannot judge from this photo');
+  const rr = t && t.reranking;
+  const top = (report.species && report.species.top) || [];
+  const tops = Object.fromEntries([0, 1, 2].filter((k) => top[k])
+    .flatMap((k) => [[`top${k + 1}`, top[k].label], [`p${k + 1}`, String(top[k].probability)]]));
+  return {
+    ...tops,
+    report_id: report.report_id, file: report.file || '', stone: report.stone ? `${report.stone.index}/${report.stone.count}` : '',
+    decision: c.decision, answer: c.label || '', probability: c.probability != null ? String(c.probability) : '', basis: c.basis,
+    shape: report.stone && report.stone.shape ? nice(report.stone.shape.label) : '',
+    colour: !col ? '' : col.status !== 'graded' || !col.tone ? notGraded(col) : `${col.hue}, tone ${col.tone.value}, saturation ${col.saturation.value}`,
+    colour_hex: (col && col.hex) || '',
+    clarity: !cla ? '' : cla.status !== 'graded' || !cla.grade ? notGraded(cla) : cla.grade,
+    next_test: !t ? '' : t.colour_decides || ((t.recommended || [])[0] ? testName(t.recommended[0].test) : ''),
+    readings: rr ? Object.entries(rr.readings || {}).filter(([, v]) => v !== null && v !== false)
+      .map(([k, v]) => (v === true ? k : `${k} ${v}`)).join('; ') : '',
+  };
+}
+
+/** A grade's words for a table cell: "cannot judge from this photo" without its reason, a colour without the
+ * scale's names ("green, tone 5, saturation 5"); the cell's title keeps the whole text. */
+export function brief(text) {
+  const t = String(text || '');
+  if (/^(does not apply|cannot judge)/.test(t)) return t.split(':')[0];
+  return t.replace(/\s*\([^)]*\)/g, '');
+}
+
+function topThree(row) {
+  return [1, 2, 3].filter((k) => row[`top${k}`])
+    .map((k) => `${nice(row[`top${k}`])} ${pct(Number(row[`p${k}`]))}`).join(' · ') || '—';
+}
+
+/** The compact table of stones: `items` are {report, row} (row from the service, or rowOf(report)). */
+export function stonesTable(items, { caption = 'Stones', open = null } = {}) {
+  const head = ['#', 'Photo / stone', 'Decision', 'Conclusion', 'Top 3 (photo)', 'Shape', 'Colour', 'Clarity', 'Next test',
+    'Readings', ''];
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'stones' },
+    h('caption', { class: 'sr-only' }, caption),
+    h('thead', {}, h('tr', {}, head.map((t, i) => h('th', { scope: 'col', class: i === 4 || i === 9 ? 'opt' : null }, t)))),
+    h('tbody', {}, items.map(({ report, row }, i) => {
+      const decision = row.decision || conclusionOf(report).decision;
+      const prob = row.probability === '' || row.probability == null ? null : Number(row.probability);
+      const where = [row.file || report.file || 'photo', row.stone && row.stone !== '1/1' ? `stone ${row.stone}` : null].filter(Boolean).join(' · ');
+      return h('tr', { 'data-report-id': report.report_id, 'data-decision': decision || '', 'data-stone': row.stone || '' },
+        h('td', { class: 'num', 'data-label': '#' }, String(i + 1)),
+        h('td', { class: 'where', 'data-label': 'Photo / stone' }, where),
+        h('td', { class: 'decision-cell', 'data-label': 'Decision' },
+          h('span', { class: `badge ${decision}` }, DECISION_SHORT[decision] || decision || '—')),
+        h('td', { class: 'answer', 'data-label': 'Conclusion' }, answerCell(decision, row.answer || null, prob),
+          row.basis === 'photo+readings' ? ' (with readings)' : ''),
+        h('td', { class: 'photo-answer opt', 'data-label': 'Top 3 (photo)' }, topThree(row)),
+        h('td', { class: 'shape', 'data-label': 'Shape' }, row.shape || '—'),
+        h('td', { class: 'colour', 'data-label': 'Colour', title: row.colour || null }, colourCell(row.colour_hex, brief(row.colour))),
+        h('td', { class: 'clarity', 'data-label': 'Clarity', title: row.clarity || null }, brief(row.clarity) || '—'),
+        h('td', { class: 'next-test', 'data-label': 'Next test' }, row.next_test || '—'),
+        h('td', { class: 'readings opt', 'data-label': 'Readings' }, row.readings || '—'),
+        h('td', { class: 'open no-print' }, open ? open(report)
+          : h('a', { href: `#/report/${enc(report.report_id)}` }, 'Open', h('span', { class: 'sr-only' }, ` stone ${i + 1}`))));
+    }))));
+}
+
+/** "6 stones: 4 identified · 1 uncertain · 1 not a gemstone" as badges. */
+export function countsLine(counts, stones, photos) {
+  const parts = Object.entries(counts).filter(([, n]) => n > 0)
+    .map(([d, n]) => h('span', { class: `badge ${d}`, 'data-decision': d }, `${n} ${(DECISION_SHORT[d] || d).toLowerCase()}`));
+  return h('p', { class: 'counts' }, `${stones} stone${stones === 1 ? '' : 's'}${photos != null ? ` in ${photos} photo${photos === 1 ? '' : 's'}` : ''}: `,
+    parts.map((p, i) => [i ? ' ' : '', p]));
+}
