@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from gemid.vision.bundle import MODELS_DIR
 
 if TYPE_CHECKING:
-    from gemid.report import FileError, Report
+    from gemid.report import FileError, ModelInfo, Readings, Report
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 PROGRESS_OVER = 3  # show a progress bar for more files than this
@@ -54,6 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--jobs", metavar="N", type=_positive_int, default=None,
                        help="worker processes for a parcel (default: one per core for more than 32 files, "
                             "else 1; each loads its own copy of the model, ~150-250 MB)")
+    service = p.add_argument_group("service", "send the photos to a running gemid service instead of analysing "
+                                   "them here: the reports land in its store (History, parcels)")
+    service.add_argument("--server", metavar="URL", help="the service's address, e.g. http://lab-pc:8000/")
+    service.add_argument("--api-key", metavar="KEY", default=None,
+                         help="the service's key, sent as 'Authorization: Bearer' (default: $GEMID_API_KEY)")
     p.add_argument("--reference", metavar="REF", help="parcel or lot number recorded in every report")
     p.add_argument("--no-grade", dest="grade", action="store_false",
                    help="skip colour and clarity grading: a quick species screen (several times faster)")
@@ -178,6 +183,8 @@ def _run_identify(args: argparse.Namespace) -> int:
     pending = [(shown, path) for shown, path, err in files if err is None]
     errors = {i: FileError.refusal(shown, "not_found", err)
               for i, (shown, _p, err) in enumerate(files) if err is not None}
+    if args.server:
+        return _identify_remote(args, files, pending, errors, readings)
     jobs = args.jobs or parcel.default_jobs(len(pending), os.cpu_count() or 1)
     jobs = min(jobs, max(1, len(pending)))
     # one spec for this process and the workers; in this process `threads` None means one per core
@@ -230,12 +237,45 @@ def _run_identify(args: argparse.Namespace) -> int:
     it = iter(done)
     for i in range(len(files)):
         results.append(errors[i] if i in errors else next(it))
+    return _output(args, results, identifier.model_info)
+
+
+def _identify_remote(args: argparse.Namespace, files: list[tuple[str, Path | None, str | None]],
+                     pending: list[tuple[str, Path]], errors: dict[int, FileError],
+                     readings: Readings) -> int:
+    """--server: each photo to the service (gemid.vision.remote), its answers printed as a local run's."""
+    from rich.console import Console
+
+    from gemid.report import FileError
+    from gemid.vision import remote
+
+    key = args.api_key if args.api_key is not None else os.environ.get("GEMID_API_KEY") or None
+    err = Console(stderr=True)
+    done: dict[str, list[Report | FileError]] = {}
+    try:
+        for shown, path in pending:
+            done[shown] = remote.send(args.server, [(shown, path)], reference=args.reference,
+                                      readings=None if readings.is_empty() else readings, grade=args.grade,
+                                      api_key=key, advance=lambda n: None, note=lambda t: err.print(t))
+    except remote.ServiceUnavailable as exc:
+        print(f"gemid identify: {exc}", file=sys.stderr)
+        return 2
+    results: list[Report | FileError] = []
+    for i, (shown, _path, _err) in enumerate(files):
+        results.extend([errors[i]] if i in errors else done[shown])
+    info = next((r.model for r in results if not isinstance(r, FileError)), None)
+    return _output(args, results, info)
+
+
+def _output(args: argparse.Namespace, results: list[Report | FileError], info: ModelInfo | None) -> int:
+    """The JSON, table and CSV of a run, local or on a service; the exit code."""
+    from gemid.report import FileError
 
     try:
         if args.json:
             print(json.dumps([_entry(r) for r in results], ensure_ascii=False, indent=2))
         else:
-            _print_table(results, args.top, identifier)
+            _print_table(results, args.top, info)
         sys.stdout.flush()
     except BrokenPipeError:  # `gemid identify … | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -293,17 +333,17 @@ def write_csv(path: Path, results: list[Report | FileError]) -> None:
             writer.writerow(table_row(r))
 
 
-def _print_table(results: list[Report | FileError], top_n: int, identifier: Any) -> None:
+def _print_table(results: list[Report | FileError], top_n: int, info: ModelInfo | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from gemid.report import FileError, clarity_text, next_test
 
     style = {"identified": "green", "uncertain": "yellow", "refer": "magenta", "rejected": "red"}
-    info = identifier.model_info
     console = Console()
     wide = console.width >= WIDE_TABLE
-    table = Table(title=f"gemid — {info.name} {info.version} ({info.variant})", show_lines=True)
+    title = f"gemid — {info.name} {info.version} ({info.variant})" if info else "gemid"
+    table = Table(title=title, show_lines=True)
     # words wrap at spaces; a word longer than its column ends in "…" instead of breaking mid-word, and the
     # narrowest columns still hold "identified", "uncertain" and a grade
     for col, ratio, least in _COLUMNS[: None if wide else -1]:

@@ -1,0 +1,94 @@
+"""`gemid identify --server URL`: the command line's photos land in a real running service's store (a real
+`gemid serve` process with the tiny real ONNX bundle, its own SQLite store), printed as a local run prints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx2
+import pytest
+from bundle_fixture import STONE_COLOURS, TRAY_READING_ORDER, build_bundle, draw_stone, draw_tray, encode
+from serve_process import free_port, start, stop, wait_ready
+
+from gemid.cli import main
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("service")
+    bundle = build_bundle(root / "bundle")
+    port = free_port()
+    proc = start(root / "data", bundle, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, base)
+        yield base + "/"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    d = tmp_path / "lot"
+    d.mkdir()
+    (d / "a_tray.png").write_bytes(encode(draw_tray()))
+    (d / "b_ruby.jpg").write_bytes(encode(draw_stone(STONE_COLOURS["Ruby"]), ".jpg"))
+    (d / "c_notes.jpg").write_bytes(b"parcel 42: three stones\n")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "220")
+    monkeypatch.delenv("GEMID_API_KEY", raising=False)
+
+
+def test_photos_sent_to_the_service_are_stored_there(capsys, service: str, photos: Path, tmp_path: Path):
+    rc = main(["identify", str(photos), "--server", service, "--reference", "CLI LOT 1", "--json",
+               "--csv", str(tmp_path / "out.csv")])
+    out, err = capsys.readouterr()
+    assert rc == 1, err  # the text file named .jpg is refused by the service, the rest identified
+    entries = json.loads(out)
+    reports = [e for e in entries if "report_id" in e]
+    refused = [e for e in entries if "error" in e]
+    assert [r["species"]["top"][0]["label"] for r in reports] == [*TRAY_READING_ORDER, "Ruby"]  # every stone
+    assert [e["file"] for e in refused] == [str(photos / "c_notes.jpg")] and refused[0]["error"]["code"]
+    # what the service stored is what the command printed
+    parcel = httpx2.get(f"{service}v1/parcels/{quote('CLI LOT 1')}").json()
+    assert [r["report_id"] for r in parcel["rows"]] == [r["report_id"] for r in reports]
+    assert [row["stone"] for row in parcel["rows"]] == [f"{i}/6" for i in range(1, 7)] + ["1/1"]
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 8  # header, 7 stones, the refusal
+
+    # again under the same reference: the stored reports, with the service's notice, nothing stored twice
+    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", service, "--reference", "CLI LOT 1"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert "already stored under reference 'CLI LOT 1'" in " ".join(err.split())
+    assert "1 identified" in out or "1 uncertain" in out
+    assert httpx2.get(f"{service}v1/parcels/{quote('CLI LOT 1')}").json()["stones"] == 7
+
+
+def test_readings_and_a_quick_screen_reach_the_service(capsys, service: str, photos: Path):
+    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", service, "--ri", "1.762", "--sg", "4.0",
+               "--optic", "DR", "--no-grade", "--json"])
+    out, _ = capsys.readouterr()
+    assert rc == 0
+    (report,) = json.loads(out)
+    assert report["tests"]["reranking"]["readings"]["ri"] == 1.762
+    assert report["tests"]["reranking"]["readings"]["optic"] == "DR"
+    assert report["colour"] is None  # --no-grade: grade=false on the service
+    stored = httpx2.get(f"{service}v1/reports/{report['report_id']}").json()
+    assert stored == report
+
+
+def test_a_service_that_cannot_be_reached_is_a_clear_error(capsys, photos: Path):
+    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", f"http://127.0.0.1:{free_port()}/"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "cannot reach the gemid service" in err
+    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", "lab-pc:8000"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "http:// or https://" in err
