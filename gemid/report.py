@@ -9,7 +9,7 @@ tests (confirmatory-test guidance). A section an area could not compute is None,
 stones, signatures); `schema_version` rises when a field is renamed or removed, and reports stored
 under an earlier version stay readable (new fields get defaults).
 
-A report's table row (CLI table, CSV, later the parcel export) is made here too, by `table_row`, so the
+A report's table row (CLI table and CSV, the parcel table, its CSV and History's CSV) is made here too, by `table_row`, so the
 columns have one owner.
 """
 
