@@ -9,6 +9,13 @@ tests (confirmatory-test guidance). A section an area could not compute is None,
 stones, signatures); `schema_version` rises when a field is renamed or removed, and reports stored
 under an earlier version stay readable (new fields get defaults).
 
+Stored revisions are signed (`signature`, `previous_signature`). The signed bytes are the canonical JSON
+(RFC 8785) of the revision exactly as stored and served, without `signature`; they include `image.sha256`
+and `previous_signature`, so revision N+1 seals revision N and a photo cannot be swapped unnoticed. Because
+verification recomputes the canonical form from the JSON received, a signed revision is served as stored,
+byte for byte in meaning: a field added to this schema later is absent from it, never filled in with a
+default (that would change the signed content). gemid.signing holds the rules in code.
+
 A report's table row (CLI table and CSV, the parcel table, its CSV and History's CSV) is made here too, by `table_row`, so the
 columns have one owner.
 """
@@ -324,6 +331,17 @@ class Stone(BaseModel):
     shape: StoneShape | None = None
 
 
+# --- the signature -------------------------------------------------------------------------------------
+
+
+class Signature(BaseModel):
+    """The service's signature of one stored revision (see gemid.signing for the exact rules)."""
+
+    algorithm: Literal["Ed25519"] = "Ed25519"
+    key_id: str = Field(description="names the public key (GET /v1/keys): first 16 hex of SHA-256 of its raw bytes")
+    value: str = Field(description="base64 of the 64-byte Ed25519 signature")
+
+
 # --- the report ---------------------------------------------------------------------------------------
 
 
@@ -350,6 +368,11 @@ class Report(BaseModel):
     confirmation: Confirmation | None = Field(None, description=(
         "what a laboratory settled the stone to be, recorded after the report (a later revision)"))
     disclaimer: str = DISCLAIMER
+    previous_signature: str | None = Field(None, description=(
+        "the previous revision's `signature.value` (null for revision 1): revisions form a chain"))
+    signature: Signature | None = Field(None, description=(
+        "the service's Ed25519 signature of this revision; null in a report that was not stored (CLI) or was "
+        "stored before signing existed"))
 
 
 class ErrorInfo(BaseModel):

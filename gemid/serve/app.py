@@ -4,7 +4,8 @@ so tests can run several apps side by side and uvicorn can build one per worker 
 live in gemid.serve.routes, one module per resource; what they take from `app.state` comes through
 gemid.serve.deps.
 
-Start-up (lifespan): create the data directory, apply the database migrations, load the model once and
+Start-up (lifespan): create the data directory, apply the database migrations, open the signing key
+(gemid.serve.keys: made at first start; a replica without the shared key refuses), load the model once and
 start the analysis workers (gemid.serve.analysis), each with its own copy.
 A missing or altered model bundle stops start-up with a clear message rather than serving errors.
 """
@@ -25,6 +26,7 @@ from gemid import __version__
 from gemid.serve.analysis import Analysis, ProcessAnalysis, ThreadAnalysis, load_identifier
 from gemid.serve.errors import install_error_handlers
 from gemid.serve.images import ImageStore
+from gemid.serve.keys import open_signer
 from gemid.serve.limits import BodyLimitMiddleware, InFlightMiddleware
 from gemid.serve.metrics import MetricsMiddleware, ServiceMetrics
 from gemid.serve.routes import ROUTERS, confirm
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
         store = await to_thread.run_sync(ReportStore.open, settings.database_url)
         analysis: Analysis | None = None
         try:
+            store.signer = await to_thread.run_sync(open_signer, settings, store.engine)
             in_threads = identifier is not None or settings.analysis == "threads"
             # with worker processes the server only reads the bundle and re-ranks: no model session of its own
             loaded = identifier or await to_thread.run_sync(

@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gemid.errors import ModelError
     from gemid.messages import validation_message
+    from gemid.serve.keys import SigningKeyError, open_signer
     from gemid.serve.settings import Settings
     from gemid.serve.store import ReportStore
     from gemid.vision.bundle import load_bundle
@@ -175,11 +176,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"gemid serve: {exc}", file=sys.stderr)
         return 2
     try:
-        ReportStore.open(settings.database_url).close()  # migrate once, before the workers start
+        store = ReportStore.open(settings.database_url)  # migrate once, before the workers start
     except Exception as exc:  # a wrong URL, a read-only directory, a missing driver: one clear line, not a trace
         print(f"gemid serve: cannot open the database {_shown_url(settings.database_url)}: {_db_problem(exc)}",
               file=sys.stderr)
         return 2
+    try:  # the signing key too (made at first start): a replica without the shared key file stops here
+        open_signer(settings, store.engine)
+    except SigningKeyError as exc:
+        print(f"gemid serve: cannot sign reports: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
 
     import uvicorn
 

@@ -4,6 +4,11 @@
 `reports` has one row per stone photo with the columns the history list filters on, copied from its
 latest revision. `report_revisions` keeps every revision's full report JSON: revision 1 is the photo-only
 report, each set of readings adds one; none is ever overwritten.
+
+`signing_keys` holds the public half of every key the service has signed with (the private key lives in a
+file, GEMID_SIGNING_KEY), so every replica publishes the same GET /v1/keys and old reports still verify after
+a rotation. `photos` holds the original photos when the store is PostgreSQL (content-addressed: one row per
+SHA-256), so replicas on different machines serve the same photos; on SQLite they stay files.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, MetaData, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -64,6 +69,9 @@ class ReportRow(Base):
     decision: Mapped[str] = mapped_column(String(16), index=True)
     top1_label: Mapped[str] = mapped_column(String(100), index=True)
     top1_probability: Mapped[float] = mapped_column(Float)
+    # the token of the public verification page /verify/{code} (printed as the QR code): unguessable, so a
+    # printed report opens its own page and nothing else; null only while a migration backfills it
+    verify_code: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     revisions: Mapped[list[RevisionRow]] = relationship(
         back_populates="report", order_by="RevisionRow.revision", cascade="all, delete-orphan"
@@ -84,3 +92,22 @@ class RevisionRow(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
 
     report: Mapped[ReportRow] = relationship(back_populates="revisions")
+
+
+class SigningKeyRow(Base):
+    __tablename__ = "signing_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PhotoRow(Base):
+    __tablename__ = "photos"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ext: Mapped[str] = mapped_column(String(8))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

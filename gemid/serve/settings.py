@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, description=(
         "base URL printed on reports (QR codes, short links), e.g. https://lab.example/gemid; unset: the "
         "address each request came to"))
+    signing_key: Path | None = Field(None, description=(
+        "the Ed25519 key file reports are signed with; replicas of one service all read the same one (required "
+        "with PostgreSQL); unset: signing-key.pem in the data folder, created at first start"))
     inference_concurrency: int = Field(
         default_factory=lambda: max(1, os.cpu_count() or 1), ge=1,
         description="identifications run at once (this machine's cores); more only oversubscribes the CPU",
@@ -104,6 +107,15 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return "postgresql+psycopg://" + url.removeprefix(plain)
         return url
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key or self.data_dir / "signing-key.pem"
+
+    @property
+    def shared_database(self) -> bool:
+        """True when the store is a database server that several replicas may share (not a SQLite file)."""
+        return not self.database_url.startswith("sqlite")
 
     @property
     def images_dir(self) -> Path:

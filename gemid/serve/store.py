@@ -5,16 +5,24 @@ fsynced), so every stored report can show its photo. Revisions are append-only: 
 revision N+1 with a compare-and-swap on the report's latest revision, so two technicians adding readings
 at the same moment cannot silently overwrite each other (the loser gets `RevisionConflict` and retries).
 All methods are synchronous; the service calls them off the event loop.
+
+Signing: a store opened with a `Signer` (gemid.serve.keys; the service always has one) signs every revision
+it stores, in place on the `Report` it was given, so what the route then serves is exactly what was stored.
+`previous_signature` is read from the previous stored revision inside the same transaction as the
+compare-and-swap, so the chain follows what is in the database, not what a caller believed. A signed
+revision is read back as its stored JSON (`get_body`, `revision_bodies`): served through the model, a field
+added to the schema later would appear with its default and the signature would no longer match.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -24,9 +32,12 @@ from sqlalchemy import Engine, create_engine, event, func, insert, select, updat
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gemid.report import ConclusionDecision, Report
+from gemid.report import ConclusionDecision, Report, Signature
 from gemid.serve.images import ImageStore, extension_for, sha256_bytes, sha256_file
 from gemid.serve.models_db import ReportRow, RevisionRow
+
+if TYPE_CHECKING:
+    from gemid.serve.keys import Signer
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +141,33 @@ def put_photo(images: ImageStore, report: Report, data: bytes | Path) -> tuple[s
     return sha, ext
 
 
+def new_verify_code() -> str:
+    """The token of a report's public verification page: 128 random bits, so a printed code leads to its own
+    report only and no code can be guessed or counted up from another."""
+    return secrets.token_urlsafe(16)
+
+
+def served(body: dict[str, Any]) -> dict[str, Any]:
+    """A stored revision as the API serves it: a signed one exactly as stored (its signature covers it), an
+    unsigned one from before signing brought up to the current schema (new fields with their defaults)."""
+    return body if body.get("signature") else Report.model_validate(body).model_dump(mode="json")
+
+
 class ReportStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, signer: Signer | None = None) -> None:
         self.engine = engine
+        self.signer = signer
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def _signed_body(self, report: Report) -> dict[str, Any]:
+        """The revision's JSON to store, signed (and `report` given the same signature) when there is a signer."""
+        if self.signer is None:
+            return report.model_dump(mode="json")
+        report.signature = None
+        body = report.model_dump(mode="json")
+        body["signature"] = self.signer.sign(body)
+        report.signature = Signature.model_validate(body["signature"])
+        return body
 
     @classmethod
     def open(cls, url: str, *, upgrade: bool = True) -> ReportStore:
@@ -172,9 +206,11 @@ class ReportStore:
             answer = {"decision": decision, "top1_label": label[:100], "top1_probability": prob}
             reports.append({"id": report.report_id, "created_at": report.created_at, "updated_at": report.created_at,
                             "reference": report.reference, "file": (report.file or None) and report.file[:255],
-                            "image_sha256": sha, "image_ext": ext, "latest_revision": report.revision, **answer})
+                            "image_sha256": sha, "image_ext": ext, "latest_revision": report.revision,
+                            "verify_code": new_verify_code(), **answer})
+            report.previous_signature = None  # a new report: revision 1 starts the chain
             revisions.append({"report_id": report.report_id, "revision": report.revision,
-                              "created_at": report.created_at, "body": report.model_dump(mode="json"), **answer})
+                              "created_at": report.created_at, "body": self._signed_body(report), **answer})
         if reports:
             with self.engine.begin() as conn:
                 conn.execute(insert(ReportRow), reports)
@@ -195,9 +231,13 @@ class ReportStore:
                 ).rowcount
                 if swapped != 1:
                     raise RevisionConflict(f"report {report.report_id} is no longer at revision {report.revision - 1}")
+                previous = session.execute(select(RevisionRow.body).where(
+                    RevisionRow.report_id == report.report_id, RevisionRow.revision == report.revision - 1)
+                ).scalar_one_or_none()
+                report.previous_signature = ((previous or {}).get("signature") or {}).get("value")
                 session.add(RevisionRow(report_id=report.report_id, revision=report.revision, created_at=now,
                                         decision=decision, top1_label=label[:100], top1_probability=prob,
-                                        body=report.model_dump(mode="json")))
+                                        body=self._signed_body(report)))
         except IntegrityError as exc:
             raise RevisionConflict(str(exc.orig)) from exc
 
@@ -205,6 +245,11 @@ class ReportStore:
 
     def get(self, report_id: str, revision: int | None = None) -> Report | None:
         """The latest revision, or revision `revision`; None when unknown."""
+        body = self.get_body(report_id, revision)
+        return None if body is None else Report.model_validate(body)
+
+    def get_body(self, report_id: str, revision: int | None = None) -> dict[str, Any] | None:
+        """The stored JSON of the latest revision, or of revision `revision`; None when unknown."""
         with self._session() as session:
             if revision is None:
                 latest = select(ReportRow.latest_revision).where(ReportRow.id == report_id).scalar_subquery()
@@ -213,16 +258,33 @@ class ReportStore:
             else:
                 stmt = select(RevisionRow.body).where(RevisionRow.report_id == report_id,
                                                       RevisionRow.revision == revision)
-            body = session.execute(stmt).scalar_one_or_none()
-        return None if body is None else Report.model_validate(body)
+            return session.execute(stmt).scalar_one_or_none()
 
     def revisions(self, report_id: str) -> list[Report]:
         """Every revision, oldest first; empty when the id is unknown."""
+        return [Report.model_validate(b) for b in self.revision_bodies(report_id)]
+
+    def revision_bodies(self, report_id: str) -> list[dict[str, Any]]:
+        """The stored JSON of every revision, oldest first; empty when the id is unknown."""
         with self._session() as session:
-            bodies = session.execute(
+            return list(session.execute(
                 select(RevisionRow.body).where(RevisionRow.report_id == report_id).order_by(RevisionRow.revision)
-            ).scalars().all()
-        return [Report.model_validate(b) for b in bodies]
+            ).scalars().all())
+
+    def by_verify_code(self, code: str) -> str | None:
+        """The id of the report whose verification code is `code`."""
+        with self._session() as session:
+            return session.execute(select(ReportRow.id).where(ReportRow.verify_code == code)).scalar_one_or_none()
+
+    def verify_code(self, report_id: str) -> str | None:
+        with self._session() as session:
+            return session.execute(select(ReportRow.verify_code).where(ReportRow.id == report_id)).scalar_one_or_none()
+
+    def report_ids(self) -> list[str]:
+        """Every report's id, oldest first (for checking a whole store, e.g. after a restore)."""
+        with self._session() as session:
+            return list(session.execute(select(ReportRow.id).order_by(ReportRow.created_at, ReportRow.id))
+                        .scalars().all())
 
     def image_of(self, report_id: str) -> tuple[str, str, str | None] | None:
         """(sha256, extension, uploaded file name) of the report's photo."""

@@ -347,7 +347,8 @@ def test_printable_report_with_qr_code(desk: Watched, server: str):
     assert doc.locator(".image-sha").inner_text() == report["image"]["sha256"]
     assert report["model"]["version"] in doc.locator(".model").inner_text()
     assert report["disclaimer"] in doc.locator(".disclaimer").inner_text()
-    assert doc.locator(".short-url").inner_text() == f"{server}r/{rid}"
+    verify_url = doc.locator(".short-url").inner_text()
+    assert verify_url.startswith(f"{server}verify/") and rid not in verify_url  # the public page, by its code
     qr = doc.locator("img.qr-code")
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=qr.element_handle())
     assert qr.get_attribute("src") == f"v1/reports/{rid}/qr.svg"
@@ -833,3 +834,28 @@ def test_parcel_view_fits_a_phone(phone: Watched, server: str):
     assert width <= PHONE["width"], f"the parcel is {width}px wide at {PHONE['width']}px"
     shot(page, "phone-parcel")
     phone.assert_clean()
+
+
+def test_verification_page_works_signed_out(browser, server: str):
+    """The QR code's page in a fresh browser (no cookies, nothing signed in): the signed summary and a valid
+    signature; an unknown code says the report was not issued here. No script is needed for it."""
+    report = api_report(server, reference="CUSTOMS-7")
+    with urllib.request.urlopen(f"{server}v1/reports/{report['report_id']}/qr.svg", timeout=10) as r:
+        url = r.headers["X-Verification-URL"]
+    context = browser.new_context(viewport=PHONE, locale="en-GB", java_script_enabled=False)
+    try:
+        page = context.new_page()
+        watched = Watched(page, server)
+        assert page.goto(url).status == 200
+        assert "Signature valid" in page.locator("#verdict").inner_text()
+        assert page.locator("#photo-sha").inner_text() == report["image"]["sha256"]
+        conclusion = report["conclusion"]
+        body = page.locator("main").inner_text()
+        assert (conclusion["label"] or "rejected") in body and "CUSTOMS-7" not in body  # summary only
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        shot(page, "verify-signed-out")
+        assert page.goto(url[:-4] + "AAAA").status == 404
+        assert "Report not found" in page.locator("h1").inner_text()
+        watched.assert_clean()
+    finally:
+        context.close()

@@ -25,8 +25,9 @@ pytest_plugins = ["serve_support", "postgres_support"]
 
 @pytest.fixture
 def any_db_settings(database_url: str, tmp_path, tiny_bundle) -> Settings:
-    """The service on a SQLite file, and on PostgreSQL, by GEMID_DB_URL."""
-    return make_settings(tmp_path / "data", tiny_bundle, db_url=database_url)
+    """The service on a SQLite file, and on PostgreSQL, by GEMID_DB_URL (with the key file replicas share)."""
+    key = {} if database_url.startswith("sqlite") else {"signing_key": tmp_path / "shared" / "signing-key.pem"}
+    return make_settings(tmp_path / "data", tiny_bundle, db_url=database_url, **key)
 
 
 def test_round_trip_survives_a_restart(any_db_settings: Settings, tiny_bundle, identifier):

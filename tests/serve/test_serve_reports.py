@@ -9,12 +9,13 @@ import pytest
 
 pytest.register_assert_rewrite("serve_support")
 
+from alembic.script import ScriptDirectory  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from serve_support import make_settings, stone, stored, upload  # noqa: E402
 
 from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.settings import Settings  # noqa: E402
-from gemid.serve.store import ReportStore, make_engine  # noqa: E402
+from gemid.serve.store import ReportStore, alembic_config, make_engine  # noqa: E402
 
 pytest_plugins = ["serve_support"]
 
@@ -131,7 +132,8 @@ def test_health_readiness_and_docs(settings: Settings, identifier):
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz")
         assert ready.status_code == 200 and ready.json()["model"]["name"] == "tiny-colour"
-        assert ready.json()["schema"] == "0001"
+        head = ScriptDirectory.from_config(alembic_config(settings.database_url)).get_current_head()
+        assert ready.json()["schema"] == head
         spec = c.get("/openapi.json").json()
         form = spec["paths"]["/v1/identify"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
         assert form["properties"]["images"]["items"]["format"] == "binary" and "ri" in form["properties"]

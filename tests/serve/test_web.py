@@ -178,9 +178,12 @@ def test_qr_code_encodes_the_verification_link(client: TestClient):
     r = client.get(f"/v1/reports/{rid}/qr.svg")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("image/svg+xml")
-    url = f"http://testserver/r/{rid}"
-    assert r.headers["x-verification-url"] == url
+    url = r.headers["x-verification-url"]
+    code = url.removeprefix("http://testserver/verify/")
+    assert url.startswith("http://testserver/verify/") and rid not in url
+    assert len(code) >= 22  # 128 random bits in base64url
     assert read_qr(r.text) == url
+    assert client.get(f"/verify/{code}").status_code == 200  # the public page of this report
 
 
 def test_qr_code_uses_the_public_url(tmp_path, tiny_bundle, identifier):
@@ -188,7 +191,7 @@ def test_qr_code_uses_the_public_url(tmp_path, tiny_bundle, identifier):
     with TestClient(create_app(settings, identifier=identifier)) as c:
         rid = identify(c, stone("Ruby"))["report_id"]
         svg = c.get(f"/v1/reports/{rid}/qr.svg").text
-    assert read_qr(svg) == f"https://lab.example/gemid/r/{rid}"
+    assert read_qr(svg).startswith("https://lab.example/gemid/verify/")
 
 
 def test_qr_code_of_an_unknown_report_is_404(client: TestClient):

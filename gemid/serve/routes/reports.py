@@ -34,7 +34,7 @@ from gemid.serve.deps import (
 from gemid.serve.errors import ERROR_RESPONSES, ApiError, error_responses, store_failure
 from gemid.serve.images import ImageStore, atomic_write, content_type_for
 from gemid.serve.settings import Settings
-from gemid.serve.store import ReportPage, ReportStore, RevisionConflict
+from gemid.serve.store import ReportPage, ReportStore, RevisionConflict, served
 
 log = logging.getLogger(__name__)
 
@@ -128,23 +128,26 @@ async def list_reports(
 
 @router.get("/{report_id}", response_model=Report, responses=ERROR_RESPONSES, summary="One stored report")
 async def get_report(store: StoreDep, report_id: ReportId,
-                     revision: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None) -> Report:
-    """The latest revision, or `?revision=N` (1 is the photo-only report)."""
-    report = await to_thread.run_sync(store.get, report_id, revision)
-    if report is None:
-        if revision is not None and await to_thread.run_sync(store.get, report_id) is not None:
+                     revision: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None) -> JSONResponse:
+    """The latest revision, or `?revision=N` (1 is the photo-only report). A signed revision is served exactly
+    as stored and signed (`gemid verify` checks it offline)."""
+    body = await to_thread.run_sync(store.get_body, report_id, revision)
+    if body is None:
+        if revision is not None and await to_thread.run_sync(store.get_body, report_id) is not None:
             raise ApiError(404, "revision_not_found", f"report {report_id} has no revision {revision}")
         raise _not_found(report_id)
-    return report
+    return JSONResponse(served(body))
 
 
 @router.get("/{report_id}/revisions", response_model=RevisionsResponse, responses=ERROR_RESPONSES,
             summary="Every revision of a report, oldest first")
-async def get_revisions(store: StoreDep, report_id: ReportId) -> RevisionsResponse:
-    revisions = await to_thread.run_sync(store.revisions, report_id)
-    if not revisions:
+async def get_revisions(store: StoreDep, report_id: ReportId) -> JSONResponse:
+    """Each signed revision's `previous_signature` is the one before's `signature.value`: give this whole
+    response to `gemid verify` to check the chain."""
+    bodies = await to_thread.run_sync(store.revision_bodies, report_id)
+    if not bodies:
         raise _not_found(report_id)
-    return RevisionsResponse(report_id=report_id, revisions=revisions)
+    return JSONResponse({"report_id": report_id, "revisions": [served(b) for b in bodies]})
 
 
 # --- the photo ------------------------------------------------------------------------------------------
@@ -217,12 +220,14 @@ async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: Limi
 # --- the printed link -----------------------------------------------------------------------------------
 
 
-def verification_url(request: Request, settings: Settings, report_id: str) -> str:
-    """The link printed on a report: under GEMID_PUBLIC_URL when set (what other devices can reach), else
-    under this request's own base."""
+def verification_url(request: Request, settings: Settings, code: str) -> str:
+    """The link printed on a report: its public verification page `/verify/{code}` (gemid.serve.routes.verify),
+    under GEMID_PUBLIC_URL when set (what other devices can reach), else under this request's own base. The
+    code, not the report id, is in it: anyone holding the printed report may check it, signed out, and the
+    code opens that report's summary only."""
     base = settings.public_url or str(request.base_url)
     base = base if base.endswith("/") else base + "/"
-    return f"{base}r/{quote(report_id, safe='')}"
+    return f"{base}verify/{quote(code, safe='')}"
 
 
 def qr_svg(text: str) -> str:
@@ -242,10 +247,12 @@ def qr_svg(text: str) -> str:
     response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}, **ERROR_RESPONSES},
 )
 async def report_qr(request: Request, store: StoreDep, settings: SettingsDep, report_id: ReportId) -> Response:
-    """An SVG QR code that encodes `{GEMID_PUBLIC_URL or this server}/r/{report_id}`."""
-    if not await report_exists(store, report_id):
+    """An SVG QR code that encodes `{GEMID_PUBLIC_URL or this server}/verify/{code}`, the report's public
+    verification page (the URL is also in the `X-Verification-URL` header)."""
+    code = await to_thread.run_sync(store.verify_code, report_id) if await report_exists(store, report_id) else None
+    if code is None:
         raise _not_found(report_id)
-    url = verification_url(request, settings, report_id)
+    url = verification_url(request, settings, code)
     svg = await to_thread.run_sync(qr_svg, url)
     return Response(svg, media_type="image/svg+xml", headers={
         "Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff", "X-Verification-URL": url,

@@ -107,6 +107,20 @@ export function qrUrl(id) {
   return `${API}reports/${enc(id)}/qr.svg`;
 }
 
+/** The public verification link printed on the report (and in its QR code): `/verify/<code>`, where the code
+ * is the report's own unguessable token, known to the server only; it comes with the QR code. Falls back to
+ * the short link when the server cannot say (an older service). */
+export async function verificationUrl(id) {
+  try {
+    const res = await fetch(qrUrl(id));
+    const url = res.ok ? res.headers.get('X-Verification-URL') : null;
+    if (url) return url;
+  } catch (e) {
+    // offline or refused: the short link still opens the report for a signed-in user
+  }
+  return shortUrl(id);
+}
+
 export function shortUrl(id) {
   const base = config.public_url || new URL('.', window.location.href).href;
   return new URL(`r/${enc(id)}`, base.endsWith('/') ? base : `${base}/`).href;

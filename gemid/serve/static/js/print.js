@@ -8,7 +8,7 @@
  * a QR code read elsewhere could never open.
  */
 
-import { api, qrUrl, reportPath, shortUrl } from './api.js';
+import { api, qrUrl, reportPath, verificationUrl } from './api.js';
 import { enc, h, heading } from './dom.js';
 import { speciesSection } from './conclusion.js';
 import { bytes, nice, utc } from './format.js';
@@ -32,7 +32,8 @@ export async function viewPrint(root, route, token) {
     return;
   }
   if (!isCurrent(token)) return;
-  const url = shortUrl(r.report_id);
+  const url = await verificationUrl(r.report_id);
+  if (!isCurrent(token)) return;
   const local = /^(127\.|localhost$|\[::1\]$)/.test(new URL(url).hostname);
   const rr = r.tests && r.tests.reranking;
   const m = r.model || {};
