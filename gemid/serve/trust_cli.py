@@ -56,6 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--data-dir", help="the store (GEMID_DATA_DIR)")
     r.set_defaults(func=_rotate)
 
+    from gemid.serve import backup
+
+    backup.register(subparsers)
+
 
 class Refused(Exception):
     """The command cannot run as asked; the message says why (exit 2)."""
