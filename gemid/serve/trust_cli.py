@@ -2,8 +2,7 @@
 
     gemid verify REPORT.json [--photo PHOTO] [--key PUBLIC.pem]
     gemid keys rotate-signing
-    gemid backup DEST [--with-signing-key]
-    gemid restore SRC [--force]
+    (gemid backup and gemid restore: gemid.serve.backup, which uses the helpers here)
 
 `verify` needs no service: it checks the signatures (gemid.signing) with the public key given, or with the
 public keys of the store named by the GEMID_* settings. The others work on that store, as `gemid serve` does.
@@ -55,10 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                     "file copied to them.")
     r.add_argument("--data-dir", help="the store (GEMID_DATA_DIR)")
     r.set_defaults(func=_rotate)
-
-    from gemid.serve import backup
-
-    backup.register(subparsers)
 
 
 class Refused(Exception):
