@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from anyio import CapacityLimiter, to_thread
 
@@ -54,6 +54,7 @@ class Outcome:
     status: int | None
     seconds: float  # analysis time, not the wait in the queue
     others: tuple[Report, ...] = ()
+    captures: tuple[dict[str, Any], ...] = ()  # each stone's capture statistics (gemid.vision.capture), for drift
 
     @property
     def entries(self) -> list[Report | FileError]:
@@ -97,8 +98,9 @@ def analyse(identifier: Identifier, data: Photo, filename: str | None, reference
 
     start = time.perf_counter()
     try:
-        first, *others = identifier.identify_stones(data, filename=filename, reference=reference, readings=readings,
-                                                    grade=grade)
+        reports, captures = identifier.identify_stones_captured(data, filename=filename, reference=reference,
+                                                                readings=readings, grade=grade)
+        first, *others = reports
     except GemidInputError as exc:
         return Outcome(FileError.from_exception(filename, exc), exc.status, time.perf_counter() - start)
     except Exception:  # an odd photo that broke a stage: refuse this one, keep the others, log why
@@ -107,7 +109,7 @@ def analyse(identifier: Identifier, data: Photo, filename: str | None, reference
     # one photo, one moment: its stones share the time it was analysed, which keeps them together (and in
     # reading order) wherever reports are listed by time (a parcel, History)
     others = [o.model_copy(update={"created_at": first.created_at}) for o in others]
-    return Outcome(first, None, time.perf_counter() - start, tuple(others))
+    return Outcome(first, None, time.perf_counter() - start, tuple(others), tuple(c.as_dict() for c in captures))
 
 
 class ThreadAnalysis:

@@ -31,6 +31,7 @@ from gemid.serve.limits import BodyLimitMiddleware, InFlightMiddleware
 from gemid.serve.metrics import MetricsMiddleware, ServiceMetrics
 from gemid.serve.routes import ROUTERS, confirm
 from gemid.serve.settings import Settings
+from gemid.serve.shadow import Shadow
 from gemid.serve.store import ReportStore
 from gemid.serve.uploads import clear_spool
 
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
             log.info("removed %d upload(s) left half-received by an earlier run", left)
         store = await to_thread.run_sync(ReportStore.open, settings.database_url)
         analysis: Analysis | None = None
+        shadow: Shadow | None = None
         try:
             store.signer = await to_thread.run_sync(open_signer, settings, store.engine)
             in_threads = identifier is not None or settings.analysis == "threads"
@@ -87,6 +89,10 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
             else:
                 analysis = ProcessAnalysis(settings, settings.inference_concurrency)
             await analysis.start()
+            if settings.shadow_bundle is not None:
+                shadow = Shadow(settings, store, app.state.metrics, in_threads=in_threads)
+                await shadow.start()
+                app.state.shadow = shadow
             app.state.analysis = analysis
             app.state.store = store
             images = ImageStore(settings.images_dir, settings.max_store_bytes)
@@ -106,6 +112,9 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
             app.state.images = None
             if analysis is not None:
                 await analysis.close()
+            if shadow is not None:
+                app.state.shadow = None
+                await shadow.close()
             store.close()
 
     # FastAPIOffline: a FastAPI whose /docs and /redoc load their scripts from this app, not a CDN

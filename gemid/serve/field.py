@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 
-from gemid.serve.models_db import ReportRow, RevisionRow
+from gemid.serve.models_db import IntakeRow, ReportRow, RevisionRow, ShadowRow
 from gemid.serve.store import ReportStore
 from gemid.stats import wilson
 
@@ -44,6 +44,8 @@ class ConfirmedRow:
     other_name: str | None
     image_sha256: str
     image_ext: str
+    shadow_label: str | None = None  # the shadow model's top-1 on this photo (None: it gave none)
+    training_consent: bool | None = None  # as recorded when the photo was stored (None: before consent existed)
 
 
 def confirmed_rows(store: ReportStore, *, created_from: datetime | None = None,
@@ -59,17 +61,50 @@ def confirmed_rows(store: ReportStore, *, created_from: datetime | None = None,
     stmt = (
         select(ReportRow.id, ReportRow.created_at, body[("species", "top", 0, "label")].as_string(),
                RevisionRow.top1_label, confirmed, body[("confirmation", "other_name")].as_string(),
-               ReportRow.image_sha256, ReportRow.image_ext)
+               ReportRow.image_sha256, ReportRow.image_ext, ShadowRow.label, IntakeRow.training_consent)
         .join(RevisionRow, and_(RevisionRow.report_id == ReportRow.id,
                                 RevisionRow.revision == ReportRow.latest_revision))
+        .outerjoin(ShadowRow, ShadowRow.report_id == ReportRow.id)
+        .outerjoin(IntakeRow, IntakeRow.report_id == ReportRow.id)
         .where(*conds)
         .order_by(ReportRow.created_at, ReportRow.id)
     )
     with store.engine.connect() as conn:
         rows = conn.execute(stmt).all()
     return [ConfirmedRow(report_id=r[0], created_at=r[1], photo_label=r[2] or "", answer_label=r[3] or "",
-                         confirmed_label=r[4], other_name=r[5], image_sha256=r[6], image_ext=r[7])
+                         confirmed_label=r[4], other_name=r[5], image_sha256=r[6], image_ext=r[7],
+                         shadow_label=r[8], training_consent=r[9])
             for r in rows]
+
+
+def shadow_agreement(store: ReportStore, *, created_from: datetime | None = None,
+                     created_to: datetime | None = None) -> dict[str, Any]:
+    """How often the shadow model's top-1 matched the served one on every photo it answered in the period
+    (confirmed or not), per candidate bundle."""
+    agreed = func.sum(func.lower(ShadowRow.label) == func.lower(ShadowRow.served_label))
+    stmt = select(ShadowRow.bundle, func.count(), agreed).group_by(ShadowRow.bundle).order_by(ShadowRow.bundle)
+    if created_from is not None:
+        stmt = stmt.where(ShadowRow.created_at >= created_from)
+    if created_to is not None:
+        stmt = stmt.where(ShadowRow.created_at < created_to)
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return {"bundles": [{"bundle": b, "answered": int(n), "agreement": _rate(int(a or 0), int(n))}
+                        for b, n, a in rows]}
+
+
+def _shadow_accuracy(rows: Sequence[ConfirmedRow], agreement: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Served vs shadow photo-only top-1 on the confirmed reports the shadow answered (the same photos)."""
+    paired = [r for r in rows if r.shadow_label is not None]
+    if not paired and not (agreement and agreement["bundles"]):
+        return None
+    served = sum(same_label(r.photo_label, r.confirmed_label) for r in paired)
+    shadow = sum(same_label(r.shadow_label, r.confirmed_label) for r in paired)
+    only_shadow = sum(same_label(r.shadow_label, r.confirmed_label) and not same_label(r.photo_label, r.confirmed_label)
+                      for r in paired)
+    return {"confirmed": len(paired), "served": _rate(served, len(paired)), "shadow": _rate(shadow, len(paired)),
+            "only_shadow_right": only_shadow, "only_served_right": only_shadow + served - shadow,
+            "agreement": agreement["bundles"] if agreement else []}
 
 
 def _rate(correct: int, n: int) -> dict[str, Any]:
@@ -84,7 +119,8 @@ def _confusions(pairs: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
     return [{"confirmed": c, "answered": a or "(none)", "count": n} for (c, a), n in ranked]
 
 
-def field_report(rows: Sequence[ConfirmedRow], *, since: str | None = None, until: str | None = None) -> dict:
+def field_report(rows: Sequence[ConfirmedRow], *, since: str | None = None, until: str | None = None,
+                 shadow: dict[str, Any] | None = None) -> dict:
     """The figures, as JSON-able data: overall, per confirmed species (most confirmed first) and confusions."""
     per: dict[str, list[int]] = {}
     photo_conf: Counter[tuple[str, str]] = Counter()
@@ -110,6 +146,7 @@ def field_report(rows: Sequence[ConfirmedRow], *, since: str | None = None, unti
         "conclusion": _rate(sum(c[2] for c in per.values()), n),
         "species": species,
         "confusions": {"photo": _confusions(photo_conf), "conclusion": _confusions(answer_conf)},
+        "shadow": _shadow_accuracy(rows, shadow),
     }
 
 
@@ -133,9 +170,23 @@ def render_table(report: dict) -> str:
                  f"{_pct(report['conclusion'])}")
     for s in report["species"]:
         lines.append(f"  {s['label']:<{width}} {s['n']:>6}  {_pct(s['photo']):<22} {_pct(s['conclusion'])}")
+    lines += _shadow_lines(report.get("shadow"))
     for which in ("photo", "conclusion"):
         confusions = report["confusions"][which]
         if confusions:
             lines += ["", f"  most frequent confusions ({which}): confirmed <- answered"]
             lines += [f"    {c['confirmed']} <- {c['answered']}: {c['count']}" for c in confusions]
     return "\n".join(lines)
+
+
+def _shadow_lines(shadow: dict[str, Any] | None) -> list[str]:
+    if not shadow:
+        return []
+    lines = ["", f"  shadow model, on the {shadow['confirmed']} confirmed photos it answered (photo-only top-1):",
+             f"    served {_pct(shadow['served'])}   shadow {_pct(shadow['shadow'])}   "
+             f"only the shadow right: {shadow['only_shadow_right']}, only the served right: "
+             f"{shadow['only_served_right']}"]
+    for b in shadow["agreement"]:
+        lines.append(f"    {b['bundle']}: agrees with the served top-1 on {_pct(b['agreement'])} of "
+                     f"{b['answered']} photos")
+    return lines

@@ -3,6 +3,8 @@
     gemid confirm REPORT_ID --label L --method M [--lab-reference R] [--other-name N] [--server URL]
     gemid field-report [--since DATE] [--until DATE] [--json] [--data-dir DIR]
     gemid dataset from-store OUT/ [--since DATE] [--until DATE] [--against MANIFEST] [--data-dir DIR]
+    gemid drift [--weeks N] [--json] [--reference FILE] [--data-dir DIR]
+    gemid drift-reference PHOTOS/ [--out FILE]
 
 `confirm` talks to a running service (it records a revision, so the service's rules and counters apply);
 the other two read the store named by the GEMID_* settings, as `gemid serve` does. `from-store` lives here,
@@ -38,6 +40,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _period(f)
     f.add_argument("--json", action="store_true", help="print JSON instead of a table")
     f.set_defaults(func=_field_report)
+
+    dr = subparsers.add_parser("drift", help="have the photos moved away from the training photos? which way?",
+                               description="Each of the last weeks' capture statistics (brightness, colour cast, "
+                                           "stone size, sharpness, confidence, camera) against the training "
+                                           "photos' (gemid.serve.drift): PSI, KS, medians, and what moved.")
+    dr.add_argument("--weeks", type=int, default=8, help="ISO weeks to show, the current one included")
+    dr.add_argument("--reference", type=Path, help="the training photos' statistics (default: the shipped one)")
+    dr.add_argument("--data-dir", help="where reports and photos are stored (GEMID_DATA_DIR)")
+    dr.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    dr.set_defaults(func=_drift)
+
+    ref = subparsers.add_parser("drift-reference", help="the training photos' capture statistics -> JSON",
+                                description="Run the served model over a folder of photos (one sub-folder per "
+                                            "species, as gems68/train) and write the drift reference.")
+    ref.add_argument("photos", type=Path)
+    ref.add_argument("--out", type=Path, help="default: the shipped reference, gemid/serve/data/")
+    ref.add_argument("--model-dir", type=Path, help="the bundle (default: GEMID_MODEL_DIR or the shipped one)")
+    ref.set_defaults(func=_drift_reference)
 
     dataset = subparsers.choices.get("dataset")
     if dataset is not None:  # `gemid dataset` registered first (gemid.cli)
@@ -117,13 +137,19 @@ def _confirmed(args: argparse.Namespace) -> tuple[Any, list[Any]]:
 
 
 def _field_report(args: argparse.Namespace) -> int:
-    from gemid.serve.field import field_report, render_table
+    from gemid.serve.field import confirmed_rows, field_report, render_table, shadow_agreement
 
     try:
-        _settings, rows = _confirmed(args)
+        frm, to = _day(args.since, "since", end=False), _day(args.until, "until", end=True)
+        _settings, store = _open(args)
     except _Refused as exc:
         return _fail("field-report", exc)
-    report = field_report(rows, since=args.since, until=args.until)
+    try:
+        rows = confirmed_rows(store, created_from=frm, created_to=to)
+        shadow = shadow_agreement(store, created_from=frm, created_to=to)
+    finally:
+        store.close()
+    report = field_report(rows, since=args.since, until=args.until, shadow=shadow)
     print(json.dumps(report, indent=2) if args.json else render_table(report))
     return 0
 
@@ -139,10 +165,13 @@ def _from_store(args: argparse.Namespace) -> int:
     except _Refused as exc:
         return _fail("dataset from-store", exc)
     images = ImageStore(settings.images_dir)
-    photos, missing = [], 0
+    photos, missing, unconsented = [], 0, 0
     for r in rows:
         if r.confirmed_label == OTHER:
             continue  # no class to train: the model cannot learn "other"
+        if not r.training_consent:  # stored while GEMID_TRAINING_CONSENT was off (or before it existed)
+            unconsented += 1
+            continue
         path = images.get(r.image_sha256, r.image_ext)
         if path is None:
             missing += 1
@@ -156,8 +185,9 @@ def _from_store(args: argparse.Namespace) -> int:
     print(f"{len(result.kept)} confirmed photos -> {result.manifest}"
           + (f" (and {result.combined})" if result.combined else ""))
     others = sum(r.confirmed_label == OTHER for r in rows)
-    if others or missing:
-        print(f"  skipped: {others} confirmed as 'other', {missing} photos missing from the store")
+    if others or missing or unconsented:
+        print(f"  skipped: {others} confirmed as 'other', {unconsented} stored without training consent "
+              f"(GEMID_TRAINING_CONSENT off), {missing} photos missing from the store")
     for report_id, why in result.dropped.items():
         print(f"  dropped {report_id}: {why}")
     return 0
@@ -206,3 +236,36 @@ def _message(exc: Any) -> str:
         return body["error"]["message"]
     except Exception:  # not our JSON error shape: the status says enough
         return exc.reason or "no reason given"
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from gemid.serve.drift import drift_report, load_reference, render_drift
+
+    try:
+        if args.weeks < 1 or args.weeks > 520:
+            raise _Refused("--weeks: give 1 to 520")
+        reference = load_reference(args.reference)
+        _settings, store = _open(args)
+    except (_Refused, OSError, ValueError) as exc:
+        return _fail("drift", exc)
+    try:
+        report = drift_report(store, reference, weeks=args.weeks)
+    finally:
+        store.close()
+    print(json.dumps(report, indent=2) if args.json else render_drift(report))
+    return 0
+
+
+def _drift_reference(args: argparse.Namespace) -> int:
+    from gemid.serve.drift import DEFAULT_REFERENCE, reference_from_folder
+    from gemid.serve.settings import Settings
+
+    settings = Settings()
+    out = args.out or DEFAULT_REFERENCE
+    if not args.photos.is_dir():
+        return _fail("drift-reference", Exception(f"{args.photos} is not a folder of photos"))
+    reference = reference_from_folder(args.photos, args.model_dir or settings.model_dir, settings.model_variant)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(reference, indent=1) + "\n")
+    print(f"{reference['photos']} photos ({reference['refused']} refused) -> {out}")
+    return 0

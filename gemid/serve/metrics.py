@@ -46,6 +46,17 @@ class ServiceMetrics:
         self.field_correct = Counter("gemid_field_correct_total", "Confirmed reports whose answer matched the "
                                      "confirmed label, by answer (photo: photo-only top-1; conclusion)",
                                      ["answer"], registry=self.registry)
+        self.shadow = Counter("gemid_shadow_total", "Stored photos given to the shadow model, by outcome "
+                              "(agreed / disagreed with the served top-1, skipped: queue full, failed)",
+                              ["outcome"], registry=self.registry)
+        self.drift_psi = Gauge("gemid_drift_psi", "PSI of the last 7 days' capture statistic against the "
+                               "training photos' (gemid.serve.drift)", ["statistic"], registry=self.registry,
+                               multiprocess_mode="max")
+        self.drift_moved = Gauge("gemid_drift_moved", "1 when the statistic moved over the last 7 days (PSI over "
+                                 "its line, enough photos)", ["statistic"], registry=self.registry,
+                                 multiprocess_mode="max")
+        self.drift_photos = Gauge("gemid_drift_photos", "Photos in the last 7 days' drift window",
+                                  registry=self.registry, multiprocess_mode="max")
         # an Info metric in all but name: Info has no multiprocess form; this one exposes the same sample
         self.model = Gauge("gemid_model_info", "The model bundle being served", ["name", "version", "variant"],
                            registry=self.registry, multiprocess_mode="max")

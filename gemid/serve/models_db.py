@@ -16,7 +16,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -111,3 +122,44 @@ class PhotoRow(Base):
     ext: Mapped[str] = mapped_column(String(8))
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class IntakeRow(Base):
+    """What was recorded as a report's photo came in, outside the report (no client is shown it): the photo's
+    capture statistics (gemid.vision.capture), compared with the training photos' for drift
+    (gemid.serve.drift), and whether the store allowed the photo to be used for training then
+    (GEMID_TRAINING_CONSENT; `gemid dataset from-store` exports only photos stored with it on).
+    `created_at` repeats the report's so the weekly drift windows read this table alone."""
+
+    __tablename__ = "report_intake"
+
+    report_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    training_consent: Mapped[bool] = mapped_column(Boolean)
+    brightness: Mapped[float | None] = mapped_column(Float)
+    warmth: Mapped[float | None] = mapped_column(Float)
+    tint: Mapped[float | None] = mapped_column(Float)
+    stone_px: Mapped[float | None] = mapped_column(Float)
+    sharpness: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    camera: Mapped[str | None] = mapped_column(String(100))
+
+
+class ShadowRow(Base):
+    """The candidate bundle's answer on a report's photo (shadow mode, gemid.serve.shadow): recorded, never
+    shown, to compare with the served answer on confirmed reports before the candidate is promoted."""
+
+    __tablename__ = "shadow_answers"
+
+    report_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    bundle: Mapped[str] = mapped_column(String(200))  # "name version variant" of the candidate
+    decision: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(100))  # the candidate's photo-only top-1
+    probability: Mapped[float] = mapped_column(Float)
+    served_label: Mapped[str] = mapped_column(String(100))  # the served model's photo-only top-1
+    seconds: Mapped[float] = mapped_column(Float)

@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     body_timeout: float = Field(30.0, gt=0, le=3600, description=(
         "seconds a request body may pause without sending anything; then the request is answered 408"))
 
+    training_consent: bool = Field(False, description=(
+        "whether the photos stored from now on may be used to train models (each report records it; "
+        "`gemid dataset from-store` exports only photos stored with it on)"))
+    shadow_bundle: Path | None = Field(None, description=(
+        "a candidate model bundle run beside the served one on each stored photo, off the request's path: its "
+        "answers are recorded, never shown (`gemid field-report` compares them); unset: no shadow"))
+    shadow_variant: Literal["fp32", "int8"] = Field("fp32", description="which of the shadow bundle's models")
+    shadow_queue: int = Field(16, ge=1, le=10_000, description=(
+        "most photos waiting for the shadow model; more are skipped (counted), so shadow mode never holds up "
+        "the service"))
+    drift_reference: Path | None = Field(None, description=(
+        "the training photos' capture statistics for drift (`gemid drift-reference`); unset: the shipped one"))
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:

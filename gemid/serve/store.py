@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gemid.report import ConclusionDecision, Report, Signature
 from gemid.serve.images import ImageStore, extension_for, sha256_bytes, sha256_file
-from gemid.serve.models_db import ReportRow, RevisionRow
+from gemid.serve.models_db import IntakeRow, ReportRow, RevisionRow, ShadowRow
 
 if TYPE_CHECKING:
     from gemid.serve.keys import Signer
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+INTAKE_STATS = ("brightness", "warmth", "tint", "stone_px", "sharpness", "confidence", "camera")
 
 
 class RevisionConflict(RuntimeError):
@@ -194,14 +195,24 @@ class ReportStore:
         """Store the photos first, then commit their reports in one transaction. Returns the ids."""
         return self.add_reports([(report, *put_photo(images, report, data)) for report, data in items])
 
-    def add_reports(self, entries: Sequence[tuple[Report, str, str]]) -> list[str]:
+    def add_reports(self, entries: Sequence[tuple[Report, str, str]], *,
+                    captures: Sequence[dict[str, Any] | None] | None = None,
+                    training_consent: bool | None = None) -> list[str]:
         """Commit reports whose photos `put_photo` already stored: (report, photo sha256, extension).
 
-        Plain executemany inserts of both tables in one transaction: the same rows the ORM would write,
-        without its unit-of-work bookkeeping, which cost more CPU than the rest of storing a report."""
+        With `training_consent` (the service passes GEMID_TRAINING_CONSENT), each report also gets its intake
+        row: that consent and its photo's capture statistics (`captures`, aligned with `entries`; None where
+        unknown). Plain executemany inserts of the tables in one transaction: the same rows the ORM would
+        write, without its unit-of-work bookkeeping, which cost more CPU than the rest of storing a report."""
         reports: list[dict[str, Any]] = []
         revisions: list[dict[str, Any]] = []
-        for report, sha, ext in entries:
+        intake: list[dict[str, Any]] = []
+        for i, (report, sha, ext) in enumerate(entries):
+            if training_consent is not None:
+                capture = (captures[i] if captures is not None else None) or {}
+                intake.append({"report_id": report.report_id, "created_at": report.created_at,
+                               "training_consent": training_consent,
+                               **{k: capture.get(k) for k in INTAKE_STATS}})
             decision, label, prob = current_answer(report)
             answer = {"decision": decision, "top1_label": label[:100], "top1_probability": prob}
             reports.append({"id": report.report_id, "created_at": report.created_at, "updated_at": report.created_at,
@@ -215,7 +226,17 @@ class ReportStore:
             with self.engine.begin() as conn:
                 conn.execute(insert(ReportRow), reports)
                 conn.execute(insert(RevisionRow), revisions)
+                if intake:
+                    conn.execute(insert(IntakeRow), intake)
         return [r["id"] for r in reports]
+
+    def add_shadow(self, row: dict[str, Any]) -> None:
+        """Record a shadow answer (gemid.serve.shadow); a report deleted meanwhile is not an error."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(ShadowRow), [row])
+        except IntegrityError as exc:
+            log.info("shadow answer of %s not recorded: %s", row.get("report_id"), exc.orig)
 
     def add_revision(self, report: Report) -> None:
         """Append `report` as the next revision of its report; `RevisionConflict` if another got there first."""

@@ -25,6 +25,7 @@ from gemid.errors import (
     TooManyPixels,
     UnsupportedType,
 )
+from gemid.vision.capture import exif_camera
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # a 48 MP phone JPEG is ~15 MB; anything bigger is not a photo of one stone
 DEFAULT_MAX_PIXELS = 40_000_000  # ~120 MB of RGB once decoded; keeps a 16-worker service well inside RAM
@@ -46,6 +47,7 @@ class DecodedImage:
     sha256: str  # of the bytes as uploaded (the stored original is addressed by it)
     bytes: int
     exif_rotated: bool
+    camera: str = ""  # EXIF make and model (gemid.vision.capture); "" when the photo carries none
 
 
 def sniff(head: bytes) -> str:
@@ -167,6 +169,7 @@ def decode(
                                   code="too_small", status=422)
         try:
             im.load()  # full decode now: truncation and corrupt data surface here, not later
+            camera = _camera(im)
             rotated, im2 = _apply_orientation(im)
             rgb = _to_srgb8(im2)
         except Image.DecompressionBombError as exc:
@@ -176,8 +179,16 @@ def decode(
 
     return DecodedImage(
         rgb=rgb, format=fmt, width=int(rgb.shape[1]), height=int(rgb.shape[0]),
-        sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), exif_rotated=rotated,
+        sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), exif_rotated=rotated, camera=camera,
     )
+
+
+def _camera(im: Image.Image) -> str:
+    """The camera named in the EXIF block, for drift statistics; '' when none or unreadable."""
+    try:
+        return exif_camera(im.getexif())
+    except Exception:  # malformed EXIF: the pixels are still good
+        return ""
 
 
 def _apply_orientation(im: Image.Image) -> tuple[bool, Image.Image]:

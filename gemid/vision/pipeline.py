@@ -42,6 +42,7 @@ from gemid.report import (
     no_readings,
 )
 from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
+from gemid.vision.capture import Capture, capture_stats
 from gemid.vision.clarity import grade_clarity
 from gemid.vision.clarity_types import retype
 from gemid.vision.classify import MIN_TOP_K, Prediction, SpeciesClassifier
@@ -132,6 +133,23 @@ class Identifier:
         (pred,) = self.classifier.predict([prep.crop])
         return self._finish(prep, pred, reference, readings, grade)
 
+    def identify_captured(
+        self,
+        data: Source,
+        *,
+        filename: str | None = None,
+        reference: str | None = None,
+        readings: Readings | None = None,
+        grade: bool = True,
+    ) -> tuple[Report, Capture]:
+        """`identify`, with the photo's capture statistics (gemid.vision.capture) beside the report: what the
+        drift reference is made of (`gemid drift-reference`), from the pixels already decoded."""
+        filename, reference, readings = _inputs(data, filename, reference, readings)
+        prep = self._prepare(filename, data)
+        (pred,) = self.classifier.predict([prep.crop])
+        report = self._finish(prep, pred, reference, readings, grade)
+        return report, _capture(prep, report)
+
     def identify_many(
         self,
         items: Sequence[tuple[str | None, Source]],
@@ -181,11 +199,26 @@ class Identifier:
         """Every stone in a tray or parcel photo → one Report each, in reading order (rows, then columns),
         each from its own crop; all share `image.sha256`. A single-stone photo gives one report, exactly as
         `identify` does; a photo without a stone gives its one rejected report."""
+        return self.identify_stones_captured(data, filename=filename, reference=reference, readings=readings,
+                                             grade=grade)[0]
+
+    def identify_stones_captured(
+        self,
+        data: Source,
+        *,
+        filename: str | None = None,
+        reference: str | None = None,
+        readings: Readings | None = None,
+        grade: bool = True,
+    ) -> tuple[list[Report], list[Capture]]:
+        """`identify_stones`, with each stone's capture statistics beside its report (the service records them
+        for drift, outside the reports)."""
         filename, reference, readings = _inputs(data, filename, reference, readings)
         image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
         preps = self._prepare_stones(filename, image, first_only=False)
         preds = self.classifier.predict([p.crop for p in preps])
-        return [self._finish(p, pred, reference, readings, grade) for p, pred in zip(preps, preds, strict=True)]
+        reports = [self._finish(p, pred, reference, readings, grade) for p, pred in zip(preps, preds, strict=True)]
+        return reports, [_capture(p, r) for p, r in zip(preps, reports, strict=True)]
 
     def add_readings(self, report: Report, readings: Readings) -> Report:
         """A new revision of `report` re-ranked with the technician's readings; `report` is not modified."""
@@ -304,6 +337,14 @@ class Identifier:
         except Exception:
             log.exception("%s could not be computed", section)
             return None
+
+
+def _capture(prep: _Prepared, report: Report) -> Capture:
+    """The capture statistics of one prepared stone and its report's photo-only confidence."""
+    top = report.species.top
+    return capture_stats(prep.image.rgb, background_lab=prep.seg.background_lab, area_fraction=prep.seg.area_fraction,
+                         found=prep.seg.found, sharpness=prep.quality.sharpness,
+                         confidence=top[0].probability if top else None, camera=prep.image.camera)
 
 
 def _inputs(data: Source, filename: str | None, reference: str | None,

@@ -43,7 +43,14 @@ def test_from_store_exports_confirmed_photos_without_near_duplicates(tmp_path: P
         "glass": _photo("Amethyst", seed=4),  # confirmed as 'other'
     }
     ids = {}
+    # a photo stored while the store did not allow training use: confirmed, but never exported
     with TestClient(create_app(make_settings(data, tiny_bundle), identifier=identifier)) as c:
+        r = c.post("/v1/identify", files=[upload("sapphire.png", _photo("Sapphire Blue", seed=5, radius=30))])
+        ids["spinel"] = r.json()["reports"][0]["report_id"]
+        assert c.post(f"/v1/reports/{ids['spinel']}/confirmation",
+                      json={"label": "Sapphire Blue", "method": "Raman"}).status_code == 201
+    with TestClient(create_app(make_settings(data, tiny_bundle, training_consent=True),
+                               identifier=identifier)) as c:
         for name, body in photos.items():
             r = c.post("/v1/identify", files=[upload(f"{name}.png", body)])
             ids[name] = r.json()["reports"][0]["report_id"]
@@ -70,7 +77,8 @@ def test_from_store_exports_confirmed_photos_without_near_duplicates(tmp_path: P
         assert m.resolve(r).read_bytes() == photos["ruby" if r.species == "Ruby" else "emerald"]
     assert f"dropped {ids['ruby-again']}: near-duplicate of report {ids['ruby']}" in done.stdout
     assert f"dropped {ids['peridot']}: near-duplicate of" in done.stdout
-    assert "1 confirmed as 'other'" in done.stdout
+    assert "1 confirmed as 'other', 1 stored without training consent" in done.stdout
+    assert ids["spinel"] not in (out / "manifest.csv").read_text()
 
     combined = read_manifest(out / "combined.csv")
     assert sorted(r.species for r in combined.rows) == ["Emerald", "Peridot", "Ruby"]

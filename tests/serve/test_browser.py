@@ -859,3 +859,46 @@ def test_verification_page_works_signed_out(browser, server: str):
         watched.assert_clean()
     finally:
         context.close()
+
+
+def warm_stone(seed: int) -> bytes:
+    """A rendered stone under a warm lamp (the illuminant at 2800 K): the background turns yellow."""
+    from gemid.datasets.synth import StoneSpec, render
+
+    spec = StoneSpec(cut="round", lab=(40.0, 50.0, 20.0), background="white", illuminant_k=2800.0,
+                     scale=0.5 + 0.01 * (seed % 10), facet_seed=seed)
+    rgb, _mask, _truth = render(spec, size=256, seed=seed)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+def test_field_page_shows_accuracy_and_names_what_drifted(desk: Watched, server: str):
+    page = desk.page
+    rid = api_report(server, rendered_stone(8), "field-1")["report_id"]
+    req = urllib.request.Request(f"{server}v1/reports/{rid}/confirmation", method="POST",
+                                 data=json.dumps({"label": "Ruby", "method": "Raman"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    assert urllib.request.urlopen(req).status == 201
+    for seed in range(32):  # a week of photos under a warm lamp
+        assert api_identify(server, warm_stone(100 + seed), f"warm-{seed}.png")[0] == 200
+    field = json.loads(urllib.request.urlopen(f"{server}v1/field").read())
+
+    page.goto(server + "#/field")
+    page.locator("[data-section='drift'] [data-moved]").wait_for()
+    assert page.locator("nav a[data-nav='field']").get_attribute("aria-current") == "page"
+    acc = field["accuracy"]
+    overall = page.locator("[data-overall]").inner_text()
+    assert f"{acc['confirmed']} confirmed reports" in overall
+    assert page.locator("table.field-species tbody tr").count() == len(acc["species"])
+    assert page.locator("[data-section='accuracy'] svg.chart rect.bar").count() >= 2
+    moved = field["drift"]["moved"]
+    assert "warmth" in moved  # the API says the cast moved; the page names it, and marks its chart
+    items = texts(page.locator("[data-section='drift'] ul.drift-moved li"))
+    assert any(t.startswith("Colour cast (warm) moved") and "warmer" in t for t in items)
+    assert page.locator(".drift-stat").count() == 7
+    marked = {page.locator(".drift-stat.is-moved").nth(i).get_attribute("data-stat")
+              for i in range(page.locator(".drift-stat.is-moved").count())}
+    assert marked == set(moved)
+    shot(page, "field")
+    desk.assert_clean()

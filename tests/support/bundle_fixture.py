@@ -134,8 +134,10 @@ def build_bundle(
     margin: float = 0.12,
     int8: bool = True,
     name: str = "tiny-colour",
+    labels: list[str] | None = None,
 ) -> Path:
-    """Write model.onnx (+ a dynamically quantised model.int8.onnx) and bundle.json into `dest`."""
+    """Write model.onnx (+ a dynamically quantised model.int8.onnx) and bundle.json into `dest`. `labels`
+    renames the model's outputs (a permutation of LABELS makes a bundle that confuses those stones)."""
     import onnx
 
     from gemid.vision.bundle import sha256_file
@@ -154,7 +156,7 @@ def build_bundle(
         "name": name,
         "version": "0.0.1-test",
         "created_at": "2025-01-01T00:00:00Z",
-        "labels": LABELS,
+        "labels": labels or LABELS,
         "input": {"size": SIZE, "mean": list(MEAN), "std": list(STD), "colour": "RGB", "layout": "NCHW",
                   "crop": {"policy": "stone_square", "margin": margin}},
         "temperature": temperature,

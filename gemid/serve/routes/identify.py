@@ -17,6 +17,7 @@ naming the fields, and a parcel of photos is read one upload at a time.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -156,6 +157,20 @@ def _overall_status(statuses: list[int | None]) -> int:
     return distinct.pop() if len(distinct) == 1 else 400  # type: ignore[return-value]
 
 
+def _shadow(request: Request, images: ImageStore, stored: list[tuple[Report, str, str]]) -> None:
+    """Hand the stored photos to the shadow model, if one runs (gemid.serve.shadow): queued, never awaited;
+    one task per photo, with its stones' reports in reading order."""
+    shadow = getattr(request.app.state, "shadow", None)
+    if shadow is None:
+        return
+    photos: dict[tuple[str, str], list[Report]] = {}
+    for report, sha, ext in stored:
+        photos.setdefault((sha, ext), []).append(report)
+    for (sha, ext), reports in photos.items():
+        served = [(r.report_id, r.species.top[0].label if r.species.top else "") for r in reports]
+        shadow.submit(served, reports[0].created_at, images.path_for(sha, ext))
+
+
 IDENTIFY_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -239,6 +254,7 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
         statuses: list[int | None] = []
         to_store: list[tuple[Report, str, str]] = []
         sent: dict[str, list[Report]] = {}  # photos of this request, by sha256: the same photo twice is one
+        captures: list[dict[str, Any] | None] = []  # aligned with to_store
         for upload in uploads:
             # the reports clean it too (report.FileName); cleaned here as well for the log lines on the way
             name = clean_file_name(upload.filename or None)
@@ -272,6 +288,7 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
                     raise store_failure(exc) from exc
                 stones = [e for e in outcome.entries if isinstance(e, Report)]
                 to_store.extend((r, sha, ext) for r in stones)
+                captures.extend(outcome.captures if len(outcome.captures) == len(stones) else [None] * len(stones))
                 sent[sha] = stones
             out.extend(outcome.entries)
             statuses.append(outcome.status)
@@ -282,9 +299,11 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
 
     if to_store:
         try:
-            await to_thread.run_sync(store.add_reports, to_store)
+            await to_thread.run_sync(functools.partial(store.add_reports, to_store, captures=captures,
+                                                       training_consent=settings.training_consent))
         except SQLAlchemyError as exc:
             raise store_failure(exc) from exc
+        _shadow(request, images, to_store)
     new = {r.report_id for r, _, _ in to_store}
     for e in out:
         if isinstance(e, Report) and e.report_id not in new:

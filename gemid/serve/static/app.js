@@ -9,6 +9,7 @@
  *   js/readings.js                       instrument readings and the re-ranking they bring
  *   js/history.js          #/history     search stored reports, and their CSV
  *   js/parcel.js           #/parcel/<r>  the stones stored under one reference, its CSV and printed document
+ *   js/field.js            #/field       field accuracy, the shadow model and drift (GET /v1/field)
  *   js/print.js            #/report/<id>/print  the report on paper, with its QR code
  * over a small shared core: js/api.js (the service), js/dom.js (building elements as text, never markup),
  * js/format.js (wording and figures), js/stones.js (a tray photo's numbered stones, the table of stones), js/route.js (the hash route), js/report-sections.js (a report's
@@ -20,6 +21,7 @@
 import { loadConfig } from './js/api.js';
 import { addFiles, viewIdentify } from './js/capture.js';
 import { h, heading } from './js/dom.js';
+import { viewField } from './js/field.js';
 import { viewHistory } from './js/history.js';
 import { viewParcel } from './js/parcel.js';
 import { viewPrint } from './js/print.js';
@@ -35,7 +37,8 @@ function viewNotFound(root) {
 }
 
 const VIEWS = {
-  identify: viewIdentify, history: viewHistory, parcel: viewParcel, report: viewReport, print: viewPrint, notfound: viewNotFound,
+  identify: viewIdentify, history: viewHistory, parcel: viewParcel, field: viewField, report: viewReport, print: viewPrint,
+  notfound: viewNotFound,
 };
 
 /** Draw the view for the hash route; after the first page load, focus its h1 so keyboard and screen-reader
@@ -46,7 +49,7 @@ function render() {
   const token = newVisit();
   const root = document.getElementById('view');
   root.replaceChildren();
-  const navName = route.name === 'history' ? 'history' : route.name === 'identify' ? 'identify' : null;
+  const navName = ['history', 'identify', 'field'].includes(route.name) ? route.name : null;
   document.querySelectorAll('[data-nav]').forEach((a) => {
     if (a.dataset.nav === navName) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   });

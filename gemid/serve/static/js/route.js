@@ -1,6 +1,6 @@
 /* The hash route and the visit counter that every view shares.
  *
- * Routes live in the hash (#/, #/history?…, #/parcel/<reference>, #/report/<id>, #/report/<id>/print) so a report link can be
+ * Routes live in the hash (#/, #/history?…, #/parcel/<reference>, #/field?…, #/report/<id>, #/report/<id>/print) so a report link can be
  * bookmarked or shared; the server's short link /r/<id> redirects there. Views load data asynchronously,
  * and the technician may have moved on by the time it arrives: each render is a numbered visit, and a
  * view writes its answer only while its visit is still the current one (isCurrent). The renderer itself
@@ -26,6 +26,7 @@ export function parseRoute() {
   if (!parts.length) return { name: 'identify', params };
   if (parts[0] === 'history' && parts.length === 1) return { name: 'history', params };
   if (parts[0] === 'parcel' && parts.length === 2 && parts[1]) return { name: 'parcel', id: parts[1], params };
+  if (parts[0] === 'field' && parts.length === 1) return { name: 'field', params };
   if (parts[0] === 'report' && parts[1] && parts.length <= 3) {
     if (parts.length === 2) return { name: 'report', id: parts[1], params };
     if (parts[2] === 'print') return { name: 'print', id: parts[1], params };
