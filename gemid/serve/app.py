@@ -25,10 +25,10 @@ from fastapi_offline import FastAPIOffline
 from gemid import __version__
 from gemid.serve.analysis import Analysis, ProcessAnalysis, ThreadAnalysis, load_identifier
 from gemid.serve.errors import install_error_handlers
-from gemid.serve.images import ImageStore
 from gemid.serve.keys import open_signer
 from gemid.serve.limits import BodyLimitMiddleware, InFlightMiddleware
 from gemid.serve.metrics import MetricsMiddleware, ServiceMetrics
+from gemid.serve.photos import open_images
 from gemid.serve.routes import ROUTERS, confirm
 from gemid.serve.settings import Settings
 from gemid.serve.shadow import Shadow
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
                 app.state.shadow = shadow
             app.state.analysis = analysis
             app.state.store = store
-            images = ImageStore(settings.images_dir, settings.max_store_bytes)
+            images = await to_thread.run_sync(open_images, settings, store.engine)
             app.state.metrics.store_bytes.set(await to_thread.run_sync(images.used))
             app.state.metrics.store_max_bytes.set(settings.max_store_bytes or 0)
             app.state.images = images

@@ -225,14 +225,14 @@ def restore(settings: Any, src: Path, *, force: bool = False) -> dict[str, Any]:
 def verify_store(settings: Any) -> tuple[int, list[str]]:
     """Check every report of the store (signatures, chain, photo): (reports checked, problems)."""
     from gemid import signing
-    from gemid.serve.images import ImageStore
     from gemid.serve.keys import verification_keys
+    from gemid.serve.photos import open_images
     from gemid.serve.store import ReportStore
 
     store = ReportStore.open(settings.database_url, upgrade=False)
     try:
         keys = verification_keys(store.engine)
-        images = ImageStore(settings.images_dir)
+        images = open_images(settings, store.engine)
         problems: list[str] = []
         ids = store.report_ids()
         for rid in ids:

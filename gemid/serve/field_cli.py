@@ -158,26 +158,31 @@ def _from_store(args: argparse.Namespace) -> int:
     from gemid.datasets.from_store import FieldPhoto, export
     from gemid.datasets.manifest import ManifestError
     from gemid.serve.field import OTHER
-    from gemid.serve.images import ImageStore
+    from gemid.serve.photos import open_images
+    from gemid.serve.store import ReportStore
 
     try:
         settings, rows = _confirmed(args)
     except _Refused as exc:
         return _fail("dataset from-store", exc)
-    images = ImageStore(settings.images_dir)
-    photos, missing, unconsented = [], 0, 0
-    for r in rows:
-        if r.confirmed_label == OTHER:
-            continue  # no class to train: the model cannot learn "other"
-        if not r.training_consent:  # stored while GEMID_TRAINING_CONSENT was off (or before it existed)
-            unconsented += 1
-            continue
-        path = images.get(r.image_sha256, r.image_ext)
-        if path is None:
-            missing += 1
-            continue
-        photos.append(FieldPhoto(path=path, species=r.confirmed_label, report_id=r.report_id,
-                                 date=r.created_at.date().isoformat()))
+    store = ReportStore.open(settings.database_url, upgrade=False)
+    try:  # on PostgreSQL the photos are in the database: fetched into this machine's copy as they are named
+        images = open_images(settings, store.engine)
+        photos, missing, unconsented = [], 0, 0
+        for r in rows:
+            if r.confirmed_label == OTHER:
+                continue  # no class to train: the model cannot learn "other"
+            if not r.training_consent:  # stored while GEMID_TRAINING_CONSENT was off (or before it existed)
+                unconsented += 1
+                continue
+            path = images.get(r.image_sha256, r.image_ext)
+            if path is None:
+                missing += 1
+                continue
+            photos.append(FieldPhoto(path=path, species=r.confirmed_label, report_id=r.report_id,
+                                     date=r.created_at.date().isoformat()))
+    finally:
+        store.close()
     try:
         result = export(photos, args.out, against=args.against)
     except (ManifestError, OSError) as exc:

@@ -112,8 +112,12 @@ class ImageStore:
         """Bytes of the stored photos (temp files excluded)."""
         with self._lock:
             if self._used is None:
-                self._used = sum(p.stat().st_size for p in self._photos())
+                self._used = self._measure()
             return self._used
+
+    def _measure(self) -> int:
+        """The bytes the photos use, counted once (a subclass may keep its photos elsewhere)."""
+        return sum(p.stat().st_size for p in self._photos())
 
     def write_problem(self, room: int) -> str | None:
         """Why a photo of `room` bytes could not be stored now (None: it could): a read-only or full disk,

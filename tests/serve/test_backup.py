@@ -3,6 +3,7 @@ back and verifies; a damaged backup and a non-empty target are refused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 import threading
@@ -21,7 +22,7 @@ from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.backup import verify_store  # noqa: E402
 from gemid.serve.settings import Settings  # noqa: E402
 
-pytest_plugins = ["serve_support"]
+pytest_plugins = ["serve_support", "postgres_support"]
 
 
 def _reports(c: TestClient) -> list[str]:
@@ -118,3 +119,41 @@ def test_backup_with_the_signing_key_and_damage_detection(client: TestClient, se
 
 def identifier_of(client: TestClient):
     return client.app.state.identifier
+
+
+def test_postgresql_backup_holds_the_photos_and_restores_elsewhere(postgres_server: str, postgres_url: str,
+                                                                   tiny_bundle: Path, identifier, tmp_path: Path,
+                                                                   monkeypatch, capsys: pytest.CaptureFixture[str]):
+    """pg_dump of a PostgreSQL store (its photos are rows), restored into another empty database and a new data
+    folder: every report verifies and shows its photo there."""
+    from postgres_support import new_database
+
+    key = tmp_path / "shared" / "signing-key.pem"
+    source = make_settings(tmp_path / "a", tiny_bundle, db_url=postgres_url, signing_key=key)
+    with TestClient(create_app(source, identifier=identifier)) as c:
+        ids = _reports(c)
+        originals = {rid: c.get(f"/v1/reports/{rid}/revisions").json() for rid in ids}
+    monkeypatch.setenv("GEMID_DB_URL", postgres_url)
+    monkeypatch.setenv("GEMID_SIGNING_KEY", str(key))
+    monkeypatch.setenv("GEMID_DATA_DIR", str(source.data_dir))
+    assert gemid_main(["backup", str(tmp_path / "backup")]) == 0, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "backup" / "manifest.json").read_text())
+    assert manifest["database"]["kind"] == "postgresql" and list(manifest["files"]) == ["database.pgdump"]
+    capsys.readouterr()
+
+    other = new_database(postgres_server)
+    target = make_settings(tmp_path / "b", tiny_bundle, db_url=other, signing_key=tmp_path / "b-key.pem")
+    monkeypatch.setenv("GEMID_DB_URL", other)
+    monkeypatch.setenv("GEMID_SIGNING_KEY", str(target.signing_key_path))
+    monkeypatch.setenv("GEMID_DATA_DIR", str(target.data_dir))
+    assert gemid_main(["restore", str(tmp_path / "backup")]) == 0, capsys.readouterr()
+    assert "3 of 3 verify" in capsys.readouterr().out
+    assert gemid_main(["restore", str(tmp_path / "backup")]) == 2  # it holds reports now
+    assert "already holds reports" in capsys.readouterr().err
+    assert gemid_main(["keys", "rotate-signing"]) == 0
+    with TestClient(create_app(target, identifier=identifier)) as c:
+        for rid, revisions in originals.items():
+            assert c.get(f"/v1/reports/{rid}/revisions").json() == revisions
+            photo = c.get(f"/v1/reports/{rid}/image")  # from the restored rows: the new data folder has none
+            assert photo.status_code == 200
+            assert hashlib.sha256(photo.content).hexdigest() == revisions["revisions"][0]["image"]["sha256"]

@@ -273,3 +273,56 @@ def test_public_keys_are_open_and_app_restarts_with_the_same_key(settings: Setti
         first = c.get("/v1/keys").json()["keys"]
     with TestClient(create_app(settings, identifier=identifier)) as c:
         assert c.get("/v1/keys").json()["keys"] == first
+
+
+def _code(c: TestClient, rid: str) -> str:
+    url = c.get(f"/v1/reports/{rid}/qr.svg").headers["x-verification-url"]
+    return url.rsplit("/", 1)[1]
+
+
+def test_verification_page_and_api(client: TestClient, settings: Settings):
+    created = identify(client)
+    rid = created["report_id"]
+    code = _code(client, rid)
+    got = client.get(f"/v1/verify/{code}").json()
+    assert got["verified"] is True and got["problems"] == [] and got["photo"] == "matches"
+    assert got["report_id"] == rid and got["image_sha256"] == created["image"]["sha256"]
+    assert got["species"] == created["conclusion"]["label"] and got["key_ids"] == [created["signature"]["key_id"]]
+    assert "reference" not in got and "file" not in got  # the summary, not the report
+    page = client.get(f"/verify/{code}")
+    assert page.status_code == 200 and "Signature valid" in page.text and created["image"]["sha256"] in page.text
+    assert created["reference"] not in page.text and "/image" not in page.text
+    # nothing else can be reached through it: a report id, another form, a near miss
+    for wrong in (rid, code[:-1] + ("A" if code[-1] != "A" else "B"), "x", "a" * 300):
+        r = client.get(f"/v1/verify/{wrong}")
+        assert r.status_code in (404,) and r.json()["error"]["code"] in ("unknown_code", "not_found"), wrong
+        assert client.get(f"/verify/{wrong}").status_code == 404
+
+
+def test_verification_page_shows_tampering(client: TestClient, settings: Settings):
+    created = identify(client)
+    rid = created["report_id"]
+    code = _code(client, rid)
+    # the photo file swapped on disk
+    path = next(settings.images_dir.rglob(f"{created['image']['sha256']}.*"))
+    original = path.read_bytes()
+    path.write_bytes(stone("Emerald"))
+    got = client.get(f"/v1/verify/{code}").json()
+    assert got["verified"] is False and got["photo"] == "differs", got
+    assert "Does not verify" in client.get(f"/verify/{code}").text
+    path.write_bytes(original)
+    assert client.get(f"/v1/verify/{code}").json()["verified"] is True
+    # the stored JSON edited in the database
+    store = ReportStore.open(settings.database_url)
+    try:
+        from sqlalchemy import update
+
+        from gemid.serve.models_db import RevisionRow
+
+        body = dict(store.get_body(rid) or {}, reference="LOT-EDITED")
+        with store.engine.begin() as conn:
+            conn.execute(update(RevisionRow).where(RevisionRow.report_id == rid).values(body=body))
+    finally:
+        store.close()
+    got = client.get(f"/v1/verify/{code}").json()
+    assert got["verified"] is False and any(p.startswith("revision 1:") for p in got["problems"]), got

@@ -74,6 +74,11 @@ def postgres_server() -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_server: str) -> str:
     """A new, empty database on the throwaway server, for one test."""
+    return new_database(postgres_server)
+
+
+def new_database(postgres_server: str) -> str:
+    """Create another empty database on the throwaway server; its URL."""
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:12]}"
