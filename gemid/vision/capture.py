@@ -45,11 +45,14 @@ class Capture:
 
 
 def capture_stats(rgb: np.ndarray, *, background_lab: tuple[float, float, float], area_fraction: float,
-                  found: bool, sharpness: float | None, confidence: float | None, camera: str | None) -> Capture:
-    """The statistics of one decoded photo (uint8 RGB) and what the pipeline already measured of it."""
+                  found: bool, sharpness: float | None, confidence: float | None, camera: str | None,
+                  photo_size: tuple[int, int] | None = None) -> Capture:
+    """The statistics of one decoded photo (uint8 RGB) and what the pipeline already measured of it.
+    `photo_size` (width, height): the photo's own size when `rgb` is a reduced working image
+    (`gemid.vision.decode`), so the stone's size is in the photo's pixels, as the training reference's."""
     thumb = shrink_to(rgb, THUMB_SIDE)[0]
     brightness = float(cv2.cvtColor(thumb, cv2.COLOR_RGB2GRAY).mean())
-    h, w = rgb.shape[:2]
+    w, h = photo_size if photo_size is not None else (rgb.shape[1], rgb.shape[0])
     stone_px = math.sqrt(area_fraction * h * w) if found and area_fraction > 0 else None
     return Capture(brightness=round(brightness, 2), warmth=round(float(background_lab[2]), 2),
                    tint=round(float(background_lab[1]), 2),

@@ -110,11 +110,13 @@ class Analysis:
     noise: float
     clipped_fraction: float
     inclusion_map: np.ndarray | None = None  # P(inclusion) per normalised pixel (`gemid.vision.inclusion_net`)
+    photo_scale: float = 1.0  # pixels of the analysed image per photo pixel (`StoneArea.photo_scale`)
 
     def photo_box(self, x: int, y: int, w: int, h: int) -> tuple[int, int, int, int]:
         """A normalised-pixel box in the photo's own pixels."""
-        inv = 1.0 / self.scale
-        return (self.crop[0] + int(x * inv), self.crop[1] + int(y * inv), max(1, math.ceil(w * inv)), max(1, math.ceil(h * inv)))
+        inv, p = 1.0 / self.scale, 1.0 / self.photo_scale
+        return (int((self.crop[0] + int(x * inv)) * p), int((self.crop[1] + int(y * inv)) * p),
+                max(1, math.ceil(math.ceil(w * inv) * p)), max(1, math.ceil(math.ceil(h * inv) * p)))
 
     def to_local(self, photo_mask: np.ndarray) -> np.ndarray:
         """A photo-sized mask cut and resampled to the normalised image (nearest neighbour, bool)."""
@@ -289,7 +291,8 @@ def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None, *
                 kind=kind_of(dark, a, length, width)))
     a = Analysis(
         image=img, crop=(ox0, oy0, ox1, oy1), scale=f, core=core, residual=signed, candidates=tuple(out),
-        diameter_px=d_orig, noise=noise, clipped_fraction=float((core & clipped).sum() / max(1.0, core_area)),
+        diameter_px=d_orig / area.photo_scale, noise=noise, photo_scale=area.photo_scale,
+        clipped_fraction=float((core & clipped).sum() / max(1.0, core_area)),
     )
     if not inclusion_map:
         return a

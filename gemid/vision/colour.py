@@ -78,7 +78,7 @@ def measure_colour(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = 
     diameter = 0.0
     if stone_found:
         d = 2.0 * np.sqrt(stone.sum() / np.pi)
-        diameter = float(d / area.scale)
+        diameter = float(d / (area.scale * area.photo_scale))  # in the photo's own pixels
         k = max(1, int(round(0.04 * d)))
         core = cv2.erode(stone.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
         core = core > 0 if core.any() else stone

@@ -10,9 +10,10 @@ guidance and re-ranking live in their own modules; a grade that could not be mad
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,8 @@ from gemid.vision.clarity import grade_clarity
 from gemid.vision.clarity_types import retype
 from gemid.vision.classify import MIN_TOP_K, Prediction, SpeciesClassifier
 from gemid.vision.colour import grade_colour
-from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode
+from gemid.vision.crop import square_box
+from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode, finer
 from gemid.vision.learned import apply_heads
 from gemid.vision.quality import assess, too_poor_to_judge
 from gemid.vision.segment import Segmentation, segment
@@ -214,7 +216,7 @@ class Identifier:
         """`identify_stones`, with each stone's capture statistics beside its report (the service records them
         for drift, outside the reports)."""
         filename, reference, readings = _inputs(data, filename, reference, readings)
-        image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, working=True)
         preps = self._prepare_stones(filename, image, first_only=False)
         preds = self.classifier.predict([p.crop for p in preps])
         reports = [self._finish(p, pred, reference, readings, grade) for p, pred in zip(preps, preds, strict=True)]
@@ -236,7 +238,8 @@ class Identifier:
     # --- stages -----------------------------------------------------------------------------------------
 
     def _prepare(self, name: str | None, data: Source) -> _Prepared:
-        image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        # the working image (gemid.vision.decode): decoded at the size the stages need, shared by all of them
+        image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, working=True)
         return self._prepare_stones(name, image, first_only=True)[0]
 
     def _prepare_stones(self, name: str | None, image: DecodedImage, *, first_only: bool) -> list[_Prepared]:
@@ -253,12 +256,33 @@ class Identifier:
         out = []
         for i in range(1 if first_only else len(stones)):
             seg = stones[i]
-            quality = assess(image.rgb, seg, margin)
+            quality = assess(image.rgb, seg, margin, scale=image.scale)
+            stone = describe(image.rgb, stones, i, count=seg.n_stones if first_only else None)
+            quality, stone = _in_photo_pixels(image, quality, stone)
             out.append(_Prepared(file=name, image=image, seg=seg, quality=quality,
-                                 crop=self.classifier.crop(*isolated(image.rgb, stones, i, margin)),
-                                 poor=too_poor_to_judge(quality),
-                                 stone=describe(image.rgb, stones, i, count=seg.n_stones if first_only else None)))
+                                 crop=self._model_crop(image, stones, i, whole=first_only),
+                                 poor=too_poor_to_judge(quality), stone=stone))
         return out
+
+    def _model_crop(self, image: DecodedImage, stones: list[Segmentation], i: int, *, whole: bool) -> np.ndarray:
+        """The model's crop of stone `i`. A stone too small in a reduced working image for the model's input
+        side (a small stone in a big photo) is cut from the photo decoded again just fine enough, so the model
+        sees what it would have seen in the whole photo rather than an enlarged working image."""
+        margin = self.bundle.input.crop.margin
+        rgb, seg = isolated(image.rgb, stones, i, margin)
+        need = self.bundle.input.size
+        if not (whole and image.data is not None and seg.found and self.bundle.input.crop.policy != "full_image"):
+            return self.classifier.crop(rgb, seg)
+        side = square_box(seg.bbox, margin, (rgb.shape[1], rgb.shape[0]))[2] / image.scale  # in photo pixels
+        step = 1
+        while step < 8 and side / (2 * step) >= need:
+            step *= 2
+        if side * image.scale >= need or step * image.scale >= 1.0:
+            return self.classifier.crop(rgb, seg)
+        fine = finer(image, step, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        k = fine.scale / image.scale
+        x, y, w, h = seg.bbox
+        return self.classifier.crop(fine.rgb, replace(seg, bbox=(int(x * k), int(y * k), math.ceil(w * k), math.ceil(h * k))))
 
     def _finish(self, prep: _Prepared, pred: Prediction, reference: str | None,
                 readings: Readings | None, grade: bool = True) -> Report:
@@ -271,9 +295,9 @@ class Identifier:
         colour = clarity = None
         if judged:
             # where the stone is, at grading resolution (<= 384 px), found once for both graders; clarity
-            # cuts the stone out of the full photo, so its boxes are in the photo's own pixels
+            # cuts the stone out of the working image, and its boxes come back in the photo's own pixels
             rgb, seg = prep.image.rgb, prep.seg
-            area = self._call("stone area", locate, rgb, seg)
+            area = self._call("stone area", locate, rgb, seg, photo_scale=prep.image.scale)
             if area is not None:
                 colour = self._call("colour", self._grade_colour, rgb, seg, area=area)
                 clarity = self._call("clarity", self._grade_clarity, rgb, seg, label, area=area)
@@ -344,7 +368,29 @@ def _capture(prep: _Prepared, report: Report) -> Capture:
     top = report.species.top
     return capture_stats(prep.image.rgb, background_lab=prep.seg.background_lab, area_fraction=prep.seg.area_fraction,
                          found=prep.seg.found, sharpness=prep.quality.sharpness,
-                         confidence=top[0].probability if top else None, camera=prep.image.camera)
+                         confidence=top[0].probability if top else None, camera=prep.image.camera,
+                         photo_size=(prep.image.width, prep.image.height))
+
+
+def _in_photo_pixels(image: DecodedImage, quality: Quality, stone: Stone | None) -> tuple[Quality, Stone | None]:
+    """The stone's box and outline, measured on the working image, in the photo's own pixels (the report's)."""
+    if image.scale == 1.0:
+        return quality, stone
+
+    def box(b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x, y = min(image.width - 1, image.to_photo(b[0])), min(image.height - 1, image.to_photo(b[1]))
+        return x, y, max(1, min(image.width - x, image.to_photo(b[2]))), max(1, min(image.height - y, image.to_photo(b[3])))
+
+    def line(pts: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return [(min(image.width - 1, image.to_photo(x)), min(image.height - 1, image.to_photo(y))) for x, y in pts]
+
+    if quality.stone is not None:
+        region = quality.stone
+        quality = quality.model_copy(update={"stone": region.model_copy(
+            update={"bbox": box(region.bbox), "outline": line(region.outline)})})
+    if stone is not None:
+        stone = stone.model_copy(update={"bbox": box(stone.bbox), "outline": line(stone.outline)})
+    return quality, stone
 
 
 def _inputs(data: Source, filename: str | None, reference: str | None,

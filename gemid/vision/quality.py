@@ -72,8 +72,9 @@ class QualityMeasures:
     frame_top: int = 255  # 8-bit level of the frame's brightest content (lighting.top_level)
 
 
-def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> QualityMeasures:
-    """Sharpness and clipping inside the stone (whole image when no stone was found)."""
+def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12, scale: float = 1.0) -> QualityMeasures:
+    """Sharpness and clipping inside the stone (whole image when no stone was found). `scale`: `rgb`'s pixels
+    per photo pixel (a reduced working image), so the crop's side is in the photo's own pixels."""
     h, w = rgb.shape[:2]
     thumb = _thumb(rgb)  # whole-frame statistics on a small copy
     if seg.found:
@@ -112,7 +113,7 @@ def measure(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> Quality
     crushed = np.count_nonzero((cv2.inRange(crop, (0, 0, 0), (CLIP_LOW,) * 3) > 0) & mcrop)  # all channels dark
     over, under = blown / n_inside, crushed / n_inside
     frame_p95 = percentile_u8(cv2.cvtColor(thumb, cv2.COLOR_RGB2GRAY), 95)
-    return QualityMeasures(sharpness=sharpness, overexposed=over, underexposed=under, crop_side=int(box[2]),
+    return QualityMeasures(sharpness=sharpness, overexposed=over, underexposed=under, crop_side=int(round(box[2] / scale)),
                            plain_border=plain_border(thumb, seg.background_lab), frame_p95=frame_p95,
                            frame_top=top_level(thumb))
 
@@ -141,9 +142,10 @@ def plain_border(rgb: np.ndarray, background_lab: tuple[float, float, float]) ->
     return float(np.mean(row_norm(lab - np.asarray(background_lab, np.float32)) < PLAIN_DELTA_E))
 
 
-def assess(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12) -> Quality:
-    """The report's `quality` section: warnings, sharpness and where the stone is."""
-    m = measure(rgb, seg, margin)
+def assess(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12, *, scale: float = 1.0) -> Quality:
+    """The report's `quality` section: warnings, sharpness and where the stone is (in `rgb`'s pixels;
+    `scale` is rgb's pixels per photo pixel, for the size the low-resolution warning quotes)."""
+    m = measure(rgb, seg, margin, scale)
     warnings: list[QualityWarning] = []
 
     def warn(code: str, message: str) -> None:

@@ -43,6 +43,7 @@ class StoneArea:
     card_box: tuple[int, int, int, int] | None  # card (x, y, w, h) in original pixels
     found: bool
     card_region: np.ndarray | None = None  # bool, the whole card at work resolution
+    photo_scale: float = 1.0  # pixels of the image given to `locate` per pixel of the photo (a working image: < 1)
 
 
 def channel_max(px: np.ndarray) -> np.ndarray:
@@ -151,8 +152,10 @@ def convex_stone(stone: np.ndarray) -> np.ndarray:
     return out > 0
 
 
-def locate(rgb: np.ndarray, seg: Segmentation, side: int = WORK_SIDE) -> StoneArea:
-    """The stone (and a reference card, if any) at work resolution."""
+def locate(rgb: np.ndarray, seg: Segmentation, side: int = WORK_SIDE, *, photo_scale: float = 1.0) -> StoneArea:
+    """The stone (and a reference card, if any) at work resolution. `photo_scale`: `rgb`'s pixels per photo
+    pixel when `rgb` is a reduced working image (`gemid.vision.decode`), so sizes and boxes reach the report
+    in the photo's own pixels."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError("expected an RGB uint8 image of shape (H, W, 3)")
     small, mask, scale = downscale(rgb, seg.mask, side)
@@ -167,11 +170,11 @@ def locate(rgb: np.ndarray, seg: Segmentation, side: int = WORK_SIDE) -> StoneAr
             card, (x, y, bw, bh), comp = hit
             grow = cv2.dilate(comp.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
             stone = stone & (grow == 0)
-            inv = 1.0 / scale
+            inv = 1.0 / (scale * photo_scale)
             card_box = (int(x * inv), int(y * inv), int(round(bw * inv)), int(round(bh * inv)))
         found = bool(stone.sum() >= 20)
         if found and (channel_min(small[stone]) >= CLIP).mean() > 0.5:
             found = False  # the 'stone' is a blown-out reflection: the stone itself fills the frame
         stone = convex_stone(stone) if found else np.zeros_like(stone)
     return StoneArea(small=small, scale=scale, stone=stone, card=card, card_box=card_box, found=found,
-                     card_region=comp)
+                     card_region=comp, photo_scale=photo_scale)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from bundle_fixture import with_broken_exif
@@ -338,3 +339,73 @@ def test_the_size_limit_is_worded_in_the_units_it_is_set_in():
     from gemid.vision.decode import DEFAULT_MAX_BYTES
 
     assert size_text(DEFAULT_MAX_BYTES) == "20 MiB" and size_text(19 * 2**20 + 2**19) == "19.5 MiB"
+
+
+# --- the working image (decode at the size the analysis needs) ----------------------------------------
+
+
+def _swapped_primaries_icc() -> bytes:
+    """sRGB's profile with its red and green primaries swapped: colour management visibly moves the pixels."""
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    n = int.from_bytes(icc[128:132], "big")
+    entries = {bytes(icc[132 + 12 * k:136 + 12 * k]): 132 + 12 * k for k in range(n)}
+    r, g = entries[b"rXYZ"], entries[b"gXYZ"]
+    icc[r + 4:r + 12], icc[g + 4:g + 12] = icc[g + 4:g + 12], icc[r + 4:r + 12]
+    return bytes(icc)
+
+
+def test_reduction_keeps_the_working_side():
+    from gemid.vision.decode import WORK_MIN, reduction
+
+    assert reduction(512) == 1 and reduction(1400) == 1  # small photos are left whole
+    assert reduction(4032) == 4 and WORK_MIN <= 4032 // 4  # a 12 MP phone photo: a quarter of its side
+    assert reduction(2 * WORK_MIN) == 2 and reduction(2 * WORK_MIN - 1) == 1
+    assert reduction(20000) == 8 and reduction(20000, limit=64) == 16
+
+
+@pytest.mark.parametrize("orientation, shown", [(1, (2400, 1600)), (6, (1600, 2400)), (8, (1600, 2400))])
+def test_working_jpeg_is_drafted_with_orientation_and_profile(orientation, shown):
+    """A big JPEG is decoded at 1/2 (DCT scaling): EXIF turn and colour profile applied as in the full decode,
+    the photo's own size reported, `scale` mapping the working pixels back to it."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = save(Image.fromarray(half_and_half(2400, 1600)), "JPEG", quality=95, exif=exif.tobytes(),
+                icc_profile=_swapped_primaries_icc())
+    full, work = decode(data), decode(data, working=True)
+    assert (full.width, full.height) == shown and full.scale == 1.0
+    assert (work.width, work.height) == shown and work.rgb.shape[:2] == (shown[1] // 2, shown[0] // 2)
+    assert work.scale == 0.5 and work.to_photo(work.rgb.shape[1]) == shown[0]
+    assert work.exif_rotated is full.exif_rotated is (orientation != 1)
+    assert work.sha256 == full.sha256 and work.bytes == full.bytes
+    managed = full.rgb[full.height // 4, full.width // 4]  # the profile moved red: it is not the stored 220, 20, 30
+    assert not near(managed, RED, 30)
+    assert near(work.rgb[work.rgb.shape[0] // 4, work.rgb.shape[1] // 4], managed, 2)
+    small = cv2.resize(full.rgb, work.rgb.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - work.rgb).mean() < 1.0  # the same picture, pixel for pixel within a level
+
+
+def test_working_image_is_bounded_for_formats_without_draft():
+    """PNG has no reduced decode: it is decoded whole and shrunk once, by the same power of two."""
+    from gemid.vision.decode import WORK_MAX, WORK_MIN
+
+    data = save(Image.fromarray(half_and_half(3200, 2000)), "PNG")
+    work = decode(data, working=True)
+    assert (work.width, work.height) == (3200, 2000) and work.rgb.shape[:2] == (500, 800)
+    assert WORK_MIN <= max(work.rgb.shape[:2]) <= WORK_MAX and work.scale == 0.25
+    assert near(work.rgb[250, 10], RED, 2) and near(work.rgb[250, 790], BLUE, 2)
+    small = decode(save(Image.fromarray(half_and_half(900, 600)), "JPEG", quality=95), working=True)
+    assert small.scale == 1.0 and small.rgb.shape[:2] == (600, 900)  # already at working size: untouched
+
+
+def test_working_heic_keeps_orientation():
+    pillow_heif = pytest.importorskip("pillow_heif")
+    if not pillow_heif.libheif_info().get("HEIF"):
+        pytest.skip("this libheif build has no HEIF encoder to make a test file")
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img = decode(save(Image.fromarray(half_and_half(1600, 1200)), "HEIF", quality=90, exif=exif.tobytes()),
+                 working=True)
+    assert img.format == "HEIF" and (img.width, img.height) == (1200, 1600) and img.exif_rotated
+    assert img.rgb.shape[:2] == (800, 600) and img.scale == 0.5
+    assert near(img.rgb[10, 300], RED, 25) and near(img.rgb[790, 300], BLUE, 25)  # left half is now on top
