@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# Installs Debian's Chromium for the browser tests (tests/serve/test_browser.py) when it is missing and we may:
-# as root, or through passwordless sudo, with apt-get. Playwright's own browser download is never used.
-# Never fatal: the browser tests skip with a clear reason when Chromium is absent.
+# Installs what the browser tests (tests/serve/test_browser.py) need from Debian when it is missing and we may
+# (as root, or through passwordless sudo, with apt-get): Debian's Chromium, and fonts-noto-core for the Urdu
+# page (Noto Nastaliq Urdu, Noto Naskh Arabic; the page never fetches a font at run time). Playwright's own
+# browser download is never used. Never fatal: the browser tests skip with a clear reason when Chromium is
+# absent, and the Urdu page falls back to whatever Arabic-script font the system has.
 set -u
-if [ -x /usr/bin/chromium ] || [ -n "${GEMID_CHROMIUM:-}" ]; then
+NASTALIQ=/usr/share/fonts/truetype/noto/NotoNastaliqUrdu-Regular.ttf
+want=()
+if [ ! -x /usr/bin/chromium ] && [ -z "${GEMID_CHROMIUM:-}" ]; then
+  want+=(chromium)
+fi
+if [ ! -f "$NASTALIQ" ]; then
+  want+=(fonts-noto-core)
+fi
+if [ ${#want[@]} -eq 0 ]; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "browser-deps: no apt-get here; install Chromium yourself (or set GEMID_CHROMIUM); browser tests will skip"
+  echo "browser-deps: no apt-get here; install ${want[*]} yourself (or set GEMID_CHROMIUM); browser tests may skip"
   exit 0
 fi
 if [ "$(id -u)" = "0" ]; then
@@ -15,14 +25,15 @@ if [ "$(id -u)" = "0" ]; then
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
   SUDO="sudo -n"
 else
-  echo "browser-deps: not root and no passwordless sudo; run 'apt-get install chromium' as root; browser tests will skip"
+  echo "browser-deps: not root and no passwordless sudo; run 'apt-get install ${want[*]}' as root; browser tests may skip"
   exit 0
 fi
-echo "browser-deps: installing Debian's chromium for the browser tests..."
+echo "browser-deps: installing Debian's ${want[*]} for the browser tests..."
 export DEBIAN_FRONTEND=noninteractive
-if $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; then
+if $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null; then
   echo "browser-deps: $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium installed')"
+  [ -f "$NASTALIQ" ] && echo "browser-deps: Noto Nastaliq Urdu installed"
 else
-  echo "browser-deps: could not install chromium; browser tests will skip"
+  echo "browser-deps: could not install ${want[*]}; browser tests may skip"
 fi
 exit 0

@@ -764,21 +764,22 @@ def test_same_photo_again_shows_the_stored_reports_with_a_notice(desk: Watched, 
 def test_parcel_view_csv_and_printed_document(desk: Watched, server: str):
     page = desk.page
     reference = f"PARCEL-{uuid.uuid4().hex[:8]}"
-    for seed in (0, 3):  # two tray photos: twelve stones
+    for seed in (0, 3, 6):  # three tray photos: eighteen stones
         status, _ = api_identify(server, tray_png(seed), f"tray-{seed}.png", reference)
         assert status == 200
-    api_report(server, rendered_stone(31), reference)  # and one photo of one stone: thirteen
+    for seed in (31, 32):  # and two photos of one stone each: twenty, a desk's parcel
+        api_report(server, rendered_stone(seed), reference)
     parcel = json.load(urllib.request.urlopen(f"{server}v1/parcels/{reference}"))
-    assert parcel["stones"] == 13 and parcel["photos"] == 3
+    assert parcel["stones"] == 20 and parcel["photos"] == 5
 
     page.goto(f"{server}#/parcel/{reference}")
     rows = page.locator("table.stones tbody tr")
     rows.first.wait_for()
-    assert [rows.nth(i).get_attribute("data-report-id") for i in range(13)] == [r["report_id"] for r in parcel["rows"]]
-    assert page.locator("figure.tray").count() == 3
-    assert page.locator("figure.tray svg g[data-stone]").count() == 13
+    assert [rows.nth(i).get_attribute("data-report-id") for i in range(20)] == [r["report_id"] for r in parcel["rows"]]
+    assert page.locator("figure.tray").count() == 5
+    assert page.locator("figure.tray svg g[data-stone]").count() == 20
     counts = page.locator(".counts").inner_text()
-    assert counts.startswith("13 stones in 3 photos:")
+    assert counts.startswith("20 stones in 5 photos:")
     for decision, n in parcel["counts"].items():
         if n:
             assert page.locator(f".counts .badge[data-decision={decision}]").inner_text().startswith(str(n))
@@ -800,13 +801,15 @@ def test_parcel_view_csv_and_printed_document(desk: Watched, server: str):
     assert [x["report_id"] for x in lines] == [r["report_id"] for r in parcel["rows"]]
     assert [x["stone"] for x in lines[:6]] == [f"{i}/6" for i in range(1, 7)]
 
-    # the printed parcel document: thirteen stones on at most two A4 pages, as Chromium prints it
+    # the printed parcel document: twenty stones on one A4 page, as Chromium prints it
     page.emulate_media(media="print")
     assert page.locator(".parcel-doc-head").is_visible()
+    page.set_viewport_size({"width": 703, "height": 1000})  # A4's width inside 12 mm margins, at 96 dpi
+    shot(page, "print-parcel")
     pdf = page.pdf(format="A4", print_background=True)
     (SHOTS.parent / "parcel.pdf").write_bytes(pdf)
     pages = pdf_pages(pdf)
-    assert 1 <= pages <= 2, f"13 stones printed on {pages} A4 pages"
+    assert pages == 1, f"20 stones printed on {pages} A4 pages"
     page.emulate_media(media="screen")
 
     # History links to the parcel, and its CSV follows the search
@@ -902,3 +905,76 @@ def test_field_page_shows_accuracy_and_names_what_drifted(desk: Watched, server:
     assert marked == set(moved)
     shot(page, "field")
     desk.assert_clean()
+
+# --- Urdu ---------------------------------------------------------------------------------------------
+
+URDU_ALLOWED = {"gemid", "JPEG", "PNG", "WebP", "TIFF", "HEIC", "MB", "KB", "SHA", "CSV", "UTC", "tray", "png", "English"}  # the switch names English
+
+
+def english_words(text: str, allowed: set[str]) -> list[str]:
+    """Latin words of three letters or more that are not quoted data (file names, references, species)."""
+    import re
+
+    return [w for w in re.findall(r"[A-Za-z]{3,}", text) if w not in allowed]
+
+
+def test_urdu_page_is_right_to_left_and_fits_a_phone(browser, server: str):
+    reference = f"URDU-{uuid.uuid4().hex[:6]}"
+    assert api_identify(server, tray_png(7), "tray.png", reference)[0] == 200
+    context = browser.new_context(viewport=PHONE, locale="ur-PK", is_mobile=True, has_touch=True)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    watched = Watched(page, server)
+    try:
+        def fits(name: str) -> None:
+            page.wait_for_timeout(100)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], f"{name}: {width}px wide at {PHONE['width']}px in Urdu"
+            shot(page, f"phone-urdu-{name}")
+
+        # the browser's language is Urdu: the page follows it, right to left, in Urdu
+        page.goto(server)
+        page.locator("#dropzone").wait_for()
+        assert page.evaluate("[document.documentElement.lang, document.documentElement.dir]") == ["ur", "rtl"]
+        assert page.locator("h1").inner_text() == "پتھروں کی شناخت"
+        assert page.get_by_label("پارسل یا حوالہ نمبر").count() == 1
+        chrome = page.locator("body").inner_text()
+        assert english_words(chrome, URDU_ALLOWED) == [], "English left on the Urdu Identify page"
+        assert page.evaluate("getComputedStyle(document.body).fontFamily").startswith('"Noto Nastaliq Urdu"')
+        # the Nastaliq font is the system's, and it is the one used: Urdu text set in it is wider than in Naskh
+        widths = page.evaluate("""() => ['Noto Nastaliq Urdu', 'Noto Naskh Arabic'].map((f) => {
+            const c = document.createElement('canvas').getContext('2d'); c.font = `20px "${f}"`;
+            return c.measureText('پتھروں کی شناخت').width; })""")
+        assert widths[0] != widths[1], widths
+        fits("identify")
+
+        # the parcel in Urdu: headings, buttons, counts and columns from the Urdu catalogue
+        page.goto(f"{server}#/parcel/{reference}")
+        rows = page.locator("table.stones tbody tr")
+        rows.first.wait_for()
+        assert rows.count() == 6
+        assert page.get_by_role("link", name="CSV ڈاؤن لوڈ کریں").count() == 1
+        counts = page.locator(".counts").inner_text()
+        assert "\u20686\u2069" in counts  # a figure is isolated in the right-to-left sentence
+        assert counts.replace("\u2068", "").replace("\u2069", "").startswith("6 پتھر، 1 تصویر میں")
+        clarity = rows.first.locator("td.clarity").inner_text()
+        assert clarity in ("لاگو نہیں", "اس تصویر سے اندازہ ممکن نہیں") or clarity.isascii()  # a grade stays VVS…
+        fits("parcel")
+
+        page.goto(f"{server}#/history?reference={reference}")
+        page.locator("table.history").wait_for()
+        assert page.locator("h1").inner_text() == "تاریخچہ"
+        assert english_words(page.locator("form").inner_text(), URDU_ALLOWED) == []
+        fits("history")
+
+        # the switch: English, remembered over a reload
+        page.locator("#lang-switch").click()
+        assert page.evaluate("[document.documentElement.lang, document.documentElement.dir]") == ["en", "ltr"]
+        assert page.locator("h1").inner_text() == "History"
+        page.reload()
+        page.locator("table.history").wait_for()
+        assert page.locator("h1").inner_text() == "History"
+        assert page.locator("#lang-switch").inner_text() == "اردو"
+        watched.assert_clean()
+    finally:
+        context.close()

@@ -256,3 +256,49 @@ def test_preview_shrinks_large_photos_and_404s_unknown(client: TestClient):
     assert max(img.shape[:2]) == 512  # rounded up to a cached size, never larger than asked + one step
     assert client.get("/v1/reports/unknown/preview.jpg").status_code == 404
     assert client.get(f"/v1/reports/{rid}/preview.jpg?size=10").status_code == 422
+
+
+def _catalogues() -> dict[str, dict[str, str]]:
+    """js/messages.js's catalogues, read as text: one `'key': 'text'` a line inside each language's block."""
+    text = (STATIC_DIR / "js" / "messages.js").read_text(encoding="utf-8")
+    blocks = re.split(r"^  (en|ur): \{$", text, flags=re.M)
+    assert blocks[1::2] == ["en", "ur"], "messages.js holds the en and ur catalogues, in that order"
+    pair = re.compile(r"^    '([^']+)': '((?:[^'\\]|\\.)*)',$", re.M)
+    return {lang: dict(pair.findall(body)) for lang, body in zip(blocks[1::2], blocks[2::2], strict=True)}
+
+
+def test_every_catalogue_key_has_its_urdu_and_every_used_key_exists():
+    cat = _catalogues()
+    en, ur = cat["en"], cat["ur"]
+    assert len(en) > 150
+    assert sorted(set(en) ^ set(ur)) == [], "keys in one catalogue only"
+    assert [k for k, v in {**en, **ur}.items() if not v.strip()] == [], "empty texts"
+    # a translation is in Urdu: Arabic script in every Urdu text that is not a mark, figure or abbreviation
+    arabic = re.compile(r"[\u0600-\u06ff]")
+    same = {k for k in en if k in ur and en[k] == ur[k]}
+    assert same <= {"stones.col.n", "lang.switch"} or all(not arabic.search(en[k]) for k in same)
+    latin_only = [k for k, v in ur.items() if re.search(r"[A-Za-z]{3,}", v) and not arabic.search(v)]
+    assert latin_only == ["lang.switch"], latin_only  # the switch names English, in English
+    # placeholders agree: an Urdu text fills the same {names} as the English
+    for key in en:
+        assert set(re.findall(r"\{(\w+)\}", en[key])) == set(re.findall(r"\{(\w+)\}", ur[key])), key
+    # every key the modules ask for exists: t('key'), tn('key', n) (its .one and .many), data-i18n="key",
+    # and the families the modules build from a code (decision., status., shape., test., stones.col.)
+    used: set[str] = set()
+    for script in [*STATIC_DIR.rglob("*.js"), STATIC_DIR / "index.html"]:
+        source = script.read_text(encoding="utf-8")
+        used |= set(re.findall(r"\bt\('([\w.]+)'", source))
+        used |= {f"{k}.{form}" for k in re.findall(r"\btn\('([\w.]+)'", source) for form in ("one", "many")}
+        used |= set(re.findall(r'data-i18n="([\w.]+)"', source))
+    from gemid.report import SHAPES
+
+    used |= {f"decision.{d}" for d in ("identified", "uncertain", "refer", "rejected")}
+    used |= {f"status.{s}" for s in ("ready", "uploading", "analysing", "done", "refused", "failed")}
+    used |= {f"shape.{s}" for s in SHAPES}
+    used |= {f"test.{s}" for s in ("refractive_index", "birefringence", "specific_gravity", "optic_character",
+                                   "optic_sign", "pleochroism", "uv_fluorescence", "spectroscope", "magnification")}
+    used |= {f"stones.col.{c}" for c in ("n", "where", "decision", "conclusion", "top3", "shape", "colour", "clarity",
+                                         "next", "readings")}
+    assert len(used) > 140
+    assert sorted(used - set(en)) == [], "keys the page asks for that the catalogue lacks"
+    assert sorted(set(en) - used) == [], "keys no module uses"

@@ -15,7 +15,8 @@
  * js/format.js (wording and figures), js/stones.js (a tray photo's numbered stones, the table of stones), js/route.js (the hash route), js/report-sections.js (a report's
  * read-only parts), js/conclusion.js (the conclusion from photo and readings, and the rankings under it). Modules import what they use, and no module imports one that imports it back (views
  * reach the router through js/route.js); nothing is shared through `window`. The entry keeps the address
- * static/app.js that the page has always loaded.
+ * static/app.js that the page has always loaded. The page speaks English or Urdu (js/i18n.js, js/messages.js;
+ * the switch in the header), right to left in Urdu.
  */
 
 import { loadConfig } from './js/api.js';
@@ -23,6 +24,7 @@ import { addFiles, viewIdentify } from './js/capture.js';
 import { h, heading } from './js/dom.js';
 import { viewField } from './js/field.js';
 import { viewHistory } from './js/history.js';
+import { LANGS, initLang, lang, setLang, t } from './js/i18n.js';
 import { viewParcel } from './js/parcel.js';
 import { viewPrint } from './js/print.js';
 import { viewReport } from './js/results.js';
@@ -31,9 +33,9 @@ import { isCurrent, newVisit, parseRoute, setRenderer } from './js/route.js';
 let firstRender = true;
 
 function viewNotFound(root) {
-  document.title = 'Not found — gemid';
-  root.append(heading(1, 'Page not found', { tabindex: '-1' }),
-    h('p', {}, h('a', { href: '#/' }, 'Go to Identify')));
+  document.title = `${t('page.notfound')} — gemid`;
+  root.append(heading(1, t('page.notfound'), { tabindex: '-1' }),
+    h('p', {}, h('a', { href: '#/' }, t('page.goidentify'))));
 }
 
 const VIEWS = {
@@ -61,7 +63,7 @@ function render() {
     const h1 = root.querySelector('h1');
     if (h1) h1.focus();
   }).catch((e) => {
-    root.replaceChildren(h('div', { class: 'notice bad', role: 'alert' }, `Something went wrong on this page: ${e.message}`));
+    root.replaceChildren(h('div', { class: 'notice bad', role: 'alert' }, t('page.error', { message: e.message })));
   });
   if (!first) window.scrollTo(0, 0);
 }
@@ -79,6 +81,24 @@ async function start() {
     const files = Array.from((e.clipboardData && e.clipboardData.files) || []).filter((f) => f.type.startsWith('image/'));
     if (files.length) addFiles(files);
   });
+  initLang();
+  const switcher = document.getElementById('lang-switch');
+  const label = () => {
+    const other = lang() === 'en' ? 'ur' : 'en';
+    switcher.textContent = t('lang.switch');
+    switcher.setAttribute('lang', other);
+    switcher.setAttribute('dir', LANGS[other].dir);
+    switcher.setAttribute('aria-label', t('lang.switch.label'));
+  };
+  if (switcher) {
+    label();
+    switcher.hidden = false;
+    switcher.addEventListener('click', () => {
+      setLang(lang() === 'en' ? 'ur' : 'en');
+      label();
+      render();
+    });
+  }
   setRenderer(render);
   window.addEventListener('hashchange', render);
   await loadConfig();

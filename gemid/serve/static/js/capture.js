@@ -16,6 +16,7 @@
 import { config, errorCode, errorMessage, uploadOne } from './api.js';
 import { announce, enc, h, heading } from './dom.js';
 import { bytes, conclusionOf, conclusionText } from './format.js';
+import { t, tn } from './i18n.js';
 import { parcelHref } from './parcel.js';
 import { reportCard } from './results.js';
 import { rowOf, stoneNumber, stonesFigure, stonesTable } from './stones.js';
@@ -33,17 +34,16 @@ const state = {
 
 /** What can be said of a file before it is sent: `refuse` (it never leaves the PC) or `note` (sent anyway). */
 function precheck(file) {
-  if (file.size === 0) return { refuse: 'This file is empty (0 bytes). Take or choose the photo again.' };
+  if (file.size === 0) return { refuse: t('check.empty') };
   const max = config.max_bytes;
   if (max && file.size > max) {
     return {
-      refuse: `This file is ${bytes(file.size)}; the service accepts at most ${bytes(max)}. `
-        + 'Save a smaller JPEG (most phones have a "reduce size" option) and try again.',
+      refuse: t('check.toolarge', { size: bytes(file.size), max: bytes(max) }),
     };
   }
   const looksImage = (file.type || '').startsWith('image/') || /\.(jpe?g|png|webp|tiff?|heic|heif)$/i.test(file.name);
   if (!looksImage) {
-    return { note: `This does not look like a photo (${file.type || 'unknown type'}); the service will check it.` };
+    return { note: t('check.notphoto', { type: file.type || t('check.unknowntype') }) };
   }
   return {};
 }
@@ -66,18 +66,11 @@ export function addFiles(fileList) {
   if (added.length) {
     renderQueue();
     const refused = added.filter((i) => i.status === 'refused').length;
-    announce(`${added.length} file${added.length > 1 ? 's' : ''} added${refused ? `, ${refused} refused` : ''}.`);
+    announce(refused ? tn('identify.added.refused', added.length, { refused }) : tn('identify.added', added.length));
   }
 }
 
-const STATUS_TEXT = {
-  ready: 'Ready to identify',
-  uploading: 'Uploading…',
-  analysing: 'Analysing…',
-  done: 'Done',
-  refused: 'Refused',
-  failed: 'Failed — you can try again',
-};
+const STATUS_TEXT = new Proxy({}, { get: (_, k) => t(`status.${String(k)}`) });
 
 function queueItemEl(item) {
   const typeBadge = () => h('div', { class: 'thumb', 'aria-hidden': 'true' },
@@ -96,16 +89,16 @@ function queueItemEl(item) {
   const prog = (item.status === 'uploading' || item.status === 'analysing')
     ? h('progress', {
       max: '100', value: item.status === 'analysing' ? null : String(Math.round(item.progress * 100)),
-      'aria-label': `Upload progress for ${item.file.name}`,
+      'aria-label': t('identify.progress', { file: item.file.name }),
     })
     : null;
   const busy = item.status === 'uploading' || item.status === 'analysing';
   const actions = h('div', { class: 'item-actions' },
-    item.report ? h('a', { href: `#/report/${enc(item.report.report_id)}` }, 'Open') : null,
+    item.report ? h('a', { href: `#/report/${enc(item.report.report_id)}` }, t('identify.open')) : null,
     busy ? null : h('button', {
-      type: 'button', class: 'link', 'aria-label': `Remove ${item.file.name} from the list`,
+      type: 'button', class: 'link', 'aria-label': t('identify.remove', { file: item.file.name }),
       onclick: () => removeItem(item),
-    }, 'Remove'));
+    }, t('identify.removeword')));
   const li = h('li', { 'data-file': item.file.name },
     thumb,
     h('div', {},
@@ -145,7 +138,7 @@ function updateSubmit() {
   if (!btn) return;
   const n = state.queue.filter((i) => i.status === 'ready' || i.status === 'failed').length;
   btn.disabled = state.running || n === 0;
-  btn.textContent = state.running ? 'Identifying…' : `Identify ${n || ''} photo${n === 1 ? '' : 's'}`.replace('  ', ' ');
+  btn.textContent = state.running ? t('identify.running') : n ? tn('identify.button', n) : t('identify.button');
 }
 
 async function identifyQueued() {
@@ -168,7 +161,7 @@ async function identifyQueued() {
   updateSubmit();
   const done = todo.filter((i) => i.status === 'done').length;
   const bad = todo.length - done;
-  announce(`Finished: ${done} identified${bad ? `, ${bad} could not be used` : ''}.`);
+  announce(bad ? t('identify.finished.bad', { done, bad }) : t('identify.finished', { done }));
 }
 
 async function identifyOne(item, reference) {
@@ -189,8 +182,8 @@ async function identifyOne(item, reference) {
     item.reports = entries;
     item.report = entries[0];
     const notice = (body.notices || []).find((n) => n.code === 'duplicate');
-    item.notice = notice ? `Already stored under reference ${reference}: the stored report${entries.length > 1 ? 's are' : ' is'} shown, nothing new was stored.` : null;
-    item.message = entries.length > 1 ? `${entries.length} stones found` : conclusionText(conclusionOf(entries[0]));
+    item.notice = notice ? tn('identify.duplicate', entries.length, { reference }) : null;
+    item.message = entries.length > 1 ? tn('identify.found', entries.length) : conclusionText(conclusionOf(entries[0]));
     if (item.notice) item.message = `${item.message}. ${item.notice}`;
     if (item.card) item.card.remove();
     item.card = null;
@@ -212,7 +205,8 @@ function stoneDetails(item, i, open) {
   const line = () => {
     const r = item.reports[i];
     const n = stoneNumber(r);
-    summary.replaceChildren(h('span', { class: 'stone-name' }, n ? `Stone ${n.replace('/', ' of ')}` : (r.file || item.file.name)),
+    const [index, count] = n.split('/');
+    summary.replaceChildren(h('bdi', { class: 'stone-name' }, n ? t('identify.stone', { index, count }) : (r.file || item.file.name)),
       ' — ', h('span', { class: 'stone-answer' }, conclusionText(conclusionOf(r))));
   };
   line();
@@ -264,13 +258,13 @@ function renderSummary() {
   const items = done.flatMap((i) => i.reports.map((report) => ({ report, row: rowOf(report) })));
   const refs = [...new Set(items.map((x) => x.report.reference).filter(Boolean))];
   box.replaceChildren(
-    refs.length ? h('p', { class: 'parcel-links' }, 'Parcel: ', refs.map((ref, k) => [k ? ', ' : '',
+    refs.length ? h('p', { class: 'parcel-links' }, t('identify.parcel'), refs.map((ref, k) => [k ? ', ' : '',
       h('a', { href: parcelHref(ref) }, ref)])) : null,
-    items.length < 2 ? null : stonesTable(items, { caption: 'Parcel summary' }));
+    items.length < 2 ? null : stonesTable(items, { caption: t('identify.summary') }));
 }
 
 export function viewIdentify(root) {
-  document.title = 'Identify — gemid';
+  document.title = `${t('nav.identify')} — gemid`;
   const pick = h('input', {
     type: 'file', id: 'file-pick', accept: ACCEPT, multiple: true, hidden: true,
     onchange: (e) => { addFiles(e.target.files); e.target.value = ''; },
@@ -282,16 +276,16 @@ export function viewIdentify(root) {
   // On a phone the camera comes first; on a desk PC, the file picker and drag-and-drop.
   const coarse = window.matchMedia && window.matchMedia('(pointer: coarse)').matches;
   const chooseBtn = h('button', { type: 'button', id: 'choose-btn', class: coarse ? 'secondary' : '', onclick: () => pick.click() },
-    'Choose photos');
+    t('identify.choose'));
   const cameraBtn = h('button', {
     type: 'button', id: 'camera-btn', hidden: !coarse, onclick: () => camera.click(),
-  }, 'Take a photo');  // desk PCs: `capture` only opens the same file picker, so no second button there
+  }, t('identify.camera'));  // desk PCs: `capture` only opens the same file picker, so no second button there
   const drop = h('div', { class: 'dropzone', id: 'dropzone' },
-    coarse ? h('p', {}, h('strong', {}, 'Photograph each stone'), ' or choose saved photos.')
-      : h('p', {}, h('strong', {}, 'Drag photos of the stones here'), ' or use a button.'),
+    coarse ? h('p', {}, h('strong', {}, t('identify.drop.phone')), t('identify.drop.phone.more'))
+      : h('p', {}, h('strong', {}, t('identify.drop.desk')), t('identify.drop.desk.more')),
     h('div', { class: 'actions' }, coarse ? [cameraBtn, chooseBtn] : [chooseBtn, cameraBtn]),
-    h('p', { class: 'hint' }, 'One stone or a tray of stones apart, on a plain light background, in focus. JPEG, PNG, WebP, TIFF or HEIC'
-      + (config.max_bytes ? `, up to ${bytes(config.max_bytes)} each.` : '.')),
+    h('p', { class: 'hint' }, t('identify.hint')
+      + (config.max_bytes ? t('identify.hint.size', { size: bytes(config.max_bytes) }) : t('identify.hint.end'))),
     pick, camera);
   drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('dragging'); });
   drop.addEventListener('dragleave', () => drop.classList.remove('dragging'));
@@ -307,15 +301,15 @@ export function viewIdentify(root) {
     oninput: (e) => { state.reference = e.target.value; },
   });
   const form = h('form', { id: 'capture', class: 'panel', 'aria-labelledby': 'capture-title', novalidate: true },
-    heading(2, 'Photos', { id: 'capture-title', class: 'sr-only' }),
+    heading(2, t('identify.photos'), { id: 'capture-title', class: 'sr-only' }),
     h('div', { class: 'field' },
-      h('label', { for: 'reference' }, 'Parcel or reference number'),
-      h('p', { class: 'hint', id: 'reference-hint' }, 'Optional. Stored with every photo of this batch and searchable in History.'),
+      h('label', { for: 'reference' }, t('identify.reference')),
+      h('p', { class: 'hint', id: 'reference-hint' }, t('identify.reference.hint')),
       ref),
     drop,
-    h('ul', { class: 'queue', id: 'queue', 'aria-label': 'Photos to identify', hidden: true }),
+    h('ul', { class: 'queue', id: 'queue', 'aria-label': t('identify.queue'), hidden: true }),
     h('div', { class: 'actions' },
-      h('button', { type: 'submit', id: 'identify-btn', disabled: true }, 'Identify photos'),
+      h('button', { type: 'submit', id: 'identify-btn', disabled: true }, t('identify.button')),
       h('button', {
         type: 'button', class: 'secondary', id: 'clear-btn',
         onclick: () => {
@@ -325,20 +319,19 @@ export function viewIdentify(root) {
           document.getElementById('results-list').replaceChildren();
           renderQueue();
           renderSummary();
-          announce('List cleared. Stored reports stay in History.');
+          announce(t('identify.cleared'));
         },
-      }, 'Clear list')));
+      }, t('identify.clear'))));
   form.addEventListener('submit', (e) => { e.preventDefault(); identifyQueued(); });
 
   const results = h('section', { id: 'results', 'aria-labelledby': 'results-title', hidden: true },
-    heading(2, 'Results', { id: 'results-title' }),
+    heading(2, t('identify.results'), { id: 'results-title' }),
     h('div', { id: 'summary' }),
     h('div', { id: 'results-list' }));
 
   root.append(
-    heading(1, 'Identify stones', { tabindex: '-1' }),
-    h('p', { class: 'lead' }, 'Photograph or upload the stones, read the preliminary answer, then enter your '
-      + 'refractometer, polariscope or balance readings to re-rank the candidates.'),
+    heading(1, t('identify.title'), { tabindex: '-1' }),
+    h('p', { class: 'lead' }, t('identify.lead')),
     form, results);
   renderQueue();
   for (const item of state.queue) if (item.card) placeCard(item);

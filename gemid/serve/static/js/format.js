@@ -3,8 +3,11 @@
  *
  * The capture list, the report card, the history table and the printable report all show the same
  * figures; one module for the wording keeps them saying the same thing (a percentage rounded one way in
- * the card and another way on paper would make a technician doubt both).
+ * the card and another way on paper would make a technician doubt both). Words the translated views show
+ * come from js/messages.js (js/i18n.js `t`).
  */
+
+import { t } from './i18n.js';
 
 /** A model label as words (star_ruby → star ruby). */
 export function nice(label) {
@@ -60,9 +63,11 @@ const DECISION_WORDS = {
   uncertain: (best) => `Uncertain — most likely ${best}`,
   rejected: () => 'Not a gemstone, or the photo is too poor to judge',
 };
-export const DECISION_SHORT = {
-  identified: 'Identified', uncertain: 'Uncertain', refer: 'Refer to a lab', rejected: 'Not a gemstone',
-};
+const DECISIONS = ['identified', 'uncertain', 'refer', 'rejected'];
+/** The decision in a word or two, in the page's language (a badge, a table cell); undefined for an unknown one. */
+export const DECISION_SHORT = new Proxy({}, {
+  get: (_, d) => (DECISIONS.includes(d) ? t(`decision.${d}`) : undefined),
+});
 
 export function decisionText(species) {
   const top = (species && species.top) || [];
@@ -74,7 +79,7 @@ export function decisionText(species) {
 /** A list of names in words: "A", "A or B", "A, B or C". */
 export function orList(names) {
   const n = (names || []).map(nice);
-  return n.length <= 1 ? n.join('') : `${n.slice(0, -1).join(', ')} or ${n[n.length - 1]}`;
+  return n.length <= 1 ? n.join('') : `${n.slice(0, -1).join(', ')}${t('words.or')}${n[n.length - 1]}`;
 }
 
 /** The report's conclusion (photo and readings). A report stored before conclusions existed gets the one
@@ -96,11 +101,11 @@ export function conclusionOf(report) {
 export function conclusionText(c) {
   const answer = c && c.label ? `${nice(c.label)}${c.probability != null ? ` (${pct(c.probability)})` : ''}` : '';
   switch (c && c.decision) {
-    case 'identified': return `Identified: ${answer}`;
-    case 'uncertain': return `Uncertain — most likely ${answer}`;
+    case 'identified': return t('conclusion.identified', { answer });
+    case 'uncertain': return t('conclusion.uncertain', { answer });
     case 'refer': return (c.fits || []).length
-      ? `Refer to a laboratory — the readings fit ${orList(c.fits)}` : 'Refer to a laboratory';
-    case 'rejected': return DECISION_WORDS.rejected();
+      ? t('conclusion.refer.fits', { fits: orList(c.fits) }) : t('conclusion.refer');
+    case 'rejected': return t('conclusion.rejected');
     default: return String((c && c.decision) || 'No decision');
   }
 }
@@ -108,6 +113,6 @@ export function conclusionText(c) {
 /** The conclusion's answer for a table cell: "Ruby 99%", or for a referral "readings fit Cubic zirconia". */
 export function answerCell(decision, label, probability) {
   if (!label) return '—';
-  if (decision === 'refer') return `readings fit ${nice(label)}`;
+  if (decision === 'refer') return t('answer.fits', { label: nice(label) });
   return `${nice(label)}${probability != null && decision !== 'rejected' ? ` ${pct(probability)}` : ''}`;
 }

@@ -10,6 +10,7 @@
 import { API, api, config } from './api.js';
 import { enc, h, heading } from './dom.js';
 import { DECISION_SHORT, answerCell, conclusionOf, utc } from './format.js';
+import { t } from './i18n.js';
 import { parcelHref } from './parcel.js';
 import { isCurrent, rerender } from './route.js';
 
@@ -24,7 +25,7 @@ function listItems(body) {
 }
 
 export async function viewHistory(root, route, token) {
-  document.title = 'History — gemid';
+  document.title = `${t('history.title')} — gemid`;
   const p = route.params;
   const page = Math.max(1, parseInt(p.get('page') || '1', 10) || 1);
   const filters = ['reference', 'species', 'decision', 'since', 'until'];
@@ -35,21 +36,20 @@ export async function viewHistory(root, route, token) {
   const labels = config.labels || [];
   const csvQuery = new URLSearchParams();
   for (const f of filters) if (p.get(f)) csvQuery.set(f, p.get(f));
-  const form = h('form', { class: 'panel', role: 'search', 'aria-label': 'Search reports' },
+  const form = h('form', { class: 'panel', role: 'search', 'aria-label': t('history.search') },
     h('div', { class: 'grid-fields history-filters' },
-      field('reference', 'Reference', text('reference')),
-      field('species', 'Species', [text('species', labels.length ? { list: 'species-labels' } : {}),
+      field('reference', t('history.reference'), text('reference')),
+      field('species', t('history.species'), [text('species', labels.length ? { list: 'species-labels' } : {}),
         labels.length ? h('datalist', { id: 'species-labels' }, labels.map((l) => h('option', { value: l }))) : null]),
-      field('decision', 'Decision', h('select', { id: 'h-decision', name: 'decision' },
-        [['', 'Any'], ['identified', 'Identified'], ['uncertain', 'Uncertain'], ['refer', 'Refer to a lab'],
-          ['rejected', 'Not a gemstone']]
+      field('decision', t('history.decision'), h('select', { id: 'h-decision', name: 'decision' },
+        [['', t('history.any')], ...['identified', 'uncertain', 'refer', 'rejected'].map((d) => [d, DECISION_SHORT[d]])]
           .map(([v, t]) => h('option', { value: v, selected: (p.get('decision') || '') === v }, t)))),
-      field('since', 'From date', text('since')),
-      field('until', 'To date (inclusive)', text('until'))),
-    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Search'),
-      h('a', { class: 'button secondary', href: '#/history' }, 'Reset'),
+      field('since', t('history.since'), text('since')),
+      field('until', t('history.until'), text('until'))),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('history.submit')),
+      h('a', { class: 'button secondary', href: '#/history' }, t('history.reset')),
       h('a', { class: 'button secondary', id: 'history-csv', download: '',
-        href: `${API}reports.csv${csvQuery.toString() ? `?${csvQuery}` : ''}` }, 'Download CSV')));
+        href: `${API}reports.csv${csvQuery.toString() ? `?${csvQuery}` : ''}` }, t('history.csv'))));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const q = new URLSearchParams();
@@ -60,8 +60,8 @@ export async function viewHistory(root, route, token) {
     const target = `#/history${q.toString() ? `?${q}` : ''}`;
     if (window.location.hash === target) rerender(); else window.location.hash = target;
   });
-  const out = h('div', { 'aria-live': 'polite' }, h('p', {}, 'Loading…'));
-  root.append(heading(1, 'History', { tabindex: '-1' }), form, out);
+  const out = h('div', { 'aria-live': 'polite' }, h('p', {}, t('history.loading')));
+  root.append(heading(1, t('history.title'), { tabindex: '-1' }), form, out);
 
   const q = new URLSearchParams({ limit: String(HISTORY_PAGE), offset: String((page - 1) * HISTORY_PAGE) });
   for (const f of filters) if (p.get(f)) q.set(f, p.get(f));
@@ -76,7 +76,7 @@ export async function viewHistory(root, route, token) {
   if (!isCurrent(token)) return;
   const { items, total } = listItems(body || {});
   if (!items.length) {
-    out.replaceChildren(h('p', { class: 'lead' }, page > 1 ? 'No more reports.' : 'No reports match.'));
+    out.replaceChildren(h('p', { class: 'lead' }, page > 1 ? t('history.nomore') : t('history.none')));
     return;
   }
   const rows = items.map((r) => {
@@ -87,13 +87,14 @@ export async function viewHistory(root, route, token) {
     if (r.species && typeof r.species === 'object') ({ decision, label, probability } = conclusionOf(r));
     const rev = r.revision || 1;
     return h('tr', { 'data-report-id': r.report_id, 'data-decision': decision || '' },
-      h('td', { 'data-label': 'Date' }, utc(r.created_at)),
+      h('td', { 'data-label': 'Date' }, h('bdi', {}, utc(r.created_at))),
       h('td', { 'data-label': 'Reference' }, r.reference ? h('a', { href: parcelHref(r.reference), class: 'parcel-link' }, r.reference) : '—'),
       h('td', { class: 'opt', 'data-label': 'File' }, r.file || '—'),
-      h('td', { 'data-label': 'Conclusion' }, answerCell(decision, label, probability)),
+      h('td', { 'data-label': 'Conclusion' }, h('bdi', {}, answerCell(decision, label, probability))),
       h('td', { 'data-label': 'Decision' }, h('span', { class: `badge ${decision}` }, DECISION_SHORT[decision] || decision || '—')),
       h('td', { class: 'opt num', 'data-label': 'Revision' }, String(rev)),
-      h('td', { class: 'open' }, h('a', { href: `#/report/${enc(r.report_id)}` }, 'Open', h('span', { class: 'sr-only' }, ` report ${r.report_id}`))));
+      h('td', { class: 'open' }, h('a', { href: `#/report/${enc(r.report_id)}` }, t('history.open'),
+        h('span', { class: 'sr-only' }, t('history.open.sr', { id: r.report_id })))));
   });
   const from = (page - 1) * HISTORY_PAGE + 1;
   const to = from + items.length - 1;
@@ -105,15 +106,15 @@ export async function viewHistory(root, route, token) {
   const hasNext = total !== null ? to < total : items.length === HISTORY_PAGE;
   out.replaceChildren(
     h('div', { class: 'table-wrap panel' }, h('table', { class: 'history' },
-      h('caption', { class: 'sr-only' }, 'Past reports, newest first'),
+      h('caption', { class: 'sr-only' }, t('history.caption')),
       h('thead', {}, h('tr', {},
-        h('th', { scope: 'col' }, 'Date'), h('th', { scope: 'col' }, 'Reference'),
-        h('th', { scope: 'col', class: 'opt' }, 'File'), h('th', { scope: 'col' }, 'Conclusion'),
-        h('th', { scope: 'col' }, 'Decision'), h('th', { scope: 'col', class: 'opt num' }, 'Rev.'),
-        h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Open')))),
+        h('th', { scope: 'col' }, t('history.col.date')), h('th', { scope: 'col' }, t('history.col.reference')),
+        h('th', { scope: 'col', class: 'opt' }, t('history.col.file')), h('th', { scope: 'col' }, t('history.col.conclusion')),
+        h('th', { scope: 'col' }, t('history.col.decision')), h('th', { scope: 'col', class: 'opt num' }, t('history.col.rev')),
+        h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, t('history.open'))))),
       h('tbody', {}, rows))),
-    h('nav', { class: 'pager', 'aria-label': 'Pages' },
-      page > 1 ? h('a', { class: 'button secondary', href: link(page - 1) }, 'Previous') : null,
-      h('span', {}, `Showing ${from}–${to}${total !== null ? ` of ${total}` : ''}`),
-      hasNext ? h('a', { class: 'button secondary', href: link(page + 1) }, 'Next') : null));
+    h('nav', { class: 'pager', 'aria-label': t('history.pages') },
+      page > 1 ? h('a', { class: 'button secondary', href: link(page - 1) }, t('history.previous')) : null,
+      h('span', {}, total !== null ? t('history.showing.total', { from, to, total }) : t('history.showing', { from, to })),
+      hasNext ? h('a', { class: 'button secondary', href: link(page + 1) }, t('history.next')) : null));
 }

@@ -7,6 +7,7 @@
 import { API, api } from './api.js';
 import { enc, h, heading } from './dom.js';
 import { utc } from './format.js';
+import { lang, t } from './i18n.js';
 import { isCurrent } from './route.js';
 import { byPhoto, countsLine, stonesFigure, stonesTable } from './stones.js';
 
@@ -16,17 +17,17 @@ export function parcelHref(reference) {
 
 export async function viewParcel(root, route, token) {
   const reference = route.id;
-  document.title = `Parcel ${reference} — gemid`;
-  const body = h('div', {}, h('p', {}, 'Loading parcel…'));
-  root.append(h('h1', { tabindex: '-1' }, 'Parcel ', h('span', { class: 'parcel-ref' }, reference)), body);
+  document.title = `${t('parcel.title')}${reference} — gemid`;
+  const body = h('div', {}, h('p', {}, t('parcel.loading')));
+  root.append(h('h1', { tabindex: '-1' }, t('parcel.title'), h('bdi', { class: 'parcel-ref' }, reference)), body);
   let parcel;
   try {
     parcel = await api(`parcels/${enc(reference)}`);
   } catch (e) {
     if (!isCurrent(token)) return;
     body.replaceChildren(h('div', { class: 'notice bad', role: 'alert' },
-      e.status === 404 ? `No report is stored under the reference ${reference}.` : e.message),
-    h('p', {}, h('a', { href: '#/history' }, 'Search the history')));
+      e.status === 404 ? t('parcel.none', { reference }) : e.message),
+    h('p', {}, h('a', { href: '#/history' }, t('parcel.searchhistory'))));
     return;
   }
   if (!isCurrent(token)) return;
@@ -36,18 +37,19 @@ export async function viewParcel(root, route, token) {
   const photos = byPhoto(reports);
   body.replaceChildren(
     h('div', { class: 'actions no-print' },
-      h('a', { class: 'button', href: `${API}parcels/${enc(reference)}.csv`, download: '' }, 'Download CSV'),
-      h('button', { type: 'button', class: 'secondary', onclick: () => window.print() }, 'Print parcel'),
-      h('a', { class: 'button secondary', href: `#/history?reference=${enc(reference)}` }, 'In History')),
-    h('p', { class: 'print-only parcel-doc-head' },
-      `gemid parcel document · reference ${reference} · printed ${utc(new Date().toISOString())} · `
-      + `model ${model.name || '?'} ${model.version || ''}`),
+      h('a', { class: 'button', href: `${API}parcels/${enc(reference)}.csv`, download: '' }, t('parcel.csv')),
+      h('button', { type: 'button', class: 'secondary', onclick: () => window.print() }, t('parcel.print')),
+      h('a', { class: 'button secondary', href: `#/history?reference=${enc(reference)}` }, t('parcel.inhistory'))),
+    h('p', { class: 'print-only parcel-doc-head' }, t('parcel.dochead', {
+      reference, date: utc(new Date().toISOString()), model: `${model.name || '?'} ${model.version || ''}`.trim(),
+    })),
     countsLine(parcel.counts || {}, parcel.stones, parcel.photos),
-    h('section', { class: 'parcel-photos', 'aria-label': 'Photos' },
+    h('section', { class: 'parcel-photos', 'aria-label': t('parcel.photos') },
       photos.map((group) => stonesFigure(group))),
-    heading(2, 'Stones'),
-    stonesTable(items, { caption: `Stones of parcel ${reference}` }),
-    h('section', { class: 'parcel-hashes' }, heading(2, 'Photos (SHA-256)'),
-      h('ul', { class: 'mono' }, photos.map((g) => h('li', {}, `${g[0].file || 'photo'}: ${(g[0].image || {}).sha256}`)))),
-    reports.length ? h('p', { class: 'disclaimer' }, h('strong', {}, 'Disclaimer. '), reports[0].disclaimer) : null);
+    heading(2, t('parcel.stones')),
+    stonesTable(items, { caption: t('parcel.caption', { reference }) }),
+    h('section', { class: 'parcel-hashes' }, heading(2, t('parcel.hashes')),
+      h('ul', { class: 'mono', dir: 'ltr' }, photos.map((g) => h('li', {}, `${g[0].file || 'photo'}: ${(g[0].image || {}).sha256}`)))),
+    reports.length ? h('p', { class: 'disclaimer' }, h('strong', {}, t('disclaimer.title')),
+      lang() === 'en' ? reports[0].disclaimer : t('disclaimer')) : null);
 }

@@ -8,7 +8,8 @@
 
 import { imageUrl } from './api.js';
 import { enc, h, s } from './dom.js';
-import { DECISION_SHORT, answerCell, conclusionOf, nice, pct, testName } from './format.js';
+import { DECISION_SHORT, answerCell, conclusionOf, nice, pct } from './format.js';
+import { lang, t, tn } from './i18n.js';
 
 /** "2/6" for a stone of a tray photo, "" for a photo of one stone. */
 export function stoneNumber(report) {
@@ -25,10 +26,10 @@ export function stonesFigure(reports, { caption = null } = {}) {
   const frame = h('div', { class: 'photo-frame' });
   const picture = h('img', {
     src: imageUrl(first), width: W, height: H, decoding: 'async',
-    alt: `Photo ${first.file || ''} with ${reports.length} stone${reports.length > 1 ? 's' : ''} numbered`,
+    alt: t('stones.figure.alt', { file: first.file || '', n: reports.length }),
   });
   picture.addEventListener('error', () => {
-    const ph = h('div', { class: 'placeholder' }, 'The browser cannot display this photo; the outlines are drawn to scale.');
+    const ph = h('div', { class: 'placeholder' }, t('stones.figure.nophoto'));
     ph.style.aspectRatio = `${W} / ${H}`;
     picture.replaceWith(ph);
   }, { once: true });
@@ -54,7 +55,7 @@ export function stonesFigure(reports, { caption = null } = {}) {
   }
   frame.append(svg);
   return h('figure', { class: 'photo tray', 'data-stones': String(reports.length) }, frame,
-    h('figcaption', {}, caption || `${first.file || 'Photo'}: ${reports.length} stone${reports.length > 1 ? 's' : ''}, numbered in reading order.`));
+    h('figcaption', {}, caption || tn('stones.figure', reports.length, { file: first.file || t('stones.photo') })));
 }
 
 /** Reports grouped by photo, in order: the stones of one photo together (they share its sha256 and time). */
@@ -83,9 +84,9 @@ export function rowOf(report) {
   const c = conclusionOf(report);
   const col = report.colour;
   const cla = report.clarity;
-  const t = report.tests;
+  const tests = report.tests;
   const notGraded = (g) => (g.status === 'not_applicable' ? 'does not apply' : 'cannot judge from this photo');
-  const rr = t && t.reranking;
+  const rr = tests && tests.reranking;
   const top = (report.species && report.species.top) || [];
   const tops = Object.fromEntries([0, 1, 2].filter((k) => top[k])
     .flatMap((k) => [[`top${k + 1}`, top[k].label], [`p${k + 1}`, String(top[k].probability)]]));
@@ -97,7 +98,7 @@ export function rowOf(report) {
     colour: !col ? '' : col.status !== 'graded' || !col.tone ? notGraded(col) : `${col.hue}, tone ${col.tone.value}, saturation ${col.saturation.value}`,
     colour_hex: (col && col.hex) || '',
     clarity: !cla ? '' : cla.status !== 'graded' || !cla.grade ? notGraded(cla) : cla.grade,
-    next_test: !t ? '' : t.colour_decides || ((t.recommended || [])[0] ? testName(t.recommended[0].test) : ''),
+    next_test: !tests ? '' : tests.colour_decides || ((tests.recommended || [])[0] ? nice(tests.recommended[0].test) : ''),
     readings: rr ? Object.entries(rr.readings || {}).filter(([, v]) => v !== null && v !== false)
       .map(([k, v]) => (v === true ? k : `${k} ${v}`)).join('; ') : '',
   };
@@ -106,9 +107,28 @@ export function rowOf(report) {
 /** A grade's words for a table cell: "cannot judge from this photo" without its reason, a colour without the
  * scale's names ("green, tone 5, saturation 5"); the cell's title keeps the whole text. */
 export function brief(text) {
-  const t = String(text || '');
-  if (/^(does not apply|cannot judge)/.test(t)) return t.split(':')[0];
-  return t.replace(/\s*\([^)]*\)/g, '');
+  const words = String(text || '');
+  if (words.startsWith('does not apply')) return t('grade.not_applicable');
+  if (words.startsWith('cannot judge')) return t('grade.cannot_judge');
+  const graded = /^(.*), tone (\d+)[^,]*, saturation (\d+)/.exec(words);
+  if (graded) return t('colour.brief', { hue: graded[1], tone: graded[2], saturation: graded[3] });
+  return words.replace(/\s*\([^)]*\)/g, '');
+}
+
+const SHAPES = ['round', 'oval', 'cushion', 'emerald_cut', 'square', 'pear', 'marquise', 'heart', 'trillion', 'cabochon',
+  'tumbled_or_rough'];
+const TESTS = ['refractive_index', 'birefringence', 'specific_gravity', 'optic_character', 'optic_sign', 'pleochroism',
+  'uv_fluorescence', 'spectroscope', 'magnification'];
+
+/** A shape or test as the row words it ("emerald cut", "refractive index"), in the page's language. */
+function shapeWords(words) {
+  const key = SHAPES.find((k) => nice(k) === words);
+  return key ? t(`shape.${key}`) : words;
+}
+
+function testWords(words) {
+  const key = TESTS.find((k) => nice(k) === words);
+  return key ? t(`test.${key}`) : words;
 }
 
 function topThree(row) {
@@ -117,38 +137,42 @@ function topThree(row) {
 }
 
 /** The compact table of stones: `items` are {report, row} (row from the service, or rowOf(report)). */
-export function stonesTable(items, { caption = 'Stones', open = null } = {}) {
-  const head = ['#', 'Photo / stone', 'Decision', 'Conclusion', 'Top 3 (photo)', 'Shape', 'Colour', 'Clarity', 'Next test',
-    'Readings', ''];
+export function stonesTable(items, { caption = t('stones.caption'), open = null } = {}) {
+  const head = [...['n', 'where', 'decision', 'conclusion', 'top3', 'shape', 'colour', 'clarity', 'next', 'readings']
+    .map((k) => t(`stones.col.${k}`)), ''];
   return h('div', { class: 'table-wrap' }, h('table', { class: 'stones' },
     h('caption', { class: 'sr-only' }, caption),
     h('thead', {}, h('tr', {}, head.map((t, i) => h('th', { scope: 'col', class: i === 4 || i === 9 ? 'opt' : null }, t)))),
     h('tbody', {}, items.map(({ report, row }, i) => {
       const decision = row.decision || conclusionOf(report).decision;
       const prob = row.probability === '' || row.probability == null ? null : Number(row.probability);
-      const where = [row.file || report.file || 'photo', row.stone && row.stone !== '1/1' ? `stone ${row.stone}` : null].filter(Boolean).join(' · ');
+      const where = [row.file || report.file || t('stones.photo'),
+        row.stone && row.stone !== '1/1' ? t('stones.where', { stone: row.stone }) : null].filter(Boolean).join(' · ');
       return h('tr', { 'data-report-id': report.report_id, 'data-decision': decision || '', 'data-stone': row.stone || '' },
-        h('td', { class: 'num', 'data-label': '#' }, String(i + 1)),
-        h('td', { class: 'where', 'data-label': 'Photo / stone' }, where),
-        h('td', { class: 'decision-cell', 'data-label': 'Decision' },
+        h('td', { class: 'num', 'data-label': t('stones.col.n') }, String(i + 1)),
+        h('td', { class: 'where', 'data-label': t('stones.col.where') }, h('bdi', {}, where)),
+        h('td', { class: 'decision-cell', 'data-label': t('stones.col.decision') },
           h('span', { class: `badge ${decision}` }, DECISION_SHORT[decision] || decision || '—')),
-        h('td', { class: 'answer', 'data-label': 'Conclusion' }, answerCell(decision, row.answer || null, prob),
-          row.basis === 'photo+readings' ? ' (with readings)' : ''),
-        h('td', { class: 'photo-answer opt', 'data-label': 'Top 3 (photo)' }, topThree(row)),
-        h('td', { class: 'shape', 'data-label': 'Shape' }, row.shape || '—'),
-        h('td', { class: 'colour', 'data-label': 'Colour', title: row.colour || null }, colourCell(row.colour_hex, brief(row.colour))),
-        h('td', { class: 'clarity', 'data-label': 'Clarity', title: row.clarity || null }, brief(row.clarity) || '—'),
-        h('td', { class: 'next-test', 'data-label': 'Next test' }, row.next_test || '—'),
-        h('td', { class: 'readings opt', 'data-label': 'Readings' }, row.readings || '—'),
+        h('td', { class: 'answer', 'data-label': t('stones.col.conclusion') }, h('bdi', {}, answerCell(decision, row.answer || null, prob)),
+          row.basis === 'photo+readings' ? t('answer.withreadings') : ''),
+        h('td', { class: 'photo-answer opt', 'data-label': t('stones.col.top3') }, h('bdi', { dir: 'ltr' }, topThree(row))),
+        h('td', { class: 'shape', 'data-label': t('stones.col.shape') }, shapeWords(row.shape) || '—'),
+        h('td', { class: 'colour', 'data-label': t('stones.col.colour'), title: row.colour || null },
+          colourCell(row.colour_hex, brief(row.colour))),
+        h('td', { class: 'clarity', 'data-label': t('stones.col.clarity'), title: row.clarity || null }, brief(row.clarity) || '—'),
+        h('td', { class: 'next-test', 'data-label': t('stones.col.next') }, testWords(row.next_test) || '—'),
+        h('td', { class: 'readings opt', 'data-label': t('stones.col.readings') }, h('bdi', { dir: 'ltr' }, row.readings || '—')),
         h('td', { class: 'open no-print' }, open ? open(report)
-          : h('a', { href: `#/report/${enc(report.report_id)}` }, 'Open', h('span', { class: 'sr-only' }, ` stone ${i + 1}`))));
+          : h('a', { href: `#/report/${enc(report.report_id)}` }, t('stones.open'),
+            h('span', { class: 'sr-only' }, t('stones.open.sr', { n: i + 1 })))));
     }))));
 }
 
 /** "6 stones: 4 identified · 1 uncertain · 1 not a gemstone" as badges. */
 export function countsLine(counts, stones, photos) {
   const parts = Object.entries(counts).filter(([, n]) => n > 0)
-    .map(([d, n]) => h('span', { class: `badge ${d}`, 'data-decision': d }, `${n} ${(DECISION_SHORT[d] || d).toLowerCase()}`));
-  return h('p', { class: 'counts' }, `${stones} stone${stones === 1 ? '' : 's'}${photos != null ? ` in ${photos} photo${photos === 1 ? '' : 's'}` : ''}: `,
+    .map(([d, n]) => h('span', { class: `badge ${d}`, 'data-decision': d },
+      `${n} ${lang() === 'en' ? (DECISION_SHORT[d] || d).toLowerCase() : DECISION_SHORT[d] || d}`));
+  return h('p', { class: 'counts' }, tn('stones.counts', stones), photos != null ? tn('stones.inphotos', photos) : '', ': ',
     parts.map((p, i) => [i ? ' ' : '', p]));
 }
