@@ -80,6 +80,9 @@ class ReportRow(Base):
     decision: Mapped[str] = mapped_column(String(16), index=True)
     top1_label: Mapped[str] = mapped_column(String(100), index=True)
     top1_probability: Mapped[float] = mapped_column(Float)
+    # the latest revision's confirmed label (None: not confirmed): field accuracy and the training export
+    # read the confirmed reports through this index instead of every report's JSON
+    confirmed_label: Mapped[str | None] = mapped_column(String(100), index=True)
     # the token of the public verification page /verify/{code} (printed as the QR code): unguessable, so a
     # printed report opens its own page and nothing else; null only while a migration backfills it
     verify_code: Mapped[str | None] = mapped_column(String(64), unique=True)

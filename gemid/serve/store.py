@@ -130,6 +130,11 @@ def current_answer(report: Report) -> tuple[str, str, float]:
     return report.species.decision, (best.label if best else ""), (best.probability if best else 0.0)
 
 
+def confirmed_label(report: Report) -> str | None:
+    """The label a laboratory or confirmatory tests settled for this revision (None: not confirmed)."""
+    return report.confirmation.label[:100] if report.confirmation is not None else None
+
+
 def put_photo(images: ImageStore, report: Report, data: bytes | Path) -> tuple[str, str]:
     """Store the report's photo (bytes, or the file it was spooled to; atomic, fsynced); (sha256, extension)
     to record in its row."""
@@ -215,7 +220,7 @@ class ReportStore:
                                **{k: capture.get(k) for k in INTAKE_STATS}})
             decision, label, prob = current_answer(report)
             answer = {"decision": decision, "top1_label": label[:100], "top1_probability": prob}
-            reports.append({"id": report.report_id, "created_at": report.created_at, "updated_at": report.created_at,
+            reports.append({"confirmed_label": confirmed_label(report), "id": report.report_id, "created_at": report.created_at, "updated_at": report.created_at,
                             "reference": report.reference, "file": (report.file or None) and report.file[:255],
                             "image_sha256": sha, "image_ext": ext, "latest_revision": report.revision,
                             "verify_code": new_verify_code(), **answer})
@@ -248,7 +253,7 @@ class ReportStore:
                     update(ReportRow)
                     .where(ReportRow.id == report.report_id, ReportRow.latest_revision == report.revision - 1)
                     .values(latest_revision=report.revision, updated_at=now, decision=decision,
-                            top1_label=label[:100], top1_probability=prob)
+                            top1_label=label[:100], top1_probability=prob, confirmed_label=confirmed_label(report))
                 ).rowcount
                 if swapped != 1:
                     raise RevisionConflict(f"report {report.report_id} is no longer at revision {report.revision - 1}")

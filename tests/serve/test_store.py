@@ -28,7 +28,7 @@ from gemid.report import (
     TestsResult as SectionTests,
 )
 from gemid.serve.images import ImageStore
-from gemid.serve.models_db import Base
+from gemid.serve.models_db import Base, RevisionRow
 from gemid.serve.store import (
     ReportStore,
     RevisionConflict,
@@ -80,6 +80,48 @@ def test_migrations_build_the_orm_schema_on_an_empty_database(database_url: str)
     assert diff == []
     migrate(engine)  # idempotent: a restart applies nothing twice
     assert schema_revision(engine) == head
+    engine.dispose()
+
+
+def test_confirmed_label_follows_the_latest_revision_and_is_filled_for_reports_stored_before_it(
+        database_url: str, images: ImageStore):
+    from alembic import command
+    from sqlalchemy import select
+
+    from gemid.report import Confirmation
+    from gemid.serve.models_db import ReportRow
+    from gemid.serve.store import alembic_config
+
+    engine = make_engine(database_url)
+    cfg = alembic_config(database_url)
+    with engine.begin() as conn:  # a store as the release before the column left it
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003_intake_shadow")
+    store = ReportStore(engine)
+    first = make_report("old", b"old photo")
+    with engine.begin() as conn:  # what add_reports wrote then: no confirmed_label column yet
+        conn.exec_driver_sql(
+            "INSERT INTO reports (id, created_at, updated_at, image_sha256, image_ext, latest_revision, decision, "
+            "top1_label, top1_probability) VALUES ('old', '2025-03-01 09:30:00', '2025-03-01 09:30:00', 'x', 'png', "
+            "2, 'identified', 'Ruby', 0.9)")
+        for rev, confirmation in ((1, None), (2, {"label": "Spinel", "method": "Raman"})):
+            body = {**first.model_dump(mode="json"), "revision": rev, "confirmation": confirmation}
+            conn.execute(RevisionRow.__table__.insert(), [{  # type: ignore[attr-defined]
+                "report_id": "old", "revision": rev, "created_at": T0, "decision": "identified",
+                "top1_label": "Ruby", "top1_probability": 0.9, "body": body}])
+    migrate(engine)
+    with engine.connect() as conn:
+        assert conn.execute(select(ReportRow.confirmed_label).where(ReportRow.id == "old")).scalar_one() == "Spinel"
+
+    store.add_new([(make_report("new", b"new photo"), b"new photo")], images)
+    confirmed = store.get("new").model_copy(update={"revision": 2, "confirmation": Confirmation(
+        label="Ruby", method="Raman")})
+    store.add_revision(confirmed)
+    later = confirmed.model_copy(update={"revision": 3})  # readings after the confirmation keep it
+    store.add_revision(later)
+    with engine.connect() as conn:
+        assert dict(conn.execute(select(ReportRow.id, ReportRow.confirmed_label)).all()) == {
+            "old": "Spinel", "new": "Ruby"}
     engine.dispose()
 
 
