@@ -4,11 +4,15 @@
     python -m bench.bench_runtime --photo stone.jpg --repeats 50 --threads 2 --json runtime.json
     python -m bench.bench_runtime --checkpoint runs/gems68-lite0/best.pt   # PyTorch eager on the trained weights
     python -m bench.bench_runtime --threads 1 --size 512   # one analysis worker of bench_service, per photo
+    python -m bench.bench_runtime --kinds-only             # just issue 33's table: product vs 12 MP phone photos
 
 Prints
 - per-stage latency, p50 and p95 in milliseconds: decode, segment, quality, crop + preprocess, species
   (ONNX Runtime fp32 and int8, batch 1), stone area (shared by the graders), colour, clarity, test guidance, the whole `Identifier.identify` (fp32, graded) and the
   service's default screen (int8, `grade=False`);
+- end to end by kind of photo (issue 33): the full report (fp32, graded) and the screen (int8, `grade=False`)
+  of a 512-px product photo and of a 12 MP phone-style photo of the same rendered stone as JPEG and HEIC
+  (`gemid.datasets.synth.phone`), with the ratios phone / product (target <= 1.6x) and screen / full;
 - the model alone at batch 1 and 8 on ONNX Runtime fp32, ONNX Runtime int8 and PyTorch eager (only when
   torch and `gemid.training` import), as ms per image and as ratios to PyTorch eager and to ORT fp32.
 
@@ -72,13 +76,14 @@ def stage_latency(bundle_dir: Path, data: bytes, threads: int, repeats: int) -> 
     from gemid.vision.stone_area import locate
 
     ident = Identifier(bundle_dir, threads=threads)
-    img = decode(data)
+    img = decode(data, working=True)  # the working image, as identify decodes it
     seg = segment(img.rgb)
     crop = ident.classifier.crop(img.rgb, seg)
     out: dict[str, dict[str, float]] = {
-        "decode": timed(lambda: decode(data), repeats),
+        "decode (whole photo)": timed(lambda: decode(data), max(3, repeats // 3)),
+        "decode (working image)": timed(lambda: decode(data, working=True), repeats),
         "segment": timed(lambda: segment(img.rgb), repeats),
-        "quality": timed(lambda: assess(img.rgb, seg, ident.bundle.input.crop.margin), repeats),
+        "quality": timed(lambda: assess(img.rgb, seg, ident.bundle.input.crop.margin, scale=img.scale), repeats),
         "crop + preprocess": timed(lambda: ident.classifier.preprocess(ident.classifier.crop(img.rgb, seg)), repeats),
         "species (ORT fp32)": timed(lambda: ident.classifier.predict([crop]), repeats),
     }
@@ -88,8 +93,8 @@ def stage_latency(bundle_dir: Path, data: bytes, threads: int, repeats: int) -> 
         out["species (ORT int8)"] = timed(lambda: screen.classifier.predict([crop]), repeats)
     report = ident.identify(data)
     top1 = report.species.top[0].label
-    area = locate(img.rgb, seg)  # found once per photo and shared by both graders, as identify does
-    out["stone area"] = timed(lambda: locate(img.rgb, seg), repeats)
+    area = locate(img.rgb, seg, photo_scale=img.scale)  # found once per photo, shared by both graders
+    out["stone area"] = timed(lambda: locate(img.rgb, seg, photo_scale=img.scale), repeats)
     optional = {
         "colour": (ident._grade_colour, (img.rgb, seg), {"area": area}),
         "clarity": (ident._grade_clarity, (img.rgb, seg, top1), {"area": area}),
@@ -108,6 +113,46 @@ def stage_latency(bundle_dir: Path, data: bytes, threads: int, repeats: int) -> 
     if screen is not None:  # what the service's default screen (grade=false, int8) asks of a worker
         out["identify (screen, int8)"] = timed(lambda: screen.identify(data, grade=False), repeats)
     return out
+
+
+KIND_SPEC = {"cut": "oval", "aspect": 1.3, "lab": (40.0, 55.0, 20.0), "noise": 2.0}  # bench_service's stone
+
+
+def kinds_latency(bundle_dir: Path, threads: int, repeats: int) -> dict[str, dict[str, float]]:
+    """p50 ms of the whole identify, full report (fp32) and screen (int8), per kind of photo."""
+    import cv2
+
+    from gemid.datasets.synth import StoneSpec, render
+    from gemid.datasets.synth.phone import encode_photo, phone_frame
+    from gemid.vision.pipeline import Identifier
+
+    spec = StoneSpec(**KIND_SPEC)  # type: ignore[arg-type]
+    rgb, _m, _t = render(spec, size=512)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    frame = phone_frame(spec)
+    kinds = {"product 512 px JPEG": buf.tobytes(), "phone 12 MP JPEG": encode_photo(frame, "jpeg"),
+             "phone 12 MP HEIC": encode_photo(frame, "heic")}
+    full = Identifier(bundle_dir, threads=threads)
+    screen = Identifier(bundle_dir, variant="int8" if "int8" in full.bundle.files else "fp32", threads=threads)
+    out: dict[str, dict[str, float]] = {}
+    for name, data in kinds.items():
+        n = repeats if name.startswith("product") else max(5, repeats // 2)
+        out[name] = {"full": timed(lambda d=data: full.identify(d), n)["p50"],
+                     "screen": timed(lambda d=data: screen.identify(d, grade=False), n)["p50"],
+                     "kB": len(data) / 1e3}
+    return out
+
+
+def print_kinds(kinds: dict[str, dict[str, float]]) -> None:
+    ref = kinds["product 512 px JPEG"]
+    print(f"\n{'end to end (identify), p50':<28}{'full ms':>9}{'screen ms':>11}{'full/screen':>13}"
+          f"{'full vs product':>17}{'screen vs product':>19}")
+    for name, row in kinds.items():
+        print(f"{name:<28}{row['full']:>9.1f}{row['screen']:>11.1f}{row['full'] / row['screen']:>12.2f}x"
+              f"{row['full'] / ref['full']:>16.2f}x{row['screen'] / ref['screen']:>18.2f}x")
+    worst = max(row[m] / ref[m] for name, row in kinds.items() for m in ("full", "screen") if name != "product 512 px JPEG")
+    print(f"phone photo vs product photo, worst of JPEG/HEIC and full/screen: {worst:.2f}x "
+          f"(target <= 1.6x: {'met' if worst <= 1.6 else 'MISSED'})")
 
 
 def engine_latency(bundle_dir: Path, threads: int, repeats: int, checkpoint: Path | None) -> dict[str, Any]:
@@ -167,6 +212,27 @@ def _torch_model(bundle: Any, checkpoint: Path | None) -> Any:
     return model.eval()
 
 
+def profile(bundle_dir: Path, data: bytes, threads: int, n: int) -> None:
+    """cProfile of `n` full identifications (after one warm-up): the functions that cost the most time."""
+    import cProfile
+    import io
+    import pstats
+
+    from gemid.vision.pipeline import Identifier
+
+    ident = Identifier(bundle_dir, threads=threads)
+    ident.identify(data)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n):
+        ident.identify(data)
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
+    print(f"\ncProfile, {n} full identifications (own time per function, all calls):")
+    print("\n".join(out.getvalue().splitlines()[4:]))
+
+
 def main(argv: list[str] | None = None) -> int:
     from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
 
@@ -180,12 +246,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint for the eager comparison")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--phone", choices=("jpeg", "heic"),
+                   help="time the stages on a rendered 12 MP phone-style photo (gemid.datasets.synth.phone) instead")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also cProfile N full identifications of the photo and print the 25 costliest functions")
+    p.add_argument("--kinds-only", action="store_true", help="only the product vs phone photo table")
+    p.add_argument("--no-kinds", action="store_true", help="leave out the product vs phone photo table")
     args = p.parse_args(argv)
     if not (args.model / "bundle.json").is_file():
         print(f"no model bundle at {args.model}: run `gemid export` or pass --model DIR", file=sys.stderr)
         return 2
 
-    data = args.photo.read_bytes() if args.photo else default_photo(args.size)
+    if args.phone:
+        from gemid.datasets.synth import StoneSpec
+        from gemid.datasets.synth.phone import phone_photo
+
+        data = phone_photo(StoneSpec(**KIND_SPEC), fmt=args.phone)  # type: ignore[arg-type]
+    else:
+        data = args.photo.read_bytes() if args.photo else default_photo(args.size)
     from gemid.vision.decode import decode
 
     img = decode(data)
@@ -195,10 +273,18 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     cv2.setNumThreads(args.threads)  # as the service pins each analysis (gemid.serve.analysis.load_identifier)
+    kinds = None if args.no_kinds else kinds_latency(args.model, args.threads, args.repeats)
+    if kinds is not None:
+        print_kinds(kinds)
+        print(f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    if args.kinds_only:
+        return 0
     stages = stage_latency(args.model, data, args.threads, args.repeats)
     print(f"\n{'stage':<26}{'p50 ms':>10}{'p95 ms':>10}")
     for name, t in stages.items():
         print(f"{name:<26}{t['p50']:>10.2f}{t['p95']:>10.2f}")
+    if args.profile:
+        profile(args.model, data, args.threads, args.profile)
 
     engines = engine_latency(args.model, args.threads, args.repeats, args.checkpoint)
     print("\nmodel alone, ms per image (p50)")
@@ -213,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if engines["note"]:
         print("  " + engines["note"])
     if args.json:
-        args.json.write_text(json.dumps({"stages": stages, "engines": engines, "threads": args.threads, "cpu": cpu_description(),
+        args.json.write_text(json.dumps({"stages": stages, "engines": engines, "kinds": kinds, "threads": args.threads, "cpu": cpu_description(),
                                          "photo": str(args.photo or "rendered"), "model": str(args.model)}, indent=2))
     return 0
 

@@ -3,6 +3,7 @@
     python -m bench.bench_service                    # the shipped model (models/gemid-species)
     python -m bench.bench_service --tiny             # the tests' tiny ONNX bundle (needs the onnx package)
     python -m bench.bench_service --clients 1,4,16 --requests 200 --seconds 30 --variant int8
+    python -m bench.bench_service --photo phone --variant int8   # + 12 MP phone photos, JPEG and HEIC (issue 33)
 
 Each level sends a bounded number of requests (stopping early at the time limit) of one rendered stone
 photo (gemid.datasets.synth, JPEG) to POST /v1/identify; every request is a full identification that is
@@ -11,6 +12,10 @@ failed count per level, the CPU the server (with its analysis workers) spent per
 the machine left idle (Linux), the server's own mean analysis time per photo from /metrics, and the peak
 memory of the server and of each analysis worker (Linux).
 Targets (issue 3): p99 < 250 ms at 16 clients, >= 50 identifications/s, 0 failures.
+`--photo phone` (issue 33) runs the same levels on the 512-px product photo, a rendered 12 MP phone-style photo
+as JPEG and the same as HEIC (`gemid.datasets.synth.phone`: the stone in the middle third, sensor noise) and
+prints the ratios: full report / screen throughput at the most clients (target >= 0.5, with >= 50 ident/s and
+p99 < 400 ms), and phone / product latency at one client and throughput at the most clients (target <= 1.6x).
 Only loopback traffic; the server and the clients share this machine's cores.
 """
 
@@ -84,6 +89,36 @@ def photos(size: int, n: int) -> list[bytes]:
     return out
 
 
+def distinct(photo: bytes, n: int) -> list[bytes]:
+    """`n` byte-distinct copies of one encoded photo with the same pixels: a JPEG gets a comment segment after
+    its SOI marker, a HEIC a trailing top-level `free` box (ISO-BMFF readers skip it). Re-encoding a 12 MP
+    HEIC takes seconds; the photo store only needs new bytes to pay for a new photo."""
+    return [tagged(photo, i) for i in range(n)]
+
+
+def tagged(photo: bytes, i: int) -> bytes:
+    """One of `distinct`'s copies: copy `i`."""
+    tag = f"gemid-bench {i}".encode()
+    if photo.startswith(b"\xff\xd8"):
+        return photo[:2] + b"\xff\xfe" + (len(tag) + 2).to_bytes(2, "big") + tag + photo[2:]
+    return photo + (len(tag) + 8).to_bytes(4, "big") + b"free" + tag
+
+
+PHOTO_KINDS = ("product", "phone-jpeg", "phone-heic")
+
+
+def kind_photos(kind: str, size: int, n: int) -> list[bytes]:
+    """The photos of one kind: `product` the rendered stone at `size` px, else a 12 MP phone-style frame of the
+    same stone (spec and colour as `photos`), JPEG quality 90 or HEIC."""
+    if kind == "product":
+        return photos(size, n)
+    from gemid.datasets.synth import StoneSpec
+    from gemid.datasets.synth.phone import encode_photo, phone_frame
+
+    frame = phone_frame(StoneSpec(cut="oval", aspect=1.3, lab=(40.0, 55.0, 20.0), noise=2.0))
+    return distinct(encode_photo(frame, "heic" if kind == "phone-heic" else "jpeg"), n)
+
+
 def tiny_bundle(dest: Path) -> Path:
     from bundle_fixture import build_bundle
 
@@ -109,8 +144,9 @@ BOUNDARY = "gemid-bench-7d1c5a"
 
 def identify_request(port: int, photo: bytes, grade: bool) -> bytes:
     """The whole HTTP/1.1 request for POST /v1/identify with one photo, encoded once before timing."""
-    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"stone.jpg\"\r\n"
-            "Content-Type: image/jpeg\r\n\r\n").encode() + photo + f"\r\n--{BOUNDARY}--\r\n".encode()
+    name, ctype = ("stone.jpg", "image/jpeg") if photo.startswith(b"\xff\xd8") else ("stone.heic", "image/heic")
+    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"{name}\"\r\n"
+            f"Content-Type: {ctype}\r\n\r\n").encode() + photo + f"\r\n--{BOUNDARY}--\r\n".encode()
     head = (f"POST /v1/identify{'' if grade else '?grade=false'} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
@@ -243,7 +279,8 @@ MODES = {"screen": False, "full": True}  # mode -> grade colour and clarity
 def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp32",
         clients: tuple[int, ...] = (1, 4, 16), requests: int = 200, seconds: float = 30.0,
         size: int = 512, workers: int = 1, warmup: int = 10, analysis: str = "processes",
-        modes: tuple[str, ...] = ("screen", "full")) -> dict[str, list[Level]]:
+        modes: tuple[str, ...] = ("screen", "full"), kinds: tuple[str, ...] = ("product",)) -> dict[str, list[Level]]:
+    """Every level of every mode for every kind of photo; results keyed "mode" (one kind) or "kind/mode"."""
     with tempfile.TemporaryDirectory(prefix="gemid-bench-") as tmp:
         tmpdir = Path(tmp)
         if tiny:
@@ -254,7 +291,15 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
             model_dir = DEFAULT_BUNDLE_DIR
         if not (Path(model_dir) / "bundle.json").is_file():
             raise SystemExit(f"no model bundle at {model_dir}; train/export one, pass --model-dir, or use --tiny")
-        data = photos(size, warmup + requests * len(clients) * len(modes))
+        # one encoded photo per kind; each level gets byte-distinct copies of it (a new photo per request)
+        base_photo = {k: kind_photos(k, size, 1)[0] for k in kinds}
+        serial = iter(range(1, 1 << 30))
+
+        def fresh(kind: str, n: int) -> list[bytes]:
+            if kind == "product":
+                return photos(size, n)  # the index drawn into the pixels, as before
+            return [tagged(base_photo[kind], next(serial)) for _ in range(n)]
+
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         proc = start_server(port, tmpdir / "data", Path(model_dir), variant, workers, analysis)
@@ -262,51 +307,98 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
             ready = wait_ready(proc, base)
             model = ready["model"]
             print(f"server: gemid serve, {workers} worker(s), analysis in {analysis}, model {model['name']} {model['version']} "
-                  f"({model['variant']}), all CPUs shared with the clients\nCPU: {cpu_description()}")
-            print(f"photos: rendered stone {size}x{size} JPEG, {len(data[0]) / 1024:.0f} KiB, a new photo per request; "
-                  f"up to {requests} requests or {seconds:.0f} s per level")
+                  f"({model['variant']}), all CPUs shared with the clients\nCPU: {cpu_description()}; "
+                  f"load average {os.getloadavg()[0]:.1f} at start (other work on the machine shows in every figure)")
+            for k in kinds:
+                what = f"rendered stone {size}x{size} JPEG" if k == "product" else (
+                    f"12 MP (4032x3024) phone-style {k.split('-')[1].upper()}, stone in the middle third, sensor noise")
+                print(f"photos [{k}]: {what}, {len(base_photo[k]) / 1024:.0f} KiB, a new photo per request")
+            print(f"up to {requests} requests or {seconds:.0f} s per level")
             print("modes: screen = POST /v1/identify?grade=false (species, quality, test guidance: issue 3's "
                   "identification); full = also colour and clarity grading (issue 4)")
-            asyncio.run(run_level(base, data[:warmup], 1, warmup, 60))  # load caches, first-call costs
-            data = data[warmup:]
+            for k in kinds:
+                asyncio.run(run_level(base, fresh(k, warmup), 1, warmup, 120))  # load caches, first-call costs
             results: dict[str, list[Level]] = {}
-            for mode in modes:
-                grade = MODES[mode]
-                before = server_inference_totals(base)
-                print(f"\n[{mode}]\n{'clients':>7} {'requests':>8} {'failed':>6} {'ident/s':>8} {'p50 ms':>8} "
-                      f"{'p99 ms':>8} {'server CPU ms/req (own + workers)':>33} {'idle':>5}")
-                levels = []
-                for n in clients:
-                    cpu0, idle0 = tree_cpu_seconds(proc.pid), cpu_idle()
-                    level = asyncio.run(run_level(base, data[:requests], n, requests, seconds, grade))
-                    cpu1, idle1 = tree_cpu_seconds(proc.pid), cpu_idle()
-                    data = data[requests:]
-                    levels.append(level)
-                    cpu = "-"
-                    if cpu0 is not None and cpu1 is not None:
-                        own, kids = (1000 * (b - a) / level.sent for a, b in zip(cpu0, cpu1, strict=True))
-                        cpu = f"{own + kids:.1f} ({own:.1f} + {kids:.1f})"
-                    idle = (f"{100 * (idle1[0] - idle0[0]) / max(1, idle1[1] - idle0[1]):.0f}%"
-                            if idle0 is not None and idle1 is not None else "-")
-                    print(f"{n:>7} {level.sent:>8} {level.failed:>6} {level.throughput:>8.1f} "
-                          f"{level.pct(50):>8.1f} {level.pct(99):>8.1f} {cpu:>33} {idle:>5}", flush=True)
-                after = server_inference_totals(base)
-                if after[1] > before[1]:
-                    mean = 1000 * (after[0] - before[0]) / (after[1] - before[1])
-                    print(f"server-side analysis per photo ({mode}), mean over all levels: {mean:.1f} ms")
-                last = levels[-1]
-                verdict = (last.pct(99) < 250, last.throughput >= 50, all(lv.failed == 0 for lv in levels))
-                print(f"targets at {last.clients} clients ({mode}): p99 < 250 ms {'met' if verdict[0] else 'MISSED'}; "
-                      f">= 50 ident/s {'met' if verdict[1] else 'MISSED'}; "
-                      f"0 failures {'met' if verdict[2] else 'MISSED'}")
-                results[mode] = levels
+            for kind in kinds:
+                for mode in modes:
+                    key = mode if len(kinds) == 1 else f"{kind}/{mode}"
+                    results[key] = _run_mode(base, proc, key, MODES[mode], clients, requests, seconds,
+                                             lambda n, kind=kind: fresh(kind, n))
+            if len(kinds) > 1 or len(modes) > 1:
+                print_ratios(results, kinds, modes)
             memory = tree_peak_memory_mb(proc.pid)
             if memory is not None:
                 print(f"\npeak memory (RSS): server process {memory[0]:.0f} MB; its children (analysis workers, "
                       f"resource tracker) {', '.join(f'{m:.0f}' for m in memory[1])} MB")
+            print(f"load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+                  if Path("/proc/loadavg").is_file() else "")
             return results
         finally:
             stop(proc)
+
+
+def _run_mode(base: str, proc: subprocess.Popen, key: str, grade: bool, clients: tuple[int, ...], requests: int,
+              seconds: float, fresh: object) -> list[Level]:
+    """The levels of one mode on one kind of photo, printed as they finish."""
+    before = server_inference_totals(base)
+    print(f"\n[{key}]\n{'clients':>7} {'requests':>8} {'failed':>6} {'ident/s':>8} {'p50 ms':>8} "
+          f"{'p99 ms':>8} {'server CPU ms/req (own + workers)':>33} {'idle':>5}")
+    levels = []
+    for n in clients:
+        data = fresh(requests)  # type: ignore[operator]
+        cpu0, idle0 = tree_cpu_seconds(proc.pid), cpu_idle()
+        level = asyncio.run(run_level(base, data, n, requests, seconds, grade))
+        cpu1, idle1 = tree_cpu_seconds(proc.pid), cpu_idle()
+        del data
+        levels.append(level)
+        cpu = "-"
+        if cpu0 is not None and cpu1 is not None:
+            own, kids = (1000 * (b - a) / level.sent for a, b in zip(cpu0, cpu1, strict=True))
+            cpu = f"{own + kids:.1f} ({own:.1f} + {kids:.1f})"
+        idle = (f"{100 * (idle1[0] - idle0[0]) / max(1, idle1[1] - idle0[1]):.0f}%"
+                if idle0 is not None and idle1 is not None else "-")
+        print(f"{n:>7} {level.sent:>8} {level.failed:>6} {level.throughput:>8.1f} "
+              f"{level.pct(50):>8.1f} {level.pct(99):>8.1f} {cpu:>33} {idle:>5}", flush=True)
+    after = server_inference_totals(base)
+    if after[1] > before[1]:
+        mean = 1000 * (after[0] - before[0]) / (after[1] - before[1])
+        print(f"server-side analysis per photo ({key}), mean over all levels: {mean:.1f} ms")
+    last = levels[-1]
+    verdict = (last.pct(99) < 250, last.throughput >= 50, all(lv.failed == 0 for lv in levels))
+    print(f"targets at {last.clients} clients ({key}): p99 < 250 ms {'met' if verdict[0] else 'MISSED'}; "
+          f">= 50 ident/s {'met' if verdict[1] else 'MISSED'}; "
+          f"0 failures {'met' if verdict[2] else 'MISSED'}")
+    return levels
+
+
+def print_ratios(results: dict[str, list[Level]], kinds: tuple[str, ...], modes: tuple[str, ...]) -> None:
+    """Issue 33's ratios, from this one run: full report vs screen, phone photo vs product photo."""
+    def get(kind: str, mode: str) -> list[Level] | None:
+        return results.get(mode if len(kinds) == 1 else f"{kind}/{mode}")
+
+    print("\nratios (this run)")
+    for kind in kinds:
+        screen, full = get(kind, "screen"), get(kind, "full")
+        if screen and full:
+            s, f = screen[-1], full[-1]
+            ok = f.throughput / max(s.throughput, 1e-9) >= 0.5 and f.throughput >= 50 and f.pct(99) < 400
+            print(f"  [{kind}] full / screen throughput at {f.clients} clients: {f.throughput:.1f} / "
+                  f"{s.throughput:.1f} = {f.throughput / max(s.throughput, 1e-9):.2f}x (full p99 {f.pct(99):.0f} ms; "
+                  f"target >= 0.5x, >= 50 ident/s, p99 < 400 ms: {'met' if ok else 'MISSED'})")
+    if "product" not in kinds:
+        return
+    for kind in kinds:
+        if kind == "product":
+            continue
+        for mode in modes:
+            ref, ph = get("product", mode), get(kind, mode)
+            if not ref or not ph:
+                continue
+            lat = ph[0].pct(50) / max(ref[0].pct(50), 1e-9)
+            thr = ref[-1].throughput / max(ph[-1].throughput, 1e-9)
+            print(f"  [{kind} vs product, {mode}] p50 at {ph[0].clients} client(s) {ph[0].pct(50):.0f} / "
+                  f"{ref[0].pct(50):.0f} ms = {lat:.2f}x; time per photo at {ph[-1].clients} clients "
+                  f"(1 / throughput) {thr:.2f}x (target <= 1.6x: {'met' if max(lat, thr) <= 1.6 else 'MISSED'})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,14 +414,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--analysis", choices=("processes", "threads"), default="processes",
                    help="where the server analyses photos (GEMID_ANALYSIS)")
     p.add_argument("--modes", default="screen,full", help="comma-separated: screen (grade=false), full")
+    p.add_argument("--photo", default="product",
+                   help=f"comma-separated kinds of photo: {', '.join(PHOTO_KINDS)}; 'phone' = all three")
     args = p.parse_args(argv)
+    kinds = PHOTO_KINDS if args.photo == "phone" else tuple(k.strip() for k in args.photo.split(",") if k.strip())
+    if not kinds or any(k not in PHOTO_KINDS for k in kinds):
+        p.error(f"--photo: choose from {', '.join(PHOTO_KINDS)} or phone")
     clients = tuple(int(c) for c in args.clients.split(",") if c.strip())
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if not modes or any(m not in MODES for m in modes):
         p.error(f"--modes: choose from {', '.join(MODES)}")
     results = run(args.model_dir, tiny=args.tiny, variant=args.variant, clients=clients, requests=args.requests,
                   seconds=args.seconds, size=args.size, workers=args.workers, modes=modes,
-                  analysis=args.analysis)
+                  analysis=args.analysis, kinds=kinds)
     return 1 if any(lv.failed for levels in results.values() for lv in levels) else 0
 
 

@@ -8,7 +8,7 @@ background never yields noise), clean up with morphology and keep the large conn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -29,6 +29,9 @@ class Segmentation:
     found: bool  # False when no stone could be told from the background
     background_lab: tuple[float, float, float]  # median border colour (OpenCV 8-bit Lab scaled to CIELAB)
     border_is_background: float  # fraction of border pixels that look like background (0..1)
+    # the image at WORK_SIDE (area filter, before the blur): the stone area (`gemid.vision.stone_area`) works
+    # at the same size and takes it from here rather than shrinking the whole frame a second time
+    small: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def _foreground(dist: np.ndarray, border_dist: np.ndarray, floor: float) -> tuple[float, float, list[np.ndarray]]:
@@ -58,8 +61,8 @@ def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
     # the plain area filter, not gemid.vision.resample's faster one: training cut its crops from these
     # masks, so they must stay bit for bit what the shipped model was trained and measured on
     scale = min(1.0, WORK_SIDE / max(h, w))
-    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (3, 3), 0)
+    shrunk = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(shrunk, (3, 3), 0)
     sh, sw = small.shape[:2]
     bw = max(2, round(0.03 * min(sh, sw)))
 
@@ -82,7 +85,7 @@ def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
     if not keep:
         return Segmentation(
             mask=np.zeros((h, w), np.uint8), bbox=(0, 0, w, h), outline=[], area_fraction=0.0, n_stones=0,
-            found=False, background_lab=tuple(float(v) for v in bg), border_is_background=border_is_bg,
+            found=False, background_lab=tuple(float(v) for v in bg), border_is_background=border_is_bg, small=shrunk,
         )
     keep.sort(key=cv2.contourArea, reverse=True)
     largest = cv2.contourArea(keep[0])
@@ -100,5 +103,5 @@ def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
     return Segmentation(
         mask=mask, bbox=bbox, outline=outline, area_fraction=float((filled > 0).mean()),
         n_stones=len(stones), found=True, background_lab=tuple(float(v) for v in bg),
-        border_is_background=border_is_bg,
+        border_is_background=border_is_bg, small=shrunk,
     )

@@ -24,6 +24,7 @@ from gemid.vision.colorimetry import (
     xyz_to_xy,
     y_of_lightness,
 )
+from gemid.vision.segment import WORK_SIDE as SEG_SIDE
 from gemid.vision.segment import Segmentation
 
 WORK_SIDE = 384
@@ -55,12 +56,16 @@ def channel_min(px: np.ndarray) -> np.ndarray:
     return np.minimum(np.minimum(px[..., 0], px[..., 1]), px[..., 2])
 
 
-def downscale(rgb: np.ndarray, mask: np.ndarray, side: int = WORK_SIDE) -> tuple[np.ndarray, np.ndarray, float]:
+def downscale(rgb: np.ndarray, mask: np.ndarray, side: int = WORK_SIDE,
+              shrunk: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """`rgb` and its mask at most `side` on the long side; `shrunk`: that image already made (the
+    segmentation's, the same area filter to the same size), used as it is."""
     h, w = rgb.shape[:2]
     s = min(1.0, side / max(h, w))
     if s < 1.0:
         size = (max(1, round(w * s)), max(1, round(h * s)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        same = shrunk is not None and shrunk.shape[:2] == (size[1], size[0])
+        rgb = shrunk if same else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
     return rgb, mask, s
 
@@ -158,7 +163,7 @@ def locate(rgb: np.ndarray, seg: Segmentation, side: int = WORK_SIDE, *, photo_s
     in the photo's own pixels."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError("expected an RGB uint8 image of shape (H, W, 3)")
-    small, mask, scale = downscale(rgb, seg.mask, side)
+    small, mask, scale = downscale(rgb, seg.mask, side, seg.small if side == SEG_SIDE else None)
     stone = mask > 0
     found = bool(seg.found and stone.any())
     card = card_box = comp = None

@@ -200,7 +200,7 @@ def isolated(rgb: np.ndarray, stones: list[Segmentation], i: int, margin: float,
             sub[theirs & ~own] = fill
     x, y, bw, bh = seg.bbox
     local = replace(seg, mask=own.astype(np.uint8) * 255, bbox=(x - x0, y - y0, bw, bh),
-                    outline=[(px - x0, py - y0) for px, py in seg.outline])
+                    outline=[(px - x0, py - y0) for px, py in seg.outline], small=None)  # not the crop's pixels
     return sub, local
 
 

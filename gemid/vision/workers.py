@@ -80,8 +80,22 @@ class ModelSpec:
         # photos run in parallel (threads or worker processes); OpenCV's own threads inside each one would only
         # oversubscribe the cores (measured: 2 workers x 2 photos x OpenCV threads tripled the analysis time)
         cv2.setNumThreads(self.threads)
+        limit_blas(self.threads)
         return Identifier(self.bundle_dir, variant=self.variant, threads=self.threads, top_k=self.top_k,
                           max_bytes=self.max_bytes, max_pixels=self.max_pixels, load_model=load_model)
+
+
+def limit_blas(threads: int) -> None:
+    """numpy's BLAS (OpenBLAS) to at most `threads` threads in this process. The graders' small matrix
+    products (colour conversions of a stone's pixels, least squares on a few thousand) gain nothing from
+    threads, and with the machine busy (the service's workers side by side) OpenBLAS's threads wait on each
+    other: colour 122 -> 76 ms and the stone area 19 -> 7 ms per photo with one thread on a 2-core machine
+    at load ~17, 40x on a bare 60,000 x 3 product (issue 33)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # an install without it keeps OpenBLAS's own choice
+        return
+    threadpool_limits(limits=max(1, int(threads)), user_api="blas")
 
 
 class WorkersUnavailable(RuntimeError):
