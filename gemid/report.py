@@ -16,8 +16,8 @@ verification recomputes the canonical form from the JSON received, a signed revi
 byte for byte in meaning: a field added to this schema later is absent from it, never filled in with a
 default (that would change the signed content). gemid.signing holds the rules in code.
 
-A report's table row (CLI table and CSV, the parcel table, its CSV and History's CSV) is made here too, by `table_row`, so the
-columns have one owner.
+A report's table row (CLI table and CSV, the parcel table, its CSV and History's CSV) is made here too, by
+`table_row`, so the columns have one owner.
 """
 
 from __future__ import annotations

@@ -17,12 +17,13 @@ pytest.register_assert_rewrite("serve_support")
 
 from bundle_fixture import TRAY_READING_ORDER, draw_tray, encode  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import stone, stored, upload  # noqa: E402
+from serve_support import make_settings, stone, stored, upload  # noqa: E402
 
 from gemid.report import ROW_FIELDS, Report, table_row  # noqa: E402
+from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.settings import Settings  # noqa: E402
 
-pytest_plugins = ["serve_support"]
+pytest_plugins = ["serve_support", "postgres_support"]
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +175,22 @@ def test_history_csv_has_the_list_filters(client: TestClient):
     assert bad.status_code == 422 and bad.json()["error"]["code"]
     bad = client.get("/v1/reports.csv", params={"decision": "maybe"})
     assert bad.status_code == 422 and bad.json()["error"]["code"]
+
+
+def test_duplicates_parcels_and_csv_on_sqlite_and_postgresql(database_url: str, tmp_path, tiny_bundle, identifier,
+                                                            tray_photo: bytes):
+    """The same queries on both stores: a duplicate found by sha256 and reference, a parcel's stones in order
+    (two photos analysed one after the other, each photo's stones together), History's CSV newest first."""
+    key = {} if database_url.startswith("sqlite") else {"signing_key": tmp_path / "shared" / "signing-key.pem"}
+    settings = make_settings(tmp_path / "data", tiny_bundle, db_url=database_url, **key)
+    with TestClient(create_app(settings, identifier=identifier)) as c:
+        first = identify(c, ("tray.png", tray_photo), ("ruby.png", stone("Ruby")), reference="PG LOT").json()
+        again = identify(c, ("tray.png", tray_photo), reference="PG LOT").json()
+        assert [n["code"] for n in again["notices"]] == ["duplicate"]
+        assert [x["report_id"] for x in again["reports"]] == [x["report_id"] for x in first["reports"][:6]]
+        parcel = c.get(f"/v1/parcels/{quote('PG LOT')}").json()
+        assert [x["report_id"] for x in parcel["rows"]] == [x["report_id"] for x in first["reports"]]
+        rows = read_csv(c.get("/v1/reports.csv").text)
+        assert [x["file"] for x in rows] == ["ruby.png"] + ["tray.png"] * 6  # the newest photo first
+        assert [x["stone"] for x in rows[1:]] == [f"{i}/6" for i in range(1, 7)]  # its stones in reading order
+    assert stored(settings)[:2] == (7, 7)

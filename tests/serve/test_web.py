@@ -302,3 +302,16 @@ def test_every_catalogue_key_has_its_urdu_and_every_used_key_exists():
     assert len(used) > 140
     assert sorted(used - set(en)) == [], "keys the page asks for that the catalogue lacks"
     assert sorted(set(en) - used) == [], "keys no module uses"
+
+
+def test_the_page_writes_readings_as_the_service_rows_do():
+    """The Identify summary words a stone's readings itself (it has the reports, not the stored rows): in the
+    same shorthand as gemid.report.table_row, so the page's two tables and the CSV agree."""
+    from gemid.report import READING_WORDS, Readings
+
+    js = (STATIC_DIR / "js" / "stones.js").read_text(encoding="utf-8")
+    block = re.search(r"const READING_WORDS = \{(.*?)\};", js, re.S)
+    assert block
+    page = dict(re.findall(r"(\w+): '([^']*)'", block.group(1)))
+    assert page == READING_WORDS
+    assert set(READING_WORDS) == set(Readings.model_fields)

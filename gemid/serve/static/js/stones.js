@@ -79,6 +79,12 @@ function colourCell(hex, words) {
   return [sw, words || '—'];
 }
 
+// gemid.report.READING_WORDS: the readings in a desk's shorthand, as the service's rows write them
+const READING_WORDS = {
+  ri: 'RI', ri_high: 'RI high', ri_otl: 'RI over the limit', birefringence: 'DR', sg: 'SG', optic: 'optic',
+  optic_sign: 'sign', pleochroism: 'pleochroism', uv_lw: 'UV LW', ri_spot: 'spot RI', weight_ct: 'ct', ri_limit: 'RI limit',
+};
+
 /** A report's row as the service words it (gemid.report.table_row), for a report without a stored row. */
 export function rowOf(report) {
   const c = conclusionOf(report);
@@ -100,7 +106,7 @@ export function rowOf(report) {
     clarity: !cla ? '' : cla.status !== 'graded' || !cla.grade ? notGraded(cla) : cla.grade,
     next_test: !tests ? '' : tests.colour_decides || ((tests.recommended || [])[0] ? nice(tests.recommended[0].test) : ''),
     readings: rr ? Object.entries(rr.readings || {}).filter(([, v]) => v !== null && v !== false)
-      .map(([k, v]) => (v === true ? k : `${k} ${v}`)).join('; ') : '',
+      .map(([k, v]) => (v === true ? READING_WORDS[k] || k : `${READING_WORDS[k] || k} ${v}`)).join('; ') : '',
   };
 }
 
