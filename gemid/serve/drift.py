@@ -153,8 +153,11 @@ def compare_stat(name: str, values: np.ndarray, ref: dict[str, Any]) -> dict[str
     moved, line = _verdict(psi, n, edges.size + 1)
     median = float(np.median(values))
     lower, higher = WORDS.get(name, ("lower", "higher"))
+    # which way: more of the window above the training median than below it, or the reverse (the medians
+    # alone can tie when a part of the window moved, e.g. a warm lamp on some desks of a week)
+    tilt = float(np.mean(values > ref["median"]) - np.mean(values < ref["median"]))
     out.update(median=round(median, 4), psi=round(psi, 4), ks=round(ks, 4), moved=moved, line=line,
-               direction=(lower if median < ref["median"] else higher) if moved else None)
+               direction=(lower if tilt < 0 else higher) if moved else None)
     return out
 
 
