@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from gemid import signing
 from gemid.serve.models_db import SigningKeyRow
@@ -126,6 +126,7 @@ def open_signer(settings: Settings, engine: Engine) -> Signer:
         key = signing.new_private_key()
         signing.write_private_key(path, key)
         _register(engine, key.public_key(), retire_others=False)
+        _first_start_race(engine, path, signing.key_id(key.public_key()))
         log.info("created signing key %s in %s", signing.key_id(key.public_key()), path)
         return Signer(path, key)
     try:
@@ -145,6 +146,19 @@ def open_signer(settings: Settings, engine: Engine) -> Signer:
             f"the signing key file {path} holds {state} ({kid}); this store signs with {now}: give this replica "
             f"the current key file, or run `gemid keys rotate-signing`")
     return Signer(path, key)
+
+
+def _first_start_race(engine: Engine, path: Path, kid: str) -> None:
+    """Two replicas started at the same moment on an empty store each made a key: the first registered wins,
+    the other withdraws its key (row and file) and refuses, so the replicas never sign with different keys."""
+    current = sorted((k for k in public_keys(engine) if k.retired_at is None), key=lambda k: (k.created_at, k.key_id))
+    if current and current[0].key_id != kid:
+        with engine.begin() as conn:
+            conn.execute(delete(SigningKeyRow).where(SigningKeyRow.key_id == kid))
+        path.unlink(missing_ok=True)
+        raise SigningKeyError(
+            f"another replica created this store's signing key ({current[0].key_id}) at the same moment: give this "
+            f"replica that key file ({path}) and start it again")
 
 
 def rotate(settings: Settings, engine: Engine) -> tuple[list[str], str]:

@@ -220,6 +220,27 @@ def test_key_file_rules(tmp_path: Path, tiny_bundle: Path):
         store.close()
 
 
+def test_replicas_starting_at_once_end_with_one_key(tmp_path: Path, tiny_bundle: Path):
+    """Two replicas on an empty store each made a key: the later one withdraws it (row and file) and refuses."""
+    from gemid.serve.keys import _first_start_race, _register, public_keys
+
+    settings = make_settings(tmp_path / "data", tiny_bundle)
+    store = ReportStore.open(settings.database_url)
+    try:
+        first, second = signing.new_private_key(), signing.new_private_key()
+        _register(store.engine, first.public_key(), retire_others=False)
+        _register(store.engine, second.public_key(), retire_others=False)
+        late = tmp_path / "late.pem"
+        signing.write_private_key(late, second)
+        with pytest.raises(SigningKeyError, match="same moment"):
+            _first_start_race(store.engine, late, signing.key_id(second.public_key()))
+        assert not late.exists()
+        assert [k.key_id for k in public_keys(store.engine)] == [signing.key_id(first.public_key())]
+        _first_start_race(store.engine, tmp_path / "first.pem", signing.key_id(first.public_key()))  # the winner
+    finally:
+        store.close()
+
+
 def test_postgres_replica_without_the_key_file_refuses(postgres_url: str, tiny_bundle: Path, tmp_path: Path):
     """`gemid serve` on PostgreSQL: without GEMID_SIGNING_KEY, or with it naming a missing file once the store
     signs, it stops with one line (exit 2, no traceback) before listening."""
