@@ -4,8 +4,8 @@ A developer sees the candidate on real desk photos before promoting it: `gemid f
 top-1 with the served model's on the confirmed reports, and counts how often the two agree on all of them.
 
 It must never cost the technician anything, so it runs after the report is stored and answered, on the
-stored photo, in a process of its own (one worker of gemid.vision.workers holding the candidate; a thread
-when the service analyses in threads), one photo at a time. At most GEMID_SHADOW_QUEUE photos wait for it;
+stored photo, in a process of its own at the lowest CPU priority (one worker of gemid.vision.workers holding
+the candidate; a thread when the service analyses in threads), one photo at a time. At most GEMID_SHADOW_QUEUE photos wait for it;
 past that a photo is skipped and counted (`gemid_shadow_total{outcome="skipped"}`) rather than queued, so
 under load the shadow samples the traffic instead of growing a backlog. A failure of the candidate (it
 cannot read a photo, its worker dies) is logged and counted, never seen by the client. Its answers go to the
@@ -15,7 +15,9 @@ cannot read a photo, its worker dies) is logged and counted, never seen by the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -43,7 +45,18 @@ def screen(identifier: Identifier, photo: Path) -> list[dict[str, Any]]:
             for r in reports]
 
 
+_niced = False
+
+
 def screen_in_worker(photo: Path) -> list[dict[str, Any]]:
+    """In the shadow's own worker process: the first photo lowers the process to the lowest CPU priority, so
+    the served analysis workers get the cores first and the shadow takes what they leave (its bounded queue
+    then skips the rest)."""
+    global _niced
+    if not _niced and hasattr(os, "nice"):
+        with contextlib.suppress(OSError):  # not allowed here: the queue bound still holds
+            os.nice(19)
+        _niced = True
     return screen(in_worker(), photo)
 
 

@@ -105,5 +105,9 @@ def test_shadow_runs_in_its_own_worker_process(tmp_path: Path, tiny_bundle, cand
         assert r.status_code == 200
         c.portal.call(app.state.shadow.drain)
         assert app.state.shadow._pool is not None and app.state.shadow._pool.pids()
+        if sys.platform == "linux":  # the served workers get the cores first
+            import psutil
+
+            assert [psutil.Process(pid).nice() for pid in app.state.shadow._pool.pids()] == [19]
     shadow = _field_report(data)["shadow"]
     assert shadow["agreement"][0]["answered"] == 1 and shadow["agreement"][0]["agreement"]["correct"] == 0
