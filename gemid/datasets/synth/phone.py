@@ -43,19 +43,24 @@ def phone_frame(spec: StoneSpec, *, size: tuple[int, int] = PHONE_12MP, seed: in
     return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
 
-def encode_photo(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
-    """The frame as a phone stores it: JPEG (4:2:0, as cameras write it) or HEIC."""
+HEIC_QUALITY = 60  # a 12 MP frame of `phone_frame` comes out at ~1.6 MB, an iPhone's usual 1.5-2.5 MB
+
+
+def encode_photo(rgb: np.ndarray, fmt: str = "jpeg", quality: int | None = None) -> bytes:
+    """The frame as a phone stores it: JPEG (quality 90, 4:2:0, as cameras write it; ~1.4 MB at 12 MP) or HEIC
+    (quality HEIC_QUALITY). At quality 90 the noisy frame's HEIC is 7.8 MB, and its decode takes 4x longer."""
     from PIL import Image
 
     buf = io.BytesIO()
     if fmt == "jpeg":
-        Image.fromarray(rgb).save(buf, format="JPEG", quality=quality, subsampling=2)
+        Image.fromarray(rgb).save(buf, format="JPEG", quality=quality or 90, subsampling=2)
     elif fmt == "heic":
         import pillow_heif
 
         pillow_heif.register_heif_opener()
         # x265 "ultrafast": a 12 MP frame encodes in seconds, not a minute (the decoder does the same work)
-        Image.fromarray(rgb).save(buf, format="HEIF", quality=quality, enc_params={"preset": "ultrafast"})
+        Image.fromarray(rgb).save(buf, format="HEIF", quality=quality or HEIC_QUALITY,
+                                  enc_params={"preset": "ultrafast"})
     else:
         raise ValueError(f"fmt must be 'jpeg' or 'heic', not {fmt!r}")
     return buf.getvalue()
