@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also cProfile N full identifications of the photo and print the 25 costliest functions")
     p.add_argument("--kinds-only", action="store_true", help="only the product vs phone photo table")
     p.add_argument("--no-kinds", action="store_true", help="leave out the product vs phone photo table")
+    p.add_argument("--no-engines", action="store_true", help="leave out the model-alone engine comparison")
     args = p.parse_args(argv)
     if not (args.model / "bundle.json").is_file():
         print(f"no model bundle at {args.model}: run `gemid export` or pass --model DIR", file=sys.stderr)
@@ -273,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     cv2.setNumThreads(args.threads)  # as the service pins each analysis (gemid.serve.analysis.load_identifier)
+    from gemid.vision.workers import limit_blas
+
+    limit_blas(1)  # as `gemid identify` and the service's workers run numpy's BLAS
     kinds = None if args.no_kinds else kinds_latency(args.model, args.threads, args.repeats)
     if kinds is not None:
         print_kinds(kinds)
@@ -286,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         profile(args.model, data, args.threads, args.profile)
 
+    if args.no_engines:
+        if args.json:
+            args.json.write_text(json.dumps({"stages": stages, "kinds": kinds, "threads": args.threads,
+                                             "cpu": cpu_description()}, indent=2))
+        return 0
     engines = engine_latency(args.model, args.threads, args.repeats, args.checkpoint)
     print("\nmodel alone, ms per image (p50)")
     for batch, row in engines["batch"].items():
