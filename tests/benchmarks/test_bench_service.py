@@ -69,3 +69,19 @@ def test_peak_memory_of_the_server_and_of_each_worker(bench, server):
     assert own > 50
     assert len(kids) == workers + 1 and all(k > 50 for k in kids[:workers]) and kids[-1] < kids[workers - 1]
     assert bench.tree_peak_memory_mb(2**22 + 12345) is None  # no such process
+
+
+def test_phone_photo_copies_differ_in_bytes_not_in_pixels(bench):
+    import numpy as np
+
+    from gemid.datasets.synth import StoneSpec
+    from gemid.datasets.synth.phone import encode_photo, phone_frame
+    from gemid.vision.decode import decode
+
+    frame = phone_frame(StoneSpec(cut="oval", aspect=1.3), size=(1600, 1200))
+    for fmt in ("jpeg", "heic"):
+        copies = bench.distinct(encode_photo(frame, fmt), 3)
+        decoded = [decode(c, working=True) for c in copies]
+        assert len({d.sha256 for d in decoded}) == 3  # a new photo for the store each time
+        assert all(np.array_equal(d.rgb, decoded[0].rgb) for d in decoded)
+        assert decoded[0].format == ("JPEG" if fmt == "jpeg" else "HEIF") and decoded[0].width == 1600
