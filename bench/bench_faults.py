@@ -42,12 +42,25 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
-from serve_process import free_port, start, stop  # noqa: E402
+import serve_process  # noqa: E402
+from serve_process import free_port, stop  # noqa: E402
 
-from bench.bench_service import identify_request, photos, tiny_bundle, tree_peak_memory_mb, wait_ready  # noqa: E402
+from bench import bench_service  # noqa: E402
+from bench.bench_service import photos, tiny_bundle, tree_peak_memory_mb, wait_ready  # noqa: E402
 from bench.machine import cpu_description  # noqa: E402
 
 HOST = "127.0.0.1"
+KEYS: dict[int, str] = {}  # port -> the API key its server's requests carry
+
+
+def start(data_dir: Path, model_dir: Path, port: int, *args: str, **env: str) -> subprocess.Popen:
+    """`gemid serve` as the tests start it, with an API key made first on its store (`gemid keys create`)."""
+    KEYS[port] = serve_process.cli_key(data_dir, "technician", "bench")
+    return serve_process.start(data_dir, model_dir, port, *args, **env)
+
+
+def identify_request(port: int, photo: bytes, grade: bool) -> bytes:
+    return bench_service.identify_request(port, photo, grade, KEYS.get(port))
 
 
 @functools.cache
@@ -87,7 +100,9 @@ async def _status(port: int, request: bytes, timeout: float = 120.0) -> tuple[in
 def _get(base: str, path: str, timeout: float = 10.0) -> tuple[int, float]:
     t0 = time.perf_counter()
     try:
-        return httpx2.get(base + path, timeout=timeout).status_code, time.perf_counter() - t0
+        key = KEYS.get(int(base.rsplit(":", 1)[1]))
+        headers = {"Authorization": f"Bearer {key}"} if key and path.startswith("/v1/") else {}
+        return httpx2.get(base + path, timeout=timeout, headers=headers).status_code, time.perf_counter() - t0
     except httpx2.TransportError:
         return 0, time.perf_counter() - t0
 

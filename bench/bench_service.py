@@ -40,7 +40,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "support"))  # the tests' way of running a real `gemid serve` (and --tiny's bundle)
 
-from serve_process import ServeError, free_port, start, stop  # noqa: E402
+from serve_process import ServeError, cli_key, free_port, start, stop  # noqa: E402
 from serve_process import wait_ready as _wait_ready  # noqa: E402
 
 from bench.machine import cpu_description  # noqa: E402
@@ -142,13 +142,15 @@ def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 120.0) -> dic
 BOUNDARY = "gemid-bench-7d1c5a"
 
 
-def identify_request(port: int, photo: bytes, grade: bool) -> bytes:
-    """The whole HTTP/1.1 request for POST /v1/identify with one photo, encoded once before timing."""
+def identify_request(port: int, photo: bytes, grade: bool, key: str | None = None) -> bytes:
+    """The whole HTTP/1.1 request for POST /v1/identify with one photo (signed with API key `key`), encoded
+    once before timing."""
     name, ctype = ("stone.jpg", "image/jpeg") if photo.startswith(b"\xff\xd8") else ("stone.heic", "image/heic")
     body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"{name}\"\r\n"
             f"Content-Type: {ctype}\r\n\r\n").encode() + photo + f"\r\n--{BOUNDARY}--\r\n".encode()
     head = (f"POST /v1/identify{'' if grade else '?grade=false'} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n")
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n"
+            + (f"Authorization: Bearer {key}\r\n" if key else "") + "\r\n")
     return head.encode() + body
 
 
@@ -164,14 +166,14 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 async def run_level(base: str, data: list[bytes], clients: int, requests: int, seconds: float,
-                    grade: bool = True) -> Level:
+                    grade: bool = True, key: str | None = None) -> Level:
     """`clients` keep-alive connections, each sending its next request as soon as the last one is answered.
 
     The client is a few lines of asyncio over raw sockets with the requests encoded in advance: it shares
     the machine's cores with the server, and a full HTTP client library would spend several ms of CPU per
     request that a desk's browser or script spends on its own machine."""
     port = int(base.rsplit(":", 1)[1])
-    payloads = [identify_request(port, body, grade) for body in data]
+    payloads = [identify_request(port, body, grade, key) for body in data]
     latencies: list[float] = []
     failed = 0
     sent = 0
@@ -305,6 +307,7 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
         proc = start_server(port, tmpdir / "data", Path(model_dir), variant, workers, analysis)
         try:
             ready = wait_ready(proc, base)
+            api_key = cli_key(tmpdir / "data", "technician", "bench")  # as a desk's client signs its requests
             model = ready["model"]
             print(f"server: gemid serve, {workers} worker(s), analysis in {analysis}, model {model['name']} {model['version']} "
                   f"({model['variant']}), all CPUs shared with the clients\nCPU: {cpu_description()}; "
@@ -317,13 +320,13 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
             print("modes: screen = POST /v1/identify?grade=false (species, quality, test guidance: issue 3's "
                   "identification); full = also colour and clarity grading (issue 4)")
             for k in kinds:
-                asyncio.run(run_level(base, fresh(k, warmup), 1, warmup, 120))  # load caches, first-call costs
+                asyncio.run(run_level(base, fresh(k, warmup), 1, warmup, 120, key=api_key))  # caches, first calls
             results: dict[str, list[Level]] = {}
             for kind in kinds:
                 for mode in modes:
                     key = mode if len(kinds) == 1 else f"{kind}/{mode}"
                     results[key] = _run_mode(base, proc, key, MODES[mode], clients, requests, seconds,
-                                             lambda n, kind=kind: fresh(kind, n))
+                                             lambda n, kind=kind: fresh(kind, n), api_key)
             if len(kinds) > 1 or len(modes) > 1:
                 print_ratios(results, kinds, modes)
             memory = tree_peak_memory_mb(proc.pid)
@@ -338,7 +341,7 @@ def run(model_dir: Path | None = None, *, tiny: bool = False, variant: str = "fp
 
 
 def _run_mode(base: str, proc: subprocess.Popen, key: str, grade: bool, clients: tuple[int, ...], requests: int,
-              seconds: float, fresh: object) -> list[Level]:
+              seconds: float, fresh: object, api_key: str | None = None) -> list[Level]:
     """The levels of one mode on one kind of photo, printed as they finish."""
     before = server_inference_totals(base)
     print(f"\n[{key}]\n{'clients':>7} {'requests':>8} {'failed':>6} {'ident/s':>8} {'p50 ms':>8} "
@@ -347,7 +350,7 @@ def _run_mode(base: str, proc: subprocess.Popen, key: str, grade: bool, clients:
     for n in clients:
         data = fresh(requests)  # type: ignore[operator]
         cpu0, idle0 = tree_cpu_seconds(proc.pid), cpu_idle()
-        level = asyncio.run(run_level(base, data, n, requests, seconds, grade))
+        level = asyncio.run(run_level(base, data, n, requests, seconds, grade, api_key))
         cpu1, idle1 = tree_cpu_seconds(proc.pid), cpu_idle()
         del data
         levels.append(level)

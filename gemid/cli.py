@@ -18,12 +18,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # each area registers its own subcommands; their modules import nothing heavy at the top
     from gemid.datasets import cli as datasets_cli
-    from gemid.serve import backup, field_cli, trust_cli
+    from gemid.serve import accounts_cli, backup, field_cli, trust_cli
     from gemid.serve import cli as serve_cli
     from gemid.training import cli as training_cli
     from gemid.vision import cli as vision_cli
 
-    for area in (vision_cli, serve_cli, datasets_cli, training_cli, field_cli, trust_cli, backup):  # field_cli after datasets
+    # field_cli after datasets; accounts_cli and trust_cli share the `keys` group
+    for area in (vision_cli, serve_cli, accounts_cli, datasets_cli, training_cli, field_cli, trust_cli, backup):
         area.register(sub)
     return parser
 

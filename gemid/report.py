@@ -277,6 +277,14 @@ class Confirmation(BaseModel):
     confirmed_at: datetime | None = None
 
 
+class IssuedBy(BaseModel):
+    """Who made a revision, and at which desk: set by the service from the account that sent the request (the
+    photo-only report and each revision after it); null from the command line, which has no accounts."""
+
+    name: str = Field(max_length=100, description="the account (a person or an API key) that made this revision")
+    desk: str | None = Field(None, max_length=100, description="its desk; null for an account without one")
+
+
 ConclusionDecision = Literal["identified", "uncertain", "refer", "rejected"]
 
 
@@ -367,6 +375,8 @@ class Report(BaseModel):
         "which stone of the photo this report is about (index of count); null when no stone was found"))
     confirmation: Confirmation | None = Field(None, description=(
         "what a laboratory settled the stone to be, recorded after the report (a later revision)"))
+    issued_by: IssuedBy | None = Field(None, description=(
+        "the account and desk that made this revision (null without accounts: the command line, older reports)"))
     disclaimer: str = DISCLAIMER
     previous_signature: str | None = Field(None, description=(
         "the previous revision's `signature.value` (null for revision 1): revisions form a chain"))

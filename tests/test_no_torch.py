@@ -115,7 +115,7 @@ def test_a_runtime_install_identifies_and_serves(tmp_path):
     import os
 
     import httpx2
-    from serve_process import free_port, start, stop, wait_ready
+    from serve_process import bearer, cli_key, free_port, start, stop, wait_ready
 
     site = tmp_path / "site"
     site.mkdir()
@@ -147,11 +147,13 @@ def test_a_runtime_install_identifies_and_serves(tmp_path):
     server = start(tmp_path / "data", bundle, port, PYTHONPATH=str(site))
     try:
         wait_ready(server, base, timeout=120)
-        r = httpx2.post(f"{base}/v1/identify", files=[("images", ("ruby.jpg", photo, "image/jpeg"))], timeout=60)
+        auth = bearer(cli_key(tmp_path / "data", "technician", PYTHONPATH=str(site)))
+        r = httpx2.post(f"{base}/v1/identify", files=[("images", ("ruby.jpg", photo, "image/jpeg"))], timeout=60,
+                        headers=auth)
         assert r.status_code == 200, r.text
         (report,) = r.json()["reports"]
         assert report["species"]["top"][0]["label"] == "Ruby" and report["colour"] is not None
-        assert httpx2.get(f"{base}/v1/reports/{report['report_id']}", timeout=10).json() == report
+        assert httpx2.get(f"{base}/v1/reports/{report['report_id']}", timeout=10, headers=auth).json() == report
     finally:
         stop(server)
     log = server.stdout.read()

@@ -23,13 +23,16 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from gemid import __version__
+from gemid.serve.access import AccessMiddleware, document_access
 from gemid.serve.analysis import Analysis, ProcessAnalysis, ThreadAnalysis, load_identifier
+from gemid.serve.audit import AuditWriter
 from gemid.serve.errors import install_error_handlers
 from gemid.serve.keys import open_signer
 from gemid.serve.limits import BodyLimitMiddleware, InFlightMiddleware
 from gemid.serve.metrics import MetricsMiddleware, ServiceMetrics
 from gemid.serve.photos import open_images
 from gemid.serve.routes import ROUTERS, confirm
+from gemid.serve.security import allowed_hosts
 from gemid.serve.settings import Settings
 from gemid.serve.shadow import Shadow
 from gemid.serve.store import ReportStore
@@ -78,8 +81,12 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
         store = await to_thread.run_sync(ReportStore.open, settings.database_url)
         analysis: Analysis | None = None
         shadow: Shadow | None = None
+        audit: AuditWriter | None = None
         try:
             store.signer = await to_thread.run_sync(open_signer, settings, store.engine)
+            audit = AuditWriter(store.engine)
+            await audit.start()
+            app.state.audit = audit
             in_threads = identifier is not None or settings.analysis == "threads"
             # with worker processes the server only reads the bundle and re-ranks: no model session of its own
             loaded = identifier or await to_thread.run_sync(
@@ -115,6 +122,9 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
             if shadow is not None:
                 app.state.shadow = None
                 await shadow.close()
+            if audit is not None:
+                await audit.close()
+            app.state.audit = None
             store.close()
 
     # FastAPIOffline: a FastAPI whose /docs and /redoc load their scripts from this app, not a CDN
@@ -127,12 +137,17 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
     app.state.analysis = None
     app.state.store = None
     app.state.images = None
+    app.state.audit = None
+    app.state.allowed_hosts = allowed_hosts(settings.allowed_hosts, settings.listen_host, settings.public_url)
 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings), timeout=settings.body_timeout)
     app.add_middleware(InFlightMiddleware, limit=settings.max_in_flight, on_refused=app.state.metrics.busy.inc)
+    # outermost but the metrics: access is decided (and headers added) before anything reads the request
+    app.add_middleware(AccessMiddleware, service=app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(confirm.router)
+    document_access(app)
     return app

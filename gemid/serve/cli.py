@@ -16,7 +16,10 @@ import shutil
 import sys
 import tempfile
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 # the flags that set a setting, and the environment variable each one sets for the HTTP worker processes
 FLAG_SETTINGS = {"data_dir": "GEMID_DATA_DIR", "model_dir": "GEMID_MODEL_DIR", "variant": "GEMID_MODEL_VARIANT"}
@@ -35,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="where reports and photos are stored (GEMID_DATA_DIR; default: {data_dir})")
     p.add_argument("--model-dir", help="model bundle directory (GEMID_MODEL_DIR; default: {model_dir})")
     p.add_argument("--variant", choices=("fp32", "int8"), help="model variant (GEMID_MODEL_VARIANT; default: {model_variant})")
+    p.add_argument("--certfile", help="TLS certificate (PEM): serve HTTPS (with --keyfile; default: none, plain HTTP)")
+    p.add_argument("--keyfile", help="TLS private key (PEM) of --certfile (default: none)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="default: %(default)s")
     p.set_defaults(func=run)
@@ -137,6 +142,27 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
 
 
+def _first_admin(engine: Engine) -> str | None:
+    """On a store without an administrator: create 'admin' (no password) and return a one-time sign-in token
+    for the console, the way Jupyter prints its token; None when the store has one."""
+    from gemid.serve import accounts, audit
+
+    if accounts.has_admin(engine):
+        return None
+    name = "admin"
+    try:
+        accounts.add_user(engine, name, "admin", None, None)
+    except accounts.AccountError:  # an 'admin' that is not (or no longer) an administrator: pick a free name
+        import secrets
+
+        name = f"admin-{secrets.token_hex(3)}"
+        accounts.add_user(engine, name, "admin", None, None)
+    audit.ensure_head(engine)
+    audit.append(engine, [audit.AuditEntry(action="user_added", actor="gemid serve", actor_kind="cli",
+                                           address="console", detail=f"first administrator {name}")])
+    return accounts.sign_in_link_token(engine, name)
+
+
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -155,6 +181,14 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1 or not 0 < args.port < 65536:
         print("gemid serve: --workers must be >= 1 and --port in 1..65535", file=sys.stderr)
         return 2
+    if bool(args.certfile) != bool(args.keyfile):
+        print("gemid serve: --certfile and --keyfile go together", file=sys.stderr)
+        return 2
+    for tls_file in filter(None, (args.certfile, args.keyfile)):
+        if not os.path.isfile(tls_file):
+            print(f"gemid serve: no such file: {tls_file}", file=sys.stderr)
+            return 2
+    os.environ["GEMID_LISTEN_HOST"] = args.host  # its own address is one of the names it answers to
     if args.workers > 1 and "GEMID_INFERENCE_CONCURRENCY" not in os.environ:
         # the cores are shared among the worker processes: 2 workers on 2 cores run one photo each
         os.environ["GEMID_INFERENCE_CONCURRENCY"] = str(max(1, (os.cpu_count() or 1) // args.workers))
@@ -183,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:  # the signing key too (made at first start): a replica without the shared key file stops here
         open_signer(settings, store.engine)
+        first_link = _first_admin(store.engine)
     except SigningKeyError as exc:
         print(f"gemid serve: cannot sign reports: {exc}", file=sys.stderr)
         return 2
@@ -193,9 +228,15 @@ def run(args: argparse.Namespace) -> int:
 
     from gemid.serve.metrics import MULTIPROC_ENV
 
+    scheme = "https" if args.certfile else "http"
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    base = settings.public_url or f"{scheme}://{shown_host}:{args.port}"
     print(f"gemid serve: model {bundle.name} {bundle.version} ({settings.model_variant}), "
-          f"data in {settings.data_dir}\n  open http://{args.host}:{args.port}/  (API docs: /docs)",
-          file=sys.stderr)
+          f"data in {settings.data_dir}\n  open {base}/  (API docs: /docs)", file=sys.stderr)
+    if first_link:
+        print(f"  no administrator yet: created 'admin'. Sign in once with this link (valid 24 h):\n"
+              f"      {base}/signin?token={first_link}\n"
+              f"  then add people (gemid users add) and keys (gemid keys create)", file=sys.stderr, flush=True)
     counts = None
     if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         # several HTTP processes: their metrics meet in a fresh folder (old counts would inflate the totals)
@@ -207,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         uvicorn.run("gemid.serve.app:create_app", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level=args.log_level, log_config=_log_config(args.log_level),
                     http="gemid.serve.connections:GuardedHttpTools",
+                    ssl_certfile=args.certfile, ssl_keyfile=args.keyfile,
                     timeout_keep_alive=max(1, round(settings.keep_alive_timeout)))
     finally:
         if counts is not None:

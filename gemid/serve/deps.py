@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, Path, Request
 
+from gemid.report import IssuedBy
+from gemid.serve.accounts import Principal
 from gemid.serve.errors import ApiError
 from gemid.serve.images import ImageStore
 from gemid.serve.metrics import ServiceMetrics
@@ -89,6 +91,16 @@ async def database_schema(store: ReportStore) -> str | None:
         raise NotReady(f"the database is unreachable ({type(exc).__name__})") from exc
 
 
+async def get_principal(request: Request) -> Principal | None:
+    """Who sent the request (gemid.serve.access put it there); None on an open route."""
+    return getattr(request.state, "principal", None)
+
+
+def issued_by(principal: Principal | None) -> IssuedBy | None:
+    """What a new revision records of its maker."""
+    return None if principal is None else IssuedBy(name=principal.name, desk=principal.desk)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 LimiterDep = Annotated[CapacityLimiter, Depends(get_limiter)]
@@ -97,6 +109,7 @@ ImagesDep = Annotated[ImageStore, Depends(get_images)]
 IdentifierDep = Annotated["Identifier", Depends(get_identifier)]
 AnalysisDep = Annotated["Analysis", Depends(get_analysis)]
 LoadedIdentifierDep = Annotated["Identifier | None", Depends(loaded_identifier)]
+PrincipalDep = Annotated["Principal | None", Depends(get_principal)]
 
 # report ids are UUIDs; anything else (a NUL, a slash) is not one, and must not reach the database
 REPORT_ID = r"^[A-Za-z0-9_-]{1,64}$"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--lab-reference", help="the laboratory's report number")
     c.add_argument("--other-name", help="what the stone is, with --label other")
     c.add_argument("--server", default=DEFAULT_SERVER, help="the gemid service (default: %(default)s)")
+    c.add_argument("--key", default=None, help=(
+        "a supervisor's or admin's API key (gemid keys create); default: the GEMID_API_KEY environment variable"))
     c.set_defaults(func=_confirm)
 
     f = subparsers.add_parser("field-report", help="how often gemid matched the confirmed species",
@@ -210,8 +213,11 @@ def _confirm(args: argparse.Namespace) -> int:
         body["other_name"] = args.other_name
     server = args.server.rstrip("/")
     url = f"{server}/v1/reports/{urllib.parse.quote(args.report_id, safe='')}/confirmation"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    key = args.key or os.environ.get("GEMID_API_KEY")
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             report = json.loads(response.read())

@@ -9,6 +9,12 @@ report, each set of readings adds one; none is ever overwritten.
 file, GEMID_SIGNING_KEY), so every replica publishes the same GET /v1/keys and old reports still verify after
 a rotation. `photos` holds the original photos when the store is PostgreSQL (content-addressed: one row per
 SHA-256), so replicas on different machines serve the same photos; on SQLite they stay files.
+
+`accounts` holds the people (password hashes) and API keys (SHA-256 of the token: checking a key is one
+indexed lookup) with their role and desk; `sessions` the web page's sign-ins and one-time sign-in links (also
+by SHA-256). `audit_log` is the append-only trail, each entry hashing the one before it; `audit_head` is its
+one-row tail, locked by whoever appends, so replicas on one database extend a single chain
+(gemid.serve.audit).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -86,6 +93,8 @@ class ReportRow(Base):
     # the token of the public verification page /verify/{code} (printed as the QR code): unguessable, so a
     # printed report opens its own page and nothing else; null only while a migration backfills it
     verify_code: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # the desk that issued the report (its technicians see only their desk's reports); null before accounts
+    desk: Mapped[str | None] = mapped_column(String(100), index=True)
 
     revisions: Mapped[list[RevisionRow]] = relationship(
         back_populates="report", order_by="RevisionRow.revision", cascade="all, delete-orphan"
@@ -166,3 +175,52 @@ class ShadowRow(Base):
     probability: Mapped[float] = mapped_column(Float)
     served_label: Mapped[str] = mapped_column(String(100))  # the served model's photo-only top-1
     seconds: Mapped[float] = mapped_column(Float)
+
+
+class AccountRow(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "user" (signs in with a password or link) | "key" (Bearer)
+    role: Mapped[str] = mapped_column(String(16))
+    desk: Mapped[str | None] = mapped_column(String(100))
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2id, users only
+    key_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)  # keys only
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(Integer, ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "session" (a signed-in browser) | "link" (one-time sign-in)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str | None] = mapped_column(String(100))
+    actor_kind: Mapped[str | None] = mapped_column(String(8))
+    desk: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    report_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    address: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    hash: Mapped[str] = mapped_column(String(64))

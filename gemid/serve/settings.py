@@ -97,6 +97,16 @@ class Settings(BaseSettings):
         "the service"))
     drift_reference: Path | None = Field(None, description=(
         "the training photos' capture statistics for drift (`gemid drift-reference`); unset: the shipped one"))
+    allowed_hosts: str | None = Field(None, description=(
+        "host names this service answers to (Host and Origin), comma-separated, any port; * for any (behind a "
+        "proxy that checks them); unset: localhost, 127.0.0.1, ::1, the --host address and GEMID_PUBLIC_URL's"))
+    listen_host: str | None = Field(None, description="the address listened on (set by gemid serve --host)")
+    rate_per_key: float = Field(400.0, gt=0, description=(
+        "requests a second one API key or signed-in person may send (past it, 429 with Retry-After)"))
+    rate_per_address: float = Field(800.0, gt=0, description=(
+        "requests a second to /v1 from one network address, whoever signs them"))
+    rate_burst_seconds: float = Field(2.0, gt=0, le=3600, description=(
+        "seconds of the rate a client may send at once after being idle (the burst of the token bucket)"))
 
     @field_validator("public_url")
     @classmethod

@@ -223,7 +223,8 @@ class ReportStore:
             reports.append({"confirmed_label": confirmed_label(report), "id": report.report_id, "created_at": report.created_at, "updated_at": report.created_at,
                             "reference": report.reference, "file": (report.file or None) and report.file[:255],
                             "image_sha256": sha, "image_ext": ext, "latest_revision": report.revision,
-                            "verify_code": new_verify_code(), **answer})
+                            "verify_code": new_verify_code(),
+                            "desk": report.issued_by.desk if report.issued_by else None, **answer})
             report.previous_signature = None  # a new report: revision 1 starts the chain
             revisions.append({"report_id": report.report_id, "revision": report.revision,
                               "created_at": report.created_at, "body": self._signed_body(report), **answer})
@@ -312,6 +313,12 @@ class ReportStore:
             return list(session.execute(select(ReportRow.id).order_by(ReportRow.created_at, ReportRow.id))
                         .scalars().all())
 
+    def desk_of(self, report_id: str) -> tuple[str | None] | None:
+        """(desk,) of the report (desk None: issued without one); None when the id is unknown."""
+        with self._session() as session:
+            row = session.execute(select(ReportRow.desk).where(ReportRow.id == report_id)).one_or_none()
+        return None if row is None else (row[0],)
+
     def image_of(self, report_id: str) -> tuple[str, str, str | None] | None:
         """(sha256, extension, uploaded file name) of the report's photo."""
         with self._session() as session:
@@ -322,9 +329,13 @@ class ReportStore:
 
     @staticmethod
     def _filters(created_from: datetime | None = None, created_to: datetime | None = None, species: str | None = None,
-                 decision: str | None = None, reference: str | None = None) -> list[Any]:
-        """The history list's filters as SQL conditions (the list, its CSV export)."""
+                 decision: str | None = None, reference: str | None = None,
+                 desk: tuple[str | None] | None = None) -> list[Any]:
+        """The history list's filters as SQL conditions (the list, its CSV export); `desk` (a 1-tuple, as its
+        value may be None): only that desk's reports (a technician's view)."""
         conds: list[Any] = []
+        if desk is not None:
+            conds.append(ReportRow.desk.is_(None) if desk[0] is None else ReportRow.desk == desk[0])
         if created_from is not None:
             conds.append(ReportRow.created_at >= created_from)
         if created_to is not None:
@@ -347,10 +358,11 @@ class ReportStore:
         species: str | None = None,
         decision: str | None = None,
         reference: str | None = None,
+        desk: tuple[str | None] | None = None,
     ) -> ReportPage:
         """Newest first. `created_to` is exclusive; species matches the current top-1 label, any case;
-        reference matches a substring, any case."""
-        conds = self._filters(created_from, created_to, species, decision, reference)
+        reference matches a substring, any case; `desk` (a 1-tuple: its value may be None) only that desk's."""
+        conds = self._filters(created_from, created_to, species, decision, reference, desk)
         with self._session() as session:
             total = session.execute(select(func.count()).select_from(ReportRow).where(*conds)).scalar_one()
             rows = session.execute(
@@ -371,10 +383,11 @@ class ReportStore:
         """The latest revision of each report the history list's `filters` match (its CSV), at most `limit`."""
         return self._latest(self._filters(**filters), limit=limit, newest_first=newest_first)
 
-    def parcel(self, reference: str, *, limit: int) -> list[Report]:
+    def parcel(self, reference: str, *, limit: int, desk: tuple[str | None] | None = None) -> list[Report]:
         """A parcel: the latest revision of every report stored under exactly this reference, photo by photo in
-        the order they were stored, each photo's stones in reading order."""
-        return self._latest([ReportRow.reference == reference], limit=limit, newest_first=False)
+        the order they were stored, each photo's stones in reading order (only `desk`'s, as in `_filters`)."""
+        return self._latest([ReportRow.reference == reference, *self._filters(desk=desk)], limit=limit,
+                            newest_first=False)
 
     def duplicates(self, image_sha256: str, reference: str) -> list[Report]:
         """The reports already stored for this photo under this reference (every stone), oldest first."""

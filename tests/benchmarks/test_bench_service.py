@@ -29,15 +29,15 @@ def server(bench, tmp_path_factory):
     proc = bench.start_server(port, tmp / "data", DEFAULT_BUNDLE_DIR, "int8", 1)
     try:
         bench.wait_ready(proc, base)
-        yield base, tmp / "data", proc.pid
+        yield base, tmp / "data", proc.pid, bench.cli_key(tmp / "data", "technician", "bench")
     finally:
         bench.stop(proc)
 
 
 def test_every_identification_is_counted_and_stored(bench, server):
-    base, data_dir, _ = server
+    base, data_dir, _, key = server
     photos = bench.photos(256, 5)
-    level = asyncio.run(bench.run_level(base, photos, 2, 7, 60.0, grade=False))
+    level = asyncio.run(bench.run_level(base, photos, 2, 7, 60.0, grade=False, key=key))
     assert (level.sent, level.failed, len(level.latencies_ms)) == (7, 0, 7)
     assert level.throughput > 0 and 0 < level.pct(50) <= level.pct(99)
     stored = [p for p in (data_dir / "images").glob("??/??/*.jpg")]
@@ -45,10 +45,12 @@ def test_every_identification_is_counted_and_stored(bench, server):
 
 
 def test_refusals_count_as_failures(bench, server):
-    base, _, _ = server
+    base, _, _, key = server
     not_a_photo = b"%PDF-1.4 this is no photo" * 10
-    level = asyncio.run(bench.run_level(base, [not_a_photo], 2, 4, 60.0, grade=False))
+    level = asyncio.run(bench.run_level(base, [not_a_photo], 2, 4, 60.0, grade=False, key=key))
     assert (level.sent, level.failed) == (4, 4)
+    unsigned = asyncio.run(bench.run_level(base, bench.photos(256, 1), 1, 2, 60.0, grade=False))
+    assert (unsigned.sent, unsigned.failed) == (2, 2)  # a 401 is no identification
 
 
 def test_the_request_is_a_valid_multipart_upload(bench):
@@ -61,7 +63,7 @@ def test_the_request_is_a_valid_multipart_upload(bench):
 
 
 def test_peak_memory_of_the_server_and_of_each_worker(bench, server):
-    _, _, pid = server
+    _, _, pid, _ = server
     own, kids = bench.tree_peak_memory_mb(pid)
     # the server process imports the app and reads the bundle; each analysis worker (one per core) also holds
     # an ONNX Runtime session of the int8 model; the resource tracker is a bare interpreter

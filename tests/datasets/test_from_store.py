@@ -14,8 +14,7 @@ import pytest
 pytest.register_assert_rewrite("serve_support")
 
 from bundle_fixture import STONE_COLOURS, draw_stone, encode  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import make_settings, upload  # noqa: E402
+from serve_support import make_settings, signed_client, upload  # noqa: E402
 
 from gemid.datasets.manifest import Row, read_manifest, write_manifest  # noqa: E402
 from gemid.serve.app import create_app  # noqa: E402
@@ -44,12 +43,12 @@ def test_from_store_exports_confirmed_photos_without_near_duplicates(tmp_path: P
     }
     ids = {}
     # a photo stored while the store did not allow training use: confirmed, but never exported
-    with TestClient(create_app(make_settings(data, tiny_bundle), identifier=identifier)) as c:
+    with signed_client(create_app(make_settings(data, tiny_bundle), identifier=identifier)) as c:
         r = c.post("/v1/identify", files=[upload("sapphire.png", _photo("Sapphire Blue", seed=5, radius=30))])
         ids["spinel"] = r.json()["reports"][0]["report_id"]
         assert c.post(f"/v1/reports/{ids['spinel']}/confirmation",
                       json={"label": "Sapphire Blue", "method": "Raman"}).status_code == 201
-    with TestClient(create_app(make_settings(data, tiny_bundle, training_consent=True),
+    with signed_client(create_app(make_settings(data, tiny_bundle, training_consent=True),
                                identifier=identifier)) as c:
         for name, body in photos.items():
             r = c.post("/v1/identify", files=[upload(f"{name}.png", body)])

@@ -39,6 +39,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 DESK = {"width": 1280, "height": 900}
+AUTH: dict[str, str] = {}  # the API key the tests' own calls send (set by the server fixture)
+SIGN_IN = {"name": "sana", "password": "desk pass 2026"}  # the supervisor the page signs in as
+LINKS: list[str] = []  # the one-time sign-in link gemid serve printed on its first start
 PHONE = {"width": 360, "height": 740}
 
 
@@ -92,6 +95,18 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterato
             if time.monotonic() > deadline:
                 pytest.fail(f"gemid serve not ready after 90 s:\n{log_path.read_text()}")
             time.sleep(0.25)
+        LINKS[:] = [w for w in log_path.read_text().split() if "/signin?token=" in w]
+
+        def gemid(*args: str, stdin: str | None = None) -> str:
+            done = subprocess.run([*_gemid_command(), *args], env=env, capture_output=True, text=True, input=stdin,
+                                  timeout=120)
+            assert done.returncode == 0, done.stderr
+            return done.stdout.strip().splitlines()[-1]
+
+        AUTH["Authorization"] = "Bearer " + gemid("keys", "create", "--name", "tests", "--role", "admin")
+        gemid("users", "add", SIGN_IN["name"], "--role", "supervisor", "--password-stdin", stdin=SIGN_IN["password"])
+        gemid("users", "add", "tariq", "--role", "technician", "--desk", "desk-9", "--password-stdin",
+              stdin="tariq pass 2026")
         yield base
     finally:
         proc.terminate()
@@ -132,9 +147,11 @@ class Watched:
         assert foreign == [], f"the page reached outside the app (must work offline): {foreign}"
 
 
-def _open(browser, server: str, viewport: dict, **device) -> Iterator[Watched]:
+def _open(browser, server: str, viewport: dict, signed_in: bool = True, **device) -> Iterator[Watched]:
     context = browser.new_context(viewport=viewport, locale="en-GB", **device)
     context.set_default_timeout(20_000)
+    if signed_in:  # as the page's own form does (tests of the form itself open a context without)
+        assert context.request.post(server + "v1/session", data=SIGN_IN).status == 200
     page = context.new_page()
     try:
         yield Watched(page, server)
@@ -183,12 +200,17 @@ def api_identify(server: str, data: bytes, name: str, reference: str | None = No
     body.write(data)
     body.write(f"\r\n--{boundary}--\r\n".encode())
     req = urllib.request.Request(server + "v1/identify", data=body.getvalue(), method="POST",
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **AUTH})
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.load(r)
     except urllib.error.HTTPError as e:
         return e.code, json.load(e)
+
+
+def authed(url: str):
+    """GET with the tests' API key."""
+    return urllib.request.urlopen(urllib.request.Request(url, headers=AUTH), timeout=30)
 
 
 def api_report(server: str, data: bytes | None = None, reference: str | None = None) -> dict:
@@ -247,13 +269,13 @@ def test_identify_then_rerank_with_readings(desk: Watched, server: str):
     results = page.locator("details.stone-result")
     ids = [results.nth(i).get_attribute("data-report-id") for i in range(2)]
     for rid in ids:
-        assert json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))["reference"] == reference
+        assert json.load(authed(f"{server}v1/reports/{rid}"))["reference"] == reference
     assert page.locator("article.report").count() == 0  # compact: each stone's card opens on demand
     results.first.locator("summary").click()
     card = page.locator("article.report").first
     assert card.get_attribute("data-report-id") == ids[0]
     rid = ids[0]
-    stored = json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))
+    stored = json.load(authed(f"{server}v1/reports/{rid}"))
     assert stored["file"] == "red-oval.jpg"
 
     # the conclusion first, then the photo's decision and top 5 as bars with percentages, as the service answered
@@ -298,7 +320,7 @@ def test_identify_then_rerank_with_readings(desk: Watched, server: str):
     assert combined[0] != photo_only[0], (combined, photo_only)
     assert fits(combined[0], ri, sg), f"{combined[0]} cannot read RI {ri} / SG {sg} (chose {label})"
     assert f"RI: {ri}" in card.locator(".rerank").inner_text()
-    revision = json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))
+    revision = json.load(authed(f"{server}v1/reports/{rid}"))
     assert revision["revision"] == 2 and revision["tests"]["reranking"]["readings"]["sg"] == sg
     c = revision["conclusion"]
     assert card.locator(".species .conclusion").get_attribute("data-decision") == c["decision"]
@@ -496,12 +518,12 @@ def test_readings_that_fit_no_candidate_refer_everywhere(desk: Watched, server: 
     page.locator("details.stone-result > summary").first.click()
     card = page.locator("article.report").first
     rid = card.get_attribute("data-report-id")
-    photo = json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))
+    photo = json.load(authed(f"{server}v1/reports/{rid}"))
 
     _card_readings(card, **{"RI over the limit": True, "Specific gravity (SG)": "5.8", "Weight (ct)": "0.5"})
     page.wait_for_function("id => document.querySelector(`article.report[data-report-id='${id}']`)"
                            ".dataset.revision === '2'", arg=rid)
-    stored = json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))
+    stored = json.load(authed(f"{server}v1/reports/{rid}"))
     c = stored["conclusion"]
     assert stored["tests"]["reranking"]["readings"]["weight_ct"] == 0.5
     assert c["decision"] == "refer" and "Cubic zirconia" in c["fits"], c  # the service's answer, to be shown
@@ -640,7 +662,7 @@ def test_readings_form_takes_how_they_were_read(desk: Watched, server: str):
     assert card.get_attribute("data-revision") == "1"
     _card_readings(card, **{"RI (single or low)": "1.54"})
     page.wait_for_function("() => document.querySelector('article.report').dataset.revision === '2'")
-    readings = json.load(urllib.request.urlopen(f"{server}v1/reports/{rid}"))["tests"]["reranking"]["readings"]
+    readings = json.load(authed(f"{server}v1/reports/{rid}"))["tests"]["reranking"]["readings"]
     assert (readings["ri"], readings["ri_spot"], readings["weight_ct"]) == (1.54, True, 1.2)
     line = card.locator(".species .with-readings .readings-line").inner_text()
     assert "RI: 1.54" in line and "RI is a spot reading" in line and "Weight: 1.2 ct" in line
@@ -679,9 +701,10 @@ def test_confirm_a_report_on_its_page(desk: Watched, server: str):
     text = card.locator("section.confirmation p.confirmed").inner_text()
     assert "Ruby" in text and "Raman" in text and "LAB-42" in text
     assert card.get_attribute("data-revision") == "2"
-    stored = json.loads(urllib.request.urlopen(f"{server}v1/reports/{rid}").read())
+    stored = json.loads(authed(f"{server}v1/reports/{rid}").read())
     assert stored["confirmation"]["label"] == "Ruby" and stored["revision"] == 2
     desk.assert_clean()
+    assert stored["issued_by"]["name"] == SIGN_IN["name"]  # the signed-in supervisor made the revision
 
 
 # --- many stones, parcels, duplicates, exports ------------------------------------------------------------
@@ -710,7 +733,7 @@ def test_tray_photo_gives_numbered_stones_in_a_compact_result(desk: Watched, ser
     page.set_input_files("#file-pick", files=[{"name": "tray.png", "mimeType": "image/png", "buffer": tray_png()}])
     page.get_by_role("button", name="Identify 1 photo").click()
     page.wait_for_function("() => document.querySelectorAll('details.stone-result').length === 6")
-    parcel = json.load(urllib.request.urlopen(f"{server}v1/parcels/{urllib.parse.quote(reference, safe='')}"))
+    parcel = json.load(authed(f"{server}v1/parcels/{urllib.parse.quote(reference, safe='')}"))
     ids = [r["report_id"] for r in parcel["reports"]]
     assert len(ids) == 6
 
@@ -755,7 +778,7 @@ def test_same_photo_again_shows_the_stored_reports_with_a_notice(desk: Watched, 
     assert f"Already stored under reference {reference}" in notice.inner_text()
     assert "nothing new was stored" in page.locator("#queue [data-status=done]").inner_text()
     assert page.locator("details.stone-result").get_attribute("data-report-id") == first["report_id"]
-    parcel = json.load(urllib.request.urlopen(f"{server}v1/parcels/{reference}"))
+    parcel = json.load(authed(f"{server}v1/parcels/{reference}"))
     assert parcel["stones"] == 1  # not stored twice
     shot(page, "desk-duplicate")
     desk.assert_clean()
@@ -769,7 +792,7 @@ def test_parcel_view_csv_and_printed_document(desk: Watched, server: str):
         assert status == 200
     for seed in (31, 32):  # and two photos of one stone each: twenty, a desk's parcel
         api_report(server, rendered_stone(seed), reference)
-    parcel = json.load(urllib.request.urlopen(f"{server}v1/parcels/{reference}"))
+    parcel = json.load(authed(f"{server}v1/parcels/{reference}"))
     assert parcel["stones"] == 20 and parcel["photos"] == 5
 
     page.goto(f"{server}#/parcel/{reference}")
@@ -817,7 +840,7 @@ def test_parcel_view_csv_and_printed_document(desk: Watched, server: str):
     page.locator("table.history").wait_for()
     link = page.locator("#history-csv")
     assert link.get_attribute("href") == f"v1/reports.csv?reference={reference}"
-    with urllib.request.urlopen(server + link.get_attribute("href")) as r:
+    with authed(server + link.get_attribute("href")) as r:
         listed = list(csv.DictReader(io.StringIO(r.read().decode("utf-8-sig"))))
     assert sorted(x["report_id"] for x in listed) == sorted(r["report_id"] for r in parcel["rows"])
     page.locator("a.parcel-link").first.click()
@@ -843,7 +866,7 @@ def test_verification_page_works_signed_out(browser, server: str):
     """The QR code's page in a fresh browser (no cookies, nothing signed in): the signed summary and a valid
     signature; an unknown code says the report was not issued here. No script is needed for it."""
     report = api_report(server, reference="CUSTOMS-7")
-    with urllib.request.urlopen(f"{server}v1/reports/{report['report_id']}/qr.svg", timeout=10) as r:
+    with authed(f"{server}v1/reports/{report['report_id']}/qr.svg") as r:
         url = r.headers["X-Verification-URL"]
     context = browser.new_context(viewport=PHONE, locale="en-GB", java_script_enabled=False)
     try:
@@ -881,11 +904,11 @@ def test_field_page_shows_accuracy_and_names_what_drifted(desk: Watched, server:
     rid = api_report(server, rendered_stone(8), "field-1")["report_id"]
     req = urllib.request.Request(f"{server}v1/reports/{rid}/confirmation", method="POST",
                                  data=json.dumps({"label": "Ruby", "method": "Raman"}).encode(),
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **AUTH})
     assert urllib.request.urlopen(req).status == 201
     for seed in range(32):  # a week of photos under a warm lamp
         assert api_identify(server, warm_stone(100 + seed), f"warm-{seed}.png")[0] == 200
-    field = json.loads(urllib.request.urlopen(f"{server}v1/field").read())
+    field = json.loads(authed(f"{server}v1/field").read())
 
     page.goto(server + "#/field")
     page.locator("[data-section='drift'] [data-moved]").wait_for()
@@ -908,7 +931,8 @@ def test_field_page_shows_accuracy_and_names_what_drifted(desk: Watched, server:
 
 # --- Urdu ---------------------------------------------------------------------------------------------
 
-URDU_ALLOWED = {"gemid", "JPEG", "PNG", "WebP", "TIFF", "HEIC", "MB", "KB", "SHA", "CSV", "UTC", "tray", "png", "English"}  # the switch names English
+URDU_ALLOWED = {"gemid", "JPEG", "PNG", "WebP", "TIFF", "HEIC", "MB", "KB", "SHA", "CSV", "UTC", "tray", "png", "English",
+                SIGN_IN["name"]}  # the switch names English; the signed-in name is data
 
 
 def english_words(text: str, allowed: set[str]) -> list[str]:
@@ -923,6 +947,7 @@ def test_urdu_page_is_right_to_left_and_fits_a_phone(browser, server: str):
     assert api_identify(server, tray_png(7), "tray.png", reference)[0] == 200
     context = browser.new_context(viewport=PHONE, locale="ur-PK", is_mobile=True, has_touch=True)
     context.set_default_timeout(20_000)
+    assert context.request.post(server + "v1/session", data=SIGN_IN).status == 200
     page = context.new_page()
     watched = Watched(page, server)
     try:

@@ -8,7 +8,7 @@ import pytest
 pytest.register_assert_rewrite("serve_support")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import make_settings, stone, stored, upload  # noqa: E402
+from serve_support import make_settings, signed_client, stone, stored, upload  # noqa: E402
 
 from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.field import confirmed_rows, field_report, render_table  # noqa: E402
@@ -35,8 +35,10 @@ def test_a_confirmation_is_a_new_revision_and_keeps_the_original(client: TestCli
     assert r.headers["location"] == f"/v1/reports/{ruby['report_id']}?revision=2"
     new = r.json()
     c = new["confirmation"]
+    me = client.get("/v1/session").json()  # the key that sent it confirmed it
     assert (new["revision"], c["label"], c["method"], c["lab_reference"], c["confirmed_by"]) == (
-        2, "Ruby", "Raman", "LAB-77", None)  # the label in the model's spelling
+        2, "Ruby", "Raman", "LAB-77", me["name"])  # the label in the model's spelling
+    assert new["issued_by"] == {"name": me["name"], "desk": None}
     assert c["confirmed_at"] and new["species"] == ruby["species"] and new["conclusion"] == ruby["conclusion"]
     assert client.get(f"/v1/reports/{ruby['report_id']}").json()["confirmation"]["label"] == "Ruby"
     assert client.get(f"/v1/reports/{ruby['report_id']}?revision=1").json()["confirmation"] is None
@@ -81,7 +83,7 @@ def test_an_unknown_report_is_404(client: TestClient):
 
 
 def test_the_revision_cap_holds(tmp_path, tiny_bundle, identifier):
-    with TestClient(create_app(make_settings(tmp_path / "d", tiny_bundle, max_revisions=2),
+    with signed_client(create_app(make_settings(tmp_path / "d", tiny_bundle, max_revisions=2),
                                identifier=identifier)) as c:
         ruby = identify(c, "Ruby")
         assert confirm(c, ruby["report_id"], label="Ruby").status_code == 201
@@ -137,24 +139,32 @@ def test_the_cli_confirms_through_a_running_service_and_reports_field_accuracy(t
     import sys
 
     import httpx2
-    from serve_process import free_port, start, stop, wait_ready
+    from serve_process import bearer, cli_key, free_port, start, stop, wait_ready
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data = tmp_path / "data"
 
-    def gemid(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "gemid.cli", *args], capture_output=True, text=True,
-                              timeout=120, env={**__import__("os").environ, "GEMID_DATA_DIR": str(data)})
-
     proc = start(data, tiny_bundle, port)
     try:
         wait_ready(proc, base)
-        r = httpx2.post(f"{base}/v1/identify", files=[upload("ruby.png", stone("Ruby"))], timeout=60)
+        technician = cli_key(data, "technician", "desk-1")
+        supervisor = cli_key(data, "supervisor")
+
+        def gemid(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "gemid.cli", *args], capture_output=True, text=True,
+                                  timeout=120, env={**__import__("os").environ, "GEMID_DATA_DIR": str(data),
+                                                    "GEMID_API_KEY": supervisor})
+
+        r = httpx2.post(f"{base}/v1/identify", files=[upload("ruby.png", stone("Ruby"))], timeout=60,
+                        headers=bearer(technician))
         rid = r.json()["reports"][0]["report_id"]
         done = gemid("confirm", rid, "--label", "Ruby", "--method", "Raman", "--lab-reference", "L-9",
                      "--server", base)
         assert done.returncode == 0, done.stderr
+        as_technician = gemid("confirm", rid, "--label", "Ruby", "--method", "Raman", "--server", base,
+                              "--key", technician)  # confirmations are a supervisor's
+        assert as_technician.returncode == 2 and "HTTP 403" in as_technician.stderr
         assert "revision 2" in done.stdout and "Ruby by Raman, lab report L-9" in done.stdout
         assert "conclusion:" in done.stdout
         refused = gemid("confirm", rid, "--label", "Rubby", "--method", "Raman", "--server", base)

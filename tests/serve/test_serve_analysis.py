@@ -13,8 +13,7 @@ import pytest
 pytest.register_assert_rewrite("serve_support")
 
 from analysis_targets import crash_worker, hang_or_pass  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import make_settings, stone, stored, upload  # noqa: E402
+from serve_support import make_settings, signed_client, stone, stored, upload  # noqa: E402
 
 from gemid.serve.analysis import ProcessAnalysis, ThreadAnalysis  # noqa: E402
 from gemid.serve.app import create_app  # noqa: E402
@@ -39,7 +38,7 @@ def test_worker_processes_answer_as_the_runtime_and_survive_losing_their_workers
     settings = make_settings(tmp_path / "data", tiny_bundle)
     assert settings.analysis == "processes"  # the default
     ruby, emerald = stone("Ruby"), stone("Emerald", ".jpg")
-    with TestClient(create_app(settings)) as c:
+    with signed_client(create_app(settings)) as c:
         analysis = c.app.state.analysis
         assert isinstance(analysis, ProcessAnalysis)
         before = analysis.pids()
@@ -74,10 +73,10 @@ def test_worker_processes_answer_as_the_runtime_and_survive_losing_their_workers
 
 
 def test_threads_serve_an_app_given_a_loaded_model_or_asked_for_them(tmp_path, tiny_bundle, identifier):
-    with TestClient(create_app(make_settings(tmp_path / "a", tiny_bundle), identifier=identifier)) as c:
+    with signed_client(create_app(make_settings(tmp_path / "a", tiny_bundle), identifier=identifier)) as c:
         assert isinstance(c.app.state.analysis, ThreadAnalysis)
     settings = make_settings(tmp_path / "b", tiny_bundle, analysis="threads")
-    with TestClient(create_app(settings)) as c:
+    with signed_client(create_app(settings)) as c:
         assert isinstance(c.app.state.analysis, ThreadAnalysis)
         assert c.app.state.identifier.classifier.session is not None
         r = c.post("/v1/identify", files=[upload("ruby.png", stone("Ruby"), "image/png")])

@@ -12,7 +12,7 @@ import pytest
 
 pytest.register_assert_rewrite("serve_support")
 
-from serve_process import free_port, start, stop, wait_ready  # noqa: E402
+from serve_process import bearer, cli_key, free_port, start, stop, wait_ready  # noqa: E402
 from serve_support import stone, upload  # noqa: E402
 
 pytest_plugins = ["serve_support"]
@@ -26,7 +26,8 @@ def test_serve_restart_keeps_reports(tmp_path: Path, tiny_bundle: Path):
     proc = start(tmp_path / "data", tiny_bundle, port)
     try:
         wait_ready(proc, base)
-        r = httpx2.post(f"{base}/v1/identify", files=[upload("p.jpg", photo, "image/jpeg")], timeout=30)
+        auth = bearer(cli_key(tmp_path / "data", "technician", "desk-1"))
+        r = httpx2.post(f"{base}/v1/identify", files=[upload("p.jpg", photo, "image/jpeg")], timeout=30, headers=auth)
         assert r.status_code == 200, r.text
         report = r.json()["reports"][0]
     finally:
@@ -35,8 +36,8 @@ def test_serve_restart_keeps_reports(tmp_path: Path, tiny_bundle: Path):
     proc = start(tmp_path / "data", tiny_bundle, port)
     try:
         wait_ready(proc, base)
-        assert httpx2.get(f"{base}/v1/reports/{report['report_id']}").json() == report
-        assert httpx2.get(f"{base}/v1/reports/{report['report_id']}/image").content == photo
+        assert httpx2.get(f"{base}/v1/reports/{report['report_id']}", headers=auth).json() == report
+        assert httpx2.get(f"{base}/v1/reports/{report['report_id']}/image", headers=auth).content == photo
     finally:
         stop(proc)
 
@@ -63,6 +64,7 @@ def test_metrics_with_several_http_workers_count_the_whole_service(tmp_path: Pat
                  GEMID_INFERENCE_CONCURRENCY="1")
     photo = stone("Ruby")
     counts = Path("/nonexistent")
+    auth = bearer(cli_key(tmp_path / "data"))
 
     def serving_pids() -> set[str]:
         """The HTTP processes that have counted an identification (each writes its own counter file)."""
@@ -87,7 +89,7 @@ def test_metrics_with_several_http_workers_count_the_whole_service(tmp_path: Pat
         assert counts.is_dir() and counts.name.startswith("gemid-metrics-")
         while len(serving_pids()) < 2 and sent < 96:  # concurrent connections until both processes served
             def one() -> None:
-                with httpx2.Client(base_url=base) as c:  # a new connection each
+                with httpx2.Client(base_url=base, headers=auth) as c:  # a new connection each
                     assert c.post("/v1/identify?grade=false", files=[upload("r.png", photo, "image/png")],
                                   timeout=60).status_code == 200
             threads = [threading.Thread(target=one) for _ in range(8)]

@@ -18,7 +18,7 @@ pytest.register_assert_rewrite("serve_support")
 
 from fastapi.testclient import TestClient  # noqa: E402
 from serve_process import free_port, start, wait_ready  # noqa: E402
-from serve_support import make_settings, stone, stored, upload  # noqa: E402
+from serve_support import make_settings, signed_client, stone, stored, upload  # noqa: E402
 
 import gemid.serve.images as images_module  # noqa: E402
 import gemid.serve.routes.reports as reports_module  # noqa: E402
@@ -76,7 +76,8 @@ def test_a_client_that_disconnects_mid_upload_is_an_info_line_not_a_500(client: 
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": "/v1/identify", "raw_path": b"/v1/identify", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"testserver"), (b"content-length", str(len(body)).encode()),
+             "headers": [(b"host", b"localhost"), (b"content-length", str(len(body)).encode()),
+                         (b"authorization", client.headers["authorization"].encode()),
                          (b"content-type", b"multipart/form-data; boundary=gemid")],
              "client": ("127.0.0.1", 5000), "server": ("testserver", 80), "state": {}}
     with caplog.at_level("INFO", logger="gemid"):
@@ -94,7 +95,7 @@ def _disk_full(*_args, **_kwargs):
 
 def test_a_full_disk_is_503_everywhere_and_readyz_says_so(settings, identifier, monkeypatch):
     # finding 5: preview.jpg answered 500 on a full disk, and /readyz said ready while nothing could be saved
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         rid = c.post("/v1/identify", files=[upload("r.png", stone("Ruby"))]).json()["reports"][0]["report_id"]
         assert c.get("/readyz").status_code == 200
         monkeypatch.setattr(images_module.tempfile, "mkstemp", _disk_full)  # every new file in the store fails
@@ -114,7 +115,7 @@ def test_a_full_disk_is_503_everywhere_and_readyz_says_so(settings, identifier, 
 
 
 def test_readyz_fails_on_a_store_that_is_not_writable(settings, identifier, monkeypatch):
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         monkeypatch.setattr(images_module.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EROFS,
                                                                                                  "Read-only file system")))
         r = c.get("/readyz")
@@ -125,7 +126,7 @@ def test_requests_past_max_in_flight_get_503_with_retry_after_and_health_still_a
                                                                                         identifier):
     # finding 2: nothing bounded how many uploads the server held at once
     settings = make_settings(tmp_path / "data", tiny_bundle, max_in_flight=2, body_timeout=2.0)
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         held: list[asyncio.Event] = []
 
         async def stalled_receive():  # a client that opened its upload and sends nothing more
@@ -136,7 +137,9 @@ def test_requests_past_max_in_flight_get_503_with_retry_after_and_health_still_a
 
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
                  "scheme": "http", "path": "/v1/identify", "raw_path": b"/v1/identify", "query_string": b"",
-                 "root_path": "", "headers": [(b"content-type", b"multipart/form-data; boundary=x")],
+                 "root_path": "", "headers": [(b"content-type", b"multipart/form-data; boundary=x"),
+                                              (b"host", b"localhost"),
+                                              (b"authorization", c.headers["authorization"].encode())],
                  "client": ("127.0.0.1", 5000), "server": ("testserver", 80), "state": {}}
         answers: list[dict] = []
 

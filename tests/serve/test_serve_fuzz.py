@@ -19,7 +19,7 @@ import pytest
 
 pytest.register_assert_rewrite("serve_support")
 
-from serve_process import free_port, start, stop, wait_ready  # noqa: E402
+from serve_process import bearer, cli_key, free_port, start, stop, wait_ready  # noqa: E402
 from serve_support import stone  # noqa: E402
 
 pytest_plugins = ["serve_support"]
@@ -60,12 +60,15 @@ def test_a_bounded_fuzz_run_finds_no_500_and_no_undeclared_status(tmp_path, tiny
     proc = start(tmp_path / "data", tiny_bundle, port, GEMID_INFERENCE_CONCURRENCY="1", GEMID_MAX_REVISIONS="5")
     try:
         wait_ready(proc, base)
+        key = cli_key(tmp_path / "data")  # an administrator's: every route is reachable
         # one stored report, so that the fuzzer's calls can reach past "not found" where it finds its id
-        r = httpx2.post(f"{base}/v1/identify", files=[("images", ("ruby.png", stone("Ruby"), "image/png"))])
+        r = httpx2.post(f"{base}/v1/identify", files=[("images", ("ruby.png", stone("Ruby"), "image/png"))],
+                        headers=bearer(key))
         assert r.status_code == 200, r.text
         run = subprocess.run(
             [st, "run", f"{base}/openapi.json", "--checks", CHECKS, "--max-time", str(FUZZ_SECONDS),
-             "--workers", "2", "--generation-deterministic", "--request-timeout", "30"],
+             "--workers", "2", "--generation-deterministic", "--request-timeout", "30",
+             "--header", f"Authorization: Bearer {key}"],
             capture_output=True, text=True, timeout=FUZZ_SECONDS + 120, cwd=tmp_path,
             env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
         )

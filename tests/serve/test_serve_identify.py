@@ -15,7 +15,7 @@ import pytest
 pytest.register_assert_rewrite("serve_support")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import make_settings, stone, stored, upload  # noqa: E402
+from serve_support import make_settings, signed_client, stone, stored, upload  # noqa: E402
 
 from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.settings import Settings  # noqa: E402
@@ -33,7 +33,7 @@ def any_db_settings(database_url: str, tmp_path, tiny_bundle) -> Settings:
 def test_round_trip_survives_a_restart(any_db_settings: Settings, tiny_bundle, identifier):
     settings = any_db_settings
     photo = stone("Ruby")
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         r = c.post("/v1/identify", files=[upload("ruby.png", photo, "image/png")], data={"reference": " PK-7  lot 3 "})
         assert r.status_code == 200, r.text
         (report,) = r.json()["reports"]
@@ -47,7 +47,7 @@ def test_round_trip_survives_a_restart(any_db_settings: Settings, tiny_bundle, i
     assert stored(settings) == (1, 1, 1)
 
     # a new app on the same data directory, loading the model itself: a server restart
-    with TestClient(create_app(settings)) as c:
+    with signed_client(create_app(settings)) as c:
         assert c.get(f"/v1/reports/{rid}").json() == report
         img = c.get(f"/v1/reports/{rid}/image")
         assert img.status_code == 200 and img.content == photo
@@ -125,7 +125,7 @@ BAD = [
 def test_a_bad_photo_is_refused_and_nothing_is_stored(tmp_path, tiny_bundle, identifier, name, kwargs, overrides,
                                                       status, code, words):
     settings = make_settings(tmp_path / "data", tiny_bundle, **overrides)
-    with TestClient(create_app(settings, identifier=None if overrides else identifier)) as c:
+    with signed_client(create_app(settings, identifier=None if overrides else identifier)) as c:
         r = c.post("/v1/identify", **kwargs)
     assert r.status_code == status, r.text
     (entry,) = r.json()["reports"]
@@ -183,7 +183,7 @@ def test_a_body_over_the_request_limit_is_refused_while_streaming(tmp_path, tiny
     payload = b"\x89PNG\r\n\x1a\n" + b"\0" * (limit + 10)
     body = head + payload + f"\r\n--{boundary}--\r\n".encode()
     ctype = {"content-type": f"multipart/form-data; boundary={boundary}"}
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         declared = c.post("/v1/identify", content=body, headers=ctype)  # Content-Length known up front
         assert declared.status_code == 413 and declared.json()["error"]["code"] == "request_too_large"
 
@@ -214,7 +214,7 @@ def test_garbage_never_gives_a_500(client: TestClient, settings: Settings):
 
 
 def test_no_report_is_recorded_when_its_photo_cannot_be_written(settings: Settings, identifier):
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         settings.images_dir.rmdir() if settings.images_dir.is_dir() else None
         settings.images_dir.write_text("a file where the photo directory should be")  # e.g. a broken disk
         r = c.post("/v1/identify", files=[upload("a.png", stone("Ruby"))])
@@ -238,7 +238,7 @@ def test_text_and_numbers_a_database_cannot_hold_are_cleaned_or_refused(any_db_s
     """PostgreSQL cannot store NUL and keeps 32-bit revisions; no upload, filter or id may turn that into a 500
     (nor a 503 that loses the photo): names and references are cleaned, impossible ids and numbers refused."""
     photo = stone("Ruby")
-    with TestClient(create_app(any_db_settings, identifier=identifier)) as c:
+    with signed_client(create_app(any_db_settings, identifier=identifier)) as c:
         long_name = "lot 7 " + "x" * 400 + ".png"
         r = c.post("/v1/identify", files=[upload("ruby\x1b[31m\x7f.png", photo, "image/png"),
                                           upload(long_name, stone("Ruby", seed=1), "image/png")],

@@ -8,7 +8,7 @@ import pytest
 pytest.register_assert_rewrite("serve_support")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import make_settings, stone, stored, upload  # noqa: E402
+from serve_support import make_settings, signed_client, stone, stored, upload  # noqa: E402
 
 from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.settings import Settings  # noqa: E402
@@ -58,7 +58,7 @@ def test_form_readings_are_text_and_parsed(client: TestClient):
 def test_a_report_takes_at_most_max_revisions(tmp_path, tiny_bundle, identifier):
     # finding 9: a fuzzer gave one report 241 revisions
     settings = make_settings(tmp_path / "data", tiny_bundle, max_revisions=3)
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         rid = identify(c)["report_id"]
         for sg in (4.0, 4.01):
             assert c.post(f"/v1/reports/{rid}/readings", json={"sg": sg}).status_code == 201
@@ -80,7 +80,7 @@ def test_the_size_limit_speaks_mib_as_it_is_set(tmp_path, tiny_bundle, identifie
     # finding 11: a 20 MiB limit was announced as "21.0 MB"
     settings = make_settings(tmp_path / "data", tiny_bundle)
     assert settings.max_bytes == 20 * 2**20
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         r = c.post("/v1/identify", files=[upload("big.jpg", b"\xff\xd8" + bytes(20 * 2**20))])
         assert r.status_code == 413, r.text
         assert r.json()["reports"][0]["error"]["message"] == "the photo is 20.0 MiB; the limit is 20 MiB per photo"
@@ -95,7 +95,7 @@ def test_the_store_quota_refuses_new_photos_with_507_and_metrics_show_the_bytes(
     # finding 10: nothing bounded the disk the photos use
     ruby, emerald = stone("Ruby"), stone("Emerald")
     settings = make_settings(tmp_path / "data", tiny_bundle, max_store_bytes=len(ruby) + len(emerald) // 2)
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         assert c.post("/v1/identify", files=[upload("ruby.png", ruby)]).status_code == 200
         assert c.post("/v1/identify", files=[upload("again.png", ruby)]).status_code == 200  # the same photo: no room needed
         r = c.post("/v1/identify", files=[upload("emerald.png", emerald), upload("ruby3.png", ruby)])
@@ -109,5 +109,5 @@ def test_the_store_quota_refuses_new_photos_with_507_and_metrics_show_the_bytes(
         assert f"gemid_store_photo_bytes {float(len(ruby))}" in metrics
         assert f"gemid_store_photo_max_bytes {float(settings.max_store_bytes)}" in metrics
     assert stored(settings) == (3, 3, 1)
-    with TestClient(create_app(settings, identifier=identifier)) as c:  # counted again on a restart
+    with signed_client(create_app(settings, identifier=identifier)) as c:  # counted again on a restart
         assert c.app.state.images.used() == len(ruby)

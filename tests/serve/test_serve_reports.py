@@ -11,7 +11,7 @@ pytest.register_assert_rewrite("serve_support")
 
 from alembic.script import ScriptDirectory  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import make_settings, stone, stored, upload  # noqa: E402
+from serve_support import make_settings, signed_client, stone, stored, upload  # noqa: E402
 
 from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.settings import Settings  # noqa: E402
@@ -128,7 +128,7 @@ def test_readings_sent_with_the_photo(client: TestClient):
 
 def test_health_readiness_and_docs(settings: Settings, identifier):
     app = create_app(settings, identifier=identifier)
-    with TestClient(app) as c:
+    with signed_client(app) as c:
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz")
         assert ready.status_code == 200 and ready.json()["model"]["name"] == "tiny-colour"
@@ -175,9 +175,9 @@ def test_one_not_ready_answer_before_start_up_and_after_shutdown(settings: Setti
                 for method, path, kw in requests]
 
     expected = [(path, 503, "not_ready") for _m, path, _kw in requests]
-    not_started = TestClient(app, raise_server_exceptions=False)  # no `with`: start-up has not run
+    not_started = signed_client(app, raise_server_exceptions=False)  # no `with`: start-up has not run
     assert answers(not_started) == expected
-    with TestClient(app) as c:
+    with signed_client(app) as c:
         assert c.get("/readyz").status_code == 200
     assert answers(not_started) == expected  # shut down again
 
@@ -185,7 +185,7 @@ def test_one_not_ready_answer_before_start_up_and_after_shutdown(settings: Setti
 def test_metrics_count_requests_and_identifications_per_app(tmp_path, tiny_bundle, identifier):
     a = create_app(make_settings(tmp_path / "a", tiny_bundle), identifier=identifier)
     b = create_app(make_settings(tmp_path / "b", tiny_bundle), identifier=identifier)
-    with TestClient(a) as ca, TestClient(b) as cb:
+    with signed_client(a) as ca, signed_client(b) as cb:
         identify(ca, "Ruby")
         ca.post("/v1/identify", files=[upload("a.txt", b"not an image at all")])
         ca.get("/v1/reports/unknown")
@@ -209,7 +209,7 @@ def test_an_unexpected_failure_is_a_json_500_without_a_trace(settings: Settings,
     async def crash() -> None:
         raise RuntimeError("secret internal detail")
 
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with signed_client(app, raise_server_exceptions=False) as c:
         r = c.get("/test-crash")
     assert r.status_code == 500
     assert r.json() == {"error": {"code": "internal_error",

@@ -17,7 +17,7 @@ pytest.register_assert_rewrite("serve_support")
 
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
-from serve_support import make_settings, stone, upload  # noqa: E402
+from serve_support import make_settings, signed_client, stone, upload  # noqa: E402
 
 from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.routes.page import STATIC_DIR  # noqa: E402
@@ -133,7 +133,7 @@ def test_assets_are_revalidated_cheaply(client: TestClient):
 
 def test_ui_config_reports_the_service_limits(tmp_path, tiny_bundle, identifier):
     settings = make_settings(tmp_path / "d", tiny_bundle, max_bytes=1234567, public_url="https://lab.example/gemid/")
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         cfg = c.get("/ui-config.json").json()
     assert cfg["max_bytes"] == 1234567
     assert cfg["public_url"] == "https://lab.example/gemid"
@@ -179,8 +179,8 @@ def test_qr_code_encodes_the_verification_link(client: TestClient):
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("image/svg+xml")
     url = r.headers["x-verification-url"]
-    code = url.removeprefix("http://testserver/verify/")
-    assert url.startswith("http://testserver/verify/") and rid not in url
+    code = url.removeprefix("http://localhost/verify/")
+    assert url.startswith("http://localhost/verify/") and rid not in url
     assert len(code) >= 22  # 128 random bits in base64url
     assert read_qr(r.text) == url
     assert client.get(f"/verify/{code}").status_code == 200  # the public page of this report
@@ -188,7 +188,7 @@ def test_qr_code_encodes_the_verification_link(client: TestClient):
 
 def test_qr_code_uses_the_public_url(tmp_path, tiny_bundle, identifier):
     settings = make_settings(tmp_path / "d", tiny_bundle, public_url="https://lab.example/gemid/")
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         rid = identify(c, stone("Ruby"))["report_id"]
         svg = c.get(f"/v1/reports/{rid}/qr.svg").text
     assert read_qr(svg).startswith("https://lab.example/gemid/verify/")

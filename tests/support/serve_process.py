@@ -59,3 +59,21 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def cli_key(data_dir: Path, role: str = "admin", desk: str | None = None, name: str | None = None, **env: str) -> str:
+    """A new API key made by `gemid keys create` on the store in `data_dir`, as an administrator makes one:
+    the key is the last line of its output."""
+    import secrets
+
+    args = ["keys", "create", "--name", name or f"test-{role}-{secrets.token_hex(4)}", "--role", role]
+    if desk:
+        args += ["--desk", desk]
+    done = subprocess.run([sys.executable, "-m", "gemid.cli", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "GEMID_DATA_DIR": str(data_dir), **env})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

@@ -12,6 +12,7 @@ import pytest
 from bundle_fixture import STONE_COLOURS, build_bundle, draw_stone, encode
 from fastapi.testclient import TestClient
 
+from gemid.serve import accounts
 from gemid.serve.app import create_app
 from gemid.serve.images import ImageStore
 from gemid.serve.settings import Settings
@@ -40,9 +41,27 @@ def settings(tmp_path: Path, tiny_bundle: Path) -> Settings:
     return make_settings(tmp_path / "data", tiny_bundle)
 
 
+def create_key(settings: Settings, role: str = "admin", desk: str | None = None, name: str | None = None) -> str:
+    """A new API key on the store of `settings` (as `gemid keys create` makes one); the token."""
+    import secrets
+
+    store = ReportStore.open(settings.database_url)
+    try:
+        return accounts.create_key(store.engine, name or f"test-{role}-{secrets.token_hex(4)}", role, desk)
+    finally:
+        store.close()
+
+
+def signed_client(app, role: str = "admin", desk: str | None = None, **kwargs) -> TestClient:
+    """A TestClient for `app` that sends a new key of `role` with every request, to a host name the service
+    answers to by default (localhost)."""
+    key = create_key(app.state.settings, role, desk)
+    return TestClient(app, base_url="http://localhost", headers={"Authorization": f"Bearer {key}"}, **kwargs)
+
+
 @pytest.fixture
 def client(settings: Settings, identifier) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         yield c
 
 

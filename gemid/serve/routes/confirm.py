@@ -19,7 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from gemid.report import Confirmation, Report, printable
-from gemid.serve.deps import IdentifierDep, MetricsDep, ReportId, SettingsDep, StoreDep
+from gemid.serve.deps import (
+    IdentifierDep,
+    MetricsDep,
+    PrincipalDep,
+    ReportId,
+    SettingsDep,
+    StoreDep,
+    issued_by,
+)
 from gemid.serve.errors import ApiError, error_responses, store_failure
 from gemid.serve.field import same_label
 from gemid.serve.metrics import ServiceMetrics
@@ -110,12 +118,14 @@ def _count(metrics: ServiceMetrics, report: Report, confirmation: Confirmation) 
              responses=error_responses(400, 404, 408, 409, 413, 422, 503),
              summary="Record the confirmed species: a new revision")
 async def confirm(store: StoreDep, identifier: IdentifierDep, settings: SettingsDep, metrics: MetricsDep,
-                  report_id: ReportId, body: ConfirmationRequest) -> JSONResponse:
+                  principal: PrincipalDep, report_id: ReportId, body: ConfirmationRequest) -> JSONResponse:
     """Stores revision N+1: the latest revision with `confirmation` set (`confirmed_at` by the server,
-    `confirmed_by` null until accounts exist). Earlier revisions stay as they were; a later confirmation
+    `confirmed_by` the supervisor or key that sent it). Earlier revisions stay as they were; a later confirmation
     replaces the earlier one in the revision after it. 422 for a label gemid does not know (or 'other'
     without `other_name`), 409 when the report has `GEMID_MAX_REVISIONS` revisions."""
     confirmation = build_confirmation(body, identifier.bundle.labels)
+    if principal is not None:
+        confirmation = confirmation.model_copy(update={"confirmed_by": principal.name})
     for _attempt in range(5):
         latest = await to_thread.run_sync(store.get, report_id)
         if latest is None:
@@ -125,7 +135,7 @@ async def confirm(store: StoreDep, identifier: IdentifierDep, settings: Settings
                            f"report {report_id} has {latest.revision} revisions, the most one report may have "
                            f"(GEMID_MAX_REVISIONS)")
         new = latest.model_copy(update={"revision": latest.revision + 1, "confirmation": confirmation,
-                                        "created_at": confirmation.confirmed_at})
+                                        "created_at": confirmation.confirmed_at, "issued_by": issued_by(principal)})
         try:
             await to_thread.run_sync(store.add_revision, new)
         except RevisionConflict:

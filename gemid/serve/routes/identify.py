@@ -32,7 +32,16 @@ from starlette.formparsers import MultiPartException
 from gemid.errors import EmptyFile, GemidInputError, TooLarge
 from gemid.messages import dotted, validation_message
 from gemid.report import MAX_REFERENCE, FileError, Readings, Report, clean_file_name, clean_reference
-from gemid.serve.deps import AnalysisDep, IdentifierDep, ImagesDep, MetricsDep, SettingsDep, StoreDep
+from gemid.serve.deps import (
+    AnalysisDep,
+    IdentifierDep,
+    ImagesDep,
+    MetricsDep,
+    PrincipalDep,
+    SettingsDep,
+    StoreDep,
+    issued_by,
+)
 from gemid.serve.errors import ApiError, error_responses, size_text, store_failure
 from gemid.serve.images import ImageStore, sha256_file
 from gemid.serve.settings import Settings
@@ -227,7 +236,7 @@ IDENTIFY_RESPONSES: dict[int | str, dict] = {
     summary="Identify one or more stone photos", responses=IDENTIFY_RESPONSES,
 )
 async def identify(request: Request, settings: SettingsDep, store: StoreDep, images: ImagesDep,
-                   identifier: IdentifierDep, analysis: AnalysisDep, metrics: MetricsDep,
+                   identifier: IdentifierDep, analysis: AnalysisDep, metrics: MetricsDep, principal: PrincipalDep,
                    grade: Annotated[bool, Query(description=(
                        "grade colour and clarity (default); false: a quick species screen of a parcel, "
                        "several times faster, with `colour` and `clarity` left null"))] = True,
@@ -275,7 +284,10 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
             # the worker reads the photo from its spooled file: the server never holds it whole
             outcome = await analysis.identify(photo, filename=name, reference=reference, readings=readings,
                                               grade=grade)
-            entry = outcome.entry
+            maker = issued_by(principal)  # each stone's report names who made it, and the desk
+            entries = [e.model_copy(update={"issued_by": maker}) if isinstance(e, Report) else e
+                       for e in outcome.entries]
+            entry = entries[0] if entries else outcome.entry
             if isinstance(entry, Report):
                 metrics.inference.observe(outcome.seconds)
                 try:  # the photo is on disk before any report row is committed; once for all its stones
@@ -286,11 +298,11 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
                     continue
                 except OSError as exc:  # disk full, permissions: a server fault, not the photo's
                     raise store_failure(exc) from exc
-                stones = [e for e in outcome.entries if isinstance(e, Report)]
+                stones = [e for e in entries if isinstance(e, Report)]
                 to_store.extend((r, sha, ext) for r in stones)
                 captures.extend(outcome.captures if len(outcome.captures) == len(stones) else [None] * len(stones))
                 sent[sha] = stones
-            out.extend(outcome.entries)
+            out.extend(entries)
             statuses.append(outcome.status)
     finally:
         discard(spooled)
@@ -305,6 +317,7 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
             raise store_failure(exc) from exc
         _shadow(request, images, to_store)
     new = {r.report_id for r, _, _ in to_store}
+    request.state.audit_reports = [report.report_id for report, _sha, _ext in to_store]  # one "create" each
     for e in out:
         if isinstance(e, Report) and e.report_id not in new:
             continue  # a duplicate's stored report: counted when it was made

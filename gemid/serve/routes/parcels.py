@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field
 
 from gemid.errors import GemidInputError
 from gemid.report import ROW_FIELDS, ConclusionDecision, Report, clean_reference, printable, table_row
-from gemid.serve.deps import StoreDep
+from gemid.serve.accounts import Principal
+from gemid.serve.deps import PrincipalDep, StoreDep
 from gemid.serve.errors import ApiError, error_responses
 from gemid.serve.routes.reports import ISO_WHEN, _parse_when
 
@@ -79,9 +80,15 @@ def _reference(raw: str) -> str:
     return reference
 
 
-async def _parcel(store: StoreDep, raw: str) -> tuple[str, list[Report]]:
+def desk_scope(principal: Principal | None) -> tuple[str | None] | None:
+    """A technician's view: only its desk's reports (a 1-tuple, as the desk may be None); others see all."""
+    return (principal.desk,) if principal is not None and principal.desk_only else None
+
+
+async def _parcel(store: StoreDep, raw: str, principal: Principal | None) -> tuple[str, list[Report]]:
     reference = _reference(raw)
-    reports = await to_thread.run_sync(lambda: store.parcel(reference, limit=MAX_PARCEL))
+    desk = desk_scope(principal)
+    reports = await to_thread.run_sync(lambda: store.parcel(reference, limit=MAX_PARCEL, desk=desk))
     if not reports:
         raise ApiError(404, "parcel_not_found", f"no report is stored under the reference '{reference}'")
     return reference, reports
@@ -91,18 +98,18 @@ async def _parcel(store: StoreDep, raw: str) -> tuple[str, list[Report]]:
 @router.get("/parcels/{reference:path}.csv", response_class=Response, summary="A parcel as CSV",
             responses={200: {"content": {"text/csv": {}}, "description": "one row per stone (ROW_FIELDS)"},
                        **error_responses(404, 422, 503)})
-async def parcel_csv(store: StoreDep, reference: str) -> Response:
+async def parcel_csv(store: StoreDep, principal: PrincipalDep, reference: str) -> Response:
     """The parcel's rows as CSV, one per stone, the columns of `GET /v1/parcels/{reference}`."""
-    reference, reports = await _parcel(store, reference)
+    reference, reports = await _parcel(store, reference, principal)
     return _attachment(to_csv(reports), f"parcel-{reference}")
 
 
 @router.get("/parcels/{reference:path}", response_model=ParcelResponse, responses=error_responses(404, 422, 503),
             summary="A parcel: every stone stored under one reference")
-async def get_parcel(store: StoreDep, reference: str) -> ParcelResponse:
+async def get_parcel(store: StoreDep, principal: PrincipalDep, reference: str) -> ParcelResponse:
     """Every report stored under exactly this reference (URL-encode a `/` in it), photo by photo, each photo's
     stones in reading order; a summary row per stone and the counts per conclusion on top."""
-    reference, reports = await _parcel(store, reference)
+    reference, reports = await _parcel(store, reference, principal)
     decisions = Counter(r.conclusion.decision if r.conclusion else r.species.decision for r in reports)
     return ParcelResponse(
         reference=reference, photos=len({r.image.sha256 for r in reports}), stones=len(reports),
@@ -115,6 +122,7 @@ async def get_parcel(store: StoreDep, reference: str) -> ParcelResponse:
                        **error_responses(422, 503)})
 async def reports_csv(
     store: StoreDep,
+    principal: PrincipalDep,
     since: Annotated[str | None, Query(pattern=ISO_WHEN, description="ISO date or date-time, inclusive")] = None,
     until: Annotated[str | None, Query(pattern=ISO_WHEN,
                                        description="ISO date (that whole day included) or date-time")] = None,
@@ -129,5 +137,5 @@ async def reports_csv(
     species, reference = (printable(v) if v is not None else None for v in (species, reference))
     reports = await to_thread.run_sync(lambda: store.latest(
         limit=MAX_EXPORT, created_from=created_from, created_to=created_to, species=species, decision=decision,
-        reference=reference))
+        reference=reference, desk=desk_scope(principal)))
     return _attachment(to_csv(reports), "gemid-reports")

@@ -26,9 +26,11 @@ from gemid.serve.deps import (
     IdentifierDep,
     ImagesDep,
     LimiterDep,
+    PrincipalDep,
     ReportId,
     SettingsDep,
     StoreDep,
+    issued_by,
     report_exists,
 )
 from gemid.serve.errors import ERROR_RESPONSES, ApiError, error_responses, store_failure
@@ -107,6 +109,7 @@ def _merge_readings(latest: Report, new: Readings, replace: bool) -> Readings:
 @router.get("", response_model=ReportPage, responses=error_responses(422, 503), summary="List stored reports")
 async def list_reports(
     store: StoreDep,
+    principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
     since: Annotated[str | None, Query(pattern=ISO_WHEN, description="ISO date or date-time, inclusive")] = None,
@@ -116,14 +119,16 @@ async def list_reports(
     decision: ConclusionDecision | None = None,
     reference: Annotated[str | None, Query(max_length=200, description="substring, any case")] = None,
 ) -> ReportPage:
-    """Newest first. Species and decision are those of each report's latest revision."""
+    """Newest first. Species and decision are those of each report's latest revision. A technician sees only
+    the reports of its own desk."""
+    desk = (principal.desk,) if principal is not None and principal.desk_only else None
     created_from = _parse_when(since, "since", end=False)
     created_to = _parse_when(until, "until", end=True)
     # stored text never holds control characters (gemid.report.printable), so a filter need not
     species, reference = (printable(v) if v is not None else None for v in (species, reference))
     return await to_thread.run_sync(lambda: store.list(
         limit=limit, offset=offset, created_from=created_from, created_to=created_to,
-        species=species, decision=decision, reference=reference))
+        species=species, decision=decision, reference=reference, desk=desk))
 
 
 @router.get("/{report_id}", response_model=Report, responses=ERROR_RESPONSES, summary="One stored report")
@@ -182,7 +187,7 @@ async def get_image(store: StoreDep, images: ImagesDep, report_id: ReportId) -> 
              responses=error_responses(400, 404, 408, 409, 413, 422, 501, 503), openapi_extra=READINGS_BODY,
              summary="Add readings: a new revision, re-ranked")
 async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: LimiterDep, settings: SettingsDep,
-                       report_id: ReportId,
+                       principal: PrincipalDep, report_id: ReportId,
                        readings: Readings,
                        replace: Annotated[bool, Query(description="forget earlier readings")] = False,
                        ) -> JSONResponse:
@@ -206,6 +211,7 @@ async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: Limi
             new = await to_thread.run_sync(identifier.add_readings, latest, merged, limiter=limiter)
         except GemidInputError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from exc
+        new = new.model_copy(update={"issued_by": issued_by(principal)})
         try:
             await to_thread.run_sync(store.add_revision, new)
         except RevisionConflict:

@@ -13,7 +13,8 @@
  *   js/print.js            #/report/<id>/print  the report on paper, with its QR code
  * over a small shared core: js/api.js (the service), js/dom.js (building elements as text, never markup),
  * js/format.js (wording and figures), js/stones.js (a tray photo's numbered stones, the table of stones), js/route.js (the hash route), js/report-sections.js (a report's
- * read-only parts), js/conclusion.js (the conclusion from photo and readings, and the rankings under it). Modules import what they use, and no module imports one that imports it back (views
+ * read-only parts), js/session.js (who is signed in, the sign-in form, the CSRF token),
+ * js/conclusion.js (the conclusion from photo and readings, and the rankings under it). Modules import what they use, and no module imports one that imports it back (views
  * reach the router through js/route.js); nothing is shared through `window`. The entry keeps the address
  * static/app.js that the page has always loaded. The page speaks English or Urdu (js/i18n.js, js/messages.js;
  * the switch in the header), right to left in Urdu.
@@ -29,6 +30,7 @@ import { viewParcel } from './js/parcel.js';
 import { viewPrint } from './js/print.js';
 import { viewReport } from './js/results.js';
 import { isCurrent, newVisit, parseRoute, setRenderer } from './js/route.js';
+import { loadSession, session, showUser, viewSignIn } from './js/session.js';
 
 let firstRender = true;
 
@@ -51,6 +53,12 @@ function render() {
   const token = newVisit();
   const root = document.getElementById('view');
   root.replaceChildren();
+  if (!session.user) {  // every view reads or writes reports: signed in first
+    document.body.dataset.view = 'signin';
+    viewSignIn(root, render);
+    return;
+  }
+  showUser();
   const navName = ['history', 'identify', 'field'].includes(route.name) ? route.name : null;
   document.querySelectorAll('[data-nav]').forEach((a) => {
     if (a.dataset.nav === navName) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
@@ -101,7 +109,9 @@ async function start() {
   }
   setRenderer(render);
   window.addEventListener('hashchange', render);
-  await loadConfig();
+  window.addEventListener('gemid-signed-out', () => viewSignIn(document.getElementById('view'), render,
+    t('signin.ended')));
+  await Promise.all([loadConfig(), loadSession()]);
   render();
 }
 

@@ -4,10 +4,12 @@
  * One place turns any failure (network down, HTTP error, validation error, refusal of a file) into the
  * message the technician should read, taken from the API's error body whenever it has one, so every view
  * shows the service's words rather than its own guesses. Paths are relative to the page, so the service
- * can be mounted under a prefix behind a proxy.
+ * can be mounted under a prefix behind a proxy. State-changing calls carry the session's CSRF token
+ * (js/session.js); a 401 tells the page to ask for sign-in again.
  */
 
 import { enc } from './dom.js';
+import { csrfToken, session } from './session.js';
 
 export const API = 'v1/';
 
@@ -52,8 +54,17 @@ export function errorCode(body) {
   return null;
 }
 
+/** A 401: the session ended (expired, signed out elsewhere); the page asks to sign in again. */
+function signedOut(status) {
+  if (status === 401 && session.user) {
+    session.user = null;
+    window.dispatchEvent(new Event('gemid-signed-out'));
+  }
+}
+
 export async function api(path, { method = 'GET', json } = {}) {
   const opts = { method, headers: { Accept: 'application/json' } };
+  if (method !== 'GET' && csrfToken()) opts.headers['X-CSRF-Token'] = csrfToken();
   if (json !== undefined) {
     opts.body = JSON.stringify(json);
     opts.headers['Content-Type'] = 'application/json';
@@ -67,7 +78,10 @@ export async function api(path, { method = 'GET', json } = {}) {
   const text = await res.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
-  if (!res.ok) throw new ApiError(errorMessage(body, res.status), res.status, body);
+  if (!res.ok) {
+    signedOut(res.status);
+    throw new ApiError(errorMessage(body, res.status), res.status, body);
+  }
   return body;
 }
 
@@ -77,6 +91,7 @@ export function uploadOne(file, reference, onProgress) {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', `${API}identify`);
     xhr.setRequestHeader('Accept', 'application/json');
+    if (csrfToken()) xhr.setRequestHeader('X-CSRF-Token', csrfToken());
     xhr.upload.addEventListener('progress', (e) => {
       if (e.lengthComputable) onProgress(e.loaded / Math.max(1, e.total));
     });
@@ -84,6 +99,7 @@ export function uploadOne(file, reference, onProgress) {
     xhr.addEventListener('load', () => {
       let body = null;
       try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+      signedOut(xhr.status);
       resolve({ status: xhr.status, body });
     });
     xhr.addEventListener('error', () => resolve({ status: 0, body: null }));

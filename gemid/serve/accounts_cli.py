@@ -1,0 +1,230 @@
+"""`gemid users`, `gemid keys` and `gemid audit`: accounts, API keys and the audit trail, on the store named by
+the usual GEMID_* settings (GEMID_DATA_DIR, GEMID_DB_URL), from the machine's console. Each change is an
+entry of the audit trail, made by `cli:<the system user>`.
+
+`gemid keys` is a group: its subcommands are added in `register_keys`, one `add_parser` each
+(`create`, `revoke`, `list`, and the signing key's `rotate-signing`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import Any
+
+ROLE_HELP = "technician | supervisor | admin | auditor"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    users = subparsers.add_parser("users", help="people who sign in to the web page (add, link, password, list)")
+    u = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    add = u.add_parser("add", help="add a person with a role and desk; asks for a password")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, help=ROLE_HELP)
+    add.add_argument("--desk", help="their desk (technicians see only their desk's reports)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument("--no-password", action="store_true", help="no password: sign in with `gemid users link`")
+    add.set_defaults(func=_users_add)
+    link = u.add_parser("link", help="print a one-time sign-in link for a person (valid 24 h)")
+    link.add_argument("name")
+    link.add_argument("--url", help="the service's address (default: GEMID_PUBLIC_URL or http://127.0.0.1:8000)")
+    link.set_defaults(func=_users_link)
+    pw = u.add_parser("password", help="set a person's password")
+    pw.add_argument("name")
+    pw.add_argument("--password-stdin", action="store_true")
+    pw.set_defaults(func=_users_password)
+    rm = u.add_parser("disable", help="disable a person (their sessions end)")
+    rm.add_argument("name")
+    rm.set_defaults(func=_users_disable)
+    ls = u.add_parser("list", help="every person and key, with role, desk and state")
+    ls.set_defaults(func=_list)
+
+    keys = subparsers.add_parser("keys", help="API keys (create, revoke, list) and the service's signing key")
+    register_keys(keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True))
+
+    audit = subparsers.add_parser("audit", help="the audit trail: verify its hash chain, export it")
+    a = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    a.add_parser("verify", help="check the chain; exit 1 naming the first broken entry").set_defaults(func=_verify)
+    exp = a.add_parser("export", help="every entry as JSON lines (stdout, or --out FILE)")
+    exp.add_argument("--out", help="file to write (default: standard output)")
+    exp.set_defaults(func=_export)
+
+
+def register_keys(k: argparse._SubParsersAction) -> None:
+    """The subcommands of `gemid keys`; another one is one more `k.add_parser(...)` here."""
+    create = k.add_parser("create", help="a new API key; printed once, alone on the last line")
+    create.add_argument("--name", required=True, help="what the key is for, e.g. 'desk-3 scanner'")
+    create.add_argument("--role", required=True, help=ROLE_HELP)
+    create.add_argument("--desk", help="the desk it works for (technicians see only their desk's reports)")
+    create.set_defaults(func=_keys_create)
+    revoke = k.add_parser("revoke", help="revoke a key: it stops working at once")
+    revoke.add_argument("name")
+    revoke.set_defaults(func=_keys_revoke)
+    k.add_parser("list", help="every person and key, with role, desk and state").set_defaults(func=_list)
+
+
+def _engine() -> Any:
+    """The store's engine (migrated), from the GEMID_* settings."""
+    from gemid.serve.settings import Settings
+    from gemid.serve.store import ReportStore
+
+    return ReportStore.open(Settings().database_url).engine
+
+
+def _cli_audit(engine: Any, action: str, detail: str) -> None:
+    from gemid.serve import audit
+
+    audit.ensure_head(engine)
+    who = f"cli:{getpass.getuser()}"
+    audit.append(engine, [audit.AuditEntry(action=action, actor=who[:100], actor_kind="cli", address="console",
+                                           detail=detail)])
+
+
+def _fail(message: str) -> int:
+    print(f"gemid: {message}", file=sys.stderr)
+    return 1
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def _guarded(fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        from gemid.serve.accounts import AccountError
+
+        try:
+            return fn(args)
+        except (AccountError, ValueError) as exc:
+            return _fail(str(exc))
+    return run
+
+
+@_guarded
+def _users_add(args: argparse.Namespace) -> int:
+    from gemid.serve import accounts
+
+    password = None if args.no_password else _read_password(args.password_stdin)
+    if password is not None and len(password) < 8:
+        return _fail("a password needs 8 characters or more")
+    engine = _engine()
+    accounts.add_user(engine, args.name, args.role, args.desk, password)
+    _cli_audit(engine, "user_added", f"user {args.name} ({args.role}, desk {args.desk or '-'})")
+    print(f"added {args.role} {args.name}" + (f" at desk {args.desk}" if args.desk else ""))
+    return 0
+
+
+def sign_in_url(base: str | None, token: str) -> str:
+    from gemid.serve.settings import Settings
+
+    base = (base or Settings().public_url or "http://127.0.0.1:8000").rstrip("/")
+    return f"{base}/signin?token={token}"
+
+
+@_guarded
+def _users_link(args: argparse.Namespace) -> int:
+    from gemid.serve import accounts
+
+    engine = _engine()
+    token = accounts.sign_in_link_token(engine, args.name)
+    _cli_audit(engine, "sign_in_link", f"one-time sign-in link for {args.name}")
+    print(f"one-time sign-in link for {args.name} (valid {accounts.LINK_LIFETIME.total_seconds() / 3600:g} h):")
+    print(sign_in_url(args.url, token))
+    return 0
+
+
+@_guarded
+def _users_password(args: argparse.Namespace) -> int:
+    from gemid.serve import accounts
+
+    password = _read_password(args.password_stdin)
+    if len(password) < 8:
+        return _fail("a password needs 8 characters or more")
+    engine = _engine()
+    accounts.set_password(engine, args.name, password)
+    _cli_audit(engine, "password_set", f"password of {args.name}")
+    print(f"password of {args.name} set")
+    return 0
+
+
+@_guarded
+def _users_disable(args: argparse.Namespace) -> int:
+    from gemid.serve import accounts
+
+    engine = _engine()
+    accounts.revoke(engine, args.name, "user")
+    _cli_audit(engine, "user_disabled", f"user {args.name}")
+    print(f"disabled {args.name}")
+    return 0
+
+
+@_guarded
+def _keys_create(args: argparse.Namespace) -> int:
+    from gemid.serve import accounts
+
+    engine = _engine()
+    token = accounts.create_key(engine, args.name, args.role, args.desk)
+    _cli_audit(engine, "key_created", f"key {args.name} ({args.role}, desk {args.desk or '-'})")
+    print(f"API key '{args.name}' ({args.role}" + (f", desk {args.desk}" if args.desk else "") + "); shown once, "
+          "send it as `Authorization: Bearer KEY`:")
+    print(token)
+    return 0
+
+
+@_guarded
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from gemid.serve import accounts
+
+    engine = _engine()
+    accounts.revoke(engine, args.name, "key")
+    _cli_audit(engine, "key_revoked", f"key {args.name}")
+    print(f"revoked key {args.name}")
+    return 0
+
+
+def _list(_args: argparse.Namespace) -> int:
+    from gemid.serve import accounts
+
+    for a in accounts.list_accounts(_engine()):
+        state = f"revoked {a['revoked_at']:%Y-%m-%d}" if a["revoked_at"] else "active"
+        print(f"{a['kind']:<5} {a['name']:<30} {a['role']:<11} {a['desk'] or '-':<15} {state}")
+    return 0
+
+
+def _verify(_args: argparse.Namespace) -> int:
+    from gemid.serve import audit
+
+    engine = _engine()
+    audit.ensure_head(engine)
+    where, problem = audit.verify(engine)
+    if problem:
+        print(f"gemid audit verify: the chain breaks at entry {where}: {problem}", file=sys.stderr)
+        return 1
+    print(f"audit trail intact: {where} entries")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from gemid.serve import audit
+
+    engine = _engine()
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        n = 0
+        for line in audit.export(engine):
+            out.write(line + "\n")
+            n += 1
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.out:
+        os.chmod(args.out, 0o600)
+        print(f"wrote {n} entries to {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,149 @@
+"""The audit trail (gemid.serve.audit) on SQLite and on a real PostgreSQL: an entry for each action with who,
+desk, what, which report and from where; `gemid audit verify` finds an edited, deleted or truncated entry;
+`gemid audit export` writes JSON lines; the keys and users commands work on the store of GEMID_* settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.register_assert_rewrite("serve_support")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from serve_support import make_settings, stone, upload  # noqa: E402
+from sqlalchemy import delete, text, update  # noqa: E402
+
+from gemid.serve import audit  # noqa: E402
+from gemid.serve.app import create_app  # noqa: E402
+from gemid.serve.models_db import AuditRow  # noqa: E402
+from gemid.serve.store import ReportStore  # noqa: E402
+
+pytest_plugins = ["serve_support", "postgres_support"]
+
+
+def gemid(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gemid.cli", *args], capture_output=True, text=True, timeout=120,
+                          input=stdin, env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", **env})
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    """The GEMID_* settings of one store, SQLite file or PostgreSQL database, as the commands read them."""
+    return {"GEMID_DATA_DIR": str(tmp_path / "data"), "GEMID_DB_URL": database_url}
+
+
+def test_each_action_is_recorded_and_the_chain_verifies(env, tmp_path, tiny_bundle, identifier):
+    made = gemid(env, "keys", "create", "--name", "desk-1 scanner", "--role", "technician", "--desk", "desk-1")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
+    assert len(key) >= 43 and " " not in key  # 256 bits, alone on the last line
+    supervisor = gemid(env, "keys", "create", "--name", "sup", "--role", "supervisor").stdout.strip().splitlines()[-1]
+    added = gemid(env, "users", "add", "nadia", "--role", "auditor", "--password-stdin", stdin="a long secret\n")
+    assert added.returncode == 0, added.stderr
+    assert gemid(env, "keys", "create", "--name", "sup", "--role", "admin").returncode == 1  # the name is taken
+    assert "unknown role" in gemid(env, "keys", "create", "--name", "x", "--role", "boss").stderr
+
+    settings = make_settings(Path(env["GEMID_DATA_DIR"]), tiny_bundle, db_url=env["GEMID_DB_URL"])
+    tech, sup = {"Authorization": f"Bearer {key}"}, {"Authorization": f"Bearer {supervisor}"}
+    with TestClient(create_app(settings, identifier=identifier), base_url="http://localhost") as c:
+        r = c.post("/v1/identify", files=[upload("a.png", stone("Ruby")), upload("b.png", stone("Emerald"))],
+                   headers=tech)
+        ids = [e["report_id"] for e in r.json()["reports"]]
+        assert c.get(f"/v1/reports/{ids[0]}", headers=tech).status_code == 200
+        assert c.get(f"/v1/reports/{ids[0]}/image", headers=tech).status_code == 200
+        assert c.post(f"/v1/reports/{ids[0]}/readings", json={"ri": 1.765}, headers=tech).status_code == 201
+        assert c.post(f"/v1/reports/{ids[1]}/confirmation", json={"label": "Emerald", "method": "Raman"},
+                      headers=sup).status_code == 201
+        assert c.post("/v1/session", json={"name": "nadia", "password": "wrong"}).status_code == 401
+        assert c.post("/v1/session", json={"name": "nadia", "password": "a long secret"}).status_code == 200
+        assert c.get("/v1/audit", headers=tech).status_code == 403
+        assert c.get("/v1/reports", headers={"Authorization": "Bearer forged-key"}).status_code == 401
+        entries = c.get("/v1/audit").json()["entries"]  # nadia, the auditor, signed in with the cookie
+    assert gemid(env, "keys", "revoke", "sup").returncode == 0
+    assert "no active key" in gemid(env, "keys", "revoke", "sup").stderr
+
+    def one(action: str, **where) -> dict:
+        found = [e for e in entries if e["action"] == action and all(e[k] == v for k, v in where.items())]
+        assert len(found) == 1, (action, where, [(e["action"], e["report_id"]) for e in entries])
+        return found[0]
+
+    for rid in ids:
+        created = one("create", report_id=rid)
+        assert (created["actor"], created["actor_kind"], created["desk"]) == ("desk-1 scanner", "key", "desk-1")
+        assert created["address"] == "testclient" and "POST /v1/identify" in created["detail"]
+    assert one("view", report_id=ids[0])["actor"] == "desk-1 scanner"
+    assert one("view_photo", report_id=ids[0])["desk"] == "desk-1"
+    assert one("readings", report_id=ids[0])["actor"] == "desk-1 scanner"
+    assert one("confirmation", report_id=ids[1])["actor"] == "sup"
+    assert one("sign_in")["actor"] == "nadia"
+    failed = [e for e in entries if e["action"] == "failed_sign_in"]
+    assert {e["actor"] for e in failed} >= {"nadia"} and any("API key" in (e["detail"] or "") for e in failed)
+    assert one("denied")["actor"] == "desk-1 scanner"
+    assert {e["action"] for e in entries} >= {"key_created", "user_added"}
+    seqs = [e["seq"] for e in entries]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert all(b["prev_hash"] == a["hash"] for a, b in zip(entries, entries[1:], strict=False))
+
+    verified = gemid(env, "audit", "verify")
+    assert verified.returncode == 0 and "intact" in verified.stdout, verified.stderr
+    out = tmp_path / "trail.jsonl"
+    assert gemid(env, "audit", "export", "--out", str(out)).returncode == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[: len(entries)] == entries and lines[-1]["action"] == "key_revoked"
+
+
+def _tamper(env: dict[str, str], change) -> subprocess.CompletedProcess:
+    store = ReportStore.open(env["GEMID_DB_URL"].replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with store.engine.begin() as conn:
+            change(conn)
+    finally:
+        store.close()
+    return gemid(env, "audit", "verify")
+
+
+def test_an_edited_deleted_or_truncated_entry_breaks_the_chain(env):
+    for i in range(5):
+        assert gemid(env, "keys", "create", "--name", f"k{i}", "--role", "technician").returncode == 0
+    assert gemid(env, "audit", "verify").returncode == 0
+
+    edited = _tamper(env, lambda c: c.execute(update(AuditRow).where(AuditRow.seq == 3).values(actor="someone else")))
+    assert edited.returncode == 1 and "entry 3" in edited.stderr and "edited" in edited.stderr, edited.stderr
+    removed = _tamper(env, lambda c: c.execute(delete(AuditRow).where(AuditRow.seq == 2)))
+    assert removed.returncode == 1 and "entry 3" in removed.stderr and "deleted" in removed.stderr, removed.stderr
+
+
+def test_removing_the_last_entries_is_seen(env):
+    for i in range(3):
+        assert gemid(env, "keys", "create", "--name", f"k{i}", "--role", "technician").returncode == 0
+    cut = _tamper(env, lambda c: c.execute(delete(AuditRow).where(AuditRow.seq == 3)))
+    assert cut.returncode == 1 and "removed from the end" in cut.stderr, cut.stderr
+
+
+def test_many_writers_extend_one_chain(env):
+    """Two stores (as two replicas would) appending at once in groups: one chain, no entry lost."""
+    import threading
+
+    url = env["GEMID_DB_URL"].replace("postgresql://", "postgresql+psycopg://")
+    stores = [ReportStore.open(url) for _ in range(2)]
+    try:
+        def write(store: ReportStore, n: int) -> None:
+            for i in range(20):
+                audit.append(store.engine, [audit.AuditEntry(action="view", actor=f"w{n}", detail=str(i))] * 3)
+
+        threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(stores)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert audit.verify(stores[0].engine) == (120, None)
+        with stores[0].engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 120
+    finally:
+        for s in stores:
+            s.close()
