@@ -290,9 +290,9 @@ def test_stored_unsigned_reports_stay_readable(client: TestClient, settings: Set
 
 
 def test_public_keys_are_open_and_app_restarts_with_the_same_key(settings: Settings, identifier):
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with TestClient(create_app(settings, identifier=identifier), base_url="http://localhost") as c:  # no key
         first = c.get("/v1/keys").json()["keys"]
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with TestClient(create_app(settings, identifier=identifier), base_url="http://localhost") as c:
         assert c.get("/v1/keys").json()["keys"] == first
 
 

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx2
 import pytest
 from bundle_fixture import STONE_COLOURS, TRAY_READING_ORDER, build_bundle, draw_stone, draw_tray, encode
-from serve_process import free_port, start, stop, wait_ready
+from serve_process import cli_key, free_port, start, stop, wait_ready
 
 from gemid.cli import main
 
@@ -26,9 +26,17 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, base)
+        AUTH["key"] = cli_key(root / "data", "technician", "desk-1")
         yield base + "/"
     finally:
         stop(proc)
+
+
+AUTH: dict[str, str] = {}  # the service's API key, made by `gemid keys create` when it starts
+
+
+def signed() -> dict[str, str]:
+    return {"Authorization": f"Bearer {AUTH['key']}"}
 
 
 @pytest.fixture
@@ -48,7 +56,8 @@ def wide_console(monkeypatch):
 
 
 def test_photos_sent_to_the_service_are_stored_there(capsys, service: str, photos: Path, tmp_path: Path):
-    rc = main(["identify", str(photos), "--server", service, "--reference", "CLI LOT 1", "--json",
+    rc = main(["identify", str(photos), "--server", service, "--key", AUTH["key"],
+               "--reference", "CLI LOT 1", "--json",
                "--csv", str(tmp_path / "out.csv")])
     out, err = capsys.readouterr()
     assert rc == 1, err  # the text file named .jpg is refused by the service, the rest identified
@@ -58,22 +67,24 @@ def test_photos_sent_to_the_service_are_stored_there(capsys, service: str, photo
     assert [r["species"]["top"][0]["label"] for r in reports] == [*TRAY_READING_ORDER, "Ruby"]  # every stone
     assert [e["file"] for e in refused] == [str(photos / "c_notes.jpg")] and refused[0]["error"]["code"]
     # what the service stored is what the command printed
-    parcel = httpx2.get(f"{service}v1/parcels/{quote('CLI LOT 1')}").json()
+    parcel = httpx2.get(f"{service}v1/parcels/{quote('CLI LOT 1')}", headers=signed()).json()
     assert [r["report_id"] for r in parcel["rows"]] == [r["report_id"] for r in reports]
     assert [row["stone"] for row in parcel["rows"]] == [f"{i}/6" for i in range(1, 7)] + ["1/1"]
     assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 8  # header, 7 stones, the refusal
 
     # again under the same reference: the stored reports, with the service's notice, nothing stored twice
-    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", service, "--reference", "CLI LOT 1"])
+    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", service, "--key", AUTH["key"],
+               "--reference", "CLI LOT 1"])
     out, err = capsys.readouterr()
     assert rc == 0
     assert "already stored under reference 'CLI LOT 1'" in " ".join(err.split())
     assert "1 identified" in out or "1 uncertain" in out
-    assert httpx2.get(f"{service}v1/parcels/{quote('CLI LOT 1')}").json()["stones"] == 7
+    assert httpx2.get(f"{service}v1/parcels/{quote('CLI LOT 1')}", headers=signed()).json()["stones"] == 7
 
 
 def test_readings_and_a_quick_screen_reach_the_service(capsys, service: str, photos: Path):
-    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", service, "--ri", "1.762", "--sg", "4.0",
+    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", service, "--key", AUTH["key"],
+               "--ri", "1.762", "--sg", "4.0",
                "--optic", "DR", "--no-grade", "--json"])
     out, _ = capsys.readouterr()
     assert rc == 0
@@ -81,7 +92,7 @@ def test_readings_and_a_quick_screen_reach_the_service(capsys, service: str, pho
     assert report["tests"]["reranking"]["readings"]["ri"] == 1.762
     assert report["tests"]["reranking"]["readings"]["optic"] == "DR"
     assert report["colour"] is None  # --no-grade: grade=false on the service
-    stored = httpx2.get(f"{service}v1/reports/{report['report_id']}").json()
+    stored = httpx2.get(f"{service}v1/reports/{report['report_id']}", headers=signed()).json()
     assert stored == report
 
 
