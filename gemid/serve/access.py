@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,10 @@ ALLOWED_ROLES: dict[str, frozenset[str]] = {
 SESSION_COOKIE = "gemid_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# a key or session once looked up is trusted this long without asking the database again: the lookup (a
+# thread hop and a query) was most of authentication's cost per request. A revoked key or ended session
+# therefore stops working within this time, on every process and replica.
+PRINCIPAL_CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,7 @@ class AccessMiddleware:
                                        settings.rate_per_address * settings.rate_burst_seconds)
         self.failed_sign_ins = FailedSignIns()
         service.state.failed_sign_ins = self.failed_sign_ins
+        self._known: dict[tuple[str, str], tuple[Principal, float]] = {}  # (kind, token hash) -> (who, until)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -264,20 +270,30 @@ class AccessMiddleware:
         await refuse(429, "too_many_requests", f"too many requests from {who}; try again in {seconds} s "
                      "(GEMID_RATE_PER_KEY, GEMID_RATE_PER_ADDRESS)", {"Retry-After": str(seconds)})
 
-    @staticmethod
-    async def _authenticate(headers: Headers, engine: Any) -> tuple[Principal | None, str | None]:
+    async def _authenticate(self, headers: Headers, engine: Any) -> tuple[Principal | None, str | None]:
         """(the caller, what credential it showed) from a Bearer key, else the session cookie."""
         token = _bearer(headers)
         if token is not None:
-            if not token or len(token) > 200:
-                return None, "API key"
-            return await to_thread.run_sync(accounts.principal_for_key, engine, token), "API key"
+            return await self._lookup("API key", token, accounts.principal_for_key, engine), "API key"
         cookie = _cookie(headers, SESSION_COOKIE)
         if cookie:
-            if len(cookie) > 200:
-                return None, "session"
-            return await to_thread.run_sync(accounts.principal_for_session, engine, cookie), "session"
+            return await self._lookup("session", cookie, accounts.principal_for_session, engine), "session"
         return None, None
+
+    async def _lookup(self, kind: str, token: str, find: Any, engine: Any) -> Principal | None:
+        if not token or len(token) > 200:
+            return None
+        cache_key = (kind, accounts.token_hash(token))
+        now = time.monotonic()
+        known = self._known.get(cache_key)
+        if known is not None and known[1] > now:
+            return known[0]
+        principal = await to_thread.run_sync(find, engine, token)
+        if principal is not None:  # only accounts found are remembered: a new key works at once
+            if len(self._known) > 10_000:
+                self._known = {k: v for k, v in self._known.items() if v[1] > now}
+            self._known[cache_key] = (principal, now + PRINCIPAL_CACHE_SECONDS)
+        return principal
 
     async def _same_desk(self, report_id: str, principal: Principal) -> bool:
         store = self.service.state.store

@@ -41,8 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls = u.add_parser("list", help="every person and key, with role, desk and state")
     ls.set_defaults(func=_list)
 
-    keys = subparsers.add_parser("keys", help="API keys (create, revoke, list) and the service's signing key")
-    register_keys(keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True))
+    keys = subparsers.choices.get("keys")  # the signing key's commands (gemid.serve.trust_cli) share the group
+    if keys is None:
+        keys = subparsers.add_parser("keys", help="API keys (create, revoke, list) and the service's signing key")
+        keys.set_defaults(func=lambda _args, p=keys: p.print_help() or 2)
+        group = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    else:
+        group = next(a for a in keys._actions if isinstance(a, argparse._SubParsersAction))
+    register_keys(group)
 
     audit = subparsers.add_parser("audit", help="the audit trail: verify its hash chain, export it")
     a = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -59,7 +65,7 @@ def register_keys(k: argparse._SubParsersAction) -> None:
     create.add_argument("--role", required=True, help=ROLE_HELP)
     create.add_argument("--desk", help="the desk it works for (technicians see only their desk's reports)")
     create.set_defaults(func=_keys_create)
-    revoke = k.add_parser("revoke", help="revoke a key: it stops working at once")
+    revoke = k.add_parser("revoke", help="revoke a key: it stops working within a second")
     revoke.add_argument("name")
     revoke.set_defaults(func=_keys_revoke)
     k.add_parser("list", help="every person and key, with role, desk and state").set_defaults(func=_list)

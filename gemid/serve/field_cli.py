@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--lab-reference", help="the laboratory's report number")
     c.add_argument("--other-name", help="what the stone is, with --label other")
     c.add_argument("--server", default=DEFAULT_SERVER, help="the gemid service (default: %(default)s)")
-    c.add_argument("--key", default=None, help=(
+    c.add_argument("--api-key", default=None, help=(
         "a supervisor's or admin's API key (gemid keys create); default: the GEMID_API_KEY environment variable"))
     c.set_defaults(func=_confirm)
 
@@ -214,7 +214,7 @@ def _confirm(args: argparse.Namespace) -> int:
     server = args.server.rstrip("/")
     url = f"{server}/v1/reports/{urllib.parse.quote(args.report_id, safe='')}/confirmation"
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    key = args.key or os.environ.get("GEMID_API_KEY")
+    key = args.api_key or os.environ.get("GEMID_API_KEY")
     if key:
         headers["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)

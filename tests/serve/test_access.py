@@ -4,6 +4,8 @@ CSRF token; other origins and host names are refused; security headers on every 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 pytest.register_assert_rewrite("serve_support")
@@ -14,7 +16,7 @@ from serve_support import create_key, make_settings, stone, upload  # noqa: E402
 from starlette.routing import Mount, Route  # noqa: E402
 
 from gemid.serve import accounts  # noqa: E402
-from gemid.serve.access import ACCESS, ALLOWED_ROLES, OPEN  # noqa: E402
+from gemid.serve.access import ACCESS, ALLOWED_ROLES, OPEN, PRINCIPAL_CACHE_SECONDS  # noqa: E402
 from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.store import ReportStore  # noqa: E402
 
@@ -142,6 +144,7 @@ def test_a_revoked_key_stops_working(keyed, settings):
         accounts.revoke(store.engine, "to-revoke", "key")
     finally:
         store.close()
+    time.sleep(PRINCIPAL_CACHE_SECONDS + 0.1)  # a key looked up is trusted this long without asking again
     assert c.get("/v1/reports", headers=bearer(key)).status_code == 401
 
 
@@ -250,3 +253,67 @@ def test_past_the_rate_a_key_gets_429_with_retry_after(tmp_path, tiny_bundle, id
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
         assert r.json()["error"]["code"] == "too_many_requests"
         assert c.get("/healthz").status_code == 200  # the probes are not the key's
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key (PEM files), as a lab's own CA would issue."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    return str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+
+
+@pytest.mark.slow
+def test_serve_over_https_with_a_secure_cookie_and_hsts(tmp_path, tiny_bundle):
+    import ssl
+
+    import httpx2
+    from serve_process import cli_key, free_port, start, stop
+
+    cert, key_file = _self_signed(tmp_path)
+    port = free_port()
+    proc = start(tmp_path / "data", tiny_bundle, port, "--certfile", cert, "--keyfile", key_file)
+    base = f"https://127.0.0.1:{port}"
+    trusted = ssl.create_default_context(cafile=cert)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # wait_ready speaks plain HTTP; this server answers only TLS
+            try:
+                if httpx2.get(f"{base}/readyz", verify=trusted, timeout=2).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "gemid serve --certfile did not start"
+                time.sleep(0.3)
+        with httpx2.Client(base_url=base, verify=trusted) as c:
+            admin = cli_key(tmp_path / "data")
+            r = c.get("/v1/reports", headers={"Authorization": f"Bearer {admin}"})
+            assert r.status_code == 200 and r.headers["strict-transport-security"].startswith("max-age=")
+            store = ReportStore.open(f"sqlite:///{tmp_path / 'data' / 'gemid.db'}")
+            try:
+                accounts.add_user(store.engine, "hina", "technician", "desk-1", "a long secret")
+            finally:
+                store.close()
+            r = c.post("/v1/session", json={"name": "hina", "password": "a long secret"})
+            assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
+    finally:
+        stop(proc)
+    out = proc.stdout.read()
+    assert f"open https://127.0.0.1:{port}/" in out and "/signin?token=" in out  # the first admin's link too

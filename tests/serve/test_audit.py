@@ -34,7 +34,8 @@ def gemid(env: dict[str, str], *args: str, stdin: str | None = None) -> subproce
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> dict[str, str]:
     """The GEMID_* settings of one store, SQLite file or PostgreSQL database, as the commands read them."""
-    return {"GEMID_DATA_DIR": str(tmp_path / "data"), "GEMID_DB_URL": database_url}
+    return {"GEMID_DATA_DIR": str(tmp_path / "data"), "GEMID_DB_URL": database_url,
+            "GEMID_SIGNING_KEY": str(tmp_path / "signing-key.pem")}  # PostgreSQL's replicas share one key file
 
 
 def test_each_action_is_recorded_and_the_chain_verifies(env, tmp_path, tiny_bundle, identifier):
@@ -48,7 +49,8 @@ def test_each_action_is_recorded_and_the_chain_verifies(env, tmp_path, tiny_bund
     assert gemid(env, "keys", "create", "--name", "sup", "--role", "admin").returncode == 1  # the name is taken
     assert "unknown role" in gemid(env, "keys", "create", "--name", "x", "--role", "boss").stderr
 
-    settings = make_settings(Path(env["GEMID_DATA_DIR"]), tiny_bundle, db_url=env["GEMID_DB_URL"])
+    settings = make_settings(Path(env["GEMID_DATA_DIR"]), tiny_bundle, db_url=env["GEMID_DB_URL"],
+                             signing_key=Path(env["GEMID_SIGNING_KEY"]))
     tech, sup = {"Authorization": f"Bearer {key}"}, {"Authorization": f"Bearer {supervisor}"}
     with TestClient(create_app(settings, identifier=identifier), base_url="http://localhost") as c:
         r = c.post("/v1/identify", files=[upload("a.png", stone("Ruby")), upload("b.png", stone("Emerald"))],

@@ -163,7 +163,7 @@ def test_the_cli_confirms_through_a_running_service_and_reports_field_accuracy(t
                      "--server", base)
         assert done.returncode == 0, done.stderr
         as_technician = gemid("confirm", rid, "--label", "Ruby", "--method", "Raman", "--server", base,
-                              "--key", technician)  # confirmations are a supervisor's
+                              "--api-key", technician)  # confirmations are a supervisor's
         assert as_technician.returncode == 2 and "HTTP 403" in as_technician.stderr
         assert "revision 2" in done.stdout and "Ruby by Raman, lab report L-9" in done.stdout
         assert "conclusion:" in done.stdout

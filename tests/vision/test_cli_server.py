@@ -56,7 +56,7 @@ def wide_console(monkeypatch):
 
 
 def test_photos_sent_to_the_service_are_stored_there(capsys, service: str, photos: Path, tmp_path: Path):
-    rc = main(["identify", str(photos), "--server", service, "--key", AUTH["key"],
+    rc = main(["identify", str(photos), "--server", service, "--api-key", AUTH["key"],
                "--reference", "CLI LOT 1", "--json",
                "--csv", str(tmp_path / "out.csv")])
     out, err = capsys.readouterr()
@@ -73,7 +73,7 @@ def test_photos_sent_to_the_service_are_stored_there(capsys, service: str, photo
     assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 8  # header, 7 stones, the refusal
 
     # again under the same reference: the stored reports, with the service's notice, nothing stored twice
-    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", service, "--key", AUTH["key"],
+    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", service, "--api-key", AUTH["key"],
                "--reference", "CLI LOT 1"])
     out, err = capsys.readouterr()
     assert rc == 0
@@ -83,7 +83,7 @@ def test_photos_sent_to_the_service_are_stored_there(capsys, service: str, photo
 
 
 def test_readings_and_a_quick_screen_reach_the_service(capsys, service: str, photos: Path):
-    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", service, "--key", AUTH["key"],
+    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", service, "--api-key", AUTH["key"],
                "--ri", "1.762", "--sg", "4.0",
                "--optic", "DR", "--no-grade", "--json"])
     out, _ = capsys.readouterr()
