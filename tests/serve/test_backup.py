@@ -14,7 +14,7 @@ import pytest
 pytest.register_assert_rewrite("serve_support")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import make_settings, stone, upload  # noqa: E402
+from serve_support import make_settings, signed_client, stone, upload  # noqa: E402
 
 from gemid import signing  # noqa: E402
 from gemid.cli import main as gemid_main  # noqa: E402
@@ -40,7 +40,7 @@ def test_backup_while_serving_and_restore_into_an_empty_data_dir(settings: Setti
                                                                  tiny_bundle: Path, monkeypatch,
                                                                  capsys: pytest.CaptureFixture[str]):
     dest = tmp_path / "backup"
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         ids = _reports(c)
         keys = c.get("/v1/keys").json()
         monkeypatch.setenv("GEMID_DATA_DIR", str(settings.data_dir))
@@ -74,7 +74,7 @@ def test_backup_while_serving_and_restore_into_an_empty_data_dir(settings: Setti
 
     # the restored store serves the same signed revisions and keys, once it has a signing key again
     assert gemid_main(["keys", "rotate-signing"]) == 0
-    with TestClient(create_app(target, identifier=identifier)) as c:
+    with signed_client(create_app(target, identifier=identifier)) as c:
         for rid, revisions in originals.items():  # what the snapshot caught of the readings being added
             restored = c.get(f"/v1/reports/{rid}/revisions").json()["revisions"]
             assert restored == revisions["revisions"][: len(restored)] and restored
@@ -112,7 +112,7 @@ def test_backup_with_the_signing_key_and_damage_detection(client: TestClient, se
     assert "3 of 3 verify" in capsys.readouterr().out
     key = signing.load_private_key(target.signing_key_path)
     assert signing.key_id(key.public_key()) == client.get("/v1/keys").json()["keys"][0]["key_id"]
-    with TestClient(create_app(target, identifier=identifier_of(client))) as c:  # signs on with the same key
+    with signed_client(create_app(target, identifier=identifier_of(client))) as c:  # signs on with the same key
         r = c.post(f"/v1/reports/{ids[1]}/readings", json={"ri": 1.58})
         assert r.status_code == 201 and r.json()["signature"]["key_id"] == signing.key_id(key.public_key())
 

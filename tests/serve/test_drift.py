@@ -16,9 +16,8 @@ import pytest
 
 pytest.register_assert_rewrite("serve_support")
 
-from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
-from serve_support import make_settings, upload  # noqa: E402
+from serve_support import make_settings, signed_client, upload  # noqa: E402
 
 from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.drift import (  # noqa: E402
@@ -116,7 +115,7 @@ def test_drift_names_the_statistic_that_moved_on_real_photos(change, must, must_
     data = tmp_path / "data"
     settings = make_settings(data, DEFAULT_BUNDLE_DIR)
     stored = 0
-    with TestClient(create_app(settings, identifier=shipped_identifier)) as c:
+    with signed_client(create_app(settings, identifier=shipped_identifier)) as c:
         for path in _photos(gems68_dir, 36):
             if change is None:
                 body, name = path.read_bytes(), path.name  # as they are, EXIF and all

@@ -15,8 +15,7 @@ import pytest
 pytest.register_assert_rewrite("serve_support")
 
 from bundle_fixture import LABELS, STONE_COLOURS, build_bundle, draw_stone, encode  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import make_settings, upload  # noqa: E402
+from serve_support import make_settings, signed_client, upload  # noqa: E402
 
 from gemid.serve.app import create_app  # noqa: E402
 
@@ -46,7 +45,7 @@ def test_shadow_answers_are_recorded_unseen_and_compared_on_confirmed_reports(tm
     data = tmp_path / "data"
     app = create_app(make_settings(data, tiny_bundle, shadow_bundle=candidate), identifier=identifier)
     ids = {}
-    with TestClient(app) as c:
+    with signed_client(app) as c:
         for label in ("Ruby", "Emerald", "Citrine"):
             r = c.post("/v1/identify", files=[upload(f"{label}.png", _photo(label))])
             assert r.status_code == 200
@@ -85,7 +84,7 @@ def test_a_full_shadow_queue_skips_photos_and_the_reports_are_unaffected(tmp_pat
                                                                          identifier, candidate):
     app = create_app(make_settings(tmp_path / "data", tiny_bundle, shadow_bundle=candidate, shadow_queue=1),
                      identifier=identifier)
-    with TestClient(app) as c:
+    with signed_client(app) as c:
         r = c.post("/v1/identify", files=[upload(f"{i}.png", _photo("Ruby", seed=i)) for i in range(4)])
         assert r.status_code == 200 and len(r.json()["reports"]) == 4
         assert all("report_id" in e for e in r.json()["reports"])
@@ -100,7 +99,7 @@ def test_shadow_runs_in_its_own_worker_process(tmp_path: Path, tiny_bundle, cand
     data = tmp_path / "data"
     settings = make_settings(data, tiny_bundle, shadow_bundle=candidate, analysis="processes")
     app = create_app(settings)
-    with TestClient(app) as c:
+    with signed_client(app) as c:
         r = c.post("/v1/identify", files=[upload("ruby.png", _photo("Ruby"))])
         assert r.status_code == 200
         c.portal.call(app.state.shadow.drain)

@@ -16,10 +16,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.register_assert_rewrite("serve_support")
 
-from fastapi.testclient import TestClient  # noqa: E402
 from model_fixture import write_stones  # noqa: E402
 from PIL import Image  # noqa: E402
-from serve_support import make_settings, upload  # noqa: E402
+from serve_support import make_settings, signed_client, upload  # noqa: E402
 
 from gemid.datasets.manifest import read_manifest  # noqa: E402
 from gemid.datasets.synth import StoneSpec, render  # noqa: E402
@@ -52,7 +51,7 @@ def test_confirmed_desk_photos_train_a_model_that_is_compared_with_the_served_on
     env = {"GEMID_DATA_DIR": str(data), "GEMID_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
            "NO_ALBUMENTATIONS_UPDATE": "1"}
     confirmed: dict[str, str] = {}
-    with TestClient(create_app(make_settings(data, tiny_bundle, training_consent=True),
+    with signed_client(create_app(make_settings(data, tiny_bundle, training_consent=True),
                                identifier=identifier)) as c:
         for label in LAB:
             for k in range(PER_SPECIES):
