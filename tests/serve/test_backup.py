@@ -130,7 +130,7 @@ def test_postgresql_backup_holds_the_photos_and_restores_elsewhere(postgres_serv
 
     key = tmp_path / "shared" / "signing-key.pem"
     source = make_settings(tmp_path / "a", tiny_bundle, db_url=postgres_url, signing_key=key)
-    with TestClient(create_app(source, identifier=identifier)) as c:
+    with signed_client(create_app(source, identifier=identifier)) as c:
         ids = _reports(c)
         originals = {rid: c.get(f"/v1/reports/{rid}/revisions").json() for rid in ids}
     monkeypatch.setenv("GEMID_DB_URL", postgres_url)
@@ -151,7 +151,7 @@ def test_postgresql_backup_holds_the_photos_and_restores_elsewhere(postgres_serv
     assert gemid_main(["restore", str(tmp_path / "backup")]) == 2  # it holds reports now
     assert "already holds reports" in capsys.readouterr().err
     assert gemid_main(["keys", "rotate-signing"]) == 0
-    with TestClient(create_app(target, identifier=identifier)) as c:
+    with signed_client(create_app(target, identifier=identifier)) as c:
         for rid, revisions in originals.items():
             assert c.get(f"/v1/reports/{rid}/revisions").json() == revisions
             photo = c.get(f"/v1/reports/{rid}/image")  # from the restored rows: the new data folder has none

@@ -17,7 +17,7 @@ pytest.register_assert_rewrite("serve_support")
 
 from bundle_fixture import TRAY_READING_ORDER, draw_tray, encode  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import make_settings, stone, stored, upload  # noqa: E402
+from serve_support import make_settings, signed_client, stone, stored, upload  # noqa: E402
 
 from gemid.report import ROW_FIELDS, Report, table_row  # noqa: E402
 from gemid.serve.app import create_app  # noqa: E402
@@ -183,7 +183,7 @@ def test_duplicates_parcels_and_csv_on_sqlite_and_postgresql(database_url: str, 
     (two photos analysed one after the other, each photo's stones together), History's CSV newest first."""
     key = {} if database_url.startswith("sqlite") else {"signing_key": tmp_path / "shared" / "signing-key.pem"}
     settings = make_settings(tmp_path / "data", tiny_bundle, db_url=database_url, **key)
-    with TestClient(create_app(settings, identifier=identifier)) as c:
+    with signed_client(create_app(settings, identifier=identifier)) as c:
         first = identify(c, ("tray.png", tray_photo), ("ruby.png", stone("Ruby")), reference="PG LOT").json()
         again = identify(c, ("tray.png", tray_photo), reference="PG LOT").json()
         assert [n["code"] for n in again["notices"]] == ["duplicate"]

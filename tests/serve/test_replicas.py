@@ -11,8 +11,7 @@ import pytest
 
 pytest.register_assert_rewrite("serve_support")
 
-from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import make_settings, stone, upload  # noqa: E402
+from serve_support import make_settings, signed_client, stone, upload  # noqa: E402
 
 from gemid import signing  # noqa: E402
 from gemid.serve.app import create_app  # noqa: E402
@@ -25,8 +24,8 @@ def test_two_replicas_on_one_postgresql(postgres_url: str, tiny_bundle: Path, id
     desk_a = make_settings(tmp_path / "machine-a", tiny_bundle, db_url=postgres_url, signing_key=key)
     desk_b = make_settings(tmp_path / "machine-b", tiny_bundle, db_url=postgres_url, signing_key=key)
     photo = stone("Ruby")
-    with TestClient(create_app(desk_a, identifier=identifier)) as a, \
-            TestClient(create_app(desk_b, identifier=identifier)) as b:
+    with signed_client(create_app(desk_a, identifier=identifier), "supervisor", "gate A") as a, \
+            signed_client(create_app(desk_b, identifier=identifier), "supervisor", "gate B") as b:
         r = a.post("/v1/identify", files=[upload("ruby.png", photo)], data={"reference": "AIRPORT-1"})
         assert r.status_code == 200, r.text
         created = r.json()["reports"][0]
@@ -60,11 +59,19 @@ def test_two_replicas_on_one_postgresql(postgres_url: str, tiny_bundle: Path, id
         assert again.status_code == 200
     from sqlalchemy import create_engine, func, select
 
+    from gemid.serve import audit
     from gemid.serve.models_db import PhotoRow
 
     engine = create_engine(postgres_url)
     try:
         with engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(PhotoRow)).scalar_one() == 1
+        # both replicas wrote the audit trail, into one intact chain
+        entries, problem = audit.verify(engine)
+        assert problem is None and entries >= 10, problem
+        trail = audit.rows(engine)
+        assert {e["desk"] for e in trail if e["action"] == "readings"} == {"gate B"}
+        assert {e["desk"] for e in trail if e["action"] == "confirmation"} == {"gate A"}
+        assert [e["report_id"] for e in trail if e["action"] == "create"][0] == rid
     finally:
         engine.dispose()

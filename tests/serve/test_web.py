@@ -295,6 +295,9 @@ def test_every_catalogue_key_has_its_urdu_and_every_used_key_exists():
     used |= {f"decision.{d}" for d in ("identified", "uncertain", "refer", "rejected")}
     used |= {f"status.{s}" for s in ("ready", "uploading", "analysing", "done", "refused", "failed")}
     used |= {f"shape.{s}" for s in SHAPES}
+    from gemid.serve.accounts import ROLES
+
+    used |= {f"role.{r}" for r in ROLES}  # the signed-in account's role in the header (js/session.js)
     used |= {f"test.{s}" for s in ("refractive_index", "birefringence", "specific_gravity", "optic_character",
                                    "optic_sign", "pleochroism", "uv_fluorescence", "spectroscope", "magnification")}
     used |= {f"stones.col.{c}" for c in ("n", "where", "decision", "conclusion", "top3", "shape", "colour", "clarity",

@@ -1,7 +1,7 @@
 """accounts, sessions, the audit trail, and the desk of each report
 
-Revision ID: 0004
-Revises: 0003_intake_shadow
+Revision ID: 0005
+Revises: 0004_confirmed_label
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003_intake_shadow"
+revision = "0005"
+down_revision = "0004_confirmed_label"
 branch_labels = None
 depends_on = None
 
