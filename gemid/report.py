@@ -109,7 +109,8 @@ class SpeciesResult(BaseModel):
     decision: Decision
     reason: str = Field(description="why this decision, in plain words")
     top: list[Candidate] = Field(description="most probable first; at least 5 entries")
-    open_set_score: float | None = Field(None, description="energy score; higher means more familiar")
+    open_set_score: float | None = Field(None, description="open-set familiarity score (the energy, combined with "
+                                         "the feature distance when the bundle fits one); higher means more familiar")
 
 
 class QualityWarning(BaseModel):

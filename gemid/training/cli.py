@@ -56,7 +56,8 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="fine-tune the species model on a manifest (needs the train extra)")
     add_arguments(p)
     p.set_defaults(func=_handler("gemid.training.train", "main"))
-    from gemid.training import evaluate, export  # both defer torch to their handlers
+    from gemid.training import evaluate, export, openset_cli  # all defer torch / onnx to their handlers
 
     evaluate.register(sub)
     export.register(sub)
+    openset_cli.register(sub)

@@ -32,6 +32,9 @@ class InputSpec(BaseModel):
     colour: Literal["RGB"] = "RGB"
     layout: Literal["NCHW"] = "NCHW"
     crop: CropPolicy = CropPolicy()
+    photometric: Literal["none", "grader"] = Field(
+        "none", description="'grader': the crop is white-balanced and exposure-normalised by the colour grader's "
+                            "estimate of the light (gemid.vision.photometric) before the model sees it")
 
 
 class AbstainPolicy(BaseModel):
@@ -40,6 +43,26 @@ class AbstainPolicy(BaseModel):
     energy_threshold: float = Field(description="below this logsumexp(logits/T) the photo is rejected as unfamiliar")
     identified_min_prob: float = Field(0.5, description="top-1 calibrated probability needed for 'identified'")
     identified_min_margin: float = Field(0.0, description="top-1 minus top-2 needed for 'identified'")
+
+
+class FamiliaritySpec(BaseModel):
+    """The open-set score that combines energy and feature distance (`gemid.vision.familiarity`), written by
+    `gemid openset fit`: statistics from training photos, weights and threshold from tuning non-gems."""
+
+    path: str = Field(description="the .npz of fitted statistics, next to bundle.json")
+    sha256: str
+    feature_output: dict[str, str] = Field(description="variant (fp32, int8) -> the graph output with the "
+                                                        "global-pool features")
+    method: Literal["knn", "mahalanobis"]
+    k: int = 1
+    energy_weight: float
+    distance_weight: float
+    energy_mean: float
+    energy_std: float
+    distance_mean: float
+    distance_std: float
+    threshold: float = Field(description="below this combined score the photo is rejected as unfamiliar")
+    fitted: dict = Field(default_factory=dict, description="what the statistics and the threshold were fitted on")
 
 
 class OnnxFile(BaseModel):
@@ -63,8 +86,16 @@ class Bundle(BaseModel):
         description="extra learned outputs (e.g. colour_grade, clarity_grade) -> their class names",
     )
 
+    familiarity: FamiliaritySpec | None = Field(
+        None, description="combined energy + feature-distance open-set score; None: the energy alone")
+
     # set by load(), not serialised
     root: Path | None = Field(None, exclude=True)
+
+    @property
+    def open_set_threshold(self) -> float:
+        """Below this `open_set_score` a photo is rejected: the familiarity threshold when the bundle has one."""
+        return self.familiarity.threshold if self.familiarity is not None else self.abstain.energy_threshold
 
     def onnx_path(self, variant: str = "fp32") -> Path:
         if variant not in self.files:

@@ -3,7 +3,10 @@
 One `InferenceSession` per classifier, shared by every caller (ONNX Runtime's `run` is thread-safe), so a
 service answering from a thread pool holds the model in memory once. The decision uses the bundle's
 thresholds, chosen on validation by `gemid evaluate`: below the open-set threshold the photo is rejected
-as unfamiliar; a low or contested top-1 is `uncertain`; otherwise `identified`.
+as unfamiliar; a low or contested top-1 is `uncertain`; otherwise `identified`. The open-set score is the
+energy of the logits, or, when the bundle has a fitted `familiarity` (`gemid openset fit`), the energy
+combined with the distance of the photo's global-pool features to the training photos'
+(`gemid.vision.familiarity`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from gemid.errors import ModelError
 from gemid.report import Candidate, Decision, ModelInfo, Quality, SpeciesResult
 from gemid.vision.bundle import Bundle
 from gemid.vision.crop import stone_crop
+from gemid.vision.familiarity import Familiarity
+from gemid.vision.photometric import light_for, normalise
 from gemid.vision.segment import Segmentation
+from gemid.vision.stone_area import StoneArea
 
 MIN_TOP_K = 5  # the report always lists at least five candidates (fewer only if the model knows fewer)
 MAX_BATCH = 16  # crops per session.run: bounds memory for a parcel of hundreds of photos
@@ -75,7 +81,7 @@ def open_set_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 class Prediction:
     logits: np.ndarray  # (C,) raw
     probs: np.ndarray  # (C,) temperature-scaled, sums to 1
-    score: float  # open-set energy score
+    score: float  # open-set score: energy, or energy combined with feature distance (higher: more familiar)
     heads: dict[str, np.ndarray] = field(default_factory=dict)  # extra learned head -> class probabilities
 
 
@@ -89,6 +95,8 @@ class SpeciesClassifier:
         self.bundle = bundle
         self.variant = variant
         self.session: Any = None
+        self.familiarity = Familiarity.load(bundle)
+        self._features: str | None = None
         self._mean = np.array(bundle.input.mean, np.float32)
         self._std = np.array(bundle.input.std, np.float32)
         levels = np.arange(256, dtype=np.uint8)[:, None].astype(np.float32)
@@ -114,6 +122,11 @@ class SpeciesClassifier:
         outs = [o.name for o in self.session.get_outputs()]
         self._logits = "logits" if "logits" in outs else outs[0]
         self._heads = [name for name in self.bundle.heads if name in outs]
+        if self.familiarity is not None:
+            self._features = self.familiarity.spec.feature_output.get(self.variant)
+            if self._features not in outs:
+                raise ModelError(f"{path.name} has no feature output '{self._features}' that the bundle's familiarity "
+                                 "score needs; run gemid openset fit again")
         n_out = self.session.get_outputs()[outs.index(self._logits)].shape[-1]
         if isinstance(n_out, int) and n_out != len(self.bundle.labels):
             raise ModelError(f"{path.name} outputs {n_out} classes but the bundle lists {len(self.bundle.labels)} labels")
@@ -134,6 +147,19 @@ class SpeciesClassifier:
             return stone_crop(rgb, None, margin=0.0, size=spec.size)
         return stone_crop(rgb, seg, margin=spec.crop.margin, size=spec.size)
 
+    def view(self, rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None) -> np.ndarray:
+        """What the model classifies: the crop, after the photometric front end when the bundle asks for it
+        (`area`: the photo's `locate`, when the caller has it)."""
+        return self.front_end(self.crop(rgb, seg), rgb, seg, area)
+
+    def front_end(self, crop: np.ndarray, rgb: np.ndarray, seg: Segmentation,
+                  area: StoneArea | None = None) -> np.ndarray:
+        """`crop` white-balanced and exposure-normalised by the light estimated on the photo `rgb` it was cut
+        from, when the bundle's input asks for it (`photometric: grader`); else the crop itself."""
+        if self.bundle.input.photometric == "grader":
+            return normalise(crop, light_for(rgb, seg, area))
+        return crop
+
     def preprocess(self, crop: np.ndarray) -> np.ndarray:
         """uint8 RGB crop (H, W, 3) → float32 (3, S, S): resized, (x/255 - mean) / std."""
         size = self.bundle.input.size
@@ -149,26 +175,41 @@ class SpeciesClassifier:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Raw logits (N, C) and head outputs for a preprocessed batch (N, 3, S, S)."""
+        logits, heads, _ = self.run_all(batch)
+        return logits, heads
+
+    def run_all(self, batch: np.ndarray, *, features: str | None = None
+                ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+        """Raw logits (N, C), head outputs and the global-pool features (None when the graph does not expose
+        them) for a preprocessed batch (N, 3, S, S). `features` names the feature output (default: the
+        bundle's)."""
         if self.session is None:
             raise RuntimeError("this classifier was built without its model session (session=False)")
-        logits, heads = [], {h: [] for h in self._heads}
-        names = [self._logits, *self._heads]
+        feat_name = features or self._features
+        logits, heads, feats = [], {h: [] for h in self._heads}, []
+        names = [self._logits, *self._heads, *([feat_name] if feat_name else [])]
         for i in range(0, len(batch), self._max_batch):
             outs = self.session.run(names, {self._input: batch[i : i + self._max_batch]})
             logits.append(outs[0])
-            for h, o in zip(self._heads, outs[1:], strict=True):
+            for h, o in zip(self._heads, outs[1 : 1 + len(self._heads)], strict=True):
                 heads[h].append(o)
-        return np.concatenate(logits), {h: np.concatenate(v) for h, v in heads.items()}
+            if feat_name:
+                feats.append(outs[-1].reshape(len(outs[0]), -1))
+        return (np.concatenate(logits), {h: np.concatenate(v) for h, v in heads.items()},
+                np.concatenate(feats) if feat_name else None)
 
     def predict(self, crops: Sequence[np.ndarray]) -> list[Prediction]:
         """One Prediction per uint8 crop, in order."""
         if not crops:
             return []
         batch = np.stack([self.preprocess(c) for c in crops])
-        logits, heads = self.run(batch)
+        logits, heads, feats = self.run_all(batch)
         t = self.bundle.temperature
         probs = softmax(logits, t)
-        scores = open_set_score(logits, t)
+        if self.familiarity is not None and feats is not None:
+            scores = self.familiarity.score(logits, feats, t)
+        else:
+            scores = open_set_score(logits, t)
         head_probs = {h: softmax(v) for h, v in heads.items()}
         return [
             Prediction(logits=logits[i], probs=probs[i], score=float(scores[i]),
@@ -203,10 +244,11 @@ def decide(probs: np.ndarray, score: float, bundle: Bundle, quality: Quality | N
     policy = bundle.abstain
     if poor_photo:
         return "rejected", f"The photo is too poor to judge: {poor_photo}. Photograph the stone again."
-    if score < policy.energy_threshold:
+    threshold = bundle.open_set_threshold
+    if score < threshold:
         return "rejected", (
             f"This does not look like any of the {len(bundle.labels)} gemstone species the model knows "
-            f"(familiarity score {score:.2f}, below {policy.energy_threshold:.2f}): it may not be a gemstone, "
+            f"(familiarity score {score:.2f}, below {threshold:.2f}): it may not be a gemstone, "
             "or it is a species, simulant or treatment the model was not taught. Refer it for full testing."
         )
     order = np.argsort(-np.asarray(probs), kind="stable")

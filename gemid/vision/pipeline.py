@@ -260,7 +260,8 @@ class Identifier:
             stone = describe(image.rgb, stones, i, count=seg.n_stones if first_only else None)
             quality, stone = _in_photo_pixels(image, quality, stone)
             out.append(_Prepared(file=name, image=image, seg=seg, quality=quality,
-                                 crop=self._model_crop(image, stones, i, whole=first_only),
+                                 crop=self.classifier.front_end(self._model_crop(image, stones, i, whole=first_only),
+                                                                *isolated(image.rgb, stones, i, margin)),
                                  poor=too_poor_to_judge(quality), stone=stone))
         return out
 

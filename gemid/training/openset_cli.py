@@ -1,0 +1,220 @@
+"""`gemid openset fit`: fit the bundle's combined open-set score on real photos, and report it honestly.
+
+    gemid openset fit --bundle models/gemid-species --manifest data/gems68.csv --nongem ../shared/data/nongem-dev
+
+1. Both ONNX graphs get the global-pool features as an extra output (`familiarity_fit.expose_features`; the
+   logits do not change) and bundle.json records their new sha256.
+2. Every image goes through the runtime's own view (decode -> segment -> the bundle's crop) and both
+   models: the manifest's *train* photos (the statistics), the *val* photos (reported only), and two non-gem
+   sets split so that no photo session is in both: **tune** = the nongem-dev groups of `TUNE_GROUPS`, the
+   sample photos shipped in scikit-image / matplotlib with their sub-views (`openset.non_gem_images`) and
+   rendered hard negatives (seed 1); **report** = the other nongem-dev groups and rendered negatives of
+   another seed (seed 2).
+3. `familiarity_fit.fit` on train + tune (fp32); the threshold too. The report set and val are measured
+   afterwards, for fp32 and int8, next to the energy score alone at the bundle's energy threshold.
+4. familiarity.npz and the `familiarity` entry of bundle.json are written; the figures go to
+   eval/openset.json and the terminal.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# nongem-dev groups used for tuning; every other group is the report set (fruit studio shots are in both:
+# mslearn-fruit here, grocery-iconic there)
+TUNE_GROUPS = frozenset({"mslearn-fruit", "azure-cutlery", "grocery-natural", "jetson-images", "azure-cv",
+                         "azure-faces", "mslearn-misc", "dice-gray"})
+N_RENDERED = {"tune": 120, "report": 180}
+_state: dict[str, Any] = {}
+
+
+def nongem_split(folder: Path) -> dict[str, list[Path]]:
+    """nongem-dev's photos by side (tune / report), split on SOURCES.tsv's group column."""
+    out: dict[str, list[Path]] = {"tune": [], "report": []}
+    with (folder / "SOURCES.tsv").open(newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            out["tune" if row["group"] in TUNE_GROUPS else "report"].append(folder / row["file"])
+    return out
+
+
+def _init(bundle_dir: str) -> None:
+    from gemid.vision.bundle import load_bundle
+    from gemid.vision.classify import SpeciesClassifier
+
+    bundle = load_bundle(bundle_dir)
+    _state["clf"] = {v: SpeciesClassifier(bundle, variant=v, threads=1) for v in bundle.files}
+    _state["features"] = {v: _state["names"][v] for v in bundle.files}
+
+
+def _one(item: tuple[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(logits, features) per variant and view: "raw" (the crop) and "grader" (after the photometric front end),
+    both measured in one pass so that either front-end setting can be fitted from the cache."""
+    from gemid.vision.decode import decode
+    from gemid.vision.photometric import light_for, normalise
+    from gemid.vision.segment import segment
+
+    _, src = item
+    rgb = decode(Path(src), max_bytes=200_000_000, max_pixels=200_000_000).rgb if isinstance(src, str) else src
+    seg = segment(rgb)
+    out = {}
+    for variant, clf in _state["clf"].items():
+        crop = clf.crop(rgb, seg)
+        x = np.stack([clf.preprocess(crop), clf.preprocess(normalise(crop, light_for(rgb, seg)))])
+        logits, _, feats = clf.run_all(x, features=_state["features"][variant])
+        for i, mode in enumerate(("none", "grader")):
+            out[f"{variant}/{mode}"] = (logits[i], feats[i])
+    return out
+
+
+def _init_with(bundle_dir: str, names: dict[str, str]) -> None:
+    _state["names"] = names
+    _init(bundle_dir)
+
+
+def outputs(items: list[tuple[str, Any]], bundle_dir: Path, names: dict[str, str], workers: int,
+            cache: Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """variant -> (logits (N, C), features (N, D)) for the items, in order; cached by bundle and item names."""
+    from gemid.vision.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    spec = bundle.input.model_dump(exclude={"photometric"})
+    key = hashlib.sha256(json.dumps([spec, {v: f.sha256 for v, f in bundle.files.items()},
+                                     [n for n, _ in items]]).encode()).hexdigest()[:16]
+    file = cache / f"openset-{key}.npz" if cache else None
+    mode = bundle.input.photometric
+    if file is not None and file.is_file():
+        with np.load(file) as z:
+            return {v: (z[f"{v}/{mode}_logits"], z[f"{v}/{mode}_features"]) for v in bundle.files}
+    if workers > 1:
+        with ProcessPoolExecutor(workers, initializer=_init_with, initargs=(str(bundle_dir), names)) as ex:
+            rows = list(ex.map(_one, items, chunksize=8))
+    else:
+        _init_with(str(bundle_dir), names)
+        rows = [_one(i) for i in items]
+    res = {v: (np.stack([r[v][0] for r in rows]), np.stack([r[v][1] for r in rows])) for v in rows[0]}
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(file, **{f"{v}_{k}": a for v, (lg, ft) in res.items() for k, a in (("logits", lg),
+                                                                                   ("features", ft))})
+    return {v: res[f"{v}/{mode}"] for v in bundle.files}
+
+
+def _expose(bundle_dir: Path) -> dict[str, str]:
+    """Feature outputs on every variant's graph; bundle.json's sha256 entries follow the rewritten files."""
+    from gemid.training.familiarity_fit import expose_features
+    from gemid.vision.bundle import sha256_file
+
+    meta = bundle_dir / "bundle.json"
+    data = json.loads(meta.read_text())
+    names = {}
+    for variant, entry in data["files"].items():
+        path = bundle_dir / entry["path"]
+        names[variant] = expose_features(path)
+        entry["sha256"] = sha256_file(path)
+    meta.write_text(json.dumps(data, indent=2) + "\n")
+    return names
+
+
+def run_fit(args: Any) -> int:
+    from gemid.datasets.manifest import read_manifest
+    from gemid.datasets.negatives import rendered_negatives
+    from gemid.training import familiarity_fit as ff
+    from gemid.training.openset import non_gem_images
+    from gemid.vision.bundle import load_bundle
+    from gemid.vision.familiarity import Familiarity
+
+    bundle_dir = Path(args.bundle)
+    names = _expose(bundle_dir)
+    bundle = load_bundle(bundle_dir)
+    man = read_manifest(args.manifest)
+    index = {label: i for i, label in enumerate(bundle.labels)}
+    gems = {s: [(str(man.resolve(r)), index[r.species]) for r in man.split(s)] for s in ("train", "val")}
+    ng = nongem_split(Path(args.nongem))
+    items: dict[str, list[tuple[str, Any]]] = {
+        "train": [(p, p) for p, _ in gems["train"]], "val": [(p, p) for p, _ in gems["val"]],
+        "tune_real": [(str(p), str(p)) for p in ng["tune"]], "report_real": [(str(p), str(p)) for p in ng["report"]],
+        "tune_wheel": [(g.name, g.rgb) for g in non_gem_images()],
+        "tune_rendered": rendered_negatives(N_RENDERED["tune"], seed=1),
+        "report_rendered": rendered_negatives(N_RENDERED["report"], seed=2),
+    }
+    if args.limit:  # a quick look (and the tests): the first N of every part
+        items = {k: v[: args.limit] for k, v in items.items()}
+        gems = {k: v[: args.limit] for k, v in gems.items()}
+    cache = Path(os.environ.get("GEMID_CACHE_DIR", Path.cwd() / "cache"))
+    out = {k: outputs(v, bundle_dir, names, args.workers, cache) for k, v in items.items()}
+
+    def split(part: list[str], variant: str, y: np.ndarray | None = None) -> ff.Split:
+        return ff.Split(np.concatenate([out[p][variant][0] for p in part]),
+                        np.concatenate([out[p][variant][1] for p in part]), y)
+
+    t, min_prob = bundle.temperature, bundle.abstain.identified_min_prob
+    y_train = np.array([y for _, y in gems["train"]])
+    y_val = np.array([y for _, y in gems["val"]])
+    tune = ["tune_real", "tune_wheel", "tune_rendered"]
+    spec, arrays, tuning = ff.fit(split(["train"], "fp32", y_train), split(tune, "fp32"), t, min_prob,
+                                  len(bundle.labels), target=args.target)
+    spec = ff.write(bundle_dir, spec.model_copy(update={"feature_output": names}), arrays)
+    fam = Familiarity(spec, arrays)
+    figures: dict[str, Any] = {}
+    for variant in bundle.files:
+        sets = {"report": split(["report_real", "report_rendered"], variant),
+                "report_real": split(["report_real"], variant), "report_rendered": split(["report_rendered"], variant),
+                "tune": split(tune, variant)}
+        figures[variant] = ff.report(fam, t, min_prob, split(["val"], variant, y_val), sets,
+                                     bundle.abstain.energy_threshold)
+    counts = {k: len(v) for k, v in items.items()}
+    spec = spec.model_copy(update={"fitted": {
+        "statistics": f"{counts['train']} training photos of {Path(args.manifest).name} (features of fp32)",
+        "weights_and_threshold": f"{sum(counts[p] for p in tune)} tuning non-gems (nongem-dev groups "
+                                 f"{', '.join(sorted(TUNE_GROUPS))}; wheel sample photos; rendered seed 1)",
+        "target_identified_tune": args.target, "report": figures["fp32"]["report"]["combined"]}})
+    meta = bundle_dir / "bundle.json"
+    data = json.loads(meta.read_text())
+    data["familiarity"] = json.loads(spec.model_dump_json())
+    meta.write_text(json.dumps(data, indent=2) + "\n")
+    evald = bundle_dir / "eval"
+    evald.mkdir(exist_ok=True)
+    (evald / "openset.json").write_text(json.dumps({"counts": counts, "tuning": tuning, "figures": figures,
+                                                    "spec": data["familiarity"]}, indent=1, default=float) + "\n")
+    print_figures(spec, counts, figures)
+    return 0
+
+
+def print_figures(spec: Any, counts: dict[str, int], figures: dict[str, Any]) -> None:
+    print(f"familiarity: {spec.method} (k={spec.k}), weights energy {spec.energy_weight} / distance "
+          f"{spec.distance_weight}, threshold {spec.threshold:.3f}; images {counts}")
+    for variant, fig in figures.items():
+        for score in ("energy", "combined"):
+            v = fig["val"][score]
+            print(f"[{variant}] {score:8s} val: rejected {v['rejected']:.1%} ({v['rejected_ci'][0]:.1%}-"
+                  f"{v['rejected_ci'][1]:.1%}), identified {v['identified']:.1%}")
+            for name in ("tune", "report", "report_real", "report_rendered"):
+                r = fig[name][score]
+                print(f"[{variant}] {score:8s} {name:15s} n={r['n']:4d} AUROC {r['auroc']:.3f}  identified "
+                      f"{r['identified']:.1%} ({r['identified_ci'][0]:.1%}-{r['identified_ci'][1]:.1%})  "
+                      f"rejected {r['rejected']:.1%}")
+
+
+def register(sub) -> None:
+    from gemid.training.extra import train_extra
+
+    p = sub.add_parser("openset", help="fit the combined open-set score of a model bundle")
+    osub = p.add_subparsers(dest="openset_command", metavar="ACTION", required=True)
+    f = osub.add_parser("fit", help="feature outputs on the graphs, statistics from training photos, threshold "
+                                    "from tuning non-gems, figures on report non-gems (writes the bundle)")
+    f.add_argument("--bundle", default="models/gemid-species")
+    f.add_argument("--manifest", required=True, help="the manifest the bundle was trained with (train / val)")
+    f.add_argument("--nongem", required=True, help="nongem-dev folder (SOURCES.tsv with a group column)")
+    f.add_argument("--target", type=float, default=0.005,
+                   help="share of tuning non-gems that may be 'identified' (default: %(default)s)")
+    f.add_argument("--workers", type=int, default=2)
+    f.add_argument("--limit", type=int, default=0, help="only the first N images of every part (a quick look)")
+    f.set_defaults(func=train_extra(run_fit, needs=("onnx",)))

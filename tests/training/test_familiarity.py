@@ -1,0 +1,94 @@
+"""The combined open-set score (issue 29): statistics from training features, weights and threshold from the
+tuning non-gems only, and the runtime reading the fitted file back to the same numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gemid.training import familiarity_fit as ff
+from gemid.vision.familiarity import Familiarity
+
+N_CLASSES, DIM = 4, 32
+
+
+def _gems(n: int, rng: np.random.Generator) -> ff.Split:
+    """Features clustered by class, logits that favour the class: a stand-in for a trained model's outputs."""
+    y = rng.integers(0, N_CLASSES, n)
+    centres = np.eye(N_CLASSES, DIM) * 6.0 + 1.0
+    feats = centres[y] + rng.normal(0, 1.0, (n, DIM))
+    logits = np.eye(N_CLASSES)[y] * 6.0 + rng.normal(0, 1.0, (n, N_CLASSES))
+    return ff.Split(logits, np.abs(feats), y)
+
+
+def _nongems(n: int, rng: np.random.Generator, shift: float = 0.0) -> ff.Split:
+    """Unfamiliar features; a third of them with a confident logit (the plum called ruby)."""
+    feats = np.abs(rng.normal(2.0 + shift, 2.0, (n, DIM)))
+    logits = rng.normal(0, 1.0, (n, N_CLASSES))
+    logits[: n // 3, 0] += 8.0
+    return ff.Split(logits, feats)
+
+
+def test_threshold_comes_from_the_tuning_set_not_the_report_set() -> None:
+    rng = np.random.default_rng(0)
+    train, tune = _gems(400, rng), _nongems(300, rng)
+    spec, arrays, tuning = ff.fit(train, tune, 1.0, 0.9, N_CLASSES, target=0.01, dims=16)
+    fam = Familiarity(spec, arrays)
+    # at most 1 % of the tuning non-gems are identified at the chosen threshold, and it is the lowest such
+    probs = np.exp(tune.logits) / np.exp(tune.logits).sum(axis=1, keepdims=True)
+    confident = probs.max(axis=1) >= 0.9
+    s = fam.score(tune.logits, tune.features, 1.0)
+    assert ((s >= spec.threshold) & confident).sum() <= 3
+    assert ((s >= np.nextafter(spec.threshold, -np.inf) - 1e-9) & confident).sum() > 3 or spec.threshold == -np.inf
+    # the report set never enters: fitting again gives the same spec, whatever we report on afterwards
+    report_a = ff.report(fam, 1.0, 0.9, _gems(100, rng), {"report": _nongems(200, rng, 1.0)}, 0.0)
+    report_b = ff.report(fam, 1.0, 0.9, _gems(100, rng), {"report": _nongems(200, rng, -1.0)}, 0.0)
+    assert report_a["report"]["combined"]["identified"] != report_b["report"]["combined"]["identified"]
+    again, _, _ = ff.fit(train, tune, 1.0, 0.9, N_CLASSES, target=0.01, dims=16)
+    assert again == spec
+    # and a different tuning set moves the threshold
+    other, _, _ = ff.fit(train, _nongems(300, np.random.default_rng(5), 1.5), 1.0, 0.9, N_CLASSES, target=0.01,
+                         dims=16)
+    assert other.threshold != spec.threshold
+    assert tuning["n_tune"] == 300 and tuning["n_train"] == 400
+
+
+def test_distance_separates_what_energy_cannot() -> None:
+    rng = np.random.default_rng(1)
+    train, tune = _gems(400, rng), _nongems(300, rng)
+    spec, arrays, tuning = ff.fit(train, tune, 1.0, 0.9, N_CLASSES, dims=16)
+    energy_only = max(c["auroc_tune"] for c in tuning["candidates"] if c["distance_weight"] == 0.0)
+    best = max(c["auroc_tune"] for c in tuning["candidates"])
+    assert spec.distance_weight > 0 and best > energy_only + 0.02
+    fam = Familiarity(spec, arrays)
+    val, ng = _gems(200, rng), _nongems(200, rng)
+    res = ff.report(fam, 1.0, 0.9, val, {"report": ng}, energy_threshold=2.0)
+    assert res["report"]["combined"]["auroc"] > res["report"]["energy"]["auroc"]
+
+
+@pytest.mark.parametrize("method", ["knn", "mahalanobis"])
+def test_runtime_reads_the_fitted_file(tmp_path, method: str) -> None:
+    from gemid.vision.bundle import Bundle
+
+    rng = np.random.default_rng(2)
+    train = _gems(300, rng)
+    arrays = ff.statistics(train.features, train.y, method, N_CLASSES, dims=8)
+    spec = ff.write(tmp_path, ff._spec(method, 3, threshold=-1.0, feature_output={"fp32": "f"}), arrays)
+    fam = Familiarity(spec, arrays)
+    bundle = Bundle.model_validate({**json.loads(_bundle_json()), "familiarity": json.loads(spec.model_dump_json())})
+    bundle.root = tmp_path
+    loaded = Familiarity.load(bundle)
+    assert loaded is not None
+    ng = _nongems(50, rng)
+    np.testing.assert_allclose(loaded.score(ng.logits, ng.features, 1.3), fam.score(ng.logits, ng.features, 1.3))
+    assert bundle.open_set_threshold == -1.0
+    (tmp_path / spec.path).write_bytes(b"changed")
+    with pytest.raises(Exception, match="sha256"):
+        Familiarity.load(bundle)
+
+
+def _bundle_json() -> str:
+    return json.dumps({"name": "t", "version": "1", "created_at": "now", "labels": ["a", "b", "c", "d"],
+                       "input": {}, "abstain": {"energy_threshold": 0.0}, "files": {}})
