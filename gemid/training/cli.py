@@ -41,6 +41,10 @@ def add_arguments(p) -> None:
                         "(default: %(default)s)")
     p.add_argument("--background-p", type=float, default=0.3,
                    help="probability of a background swap (default: %(default)s)")
+    p.add_argument("--photometric", choices=["none", "grader"], default="none",
+                   help="'grader': random lamps (2700-9000 K) and exposures (-2..+1 EV) in linear light, then the "
+                        "colour grader's white balance + exposure on every view, as the runtime applies it "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     p.add_argument("--threads", type=int,
                    default=max(1, (os.cpu_count() or 2) // int(os.environ.get("WORLD_SIZE", "1"))),

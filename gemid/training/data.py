@@ -3,8 +3,9 @@
 Two views per photo are cached (uint8, on disk under the cache folder):
 - the *training crop*: a square with TRAIN_MARGIN around the stone, plus its stone mask (augmentation
   zooms, rotates and swaps the background from it);
-- the *evaluation crop*: exactly the runtime's `stone_crop(margin, size)`, so validation numbers are
-  the numbers of the shipped pipeline.
+- the *evaluation crop*: exactly the runtime's `stone_crop(margin, size)` (after the photometric front end
+  when the model uses it, `photometric="grader"`), so validation numbers are the numbers of the shipped
+  pipeline.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def _key(*parts) -> str:
     return h.hexdigest()[:16]
 
 
-def _load_one(args: tuple[str, int, float, int, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    path, train_side, eval_margin, eval_size, _ = args
+def _load_one(args: tuple[str, int, float, int, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    path, train_side, eval_margin, eval_size, photometric = args
     rgb = decode(Path(path), max_bytes=200_000_000, max_pixels=200_000_000).rgb
     seg = segment(rgb)
     h, w = rgb.shape[:2]
@@ -54,22 +55,26 @@ def _load_one(args: tuple[str, int, float, int, float]) -> tuple[np.ndarray, np.
     m3 = crop_square(np.repeat(seg.mask[..., None], 3, axis=2), box, fill=(0, 0, 0))[..., 0]
     m = cv2.resize(m3, (train_side, train_side), interpolation=cv2.INTER_NEAREST)
     ev = stone_crop(rgb, seg, margin=eval_margin, size=eval_size)
+    if photometric == "grader":
+        from gemid.vision.photometric import light_for, normalise
+
+        ev = normalise(ev, light_for(rgb, seg))
     return tr, m, ev
 
 
 def load_crops(paths: list[str], *, train_side: int, eval_margin: float, eval_size: int,
-               workers: int = 2, progress: bool = True) -> dict[str, np.ndarray]:
+               workers: int = 2, progress: bool = True, photometric: str = "none") -> dict[str, np.ndarray]:
     """Train crops (N,S,S,3), masks (N,S,S), eval crops (N,E,E,3) for these files, cached by content+params."""
     digest = hashlib.sha256()
     for p in paths:
         st = os.stat(p)
         digest.update(f"{p}|{st.st_size}|{int(st.st_mtime)}\n".encode())
-    key = _key(digest.hexdigest(), train_side, eval_margin, eval_size)
+    key = _key(digest.hexdigest(), train_side, eval_margin, eval_size, *([photometric] if photometric != "none" else []))
     file = cache_dir() / f"crops-{key}.npz"
     if file.is_file():
         with np.load(file) as z:
             return {k: z[k] for k in z.files}
-    jobs = [(p, train_side, eval_margin, eval_size, 0.0) for p in paths]
+    jobs = [(p, train_side, eval_margin, eval_size, photometric) for p in paths]
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     from rich.progress import Progress
 
@@ -102,10 +107,11 @@ def split_paths(manifest_path: str | Path, split: str) -> tuple[list[str], list[
 
 
 def eval_crops(manifest_path: str | Path, split: str, size: int, margin: float,
-               train_side: int | None = None) -> tuple[np.ndarray, list[str], list[str]]:
-    """Exactly the runtime's crop for every photo of a split: (crops, labels, paths)."""
+               train_side: int | None = None, photometric: str = "none") -> tuple[np.ndarray, list[str], list[str]]:
+    """Exactly the runtime's view for every photo of a split: (crops, labels, paths)."""
     paths, labels = split_paths(manifest_path, split)
-    c = load_crops(paths, train_side=train_side or train_side_for(size), eval_margin=margin, eval_size=size)
+    c = load_crops(paths, train_side=train_side or train_side_for(size), eval_margin=margin, eval_size=size,
+                   photometric=photometric)
     return c["eval"], labels, paths
 
 

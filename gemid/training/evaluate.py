@@ -297,7 +297,7 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
     if unknown:
         raise ManifestError(f"{split} rows have species the model was not trained on: {', '.join(unknown[:8])}")
     size, margin = restored.input_size, restored.margin
-    crops, species, paths = eval_crops(manifest, split, size, margin)
+    crops, species, paths = eval_crops(manifest, split, size, margin, photometric=restored.photometric)
     if manifest_sha256(manifest) != sha or species != [r.species for r in rows]:
         raise ManifestError(f"{manifest} changed while it was being read; run gemid evaluate again")
     y = np.array([index[s] for s in species], np.int64)

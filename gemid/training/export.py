@@ -61,14 +61,14 @@ def _int8_how(quant: dict[str, Any]) -> str:
 
 def _int8(fp32: Path, q8: Path, manifest: str | Path, size: int, margin: float, mean, std, seed: int,
           calibration_images: int, calibration_method: str, threads: int, x: np.ndarray, y: np.ndarray,
-          fp32_logits: np.ndarray, say) -> tuple[dict[str, Any], dict[str, Any]]:
+          fp32_logits: np.ndarray, say, photometric: str = "none") -> tuple[dict[str, Any], dict[str, Any]]:
     """Quantize on class-balanced training crops, then measure int8 against fp32 on the validation crops `x`."""
     from gemid.training import onnx_export
     from gemid.training.data import eval_crops
     from gemid.training.presets import to_tensor
     from gemid.training.quantize import calibration_indices, quantize_int8
 
-    tr_crops, tr_species, _ = eval_crops(manifest, "train", size, margin)
+    tr_crops, tr_species, _ = eval_crops(manifest, "train", size, margin, photometric=photometric)
     idx = calibration_indices(tr_species, calibration_images, seed=seed)
     quant = quantize_int8(fp32, q8, to_tensor(tr_crops[idx], mean, std).numpy(), method=calibration_method)
     logits = onnx_export.ort_outputs(onnx_export.ort_session(q8, threads), x)["logits"]
@@ -110,7 +110,7 @@ def requantize(bundle_dir: Path | str, manifest: Path | str | None = None, *,
                           f"{str(want)[:12]}…); recreate it with the command in the model card")
     size, margin = bundle.input.size, bundle.input.crop.margin
     split = bundle.metrics.get("split", "val")
-    crops, species, _ = eval_crops(manifest, split, size, margin)
+    crops, species, _ = eval_crops(manifest, split, size, margin, photometric=bundle.input.photometric)
     index = {c: i for i, c in enumerate(bundle.labels)}
     y = np.array([index[s] for s in species], np.int64)
     x = to_tensor(crops, bundle.input.mean, bundle.input.std).numpy()
@@ -122,7 +122,7 @@ def requantize(bundle_dir: Path | str, manifest: Path | str | None = None, *,
     q8 = out / "model.int8.onnx"
     quant, m8 = _int8(fp32, q8, manifest, size, margin, bundle.input.mean, bundle.input.std,
                       int(bundle.training.get("seed") or 0), calibration_images, calibration_method, threads, x, y,
-                      fp32_logits, say)
+                      fp32_logits, say, bundle.input.photometric)
     how = str(bundle.training.get("how", "")).split(INT8_HOW)[0] + _int8_how(quant)
     updated = bundle.model_copy(update={
         "metrics": bundle.metrics | m8,
@@ -192,7 +192,7 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
         f"outputs {', '.join(graph['outputs'])})")
 
     # 3. parity on real validation crops
-    crops, species, _ = eval_crops(manifest, split, size, margin)
+    crops, species, _ = eval_crops(manifest, split, size, margin, photometric=restored.photometric)
     index = {c: i for i, c in enumerate(restored.labels)}
     y = np.array([index[s] for s in species], np.int64)
     x = to_tensor(crops, mean, std).numpy()
@@ -231,7 +231,8 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
     if int8:
         q8 = out / "model.int8.onnx"
         quant, m8 = _int8(fp32, q8, manifest, restored.input_size, margin, mean, std, int(restored.meta.get("seed", 0)),
-                          calibration_images, calibration_method, threads, x, y, fp32_out["logits"], say)
+                          calibration_images, calibration_method, threads, x, y, fp32_out["logits"], say,
+                          restored.photometric)
         metrics |= m8
         files["int8"] = OnnxFile(path=q8.name, sha256=sha256_file(q8))
 
@@ -244,7 +245,8 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
         version=version or f"{dt.date.today():%Y.%m.%d}-{meta['model_name'].removeprefix('efficientnet_')}",
         created_at=created,
         labels=restored.labels,
-        input=InputSpec(size=size, mean=mean, std=std, crop=CropPolicy(policy="stone_square", margin=margin)),
+        input=InputSpec(size=size, mean=mean, std=std, crop=CropPolicy(policy="stone_square", margin=margin),
+                        photometric=restored.photometric),  # type: ignore[arg-type]
         temperature=float(ev["calibration"]["temperature"]),
         abstain=AbstainPolicy(energy_threshold=float(ev["abstain"]["energy_threshold"]),
                               identified_min_prob=float(ev["abstain"]["identified_min_prob"]),

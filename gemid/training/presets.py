@@ -2,6 +2,12 @@
 
 Loose stones: any rotation, flips, scale/position jitter around the stone, mild brightness/contrast,
 blur, noise, JPEG, background swaps. **No hue shifts**: colour is the evidence.
+
+With the photometric front end (`light=True`, `gemid train --photometric grader`) each view is first
+photographed under a random lamp on the Planckian locus (2700-9000 K, uniform in mired) at a random
+exposure (-2..+1 EV), in linear light as `gemid.vision.capture` defines it, and then normalised by the
+runtime's own estimate (`gemid.vision.photometric`): training sees what the runtime sees, including the
+estimator's misses. Every other step keeps hue.
 """
 
 from __future__ import annotations
@@ -76,11 +82,28 @@ def build_photometric(p: float = 1.0) -> A.Compose:
     ])
 
 
+LAMP_K = (2700.0, 9000.0)
+EXPOSURE_EV = (-2.0, 1.0)
+
+
+def random_light(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The view under a random Planckian lamp and exposure, then white-balanced and exposure-normalised by the
+    runtime's front end (estimated on the view itself: the stone on its background)."""
+    from gemid.vision.capture import lamp_gains, relight
+    from gemid.vision.photometric import light_for, normalise
+    from gemid.vision.segment import segment
+
+    mired = rng.uniform(1e6 / LAMP_K[1], 1e6 / LAMP_K[0])
+    lit = relight(img, lamp_gains(1e6 / mired), 2.0 ** rng.uniform(*EXPOSURE_EV))
+    return normalise(lit, light_for(lit, segment(lit)))
+
+
 class TrainAugment:
     """Deterministic given (seed, view, index): the same cached view is reproducible on resume."""
 
-    def __init__(self, size: int, eval_margin: float, seed: int, background_p: float = 0.3):
+    def __init__(self, size: int, eval_margin: float, seed: int, background_p: float = 0.3, light: bool = False):
         self.size = size
+        self.light = light
         self.frac = zoom_range(eval_margin)
         self.seed = seed
         self.background_p = background_p
@@ -90,6 +113,8 @@ class TrainAugment:
         rng = np.random.default_rng([self.seed, view, index])
         if mask.any() and rng.random() < self.background_p:
             img = swap_background(img, mask, rng)
+        if self.light:
+            img = random_light(img, rng)
         img = stone_zoom(img, rng, self.frac, self.size)
         self.photometric.set_random_seed(int(rng.integers(0, 2**31 - 1)))
         return self.photometric(image=img)["image"]

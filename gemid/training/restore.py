@@ -43,6 +43,11 @@ class Restored:
         return float(self.meta.get("crop_margin", 0.12))
 
     @property
+    def photometric(self) -> str:
+        """The front end the model was trained with ("none" for models trained before it existed)."""
+        return str(self.meta.get("photometric", "none"))
+
+    @property
     def mean(self) -> tuple[float, float, float]:
         return tuple(float(v) for v in self.meta["mean"])  # type: ignore[return-value]
 

@@ -193,13 +193,16 @@ def run(args) -> int:
     rows = [train_rows[i] for i in shard]
     tr_paths = [str(manifest.resolve(r)) for r in rows]
     side = train_side_for(size)
-    tr = load_crops(tr_paths, train_side=side, eval_margin=args.crop_margin, eval_size=size, progress=d.main)
+    photometric = getattr(args, "photometric", "none")
+    tr = load_crops(tr_paths, train_side=side, eval_margin=args.crop_margin, eval_size=size, progress=d.main,
+                    photometric=photometric)
     va = load_crops([str(manifest.resolve(r)) for r in val_rows], train_side=side, eval_margin=args.crop_margin,
-                    eval_size=size, progress=d.main) if d.main else None
+                    eval_size=size, progress=d.main, photometric=photometric) if d.main else None
     y_tr = torch.tensor([index[r.species] for r in rows])
     g_tr = {h: torch.from_numpy(v) for h, v in grade_targets(rows, heads).items()}
     y_va = torch.tensor([index[r.species] for r in val_rows])
-    augment = TrainAugment(size, args.crop_margin, args.seed, background_p=args.background_p)
+    augment = TrainAugment(size, args.crop_margin, args.seed, background_p=args.background_p,
+                           light=photometric == "grader")
     mean, std = model.cfg.mean, model.cfg.std
 
     def make_view(v: int, i: int) -> np.ndarray:
@@ -254,7 +257,7 @@ def run(args) -> int:
         "crop_margin": args.crop_margin, "mean": list(mean), "std": list(std), "seed": args.seed,
         "args": vars(args) | {"func": None}, "manifest": str(Path(args.manifest).resolve()),
         "manifest_sha256": manifest_sha256(args.manifest), "command": args.command_line,
-        "world_size": d.world, "n_frozen": n_frozen,
+        "world_size": d.world, "n_frozen": n_frozen, "photometric": photometric,
     }
     log_path = out / "log.jsonl"
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
