@@ -11,9 +11,11 @@ so the rules can be tested without photos:
   row excluded; Mahalanobis: 5-fold cross-fitted class means and covariance), so that a method that
   memorises the training photos does not look better than it is. Their energy is in-sample (the model
   was trained on them), which flatters the energy a little: the report set says what it is worth;
-- the threshold is the lowest at which at most `target` of the tuning non-gems would be "identified" (above
-  the threshold and with a top-1 probability the abstain rule accepts): the lowest, so that as few gems as
-  possible are rejected for it;
+- two thresholds. *Rejected* below `threshold`: the score that keeps `keep` (99 %) of the training photos
+  (cross-fitted distances), so that gems are not turned away much more often than by the energy alone.
+  *Identified* only from `identify_threshold` up: the lowest score at which at most `target` of the tuning
+  non-gems would be "identified" (with a top-1 probability the abstain rule accepts); between the two the
+  answer is "uncertain" (candidates listed, no species named);
 - `report` measures on the validation photos and the report non-gems, which `fit` never sees.
 """
 
@@ -35,6 +37,7 @@ PCA_DIMS = 128
 CANDIDATES: tuple[tuple[str, int], ...] = (("knn", 1), ("knn", 5), ("mahalanobis", 1))
 DISTANCE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, None)  # None: the distance alone
 DEFAULT_TARGET = 0.005  # tuning non-gems "identified" at most this share (the target on the report set: 1 %)
+DEFAULT_KEEP = 0.99  # training photos kept above the rejection threshold
 
 
 @dataclass
@@ -102,13 +105,14 @@ def lowest_threshold(scores: np.ndarray, would_identify: np.ndarray, target: flo
 
 
 def fit(train: Split, tune: Split, temperature: float, min_prob: float, n_classes: int, *,
-        target: float = DEFAULT_TARGET, dims: int = PCA_DIMS) -> tuple[FamiliaritySpec, dict[str, np.ndarray], dict]:
+        target: float = DEFAULT_TARGET, dims: int = PCA_DIMS, keep: float = DEFAULT_KEEP,
+        ) -> tuple[FamiliaritySpec, dict[str, np.ndarray], dict]:
     """(spec without file fields, arrays for the .npz, the candidates' tuning figures). Only `train` (gem
     photos, labelled) and `tune` (non-gems) are read."""
     assert train.y is not None
     e_train, e_tune = energy(train.logits, temperature), energy(tune.logits, temperature)
     tried: list[dict[str, Any]] = []
-    best: tuple[float, FamiliaritySpec, dict[str, np.ndarray]] | None = None
+    best: tuple[float, FamiliaritySpec, dict[str, np.ndarray], np.ndarray] | None = None
     for method, k in CANDIDATES:
         arrays = statistics(train.features, train.y, method, n_classes, dims)
         fam = Familiarity(_spec(method, k), arrays)
@@ -123,29 +127,35 @@ def fit(train: Split, tune: Split, temperature: float, min_prob: float, n_classe
             a = auroc(fam.combine(e_train, d_train), fam.combine(e_tune, d_tune))
             tried.append({"method": method, "k": k, "energy_weight": we, "distance_weight": wd, "auroc_tune": a})
             if best is None or a > best[0]:
-                best = (a, spec, arrays)
+                best = (a, spec, arrays, fam.combine(e_train, d_train))
     assert best is not None
-    _, spec, arrays = best
+    _, spec, arrays, s_train = best
     fam = Familiarity(spec, arrays)
     s_tune = fam.combine(e_tune, fam.distance(tune.features))
-    thr = lowest_threshold(s_tune, softmax(tune.logits, temperature).max(axis=1) >= min_prob, target)
-    spec = spec.model_copy(update={"threshold": thr})
-    return spec, arrays, {"candidates": tried, "target_identified_tune": target, "n_train": int(len(train.logits)),
+    reject = float(np.quantile(s_train, 1.0 - keep))
+    gate = lowest_threshold(s_tune, softmax(tune.logits, temperature).max(axis=1) >= min_prob, target)
+    spec = spec.model_copy(update={"threshold": reject, "identify_threshold": max(reject, gate)})
+    return spec, arrays, {"candidates": tried, "target_identified_tune": target, "keep_train": keep,
+                          "n_train": int(len(train.logits)),
                           "n_tune": int(len(tune.logits))}
 
 
 def rates(scores: np.ndarray, probs: np.ndarray, threshold: float, min_prob: float,
-          min_margin: float = 0.0) -> dict[str, Any]:
+          identify_threshold: float = float("-inf"), correct: np.ndarray | None = None) -> dict[str, Any]:
     """Rejected and identified shares (with 95 % Wilson intervals) under the runtime's rule."""
     from gemid.training.openset import decisions
 
-    dec = decisions(probs, scores, threshold, min_prob, min_margin)
+    dec = decisions(probs, scores, threshold, min_prob)
+    dec[(dec == "identified") & (np.asarray(scores) < identify_threshold)] = "uncertain"
     n = len(dec)
     out: dict[str, Any] = {"n": n}
     for name in ("rejected", "identified"):
         p = float((dec == name).mean()) if n else float("nan")
         out[name] = p
         out[f"{name}_ci"] = wilson(p, n)
+    if correct is not None:
+        ident = dec == "identified"
+        out["identified_precision"] = float(np.asarray(correct)[ident].mean()) if ident.any() else None
     return out
 
 
@@ -156,12 +166,17 @@ def report(fam: Familiarity, temperature: float, min_prob: float, val: Split, se
     e_val = energy(val.logits, temperature)
     p_val = softmax(val.logits, temperature)
     s_val = fam.score(val.logits, val.features, temperature)
-    out: dict[str, Any] = {"val": {"combined": rates(s_val, p_val, fam.spec.threshold, min_prob),
-                                   "energy": rates(e_val, p_val, energy_threshold, min_prob)}}
+    spec = fam.spec
+    ok = val.logits.argmax(axis=1) == val.y if val.y is not None else None
+    gate = spec.identify_threshold if spec.identify_threshold is not None else float("-inf")
+    out: dict[str, Any] = {"val": {"combined": rates(s_val, p_val, spec.threshold, min_prob, gate, ok),
+                                   "energy": rates(e_val, p_val, energy_threshold, min_prob, correct=ok),
+                                   "auroc_note": "val is the gem side of every AUROC below"}}
     for name, ng in sets.items():
         e, p = energy(ng.logits, temperature), softmax(ng.logits, temperature)
         s = fam.score(ng.logits, ng.features, temperature)
-        out[name] = {"combined": {**rates(s, p, fam.spec.threshold, min_prob), "auroc": auroc(s_val, s)},
+        out[name] = {"combined": {**rates(s, p, spec.threshold, min_prob, gate),
+                                  "auroc": auroc(s_val, s)},
                      "energy": {**rates(e, p, energy_threshold, min_prob), "auroc": auroc(e_val, e)}}
     return out
 

@@ -190,12 +190,14 @@ def run_fit(args: Any) -> int:
 
 def print_figures(spec: Any, counts: dict[str, int], figures: dict[str, Any]) -> None:
     print(f"familiarity: {spec.method} (k={spec.k}), weights energy {spec.energy_weight} / distance "
-          f"{spec.distance_weight}, threshold {spec.threshold:.3f}; images {counts}")
+          f"{spec.distance_weight}, rejected below {spec.threshold:.3f}, identified from {spec.identify_threshold:.3f}; "
+          f"images {counts}")
     for variant, fig in figures.items():
         for score in ("energy", "combined"):
             v = fig["val"][score]
             print(f"[{variant}] {score:8s} val: rejected {v['rejected']:.1%} ({v['rejected_ci'][0]:.1%}-"
-                  f"{v['rejected_ci'][1]:.1%}), identified {v['identified']:.1%}")
+                  f"{v['rejected_ci'][1]:.1%}), identified {v['identified']:.1%}, of them right "
+                  f"{v['identified_precision']:.1%}")
             for name in ("tune", "report", "report_real", "report_rendered"):
                 r = fig[name][score]
                 print(f"[{variant}] {score:8s} {name:15s} n={r['n']:4d} AUROC {r['auroc']:.3f}  identified "

@@ -62,6 +62,9 @@ class FamiliaritySpec(BaseModel):
     distance_mean: float
     distance_std: float
     threshold: float = Field(description="below this combined score the photo is rejected as unfamiliar")
+    identify_threshold: float | None = Field(
+        None, description="below this (and above `threshold`) the answer is at most 'uncertain': familiar "
+                                   "enough to list candidates, not enough to name a species")
     fitted: dict = Field(default_factory=dict, description="what the statistics and the threshold were fitted on")
 
 

@@ -267,6 +267,13 @@ def decide(probs: np.ndarray, score: float, bundle: Bundle, quality: Quality | N
         return "uncertain", (
             f"{first} ({p1:.0%}) and {second} ({p2:.0%}) are too close to call. Use the recommended tests to decide."
         )
+    fam = bundle.familiarity
+    if fam is not None and fam.identify_threshold is not None and score < fam.identify_threshold:
+        return "uncertain", (
+            f"Most likely {first} ({p1:.0%}), but the photo looks less like the model's training photos than a "
+            f"named species needs (familiarity {score:.2f}, below {fam.identify_threshold:.2f}){also}. Use the "
+            "recommended tests to decide."
+        )
     codes = {w.code for w in quality.warnings} if quality is not None else set()
     problems = [text for code, text in _DOWNGRADE.items() if code in codes]
     if problems:

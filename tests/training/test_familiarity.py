@@ -34,14 +34,22 @@ def _nongems(n: int, rng: np.random.Generator, shift: float = 0.0) -> ff.Split:
 def test_threshold_comes_from_the_tuning_set_not_the_report_set() -> None:
     rng = np.random.default_rng(0)
     train, tune = _gems(400, rng), _nongems(300, rng)
-    spec, arrays, tuning = ff.fit(train, tune, 1.0, 0.9, N_CLASSES, target=0.01, dims=16)
+    spec, arrays, tuning = ff.fit(train, tune, 1.0, 0.9, N_CLASSES, target=0.01, dims=16, keep=0.99)
     fam = Familiarity(spec, arrays)
-    # at most 1 % of the tuning non-gems are identified at the chosen threshold, and it is the lowest such
+    # at most 1 % of the tuning non-gems are identified at the identify threshold, and it is the lowest such
     probs = np.exp(tune.logits) / np.exp(tune.logits).sum(axis=1, keepdims=True)
     confident = probs.max(axis=1) >= 0.9
     s = fam.score(tune.logits, tune.features, 1.0)
-    assert ((s >= spec.threshold) & confident).sum() <= 3
-    assert ((s >= np.nextafter(spec.threshold, -np.inf) - 1e-9) & confident).sum() > 3 or spec.threshold == -np.inf
+    gate = spec.identify_threshold
+    assert gate is not None
+    assert ((s >= gate) & confident).sum() <= 3
+    assert gate == spec.threshold or ((s >= np.nextafter(gate, -np.inf) - 1e-9) & confident).sum() > 3
+    # the rejection threshold keeps 99 % of the training photos (their distances measured out of sample)
+    d_train = ff.train_distances(train.features, train.y, spec.method, spec.k, N_CLASSES, 16)
+    from gemid.vision.familiarity import energy
+    s_train = fam.combine(energy(train.logits, 1.0), d_train)
+    assert 0.985 <= (s_train >= spec.threshold).mean() <= 0.995
+    assert spec.identify_threshold is not None and spec.identify_threshold >= spec.threshold
     # the report set never enters: fitting again gives the same spec, whatever we report on afterwards
     report_a = ff.report(fam, 1.0, 0.9, _gems(100, rng), {"report": _nongems(200, rng, 1.0)}, 0.0)
     report_b = ff.report(fam, 1.0, 0.9, _gems(100, rng), {"report": _nongems(200, rng, -1.0)}, 0.0)

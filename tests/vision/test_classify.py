@@ -303,3 +303,28 @@ def test_a_bundle_without_its_model_card_is_refused(tmp_path):
     with pytest.raises(ModelError, match="has no MODEL_CARD.md"):
         load_bundle(bundle)
     shutil.rmtree(bundle)
+
+
+@needs_shipped
+def test_shipped_open_set_score_is_the_familiarity_combination():
+    """With a fitted familiarity, `open_set_score` is energy and feature distance combined, from the graph's own
+    feature output, for both variants; without one it is the energy (the earlier bundles)."""
+    from gemid.vision.familiarity import energy
+
+    synth = pytest.importorskip("gemid.datasets.synth")
+    bundle = load_bundle(SHIPPED)
+    if bundle.familiarity is None:
+        pytest.skip("the shipped bundle has no familiarity score")
+    rgb, _m, _t = synth.render(synth.StoneSpec(lab=(40.0, 55.0, 25.0)), size=256, seed=0)
+    for variant in bundle.files:
+        clf = SpeciesClassifier(bundle, variant=variant)
+        crop = clf.view(rgb, segment(rgb))
+        (pred,) = clf.predict([crop])
+        logits, _, feats = clf.run_all(clf.preprocess(crop)[None])
+        assert feats is not None and feats.shape == (1, clf.familiarity.components.shape[0])
+        expected = clf.familiarity.combine(energy(logits, bundle.temperature), clf.familiarity.distance(feats))
+        assert pred.score == pytest.approx(float(expected[0]), rel=1e-6, abs=1e-6)
+        assert pred.score != pytest.approx(float(energy(logits, bundle.temperature)[0]))
+        r = clf.result(pred)
+        assert r.open_set_score == round(pred.score, 4)
+        assert (r.decision == "rejected") == (pred.score < bundle.open_set_threshold)
