@@ -5,7 +5,7 @@ blur, noise, JPEG, background swaps. **No hue shifts**: colour is the evidence.
 
 With the photometric front end (`light=True`, `gemid train --photometric grader`) each view is first
 photographed under a random lamp on the Planckian locus (2700-9000 K, uniform in mired) at a random
-exposure (-2..+1 EV), in linear light as `gemid.vision.capture` defines it, and then normalised by the
+exposure (-2..+1 EV), in linear light as `gemid.vision.conditions` defines it, and then normalised by the
 runtime's own estimate (`gemid.vision.photometric`): training sees what the runtime sees, including the
 estimator's misses. Every other step keeps hue.
 """
@@ -89,7 +89,7 @@ EXPOSURE_EV = (-2.0, 1.0)
 def random_light(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The view under a random Planckian lamp and exposure, then white-balanced and exposure-normalised by the
     runtime's front end (estimated on the view itself: the stone on its background)."""
-    from gemid.vision.capture import lamp_gains, relight
+    from gemid.vision.conditions import lamp_gains, relight
     from gemid.vision.photometric import light_for, normalise
     from gemid.vision.segment import segment
 
