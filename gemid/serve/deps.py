@@ -96,6 +96,11 @@ async def get_principal(request: Request) -> Principal | None:
     return getattr(request.state, "principal", None)
 
 
+def desk_scope(principal: Principal | None) -> tuple[str | None] | None:
+    """A technician's view: only its desk's reports (a 1-tuple, as the desk may be None); others see all."""
+    return (principal.desk,) if principal is not None and principal.desk_only else None
+
+
 def issued_by(principal: Principal | None) -> IssuedBy | None:
     """What a new revision records of its maker."""
     return None if principal is None else IssuedBy(name=principal.name, desk=principal.desk)

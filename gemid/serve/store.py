@@ -389,10 +389,11 @@ class ReportStore:
         return self._latest([ReportRow.reference == reference, *self._filters(desk=desk)], limit=limit,
                             newest_first=False)
 
-    def duplicates(self, image_sha256: str, reference: str) -> list[Report]:
-        """The reports already stored for this photo under this reference (every stone), oldest first."""
-        return self._latest([ReportRow.image_sha256 == image_sha256, ReportRow.reference == reference],
-                            limit=10_000, newest_first=False)
+    def duplicates(self, image_sha256: str, reference: str, desk: tuple[str | None] | None = None) -> list[Report]:
+        """The reports already stored for this photo under this reference (every stone; only `desk`'s, as in
+        `_filters`), oldest first."""
+        return self._latest([ReportRow.image_sha256 == image_sha256, ReportRow.reference == reference,
+                             *self._filters(desk=desk)], limit=10_000, newest_first=False)
 
     def _latest(self, conds: list[Any], *, limit: int, newest_first: bool) -> list[Report]:
         order = (ReportRow.created_at.desc(), ReportRow.id.desc()) if newest_first else (

@@ -17,9 +17,9 @@ def bench():
 
 
 def test_the_timed_requests_are_authenticated_and_audited(bench, tmp_path):
-    bare, guarded, entries = asyncio.run(bench._per_request(100, tmp_path))
-    assert 0 < bare < guarded
-    assert entries == 3 * (100 + 50)  # every timed request through the middleware left its "list" entry
+    bare, guarded, cold, entries = asyncio.run(bench._per_request(100, tmp_path))
+    assert 0 < bare < guarded and bare < cold
+    assert entries == 2 * 3 * (100 + 50)  # every timed request through the middleware left its "list" entry
 
 
 def test_the_baseline_is_the_service_without_access_control(bench, monkeypatch, tmp_path, tiny_bundle):

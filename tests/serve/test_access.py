@@ -135,6 +135,19 @@ def test_a_technician_sees_only_its_own_desk(keyed, settings):
     assert c.get(f"/v1/reports/{rid}?revision=1", headers=bearer(keys["admin"])).json()["issued_by"] == report["issued_by"]
 
 
+def test_a_duplicate_is_only_found_at_the_same_desk(keyed, settings):
+    c, keys, _rid = keyed
+    photo = [upload("lot.png", stone("Sapphire Blue"))]
+    first = c.post("/v1/identify", files=photo, data={"reference": "LOT-9"}, headers=bearer(keys["technician"]))
+    again = c.post("/v1/identify", files=photo, data={"reference": "LOT-9"}, headers=bearer(keys["technician"]))
+    assert [n["code"] for n in again.json()["notices"]] == ["duplicate"]  # the same desk: the stored report
+    other = c.post("/v1/identify", files=photo, data={"reference": "LOT-9"},
+                   headers=bearer(create_key(settings, "technician", "desk-2")))
+    assert other.status_code == 200 and not other.json().get("notices")  # another desk: its own new report
+    assert other.json()["reports"][0]["report_id"] != first.json()["reports"][0]["report_id"]
+    assert other.json()["reports"][0]["issued_by"]["desk"] == "desk-2"
+
+
 def test_a_revoked_key_stops_working(keyed, settings):
     c, _keys, _rid = keyed
     key = create_key(settings, "supervisor", name="to-revoke")

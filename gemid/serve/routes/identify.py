@@ -40,6 +40,7 @@ from gemid.serve.deps import (
     PrincipalDep,
     SettingsDep,
     StoreDep,
+    desk_scope,
     issued_by,
 )
 from gemid.serve.errors import ApiError, error_responses, size_text, store_failure
@@ -151,9 +152,9 @@ def _checked_upload(upload: SpooledUpload, max_bytes: int, images: ImageStore) -
     return upload.path
 
 
-def _stored_duplicates(store: ReportStore, sha: str, reference: str) -> list[Report]:
+def _stored_duplicates(store: ReportStore, sha: str, reference: str, desk: tuple[str | None] | None) -> list[Report]:
     try:
-        return store.duplicates(sha, reference)
+        return store.duplicates(sha, reference, desk)
     except SQLAlchemyError as exc:
         raise store_failure(exc) from exc
 
@@ -275,7 +276,8 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
                 continue
             if reference is not None and not force:
                 sha = await to_thread.run_sync(sha256_file, photo)
-                stored = sent.get(sha) or await to_thread.run_sync(_stored_duplicates, store, sha, reference)
+                stored = sent.get(sha) or await to_thread.run_sync(_stored_duplicates, store, sha, reference,
+                                                                       desk_scope(principal))
                 if stored:
                     out.extend(stored)
                     notices.append(_duplicate(name, stored, reference))

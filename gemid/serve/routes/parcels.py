@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from gemid.errors import GemidInputError
 from gemid.report import ROW_FIELDS, ConclusionDecision, Report, clean_reference, printable, table_row
 from gemid.serve.accounts import Principal
-from gemid.serve.deps import PrincipalDep, StoreDep
+from gemid.serve.deps import PrincipalDep, StoreDep, desk_scope
 from gemid.serve.errors import ApiError, error_responses
 from gemid.serve.routes.reports import ISO_WHEN, _parse_when
 
@@ -78,11 +78,6 @@ def _reference(raw: str) -> str:
     if reference is None:
         raise ApiError(422, "bad_reference", "the reference is empty")
     return reference
-
-
-def desk_scope(principal: Principal | None) -> tuple[str | None] | None:
-    """A technician's view: only its desk's reports (a 1-tuple, as the desk may be None); others see all."""
-    return (principal.desk,) if principal is not None and principal.desk_only else None
 
 
 async def _parcel(store: StoreDep, raw: str, principal: Principal | None) -> tuple[str, list[Report]]:
