@@ -103,3 +103,22 @@ def test_a_service_that_cannot_be_reached_is_a_clear_error(capsys, photos: Path)
     rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", "lab-pc:8000"])
     _, err = capsys.readouterr()
     assert rc == 2 and "http:// or https://" in err
+
+
+def test_the_key_comes_from_the_environment_and_a_refused_key_stops_the_run(capsys, service: str, photos: Path,
+                                                                            monkeypatch):
+    photo = str(photos / "b_ruby.jpg")
+    rc = main(["identify", photo, "--server", service, "--reference", "NO KEY"])  # no key at all
+    _, err = capsys.readouterr()
+    assert rc == 2 and "refused the request (HTTP 401)" in err and "GEMID_API_KEY" in err, err
+    rc = main(["identify", photo, "--server", service, "--api-key", "gk_not-a-key", "--reference", "NO KEY"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "HTTP 401" in err and "GEMID_API_KEY" not in err, err  # a key was sent, and refused
+    monkeypatch.setenv("GEMID_API_KEY", AUTH["key"])  # the desk's key in its environment: sent as Bearer
+    rc = main(["identify", photo, "--server", service, "--reference", "ENV KEY", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    (report,) = json.loads(out)
+    listed = httpx2.get(f"{service}v1/parcels/{quote('ENV KEY')}", headers=signed()).json()
+    assert [r["report_id"] for r in listed["rows"]] == [report["report_id"]]
+    assert httpx2.get(f"{service}v1/parcels/{quote('NO KEY')}", headers=signed()).status_code == 404  # none stored
