@@ -18,7 +18,8 @@ through the runtime's own path: `segment` -> the bundle's crop -> the model.
 front end (`gemid.vision.photometric`: the colour grader's white balance and exposure estimate), `both`
 measures the two side by side from the same segmentation. For each: top-1 and top-5 with 95 % Wilson
 intervals, the drop from clean in points, the share the bundle's rule calls "identified" and how many of
-those are wrong. Noise uses a fixed seed per photo. Needs ../shared/data/gems68/train (exits 0 without it).
+those are wrong, by the energy rule (the bundle's energy threshold and probability; the familiarity score
+needs the graph's features, which `gemid openset fit` measures instead). Noise uses a fixed seed per photo. Needs ../shared/data/gems68/train (exits 0 without it).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def summarise(logits: np.ndarray, y: np.ndarray, bundle: Any, conditions: tuple[
 
     n = len(y)
     out: dict[str, Any] = {}
+    bundle = bundle.model_copy(update={"familiarity": None})  # the energy rule: this bench has no features
     for m, mode in enumerate(front):
         rows = {}
         for c, name in enumerate(conditions):
