@@ -59,12 +59,12 @@ def test_metrics_with_several_http_workers_count_the_whole_service(tmp_path: Pat
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    auth = bearer(cli_key(tmp_path / "data"))  # made (and the store migrated) before the server starts
     # PROMETHEUS_MULTIPROC_DIR empty: as unset, so gemid serve makes the folder itself
     proc = start(tmp_path / "data", tiny_bundle, port, "--workers", "2", PROMETHEUS_MULTIPROC_DIR="",
                  GEMID_INFERENCE_CONCURRENCY="1")
     photo = stone("Ruby")
     counts = Path("/nonexistent")
-    auth = bearer(cli_key(tmp_path / "data"))
 
     def serving_pids() -> set[str]:
         """The HTTP processes that have counted an identification (each writes its own counter file)."""
