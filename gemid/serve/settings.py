@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     training_consent: bool = Field(False, description=(
         "whether the photos stored from now on may be used to train models (each report records it; "
         "`gemid dataset from-store` exports only photos stored with it on)"))
+    training_consent_desks: str | None = Field(None, description=(
+        "comma-separated desks that consented to training use of their photos (with accounts, each report records "
+        "its desk's consent; GEMID_TRAINING_CONSENT=true consents for every desk)"))
     shadow_bundle: Path | None = Field(None, description=(
         "a candidate model bundle run beside the served one on each stored photo, off the request's path: its "
         "answers are recorded, never shown (`gemid field-report` compares them); unset: no shadow"))
@@ -130,6 +133,15 @@ class Settings(BaseSettings):
             if url.startswith(plain):
                 return "postgresql+psycopg://" + url.removeprefix(plain)
         return url
+
+    def consents(self, desk: str | None) -> bool:
+        """Whether photos stored now for `desk` may be used for training: every desk's with
+        GEMID_TRAINING_CONSENT, else only the desks named in GEMID_TRAINING_CONSENT_DESKS (a photo without a
+        desk, e.g. the first admin's, only with the store-wide consent)."""
+        if self.training_consent:
+            return True
+        named = {d.strip() for d in (self.training_consent_desks or "").split(",") if d.strip()}
+        return desk is not None and desk in named
 
     @property
     def signing_key_path(self) -> Path:

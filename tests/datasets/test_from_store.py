@@ -84,3 +84,26 @@ def test_from_store_exports_confirmed_photos_without_near_duplicates(tmp_path: P
     assert combined.resolve(next(r for r in combined.rows if r.species == "Peridot")) == base_photo.resolve()
     with open(out / "manifest.csv", newline="") as f:
         assert next(csv.reader(f)) == ["path", "species", "colour_grade", "clarity_grade", "split", "source"]
+
+
+def test_only_consenting_desks_photos_are_exported(tmp_path: Path, tiny_bundle, identifier):
+    """GEMID_TRAINING_CONSENT_DESKS: photos sent by a consenting desk's key are exported, another desk's are
+    not, although both are confirmed."""
+    data = tmp_path / "data"
+    settings = make_settings(data, tiny_bundle, training_consent_desks="lahore, gilgit")
+    ids = {}
+    for desk, label, seed in (("gilgit", "Ruby", 1), ("airport", "Emerald", 2)):
+        with signed_client(create_app(settings, identifier=identifier), role="supervisor", desk=desk) as c:
+            r = c.post("/v1/identify", files=[upload(f"{desk}.png", _photo(label, seed=seed))])
+            ids[desk] = r.json()["reports"][0]["report_id"]
+            assert c.post(f"/v1/reports/{ids[desk]}/confirmation",
+                          json={"label": label, "method": "Raman"}).status_code == 201
+    out = tmp_path / "export"
+    done = subprocess.run(
+        [sys.executable, "-m", "gemid.cli", "dataset", "from-store", str(out)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "GEMID_DATA_DIR": str(data), "NO_ALBUMENTATIONS_UPDATE": "1"})
+    assert done.returncode == 0, done.stderr
+    rows = read_manifest(out / "manifest.csv").rows
+    assert [(r.species, r.source.split(":")[1]) for r in rows] == [("Ruby", ids["gilgit"])]
+    assert "1 stored without training consent" in done.stdout

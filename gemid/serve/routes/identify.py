@@ -314,7 +314,7 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
     if to_store:
         try:
             await to_thread.run_sync(functools.partial(store.add_reports, to_store, captures=captures,
-                                                       training_consent=settings.training_consent))
+                                                       training_consent=settings.consents(principal and principal.desk)))
         except SQLAlchemyError as exc:
             raise store_failure(exc) from exc
         _shadow(request, images, to_store)
