@@ -42,6 +42,12 @@ ROW_TOLERANCE = 0.5
 
 
 FLOOD_SIDE = 128  # the flooding runs on the component at most this many pixels across: saddles survive it
+# A component at least this convex (area over its convex hull's) has no neck, so it is one stone and the flood
+# (the costliest step of a screen) is skipped. Two round stones whose saddle is at MERGE_SADDLE of their radius
+# (centres 1.43 radii apart) have a solidity of 0.955; pressed further apart they are less convex and flooded.
+# Measured on 2026-12-06: no component the flood split in 16 composed trays reached 0.93, while on the gems68
+# photos 514 of 601 components passed this gate and 6 of those the flood would have split (facet pieces).
+SOLID = 0.95
 
 
 def _flood(dist: np.ndarray) -> np.ndarray:
@@ -86,8 +92,18 @@ def _flood(dist: np.ndarray) -> np.ndarray:
     return roots_of[label].reshape(h, w)
 
 
+def _solidity(comp: np.ndarray) -> float:
+    """The component's outline area over its convex hull's: 1 for a convex stone, lower where stones meet."""
+    contours, _ = cv2.findContours(comp.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    c = max(contours, key=cv2.contourArea)
+    hull = cv2.contourArea(cv2.convexHull(c))
+    return cv2.contourArea(c) / hull if hull > 0 else 1.0
+
+
 def _split(comp: np.ndarray) -> list[np.ndarray]:
     """One connected component (bool mask) → one bool mask per stone in it."""
+    if _solidity(comp) >= SOLID:
+        return [comp]
     ys, xs = np.nonzero(comp)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     box = np.pad(comp[y0:y1, x0:x1], 1).astype(np.uint8)
