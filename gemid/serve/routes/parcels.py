@@ -12,20 +12,19 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from typing import Annotated
 from urllib.parse import quote
 
 from anyio import to_thread
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from gemid.errors import GemidInputError
-from gemid.report import ROW_FIELDS, ConclusionDecision, Report, clean_reference, printable, table_row
+from gemid.report import ROW_FIELDS, Report, clean_reference, table_row
 from gemid.serve.accounts import Principal
 from gemid.serve.deps import PrincipalDep, StoreDep, desk_scope
 from gemid.serve.errors import ApiError, error_responses
-from gemid.serve.routes.reports import ISO_WHEN, _parse_when
+from gemid.serve.routes.reports import FiltersDep
 
 MAX_PARCEL = 2000  # stones in one parcel answer: a parcel holds 10-50, a day's lot a few hundred
 MAX_EXPORT = 20_000  # rows in one History CSV: narrow the dates for more
@@ -115,22 +114,9 @@ async def get_parcel(store: StoreDep, principal: PrincipalDep, reference: str) -
 @router.get("/reports.csv", response_class=Response, summary="Stored reports as CSV (History's filters)",
             responses={200: {"content": {"text/csv": {}}, "description": "one row per report (ROW_FIELDS)"},
                        **error_responses(422, 503)})
-async def reports_csv(
-    store: StoreDep,
-    principal: PrincipalDep,
-    since: Annotated[str | None, Query(pattern=ISO_WHEN, description="ISO date or date-time, inclusive")] = None,
-    until: Annotated[str | None, Query(pattern=ISO_WHEN,
-                                       description="ISO date (that whole day included) or date-time")] = None,
-    species: Annotated[str | None, Query(max_length=100, description="current top-1 label, any case")] = None,
-    decision: ConclusionDecision | None = None,
-    reference: Annotated[str | None, Query(max_length=200, description="substring, any case")] = None,
-) -> Response:
+async def reports_csv(store: StoreDep, principal: PrincipalDep, filters: FiltersDep) -> Response:
     """The reports `GET /v1/reports` lists with the same filters, newest first, all of them (up to 20,000: narrow
     the dates for more), one CSV row each with the columns of the parcel table."""
-    created_from = _parse_when(since, "since", end=False)
-    created_to = _parse_when(until, "until", end=True)
-    species, reference = (printable(v) if v is not None else None for v in (species, reference))
-    reports = await to_thread.run_sync(lambda: store.latest(
-        limit=MAX_EXPORT, created_from=created_from, created_to=created_to, species=species, decision=decision,
-        reference=reference, desk=desk_scope(principal)))
+    reports = await to_thread.run_sync(lambda: store.latest(limit=MAX_EXPORT, desk=desk_scope(principal),
+                                                            **filters.query()))
     return _attachment(to_csv(reports), "gemid-reports")

@@ -8,13 +8,14 @@ The preview and the QR code are part of the API, not only of the web page: other
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
@@ -106,29 +107,50 @@ def _merge_readings(latest: Report, new: Readings, replace: bool) -> Readings:
 # --- list and fetch -------------------------------------------------------------------------------------
 
 
-@router.get("", response_model=ReportPage, responses=error_responses(422, 503), summary="List stored reports")
-async def list_reports(
-    store: StoreDep,
-    principal: PrincipalDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
+@dataclass(frozen=True)
+class ReportFilters:
+    """History's filters, shared by the list and its CSV export (routes/parcels.py)."""
+
+    created_from: datetime | None
+    created_to: datetime | None
+    species: str | None
+    decision: ConclusionDecision | None
+    reference: str | None
+
+    def query(self) -> dict:
+        return {"created_from": self.created_from, "created_to": self.created_to, "species": self.species,
+                "decision": self.decision, "reference": self.reference}
+
+
+def report_filters(
     since: Annotated[str | None, Query(pattern=ISO_WHEN, description="ISO date or date-time, inclusive")] = None,
     until: Annotated[str | None, Query(pattern=ISO_WHEN,
                                        description="ISO date (that whole day included) or date-time")] = None,
     species: Annotated[str | None, Query(max_length=100, description="current top-1 label, any case")] = None,
     decision: ConclusionDecision | None = None,
     reference: Annotated[str | None, Query(max_length=200, description="substring, any case")] = None,
+) -> ReportFilters:
+    # stored text never holds control characters (gemid.report.printable), so a filter need not
+    species, reference = (printable(v) if v is not None else None for v in (species, reference))
+    return ReportFilters(_parse_when(since, "since", end=False), _parse_when(until, "until", end=True),
+                         species, decision, reference)
+
+
+FiltersDep = Annotated[ReportFilters, Depends(report_filters)]
+
+
+@router.get("", response_model=ReportPage, responses=error_responses(422, 503), summary="List stored reports")
+async def list_reports(
+    store: StoreDep,
+    principal: PrincipalDep,
+    filters: FiltersDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
 ) -> ReportPage:
     """Newest first. Species and decision are those of each report's latest revision. A technician sees only
     the reports of its own desk."""
     desk = (principal.desk,) if principal is not None and principal.desk_only else None
-    created_from = _parse_when(since, "since", end=False)
-    created_to = _parse_when(until, "until", end=True)
-    # stored text never holds control characters (gemid.report.printable), so a filter need not
-    species, reference = (printable(v) if v is not None else None for v in (species, reference))
-    return await to_thread.run_sync(lambda: store.list(
-        limit=limit, offset=offset, created_from=created_from, created_to=created_to,
-        species=species, decision=decision, reference=reference, desk=desk))
+    return await to_thread.run_sync(lambda: store.list(limit=limit, offset=offset, desk=desk, **filters.query()))
 
 
 @router.get("/{report_id}", response_model=Report, responses=ERROR_RESPONSES, summary="One stored report")
