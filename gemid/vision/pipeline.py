@@ -130,10 +130,7 @@ class Identifier:
 
         grade=False skips colour and clarity (their sections stay None): a quick species screen of a
         parcel, several times faster; the species, quality and test guidance are the same."""
-        filename, reference, readings = _inputs(data, filename, reference, readings)
-        prep = self._prepare(filename, data)
-        (pred,) = self.classifier.predict([prep.crop])
-        return self._finish(prep, pred, reference, readings, grade)
+        return self._one(data, filename, reference, readings, grade)[1]
 
     def identify_captured(
         self,
@@ -146,11 +143,16 @@ class Identifier:
     ) -> tuple[Report, Capture]:
         """`identify`, with the photo's capture statistics (gemid.vision.capture) beside the report: what the
         drift reference is made of (`gemid drift-reference`), from the pixels already decoded."""
+        prep, report = self._one(data, filename, reference, readings, grade)
+        return report, _capture(prep, report)
+
+    def _one(self, data: Source, filename: str | None, reference: str | None, readings: Readings | None,
+             grade: bool) -> tuple[_Prepared, Report]:
+        """The photo's first stone through every stage: its prepared pixels and its report."""
         filename, reference, readings = _inputs(data, filename, reference, readings)
         prep = self._prepare(filename, data)
         (pred,) = self.classifier.predict([prep.crop])
-        report = self._finish(prep, pred, reference, readings, grade)
-        return report, _capture(prep, report)
+        return prep, self._finish(prep, pred, reference, readings, grade)
 
     def identify_many(
         self,
