@@ -1,8 +1,8 @@
 """`gemid dataset ...`: audit, import and split labelled photos.
 
     gemid dataset audit DIR|MANIFEST [--json FILE] [--threshold N] [--strict]
-    gemid dataset import DIR|CSV --out data/gems68.csv [--val-fraction 0.2 --seed 0 | --kfold K --fold I]
-    gemid dataset split MANIFEST [--out FILE] [--val-fraction 0.2 --seed 0 | --kfold K --fold I]
+    gemid dataset import DIR|CSV --out data/gems68.csv [--val-fraction 0.2 --seed 0 | --kfold K --fold I|all]
+    gemid dataset split MANIFEST [--out FILE] [--val-fraction 0.2 --seed 0 | --kfold K --fold I|all]
     gemid dataset synth --n N --out DIR [--seed 0 --size 256 --cut CUT --background BACKGROUND]
 
 Heavy modules (OpenCV, rich, the audit) are imported inside the commands, so `gemid --help` stays quick.
@@ -106,8 +106,18 @@ def _split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same split (default: %(default)s)")
     p.add_argument("--kfold", type=int, metavar="K",
                    help="K folds instead of one hold-out fraction (default: none, --val-fraction)")
-    p.add_argument("--fold", type=int, default=0, metavar="I",
-                   help="with --kfold: which fold (0-based) is val (default: %(default)s)")
+    p.add_argument("--fold", type=_fold, default=0, metavar="I|all",
+                   help="with --kfold: which fold (0-based) is val, or 'all' to name every row's fold (fold0, fold1…) "
+                        "for `gemid train --cv` (default: %(default)s)")
+
+
+def _fold(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fold number or 'all', got {text!r}") from None
 
 
 def _console(stderr: bool = False) -> Any:

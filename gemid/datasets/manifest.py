@@ -18,6 +18,16 @@ from pathlib import Path
 
 COLUMNS = ("path", "species", "colour_grade", "clarity_grade", "split", "source")
 SPLITS = ("train", "val", "test", "")
+FOLD_PREFIX = "fold"  # K-fold manifests (`gemid dataset split --kfold K --fold all`) name each row's fold: fold0, fold1…
+
+
+def is_split(name: str) -> bool:
+    """train / val / test / empty, or a cross-validation fold `fold<i>`."""
+    return name in SPLITS or is_fold(name)
+
+
+def is_fold(name: str) -> bool:
+    return name.startswith(FOLD_PREFIX) and name[len(FOLD_PREFIX):].isdigit()
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,11 @@ class Manifest:
         return [r for r in self.rows if r.split == name]
 
     @property
+    def folds(self) -> list[str]:
+        """The cross-validation folds this manifest names (fold0, fold1, …), in order; empty for a hold-out split."""
+        return sorted({r.split for r in self.rows if is_fold(r.split)}, key=lambda f: int(f[len(FOLD_PREFIX):]))
+
+    @property
     def labels(self) -> list[str]:
         return sorted({r.species for r in self.rows})
 
@@ -68,8 +83,8 @@ def read_manifest(path: Path | str) -> Manifest:
             if not (rec.get("path") or "").strip() or not (rec.get("species") or "").strip():
                 raise ManifestError(f"{path}:{i}: empty path or species")
             split = (rec.get("split") or "").strip()
-            if split not in SPLITS:
-                raise ManifestError(f"{path}:{i}: split '{split}' is not one of train, val, test or empty")
+            if not is_split(split):
+                raise ManifestError(f"{path}:{i}: split '{split}' is not one of train, val, test, fold<i> or empty")
             rows.append(Row(**{k: (rec.get(k) or "").strip() for k in COLUMNS}))
     return Manifest(rows=tuple(rows), root=path.parent.resolve())
 

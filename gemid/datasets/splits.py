@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gemid.datasets.manifest import Row
+from gemid.datasets.manifest import FOLD_PREFIX, Row
 
 
 class SplitError(ValueError):
@@ -69,17 +69,17 @@ def _holdout(units: list[Unit], val_fraction: float) -> set[int]:
     return val
 
 
-def _kfold(units: list[Unit], k: int, fold: int, rng: random.Random) -> set[int]:
-    """Largest units first, each to the fold with fewest photos so far (ties broken by the seeded rng)."""
+def _kfold(units: list[Unit], k: int, rng: random.Random) -> dict[int, int]:
+    """Each photo's fold: largest units first, each to the fold with fewest photos so far (ties broken by the
+    seeded rng). The same (units, k, rng) always deal the same folds, so fold I of one call is fold I of any."""
     loads = [0] * k
-    val: set[int] = set()
+    fold_of: dict[int, int] = {}
     for u in sorted(units, key=lambda u: -len(u.members)):  # stable: the shuffle orders equal sizes
         low = min(loads)
         f = rng.choice([i for i, load in enumerate(loads) if load == low])
         loads[f] += len(u.members)
-        if f == fold:
-            val.update(u.members)
-    return val
+        fold_of.update(dict.fromkeys(u.members, f))
+    return fold_of
 
 
 def assign_splits(
@@ -89,13 +89,14 @@ def assign_splits(
     val_fraction: float = 0.2,
     seed: int = 0,
     kfold: int | None = None,
-    fold: int = 0,
+    fold: int | None = 0,
 ) -> list[Row]:
     """Rows with `split` set to train/val. Rows already in `test` stay there; a photo that is a
     near-duplicate of a test photo gets an empty split (used by neither side) rather than leaking it.
 
     `groups` are near-duplicate groups as lists of row indices (from `phash.group_near_duplicates`).
-    With `kfold=K`, fold `fold` (0-based) is validation and the other K-1 folds are training.
+    With `kfold=K`, fold `fold` (0-based) is validation and the other K-1 folds are training; with
+    `fold=None` every row is named by its fold instead (`fold0` … `fold<K-1>`), for `gemid train --cv`.
     """
     if kfold is None:
         if not 0.0 < val_fraction < 1.0:
@@ -103,7 +104,7 @@ def assign_splits(
     else:
         if kfold < 2:
             raise SplitError(f"--kfold needs at least 2 folds, got {kfold}")
-        if not 0 <= fold < kfold:
+        if fold is not None and not 0 <= fold < kfold:
             raise SplitError(f"--fold must be in 0..{kfold - 1}, got {fold}")
     groups = [list(g) for g in groups]
     test = {i for i, r in enumerate(rows) if r.split == "test"}
@@ -111,17 +112,22 @@ def assign_splits(
     movable = set(range(len(rows))) - test - near_test
 
     val: set[int] = set()
+    fold_of: dict[int, int] = {}
     for species, units in _by_species(_units(rows, groups, movable), seed).items():
         if kfold is None:
             val |= _holdout(units, val_fraction)
         else:
-            val |= _kfold(units, kfold, fold, random.Random(f"gemid-kfold:{seed}:{species}"))
+            dealt = _kfold(units, kfold, random.Random(f"gemid-kfold:{seed}:{species}"))
+            fold_of |= dealt
+            val |= {i for i, f in dealt.items() if f == fold}
 
     def split_of(i: int) -> str:
         if i in test:
             return "test"
         if i in near_test:
             return ""
+        if kfold is not None and fold is None:
+            return f"{FOLD_PREFIX}{fold_of[i]}"
         return "val" if i in val else "train"
 
     return [r.with_split(split_of(i)) for i, r in enumerate(rows)]

@@ -126,6 +126,12 @@ def test_kfold_split_from_the_cli(tmp_path, faulty):
         assert main(["dataset", "split", str(man), "--out", str(out), "--kfold", "3", "--fold", str(fold)]) == 0
         val += [r.path for r in read_manifest(out).rows if r.split == "val"]
     assert sorted(val) == sorted(r.path for r in read_manifest(man).rows)
+    every = tmp_path / "all.csv"
+    assert main(["dataset", "split", str(man), "--out", str(every), "--kfold", "3", "--fold", "all"]) == 0
+    named = read_manifest(every)
+    assert named.folds == ["fold0", "fold1", "fold2"]
+    assert sorted(r.path for r in named.split("fold1")) == sorted(
+        r.path for r in read_manifest(tmp_path / "f1.csv").rows if r.split == "val")
 
 
 def test_csv_import_maps_columns(tmp_path, faulty):

@@ -96,6 +96,15 @@ def test_kfold_puts_every_photo_in_val_exactly_once_and_keeps_groups_whole():
     assert max(ruby_val) - min(ruby_val) <= 6  # balanced up to one group
 
 
+def test_fold_all_names_each_row_by_the_fold_in_which_it_is_val():
+    rows, groups = _rows(), _groups(_rows())
+    named = assign_splits(rows, groups, kfold=3, fold=None, seed=2)
+    assert straddling_groups(named, groups) == []
+    for f in range(3):
+        val = {r.path for r in assign_splits(rows, groups, kfold=3, fold=f, seed=2) if r.split == "val"}
+        assert val == {r.path for r in named if r.split == f"fold{f}"}
+
+
 def test_test_rows_stay_and_their_near_duplicates_are_held_out():
     rows = _rows()
     rows[0] = rows[0].with_split("test")
