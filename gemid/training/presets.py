@@ -1,7 +1,9 @@
 """Transforms in one place: the training augmentation and the evaluation view.
 
-Loose stones: any rotation, flips, scale/position jitter around the stone, mild brightness/contrast,
-blur, noise, JPEG, background swaps. **No hue shifts**: colour is the evidence.
+Loose stones: any rotation, flips, scale/position jitter around the stone, mild brightness/contrast, background
+swaps (plain desk tones, lightbox gradients, muted cloth, wood grain), and the capture conditions of issue 29:
+low resolution (the stone 80-200 px across), JPEG 30-95, defocus / motion / Gaussian blur, sensor noise.
+**No hue shifts**: colour is the evidence.
 
 With the photometric front end (`light=True`, `gemid train --photometric grader`) each view is first
 photographed under a random lamp on the Planckian locus (2700-9000 K, uniform in mired) at a random
@@ -53,7 +55,7 @@ def centre_view(img: np.ndarray, eval_margin: float, size: int) -> np.ndarray:
 def swap_background(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Replace the background (mask == 0) by another plain tone, a gradient or a darker/lighter field."""
     h, w = mask.shape
-    kind = rng.integers(0, 3)
+    kind = rng.integers(0, 4)
     if kind == 0:  # plain neutral grey level (white desk, grey card, black velvet)
         bg = np.full((h, w, 3), rng.choice([rng.integers(200, 256), rng.integers(90, 170), rng.integers(0, 40)]),
                      np.uint8)
@@ -61,24 +63,43 @@ def swap_background(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator)
         a, b = rng.integers(150, 256), rng.integers(60, 220)
         ramp = np.linspace(a, b, h, dtype=np.float32)[:, None, None]
         bg = np.broadcast_to(ramp, (h, w, 3)).astype(np.uint8)
-    else:  # muted coloured cloth/paper: low chroma so the stone's colour stays the strongest signal
+    elif kind == 2:  # muted coloured cloth/paper: low chroma so the stone's colour stays the strongest signal
         base = rng.integers(120, 240)
         tint = rng.integers(-25, 26, size=3)
         bg = np.clip(np.full((h, w, 3), base) + tint, 0, 255).astype(np.uint8)
+    else:  # a wooden desk: warm brown with wavy grain (desks photograph stones where they sit)
+        bg = wood(h, w, rng)
     soft = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), sigmaX=max(1.0, h / 150))[..., None]
     return (img.astype(np.float32) * soft + bg.astype(np.float32) * (1 - soft)).astype(np.uint8)
 
 
+def wood(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A procedural wood-grain field: brown, low texture contrast, grain lines bent by a slow wave."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    u = x * np.cos(angle) + y * np.sin(angle)
+    v = -x * np.sin(angle) + y * np.cos(angle)
+    period = rng.uniform(0.04, 0.12) * max(h, w)
+    grain = np.sin(2 * np.pi * (u + 0.08 * max(h, w) * np.sin(v / (0.6 * max(h, w)) * 2 * np.pi)) / period)
+    base = np.array([rng.uniform(110, 190), 0, 0], np.float32)
+    base[1], base[2] = base[0] * rng.uniform(0.68, 0.78), base[0] * rng.uniform(0.45, 0.58)
+    field = base * (1 + 0.12 * grain[..., None])
+    return np.clip(field, 0, 255).astype(np.uint8)
+
+
 def build_photometric(p: float = 1.0) -> A.Compose:
-    """Geometry and photometric noise that keep hue: rotation, flips, light, blur, noise, JPEG."""
+    """Geometry and capture conditions that keep hue: rotation, flips, light, low resolution, blur, noise, JPEG."""
     return A.Compose([
         A.Affine(rotate=(-180, 180), scale=(0.95, 1.05), border_mode=cv2.BORDER_REPLICATE, p=0.9 * p),
         A.HorizontalFlip(p=0.5),
         A.VerticalFlip(p=0.5),
         A.RandomBrightnessContrast(brightness_limit=0.12, contrast_limit=0.12, p=0.6 * p),
-        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 5))], p=0.2 * p),
-        A.GaussNoise(std_range=(0.01, 0.04), p=0.2 * p),
-        A.ImageCompression(quality_range=(55, 95), p=0.3 * p),
+        # the stone 80-200 px across in the photo: the model's 224-px view of it is an enlargement
+        A.Downscale(scale_range=(0.4, 0.95), p=0.25 * p),
+        A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 7)),
+                 A.Defocus(radius=(2, 4), alias_blur=(0.1, 0.3))], p=0.25 * p),
+        A.GaussNoise(std_range=(0.01, 0.06), p=0.3 * p),
+        A.ImageCompression(quality_range=(30, 95), p=0.35 * p),
     ])
 
 
