@@ -5,6 +5,8 @@ validation photos, with the worst drop from clean.
     python -m bench.bench_robustness                       # shipped bundle, fp32, raw crops and front end
     python -m bench.bench_robustness --front-end off       # the model as it classified before the front end
     python -m bench.bench_robustness --variant int8 --limit 100 --json /tmp/robust.json
+    # a K-fold model (issue 29): its fold's held-out photos
+    python -m bench.bench_robustness --manifest data/gems68-k5.csv --split fold0 --bundle runs/fold0-bundle --front-end on
 
 Photos: the `val` split of the manifest (the split the shipped model was trained with: 411 photos, no near
 copy of them trained on). Conditions (`gemid.vision.conditions`, the definitions issue 27's colour benchmark
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", type=Path, default=MANIFEST)
     ap.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE_DIR)
+    ap.add_argument("--split", default="val",
+                    help="the photos to measure: the split the bundle never trained on (default: %(default)s; for a "
+                         "fold model of `gemid train --cv --cv-fold I`, foldI of the K-fold manifest)")
     ap.add_argument("--variant", default="fp32", choices=["fp32", "int8"])
     ap.add_argument("--front-end", default="both", choices=["off", "on", "both"])
     ap.add_argument("--conditions", default=",".join(capture.CONDITIONS), help="comma-separated names")
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bundle = load_bundle(args.bundle)
     man = read_manifest(args.manifest)
-    rows = man.split("val")
+    rows = man.split(args.split)
     if args.limit:
         rows = rows[: args.limit]
     paths = [str(man.resolve(r)) for r in rows]

@@ -45,6 +45,16 @@ def add_arguments(p) -> None:
                    help="'grader': random lamps (2700-9000 K) and exposures (-2..+1 EV) in linear light, then the "
                         "colour grader's white balance + exposure on every view, as the runtime applies it "
                         "(default: %(default)s)")
+    p.add_argument("--cv", action="store_true",
+                   help="cross-validate over the manifest's folds (gemid dataset split --kfold K --fold all): one model "
+                        "per fold predicts its held-out fold (OUT/oof.npz, for gemid evaluate --oof), then OUT/last.pt "
+                        "is trained on every fold (default: off, train/val split)")
+    p.add_argument("--cv-fold", type=int, default=None, metavar="I",
+                   help="with --cv: train only fold I's model (OUT/fold<I>.pt and its held-out predictions "
+                        "OUT/oof-fold<I>.npz), e.g. to check one fold's figures on another machine (default: every fold, "
+                        "then the all-fold model)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="processes making the augmented views that are cached (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     p.add_argument("--threads", type=int,
                    default=max(1, (os.cpu_count() or 2) // int(os.environ.get("WORLD_SIZE", "1"))),

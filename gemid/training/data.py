@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gemid.datasets.manifest import read_manifest
+from gemid.datasets.manifest import is_fold, read_manifest
 from gemid.training.presets import TRAIN_MARGIN
 from gemid.vision import crop as crop_module
 from gemid.vision.crop import crop_square, square_box, stone_crop
@@ -100,9 +100,18 @@ def load_crops(paths: list[str], *, train_side: int, eval_margin: float, eval_si
     return res
 
 
+OOF = "oof"  # the pseudo-split of a K-fold manifest: every photo of every fold (`gemid train --cv`)
+
+
+def split_rows(manifest_path: str | Path, split: str) -> list:
+    """The manifest's rows of `split`; for "oof" every row that lies in a cross-validation fold."""
+    m = read_manifest(manifest_path)
+    return [r for r in m.rows if is_fold(r.split)] if split == OOF else m.split(split)
+
+
 def split_paths(manifest_path: str | Path, split: str) -> tuple[list[str], list[str]]:
     m = read_manifest(manifest_path)
-    rows = m.split(split)
+    rows = split_rows(manifest_path, split)
     return [str(m.resolve(r)) for r in rows], [r.species for r in rows]
 
 

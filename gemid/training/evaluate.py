@@ -277,7 +277,7 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
     import torch
 
     from gemid.datasets.manifest import ManifestError, manifest_matches, manifest_sha256, read_manifest
-    from gemid.training import figures, openset
+    from gemid.training import openset
     from gemid.training.data import eval_crops
     from gemid.training.restore import load_checkpoint
 
@@ -304,7 +304,7 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
 
     outputs = model_outputs(restored.model, crops, restored.mean, restored.std, batch=batch)
     non_gems = openset.non_gem_images(ood_dir)
-    ng_crops = openset.runtime_crops(non_gems, size, margin)
+    ng_crops = openset.runtime_crops(non_gems, size, margin, photometric=restored.photometric)
     ng_logits = model_outputs(restored.model, ng_crops, restored.mean, restored.std, batch=batch)["logits"]
     blur_logits = model_outputs(restored.model, openset.blurred(crops), restored.mean, restored.std,
                                 batch=batch)["logits"]
@@ -334,25 +334,86 @@ def evaluate(checkpoint: Path | str, out: Path | str, *, manifest: Path | str | 
             f"{str(restored.meta.get('manifest_sha256'))[:12]}…): if its splits moved, validation photos may have "
             "been trained on and these figures are optimistic.")})
 
-    out = Path(out)
+    return _write(Path(out), m, outputs["logits"], y, labels, paths, ng_logits, non_gems,
+                  title=f"{restored.meta['model_name']} on {split}", t0=t0, progress=progress)
+
+
+def evaluate_oof(checkpoint: Path | str, oof: Path | str, out: Path | str, *, ood_dir: Path | str | None = None,
+                 keep: float = DEFAULT_KEEP, target_precision: float = DEFAULT_PRECISION, threads: int = 2,
+                 batch: int = 32, progress: bool = True, command: str | None = None) -> dict[str, Any]:
+    """The figures of `gemid train --cv`: every photo scored by the fold model that never saw it (oof.npz), the
+    temperature and thresholds fitted on all of them; non-gem images through the shipped (all-fold) checkpoint."""
+    import torch
+
+    from gemid.datasets.manifest import ManifestError, manifest_sha256
+    from gemid.training import openset
+    from gemid.training.restore import load_checkpoint
+
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    restored = load_checkpoint(checkpoint)
+    z = np.load(oof)
+    labels = [str(c) for c in z["classes"]]
+    if labels != restored.labels:
+        raise ManifestError(f"{oof} has other classes than {checkpoint}: not the same `gemid train --cv` run")
+    manifest = Path(str(z["manifest"]))
+    sha = str(z["manifest_sha256"])
+    if sha != restored.meta.get("manifest_sha256"):
+        raise ManifestError(f"{oof} and {checkpoint} were trained on different manifests")
+    logits, y, paths = z["logits"].astype(np.float64), z["labels"].astype(np.int64), [str(p) for p in z["paths"]]
+    folds = z["folds"]
+    size, margin = restored.input_size, restored.margin
+    non_gems = openset.non_gem_images(ood_dir)
+    ng_crops = openset.runtime_crops(non_gems, size, margin, photometric=restored.photometric)
+    ng_logits = model_outputs(restored.model, ng_crops, restored.mean, restored.std, batch=batch)["logits"]
+    m = summarize(logits, y, labels, ng_logits, keep=keep, target_precision=target_precision)
+    per_fold = [{"fold": str(name), "n": int((folds == k).sum()), "top1": topk(logits[folds == k], y[folds == k], 1)}
+                for k, name in enumerate(z["fold_names"])]
+    m = {
+        "checkpoint": {"path": str(Path(checkpoint).resolve()), "sha256": restored.sha256,
+                       "model_name": restored.meta["model_name"], "epoch": restored.meta.get("epoch"),
+                       "input_size": size, "crop_margin": margin},
+        "manifest": {"path": str(manifest), "sha256": sha, "same_as_training": True},
+        "split": "oof",
+        **m,
+        "cross_validation": {"folds": len(per_fold), "per_fold": per_fold,
+                             "top1_spread": [min(f["top1"] for f in per_fold), max(f["top1"] for f in per_fold)]},
+        "heads": {},
+        "non_gem_sources": sorted({":".join(n.name.split(":")[:2]) for n in non_gems}),
+        "figures": {"confusion_matrix": "confusion_matrix.png", "reliability": "reliability.png",
+                    "open_set": "open_set.png"},
+        "command": command,
+    }
+    m["warnings"] = validation_warnings(m)
+    if manifest.is_file() and manifest_sha256(manifest) != sha:
+        m["warnings"].insert(0, {"code": "manifest_changed", "message": f"{manifest} has changed since training"})
+    return _write(Path(out), m, logits, y, labels, paths, ng_logits, non_gems,
+                  title=f"{restored.meta['model_name']}, out-of-fold ({len(per_fold)} folds)", t0=t0,
+                  progress=progress)
+
+
+def _write(out: Path, m: dict[str, Any], logits: np.ndarray, y: np.ndarray, labels: list[str], paths: list[str],
+           ng_logits: np.ndarray, non_gems: list, *, title: str, t0: float, progress: bool) -> dict[str, Any]:
+    """metrics.json, predictions.npz, summary.txt and the figures, from one evaluation's logits."""
+    from gemid.training import figures, openset
     out.mkdir(parents=True, exist_ok=True)
     from gemid.training.calibration import softmax
 
     t = m["calibration"]["temperature"]
-    scores = openset.open_set_score(outputs["logits"], t)
+    scores = openset.open_set_score(logits, t)
     np.savez_compressed(
-        out / "predictions.npz", probs=softmax(outputs["logits"], t).astype(np.float32), labels=y,
-        classes=np.array(labels), paths=np.array(paths), logits=outputs["logits"].astype(np.float32),
+        out / "predictions.npz", probs=softmax(logits, t).astype(np.float32), labels=y,
+        classes=np.array(labels), paths=np.array(paths), logits=logits.astype(np.float32),
         scores=scores, temperature=np.float64(t), non_gem_logits=ng_logits.astype(np.float32),
         non_gem_scores=openset.open_set_score(ng_logits, t), non_gem_names=np.array([n.name for n in non_gems]),
     )
     figures.confusion_matrix_png(np.array(m["confusion_matrix"]), labels, out / "confusion_matrix.png",
-                                 title=f"{restored.meta['model_name']} on {split} (n={m['n']}): top-1 "
+                                 title=f"{title} (n={m['n']}): top-1 "
                                        f"{m['top1'] * 100:.1f} %")
     c = m["calibration"]
     figures.reliability_png(c["reliability_before"], c["reliability_after"], c["ece_before"], c["ece_after"], t,
                             out / "reliability.png")
-    correct = outputs["logits"].argmax(1) == y
+    correct = logits.argmax(1) == y
     figures.energy_png({"validation, correct": scores[correct], "validation, wrong": scores[~correct],
                         "non-gem images": openset.open_set_score(ng_logits, t)},
                        m["open_set"]["energy_threshold"], out / "open_set.png")
@@ -381,6 +442,9 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="runs/<name>/best.pt from gemid train (required, no default, unless --compare)")
     p.add_argument("--manifest", default=None, help="default: the manifest the checkpoint was trained on")
     p.add_argument("--split", default="val", help="split to evaluate and fit T/thresholds on (default: %(default)s)")
+    p.add_argument("--oof", default=None, metavar="OOF_NPZ",
+                   help="the out-of-fold predictions of `gemid train --cv` (RUN/oof.npz): figures, temperature and "
+                        "thresholds from them instead of a split (default: none)")
     p.add_argument("--out", default=None, help="folder for metrics.json, predictions.npz and figures (required, no default, unless --compare)")
     p.add_argument("--ood-dir", default=None,
                    help="a folder of extra non-gem photos for the open-set check (default: none; the sample photos "
@@ -400,10 +464,16 @@ def main(args) -> int:
     from gemid.errors import GemidInputError
     from gemid.training.restore import CheckpointError
 
+    command = " ".join(["gemid", *map(shlex.quote, sys.argv[1:])])
     try:
-        evaluate(args.checkpoint, args.out, manifest=args.manifest, split=args.split, ood_dir=args.ood_dir,
-                 keep=args.keep, target_precision=args.target_precision, threads=args.threads,
-                 batch=args.batch_size, command=" ".join(["gemid", *map(shlex.quote, sys.argv[1:])]))
+        if args.oof:
+            evaluate_oof(args.checkpoint, args.oof, args.out, ood_dir=args.ood_dir, keep=args.keep,
+                         target_precision=args.target_precision, threads=args.threads, batch=args.batch_size,
+                         command=command)
+        else:
+            evaluate(args.checkpoint, args.out, manifest=args.manifest, split=args.split, ood_dir=args.ood_dir,
+                     keep=args.keep, target_precision=args.target_precision, threads=args.threads,
+                     batch=args.batch_size, command=command)
     except (CheckpointError, ManifestError, GemidInputError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -61,14 +61,24 @@ def _int8_how(quant: dict[str, Any]) -> str:
 
 def _int8(fp32: Path, q8: Path, manifest: str | Path, size: int, margin: float, mean, std, seed: int,
           calibration_images: int, calibration_method: str, threads: int, x: np.ndarray, y: np.ndarray,
-          fp32_logits: np.ndarray, say, photometric: str = "none") -> tuple[dict[str, Any], dict[str, Any]]:
+          fp32_logits: np.ndarray, say, photometric: str = "none",
+          split: str = "val") -> tuple[dict[str, Any], dict[str, Any]]:
     """Quantize on class-balanced training crops, then measure int8 against fp32 on the validation crops `x`."""
+    from gemid.datasets.manifest import is_fold
     from gemid.training import onnx_export
-    from gemid.training.data import eval_crops
+    from gemid.training.data import OOF, eval_crops, split_paths, split_rows
     from gemid.training.presets import to_tensor
     from gemid.training.quantize import calibration_indices, quantize_int8
 
-    tr_crops, tr_species, _ = eval_crops(manifest, "train", size, margin, photometric=photometric)
+    # a K-fold manifest has no train split: a fold's model trained on the other folds, the shipped one on all
+    if split_rows(manifest, "train"):
+        tr_crops, tr_species, _ = eval_crops(manifest, "train", size, margin, photometric=photometric)
+    else:
+        tr_crops, tr_species, paths = eval_crops(manifest, OOF, size, margin, photometric=photometric)
+        if is_fold(split):
+            held = {str(p) for p in split_paths(manifest, split)[0]}
+            keep = [i for i, p in enumerate(paths) if p not in held]
+            tr_crops, tr_species = tr_crops[keep], [tr_species[i] for i in keep]
     idx = calibration_indices(tr_species, calibration_images, seed=seed)
     quant = quantize_int8(fp32, q8, to_tensor(tr_crops[idx], mean, std).numpy(), method=calibration_method)
     logits = onnx_export.ort_outputs(onnx_export.ort_session(q8, threads), x)["logits"]
@@ -90,7 +100,7 @@ def requantize(bundle_dir: Path | str, manifest: Path | str | None = None, *,
     For a quantizer fix (7-bit weights for CPUs without VNNI) without retraining."""
     from gemid.datasets.manifest import manifest_matches
     from gemid.training import model_card, onnx_export
-    from gemid.training.data import eval_crops
+    from gemid.training.data import OOF, eval_crops
     from gemid.training.presets import to_tensor
     from gemid.vision.bundle import OnnxFile, load_bundle, sha256_file
 
@@ -116,13 +126,17 @@ def requantize(bundle_dir: Path | str, manifest: Path | str | None = None, *,
     x = to_tensor(crops, bundle.input.mean, bundle.input.std).numpy()
     fp32_logits = onnx_export.ort_outputs(onnx_export.ort_session(fp32, threads), x)["logits"]
     top1 = _top(fp32_logits, y, 1)
-    if abs(top1 - float(bundle.metrics.get("val_top1", top1))) > 1e-9:
+    oof = split == OOF  # the bundle's top-1 is out-of-fold; these photos trained it
+    if not oof and abs(top1 - float(bundle.metrics.get("val_top1", top1))) > 1e-9:
         raise ExportError(f"fp32 top-1 on '{split}' is {top1:.4f} here but {bundle.metrics.get('val_top1')} in the "
                           "bundle: not the same photos or crops; not re-quantizing")
     q8 = out / "model.int8.onnx"
     quant, m8 = _int8(fp32, q8, manifest, size, margin, bundle.input.mean, bundle.input.std,
                       int(bundle.training.get("seed") or 0), calibration_images, calibration_method, threads, x, y,
-                      fp32_logits, say, bundle.input.photometric)
+                      fp32_logits, say, bundle.input.photometric, split)
+    if oof:
+        m8 = {"int8_top1_agreement_training_photos": m8["int8_top1_agreement"],
+              "int8_delta_top1_training_photos": m8["int8_delta_top1"]}
     how = str(bundle.training.get("how", "")).split(INT8_HOW)[0] + _int8_how(quant)
     updated = bundle.model_copy(update={
         "metrics": bundle.metrics | m8,
@@ -138,12 +152,13 @@ def requantize(bundle_dir: Path | str, manifest: Path | str | None = None, *,
 def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *, version: str | None = None,
            calibration_images: int = DEFAULT_CALIBRATION_IMAGES, calibration_method: str = "minmax",
            int8: bool = True, threads: int = 2, name: str | None = None, command: str | None = None,
-           allow_manifest_change: bool = False, progress: bool = True) -> dict[str, Any]:
+           allow_manifest_change: bool = False, progress: bool = True,
+           manifest: Path | str | None = None) -> dict[str, Any]:
     import torch
 
-    from gemid.datasets.manifest import manifest_sha256
+    from gemid.datasets.manifest import manifest_matches
     from gemid.training import onnx_export
-    from gemid.training.data import eval_crops
+    from gemid.training.data import OOF, eval_crops
     from gemid.training.presets import to_tensor
     from gemid.training.restore import load_checkpoint
     from gemid.vision.bundle import (
@@ -176,9 +191,11 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
     if ev.get("classes") != restored.labels:
         raise ExportError("the evaluation's class list differs from the checkpoint's labels")
     size, margin, mean, std = restored.input_size, restored.margin, restored.mean, restored.std
-    manifest, split = ev["manifest"]["path"], ev.get("split", "val")
-    if not Path(manifest).is_file() or manifest_sha256(manifest) != ev["manifest"].get("sha256"):
-        raise ExportError(f"{manifest} is missing or has changed since `gemid evaluate` ran; evaluate again")
+    manifest, split = manifest or ev["manifest"]["path"], ev.get("split", "val")
+    if not manifest_matches(manifest, ev["manifest"].get("sha256")):
+        raise ExportError(f"{manifest} is missing or is not the manifest `gemid evaluate` read (sha256 "
+                          f"{str(ev['manifest'].get('sha256'))[:12]}…); evaluate again or pass --manifest")
+    oof = split == OOF  # figures from `gemid evaluate --oof`: the crops below are the shipped model's own photos
     out = Path(out)
     name = (name or out.resolve().name).strip()  # models/mine → "mine": a retrained bundle is not gemid-species
     if not name:
@@ -207,10 +224,13 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
     if not worst <= PARITY_TOLERANCE:
         raise ExportError(f"ONNX and PyTorch disagree by {worst:.3g} > {PARITY_TOLERANCE:g}; not shipping this export")
 
+    top1, top5 = _top(fp32_out["logits"], y, 1), _top(fp32_out["logits"], y, 5)
+    if oof:  # in-sample for the all-fold model: the held-out figures are the evaluation's out-of-fold ones
+        top1, top5 = float(ev["top1"]), float(ev["top5"])
     metrics: dict[str, Any] = {
         "split": split, "n_val": int(len(y)),
         "manifest_same_as_training": bool(ev.get("manifest", {}).get("same_as_training")),
-        "val_top1": _top(fp32_out["logits"], y, 1), "val_top5": _top(fp32_out["logits"], y, 5),
+        "val_top1": top1, "val_top5": top5,
         "val_top1_torch": ev.get("top1"), "val_top5_torch": ev.get("top5"), "macro_f1": ev.get("macro_f1"),
         "ece": ev["calibration"]["ece_after"], "ece_before_temperature": ev["calibration"]["ece_before"],
         "ece_cross_fitted": ev["calibration"].get("ece_after_cv2"),
@@ -220,7 +240,11 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
         "abstain": {k: ev["abstain"].get(k) for k in ("coverage", "identified_precision", "uncertain", "rejected",
                                                         "target_precision")},
         "heads": ev.get("heads", {}),
-        "how_measured": (f"gemid evaluate / gemid export on the '{split}' split of the training manifest "
+        "how_measured": (f"gemid evaluate --oof: {len(y)} photos, each predicted by the fold model that never saw it "
+                         f"({ev.get('cross_validation', {}).get('folds')}-fold cross-validation, runtime crop, PyTorch); "
+                         "temperature and thresholds fitted on those out-of-fold predictions; the int8 figures compare "
+                         "int8 with fp32 on the shipped model's own training photos" if oof else
+                         f"gemid evaluate / gemid export on the '{split}' split of the training manifest "
                          f"({len(y)} photos, runtime crop); top-1/top-5 through ONNX Runtime (fp32 and int8); "
                          "temperature and thresholds fitted on the same split"),
     }
@@ -232,7 +256,10 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
         q8 = out / "model.int8.onnx"
         quant, m8 = _int8(fp32, q8, manifest, restored.input_size, margin, mean, std, int(restored.meta.get("seed", 0)),
                           calibration_images, calibration_method, threads, x, y, fp32_out["logits"], say,
-                          restored.photometric)
+                          restored.photometric, split)
+        if oof:  # int8 vs fp32 on photos it trained on: agreement is meaningful, accuracy is not held out
+            m8 = {"int8_top1_agreement_training_photos": m8["int8_top1_agreement"],
+                  "int8_delta_top1_training_photos": m8["int8_delta_top1"]}
         metrics |= m8
         files["int8"] = OnnxFile(path=q8.name, sha256=sha256_file(q8))
 
@@ -294,6 +321,9 @@ def register(sub) -> None:
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"),
                    help="int8 activation calibration (default: %(default)s)")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 model")
+    p.add_argument("--manifest", default=None,
+                   help="the manifest the evaluation read, where it has moved since (checked by sha256; default: the "
+                        "path the evaluation records)")
     p.add_argument("--allow-manifest-change", action="store_true",
                    help="export even though the manifest changed since training (you vouch the splits did not)")
     p.add_argument("--threads", type=int, default=2, help="PyTorch and ONNX Runtime threads (default: %(default)s)")
@@ -335,7 +365,7 @@ def main(args) -> int:
     try:
         export(args.checkpoint, args.eval_metrics, args.out, version=args.version, name=args.name,
                calibration_images=args.calib_images, calibration_method=args.calib_method, int8=not args.no_int8,
-               threads=args.threads, allow_manifest_change=args.allow_manifest_change,
+               threads=args.threads, allow_manifest_change=args.allow_manifest_change, manifest=args.manifest,
                command=" ".join(["gemid", *map(shlex.quote, sys.argv[1:])]))
     except (ExportError, CheckpointError, ManifestError, GraphPassError, ModelError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

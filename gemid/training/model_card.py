@@ -31,6 +31,51 @@ def render(bundle: dict, evaluation: dict) -> str:
     worst = sorted((r for r in evaluation.get("per_class", []) if r.get("f1") is not None),
                    key=lambda r: r["f1"])[:10]
     files = bundle.get("files", {})
+    cv = evaluation.get("cross_validation") if m.get("split") == "oof" else None
+    k = cv["folds"] if cv else 0
+    spread = cv["top1_spread"] if cv else None
+    if cv:
+        split_lines = [
+            f"- Our folds: `gemid dataset import --kfold {k} --fold all` — {k} folds stratified by species, seed"
+            f" {t.get('seed', 0)}, near-duplicate groups (perceptual hash) kept whole in one fold. Every one of the {n}",
+            "  photos is predicted once, by the model of the fold that held it out (out-of-fold); no near-copy of a",
+            f"  photo trained the model that predicted it. Manifest sha256 `{t.get('manifest_sha256', '?')}`.",
+        ]
+        import_line = (f"gemid dataset import ../shared/data/gems68/train --out data/gems68-k{k}.csv --kfold {k} "
+                       f"--fold all --seed {t.get('seed', 0)}")
+        trained_line = (f"- Trained {k + 1} times with one recipe: a model per fold for the out-of-fold figures, then"
+                        f" the shipped model on all {n} photos for the same {t.get('epochs', '?')} epochs (no"
+                        " selection on any result of it).")
+        figures_heading = f"## Figures (out-of-fold, {k}-fold cross-validation, by `gemid evaluate --oof`)"
+        top_label = "top-1, out-of-fold (PyTorch)"
+        top5_label = "top-5, out-of-fold"
+        int8_row = (f"| int8 (static QDQ) vs fp32, shipped model on its own training photos | same top-1 on"
+                    f" {_pct(m.get('int8_top1_agreement_training_photos'))} of photos (Δ top-1"
+                    f" {100 * m.get('int8_delta_top1_training_photos', 0):+.1f} pt) |")
+        fitted = [
+            "Temperature and thresholds are fitted on the out-of-fold predictions: no model that made them trained",
+            f"on the photo it predicted. Folds differ: top-1 per fold {_pct(spread[0])}–{_pct(spread[1])}. The",
+            "cross-fitted ECE fits T on half of the photos and measures the other half. For context, on the paper's own test",
+        ]
+    else:
+        split_lines = [
+            f"- Our split: `gemid dataset import` — stratified by species, seed {t.get('seed', 0)}, near-duplicate",
+            "  groups (perceptual hash) kept whole on one side, so no near-copy of a validation photo is trained on.",
+            f"  Validation photos: {n}. Manifest sha256 `{t.get('manifest_sha256', '?')}`.",
+        ]
+        import_line = "gemid dataset import ../shared/data/gems68/train --out data/gems68.csv --val-fraction 0.2 --seed 0"
+        trained_line = ("- The shipped checkpoint is the last epoch (no model selection on validation)."
+                        if "last.pt" in (t.get("export_command") or "") else "- The shipped checkpoint was selected"
+                        " on validation accuracy, which flatters the figures below a little.")
+        figures_heading = "## Figures (validation split, measured by `gemid evaluate` and `gemid export`)"
+        top_label, top5_label = "top-1, ONNX fp32", "top-5, ONNX fp32"
+        int8_row = (f"| int8 (static QDQ) vs fp32 | top-1 {_pct(m.get('val_top1_int8'))} (Δ"
+                    f" {100 * m.get('int8_delta_top1', 0):+.1f} pt), top-5 {_pct(m.get('val_top5_int8'))}; same top-1"
+                    f" on {_pct(m.get('int8_top1_agreement'))} of photos |")
+        fitted = [
+            "Temperature and thresholds are fitted on the same validation split whose accuracy is reported (the",
+            "cross-fitted ECE shows how much that flatters calibration). For context, on the paper's own test",
+        ]
 
     lines = [
         f"# Model card — {bundle['name']} {bundle['version']}",
@@ -50,15 +95,13 @@ def render(bundle: dict, evaluation: dict) -> str:
         "  Reyes-Aldasoro (Minerals 2022, 12(1), 60): product photos, mostly from minerals.net and",
         "  rasavgems.com — typically one clean stone on a plain background, studio light. We do not own them;",
         "  they are not in this repository.",
-        f"- Our split: `gemid dataset import` — stratified by species, seed {t.get('seed', 0)}, near-duplicate",
-        "  groups (perceptual hash) kept whole on one side, so no near-copy of a validation photo is trained on.",
-        f"  Validation photos: {n}. Manifest sha256 `{t.get('manifest_sha256', '?')}`.",
+        *split_lines,
         "- The paper's official test photos are held back and were **not** used or measured here.",
         "",
         "## How it was trained (reproduce with these commands)",
         "",
         "```bash",
-        "gemid dataset import ../shared/data/gems68/train --out data/gems68.csv --val-fraction 0.2 --seed 0",
+        import_line,
         t.get("command") or "gemid train ...",
         t.get("evaluate_command") or "gemid evaluate ...",
         t.get("export_command") or "gemid export ...",
@@ -73,22 +116,26 @@ def render(bundle: dict, evaluation: dict) -> str:
         f" cosine, label smoothing {args.get('label_smoothing', '?')}, weight decay {args.get('weight_decay', '?')}).",
         "- Input: the stone found by segmentation, cut as a square with margin"
         f" {bundle['input']['crop']['margin']} and resized to {bundle['input']['size']} px; mean = std = 0.5.",
-        "- Augmentation: any rotation, flips, zoom/shift around the stone, mild brightness/contrast, blur, noise,",
-        "  JPEG, background swaps. No hue shifts: colour is the evidence.",
-        ("- The shipped checkpoint is the last epoch (no model selection on validation)."
-         if "last.pt" in (t.get("export_command") or "") else "- The shipped checkpoint was selected on validation"
-         " accuracy, which flatters the figures below a little."),
+        *(["- Photometric front end: the runtime white-balances and exposure-normalises the crop with the colour",
+            "  grader's own estimate of the light (`gemid.vision.photometric`); training saw every view under a random",
+            "  lamp (2700-9000 K) and exposure (-2..+1 EV) and then that same correction (`--photometric grader`).",
+            "- Augmentation: any rotation, flips, zoom/shift around the stone, mild brightness/contrast, low",
+            "  resolution, JPEG 30-95, defocus / motion / Gaussian blur, sensor noise, background swaps (desk",
+            "  tones, lightbox, cloth, wood). No hue shifts: colour is the evidence."]
+          if bundle["input"].get("photometric") == "grader" else
+          ["- Augmentation: any rotation, flips, zoom/shift around the stone, mild brightness/contrast, blur, noise,",
+           "  JPEG, background swaps. No hue shifts: colour is the evidence."]),
+        trained_line,
         f"- {t.get('how', '')}",
         "",
-        "## Figures (validation split, measured by `gemid evaluate` and `gemid export`)",
+        figures_heading,
         "",
         "| measure | value |",
         "|---|---|",
-        f"| top-1, ONNX fp32 | {_pct(top1)} (95 % CI {_pct(lo)}–{_pct(hi)}, n = {n}) |",
-        f"| top-5, ONNX fp32 | {_pct(top5)} (95 % CI {_pct(lo5)}–{_pct(hi5)}) |",
+        f"| {top_label} | {_pct(top1)} (95 % CI {_pct(lo)}–{_pct(hi)}, n = {n}) |",
+        f"| {top5_label} | {_pct(top5)} (95 % CI {_pct(lo5)}–{_pct(hi5)}) |",
         f"| macro F1 | {_pct(m.get('macro_f1'))} |",
-        f"| int8 (static QDQ) vs fp32 | top-1 {_pct(m.get('val_top1_int8'))} (Δ {100 * m.get('int8_delta_top1', 0):+.1f} pt),"
-        f" top-5 {_pct(m.get('val_top5_int8'))}; same top-1 on {_pct(m.get('int8_top1_agreement'))} of photos |",
+        int8_row,
         f"| temperature T | {bundle.get('temperature', 1.0):.3f} |",
         f"| ECE (15 bins) before → after T | {_pct(m.get('ece_before_temperature'))} → {_pct(m.get('ece'))}"
         f" (2-fold cross-fitted {_pct(m.get('ece_cross_fitted'))}) |",
@@ -99,12 +146,12 @@ def render(bundle: dict, evaluation: dict) -> str:
         f" {os_.get('n_non_gem', '?')}; AUROC {os_.get('auroc_val_vs_non_gem', float('nan')):.3f} |",
         f"| ONNX vs PyTorch max abs logit difference | {m.get('onnx_parity_max_abs', float('nan')):.2e} |",
         "",
-        "Temperature and thresholds are fitted on the same validation split whose accuracy is reported (the",
-        "cross-fitted ECE shows how much that flatters calibration). For context, on the paper's own test",
+        *fitted,
         "split (a different set of photos, so not directly comparable): random forest on colour histograms +",
         "LBP 69.4 % top-1 / 94.4 % top-5; three gemmologists 42.6–66.9 %.",
         "",
-        "## Known confusions (validation)",
+        *_sections(evaluation),
+        "## Known confusions (out-of-fold)" if cv else "## Known confusions (validation)",
         "",
         "| true | predicted | count |",
         "|---|---|---|",
@@ -122,8 +169,8 @@ def render(bundle: dict, evaluation: dict) -> str:
         "  is out of its experience; expect lower accuracy and more 'uncertain'. Retrain with your own photos.",
         "- A photo cannot tell natural from synthetic, treated from untreated, or glass that imitates colour;",
         "  the open-set rule rejects only part of unfamiliar images (see the table).",
-        f"- Validation is small ({n} photos, about {max(1, n // max(1, len(bundle['labels'])))} per species): per-class",
-        "  figures are noisy.",
+        f"- {'Every labelled photo is' if cv else 'Validation is'} few ({n} photos, about"
+        f" {max(1, n // max(1, len(bundle['labels'])))} per species): per-class figures are noisy.",
         "",
         "## Files",
         "",
@@ -134,6 +181,21 @@ def render(bundle: dict, evaluation: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# Measured sections beside the evaluation (BUNDLE/eval/<name>): written from a bench's printed figures, kept
+# when the card is re-rendered, so that what was measured on this model stays in its card.
+SECTION_FILES = ("provenance.md", "capture_conditions.md", "not_a_gem.md")
+
+
+def _sections(evaluation: dict) -> list[str]:
+    folder = evaluation.get("_folder")
+    out: list[str] = []
+    for name in SECTION_FILES:
+        f = Path(folder) / name if folder else None
+        if f is not None and f.is_file():
+            out += [f.read_text().rstrip(), ""]
+    return out
 
 
 EVAL_FILES = ("metrics.json", "summary.txt", "predictions.npz", "confusion_matrix.png", "reliability.png",
@@ -153,5 +215,5 @@ def write(bundle_dir: Path | str, evaluation: Path | str) -> Path:
                 shutil.copyfile(src / name, dst / name)
     bundle = json.loads((bundle_dir / "bundle.json").read_text())
     out = bundle_dir / "MODEL_CARD.md"
-    out.write_text(render(bundle, json.loads((dst / "metrics.json").read_text())))
+    out.write_text(render(bundle, json.loads((dst / "metrics.json").read_text()) | {"_folder": str(dst)}))
     return out

@@ -135,14 +135,21 @@ def non_gem_images(extra_dir: Path | str | None = None, *, seed: int = 0) -> lis
     return out
 
 
-def runtime_crops(images: list[NonGem], size: int, margin: float) -> np.ndarray:
-    """The model's view of each image, through the runtime's segmentation and stone crop."""
+def runtime_crops(images: list[NonGem], size: int, margin: float, photometric: str = "none") -> np.ndarray:
+    """The model's view of each image, through the runtime's segmentation, stone crop and (for a model trained
+    with it) photometric front end."""
     from gemid.vision.crop import stone_crop
+    from gemid.vision.photometric import light_for, normalise
     from gemid.vision.segment import segment
 
     if not images:
         return np.zeros((0, size, size, 3), np.uint8)
-    return np.stack([stone_crop(im.rgb, segment(im.rgb), margin=margin, size=size) for im in images])
+    out = []
+    for im in images:
+        seg = segment(im.rgb)
+        crop = stone_crop(im.rgb, seg, margin=margin, size=size)
+        out.append(normalise(crop, light_for(im.rgb, seg)) if photometric == "grader" else crop)
+    return np.stack(out)
 
 
 def blurred(crops: np.ndarray, sigma_fraction: float = 0.02) -> np.ndarray:

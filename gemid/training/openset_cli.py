@@ -137,6 +137,13 @@ def run_fit(args: Any) -> int:
     man = read_manifest(args.manifest)
     index = {label: i for i, label in enumerate(bundle.labels)}
     gems = {s: [(str(man.resolve(r)), index[r.species]) for r in man.split(s)] for s in ("train", "val")}
+    in_sample = not gems["train"] and bool(man.folds)
+    if in_sample:  # a K-fold manifest: the shipped model trained on every fold, and no gem photo is held out
+        rows = [r for r in man.rows if r.split in man.folds]
+        gems["train"] = gems["val"] = [(str(man.resolve(r)), index[r.species]) for r in rows]
+        print("note: every gem photo of this K-fold manifest trained the model: the gem-side figures below are "
+              "in-sample (they flatter); the non-gem figures are held out. Fit a fold's model with its "
+              "train/val manifest (gemid dataset import --kfold K --fold I) for held-out gem figures.")
     ng = nongem_split(Path(args.nongem))
     items: dict[str, list[tuple[str, Any]]] = {
         "train": [(p, p) for p, _ in gems["train"]], "val": [(p, p) for p, _ in gems["val"]],
@@ -173,6 +180,7 @@ def run_fit(args: Any) -> int:
     counts = {k: len(v) for k, v in items.items()}
     spec = spec.model_copy(update={"fitted": {
         "statistics": f"{counts['train']} training photos of {Path(args.manifest).name} (features of fp32)",
+        "gem_side_in_sample": in_sample,
         "weights_and_threshold": f"{sum(counts[p] for p in tune)} tuning non-gems (nongem-dev groups "
                                  f"{', '.join(sorted(TUNE_GROUPS))}; wheel sample photos; rendered seed 1)",
         "target_identified_tune": args.target, "report": figures["fp32"]["report"]["combined"]}})

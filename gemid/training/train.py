@@ -31,6 +31,7 @@ from gemid.datasets.manifest import manifest_sha256, read_manifest
 from gemid.training.data import load_crops, train_side_for
 from gemid.training.model import EfficientNetLite, create_model
 from gemid.training.presets import TrainAugment, to_tensor
+from gemid.training.views import cache_lower_features
 
 IGNORE = -100
 
@@ -212,21 +213,8 @@ def run(args) -> int:
     feats = None
     t0 = time.time()
     if cached:  # compute the frozen part once for V augmented views per photo
-        feats = []
-        model.eval()
-        from rich.progress import Progress
-
-        with Progress(disable=not d.main, transient=True) as bar:
-            task = bar.add_task("caching frozen features", total=args.cache_views * len(rows))
-            for v in range(args.cache_views):
-                fv = []
-                for i in range(0, len(rows), args.batch_size):
-                    imgs = np.stack([make_view(v, j) for j in range(i, min(len(rows), i + args.batch_size))])
-                    x = to_tensor(imgs, mean, std).to(device).contiguous(memory_format=torch.channels_last)
-                    fv.append(lower_features(model, x, n_frozen).to(torch.float16).cpu())
-                    bar.advance(task, len(imgs))
-                feats.append(torch.cat(fv))
-        feats = torch.stack(feats)  # (V, N, C, H, W)
+        feats = cache_lower_features(model, augment, tr["train"], tr["mask"], shard, args.cache_views,
+                                     n_frozen=n_frozen, batch=args.batch_size, device=device, workers=args.workers, progress=d.main)
         if d.main:
             print(f"cached {args.cache_views}x{len(rows)} views of blocks[:{n_frozen}] "
                   f"({feats.numel() * 2 / 1e6:.0f} MB) in {time.time() - t0:.0f}s", flush=True)
@@ -328,5 +316,9 @@ def run(args) -> int:
 
 
 def main(args) -> int:
-    args.command_line = "gemid train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    args.command_line = getattr(args, "command_line", None) or "gemid train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    if args.cv:
+        from gemid.training.crossval import run_cv
+
+        return run_cv(args)
     return run(args)
