@@ -3,6 +3,7 @@
     python -m bench.bench_trays                    # 20 trays x 2 variants of real gems68 stones (~2-3 min, 2 cores)
     python -m bench.bench_trays --trays 5 --seed 1
     python -m bench.bench_trays --drawn --bundle DIR --trays 2   # drawn stones and a given bundle (the test)
+    python -m bench.bench_trays --singles          # stone counts of real single- and several-stone photos (~20 s)
 
 Each tray is composed in memory, never saved: 5-12 stones drawn from the gems68 **val** photos whose
 clarity label (`gemid/datasets/annotations/clarity_gems68.csv`) is eye_clean or included (single faceted
@@ -18,6 +19,11 @@ matched one to one (nearest centre first); it has the **same top-1** when that r
 photographed alone (a stone not found counts as a miss). Extra detections (reports matched to no stone) are
 counted too. Time per stone: the wall time of `identify_stones` (PNG bytes in, full graded reports out;
 `--screen` for grade=False) divided by the stones placed. Targets: >= 95 % found, >= 90 % same top-1.
+
+`--singles` counts the stones `identify_stones` finds (its decode, `segment` and `find_stones`, no model) in
+real photos: every single faceted stone of the clarity annotations (eye_clean or included; train, on which
+`gemid.vision.stones`' rules were chosen, and val, the tray bench's own stones) must give one, and the 21
+photos of several stones (cannot_judge, reason several) are compared with their count seen by eye (SEVERAL).
 """
 
 from __future__ import annotations
@@ -256,6 +262,54 @@ def summary(totals: dict[str, float], grade: bool) -> list[str]:
     ]
 
 
+# gems68 photos of several stones (clarity label cannot_judge, reason several) and the count seen by eye
+SEVERAL = {
+    "Alexandrite/alexandrite_15.jpg": 2, "Almandine/almandine_24.jpg": 2, "Chrome Diopside/chrome diopside_11.jpg": 2,
+    "Chrome Diopside/chrome diopside_12.jpg": 4, "Chrome Diopside/chrome diopside_19.jpg": 2,
+    "Chrome Diopside/chrome diopside_9.jpg": 2, "Emerald/emerald_14.jpg": 2, "Emerald/emerald_31.jpg": 2,
+    "Iolite/iolite_31.jpg": 2, "Kunzite/kunzite_4.jpg": 2, "Kyanite/kyanite_28.jpg": 2,
+    "Quartz Smoky/quartz smoky_16.jpg": 2, "Rhodolite/rhodolite_37.jpg": 2, "Sunstone/sunstone_11.jpg": 2,
+    "Sunstone/sunstone_9.jpg": 2, "Tanzanite/tanzanite_22.jpg": 2, "Topaz/topaz_15.jpg": 2, "Topaz/topaz_17.jpg": 2,
+    "Topaz/topaz_2.jpg": 2, "Topaz/topaz_33.jpg": 2, "Topaz/topaz_4.jpg": 2,
+}
+
+
+def stone_count(path: Path) -> int:
+    """How many stones `Identifier.identify_stones` reports for a photo (its working image, segmentation and
+    `find_stones`; the model plays no part in the count)."""
+    from gemid.vision.decode import decode
+    from gemid.vision.segment import segment
+    from gemid.vision.stones import find_stones
+
+    image = decode(path.read_bytes(), working=True)
+    return len(find_stones(image.rgb, segment(image.rgb)))
+
+
+def singles(gems68: Path = GEMS68) -> dict[str, list[str]]:
+    """Per split, the single-stone photos (clarity label eye_clean or included) reported as several stones."""
+    with LABELS_CSV.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["label"] in ("eye_clean", "included")]
+    out: dict[str, list[str]] = {"train": [], "val": []}
+    totals = {"train": 0, "val": 0}
+    for r in rows:
+        totals[r["split"]] += 1
+        n = stone_count(gems68 / r["path"])
+        if n != 1:
+            out[r["split"]].append(f"{r['path']} ({n})")
+    for split, bad in out.items():
+        print(f"single-stone photos ({split}): {len(bad)} of {totals[split]} not one stone", flush=True)
+        for b in bad:
+            print(f"  {b}")
+    counts = {p: stone_count(gems68 / p) for p in SEVERAL}
+    exact = sum(n == SEVERAL[p] for p, n in counts.items())
+    print(f"photos of several stones: {exact} of {len(SEVERAL)} counted exactly; "
+          f"{sum(abs(n - SEVERAL[p]) for p, n in counts.items())} stones off in all")
+    for p, n in counts.items():
+        if n != SEVERAL[p]:
+            print(f"  {p}: {n} found, {SEVERAL[p]} seen")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trays", type=int, default=20, help="trays, each composed twice (apart and touching)")
@@ -265,7 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, default=None,
                     help="model bundle (default: the shipped one; with --drawn: a tiny one built in a temp dir)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N val photos")
+    ap.add_argument("--singles", action="store_true",
+                    help="only count the stones found in real single- and several-stone photos (no model)")
     args = ap.parse_args(argv)
+    if args.singles:
+        if not GEMS68.is_dir():
+            print(f"no gems68 photos at {GEMS68} (set GEMID_GEMS68)", file=sys.stderr)
+            return 2
+        singles()
+        return 0
 
     from gemid.vision.pipeline import Identifier
 

@@ -32,6 +32,10 @@ class Segmentation:
     # the image at WORK_SIDE (area filter, before the blur): the stone area (`gemid.vision.stone_area`) works
     # at the same size and takes it from here rather than shrinking the whole frame a second time
     small: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # how much the border itself varies (95th percentile of its pixels' CIELAB distance to its median): about
+    # 1 on a plain background, above 20 where a stone fills the frame and its facets make the border, so the
+    # pieces found are facets, not stones (`gemid.vision.stones` then keeps the photo whole)
+    border_spread: float = 0.0
 
 
 def _foreground(dist: np.ndarray, border_dist: np.ndarray, floor: float) -> tuple[float, float, list[np.ndarray]]:
@@ -73,7 +77,8 @@ def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
     dist = lab8_distance(lab8, bg)
     border_dist = row_norm(border - bg)
     # Floor: what the background itself varies by (gradients, noise, JPEG), with a minimum of 8 dE.
-    floor = max(8.0, float(np.percentile(border_dist, 95)) * 1.5)
+    spread = float(np.percentile(border_dist, 95))
+    floor = max(8.0, spread * 1.5)
     thr, border_is_bg, keep = _foreground(dist, border_dist, floor)
     if not keep:
         # A stone that reaches the image border (a frame-filling close-up) inflates the border's 95th
@@ -86,6 +91,7 @@ def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
         return Segmentation(
             mask=np.zeros((h, w), np.uint8), bbox=(0, 0, w, h), outline=[], area_fraction=0.0, n_stones=0,
             found=False, background_lab=tuple(float(v) for v in bg), border_is_background=border_is_bg, small=shrunk,
+            border_spread=spread,
         )
     keep.sort(key=cv2.contourArea, reverse=True)
     largest = cv2.contourArea(keep[0])
@@ -103,5 +109,5 @@ def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
     return Segmentation(
         mask=mask, bbox=bbox, outline=outline, area_fraction=float((filled > 0).mean()),
         n_stones=len(stones), found=True, background_lab=tuple(float(v) for v in bg),
-        border_is_background=border_is_bg, small=shrunk,
+        border_is_background=border_is_bg, small=shrunk, border_spread=spread,
     )
