@@ -248,10 +248,12 @@ class Identifier:
         """The pixel stages for each stone of the photo: its own segmentation, quality and crop, the other stones
         painted out (one stone: the photo as it is).
 
-        `identify` (first_only) keeps the photo whole, as the shipped model was trained and measured: on 411
-        gems68 validation photos the splitting called 23 photos multi-stone, 12 of them one pale faceted stone
-        whose facet reflections segment as separate pieces, and reporting "the first stone" cost top-1 there.
-        Its `stone` section says how many pieces the segmentation saw; `identify_stones` splits them."""
+        `identify` (first_only) keeps the photo whole, as the shipped model was trained and measured: before
+        the single-stone rules of `gemid.vision.stones` (satellites, frame-filling stones) the splitting called
+        23 of 411 gems68 validation photos multi-stone, most of them one pale faceted stone whose facet
+        reflections segment as separate pieces, and reporting "the first stone" cost top-1 there (now 0 of the
+        1,003 single-stone photos split; `python -m bench.bench_trays --singles`). Its `stone` section says
+        how many pieces the segmentation saw; `identify_stones` splits them."""
         seg = segment(image.rgb)
         stones = [seg] if first_only else find_stones(image.rgb, seg)
         margin = self.bundle.input.crop.margin
