@@ -8,8 +8,9 @@ import os
 from gemid.training.extra import train_extra
 
 
-def _handler(module: str, func: str):
-    return train_extra(lambda args: getattr(importlib.import_module(module), func)(args))
+def _train(args) -> int:
+    """--cv runs in its own module (gemid.training.crossval), which builds on train's pieces."""
+    return importlib.import_module("gemid.training.crossval" if args.cv else "gemid.training.train").main(args)
 
 
 def add_arguments(p) -> None:
@@ -69,7 +70,7 @@ def add_arguments(p) -> None:
 def register(sub) -> None:
     p = sub.add_parser("train", help="fine-tune the species model on a manifest (needs the train extra)")
     add_arguments(p)
-    p.set_defaults(func=_handler("gemid.training.train", "main"))
+    p.set_defaults(func=train_extra(_train))
     from gemid.training import evaluate, export, openset_cli  # all defer torch / onnx to their handlers
 
     evaluate.register(sub)

@@ -31,15 +31,16 @@ from gemid.training.presets import TrainAugment, to_tensor
 from gemid.training.train import (
     Upper,
     build_optimizer,
-    compute_loss,
     cosine_lambda,
     evaluate_logits,
     freeze_lower,
     grade_targets,
     lower_features,
+    record_command,
     seed_everything,
     set_train_mode,
     topk_acc,
+    train_step,
 )
 from gemid.training.views import cache_lower_features
 
@@ -66,15 +67,10 @@ def fit_upper(model, feats: torch.Tensor, y: torch.Tensor, grades: dict[str, tor
             views = torch.randint(0, feats.shape[0], (len(batch),), generator=g)
             x = feats[views, batch].float().to(device).contiguous(memory_format=torch.channels_last)
             targets = {"species": y[batch].to(device), **{h: t[batch].to(device) for h, t in grades.items()}}
-            outputs = upper(x)
-            loss = compute_loss(outputs, targets, args.label_smoothing, args.head_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            loss, right = train_step(upper, opt, sched, x, targets, args)
             seen += len(batch)
-            loss_sum += loss.item() * len(batch)
-            correct += (outputs["logits"].argmax(1) == targets["species"]).sum().item()
+            loss_sum += loss * len(batch)
+            correct += right
         log.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), "train_acc": correct / max(1, seen),
                     "seconds": time.time() - t0})
     return log
@@ -89,6 +85,11 @@ def checkpoint_meta(args, labels: list[str], heads: dict, size: int, model, n_fr
         "manifest_sha256": manifest_sha256(args.manifest), "command": args.command_line, "world_size": 1,
         "n_frozen": n_frozen, "photometric": args.photometric, "epoch": args.epochs - 1,
     }
+
+
+def main(args) -> int:
+    record_command(args)
+    return run_cv(args)
 
 
 def run_cv(args) -> int:

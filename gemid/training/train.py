@@ -149,6 +149,18 @@ def evaluate_logits(model: EfficientNetLite, feats_or_images: torch.Tensor, n_fr
     return torch.cat(outs) if outs else torch.zeros(0)
 
 
+def train_step(net: nn.Module, opt: torch.optim.Optimizer, sched, x: torch.Tensor, targets: dict[str, torch.Tensor],
+               args) -> tuple[float, int]:
+    """One optimiser step on a batch: (its loss, how many of its species it got right)."""
+    outputs = net(x)
+    loss = compute_loss(outputs, targets, args.label_smoothing, args.head_weight)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item(), int((outputs["logits"].argmax(1) == targets["species"]).sum().item())
+
+
 def topk_acc(logits: torch.Tensor, y: torch.Tensor, k: int) -> float:
     if len(y) == 0:
         return float("nan")
@@ -271,15 +283,10 @@ def run(args) -> int:
                     if n_frozen:
                         x = lower_features(model, x, n_frozen).clone()
                 targets = {"species": y_tr[idx].to(device), **{h: t[idx].to(device) for h, t in g_tr.items()}}
-                outputs = ddp(x)
-                loss = compute_loss(outputs, targets, args.label_smoothing, args.head_weight)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
+                loss, right = train_step(ddp, opt, sched, x, targets, args)
                 seen += len(idx)
-                loss_sum += loss.item() * len(idx)
-                correct += (outputs["logits"].argmax(1) == targets["species"]).sum().item()
+                loss_sum += loss * len(idx)
+                correct += right
                 bar.update(task, advance=1, stats=f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f}")
         train_time = time.time() - t_ep
         record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / max(1, seen),
@@ -315,10 +322,12 @@ def run(args) -> int:
     return 0
 
 
-def main(args) -> int:
-    args.command_line = getattr(args, "command_line", None) or "gemid train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    if args.cv:
-        from gemid.training.crossval import run_cv
+def record_command(args) -> None:
+    """The command line a checkpoint records (a caller that builds `args` itself may have set its own)."""
+    args.command_line = getattr(args, "command_line", None) or "gemid train " + " ".join(
+        shlex.quote(a) for a in sys.argv[2:])
 
-        return run_cv(args)
+
+def main(args) -> int:
+    record_command(args)
     return run(args)
