@@ -193,7 +193,7 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
     size, margin, mean, std = restored.input_size, restored.margin, restored.mean, restored.std
     manifest, split = manifest or ev["manifest"]["path"], ev.get("split", "val")
     if not manifest_matches(manifest, ev["manifest"].get("sha256")):
-        raise ExportError(f"{manifest} is missing or is not the manifest `gemid evaluate` read (sha256 "
+        raise ExportError(f"{manifest} is missing or changed since `gemid evaluate` read it (sha256 "
                           f"{str(ev['manifest'].get('sha256'))[:12]}…); evaluate again or pass --manifest")
     oof = split == OOF  # figures from `gemid evaluate --oof`: the crops below are the shipped model's own photos
     out = Path(out)
