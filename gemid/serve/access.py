@@ -102,6 +102,7 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/reports/{report_id}/readings"): Rule(WORK, "readings"),
     ("POST", "/v1/reports/{report_id}/confirmation"): Rule(SUPERVISE, "confirmation"),
     ("GET", "/v1/parcels/{reference:path}.csv"): Rule(READ, "export"),  # before the next: both match "X.csv"
+    ("GET", "/v1/parcels/{reference:path}.pdf"): Rule(READ, "export"),  # the manifest; "X.pdf" as above
     ("GET", "/v1/parcels/{reference:path}"): Rule(READ, "view_parcel"),  # a technician: its desk's stones only
     ("GET", "/v1/reports.csv"): Rule(READ, "export"),
     # signed reports: the public keys and a printed report's verification page are open (the code is an

@@ -1,5 +1,6 @@
 """A parcel, /v1/parcels/{reference}: every stone stored under one reference (lot number), with a summary row
-per stone; and the CSV exports of a parcel and of History (/v1/reports.csv, filtered as the list is).
+per stone; the CSV exports of a parcel and of History (/v1/reports.csv, filtered as the list is); and the
+parcel's manifest PDF (/v1/parcels/{reference}.pdf, gemid.serve.manifest) in English or Urdu.
 
 A parcel is not a table of its own: it is the reports stored under exactly that reference, photo by photo in
 the order they were stored, each photo's stones in reading order (gemid.serve.store). Its rows, and the
@@ -11,23 +12,33 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections import Counter
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from anyio import to_thread
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from gemid.errors import GemidInputError
 from gemid.report import ROW_FIELDS, Report, clean_reference, table_row
 from gemid.serve.accounts import Principal
-from gemid.serve.deps import PrincipalDep, StoreDep, desk_scope
+from gemid.serve.deps import ImagesDep, LimiterDep, PrincipalDep, SettingsDep, StoreDep, desk_scope
 from gemid.serve.errors import ApiError, error_responses
-from gemid.serve.routes.reports import FiltersDep
+from gemid.serve.images import ImageStore
+from gemid.serve.routes.reports import FiltersDep, render_preview, verification_url
+from gemid.serve.settings import Settings
+from gemid.serve.store import ReportStore
+
+log = logging.getLogger(__name__)
 
 MAX_PARCEL = 2000  # stones in one parcel answer: a parcel holds 10-50, a day's lot a few hundred
 MAX_EXPORT = 20_000  # rows in one History CSV: narrow the dates for more
+MAX_MANIFEST = 500  # stones in one manifest PDF (25 pages); a lot past that is printed in parts
+THUMB_SOURCE = 1024  # the display preview the thumbnails are cut from (cached beside the page's)
 
 router = APIRouter(prefix="/v1", tags=["parcels"])
 
@@ -63,10 +74,10 @@ def to_csv(reports: list[Report]) -> str:
     return out.getvalue()
 
 
-def _attachment(body: str, name: str) -> Response:
+def _attachment(body: str | bytes, name: str, media_type: str = CSV_TYPE, ext: str = "csv") -> Response:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:80] or "export"
-    return Response(body, media_type=CSV_TYPE, headers={
-        "Content-Disposition": f"attachment; filename=\"{safe}.csv\"; filename*=UTF-8''{quote(name[:80])}.csv"})
+    return Response(body, media_type=media_type, headers={
+        "Content-Disposition": f"attachment; filename=\"{safe}.{ext}\"; filename*=UTF-8''{quote(name[:80])}.{ext}"})
 
 
 def _reference(raw: str) -> str:
@@ -96,6 +107,81 @@ async def parcel_csv(store: StoreDep, principal: PrincipalDep, reference: str) -
     """The parcel's rows as CSV, one per stone, the columns of `GET /v1/parcels/{reference}`."""
     reference, reports = await _parcel(store, reference, principal)
     return _attachment(to_csv(reports), f"parcel-{reference}")
+
+
+def _language(lang: str | None, accept: str) -> str:
+    """?lang=, else the first of the caller's Accept-Language that the catalogue has (as the page picks)."""
+    if lang:
+        return lang
+    for part in accept.split(","):
+        code = part.split(";")[0].strip().lower().split("-")[0]
+        if code in ("en", "ur"):
+            return code
+    return "en"
+
+
+def _manifest(store: ReportStore, images: ImageStore, settings: Settings, reports: list[Report], reference: str,
+              lang: str, desk: str | None, verify_base: str) -> bytes:
+    """The manifest PDF (in a worker thread): every photo's preview decoded once, each stone's thumbnail cut
+    from it, the verification codes in one query."""
+    import cv2
+
+    from gemid.serve import manifest
+
+    codes = store.verify_codes([r.report_id for r in reports])
+    decoded: dict[str, object | None] = {}
+    cards = []
+    for r in reports:
+        sha = r.image.sha256
+        if sha not in decoded:
+            decoded[sha] = None
+            found = store.image_of(r.report_id)
+            source = images.get(found[0], found[1]) if found else None
+            if source is None:
+                log.error("parcel %s: photo %s missing from the store", reference, sha)
+            else:
+                try:
+                    bgr = cv2.imread(str(render_preview(settings, sha, source, THUMB_SOURCE)), cv2.IMREAD_COLOR)
+                    decoded[sha] = None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                except ValueError as exc:  # the stored photo no longer decodes: a card without its picture
+                    log.error("parcel %s: photo %s does not decode: %s", reference, sha, exc)
+        rgb = decoded[sha]
+        code = codes.get(r.report_id)
+        cards.append(manifest.Card(report=r, thumbnail=None if rgb is None else manifest.thumbnail(rgb, r),
+                                   code=code, url=verify_base + quote(code, safe="") if code else None))
+    return manifest.build_pdf(reference, cards, lang=lang, desk=desk, printed_at=datetime.now(UTC),
+                              verify_base=verify_base)
+
+
+@router.get("/parcels/{reference:path}.pdf", response_class=Response, summary="A parcel's manifest as PDF",
+            responses={200: {"content": {"application/pdf": {}},
+                             "description": "20 stones to an A4 page: thumbnails, conclusions, grades, next tests, "
+                                            "photo hashes, model, verification codes and QR codes"},
+                       **error_responses(404, 422, 503)})
+async def parcel_pdf(request: Request, store: StoreDep, images: ImagesDep, settings: SettingsDep,
+                     limiter: LimiterDep, principal: PrincipalDep, reference: str,
+                     lang: Annotated[Literal["en", "ur"] | None, Query(
+                         description="en or ur (Urdu, right to left, in Nastaliq); default: the first of "
+                                     "Accept-Language that is one of them, else en")] = None) -> Response:
+    """The parcel's manifest: each stone numbered with its thumbnail, conclusion, colour and clarity (or why
+    not graded), next test, photo SHA-256, model version and verification code, the header (reference, desk,
+    date, counts by conclusion) and the disclaimer on every page. Up to 500 stones."""
+    from gemid.serve.manifest import FontMissing
+
+    reference, reports = await _parcel(store, reference, principal)
+    if len(reports) > MAX_MANIFEST:
+        raise ApiError(422, "parcel_too_large", f"the parcel '{reference}' has {len(reports)} stones; a manifest "
+                       f"holds at most {MAX_MANIFEST}: print it from History by date instead")
+    language = _language(lang, request.headers.get("accept-language", ""))
+    desks = sorted({r.issued_by.desk for r in reports if r.issued_by and r.issued_by.desk})
+    desk = ", ".join(desks) or (principal.desk if principal else None)
+    verify_base = verification_url(request, settings, "")
+    try:
+        body = await to_thread.run_sync(_manifest, store, images, settings, reports, reference, language, desk,
+                                        verify_base, limiter=limiter)
+    except FontMissing as exc:
+        raise ApiError(503, "font_missing", str(exc)) from exc
+    return _attachment(body, f"parcel-{reference}", "application/pdf", "pdf")
 
 
 @router.get("/parcels/{reference:path}", response_model=ParcelResponse, responses=error_responses(404, 422, 503),

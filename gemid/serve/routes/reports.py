@@ -290,6 +290,20 @@ async def report_qr(request: Request, store: StoreDep, settings: SettingsDep, re
 # --- the display preview --------------------------------------------------------------------------------
 
 
+def preview_path(settings: Settings, sha: str, side: int) -> Path:
+    """Where the display preview of the photo `sha` at `side` pixels is cached (the parcel manifest's
+    thumbnails are cut from the same file)."""
+    return Path(settings.data_dir) / "previews" / sha[:2] / f"{sha}-{side}.jpg"
+
+
+def render_preview(settings: Settings, sha: str, source: Path, side: int) -> Path:
+    """The cached preview of the photo, made now if missing (ValueError: the stored photo no longer decodes)."""
+    target = preview_path(settings, sha, side)
+    if not target.is_file():
+        _render_preview(source, target, side, max(settings.max_bytes, source.stat().st_size), settings.max_pixels)
+    return target
+
+
 def _render_preview(source: Path, target: Path, side: int, max_bytes: int, max_pixels: int) -> None:
     """Decode the stored photo as the runtime does (EXIF rotation, colour profile), shrink, save as JPEG.
     The preview therefore has the orientation of the report's pixel coordinates, whatever the upload was
@@ -325,7 +339,7 @@ async def report_preview(
     the report's pixel coordinates, so outlines and inclusion boxes overlay it exactly."""
     sha, _ext, source = await _stored_photo(store, images, report_id)
     side = next((s for s in PREVIEW_SIDES if s >= size), PREVIEW_SIDES[-1])
-    target = Path(settings.data_dir) / "previews" / sha[:2] / f"{sha}-{side}.jpg"
+    target = preview_path(settings, sha, side)
     if not target.is_file():
         try:
             await to_thread.run_sync(_render_preview, source, target, side, max(settings.max_bytes, source.stat().st_size),

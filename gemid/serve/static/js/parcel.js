@@ -2,6 +2,7 @@
  * them (GET /v1/parcels/{reference}): counts by conclusion on top, each photo with its stones numbered, and
  * one row per stone (the service's own rows, gemid.report.table_row). Its print is the parcel's document:
  * the photos small, the table compact, the photo hashes, model and disclaimer, about 20 stones to an A4 page.
+ * "Download PDF" gets the service's own manifest (GET /v1/parcels/{reference}.pdf) in the page's language.
  */
 
 import { API, api } from './api.js';
@@ -38,6 +39,7 @@ export async function viewParcel(root, route, token) {
   body.replaceChildren(
     h('div', { class: 'actions no-print' },
       h('a', { class: 'button', href: `${API}parcels/${enc(reference)}.csv`, download: '' }, t('parcel.csv')),
+      h('a', { class: 'button', href: `${API}parcels/${enc(reference)}.pdf?lang=${lang()}`, download: '' }, t('parcel.pdf')),
       h('button', { type: 'button', class: 'secondary', onclick: () => window.print() }, t('parcel.print')),
       h('a', { class: 'button secondary', href: `#/history?reference=${enc(reference)}` }, t('parcel.inhistory'))),
     h('p', { class: 'print-only parcel-doc-head' }, t('parcel.dochead', {
