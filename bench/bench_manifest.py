@@ -98,6 +98,41 @@ def main() -> None:
                       f"(min {min(times[1:] or times):.2f} s); {size / 1e3:.0f} kB, {pages} pages; "
                       f"load average {load:.2f} before the last")
 
+        in_process(settings.database_url)
+
+
+def in_process(url: str) -> None:
+    """Where the time goes: `manifest.build_pdf` alone (no thumbnails), the fonts, the QR codes."""
+    from datetime import UTC, datetime
+
+    import qrcode
+
+    from gemid.serve import manifest
+    from gemid.serve.store import ReportStore
+
+    store = ReportStore.open(url)
+    try:
+        reports = store.parcel("BENCH-50", limit=1000)
+        codes = store.verify_codes([r.report_id for r in reports])
+    finally:
+        store.close()
+    cards = [manifest.Card(r, None, codes[r.report_id], f"http://localhost/verify/{codes[r.report_id]}")
+             for r in reports]
+    for lang in ("en", "ur"):
+        t0 = time.perf_counter()
+        manifest._Writer(lang, manifest.Fonts.find())
+        fonts = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for card in cards:
+            qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=1)
+            qr.add_data(card.url)
+            qr.make(fit=True)
+        qrs = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        manifest.build_pdf("BENCH-50", cards, lang=lang, printed_at=datetime.now(UTC))
+        print(f"{lang} in process: build_pdf without thumbnails {time.perf_counter() - t0:.2f} s, of which fonts "
+              f"{fonts:.2f} s, {len(cards)} QR codes {qrs:.2f} s, the rest shaping and layout")
+
 
 if __name__ == "__main__":
     main()

@@ -255,22 +255,30 @@ class _Writer:
 
     def fit(self, text: str, width: float, size: float, bold: bool = False, smallest: float = 5.0) -> str:
         """The font size (down to `smallest`) at which `text` fits `width`, then an ellipsis if it still does
-        not: a card's line never runs into its neighbour."""
+        not: a card's line never runs into its neighbour. A text's width grows in proportion to the font size,
+        so one measure picks the size (each measure shapes the text: most of the manifest's time)."""
         text = _ascii_safe(text) if self.core else text
         width -= 2 * self.pdf.c_margin
-        while True:
-            self.font(size, bold)
-            if self.pdf.get_string_width(text) <= width or size <= smallest:
-                break
-            size -= 0.5
-        while len(text) > 1 and self.pdf.get_string_width(text) > width:
-            text = text[:-2].rstrip() + "…" if not self.core else text[:-4] + "..."
+        self.font(size, bold)
+        wide = self.pdf.get_string_width(text)
+        if wide <= width:
+            return text
+        size = max(smallest, math.floor(size * width / wide * 4) / 4)
+        self.font(size, bold)
+        wide = self.pdf.get_string_width(text)
+        dots = "..." if self.core else "…"
+        keep = len(text)
+        while wide > width and keep > 1:
+            keep = min(keep - 1, int(keep * width / wide))
+            cut = text[:keep].rstrip() + dots
+            wide = self.pdf.get_string_width(cut)
+            text = cut if wide <= width or keep <= 1 else text
         return text
 
     def line(self, x: float, y: float, width: float, height: float, text: str, size: float,
-             bold: bool = False) -> None:
+             bold: bool = False, smallest: float = 5.0) -> None:
         """One line of text in the box, aligned to the language's start (right in Urdu)."""
-        text = self.fit(text, width, size, bold)
+        text = self.fit(text, width, size, bold, smallest)
         self.pdf.set_xy(x, y)
         self.pdf.cell(width, height, text, align="R" if self.rtl else "L")
 
@@ -426,9 +434,10 @@ def _card(w: _Writer, card: Card, number: int, x: float, y: float) -> None:
     small = 2.7 if not w.rtl else 3.0
     base = y + 0.6 + 4 * lh + 0.5
     ids = translate(lang, "pdf.photo", sha=r.image.sha256[:12], model=r.model.version)
-    w.line(text_x, base, width, small, f"{where} · {ids}", 5.2)
+    w.line(text_x, base, width, small, ids, 5.2, smallest=4.5)
+    # the code first: a long file name is what an ellipsis may cut, never the code
     code = translate(lang, "pdf.code", code=card.code) if card.code else translate(lang, "pdf.unsigned")
-    w.line(text_x, base + small, width, small, code, 5.6)
+    w.line(text_x, base + small, width, small, f"{code} · {where}", 5.4, smallest=4.5)
 
 
 def _fitted_image(pdf: object, jpeg: bytes, x: float, y: float, side: float) -> None:

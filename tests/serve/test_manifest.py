@@ -119,7 +119,7 @@ def test_twenty_stones_on_one_a4_page_with_each_stone_s_card(desk):
         assert c_ is not None and code
         found = text.find(f"Code {code}", at)
         assert found > at, (n, code)
-        card, at = text[at:found], found
+        card, at = text[at:found + 80], found
         assert f"{n} {HEADS[c_.decision].format(label=(c_.label or '').replace('_', ' '))}" in card, (n, card)
         assert f"Photo {r.image.sha256[:12]} · model {r.model.version}" in card
         colour = r.colour and r.colour.tone and f"{r.colour.hue}, tone {r.colour.tone.value}"
@@ -127,7 +127,7 @@ def test_twenty_stones_on_one_a4_page_with_each_stone_s_card(desk):
         assert f"Clarity: {grade(r.clarity, r.clarity.grade if r.clarity else '')}" in card, (n, card)
         assert "Next test: " in card
         if r.stone and r.stone.count > 1:
-            assert f"{r.file} · stone {r.stone.index}/{r.stone.count}" in card
+            assert f"Code {code} · {r.file} · stone {r.stone.index}/{r.stone.count}" in card
     assert "Not a gemstone" in text  # the blank photo's card
     # the verification link the codes complete, and one QR code per stone (20 drawn, sharp squares)
     assert "http://localhost/verify/" in text
