@@ -27,6 +27,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from pypdf import PdfReader
 from serve_process import free_port
 
 pytestmark = pytest.mark.browser
@@ -824,6 +825,15 @@ def test_parcel_view_csv_and_printed_document(desk: Watched, server: str):
     assert [x["report_id"] for x in lines] == [r["report_id"] for r in parcel["rows"]]
     assert [x["stone"] for x in lines[:6]] == [f"{i}/6" for i in range(1, 7)]
 
+    # the service's manifest PDF, downloaded from the link beside it: twenty stones on one A4 page
+    with page.expect_download() as dl:
+        page.get_by_role("link", name="Download PDF").click()
+    assert dl.value.suggested_filename == f"parcel-{reference}.pdf"
+    manifest = PdfReader(dl.value.path())
+    assert len(manifest.pages) == 1
+    text = manifest.pages[0].extract_text()
+    assert f"Parcel manifest {reference}" in text and "20 stones in 5 photos" in text
+
     # the printed parcel document: twenty stones on one A4 page, as Chromium prints it
     page.emulate_media(media="print")
     assert page.locator(".parcel-doc-head").is_visible()
@@ -979,6 +989,13 @@ def test_urdu_page_is_right_to_left_and_fits_a_phone(browser, server: str):
         rows.first.wait_for()
         assert rows.count() == 6
         assert page.get_by_role("link", name="CSV ڈاؤن لوڈ کریں").count() == 1
+        # its manifest PDF in the page's language: Urdu headings, shaped, in logical order
+        href = page.get_by_role("link", name="PDF ڈاؤن لوڈ کریں").get_attribute("href")
+        assert href and href.endswith(".pdf?lang=ur")
+        got = context.request.get(urllib.parse.urljoin(page.url, href))
+        assert got.status == 200 and got.headers["content-type"] == "application/pdf"
+        manifest = PdfReader(io.BytesIO(got.body())).pages[0].extract_text().replace("\u200b", "")
+        assert "پارسل کی فہرست" in manifest and "شفافیت" in manifest
         counts = page.locator(".counts").inner_text()
         assert "\u20686\u2069" in counts  # a figure is isolated in the right-to-left sentence
         assert counts.replace("\u2068", "").replace("\u2069", "").startswith("6 پتھر، 1 تصویر میں")
