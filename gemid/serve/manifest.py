@@ -29,9 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gemid.report import Report
 from gemid.serve.catalogue import RTL, translate
+
+if TYPE_CHECKING:  # fpdf2 is imported when a manifest is made, not when the service starts
+    import numpy as np
+    from fpdf import FPDF
 
 PER_PAGE = 20  # stones on one A4 page: two columns of ten cards
 COLUMNS, ROWS = 2, 10
@@ -87,13 +92,12 @@ class Card:
     url: str | None
 
 
-def thumbnail(rgb: object, report: Report, side: int = 240) -> bytes:
+def thumbnail(rgb: np.ndarray, report: Report, side: int = 240) -> bytes:
     """The stone's box (with a little margin) from the decoded photo `rgb` (the report's pixel orientation, as
     the display preview has it; scaled when the preview is smaller than the photo), as a small JPEG."""
     import cv2
-    import numpy as np
 
-    img = np.asarray(rgb)
+    img = rgb
     h, w = img.shape[:2]
     sx, sy = w / max(1, report.image.width), h / max(1, report.image.height)
     if report.stone is not None:
@@ -288,7 +292,7 @@ class _Writer:
         self.pdf.multi_cell(width, height, _ascii_safe(text) if self.core else text, align="R" if self.rtl else "L")
 
 
-def _qr(pdf: object, url: str, x: float, y: float, side: float) -> None:
+def _qr(pdf: FPDF, url: str, x: float, y: float, side: float) -> None:
     """The QR code of `url` drawn as filled squares (one run of dark modules a rectangle): sharp at any zoom,
     no image to embed."""
     import qrcode
@@ -298,7 +302,7 @@ def _qr(pdf: object, url: str, x: float, y: float, side: float) -> None:
     qr.make(fit=True)
     matrix = qr.get_matrix()
     module = side / len(matrix)
-    pdf.set_fill_color(0, 0, 0)  # type: ignore[attr-defined]
+    pdf.set_fill_color(0, 0, 0)
     for row, cells in enumerate(matrix):
         col = 0
         while col < len(cells):
@@ -306,8 +310,7 @@ def _qr(pdf: object, url: str, x: float, y: float, side: float) -> None:
                 start = col
                 while col < len(cells) and cells[col]:
                     col += 1
-                pdf.rect(x + start * module, y + row * module, (col - start) * module, module * 1.01,  # type: ignore[attr-defined]
-                         style="F")
+                pdf.rect(x + start * module, y + row * module, (col - start) * module, module * 1.01, style="F")
             col += 1
 
 
@@ -360,13 +363,13 @@ def build_pdf(reference: str, cards: Sequence[Card], *, lang: str = "en", desk: 
     return bytes(pdf.output())
 
 
-def _name_marks(pdf: object) -> None:
+def _name_marks(pdf: FPDF) -> None:
     """Give each glyph that stands for no character of its own a zero-width space (U+200B) in the PDF's
     character map. Nastaliq draws a letter's dots and marks as glyphs of their own in the letter's cluster;
     fpdf2 maps only the cluster's first glyph to its text and leaves the rest unmapped, which text extraction,
     search and copying turn into stray control characters inside Urdu words. U+200B is invisible, and
     transparent to Arabic joining, so copied Urdu reads and joins as written."""
-    for font in getattr(pdf, "fonts", {}).values():
+    for font in pdf.fonts.values():
         subset = getattr(font, "subset", None)
         if subset is None:
             continue
@@ -440,7 +443,7 @@ def _card(w: _Writer, card: Card, number: int, x: float, y: float) -> None:
     w.line(text_x, base + small, width, small, f"{code} · {where}", 5.4, smallest=4.5)
 
 
-def _fitted_image(pdf: object, jpeg: bytes, x: float, y: float, side: float) -> None:
+def _fitted_image(pdf: FPDF, jpeg: bytes, x: float, y: float, side: float) -> None:
     """The thumbnail inside a `side` mm square, its proportions kept, centred."""
     from PIL import Image
 
@@ -448,4 +451,4 @@ def _fitted_image(pdf: object, jpeg: bytes, x: float, y: float, side: float) -> 
         pw, ph = im.size
     scale = side / max(pw, ph)
     iw, ih = pw * scale, ph * scale
-    pdf.image(io.BytesIO(jpeg), x + (side - iw) / 2, y + (side - ih) / 2, iw, ih)  # type: ignore[attr-defined]
+    pdf.image(io.BytesIO(jpeg), x + (side - iw) / 2, y + (side - ih) / 2, iw, ih)

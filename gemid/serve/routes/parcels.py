@@ -125,11 +125,12 @@ def _manifest(store: ReportStore, images: ImageStore, settings: Settings, report
     """The manifest PDF (in a worker thread): every photo's preview decoded once, each stone's thumbnail cut
     from it, the verification codes in one query."""
     import cv2
+    import numpy as np
 
     from gemid.serve import manifest
 
     codes = store.verify_codes([r.report_id for r in reports])
-    decoded: dict[str, object | None] = {}
+    decoded: dict[str, np.ndarray | None] = {}
     cards = []
     for r in reports:
         sha = r.image.sha256
