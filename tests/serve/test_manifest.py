@@ -28,6 +28,7 @@ from gemid.report import Report  # noqa: E402
 from gemid.serve import manifest  # noqa: E402
 from gemid.serve.app import create_app  # noqa: E402
 from gemid.serve.catalogue import catalogues  # noqa: E402
+from gemid.serve.images import ImageStore  # noqa: E402
 from gemid.serve.store import ReportStore  # noqa: E402
 
 pytest_plugins = ["serve_support"]
@@ -242,3 +243,25 @@ def test_every_catalogue_key_the_manifest_asks_for_exists_in_both_languages():
     assert {"pdf.title", "pdf.code", "pdf.page", "disclaimer", "stones.col.colour"} <= keys
     for lang, table in catalogues().items():
         assert sorted(keys - set(table)) == [], lang
+
+
+def test_a_lost_photo_leaves_its_cards_without_a_picture_not_an_error(desk):
+    c, settings, _ = desk
+    r = c.post("/v1/identify", files=[upload("ruby.png", stone("Ruby")), upload("e.png", stone("Emerald"))],
+               data={"reference": "LOST-1"})
+    assert r.status_code == 200, r.text
+    lost, kept = (Report.model_validate(x) for x in r.json()["reports"])
+    store = ReportStore.open(settings.database_url)
+    try:
+        sha, ext, _name = store.image_of(lost.report_id)
+    finally:
+        store.close()
+    path = ImageStore(settings.images_dir).get(sha, ext)
+    assert path is not None
+    path.unlink()
+    pdf = _pdf(c, "LOST-1")
+    text = _text(pdf.pages[0])
+    assert lost.conclusion is not None and kept.conclusion is not None
+    assert f"{HEADS[lost.conclusion.decision].format(label=lost.conclusion.label)}" in text  # its card is there
+    assert f"Photo {lost.image.sha256[:12]}" in text and f"Photo {kept.image.sha256[:12]}" in text
+    assert len(pdf.pages[0].images) == 1  # the kept photo's thumbnail only

@@ -15,7 +15,7 @@ import io
 import logging
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import quote
 
 from anyio import to_thread
@@ -32,6 +32,9 @@ from gemid.serve.images import ImageStore
 from gemid.serve.routes.reports import FiltersDep, render_preview, verification_url
 from gemid.serve.settings import Settings
 from gemid.serve.store import ReportStore
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -120,33 +123,39 @@ def _language(lang: str | None, accept: str) -> str:
     return "en"
 
 
+def _preview_rgb(store: ReportStore, images: ImageStore, settings: Settings, report_id: str, sha: str,
+                 reference: str) -> np.ndarray | None:
+    """The photo's cached display preview (made now if missing), decoded; None when the photo is lost or no
+    longer decodes: its stones' cards are printed without a picture, and the log says why."""
+    import cv2
+
+    found = store.image_of(report_id)
+    source = images.get(found[0], found[1]) if found else None
+    if source is None:
+        log.error("parcel %s: photo %s missing from the store", reference, sha)
+        return None
+    try:
+        bgr = cv2.imread(str(render_preview(settings, sha, source, THUMB_SOURCE)), cv2.IMREAD_COLOR)
+    except ValueError as exc:
+        log.error("parcel %s: photo %s does not decode: %s", reference, sha, exc)
+        return None
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def _manifest(store: ReportStore, images: ImageStore, settings: Settings, reports: list[Report], reference: str,
               lang: str, desk: str | None, verify_base: str) -> bytes:
-    """The manifest PDF (in a worker thread): every photo's preview decoded once, each stone's thumbnail cut
+    """The manifest PDF (in a worker thread): each photo's preview decoded once, each stone's thumbnail cut
     from it, the verification codes in one query."""
-    import cv2
-    import numpy as np
-
     from gemid.serve import manifest
 
     codes = store.verify_codes([r.report_id for r in reports])
-    decoded: dict[str, np.ndarray | None] = {}
+    current: tuple[str, np.ndarray | None] = ("", None)  # one photo decoded at a time: its stones are together
     cards = []
     for r in reports:
         sha = r.image.sha256
-        if sha not in decoded:
-            decoded[sha] = None
-            found = store.image_of(r.report_id)
-            source = images.get(found[0], found[1]) if found else None
-            if source is None:
-                log.error("parcel %s: photo %s missing from the store", reference, sha)
-            else:
-                try:
-                    bgr = cv2.imread(str(render_preview(settings, sha, source, THUMB_SOURCE)), cv2.IMREAD_COLOR)
-                    decoded[sha] = None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                except ValueError as exc:  # the stored photo no longer decodes: a card without its picture
-                    log.error("parcel %s: photo %s does not decode: %s", reference, sha, exc)
-        rgb = decoded[sha]
+        if sha != current[0]:
+            current = (sha, _preview_rgb(store, images, settings, r.report_id, sha, reference))
+        rgb = current[1]
         code = codes.get(r.report_id)
         cards.append(manifest.Card(report=r, thumbnail=None if rgb is None else manifest.thumbnail(rgb, r),
                                    code=code, url=verify_base + quote(code, safe="") if code else None))
