@@ -154,6 +154,16 @@ def test_report_round_trip_and_timezone(store: ReportStore, images: ImageStore):
     assert store.counts() == (1, 1)
 
 
+def test_verification_codes_are_read_for_many_reports_at_once(store: ReportStore, images: ImageStore):
+    """The parcel manifest prints every stone's code: one query for all (in chunks of 500), each the report's own."""
+    ids = [f"v{i}" for i in range(3)]
+    store.add_new([(make_report(rid, rid.encode()), rid.encode()) for rid in ids], images)
+    codes = store.verify_codes([*ids, "unknown"])
+    assert codes == {rid: store.verify_code(rid) for rid in ids}
+    assert all(codes.values()) and len(set(codes.values())) == 3
+    assert store.verify_codes([]) == {}
+
+
 def test_photo_is_on_disk_before_the_row_and_a_failed_commit_stores_no_row(store: ReportStore, images: ImageStore):
     store.add_new([(make_report("dup", b"first"), b"first")], images)
     with pytest.raises(IntegrityError):  # same report id: the commit fails after the photo was written
