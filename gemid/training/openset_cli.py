@@ -10,7 +10,10 @@
    sample photos shipped in scikit-image / matplotlib with their sub-views (`openset.non_gem_images`) and
    rendered hard negatives (seed 1); **report** = the other nongem-dev groups and rendered negatives of
    another seed (seed 2).
-3. `familiarity_fit.fit` on train + tune (fp32); the threshold too. The report set and val are measured
+3. `familiarity_fit.fit` on train + tune (fp32); the threshold too. With `--oof OUT/oof.npz` (from
+   `gemid train --cv`) the training photos' energy is that of their out-of-fold logits, not the shipped
+   model's in-sample one, which sits higher than a new photo's and would set the rejection threshold too
+   high (fold 0 of the v2 recipe: 25 % of held-out gem photos rejected). The report set and val are measured
    afterwards, for fp32 and int8, next to the energy score alone at the bundle's energy threshold.
 4. familiarity.npz and the `familiarity` entry of bundle.json are written; the figures go to
    eval/openset.json and the terminal.
@@ -22,6 +25,7 @@ import csv
 import hashlib
 import json
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -123,15 +127,43 @@ def _expose(bundle_dir: Path) -> dict[str, str]:
     return names
 
 
+def photo_key(path: str | Path) -> str:
+    """species folder/file name: the same photo under another root (a GPU machine's /shared, ../../shared)."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}"
+
+
+def oof_energy(oof_path: Path, photos: list[str], labels: list[str], temperature: float) -> np.ndarray:
+    """The energy of each photo's out-of-fold logits (`gemid train --cv`'s oof.npz), in `photos`' order."""
+    from gemid.vision.familiarity import energy
+
+    with np.load(oof_path) as d:
+        if list(d["classes"]) != list(labels):
+            raise ValueError(f"{oof_path}'s classes are not the bundle's labels")
+        row = {photo_key(p): i for i, p in enumerate(d["paths"])}
+        missing = [p for p in photos if photo_key(p) not in row]
+        if missing:
+            raise ValueError(f"{len(missing)} training photos have no out-of-fold logits in {oof_path} "
+                               f"(first: {missing[0]})")
+        logits = d["logits"][[row[photo_key(p)] for p in photos]]
+    return energy(logits, temperature)
+
+
 def run_fit(args: Any) -> int:
     from gemid.datasets.manifest import read_manifest
     from gemid.datasets.negatives import rendered_negatives
+    from gemid.errors import ModelError
     from gemid.training import familiarity_fit as ff
     from gemid.training.openset import non_gem_images
     from gemid.vision.bundle import load_bundle
     from gemid.vision.familiarity import Familiarity
 
     bundle_dir = Path(args.bundle)
+    try:
+        load_bundle(bundle_dir)  # a bundle that would not be served is not fitted either
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     names = _expose(bundle_dir)
     bundle = load_bundle(bundle_dir)
     man = read_manifest(args.manifest)
@@ -155,6 +187,12 @@ def run_fit(args: Any) -> int:
     if args.limit:  # a quick look (and the tests): the first N of every part
         items = {k: v[: args.limit] for k, v in items.items()}
         gems = {k: v[: args.limit] for k, v in gems.items()}
+    t, min_prob = bundle.temperature, bundle.abstain.identified_min_prob
+    try:
+        e_oof = oof_energy(Path(args.oof), [p for p, _ in gems["train"]], bundle.labels, t) if args.oof else None
+    except (OSError, KeyError, ValueError) as e:
+        print(f"error: --oof: {e}", file=sys.stderr)
+        return 2
     cache = Path(os.environ.get("GEMID_CACHE_DIR", Path.cwd() / "cache"))
     out = {k: outputs(v, bundle_dir, names, args.workers, cache) for k, v in items.items()}
 
@@ -162,12 +200,11 @@ def run_fit(args: Any) -> int:
         return ff.Split(np.concatenate([out[p][variant][0] for p in part]),
                         np.concatenate([out[p][variant][1] for p in part]), y)
 
-    t, min_prob = bundle.temperature, bundle.abstain.identified_min_prob
     y_train = np.array([y for _, y in gems["train"]])
     y_val = np.array([y for _, y in gems["val"]])
     tune = ["tune_real", "tune_wheel", "tune_rendered"]
     spec, arrays, tuning = ff.fit(split(["train"], "fp32", y_train), split(tune, "fp32"), t, min_prob,
-                                  len(bundle.labels), target=args.target)
+                                  len(bundle.labels), target=args.target, train_energy=e_oof)
     spec = ff.write(bundle_dir, spec.model_copy(update={"feature_output": names}), arrays)
     fam = Familiarity(spec, arrays)
     figures: dict[str, Any] = {}
@@ -181,6 +218,9 @@ def run_fit(args: Any) -> int:
     spec = spec.model_copy(update={"fitted": {
         "statistics": f"{counts['train']} training photos of {Path(args.manifest).name} (features of fp32)",
         "gem_side_in_sample": in_sample,
+        "training_energy": f"out-of-fold ({Path(args.oof).name})" if args.oof else "in-sample",
+        "command": " ".join(["gemid openset fit", "--bundle", str(args.bundle), "--manifest", str(args.manifest),
+                             "--nongem", str(args.nongem), *(["--oof", str(args.oof)] if args.oof else [])]),
         "weights_and_threshold": f"{sum(counts[p] for p in tune)} tuning non-gems (nongem-dev groups "
                                  f"{', '.join(sorted(TUNE_GROUPS))}; wheel sample photos; rendered seed 1)",
         "target_identified_tune": args.target, "report": figures["fp32"]["report"]["combined"]}})
@@ -225,6 +265,8 @@ def register(sub) -> None:
     f.add_argument("--nongem", required=True, help="nongem-dev folder (SOURCES.tsv with a group column)")
     f.add_argument("--target", type=float, default=0.005,
                    help="share of tuning non-gems that may be 'identified' (default: %(default)s)")
+    f.add_argument("--oof", help="OUT/oof.npz of `gemid train --cv` for the same recipe: the training photos' "
+                                 "energy from their out-of-fold logits (recommended for a K-fold bundle)")
     f.add_argument("--workers", type=int, default=2)
     f.add_argument("--limit", type=int, default=0, help="only the first N images of every part (a quick look)")
     f.set_defaults(func=train_extra(run_fit, needs=("onnx",)))

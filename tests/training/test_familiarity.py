@@ -100,3 +100,45 @@ def test_runtime_reads_the_fitted_file(tmp_path, method: str) -> None:
 def _bundle_json() -> str:
     return json.dumps({"name": "t", "version": "1", "created_at": "now", "labels": ["a", "b", "c", "d"],
                        "input": {}, "abstain": {"energy_threshold": 0.0}, "files": {}})
+
+
+def test_out_of_fold_energy_keeps_new_gems_the_in_sample_energy_turns_away() -> None:
+    """The all-fold model is over-confident on its own photos; a threshold set on that energy rejects new gems.
+    Given the out-of-fold energy (what a new photo gets), the threshold keeps 99 % of new gems again."""
+    from gemid.vision.familiarity import energy
+
+    rng = np.random.default_rng(3)
+    train, tune = _gems(600, rng), _nongems(300, rng)
+    new = _gems(600, np.random.default_rng(4))
+    over = ff.Split(train.logits * 2.5, train.features, train.y)  # in-sample: the same photos, sharper logits
+    e_new_like = energy(train.logits, 1.0)  # out-of-fold: as confident as on a photo it never saw
+    spec_in, arr_in, tun_in = ff.fit(over, tune, 1.0, 0.9, N_CLASSES, dims=16, keep=0.99)
+    spec_oof, arr_oof, tun_oof = ff.fit(over, tune, 1.0, 0.9, N_CLASSES, dims=16, keep=0.99,
+                                        train_energy=e_new_like)
+    assert tun_in["train_energy"] == "in-sample" and tun_oof["train_energy"] == "out-of-fold"
+
+    def rejected(spec, arrays) -> float:
+        return float((Familiarity(spec, arrays).score(new.logits, new.features, 1.0) < spec.threshold).mean())
+
+    assert rejected(spec_oof, arr_oof) <= 0.03 < rejected(spec_in, arr_in)
+    with pytest.raises(ValueError, match="one value per training photo"):
+        ff.fit(over, tune, 1.0, 0.9, N_CLASSES, dims=16, train_energy=e_new_like[:10])
+
+
+def test_oof_energy_matches_photos_by_species_folder_and_name(tmp_path) -> None:
+    """oof.npz from a GPU machine names its photos under another root; the rows still line up, and a photo
+    without an out-of-fold row is an error, not a silent zero."""
+    from gemid.training.openset_cli import oof_energy
+    from gemid.vision.familiarity import energy
+
+    labels = ["Ruby", "Spinel"]
+    logits = np.array([[3.0, 0.0], [0.0, 2.0], [1.0, 1.0]], np.float32)
+    np.savez(tmp_path / "oof.npz", logits=logits, classes=np.array(labels),
+             paths=np.array(["/gpu/shared/Ruby/ruby_1.jpg", "/gpu/shared/Spinel/spinel_4.jpg",
+                             "/gpu/shared/Ruby/ruby_2.jpg"]))
+    got = oof_energy(tmp_path / "oof.npz", ["../../shared/Spinel/spinel_4.jpg", "/x/Ruby/ruby_1.jpg"], labels, 0.5)
+    np.testing.assert_allclose(got, energy(logits[[1, 0]], 0.5), rtol=1e-6)
+    with pytest.raises(ValueError, match="no out-of-fold logits"):
+        oof_energy(tmp_path / "oof.npz", ["/x/Ruby/ruby_9.jpg"], labels, 0.5)
+    with pytest.raises(ValueError, match="classes"):
+        oof_energy(tmp_path / "oof.npz", ["/x/Ruby/ruby_1.jpg"], ["Spinel", "Ruby"], 0.5)
