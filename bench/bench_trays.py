@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
 
             bundle = build_bundle(Path(tmp) / "bundle", int8=False)
         ident = Identifier(bundle) if bundle is not None else Identifier()
+        if not args.drawn and ident.bundle.in_sample_note():
+            print(ident.bundle.in_sample_note(), flush=True)
         t0 = time.perf_counter()
         if args.drawn:
             cutouts, skipped = drawn_cutouts(ident, seed=args.seed), 0

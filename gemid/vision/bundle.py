@@ -96,6 +96,23 @@ class Bundle(BaseModel):
     root: Path | None = Field(None, exclude=True)
 
     @property
+    def trained_on_every_photo(self) -> bool:
+        """The all-fold model of `gemid train --cv` trained on every photo of its manifest, so none of those
+        photos (any split of any gems68 manifest) measures it out of sample; a fold's model (`--cv-fold I`)
+        did not train on its fold."""
+        args = self.training.get("args") or {}
+        return bool(args.get("cv")) and args.get("cv_fold") is None
+
+    def in_sample_note(self) -> str | None:
+        """What a benchmark on gems68 photos prints first when this model trained on all of them."""
+        if not self.trained_on_every_photo:
+            return None
+        return (f"warning: {self.name} {self.version} trained on every gems68 photo (the all-fold model of "
+                "`gemid train --cv`): figures on gems68 photos are in-sample, not held out. Measure the same "
+                "recipe's fold model instead: --bundle runs/gems68-lite0-cv-fold0/bundle --manifest "
+                "data/gems68-k5.csv --split fold0 (scripts/train-species-cv.sh makes it)")
+
+    @property
     def open_set_threshold(self) -> float:
         """Below this `open_set_score` a photo is rejected: the familiarity threshold when the bundle has one."""
         return self.familiarity.threshold if self.familiarity is not None else self.abstain.energy_threshold

@@ -77,7 +77,10 @@ def test_evaluate_fits_on_the_out_of_fold_predictions_and_export_ships_the_all_f
 
     from gemid.vision.bundle import load_bundle
 
-    assert load_bundle(bundle, verify=True).labels == LABELS
+    exported = load_bundle(bundle, verify=True)
+    assert exported.labels == LABELS
+    # it trained on every photo, so a benchmark on them says first that its figures are in-sample
+    assert exported.trained_on_every_photo and "in-sample" in (exported.in_sample_note() or "")
 
 
 def test_cv_refuses_a_manifest_without_folds(cv, tmp_path, capsys):

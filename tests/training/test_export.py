@@ -97,6 +97,7 @@ def test_bundle_is_read_by_the_runtime_and_identifies_a_stone(run):
     bundle = load_bundle(run["bundle"])
     meta = json.loads((run["bundle"] / "bundle.json").read_text())
     assert bundle.name == "gemid-species" and bundle.version == "0.0.0-test"
+    assert not bundle.trained_on_every_photo and bundle.in_sample_note() is None  # its val photos are held out
     assert bundle.labels == LABELS and bundle.heads == {"clarity_grade": ["VVS", "VS", "SI"]}
     assert bundle.input.size == SIZE and bundle.input.crop.policy == "stone_square"
     ev = json.loads((run["eval"] / "metrics.json").read_text())
