@@ -3,7 +3,7 @@
 Order of work, each step checked before the next:
 1. the evaluation must be of this very checkpoint (sha256 recorded by `gemid evaluate`), so the
    temperature and thresholds written into the bundle were fitted on this model;
-2. fp32 ONNX (opset 17, dynamic batch, padding folded into the convolutions; see onnx_export);
+2. fp32 ONNX (PyTorch's dynamo exporter, opset 18, dynamic batch, no Pad node left; see onnx_export);
 3. parity: ONNX Runtime vs PyTorch logits on real validation crops, max |Δ| ≤ PARITY_TOLERANCE;
 4. int8 static quantization calibrated on training photos (runtime view, class-balanced sample);
 5. validation top-1/top-5 of both ONNX models through ONNX Runtime — the numbers the runtime will
@@ -205,8 +205,7 @@ def export(checkpoint: Path | str, eval_metrics: Path | str, out: Path | str, *,
     # 2. fp32 ONNX
     fp32 = out / "model.onnx"
     graph = onnx_export.export_onnx(restored.model, fp32, size)
-    say(f"exported {fp32} (opset {graph['opset']}, {graph['nodes']} nodes, {graph['pads_folded']} Pad folded into Conv, "
-        f"outputs {', '.join(graph['outputs'])})")
+    say(f"exported {fp32} (opset {graph['opset']}, {graph['nodes']} nodes, outputs {', '.join(graph['outputs'])})")
 
     # 3. parity on real validation crops
     crops, species, _ = eval_crops(manifest, split, size, margin, photometric=restored.photometric)
@@ -359,7 +358,7 @@ def quantize_main(args) -> int:
 def main(args) -> int:
     from gemid.datasets.manifest import ManifestError
     from gemid.errors import ModelError
-    from gemid.training.onnx_passes import GraphPassError
+    from gemid.training.onnx_export import GraphError
     from gemid.training.restore import CheckpointError
 
     try:
@@ -367,7 +366,7 @@ def main(args) -> int:
                calibration_images=args.calib_images, calibration_method=args.calib_method, int8=not args.no_int8,
                threads=args.threads, allow_manifest_change=args.allow_manifest_change, manifest=args.manifest,
                command=" ".join(["gemid", *map(shlex.quote, sys.argv[1:])]))
-    except (ExportError, CheckpointError, ManifestError, GraphPassError, ModelError, FileNotFoundError) as exc:
+    except (ExportError, CheckpointError, ManifestError, GraphError, ModelError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,68 +1,47 @@
 """PyTorch → ONNX for the EfficientNet-Lite models: a clean fp32 graph with dynamic batch.
 
-'SAME' padding is computed from the input's size in Python, which the TorchScript exporter would trace
-into a chain of Shape/Gather/Div/Concat nodes per convolution. The spatial size is fixed at export
-(the bundle's input size), so each convolution's padding is frozen to constants first; asymmetric pads
-then appear as plain `Pad` nodes, which `onnx_passes.fold_pads` moves into the Conv that follows.
+PyTorch's current exporter (`torch.onnx.export(..., dynamo=True)`: torch.export, then onnxscript's
+optimiser). The spatial size is fixed at export (the bundle's input size), so the 'SAME' padding that the
+model computes from the input's size in Python becomes constants, and the optimiser folds the asymmetric
+zero pads of the stride-2 convolutions into the Conv nodes themselves: no Pad, Identity, Constant or
+shape arithmetic is left (checked below, so an exporter change that brings them back fails the export
+instead of shipping a slower graph, or a Pad that the int8 quantizer would wrap in Q/DQ pairs).
+Opset 18 is the exporter's own; asking for 17 makes it down-convert, which it cannot do for Pad.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-OPSET = 17
+OPSET = 18
 INPUT_NAME = "input"
 LOGITS_NAME = "logits"
+MAX_BATCH = 4096
+# ops the optimised graph of an EfficientNet-Lite must not contain
+UNWANTED_OPS = frozenset({"Pad", "Identity", "Constant", "Shape", "Gather", "ConstantOfShape", "Concat", "Reshape"})
 
 
-def _static_padding(model: Any, size: int) -> Any:
-    """A copy of `model` whose 'SAME' convolutions use padding fixed for a size×size input."""
-    import copy
+class GraphError(RuntimeError):
+    """The exported graph is not the clean one the runtime and the int8 quantizer expect."""
 
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
 
-    from gemid.training.model import SameConv2d
+def op_counts(model: Any) -> Counter:
+    return Counter(node.op_type for node in model.graph.node)
 
-    class FixedPadConv(nn.Module):
-        def __init__(self, conv: nn.Conv2d, pads: tuple[int, int, int, int]):
-            super().__init__()
-            self.conv = conv
-            self.pads = pads  # left, right, top, bottom (F.pad order)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            left, right, top, bottom = self.pads
-            if left == right and top == bottom:
-                return F.conv2d(x, self.conv.weight, self.conv.bias, self.conv.stride, (top, left), 1,
-                                self.conv.groups)
-            x = F.pad(x, [left, right, top, bottom])
-            return F.conv2d(x, self.conv.weight, self.conv.bias, self.conv.stride, 0, 1, self.conv.groups)
-
-    frozen = copy.deepcopy(model).eval()
-    sizes: dict[str, tuple[int, int]] = {}
-    hooks = []
-    for name, mod in frozen.named_modules():
-        if isinstance(mod, SameConv2d):
-            hooks.append(mod.register_forward_pre_hook(
-                lambda m, inp, name=name: sizes.__setitem__(name, tuple(inp[0].shape[-2:]))))
-    with torch.inference_mode():
-        frozen(torch.zeros(1, 3, size, size))
-    for h in hooks:
-        h.remove()
-    for name, (ih, iw) in sizes.items():
-        conv = frozen.get_submodule(name)
-        k, s = conv.kernel_size[0], conv.stride[0]
-        ph = max((-(-ih // s) - 1) * s + k - ih, 0)
-        pw = max((-(-iw // s) - 1) * s + k - iw, 0)
-        parent_name, _, attr = name.rpartition(".")
-        parent = frozen.get_submodule(parent_name) if parent_name else frozen
-        setattr(parent, attr, FixedPadConv(conv, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)))
-    return frozen
+def assert_clean(model: Any) -> None:
+    """No op of UNWANTED_OPS in the graph (GraphError naming them otherwise)."""
+    bad = {op: n for op, n in op_counts(model).items() if op in UNWANTED_OPS}
+    if bad:
+        raise GraphError(f"the exported graph still has {bad}: the exporter did not fold them; not shipped")
 
 
 def _outputs_module(model: Any) -> Any:
@@ -82,37 +61,37 @@ def _outputs_module(model: Any) -> Any:
 
 
 def export_onnx(model: Any, path: Path | str, size: int) -> dict[str, Any]:
-    """Write `path` (fp32, opset 17, dynamic batch); returns what the passes did (for the log)."""
+    """Write `path` (fp32, opset 18, dynamic batch); returns what the graph holds (for the log)."""
     import onnx
     import torch
 
-    from gemid.training import onnx_passes
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    heads = list(model.extra_heads.keys())
-    outputs = [LOGITS_NAME, *heads]
-    wrapped = _outputs_module(_static_padding(model, size))
-    dummy = torch.zeros(2, 3, size, size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice and tracer chatter
-        torch.onnx.export(
-            wrapped, (dummy,), str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
-            input_names=[INPUT_NAME], output_names=outputs,
-            dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *outputs]},
-        )
-    graph = onnx.load(str(path))
-    before = onnx_passes.op_counts(graph)
-    folded = onnx_passes.fold_pads(graph)
-    identities = onnx_passes.remove_identities(graph)
-    onnx_passes.assert_no_pad(graph)
+    outputs = [LOGITS_NAME, *model.extra_heads.keys()]
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    # the exporter reports its steps on stdout, logs that torchvision's ops are not registered and warns about
+    # torch internals: none of it is the user's concern (a real failure raises)
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                _outputs_module(model), (torch.zeros(2, 3, size, size),), dynamo=True, opset_version=OPSET,
+                input_names=[INPUT_NAME], output_names=outputs, dynamic_shapes=({0: batch},), optimize=True,
+                verbose=False,
+            )
+        finally:
+            log.setLevel(level)
+    graph = program.model_proto
+    assert_clean(graph)
     graph.producer_name = "gemid"
     graph.doc_string = f"gemid species model; input {INPUT_NAME} float32 [batch,3,{size},{size}], outputs {outputs}"
     onnx.checker.check_model(graph, full_check=True)
     onnx.save(graph, str(path))
-    return {"opset": OPSET, "outputs": outputs, "pads_folded": folded, "identities_removed": identities,
-            "nodes_before": sum(before.values()), "nodes": len(graph.graph.node),
-            "ops": dict(sorted(onnx_passes.op_counts(graph).items()))}
+    return {"opset": OPSET, "outputs": outputs, "nodes": len(graph.graph.node),
+            "ops": dict(sorted(op_counts(graph).items()))}
 
 
 def ort_session(path: Path | str, threads: int = 2) -> Any:
