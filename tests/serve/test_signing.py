@@ -120,7 +120,8 @@ def test_gemid_verify_offline_detects_any_change(client: TestClient, settings: S
     extra = dict(created, desk="forged")  # an added field is a change too
     assert run_verify(capsys, tmp_path, extra, "--key", str(pem))[0] == 1
     bad_value = json.loads(json.dumps(created))
-    bad_value["signature"]["value"] = "A" + bad_value["signature"]["value"][1:]
+    sig = bad_value["signature"]["value"]
+    bad_value["signature"]["value"] = ("B" if sig[0] == "A" else "A") + sig[1:]  # a changed first character
     assert run_verify(capsys, tmp_path, bad_value, "--key", str(pem))[0] == 1
     unsigned = {k: v for k, v in created.items() if k != "signature"}
     code, out = run_verify(capsys, tmp_path, unsigned, "--key", str(pem))
