@@ -14,6 +14,10 @@ so the rules can be tested without photos:
   energy of out-of-fold logits, `gemid openset fit --oof`: each photo predicted by a model of the same
   recipe that did not train on it) the standardisation, the choice and the rejection threshold see the
   energy a new photo will have instead;
+- outlier exposure: a logistic regression on the features, the training photos against the *tuning* non-gems,
+  whose logit is a third term of the score when it helps (its weight is chosen with the others). Every
+  choice and threshold sees cross-fitted logits (`crossfit_outlier`: no photo scored by a regression that saw
+  it); the runtime's regression is then fitted on all of them;
 - two thresholds. *Rejected* below `threshold`: the score that keeps `keep` (99 %) of the training photos
   (cross-fitted distances), so that gems are not turned away much more often than by the energy alone.
   *Identified* only from `identify_threshold` up: the lowest score at which at most `target` of the tuning
@@ -41,6 +45,10 @@ CANDIDATES: tuple[tuple[str, int], ...] = (("knn", 1), ("knn", 5), ("mahalanobis
 DISTANCE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, None)  # None: the distance alone
 DEFAULT_TARGET = 0.005  # tuning non-gems "identified" at most this share (the target on the report set: 1 %)
 DEFAULT_KEEP = 0.99  # training photos kept above the rejection threshold
+OUTLIER_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)  # weight of the gem-vs-non-gem logit (outlier exposure)
+OUTLIER_L2 = 1e-2  # the logistic regression's L2 strength, fixed up front (nothing reported chose it)
+OUTLIER_STEPS = 1500
+OUTLIER_FOLDS = 5
 
 
 @dataclass
@@ -107,9 +115,58 @@ def lowest_threshold(scores: np.ndarray, would_identify: np.ndarray, target: flo
     return float(np.nextafter(q[allowed], np.inf))
 
 
+def fit_outlier(gems: np.ndarray, nongems: np.ndarray, l2: float = OUTLIER_L2,
+                steps: int = OUTLIER_STEPS) -> dict[str, np.ndarray]:
+    """Outlier exposure: a logistic regression on the features, gem photos (1) against non-gems (0), the two
+    sides weighted equally; full-batch gradient descent on features standardised by the gems' spread."""
+    g, n = np.asarray(gems, np.float64), np.asarray(nongems, np.float64)
+    mu, sd = g.mean(axis=0), g.std(axis=0) + 1e-6
+    x = (np.vstack([g, n]) - mu) / sd
+    y = np.r_[np.ones(len(g)), np.zeros(len(n))]
+    sw = np.where(y == 1, 0.5 / len(g), 0.5 / len(n))
+    w, b = np.zeros(x.shape[1]), 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w + b, -30, 30)))
+        r = (p - y) * sw
+        w -= 0.5 * (x.T @ r + l2 * w)
+        b -= 0.5 * float(r.sum())
+    return {"outlier_mu": mu.astype(np.float32), "outlier_sd": sd.astype(np.float32),
+            "outlier_w": w.astype(np.float32), "outlier_b": np.array(b, np.float32)}
+
+
+def _logit(arrays: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
+    f = np.asarray(features, np.float64)
+    return (f - arrays["outlier_mu"]) / arrays["outlier_sd"] @ arrays["outlier_w"].astype(np.float64) + float(
+        arrays["outlier_b"])
+
+
+def crossfit_outlier(gems: np.ndarray, nongems: np.ndarray, folds: int = OUTLIER_FOLDS, seed: int = 0,
+                     nongem_groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each photo's outlier logit from a regression that did not see it (K folds over both sides), so that
+    choosing the weights and setting the thresholds on these photos does not flatter the regression.
+
+    nongem_groups: the non-gems' photo sessions; a session then falls in one fold whole (largest first, each
+    into the emptiest fold), so a non-gem is scored by a regression that saw nothing of its session, as a
+    non-gem of a kind nobody tuned on will be."""
+    rng = np.random.default_rng(seed)
+    fg, fn = rng.permutation(len(gems)) % folds, rng.permutation(len(nongems)) % folds
+    if nongem_groups is not None:
+        names, counts = np.unique(np.asarray(nongem_groups), return_counts=True)
+        load = np.zeros(folds)
+        for i in np.argsort(-counts, kind="stable"):
+            f = int(load.argmin())
+            fn[np.asarray(nongem_groups) == names[i]] = f
+            load[f] += counts[i]
+    og, on = np.empty(len(gems)), np.empty(len(nongems))
+    for f in range(folds):
+        arrays = fit_outlier(gems[fg != f], nongems[fn != f])
+        og[fg == f], on[fn == f] = _logit(arrays, gems[fg == f]), _logit(arrays, nongems[fn == f])
+    return og, on
+
+
 def fit(train: Split, tune: Split, temperature: float, min_prob: float, n_classes: int, *,
         target: float = DEFAULT_TARGET, dims: int = PCA_DIMS, keep: float = DEFAULT_KEEP,
-        train_energy: np.ndarray | None = None,
+        train_energy: np.ndarray | None = None, outlier: bool = True, tune_groups: np.ndarray | None = None,
         ) -> tuple[FamiliaritySpec, dict[str, np.ndarray], dict]:
     """(spec without file fields, arrays for the .npz, the candidates' tuning figures). Only `train` (gem
     photos, labelled), `tune` (non-gems) and `train_energy` (the training photos' energy measured out of
@@ -119,8 +176,12 @@ def fit(train: Split, tune: Split, temperature: float, min_prob: float, n_classe
     if e_train.shape != (len(train.logits),):
         raise ValueError("train_energy needs one value per training photo")
     e_tune = energy(tune.logits, temperature)
+    # the outlier logits every choice below sees are cross-fitted; the runtime's regression is fitted on all
+    o_train, o_tune = (crossfit_outlier(train.features, tune.features, nongem_groups=tune_groups) if outlier
+                       else (np.zeros(len(train.logits)), np.zeros(len(tune.logits))))
+    o_stats = {"outlier_mean": float(o_train.mean()), "outlier_std": float(o_train.std() + 1e-9)}
     tried: list[dict[str, Any]] = []
-    best: tuple[float, FamiliaritySpec, dict[str, np.ndarray], np.ndarray] | None = None
+    best: tuple[float, FamiliaritySpec, dict[str, np.ndarray], np.ndarray, np.ndarray] | None = None
     for method, k in CANDIDATES:
         arrays = statistics(train.features, train.y, method, n_classes, dims)
         fam = Familiarity(_spec(method, k), arrays)
@@ -130,21 +191,28 @@ def fit(train: Split, tune: Split, temperature: float, min_prob: float, n_classe
                  "distance_mean": float(d_train.mean()), "distance_std": float(d_train.std() + 1e-9)}
         for w in DISTANCE_WEIGHTS:
             we, wd = (0.0, 1.0) if w is None else (1.0, float(w))
-            spec = _spec(method, k, energy_weight=we, distance_weight=wd, **stats)
-            fam.spec = spec
-            a = auroc(fam.combine(e_train, d_train), fam.combine(e_tune, d_tune))
-            tried.append({"method": method, "k": k, "energy_weight": we, "distance_weight": wd, "auroc_tune": a})
-            if best is None or a > best[0]:
-                best = (a, spec, arrays, fam.combine(e_train, d_train))
+            for wo in OUTLIER_WEIGHTS if outlier else (0.0,):
+                spec = _spec(method, k, energy_weight=we, distance_weight=wd, outlier_weight=wo, **stats, **o_stats)
+                fam.spec = spec
+                s_tr, s_tu = fam.combine(e_train, d_train, o_train), fam.combine(e_tune, d_tune, o_tune)
+                a = auroc(s_tr, s_tu)
+                tried.append({"method": method, "k": k, "energy_weight": we, "distance_weight": wd,
+                              "outlier_weight": wo, "auroc_tune": a})
+                if best is None or a > best[0]:
+                    best = (a, spec, arrays, s_tr, s_tu)
     assert best is not None
-    _, spec, arrays, s_train = best
-    fam = Familiarity(spec, arrays)
-    s_tune = fam.combine(e_tune, fam.distance(tune.features))
+    _, spec, arrays, s_train, s_tune = best
+    if spec.outlier_weight:
+        arrays = {**arrays, **fit_outlier(train.features, tune.features)}
     reject = float(np.quantile(s_train, 1.0 - keep))
     gate = lowest_threshold(s_tune, softmax(tune.logits, temperature).max(axis=1) >= min_prob, target)
     spec = spec.model_copy(update={"threshold": reject, "identify_threshold": max(reject, gate)})
     return spec, arrays, {"candidates": tried, "target_identified_tune": target, "keep_train": keep,
                           "train_energy": "in-sample" if train_energy is None else "out-of-fold",
+                          "outlier": (f"logistic regression, L2 {OUTLIER_L2}, scores {OUTLIER_FOLDS}-fold cross-fitted "
+                                      "for the choice and the thresholds"
+                                      + (", non-gems by photo session" if tune_groups is not None else ""))
+                          if outlier else "not used",
                           "n_train": int(len(train.logits)),
                           "n_tune": int(len(tune.logits))}
 

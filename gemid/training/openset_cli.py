@@ -10,7 +10,8 @@
    sample photos shipped in scikit-image / matplotlib with their sub-views (`openset.non_gem_images`) and
    rendered hard negatives (seed 1); **report** = the other nongem-dev groups and rendered negatives of
    another seed (seed 2).
-3. `familiarity_fit.fit` on train + tune (fp32); the threshold too. With `--oof OUT/oof.npz` (from
+3. `familiarity_fit.fit` on train + tune (fp32): energy, distance and, unless `--no-outlier`, the outlier
+   logit of a regression of train against tune; the threshold too. With `--oof OUT/oof.npz` (from
    `gemid train --cv`) the training photos' energy is that of their out-of-fold logits, not the shipped
    model's in-sample one, which sits higher than a new photo's and would set the rejection threshold too
    high (fold 0 of the v2 recipe: 25 % of held-out gem photos rejected). The report set and val are measured
@@ -43,10 +44,15 @@ _state: dict[str, Any] = {}
 def nongem_split(folder: Path) -> dict[str, list[Path]]:
     """nongem-dev's photos by side (tune / report), split on SOURCES.tsv's group column."""
     out: dict[str, list[Path]] = {"tune": [], "report": []}
-    with (folder / "SOURCES.tsv").open(newline="") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            out["tune" if row["group"] in TUNE_GROUPS else "report"].append(folder / row["file"])
+    for path, group in nongem_groups(folder).items():
+        out["tune" if group in TUNE_GROUPS else "report"].append(path)
     return out
+
+
+def nongem_groups(folder: Path) -> dict[Path, str]:
+    """Each nongem-dev photo's group (its photo session or source), from SOURCES.tsv."""
+    with (folder / "SOURCES.tsv").open(newline="") as f:
+        return {folder / row["file"]: row["group"] for row in csv.DictReader(f, delimiter="\t")}
 
 
 def _init(bundle_dir: str) -> None:
@@ -203,8 +209,14 @@ def run_fit(args: Any) -> int:
     y_train = np.array([y for _, y in gems["train"]])
     y_val = np.array([y for _, y in gems["val"]])
     tune = ["tune_real", "tune_wheel", "tune_rendered"]
+    # the outlier regression is cross-fitted by photo session, so a tuning non-gem is scored by a regression
+    # that saw none of its session: as a non-gem of a new kind will be
+    groups = nongem_groups(Path(args.nongem))
+    tune_groups = np.array([groups[Path(p)] for p, _ in items["tune_real"]]
+                           + ["wheel"] * len(items["tune_wheel"]) + ["rendered"] * len(items["tune_rendered"]))
     spec, arrays, tuning = ff.fit(split(["train"], "fp32", y_train), split(tune, "fp32"), t, min_prob,
-                                  len(bundle.labels), target=args.target, train_energy=e_oof)
+                                  len(bundle.labels), target=args.target, train_energy=e_oof,
+                                  outlier=not args.no_outlier, tune_groups=tune_groups)
     spec = ff.write(bundle_dir, spec.model_copy(update={"feature_output": names}), arrays)
     fam = Familiarity(spec, arrays)
     figures: dict[str, Any] = {}
@@ -220,7 +232,8 @@ def run_fit(args: Any) -> int:
         "gem_side_in_sample": in_sample,
         "training_energy": f"out-of-fold ({Path(args.oof).name})" if args.oof else "in-sample",
         "command": " ".join(["gemid openset fit", "--bundle", str(args.bundle), "--manifest", str(args.manifest),
-                             "--nongem", str(args.nongem), *(["--oof", str(args.oof)] if args.oof else [])]),
+                             "--nongem", str(args.nongem), *(["--oof", str(args.oof)] if args.oof else []),
+                             *(["--no-outlier"] if args.no_outlier else [])]),
         "weights_and_threshold": f"{sum(counts[p] for p in tune)} tuning non-gems (nongem-dev groups "
                                  f"{', '.join(sorted(TUNE_GROUPS))}; wheel sample photos; rendered seed 1)",
         "target_identified_tune": args.target, "report": figures["fp32"]["report"]["combined"]}})
@@ -238,7 +251,7 @@ def run_fit(args: Any) -> int:
 
 def print_figures(spec: Any, counts: dict[str, int], figures: dict[str, Any]) -> None:
     print(f"familiarity: {spec.method} (k={spec.k}), weights energy {spec.energy_weight} / distance "
-          f"{spec.distance_weight}, rejected below {spec.threshold:.3f}, identified from {spec.identify_threshold:.3f}; "
+          f"{spec.distance_weight} / outlier {spec.outlier_weight}, rejected below {spec.threshold:.3f}, identified from {spec.identify_threshold:.3f}; "
           f"images {counts}")
     for variant, fig in figures.items():
         for score in ("energy", "combined"):
@@ -267,6 +280,8 @@ def register(sub) -> None:
                    help="share of tuning non-gems that may be 'identified' (default: %(default)s)")
     f.add_argument("--oof", help="OUT/oof.npz of `gemid train --cv` for the same recipe: the training photos' "
                                  "energy from their out-of-fold logits (recommended for a K-fold bundle)")
+    f.add_argument("--no-outlier", action="store_true",
+                   help="leave out the outlier-exposure term (the logistic regression on the tuning non-gems)")
     f.add_argument("--workers", type=int, default=2)
     f.add_argument("--limit", type=int, default=0, help="only the first N images of every part (a quick look)")
     f.set_defaults(func=train_extra(run_fit, needs=("onnx",)))

@@ -61,6 +61,9 @@ class FamiliaritySpec(BaseModel):
     energy_std: float
     distance_mean: float
     distance_std: float
+    outlier_weight: float = Field(0.0, description="weight of the gem-vs-non-gem logit (0: not used)")
+    outlier_mean: float = 0.0
+    outlier_std: float = 1.0
     threshold: float = Field(description="below this combined score the photo is rejected as unfamiliar")
     identify_threshold: float | None = Field(
         None, description="below this (and above `threshold`) the answer is at most 'uncertain': familiar "

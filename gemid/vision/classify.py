@@ -5,8 +5,8 @@ service answering from a thread pool holds the model in memory once. The decisio
 thresholds, chosen on validation by `gemid evaluate`: below the open-set threshold the photo is rejected
 as unfamiliar; a low or contested top-1 is `uncertain`; otherwise `identified`. The open-set score is the
 energy of the logits, or, when the bundle has a fitted `familiarity` (`gemid openset fit`), the energy
-combined with the distance of the photo's global-pool features to the training photos'
-(`gemid.vision.familiarity`).
+combined with the distance of the photo's global-pool features to the training photos' and a gem-vs-non-gem
+logit of the same features (`gemid.vision.familiarity`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,14 @@ needs, fitted on training photos only:
 - `knn`: the cosine distance to the k-th nearest training photo, in a PCA-reduced, re-normalised space;
 - `mahalanobis`: the smallest class-conditional Mahalanobis distance (shared covariance) in PCA space.
 
-The combined score is `w_e * z(energy) - w_d * z(distance)`, each standardised by its mean and spread on the
-training photos, so it is always a number and higher means more familiar (`species.open_set_score`).
+A third term, when fitted (`outlier_weight` > 0), is *outlier exposure*: a logistic regression on the same
+features, gem photos against non-gem photos shown to it (the tuning non-gems of `gemid openset fit`: fruit,
+cutlery, beads, marbles...), whose logit says how gem-like a photo is. A distance only knows the gems; this
+term also knows what a studio plum looks like, and on held-back non-gems it separates best (issue 29).
+
+The combined score is `w_e * z(energy) - w_d * z(distance) + w_o * z(outlier logit)`, each standardised by
+its mean and spread on the training photos, so it is always a number and higher means more familiar
+(`species.open_set_score`).
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ class Familiarity:
         if self.class_means is not None:
             self.class_means = self.class_means.astype(np.float32)
             self.precision = np.asarray(self.precision, np.float32)
+        self.outlier = ({k: np.asarray(arrays[f"outlier_{k}"], np.float32) for k in ("mu", "sd", "w", "b")}
+                        if "outlier_w" in arrays else None)
+        if spec.outlier_weight and self.outlier is None:
+            raise ModelError("the familiarity spec weighs an outlier logit that familiarity.npz does not hold")
 
     @classmethod
     def load(cls, bundle: Bundle, *, verify: bool = True) -> Familiarity | None:
@@ -87,12 +97,26 @@ class Familiarity:
         d2 = np.einsum("ncd,de,nce->nc", diff, self.precision, diff)
         return np.sqrt(np.maximum(d2.min(axis=1), 0.0)).astype(np.float64)
 
-    def combine(self, energies: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    def outlier_logit(self, features: np.ndarray) -> np.ndarray:
+        """The gem-vs-non-gem logistic regression's logit (higher: more like the gem photos)."""
+        o = self.outlier
+        if o is None:
+            return np.zeros(len(features))
+        f = np.asarray(features, np.float32).reshape(len(features), -1)
+        return (((f - o["mu"]) / o["sd"]) @ o["w"] + o["b"]).astype(np.float64).reshape(-1)
+
+    def combine(self, energies: np.ndarray, distances: np.ndarray, outliers: np.ndarray | None = None) -> np.ndarray:
         s = self.spec
         ze = (np.asarray(energies, np.float64) - s.energy_mean) / s.energy_std
         zd = (np.asarray(distances, np.float64) - s.distance_mean) / s.distance_std
-        return s.energy_weight * ze - s.distance_weight * zd
+        out = s.energy_weight * ze - s.distance_weight * zd
+        if s.outlier_weight:
+            if outliers is None:
+                raise ValueError("this familiarity score needs the outlier logits")
+            out = out + s.outlier_weight * (np.asarray(outliers, np.float64) - s.outlier_mean) / s.outlier_std
+        return out
 
     def score(self, logits: np.ndarray, features: np.ndarray, temperature: float) -> np.ndarray:
         """The combined familiarity score per photo (higher: more familiar)."""
-        return self.combine(energy(logits, temperature), self.distance(features))
+        o = self.outlier_logit(features) if self.spec.outlier_weight else None
+        return self.combine(energy(logits, temperature), self.distance(features), o)

@@ -307,8 +307,8 @@ def test_a_bundle_without_its_model_card_is_refused(tmp_path):
 
 @needs_shipped
 def test_shipped_open_set_score_is_the_familiarity_combination():
-    """With a fitted familiarity, `open_set_score` is energy and feature distance combined, from the graph's own
-    feature output, for both variants; without one it is the energy (the earlier bundles)."""
+    """With a fitted familiarity, `open_set_score` is energy, feature distance and the outlier logit combined, from
+    the graph's own feature output, for both variants; without one it is the energy (the earlier bundles)."""
     from gemid.vision.familiarity import energy
 
     synth = pytest.importorskip("gemid.datasets.synth")
@@ -322,7 +322,8 @@ def test_shipped_open_set_score_is_the_familiarity_combination():
         (pred,) = clf.predict([crop])
         logits, _, feats = clf.run_all(clf.preprocess(crop)[None])
         assert feats is not None and feats.shape == (1, clf.familiarity.components.shape[0])
-        expected = clf.familiarity.combine(energy(logits, bundle.temperature), clf.familiarity.distance(feats))
+        fam = clf.familiarity
+        expected = fam.combine(energy(logits, bundle.temperature), fam.distance(feats), fam.outlier_logit(feats))
         assert pred.score == pytest.approx(float(expected[0]), rel=1e-6, abs=1e-6)
         assert pred.score != pytest.approx(float(energy(logits, bundle.temperature)[0]))
         r = clf.result(pred)
