@@ -125,7 +125,8 @@ def test_readyz_fails_on_a_store_that_is_not_writable(settings, identifier, monk
 def test_requests_past_max_in_flight_get_503_with_retry_after_and_health_still_answers(tmp_path, tiny_bundle,
                                                                                         identifier):
     # finding 2: nothing bounded how many uploads the server held at once
-    settings = make_settings(tmp_path / "data", tiny_bundle, max_in_flight=2, body_timeout=2.0)
+    # the body deadline leaves a loaded machine time to send the third request while the two stall
+    settings = make_settings(tmp_path / "data", tiny_bundle, max_in_flight=2, body_timeout=4.0)
     with signed_client(create_app(settings, identifier=identifier)) as c:
         held: list[asyncio.Event] = []
 
@@ -147,11 +148,11 @@ def test_requests_past_max_in_flight_get_503_with_retry_after_and_health_still_a
             answers.append(message)
 
         slow = [c.portal.start_task_soon(c.app, scope, stalled_receive, send) for _ in range(2)]
-        deadline = time.monotonic() + 5
-        while c.app.state.metrics.busy._value.get() == 0 and time.monotonic() < deadline:
-            r = c.post("/v1/identify", files=[upload("r.png", stone("Ruby"))])
-            if r.status_code == 503:
-                break
+        deadline = time.monotonic() + 10
+        while len(held) < 2 and time.monotonic() < deadline:  # both stalled uploads hold their places
+            time.sleep(0.01)
+        assert len(held) == 2, "the stalled uploads never reached their body"
+        r = c.post("/v1/identify", files=[upload("r.png", stone("Ruby"))])
         assert r.status_code == 503 and r.json()["error"]["code"] == "busy", r.text
         assert r.headers["retry-after"] == "2"
         assert c.get("/readyz").status_code == 200 and c.get("/healthz").status_code == 200
