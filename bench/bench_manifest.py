@@ -27,22 +27,15 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.gems68 import one_per_species  # noqa: E402
 from bench.machine import cpu_description  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-GEMS = REPO.parent / "shared" / "data" / "gems68" / "train"
 
 
 def photos(n: int) -> tuple[list[tuple[str, bytes]], str]:
     """(file name, bytes) of `n` photos: one real photo per gems68 species, else drawn trays of ~n stones."""
-    found: list[Path] = []
-    if GEMS.is_dir():
-        for species in sorted(p for p in GEMS.iterdir() if p.is_dir()):
-            first = next((f for f in sorted(species.iterdir()) if f.suffix.lower() in (".jpg", ".jpeg", ".png")), None)
-            if first:
-                found.append(first)
-            if len(found) == n:
-                break
+    found = one_per_species(n)
     if len(found) == n:
         return [(p.name, p.read_bytes()) for p in found], f"{n} gems68 photos (one per species)"
     sys.path.insert(0, str(REPO / "tests" / "support"))

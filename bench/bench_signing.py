@@ -25,25 +25,18 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.gems68 import one_per_species  # noqa: E402
 from bench.machine import cpu_description  # noqa: E402
 from gemid import signing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-GEMS = REPO.parent / "shared" / "data" / "gems68" / "train"
 
 
 def real_reports(n: int) -> tuple[list[dict], str]:
     from gemid.vision.pipeline import Identifier
 
     identifier = Identifier(REPO / "models" / "gemid-species")
-    photos: list[Path] = []
-    if GEMS.is_dir():
-        for species in sorted(p for p in GEMS.iterdir() if p.is_dir()):
-            first = next((f for f in sorted(species.iterdir()) if f.suffix.lower() in (".jpg", ".jpeg", ".png")), None)
-            if first:
-                photos.append(first)
-            if len(photos) == n:
-                break
+    photos = one_per_species(n)
     if photos:
         return [identifier.identify(p).model_dump(mode="json") for p in photos], f"{len(photos)} gems68 photos"
     sys.path.insert(0, str(REPO / "tests" / "support"))
