@@ -342,8 +342,7 @@ async def report_preview(
     target = preview_path(settings, sha, side)
     if not target.is_file():
         try:
-            await to_thread.run_sync(_render_preview, source, target, side, max(settings.max_bytes, source.stat().st_size),
-                                     settings.max_pixels, limiter=limiter)
+            await to_thread.run_sync(render_preview, settings, sha, source, side, limiter=limiter)
         except ValueError as exc:  # GemidInputError and friends: the stored photo no longer decodes
             raise ApiError(422, "preview_failed", f"the stored photo could not be decoded for display: {exc}") from exc
     etag = f'"{sha[:32]}-{side}"'
