@@ -1,6 +1,7 @@
 """The report: one typed object, the same from the CLI (`--json`), the API, the store and the page.
 
-This module is the one place that defines report fields. `vision`, `gemmology`, `serve` and `training`
+This module is the one place that defines report fields (longer than 500 lines because every report field,
+the input errors and the one table row have to live together, as report-schema.md asks). `vision`, `gemmology`, `serve` and `training`
 import it; it imports none of them (only `gemid.errors`), so any layer can build or read a report.
 
 Areas fill their own section: species and quality (runtime), colour and clarity (grading),
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -287,6 +288,7 @@ class IssuedBy(BaseModel):
 
 
 ConclusionDecision = Literal["identified", "uncertain", "refer", "rejected"]
+DECISIONS: tuple[str, ...] = get_args(ConclusionDecision)  # in the order every summary counts them
 
 
 class Conclusion(BaseModel):
@@ -385,6 +387,12 @@ class Report(BaseModel):
         "the service's Ed25519 signature of this revision; null in a report that was not stored (CLI) or was "
         "stored before signing existed"))
 
+    @property
+    def decision(self) -> str:
+        """What the report concludes: the conclusion's decision, the photo's in a report stored before
+        conclusions existed. History, the parcel, the CSV, the manifest and the CLI count by it."""
+        return self.conclusion.decision if self.conclusion else self.species.decision
+
 
 class ErrorInfo(BaseModel):
     code: str = Field(description="machine-readable, e.g. not_an_image, too_large, empty_file")
@@ -481,7 +489,7 @@ def table_row(r: Report | FileError) -> dict[str, str]:
     top = r.species.top
     c = r.conclusion
     return {
-        "file": r.file or "", "report_id": r.report_id, "decision": c.decision if c else r.species.decision,
+        "file": r.file or "", "report_id": r.report_id, "decision": r.decision,
         "top1": top[0].label if top else "", "p1": f"{top[0].probability:.4f}" if top else "",
         "top2": top[1].label if len(top) > 1 else "", "p2": f"{top[1].probability:.4f}" if len(top) > 1 else "",
         "colour": colour_text(r), "clarity": clarity_text(r),

@@ -31,8 +31,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gemid.report import Report
-from gemid.serve.catalogue import RTL, translate
+from gemid.report import DECISIONS, Report
+from gemid.serve.catalogue import RTL, catalogues, translate
 
 if TYPE_CHECKING:  # fpdf2 is imported when a manifest is made, not when the service starts
     import numpy as np
@@ -45,7 +45,6 @@ HEADER_H, FOOTER_H, GAP = 33.0, 16.0, 4.0
 CARD_W = (PAGE_W - 2 * MARGIN - GAP) / COLUMNS
 CARD_H = (PAGE_H - 2 * MARGIN - HEADER_H - FOOTER_H) / ROWS
 THUMB, QR = CARD_H - 3.5, 14.0  # mm
-DECISIONS = ("identified", "uncertain", "refer", "rejected")
 DECISION_RGB = {"identified": (22, 120, 60), "uncertain": (176, 112, 0), "refer": (180, 30, 30),
                 "rejected": (110, 110, 110)}
 
@@ -179,10 +178,6 @@ def clarity_words(lang: str, r: Report) -> str:
     return c.grade
 
 
-TESTS = ("refractive_index", "birefringence", "specific_gravity", "optic_character", "optic_sign", "pleochroism",
-         "uv_fluorescence", "spectroscope", "magnification")
-
-
 def next_test_words(lang: str, r: Report) -> str:
     t = r.tests
     if t is None:
@@ -192,16 +187,12 @@ def next_test_words(lang: str, r: Report) -> str:
     if not t.recommended:
         return "—"
     test = t.recommended[0].test
-    return translate(lang, f"test.{test}") if test in TESTS else _nice(test)
-
-
-def decision_of(r: Report) -> str:
-    return r.conclusion.decision if r.conclusion else r.species.decision
+    return translate(lang, f"test.{test}") if f"test.{test}" in catalogues()["en"] else _nice(test)
 
 
 def counts_line(lang: str, reports: Sequence[Report]) -> str:
     """"20 stones in 5 photos: 12 Identified · 5 Uncertain · 3 Refer to a lab" from the page's words."""
-    counts = Counter(decision_of(r) for r in reports)
+    counts = Counter(r.decision for r in reports)
     n, photos = len(reports), len({r.image.sha256 for r in reports})
     head = translate(lang, f"stones.counts.{'one' if n == 1 else 'many'}", n=n) + translate(
         lang, f"stones.inphotos.{'one' if photos == 1 else 'many'}", n=photos)
@@ -386,7 +377,7 @@ def _card(w: _Writer, card: Card, number: int, x: float, y: float) -> None:
         """x of a box `offset` mm from the card's start edge (the left, or the right in Urdu)."""
         return x + CARD_W - offset - width if w.rtl else x + offset
 
-    decision = decision_of(r)
+    decision = r.decision
     pdf.set_draw_color(200, 200, 200)
     pdf.set_line_width(0.2)
     pdf.rect(x, y, CARD_W, h)

@@ -382,7 +382,7 @@ def closing_counts(results: list[Report | FileError]) -> str:
         if isinstance(r, FileError):
             errors += 1
         else:
-            counts[r.conclusion.decision if r.conclusion else r.species.decision] += 1
+            counts[r.decision] += 1
     parts = [f"{n} {word}" for word, n in counts.items()] + [f"{errors} error{'s' if errors != 1 else ''}"]
     return f"{len(results)} file{'s' if len(results) != 1 else ''}: " + " · ".join(parts)
 

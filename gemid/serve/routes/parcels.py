@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from gemid.errors import GemidInputError
-from gemid.report import ROW_FIELDS, Report, clean_reference, table_row
+from gemid.report import DECISIONS, ROW_FIELDS, Report, clean_reference, table_row
 from gemid.serve.accounts import Principal
 from gemid.serve.deps import ImagesDep, LimiterDep, PrincipalDep, SettingsDep, StoreDep, desk_scope
 from gemid.serve.errors import ApiError, error_responses
@@ -200,10 +200,10 @@ async def get_parcel(store: StoreDep, principal: PrincipalDep, reference: str) -
     """Every report stored under exactly this reference (URL-encode a `/` in it), photo by photo, each photo's
     stones in reading order; a summary row per stone and the counts per conclusion on top."""
     reference, reports = await _parcel(store, reference, principal)
-    decisions = Counter(r.conclusion.decision if r.conclusion else r.species.decision for r in reports)
+    decisions = Counter(r.decision for r in reports)
     return ParcelResponse(
         reference=reference, photos=len({r.image.sha256 for r in reports}), stones=len(reports),
-        counts={d: decisions.get(d, 0) for d in ("identified", "uncertain", "refer", "rejected")},
+        counts={d: decisions.get(d, 0) for d in DECISIONS},
         columns=list(ROW_FIELDS), rows=[table_row(r) for r in reports], reports=reports)
 
 
