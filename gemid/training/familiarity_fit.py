@@ -38,7 +38,7 @@ from gemid.stats import wilson
 from gemid.training.openset import auroc
 from gemid.vision.bundle import FamiliaritySpec
 from gemid.vision.classify import softmax
-from gemid.vision.familiarity import Familiarity, energy
+from gemid.vision.familiarity import Familiarity, energy, outlier_logit
 
 PCA_DIMS = 128
 CANDIDATES: tuple[tuple[str, int], ...] = (("knn", 1), ("knn", 5), ("mahalanobis", 1))
@@ -134,12 +134,6 @@ def fit_outlier(gems: np.ndarray, nongems: np.ndarray, l2: float = OUTLIER_L2,
             "outlier_w": w.astype(np.float32), "outlier_b": np.array(b, np.float32)}
 
 
-def _logit(arrays: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
-    f = np.asarray(features, np.float64)
-    return (f - arrays["outlier_mu"]) / arrays["outlier_sd"] @ arrays["outlier_w"].astype(np.float64) + float(
-        arrays["outlier_b"])
-
-
 def crossfit_outlier(gems: np.ndarray, nongems: np.ndarray, folds: int = OUTLIER_FOLDS, seed: int = 0,
                      nongem_groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each photo's outlier logit from a regression that did not see it (K folds over both sides), so that
@@ -160,7 +154,7 @@ def crossfit_outlier(gems: np.ndarray, nongems: np.ndarray, folds: int = OUTLIER
     og, on = np.empty(len(gems)), np.empty(len(nongems))
     for f in range(folds):
         arrays = fit_outlier(gems[fg != f], nongems[fn != f])
-        og[fg == f], on[fn == f] = _logit(arrays, gems[fg == f]), _logit(arrays, nongems[fn == f])
+        og[fg == f], on[fn == f] = outlier_logit(arrays, gems[fg == f]), outlier_logit(arrays, nongems[fn == f])
     return og, on
 
 

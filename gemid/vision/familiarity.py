@@ -36,6 +36,18 @@ def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))[..., 0]
 
 
+OUTLIER_KEYS = ("outlier_mu", "outlier_sd", "outlier_w", "outlier_b")  # the regression in familiarity.npz
+
+
+def outlier_logit(arrays: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
+    """The gem-vs-non-gem logistic regression's logit (higher: more like the gem photos), in float64: the
+    runtime and the fit (`gemid.training.familiarity_fit`) compute it with this one function."""
+    f = np.asarray(features, np.float64)
+    f = f.reshape(len(f), -1) if f.ndim > 2 else f  # (N, D); a (N, D, 1, 1) pool output flattened
+    return ((f - arrays["outlier_mu"]) / arrays["outlier_sd"]) @ np.asarray(arrays["outlier_w"], np.float64) + float(
+        arrays["outlier_b"])
+
+
 class Familiarity:
     """The fitted statistics of a bundle's familiarity.npz, and the combined score."""
 
@@ -51,8 +63,7 @@ class Familiarity:
         if self.class_means is not None:
             self.class_means = self.class_means.astype(np.float32)
             self.precision = np.asarray(self.precision, np.float32)
-        self.outlier = ({k: np.asarray(arrays[f"outlier_{k}"], np.float32) for k in ("mu", "sd", "w", "b")}
-                        if "outlier_w" in arrays else None)
+        self.outlier = {k: np.asarray(arrays[k], np.float64) for k in OUTLIER_KEYS} if "outlier_w" in arrays else None
         if spec.outlier_weight and self.outlier is None:
             raise ModelError("the familiarity spec weighs an outlier logit that familiarity.npz does not hold")
 
@@ -99,11 +110,7 @@ class Familiarity:
 
     def outlier_logit(self, features: np.ndarray) -> np.ndarray:
         """The gem-vs-non-gem logistic regression's logit (higher: more like the gem photos)."""
-        o = self.outlier
-        if o is None:
-            return np.zeros(len(features))
-        f = np.asarray(features, np.float32).reshape(len(features), -1)
-        return (((f - o["mu"]) / o["sd"]) @ o["w"] + o["b"]).astype(np.float64).reshape(-1)
+        return np.zeros(len(features)) if self.outlier is None else outlier_logit(self.outlier, features)
 
     def combine(self, energies: np.ndarray, distances: np.ndarray, outliers: np.ndarray | None = None) -> np.ndarray:
         s = self.spec

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gemid.training import familiarity_fit as ff
-from gemid.vision.familiarity import Familiarity
+from gemid.vision.familiarity import Familiarity, outlier_logit
 
 N_CLASSES, DIM = 4, 32
 
@@ -200,7 +200,7 @@ def test_runtime_reads_the_outlier_regression_back(tmp_path) -> None:
     loaded = Familiarity.load(bundle)
     assert loaded is not None
     x = _lookalikes(20, rng, 0.0)
-    np.testing.assert_allclose(loaded.outlier_logit(x.features), ff._logit(arrays, x.features), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(loaded.outlier_logit(x.features), outlier_logit(arrays, x.features), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(loaded.score(x.logits, x.features, 1.0), Familiarity(spec, arrays).score(
         x.logits, x.features, 1.0), rtol=1e-5)
     with pytest.raises(ModelError, match="outlier"):
