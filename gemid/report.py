@@ -331,6 +331,29 @@ class StoneShape(BaseModel):
     probability: float = Field(ge=0.0, le=1.0)
 
 
+class StoneSize(BaseModel):
+    """The stone's face-up length and width on a scale reference in the photo (gemid.vision.size). Absent when
+    the photo holds no reference; `cannot_measure` says why a stone on one was not measured."""
+
+    status: Literal["measured", "cannot_measure"]
+    length_mm: float | None = Field(None, description="longest side of the outline's minimum-area rectangle")
+    width_mm: float | None = Field(None, description="its shorter side")
+    uncertainty_mm: float | None = Field(None, description="95 % interval, plus or minus, on each of the two")
+    method: str = Field(description="the reference and how the outline was measured")
+    reason: str | None = Field(None, description="why it was not measured, in plain words")
+
+
+class StoneWeight(BaseModel):
+    """The stone's weight: the desk's scale reading (`weight_ct`) when entered, otherwise an estimate from its
+    measured size, its shape and the specific gravity of what it is (gemid.gemmology.weight)."""
+
+    basis: Literal["scale", "estimate"] = Field(description="scale: the reading entered; estimate: from the photo")
+    carats: float = Field(description="the reading, or the estimate's middle")
+    low: float | None = Field(None, description="the estimate's range (None for a reading)")
+    high: float | None = None
+    method: str = Field(description="what it rests on, in plain words")
+
+
 class Stone(BaseModel):
     """Which stone of the photo this report is about. Every stone found gets its own report; all share
     `image.sha256`. A single-stone photo has index 1 and count 1."""
@@ -340,6 +363,8 @@ class Stone(BaseModel):
     bbox: tuple[int, int, int, int] = Field(description="x, y, width, height in the photo's pixels")
     outline: list[tuple[int, int]] = Field(default_factory=list, description="simplified contour, photo pixels")
     shape: StoneShape | None = None
+    size: StoneSize | None = Field(None, description="length and width in mm; absent without a scale reference")
+    weight: StoneWeight | None = Field(None, description="the scale reading, or an estimate from the size")
 
 
 # --- the signature -------------------------------------------------------------------------------------

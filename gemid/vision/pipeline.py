@@ -26,6 +26,7 @@ from gemid.gemmology.guidance import recommend
 from gemid.gemmology.instruments import TESTS
 from gemid.gemmology.likelihood import tests_done
 from gemid.gemmology.rerank import rerank
+from gemid.gemmology.weight import estimate_weight
 from gemid.report import (
     ClarityGrade,
     ColourGrade,
@@ -38,6 +39,7 @@ from gemid.report import (
     Report,
     SpeciesResult,
     Stone,
+    StoneSize,
     TestsResult,
     clean_reference,
     no_readings,
@@ -52,9 +54,11 @@ from gemid.vision.crop import square_box
 from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode, finer
 from gemid.vision.learned import apply_heads
 from gemid.vision.quality import assess, too_poor_to_judge
+from gemid.vision.scale import ScaleReference, card_segmentation, clear_card, find_card
 from gemid.vision.segment import Segmentation, segment
+from gemid.vision.size import measure_stones
 from gemid.vision.stone_area import locate
-from gemid.vision.stones import describe, find_stones, isolated
+from gemid.vision.stones import describe, find_stones, isolated, isolated_fine
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,16 @@ class _Prepared:
     crop: np.ndarray
     poor: str | None
     stone: Stone | None = None  # which stone of the photo (gemid.vision.stones); None when none was found
+
+
+@dataclass(frozen=True)
+class _CardView:
+    """A photo of stones on the scale card at full resolution: the card cleared away, found there, and how many
+    times finer it is than the working image."""
+
+    rgb: np.ndarray
+    ref: ScaleReference
+    k: float
 
 
 class Identifier:
@@ -234,8 +248,9 @@ class Identifier:
         new = report.model_copy(deep=True)
         tests, conclusion = self._evidence(new.species, readings)
         clarity = retype(new.clarity, conclusion.label or new.species.top[0].label) if new.clarity else None
+        stone = _weighed(new.stone, new.species, tests, conclusion, readings)
         return new.model_copy(update={"revision": report.revision + 1, "tests": tests, "conclusion": conclusion,
-                                      "clarity": clarity, "created_at": datetime.now(UTC)})
+                                      "clarity": clarity, "stone": stone, "created_at": datetime.now(UTC)})
 
     # --- stages -----------------------------------------------------------------------------------------
 
@@ -254,8 +269,15 @@ class Identifier:
         reflections segment as separate pieces, and reporting "the first stone" cost top-1 there (now 0 of the
         1,003 single-stone photos split; `python -m bench.bench_trays --singles`). Its `stone` section says
         how many pieces the segmentation saw; `identify_stones` splits them."""
-        seg = segment(image.rgb)
+        card = find_card(image.rgb)
+        if card is None:
+            seg = segment(image.rgb)
+        else:  # the stones lie on gemid's scale card: segment them on its plain paper, finer, down to 2 mm
+            image = replace(image, rgb=clear_card(image.rgb, card))
+            seg = segment(image.rgb, **card_segmentation(card, image.rgb.shape))
         stones = [seg] if first_only else find_stones(image.rgb, seg)
+        view = self._card_view(image, card) if card is not None else None
+        sizes = _sizes(view, stones, first_only) if view is not None else None
         margin = self.bundle.input.crop.margin
         out = []
         for i in range(1 if first_only else len(stones)):
@@ -263,17 +285,35 @@ class Identifier:
             quality = assess(image.rgb, seg, margin, scale=image.scale)
             stone = describe(image.rgb, stones, i, count=seg.n_stones if first_only else None)
             quality, stone = _in_photo_pixels(image, quality, stone)
+            if stone is not None and sizes is not None:
+                stone = stone.model_copy(update={"size": sizes[i]})
+            crop = self._model_crop(image, stones, i, whole=first_only, view=view)
             out.append(_Prepared(file=name, image=image, seg=seg, quality=quality,
-                                 crop=self.classifier.front_end(self._model_crop(image, stones, i, whole=first_only),
-                                                                *isolated(image.rgb, stones, i, margin)),
+                                 crop=self.classifier.front_end(crop, *isolated(image.rgb, stones, i, margin)),
                                  poor=too_poor_to_judge(quality), stone=stone))
         return out
 
-    def _model_crop(self, image: DecodedImage, stones: list[Segmentation], i: int, *, whole: bool) -> np.ndarray:
+    def _card_view(self, image: DecodedImage, card: ScaleReference) -> _CardView:
+        """The photo of the scale card at full resolution, cleared like the working image: a reduced working
+        image is decoded again and the card found again there (the working image's card, scaled, stands in
+        when its markers are not found at full size)."""
+        if image.scale >= 1.0 or image.data is None:
+            return _CardView(rgb=image.rgb, ref=card, k=1.0)
+        full = finer(image, 1, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        k = full.scale / image.scale
+        ref = find_card(full.rgb) or card.scaled(k)
+        return _CardView(rgb=clear_card(full.rgb, ref), ref=ref, k=k)
+
+    def _model_crop(self, image: DecodedImage, stones: list[Segmentation], i: int, *, whole: bool,
+                    view: _CardView | None = None) -> np.ndarray:
         """The model's crop of stone `i`. A stone too small in a reduced working image for the model's input
         side (a small stone in a big photo) is cut from the photo decoded again just fine enough, so the model
-        sees what it would have seen in the whole photo rather than an enlarged working image."""
+        sees what it would have seen in the whole photo rather than an enlarged working image; on the scale
+        card, from the card's photo at full resolution (`view`)."""
         margin = self.bundle.input.crop.margin
+        if view is not None and view.k > 1.0 and self.bundle.input.crop.policy != "full_image":
+            h, w = image.rgb.shape[:2]
+            return self.classifier.crop(*isolated_fine(view.rgb, view.k, stones, i, margin, (w, h)))
         rgb, seg = isolated(image.rgb, stones, i, margin)
         need = self.bundle.input.size
         if not (whole and image.data is not None and seg.found and self.bundle.input.crop.policy != "full_image"):
@@ -329,7 +369,7 @@ class Identifier:
             clarity=clarity,
             tests=tests,
             conclusion=conclusion,
-            stone=prep.stone,
+            stone=_weighed(prep.stone, species, tests, conclusion, readings),
         )
 
     def _evidence(self, species: SpeciesResult, readings: Readings | None) -> tuple[TestsResult | None, Conclusion]:
@@ -366,6 +406,25 @@ class Identifier:
         except Exception:
             log.exception("%s could not be computed", section)
             return None
+
+
+def _sizes(view: _CardView, stones: list[Segmentation], first_only: bool) -> list[StoneSize]:
+    """Each stone's length and width on the scale card, measured on the card's photo at full resolution."""
+    if first_only and stones[0].n_stones > 1:  # identify's whole photo: several stones as one
+        return [StoneSize(status="cannot_measure", method=view.ref.method, reason=(
+            "the photo holds several stones: each is measured when every stone is identified"))]
+    return measure_stones(view.rgb, view.ref, stones[:1] if first_only else stones, view.k)
+
+
+def _weighed(stone: Stone | None, species: SpeciesResult, tests: TestsResult | None, conclusion: Conclusion,
+             readings: Readings | None) -> Stone | None:
+    """The stone with its weight: the scale reading, or the estimate from its size and what it is concluded to
+    be (the re-ranked candidates when readings were entered); it follows every new revision's conclusion."""
+    if stone is None:
+        return None
+    reranked = tests.reranking.combined if tests is not None and tests.reranking is not None else None
+    weight = estimate_weight(stone, conclusion, reranked or species.top, readings)
+    return stone.model_copy(update={"weight": weight})
 
 
 def _capture(prep: _Prepared, report: Report) -> Capture:

@@ -38,7 +38,8 @@ class Segmentation:
     border_spread: float = 0.0
 
 
-def _foreground(dist: np.ndarray, border_dist: np.ndarray, floor: float) -> tuple[float, float, list[np.ndarray]]:
+def _foreground(dist: np.ndarray, border_dist: np.ndarray, floor: float, min_area: float = 0.002,
+                max_kernel: int | None = None) -> tuple[float, float, list[np.ndarray]]:
     """Threshold the colour distance (Otsu, floored), clean up, and return the significant contours."""
     sh, sw = dist.shape
     d8 = np.clip(dist * (255.0 / max(1.0, dist.max())), 0, 255).astype(np.uint8)
@@ -48,6 +49,8 @@ def _foreground(dist: np.ndarray, border_dist: np.ndarray, floor: float) -> tupl
     border_is_bg = float(np.mean(border_dist <= thr))
 
     k = max(3, (min(sh, sw) // 60) | 1)
+    if max_kernel is not None:
+        k = max(3, min(k, max_kernel | 1))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel, iterations=2)
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel, iterations=1)
@@ -55,16 +58,22 @@ def _foreground(dist: np.ndarray, border_dist: np.ndarray, floor: float) -> tupl
     contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     areas = np.array([cv2.contourArea(c) for c in contours], dtype=np.float64)
     total = float(sh * sw)
-    keep = [c for c, a in zip(contours, areas, strict=True) if a >= 0.002 * total] if len(contours) else []
+    keep = [c for c, a in zip(contours, areas, strict=True) if a >= min_area * total] if len(contours) else []
     return thr, border_is_bg, keep
 
 
-def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
-    """Segment the stone(s) in an RGB uint8 image (H, W, 3)."""
+def segment(rgb: np.ndarray, *, min_component: float = 0.12, side: int = WORK_SIDE,
+            min_area: float = 0.002, max_kernel: int | None = None) -> Segmentation:
+    """Segment the stone(s) in an RGB uint8 image (H, W, 3).
+
+    `side`, `min_area` (a component's least share of the frame) and `max_kernel` (the clean-up's largest
+    structuring element, pixels at `side`) are for photos of stones on the scale card (gemid.vision.scale),
+    where a 3 mm stone is a speck of a frame that holds the whole card: they are segmented finer, keep smaller
+    components and are not opened away. Every other photo keeps the defaults."""
     h, w = rgb.shape[:2]
     # the plain area filter, not gemid.vision.resample's faster one: training cut its crops from these
     # masks, so they must stay bit for bit what the shipped model was trained and measured on
-    scale = min(1.0, WORK_SIDE / max(h, w))
+    scale = min(1.0, side / max(h, w))
     shrunk = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(shrunk, (3, 3), 0)
     sh, sw = small.shape[:2]
@@ -79,14 +88,14 @@ def segment(rgb: np.ndarray, *, min_component: float = 0.12) -> Segmentation:
     # Floor: what the background itself varies by (gradients, noise, JPEG), with a minimum of 8 dE.
     spread = float(np.percentile(border_dist, 95))
     floor = max(8.0, spread * 1.5)
-    thr, border_is_bg, keep = _foreground(dist, border_dist, floor)
+    thr, border_is_bg, keep = _foreground(dist, border_dist, floor, min_area, max_kernel)
     if not keep:
         # A stone that reaches the image border (a frame-filling close-up) inflates the border's 95th
         # percentile until nothing passes. Retry once with a floor from the border's median, which the
         # background still owns. Only photos that found no stone change.
         relaxed = max(8.0, float(np.percentile(border_dist, 50)) * 5.0)
         if relaxed < floor:
-            thr, border_is_bg, keep = _foreground(dist, border_dist, relaxed)
+            thr, border_is_bg, keep = _foreground(dist, border_dist, relaxed, min_area, max_kernel)
     if not keep:
         return Segmentation(
             mask=np.zeros((h, w), np.uint8), bbox=(0, 0, w, h), outline=[], area_fraction=0.0, n_stones=0,

@@ -277,6 +277,37 @@ def isolated(rgb: np.ndarray, stones: list[Segmentation], i: int, margin: float,
     return sub, local
 
 
+def isolated_fine(fine: np.ndarray, k: float, stones: list[Segmentation], i: int, margin: float,
+                  working_size: tuple[int, int]) -> tuple[np.ndarray, Segmentation]:
+    """`isolated`, cut from the same photo decoded `k` times finer (a scale card's photo at full resolution,
+    where a 3 mm stone has the pixels the model needs): stone `i`'s square neighbourhood, the other stones
+    painted out with the background's colour from their working-image masks. `working_size` is the working
+    image's (width, height), which the stones' boxes and masks are in."""
+    seg = stones[i]
+    fill = background_rgb(fine)
+    x0, y0, side = square_box(seg.bbox, margin, working_size)
+    side += 2
+    x0, y0 = x0 - 1, y0 - 1
+    own = crop_mask(seg.mask, (x0, y0, side)) > 0
+    paint = np.zeros_like(own)
+    halo = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_HALO, _HALO))
+    for j, other in enumerate(stones):
+        if j != i:
+            paint |= cv2.dilate(crop_mask(other.mask, (x0, y0, side)), halo) > 0
+    paint &= ~own
+    fside = max(1, int(round(side * k)))
+    sub = crop_square(fine, (int(round(x0 * k)), int(round(y0 * k)), fside), fill=fill)
+    if paint.any():
+        sub[cv2.resize(paint.astype(np.uint8), (fside, fside), interpolation=cv2.INTER_NEAREST) > 0] = fill
+    x, y, bw, bh = seg.bbox
+    local = replace(seg, mask=cv2.resize(own.astype(np.uint8) * 255, (fside, fside), interpolation=cv2.INTER_NEAREST),
+                    bbox=(int(round((x - x0) * k)), int(round((y - y0) * k)), max(1, int(round(bw * k))),
+                          max(1, int(round(bh * k)))),
+                    outline=[(int(round((px - x0) * k)), int(round((py - y0) * k))) for px, py in seg.outline],
+                    small=None)
+    return sub, local
+
+
 def describe(rgb: np.ndarray, stones: list[Segmentation], i: int, count: int | None = None) -> Stone | None:
     """The report's `stone` section for stone `i` (None when no stone was found); `count` overrides how many
     stones the photo holds (the whole photo analysed as one: the pieces segmentation kept)."""

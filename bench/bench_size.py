@@ -1,0 +1,215 @@
+"""Size benchmark (issue 32, "Size in millimetres"): stones on gemid's scale card through
+`Identifier.identify_stones`, against their true length and width.
+
+    python -m bench.bench_size                      # 24 photos of the val stones (~2 min, 2 cores)
+    python -m bench.bench_size --split train        # the stones the edge constants were chosen on
+    python -m bench.bench_size --photos 4 --drawn   # drawn stones, without ../shared (what the test runs)
+
+Each photo is composed in memory, never saved: the card drawn as printed (`gemid.datasets.card.draw_card`,
+14 px/mm), 5-9 stones cut out of gemid's shape-labelled gems68 photos (`shape_gems68.csv`, split `--split`)
+with `segment`'s mask, each scaled to a random true length of 3-14 mm and turned at random, laid apart on the
+card with a soft shadow; then a camera: a perspective tilt of up to 8 % of the side, a desk around the card,
+a lamp (daylight, warm 3000 K-like or cool), defocus up to 1.2 px, noise up to 1.5 %, JPEG 80-95, the photo
+2400-4000 px wide (a phone's 12 MP frame is 4000). The truth is the laid mask's minimum-area rectangle.
+
+A stone is **found** when a report's `stone.bbox` holds its centre (one to one) and **measured** when that
+report's `stone.size.status` is measured. Printed: found and measured shares, the error of length and width
+(median and 95th percentile of |error|, in mm and in % of the true size, and the mean signed error: the
+bias), how often the stated 95 % interval holds the true value (both sides), and the time per photo. The
+photos are composed from real stone photos, but the card and the camera are simulated: no real photo of a
+stone on the card exists yet, so these figures check the method, not a desk's photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.gems68 import GEMS  # noqa: E402
+from bench.machine import cpu_description  # noqa: E402
+
+SHAPES_CSV = REPO / "gemid" / "datasets" / "annotations" / "shape_gems68.csv"
+PPM = 14.0  # pixels per mm of the card as drawn
+LENGTH_MM = (3.0, 14.0)
+AREA_MM = ((20.0, 130.0), (18.0, 82.0))  # where stone centres may lie on the card (clear of the markers)
+LAMPS = ((1.0, 1.0, 1.0), (1.0, 0.84, 0.62), (0.88, 0.95, 1.06))
+DESKS = ((92, 70, 52), (160, 150, 140), (40, 40, 45))
+
+
+@dataclass
+class Cutout:
+    name: str
+    rgb: np.ndarray
+    mask: np.ndarray  # uint8 0/255
+
+
+def real_cutouts(split: str) -> list[Cutout]:
+    from gemid.vision.segment import segment
+
+    with SHAPES_CSV.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == split]
+    out = []
+    for r in rows:
+        bgr = cv2.imread(str(GEMS / r["path"]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            continue
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        seg = segment(rgb)
+        if not seg.found or seg.n_stones != 1:
+            continue
+        x, y, w, h = seg.bbox
+        H, W = seg.mask.shape
+        if x <= 0 or y <= 0 or x + w >= W or y + h >= H:  # cut by the frame: its true outline is unknown
+            continue
+        out.append(Cutout(r["path"], rgb[y:y + h, x:x + w].copy(), seg.mask[y:y + h, x:x + w].copy()))
+    return out
+
+
+def drawn_cutouts(n: int = 8, seed: int = 0) -> list[Cutout]:
+    sys.path.insert(0, str(REPO / "tests" / "support"))
+    from bundle_fixture import STONE_COLOURS, draw_stone
+
+    from gemid.vision.segment import segment
+
+    names = list(STONE_COLOURS)
+    out = []
+    for i in range(n):
+        rgb = draw_stone(STONE_COLOURS[names[i % len(names)]], seed=seed + i)
+        seg = segment(rgb)
+        x, y, w, h = seg.bbox
+        out.append(Cutout(f"drawn-{i}", rgb[y:y + h, x:x + w].copy(), seg.mask[y:y + h, x:x + w].copy()))
+    return out
+
+
+@dataclass
+class Truth:
+    length: float
+    width: float
+    centre_photo: tuple[float, float]
+
+
+def compose(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[bytes, list[Truth]]:
+    """One photo of 5-9 stones on the card (JPEG bytes) and their true sizes."""
+    from gemid.datasets.card import camera, draw_card, lay_stone
+
+    card, origin = draw_card(PPM)
+    k = int(rng.integers(5, 10))
+    picks = rng.choice(len(cutouts), size=min(k, len(cutouts)), replace=False)
+    placed: list[tuple[float, float, float]] = []
+    truths_card = []
+    for j in picks:
+        length = float(rng.uniform(*LENGTH_MM))
+        for _ in range(200):
+            cx, cy = rng.uniform(*AREA_MM[0]), rng.uniform(*AREA_MM[1])
+            if all(np.hypot(cx - px, cy - py) > (length + pl) / 2 + 3.0 for px, py, pl in placed):
+                break
+        else:
+            continue
+        placed.append((cx, cy, length))
+        c = cutouts[j]
+        centre_px = (origin[0] + cx * PPM, origin[1] + cy * PPM)
+        lp, wp = lay_stone(card, c.rgb, c.mask, centre_px, length * PPM, angle_deg=float(rng.uniform(0, 180)))
+        truths_card.append((lp / PPM, wp / PPM, centre_px))
+    side = int(rng.integers(2400, 4001))
+    photo, hmat = camera(card, rng, tilt=float(rng.uniform(0.0, 0.08)), desk=DESKS[int(rng.integers(len(DESKS)))],
+                         out_side=side, lamp=LAMPS[int(rng.integers(len(LAMPS)))], blur=float(rng.uniform(0, 1.2)),
+                         noise=float(rng.uniform(0, 0.015)), jpeg=int(rng.integers(80, 96)))
+    truths = []
+    for length, width, (px, py) in truths_card:
+        q = cv2.perspectiveTransform(np.array([[[px, py]]], np.float64), hmat).reshape(2)
+        truths.append(Truth(length, width, (float(q[0]), float(q[1]))))
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return buf.tobytes(), truths
+
+
+def evaluate(ident, cutouts: list[Cutout], photos: int, seed: int) -> dict[str, float]:
+    """Run `photos` composed photos; returns the figures the benchmark prints."""
+    rng = np.random.default_rng(seed)
+    n = found = measured = covered = 0
+    err_l, err_w, rel, signed = [], [], [], []
+    seconds = 0.0
+    for _ in range(photos):
+        data, truths = compose(cutouts, rng)
+        t0 = time.perf_counter()
+        reports = ident.identify_stones(data, grade=False)
+        seconds += time.perf_counter() - t0
+        used: set[int] = set()
+        for t in truths:
+            n += 1
+            hit = None
+            for i, r in enumerate(reports):
+                if i in used or r.stone is None:
+                    continue
+                x, y, w, h = r.stone.bbox
+                if x <= t.centre_photo[0] <= x + w and y <= t.centre_photo[1] <= y + h:
+                    hit = i
+                    break
+            if hit is None:
+                continue
+            used.add(hit)
+            found += 1
+            size = reports[hit].stone.size
+            if size is None or size.status != "measured":
+                continue
+            measured += 1
+            el, ew = size.length_mm - t.length, size.width_mm - t.width
+            err_l.append(abs(el))
+            err_w.append(abs(ew))
+            rel += [abs(el) / t.length, abs(ew) / t.width]
+            signed += [el, ew]
+            covered += int(abs(el) <= size.uncertainty_mm and abs(ew) <= size.uncertainty_mm)
+    both = np.array(err_l + err_w) if err_l else np.zeros(1)
+    return {"stones": n, "found": 100.0 * found / max(1, n), "measured": 100.0 * measured / max(1, n),
+            "median_mm": float(np.median(both)), "p95_mm": float(np.percentile(both, 95)),
+            "median_pct": 100.0 * float(np.median(rel)) if rel else 0.0,
+            "p95_pct": 100.0 * float(np.percentile(rel, 95)) if rel else 0.0,
+            "bias_mm": float(np.mean(signed)) if signed else 0.0,
+            "coverage": 100.0 * covered / max(1, measured), "seconds_per_photo": seconds / max(1, photos)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--photos", type=int, default=24)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="val", choices=("train", "val"))
+    ap.add_argument("--drawn", action="store_true", help="drawn stones (no ../shared needed)")
+    ap.add_argument("--bundle", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
+    from gemid.vision.pipeline import Identifier
+
+    cutouts = drawn_cutouts() if args.drawn else real_cutouts(args.split)
+    if not cutouts:
+        print(f"no stones: {GEMS} is missing (use --drawn)")
+        return 2
+    ident = Identifier(args.bundle or DEFAULT_BUNDLE_DIR)
+    f = evaluate(ident, cutouts, args.photos, args.seed)
+    src = "drawn stones" if args.drawn else f"{len(cutouts)} real gems68 stones ({args.split})"
+    print(f"size on the scale card: {args.photos} composed photos of {src}, seed {args.seed}")
+    print(f"CPU: {cpu_description()}")
+    print(f"stones {f['stones']}: found {f['found']:.1f} %, measured {f['measured']:.1f} %")
+    print(f"|error| length and width: median {f['median_mm']:.2f} mm ({f['median_pct']:.1f} %), "
+          f"95th pct {f['p95_mm']:.2f} mm ({f['p95_pct']:.1f} %); mean signed error {f['bias_mm']:+.3f} mm")
+    print(f"stated 95 % interval holds both sides: {f['coverage']:.1f} % of measured stones")
+    print(f"time per photo (identify_stones, grade=False, JPEG in): {f['seconds_per_photo']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
