@@ -451,7 +451,8 @@ class FileError(BaseModel):
 ROW_FIELDS = ["file", "report_id", "decision", "top1", "p1", "top2", "p2", "colour", "clarity", "warnings",
               "error", "reference", "next_test", "colour_hex", "answer", "probability", "basis",
               "photo_decision", "cannot_exclude", "revision", "stone", "shape", "top3", "p3", "readings",
-              "image_sha256", "created_at"]
+              "image_sha256", "created_at", "size_status", "length_mm", "width_mm", "size_uncertainty_mm",
+              "weight_ct", "weight_low_ct", "weight_high_ct", "weight_basis"]
 
 
 def _not_graded(status: str, reason: str | None) -> str:
@@ -529,4 +530,22 @@ def table_row(r: Report | FileError) -> dict[str, str]:
         "top3": top[2].label if len(top) > 2 else "", "p3": f"{top[2].probability:.4f}" if len(top) > 2 else "",
         "readings": readings_text(r), "image_sha256": r.image.sha256,
         "created_at": r.created_at.isoformat(timespec="seconds"),
+        **size_fields(r),
+    }
+
+
+def _mm(v: float | None) -> str:
+    return "" if v is None else f"{v:.2f}"
+
+
+def size_fields(r: Report) -> dict[str, str]:
+    """The stone's size and weight columns: empty without a scale reference (or a weight), `size_status`
+    cannot_measure with no figures when the stone on the card could not be measured."""
+    size = r.stone.size if r.stone else None
+    weight = r.stone.weight if r.stone else None
+    return {
+        "size_status": size.status if size else "", "length_mm": _mm(size.length_mm if size else None),
+        "width_mm": _mm(size.width_mm if size else None), "size_uncertainty_mm": _mm(size.uncertainty_mm if size else None),
+        "weight_ct": _mm(weight.carats if weight else None), "weight_low_ct": _mm(weight.low if weight else None),
+        "weight_high_ct": _mm(weight.high if weight else None), "weight_basis": weight.basis if weight else "",
     }

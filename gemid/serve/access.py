@@ -108,6 +108,7 @@ ACCESS: dict[tuple[str, str], Rule] = {
     # signed reports: the public keys and a printed report's verification page are open (the code is an
     # unguessable token of one report; it enumerates nothing)
     ("GET", "/v1/keys"): Rule(OPEN),
+    ("GET", "/v1/scale-card.pdf"): Rule(OPEN),  # the same printed sheet for everyone
     ("GET", "/verify/{code}"): Rule(OPEN),
     ("GET", "/v1/verify/{code}"): Rule(OPEN),
     # the learning loop's figures over the whole lab (accuracy of confirmed reports, drift)

@@ -55,3 +55,14 @@ def translate(lang: str, key: str, **values: object) -> str:
     opening, closing = ("\u2068", "\u2069") if lang in RTL else ("", "")
     return re.sub(r"\{(\w+)\}", lambda m: "" if values.get(m.group(1)) is None
                   else f"{opening}{values[m.group(1)]}{closing}", text)
+
+
+def language_of(lang: str | None, accept: str) -> str:
+    """?lang=, else the first of the caller's Accept-Language that the catalogue has (as the page picks)."""
+    if lang:
+        return lang
+    for part in accept.split(","):
+        code = part.split(";")[0].strip().lower().split("-")[0]
+        if code in LANGS:
+            return code
+    return "en"

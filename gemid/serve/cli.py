@@ -44,6 +44,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="default: %(default)s")
     p.set_defaults(func=run)
 
+    c = subparsers.add_parser(
+        "scale-card", help="write the printable scale card (PDF) that photos measure stones' sizes against",
+        description="Write gemid's scale card: print it at 100 %, check its 100 mm ruler, lay the stones inside "
+                    "its four markers and photograph it from above; each stone's report then gives its length and "
+                    "width in mm and an estimated weight. The service serves the same PDF at /v1/scale-card.pdf.")
+    c.add_argument("-o", "--output", default="gemid-scale-card.pdf", help="default: %(default)s")
+    c.add_argument("--lang", choices=("en", "ur"), default="en", help="the card's language (default: %(default)s)")
+    c.set_defaults(func=write_scale_card)
+
+
+def write_scale_card(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gemid.serve.manifest import FontMissing
+    from gemid.serve.scale_card import build_card_pdf
+
+    try:
+        body = build_card_pdf(lang=args.lang)
+    except FontMissing as exc:
+        print(f"gemid scale-card: {exc}", file=sys.stderr)
+        return 1
+    Path(args.output).write_bytes(body)
+    print(f"wrote {args.output} ({len(body) / 1024:.0f} KiB): print it at 100 % and check its ruler measures 100 mm")
+    return 0
+
 
 @functools.cache
 def _setting_defaults() -> dict[str, Any]:

@@ -178,6 +178,19 @@ def clarity_words(lang: str, r: Report) -> str:
     return c.grade
 
 
+def size_words(lang: str, r: Report) -> str:
+    """The stone's size on the scale card and its weight ("8.16 × 6.02 mm · ≈ 1.51 ct"); "" when neither."""
+    st = r.stone
+    parts = []
+    if st is not None and st.size is not None and st.size.status == "measured":
+        parts.append(translate(lang, "size.brief", length=f"{st.size.length_mm:.2f}", width=f"{st.size.width_mm:.2f}"))
+    if st is not None and st.weight is not None:
+        ct = f"{st.weight.carats:.2f}"
+        parts.append(translate(lang, "weight.scale", ct=ct) if st.weight.basis == "scale"
+                     else translate(lang, "weight.estimate", ct=ct))
+    return " · ".join(parts)
+
+
 def next_test_words(lang: str, r: Report) -> str:
     t = r.tests
     if t is None:
@@ -417,8 +430,9 @@ def _card(w: _Writer, card: Card, number: int, x: float, y: float) -> None:
         w.line(text_x + (0 if w.rtl else sw + 1), y + 0.6 + lh + 0.4, width - sw - 1, lh, label + colour, 6.5)
     else:
         w.line(text_x, y + 0.6 + lh + 0.4, width, lh, label + colour, 6.5)
+    size = size_words(lang, r)
     w.line(text_x, y + 0.6 + 2 * lh + 0.4, width, lh,
-           f"{translate(lang, 'stones.col.clarity')}: {clarity_words(lang, r)}", 6.5)
+           f"{translate(lang, 'stones.col.clarity')}: {clarity_words(lang, r)}" + (f" · {size}" if size else ""), 6.5)
     w.line(text_x, y + 0.6 + 3 * lh + 0.4, width, lh,
            f"{translate(lang, 'stones.col.next')}: {next_test_words(lang, r)}", 6.5)
     pdf.set_text_color(80, 80, 80)

@@ -765,6 +765,40 @@ def test_tray_photo_gives_numbered_stones_in_a_compact_result(desk: Watched, ser
     desk.assert_clean()
 
 
+def test_stones_on_the_scale_card_show_their_size_and_weight(desk: Watched, server: str):
+    from bundle_fixture import encode
+    from card_support import TRAY, card_photo
+
+    page = desk.page
+    photo, truths, _ = card_photo(TRAY, seed=3)
+    page.goto(server)
+    # the card is one click from the upload: the PDF, open to anyone
+    link = page.locator("#scale-card-link")
+    assert link.inner_text() == "Scale card (PDF)" and link.get_attribute("href") == "v1/scale-card.pdf?lang=en"
+    with urllib.request.urlopen(urllib.parse.urljoin(server, link.get_attribute("href")), timeout=30) as got:
+        assert got.headers["Content-Type"] == "application/pdf"
+        assert "gemid scale card" in PdfReader(io.BytesIO(got.read())).pages[0].extract_text()
+    page.set_input_files("#file-pick", files=[{"name": "card.jpg", "mimeType": "image/jpeg",
+                                               "buffer": encode(photo, ".jpg")}])
+    page.get_by_role("button", name="Identify 1 photo").click()
+    page.wait_for_function(f"() => document.querySelectorAll('details.stone-result').length === {len(truths)}")
+    # every row of the table gives the stone's length and width under its shape
+    sizes = texts(page.locator("#summary table.stones td.shape .size"))
+    assert len(sizes) == len(truths) and all(" mm" in s for s in sizes), sizes
+    assert "null" not in page.locator("#results").inner_text()  # no reference: no stray parts either
+    measured = sorted(float(s.split(" × ")[0]) for s in sizes)
+    assert measured == pytest.approx(sorted(t[0] for t in truths), abs=0.7)
+    shot(page, "desk-scale-card-result")
+    # a stone's card says what the size rests on
+    page.locator("details.stone-result > summary").first.click()
+    section = page.locator("article.report section.size-section")
+    section.wait_for()
+    assert section.get_attribute("data-status") == "measured"
+    assert "mm (± " in section.locator(".size-mm").inner_text()
+    assert "scale card: 4 markers" in section.locator(".method").inner_text()
+    desk.assert_clean()
+
+
 def test_same_photo_again_shows_the_stored_reports_with_a_notice(desk: Watched, server: str):
     page = desk.page
     reference = f"DUP-{uuid.uuid4().hex[:8]}"
@@ -941,7 +975,7 @@ def test_field_page_shows_accuracy_and_names_what_drifted(desk: Watched, server:
 
 # --- Urdu ---------------------------------------------------------------------------------------------
 
-URDU_ALLOWED = {"gemid", "JPEG", "PNG", "WebP", "TIFF", "HEIC", "MB", "KB", "SHA", "CSV", "UTC", "tray", "png", "English",
+URDU_ALLOWED = {"gemid", "JPEG", "PNG", "WebP", "TIFF", "HEIC", "MB", "KB", "SHA", "CSV", "PDF", "UTC", "tray", "png", "English",
                 SIGN_IN["name"]}  # the switch names English; the signed-in name is data
 
 
@@ -982,6 +1016,12 @@ def test_urdu_page_is_right_to_left_and_fits_a_phone(browser, server: str):
             return c.measureText('پتھروں کی شناخت').width; })""")
         assert widths[0] != widths[1], widths
         fits("identify")
+        # the scale card in the page's language
+        card_href = page.locator("#scale-card-link").get_attribute("href")
+        assert card_href == "v1/scale-card.pdf?lang=ur"
+        card_pdf = context.request.get(urllib.parse.urljoin(page.url, card_href))
+        assert card_pdf.status == 200 and card_pdf.headers["content-type"] == "application/pdf"
+        assert "پیمانہ کارڈ" in PdfReader(io.BytesIO(card_pdf.body())).pages[0].extract_text().replace("\u200b", "")
 
         # the parcel in Urdu: headings, buttons, counts and columns from the Urdu catalogue
         page.goto(f"{server}#/parcel/{reference}")

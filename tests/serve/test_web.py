@@ -299,8 +299,9 @@ def test_every_catalogue_key_has_its_urdu_and_every_used_key_exists():
 
     used |= {f"role.{r}" for r in ROLES}  # the signed-in account's role in the header (js/session.js)
     # the parcel manifest PDF words itself from the same catalogue (gemid.serve.catalogue.translate)
-    manifest_py = (STATIC_DIR.parent / "manifest.py").read_text(encoding="utf-8")
-    used |= set(re.findall(r"""translate\(\w+, ["']([\w.]+)["']""", manifest_py))
+    for document in ("manifest.py", "scale_card.py"):  # and the printable scale card
+        source = (STATIC_DIR.parent / document).read_text(encoding="utf-8")
+        used |= set(re.findall(r"""translate\(\w+, ["']([\w.]+)["']""", source))
     used |= {f"test.{s}" for s in ("refractive_index", "birefringence", "specific_gravity", "optic_character",
                                    "optic_sign", "pleochroism", "uv_fluorescence", "spectroscope", "magnification")}
     used |= {f"stones.col.{c}" for c in ("n", "where", "decision", "conclusion", "top3", "shape", "colour", "clarity",

@@ -6,12 +6,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from bundle_fixture import STONE_COLOURS, build_bundle, draw_stone, encode
+from card_support import TRAY, card_photo
 
-from gemid.datasets.card import camera, draw_card, lay_stone
 from gemid.report import Readings
 from gemid.vision.pipeline import Identifier
 from gemid.vision.scale import CARD, card_segmentation, clear_card, find_card
@@ -21,44 +20,10 @@ from gemid.vision.stones import find_stones
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench import bench_size  # noqa: E402
 
-PPM = 12.0
-
 
 @pytest.fixture(scope="module")
 def identifier(tmp_path_factory) -> Identifier:
     return Identifier(build_bundle(tmp_path_factory.mktemp("bundle"), int8=False))
-
-
-def stone_cutout(label: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rgb = draw_stone(STONE_COLOURS[label], seed=seed)
-    seg = segment(rgb)
-    x, y, w, h = seg.bbox
-    return rgb[y:y + h, x:x + w].copy(), seg.mask[y:y + h, x:x + w].copy()
-
-
-def card_photo(stones: list[tuple[str, float, tuple[float, float]]], *, seed: int = 0, tilt: float = 0.05,
-               lamp=(1.0, 1.0, 1.0), cover: tuple[int, ...] = (), side: int = 1600):
-    """A photo of drawn stones laid on the card: (label, true length mm, centre mm) each; returns the RGB
-    photo, the true (length, width) in mm and each stone's centre in the photo."""
-    rng = np.random.default_rng(seed)
-    card, origin = draw_card(PPM)
-    truths = []
-    for i, (label, length, (cx, cy)) in enumerate(stones):
-        rgb, mask = stone_cutout(label, seed + i)
-        centre = (origin[0] + cx * PPM, origin[1] + cy * PPM)
-        lp, wp = lay_stone(card, rgb, mask, centre, length * PPM, angle_deg=25.0 * i)
-        truths.append((lp / PPM, wp / PPM, centre))
-    for marker in cover:  # a marker hidden under a hand or a tray's edge
-        x, y = origin + np.array(CARD.origin(marker)) * PPM
-        side_px = int(CARD.marker_mm * PPM) + 4
-        card[int(y) - 2:int(y) + side_px, int(x) - 2:int(x) + side_px] = (246, 246, 242)
-    photo, hmat = camera(card, rng, tilt=tilt, out_side=side, lamp=lamp, blur=0.7, noise=0.008, jpeg=92)
-    centres = [tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)) for _, _, c in truths]
-    return photo, [(t[0], t[1]) for t in truths], centres
-
-
-TRAY = [("Ruby", 8.0, (40.0, 40.0)), ("Emerald", 5.0, (80.0, 35.0)), ("Sapphire Blue", 11.0, (110.0, 60.0)),
-        ("Peridot", 3.5, (50.0, 75.0))]
 
 
 def test_the_card_is_found_tilted_and_under_a_warm_lamp():
@@ -155,3 +120,25 @@ def test_the_size_bench_prints_figures_that_parse(tmp_path, capsys):
     assert int(stones[1]) >= 10 and float(stones[2]) == 100.0 and float(stones[3]) == 100.0
     assert float(err[1]) < 0.2 and float(err[1]) <= float(err[3])
     assert float(cover[1]) >= 80.0
+
+
+def test_the_table_row_and_the_manifest_carry_the_size(identifier):
+    from gemid.report import table_row
+    from gemid.serve.manifest import size_words
+
+    photo, _, _ = card_photo(TRAY[:2], seed=6)
+    reports = identifier.identify_stones(encode(photo, ".png"))
+    for r in reports:
+        row = table_row(r)
+        assert row["size_status"] == "measured"
+        assert float(row["length_mm"]) == pytest.approx(r.stone.size.length_mm, abs=0.005)
+        assert float(row["size_uncertainty_mm"]) == pytest.approx(r.stone.size.uncertainty_mm, abs=0.005)
+        assert row["weight_basis"] == (r.stone.weight.basis if r.stone.weight else "")
+        assert f"{r.stone.size.length_mm:.2f} × {r.stone.size.width_mm:.2f} mm" in size_words("en", r)
+        assert "ملی میٹر" in size_words("ur", r)
+    revised = identifier.add_readings(reports[0], Readings(sg=4.0, weight_ct=1.25))
+    row = table_row(revised)
+    assert (row["weight_ct"], row["weight_low_ct"], row["weight_basis"]) == ("1.25", "", "scale")
+    assert size_words("en", revised).endswith("1.25 ct")
+    plain = table_row(identifier.identify(encode(draw_stone(STONE_COLOURS["Ruby"]), ".png")))
+    assert all(plain[k] == "" for k in ("size_status", "length_mm", "weight_ct", "weight_basis"))

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from gemid.errors import GemidInputError
 from gemid.report import DECISIONS, ROW_FIELDS, Report, clean_reference, table_row
 from gemid.serve.accounts import Principal
+from gemid.serve.catalogue import language_of
 from gemid.serve.deps import ImagesDep, LimiterDep, PrincipalDep, SettingsDep, StoreDep, desk_scope
 from gemid.serve.errors import ApiError, error_responses
 from gemid.serve.images import ImageStore
@@ -77,7 +78,7 @@ def to_csv(reports: list[Report]) -> str:
     return out.getvalue()
 
 
-def _attachment(body: str | bytes, name: str, media_type: str = CSV_TYPE, ext: str = "csv") -> Response:
+def attachment(body: str | bytes, name: str, media_type: str = CSV_TYPE, ext: str = "csv") -> Response:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:80] or "export"
     return Response(body, media_type=media_type, headers={
         "Content-Disposition": f"attachment; filename=\"{safe}.{ext}\"; filename*=UTF-8''{quote(name[:80])}.{ext}"})
@@ -109,18 +110,7 @@ async def _parcel(store: StoreDep, raw: str, principal: Principal | None) -> tup
 async def parcel_csv(store: StoreDep, principal: PrincipalDep, reference: str) -> Response:
     """The parcel's rows as CSV, one per stone, the columns of `GET /v1/parcels/{reference}`."""
     reference, reports = await _parcel(store, reference, principal)
-    return _attachment(to_csv(reports), f"parcel-{reference}")
-
-
-def _language(lang: str | None, accept: str) -> str:
-    """?lang=, else the first of the caller's Accept-Language that the catalogue has (as the page picks)."""
-    if lang:
-        return lang
-    for part in accept.split(","):
-        code = part.split(";")[0].strip().lower().split("-")[0]
-        if code in ("en", "ur"):
-            return code
-    return "en"
+    return attachment(to_csv(reports), f"parcel-{reference}")
 
 
 def _preview_rgb(store: ReportStore, images: ImageStore, settings: Settings, report_id: str, sha: str,
@@ -182,7 +172,7 @@ async def parcel_pdf(request: Request, store: StoreDep, images: ImagesDep, setti
     if len(reports) > MAX_MANIFEST:
         raise ApiError(422, "parcel_too_large", f"the parcel '{reference}' has {len(reports)} stones; a manifest "
                        f"holds at most {MAX_MANIFEST}: print it from History by date instead")
-    language = _language(lang, request.headers.get("accept-language", ""))
+    language = language_of(lang, request.headers.get("accept-language", ""))
     desks = sorted({r.issued_by.desk for r in reports if r.issued_by and r.issued_by.desk})
     desk = ", ".join(desks) or (principal.desk if principal else None)
     verify_base = verification_url(request, settings, "")
@@ -191,7 +181,7 @@ async def parcel_pdf(request: Request, store: StoreDep, images: ImagesDep, setti
                                         verify_base, limiter=limiter)
     except FontMissing as exc:
         raise ApiError(503, "font_missing", str(exc)) from exc
-    return _attachment(body, f"parcel-{reference}", "application/pdf", "pdf")
+    return attachment(body, f"parcel-{reference}", "application/pdf", "pdf")
 
 
 @router.get("/parcels/{reference:path}", response_model=ParcelResponse, responses=error_responses(404, 422, 503),
@@ -215,4 +205,4 @@ async def reports_csv(store: StoreDep, principal: PrincipalDep, filters: Filters
     the dates for more), one CSV row each with the columns of the parcel table."""
     reports = await to_thread.run_sync(lambda: store.latest(limit=MAX_EXPORT, desk=desk_scope(principal),
                                                             **filters.query()))
-    return _attachment(to_csv(reports), "gemid-reports")
+    return attachment(to_csv(reports), "gemid-reports")

@@ -13,10 +13,10 @@
  * reports and a notice, shown here as such.
  */
 
-import { config, errorCode, errorMessage, uploadOne } from './api.js';
+import { API, config, errorCode, errorMessage, uploadOne } from './api.js';
 import { announce, enc, h, heading } from './dom.js';
 import { bytes, conclusionOf, conclusionText } from './format.js';
-import { t, tn } from './i18n.js';
+import { lang, t, tn } from './i18n.js';
 import { parcelHref } from './parcel.js';
 import { reportCard } from './results.js';
 import { rowOf, stoneNumber, stonesFigure, stonesTable } from './stones.js';
@@ -257,10 +257,11 @@ function renderSummary() {
   document.getElementById('results').hidden = done.length === 0;
   const items = done.flatMap((i) => i.reports.map((report) => ({ report, row: rowOf(report) })));
   const refs = [...new Set(items.map((x) => x.report.reference).filter(Boolean))];
-  box.replaceChildren(
+  // replaceChildren writes a null as the text "null": only the parts there are
+  box.replaceChildren(...[
     refs.length ? h('p', { class: 'parcel-links' }, t('identify.parcel'), refs.map((ref, k) => [k ? ', ' : '',
       h('a', { href: parcelHref(ref) }, ref)])) : null,
-    items.length < 2 ? null : stonesTable(items, { caption: t('identify.summary') }));
+    items.length < 2 ? null : stonesTable(items, { caption: t('identify.summary') })].filter(Boolean));
 }
 
 export function viewIdentify(root) {
@@ -286,6 +287,8 @@ export function viewIdentify(root) {
     h('div', { class: 'actions' }, coarse ? [cameraBtn, chooseBtn] : [chooseBtn, cameraBtn]),
     h('p', { class: 'hint' }, t('identify.hint')
       + (config.max_bytes ? t('identify.hint.size', { size: bytes(config.max_bytes) }) : t('identify.hint.end'))),
+    h('p', { class: 'hint card-hint' }, t('identify.card'),
+      h('a', { href: `${API}scale-card.pdf?lang=${lang()}`, download: '', id: 'scale-card-link' }, t('card.link'))),
     pick, camera);
   drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('dragging'); });
   drop.addEventListener('dragleave', () => drop.classList.remove('dragging'));

@@ -53,5 +53,5 @@ export async function viewParcel(root, route, token) {
     h('section', { class: 'parcel-hashes' }, heading(2, t('parcel.hashes')),
       h('ul', { class: 'mono', dir: 'ltr' }, photos.map((g) => h('li', {}, `${g[0].file || 'photo'}: ${(g[0].image || {}).sha256}`)))),
     reports.length ? h('p', { class: 'disclaimer' }, h('strong', {}, t('disclaimer.title')),
-      lang() === 'en' ? reports[0].disclaimer : t('disclaimer')) : null);
+      lang() === 'en' ? reports[0].disclaimer : t('disclaimer')) : '');  // replaceChildren would write a null
 }

@@ -13,7 +13,7 @@ import { enc, h, heading } from './dom.js';
 import { speciesSection } from './conclusion.js';
 import { bytes, nice, utc } from './format.js';
 import {
-  claritySection, colourSection, photoFigure, testsSection, warningsBlock,
+  claritySection, colourSection, photoFigure, sizeSection, testsSection, warningsBlock,
 } from './report-sections.js';
 import { isCurrent } from './route.js';
 
@@ -65,6 +65,7 @@ export async function viewPrint(root, route, token) {
       h('div', { class: `notice ${rr.fits_none ? 'bad' : 'warn'}` },
         rr.fits_none ? h('strong', {}, 'Readings fit no candidate. ') : null, rr.flag)) : null,
     h('div', { class: 'report-sections' }, colourSection(r, 2), claritySection(r, 2)),
+    sizeSection(r, 2),
     testsSection(r, 2),
     h('p', { class: 'disclaimer' }, h('strong', {}, 'Disclaimer. '), r.disclaimer),
     h('div', { class: 'signatures' }, h('div', {}, 'Technician (name, signature)'), h('div', {}, 'Date and stamp')));

@@ -166,6 +166,35 @@ function testItem(r) {
         h('tbody', {}, r.expected.map((e) => h('tr', {}, h('td', {}, nice(e.label)), h('td', {}, e.expected))))) : null));
 }
 
+const MM = (v) => Number(v).toFixed(2);
+
+/** The stone's size on the scale card and its weight (the scale reading, or the estimate from the size), with
+ * what each rests on; null when the photo holds no scale card and no weight was entered. */
+export function sizeSection(report, lvl) {
+  const st = report.stone || {};
+  const size = st.size;
+  const w = st.weight;
+  if (!size && !w) return null;
+  const sec = h('section', { class: 'size-section', 'data-status': size ? size.status : 'none' }, heading(lvl, 'Size and weight'));
+  const facts = h('dl', { class: 'facts' });
+  if (size && size.status === 'measured') {
+    facts.append(h('dt', {}, 'Length × width'), h('dd', { class: 'size-mm' },
+      `${MM(size.length_mm)} × ${MM(size.width_mm)} mm (± ${MM(size.uncertainty_mm)} mm, 95 %)`));
+  } else if (size) {
+    sec.append(h('p', { class: 'not-graded', 'data-status': size.status },
+      h('strong', {}, 'Cannot measure from this photo'), size.reason ? `: ${size.reason}` : '.'));
+  }
+  if (w) {
+    facts.append(h('dt', {}, 'Weight'), h('dd', { class: 'weight', 'data-basis': w.basis },
+      w.basis === 'scale' ? `${MM(w.carats)} ct (scale reading)`
+        : `≈ ${MM(w.carats)} ct, estimated ${MM(w.low)}–${MM(w.high)} ct`));
+  }
+  if (facts.childNodes.length) sec.append(facts);
+  const how = [size ? size.method : null, w ? w.method : null].filter(Boolean);
+  if (how.length) sec.append(h('p', { class: 'method' }, how.join('. ') + '.'));
+  return sec;
+}
+
 /** The guidance of this revision: the tests already done, what a laboratory would add when standard tests
  * cannot settle it, and the tests to do next (never one already done). */
 export function testsSection(report, lvl) {

@@ -14,7 +14,7 @@ import { speciesSection } from './conclusion.js';
 import { conclusionOf, conclusionText, utc } from './format.js';
 import { readingsSection } from './readings.js';
 import {
-  claritySection, colourSection, photoFigure, testsSection, warningsBlock,
+  claritySection, colourSection, photoFigure, sizeSection, testsSection, warningsBlock,
 } from './report-sections.js';
 import { isCurrent } from './route.js';
 
@@ -39,6 +39,8 @@ export function reportCard(report, { lvl = 2, title = null, links = true, onUpda
       photoFigure(r),
       h('div', {}, speciesSection(r, lvl + 1, { focusable: true }), warningsBlock(r))));
     card.append(h('div', { class: 'report-sections' }, colourSection(r, lvl + 1), claritySection(r, lvl + 1)));
+    const size = sizeSection(r, lvl + 1);
+    if (size) card.append(size);
     card.append(testsSection(r, lvl + 1));
     card.append(readingsSection(r, lvl + 1, (updated) => {
       fill(updated, true);

@@ -107,7 +107,37 @@ export function rowOf(report) {
     next_test: !tests ? '' : tests.colour_decides || ((tests.recommended || [])[0] ? nice(tests.recommended[0].test) : ''),
     readings: rr ? Object.entries(rr.readings || {}).filter(([, v]) => v !== null && v !== false)
       .map(([k, v]) => (v === true ? READING_WORDS[k] || k : `${READING_WORDS[k] || k} ${v}`)).join('; ') : '',
+    ...sizeFields(report.stone),
   };
+}
+
+const mm = (v) => (v === null || v === undefined ? '' : Number(v).toFixed(2));
+
+/** gemid.report.size_fields: the stone's size (on the scale card) and weight columns. */
+function sizeFields(stone) {
+  const size = (stone && stone.size) || null;
+  const w = (stone && stone.weight) || null;
+  return {
+    size_status: size ? size.status : '', length_mm: mm(size && size.length_mm), width_mm: mm(size && size.width_mm),
+    size_uncertainty_mm: mm(size && size.uncertainty_mm), weight_ct: mm(w && w.carats), weight_low_ct: mm(w && w.low),
+    weight_high_ct: mm(w && w.high), weight_basis: w ? w.basis : '',
+  };
+}
+
+/** The size and weight under the shape ("8.16 × 6.02 mm · ≈ 1.51 ct"), the interval and range in its title;
+ * null without a measured size or a weight. */
+function sizeLine(row) {
+  const parts = [];
+  const title = [];
+  if (row.length_mm) {
+    parts.push(t('size.brief', { length: row.length_mm, width: row.width_mm }));
+    title.push(`± ${row.size_uncertainty_mm} mm (95 %)`);
+  }
+  if (row.weight_ct) {
+    parts.push(t(row.weight_basis === 'scale' ? 'weight.scale' : 'weight.estimate', { ct: row.weight_ct }));
+    if (row.weight_low_ct) title.push(`${row.weight_low_ct}–${row.weight_high_ct} ct (estimate)`);
+  }
+  return parts.length ? h('span', { class: 'size', title: title.join('; ') || null }, parts.join(' · ')) : null;
 }
 
 /** A grade's words for a table cell: "cannot judge from this photo" without its reason, a colour without the
@@ -162,7 +192,7 @@ export function stonesTable(items, { caption = t('stones.caption'), open = null 
         h('td', { class: 'answer', 'data-label': t('stones.col.conclusion') }, h('bdi', {}, answerCell(decision, row.answer || null, prob)),
           row.basis === 'photo+readings' ? t('answer.withreadings') : ''),
         h('td', { class: 'photo-answer opt', 'data-label': t('stones.col.top3') }, h('bdi', { dir: 'ltr' }, topThree(row))),
-        h('td', { class: 'shape', 'data-label': t('stones.col.shape') }, shapeWords(row.shape) || '—'),
+        h('td', { class: 'shape', 'data-label': t('stones.col.shape') }, shapeWords(row.shape) || '—', sizeLine(row)),
         h('td', { class: 'colour', 'data-label': t('stones.col.colour'), title: row.colour || null },
           colourCell(row.colour_hex, brief(row.colour))),
         h('td', { class: 'clarity', 'data-label': t('stones.col.clarity'), title: row.clarity || null }, brief(row.clarity) || '—'),

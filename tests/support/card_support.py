@@ -1,0 +1,44 @@
+"""Photos of drawn stones on gemid's scale card, with their true sizes: for the size tests and the browser test."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from bundle_fixture import STONE_COLOURS, draw_stone
+
+from gemid.datasets.card import camera, draw_card, lay_stone
+from gemid.vision.scale import CARD
+from gemid.vision.segment import segment
+
+PPM = 12.0  # pixels per mm of the card as drawn
+# (label, true length in mm, centre on the card in mm): four stones of 3.5-11 mm, apart
+TRAY = [("Ruby", 8.0, (40.0, 40.0)), ("Emerald", 5.0, (80.0, 35.0)), ("Sapphire Blue", 11.0, (110.0, 60.0)),
+        ("Peridot", 3.5, (50.0, 75.0))]
+
+
+def stone_cutout(label: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rgb = draw_stone(STONE_COLOURS[label], seed=seed)
+    seg = segment(rgb)
+    x, y, w, h = seg.bbox
+    return rgb[y:y + h, x:x + w].copy(), seg.mask[y:y + h, x:x + w].copy()
+
+
+def card_photo(stones: list[tuple[str, float, tuple[float, float]]], *, seed: int = 0, tilt: float = 0.05,
+               lamp=(1.0, 1.0, 1.0), cover: tuple[int, ...] = (), side: int = 1600):
+    """A photo of drawn stones laid on the card: (label, true length mm, centre mm) each; returns the RGB
+    photo, the true (length, width) in mm and each stone's centre in the photo."""
+    rng = np.random.default_rng(seed)
+    card, origin = draw_card(PPM)
+    truths = []
+    for i, (label, length, (cx, cy)) in enumerate(stones):
+        rgb, mask = stone_cutout(label, seed + i)
+        centre = (origin[0] + cx * PPM, origin[1] + cy * PPM)
+        lp, wp = lay_stone(card, rgb, mask, centre, length * PPM, angle_deg=25.0 * i)
+        truths.append((lp / PPM, wp / PPM, centre))
+    for marker in cover:  # a marker hidden under a hand or a tray's edge
+        x, y = origin + np.array(CARD.origin(marker)) * PPM
+        side_px = int(CARD.marker_mm * PPM) + 4
+        card[int(y) - 2:int(y) + side_px, int(x) - 2:int(x) + side_px] = (246, 246, 242)
+    photo, hmat = camera(card, rng, tilt=tilt, out_side=side, lamp=lamp, blur=0.7, noise=0.008, jpeg=92)
+    centres = [tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)) for _, _, c in truths]
+    return photo, [(t[0], t[1]) for t in truths], centres
