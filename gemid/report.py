@@ -329,6 +329,9 @@ class StoneShape(BaseModel):
         "cut shape: round, oval, cushion, emerald_cut (step cut, octagon), square (princess), pear, marquise, "
         "heart, trillion, cabochon (any outline), tumbled_or_rough"))
     probability: float = Field(ge=0.0, le=1.0)
+    others: dict[str, float] = Field(default_factory=dict, description=(
+        "the other shapes at least 5 % probable, most probable first: the shape is read from a photo taken from "
+        "above (66.7 % top-1 on held-out gems68 photos), and a weight estimate spans them"))
 
 
 class StoneSize(BaseModel):
@@ -534,7 +537,8 @@ def table_row(r: Report | FileError) -> dict[str, str]:
     }
 
 
-def _mm(v: float | None) -> str:
+def _two_places(v: float | None) -> str:
+    """A size in mm or a weight in carats for a CSV cell: two decimals, "" when absent."""
     return "" if v is None else f"{v:.2f}"
 
 
@@ -544,8 +548,12 @@ def size_fields(r: Report) -> dict[str, str]:
     size = r.stone.size if r.stone else None
     weight = r.stone.weight if r.stone else None
     return {
-        "size_status": size.status if size else "", "length_mm": _mm(size.length_mm if size else None),
-        "width_mm": _mm(size.width_mm if size else None), "size_uncertainty_mm": _mm(size.uncertainty_mm if size else None),
-        "weight_ct": _mm(weight.carats if weight else None), "weight_low_ct": _mm(weight.low if weight else None),
-        "weight_high_ct": _mm(weight.high if weight else None), "weight_basis": weight.basis if weight else "",
+        "size_status": size.status if size else "",
+        "length_mm": _two_places(size.length_mm if size else None),
+        "width_mm": _two_places(size.width_mm if size else None),
+        "size_uncertainty_mm": _two_places(size.uncertainty_mm if size else None),
+        "weight_ct": _two_places(weight.carats if weight else None),
+        "weight_low_ct": _two_places(weight.low if weight else None),
+        "weight_high_ct": _two_places(weight.high if weight else None),
+        "weight_basis": weight.basis if weight else "",
     }

@@ -64,16 +64,16 @@ def lay_stone(card: np.ndarray, stone_rgb: np.ndarray, stone_mask: np.ndarray, c
 
 def camera(card: np.ndarray, rng: np.random.Generator, *, tilt: float = 0.08, desk: tuple[int, int, int] = (92, 70, 52),
            out_side: int = 2000, lamp: tuple[float, float, float] = (1.0, 1.0, 1.0), blur: float = 0.0,
-           noise: float = 0.0, jpeg: int | None = 90) -> tuple[np.ndarray, np.ndarray]:
+           noise: float = 0.0, jpeg: int | None = 90, fill: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
     """The card seen by a camera: a random perspective of up to `tilt` (share of the side each corner moves),
-    on a desk, under a lamp's colour, with defocus (sigma in pixels), noise and JPEG; and the homography
-    from the card image's pixels to the photo's."""
+    the card spanning `fill` of the frame's width, on a desk, under a lamp's colour, with defocus (sigma in
+    pixels), noise and JPEG; and the homography from the card image's pixels to the photo's."""
     h, w = card.shape[:2]
-    scale = out_side * 0.8 / max(w, h)
+    scale = out_side * fill / max(w, h)
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    dst = src * scale + np.float32([out_side * 0.1, out_side * 0.1])
-    dst += rng.uniform(-tilt, tilt, size=(4, 2)).astype(np.float32) * out_side * 0.8
-    oh = int(round(out_side * (h / w * 0.8 + 0.2))) if w >= h else out_side
+    dst = src * scale + np.float32([out_side * (1 - fill) / 2, out_side * (1 - fill) / 2])
+    dst += rng.uniform(-tilt, tilt, size=(4, 2)).astype(np.float32) * out_side * fill
+    oh = int(round(out_side * (h / w * fill + (1 - fill)))) if w >= h else out_side
     hmat = cv2.getPerspectiveTransform(src, dst)
     img = cv2.warpPerspective(card, hmat, (out_side, oh), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=desk)

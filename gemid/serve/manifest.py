@@ -223,8 +223,8 @@ def _ascii_safe(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
-class _Writer:
-    """fpdf2 with the manifest's fonts and a right-to-left aware text line."""
+class PdfWriter:
+    """fpdf2 with the manifest's fonts and a right-to-left aware text line (the scale card writes with it too)."""
 
     def __init__(self, lang: str, fonts: Fonts) -> None:
         from fpdf import FPDF
@@ -322,7 +322,7 @@ def build_pdf(reference: str, cards: Sequence[Card], *, lang: str = "en", desk: 
               printed_at: datetime, verify_base: str | None = None, fonts: Fonts | None = None) -> bytes:
     """The manifest of `cards` (the parcel's stones in its order) as PDF bytes; `verify_base` is the start of
     the public verification link (".../verify/"), printed once in the header."""
-    w = _Writer(lang, fonts or Fonts.find())
+    w = PdfWriter(lang, fonts or Fonts.find())
 
     def isolate(value: str) -> str:  # as catalogue.translate isolates a value right to left
         return f"\u2068{value}\u2069" if w.rtl else value
@@ -363,11 +363,11 @@ def build_pdf(reference: str, cards: Sequence[Card], *, lang: str = "en", desk: 
         pdf.set_text_color(40, 40, 40)
         w.block(MARGIN, top + 1.5, inner, 3.6 if not w.rtl else 4.6, disclaimer, 6.5)
         w.line(MARGIN, PAGE_H - MARGIN - 4, inner, 4, translate(lang, "pdf.page", n=page + 1, total=pages), 6.5)
-    _name_marks(pdf)
+    name_marks(pdf)
     return bytes(pdf.output())
 
 
-def _name_marks(pdf: FPDF) -> None:
+def name_marks(pdf: FPDF) -> None:
     """Give each glyph that stands for no character of its own a zero-width space (U+200B) in the PDF's
     character map. Nastaliq draws a letter's dots and marks as glyphs of their own in the letter's cluster;
     fpdf2 maps only the cluster's first glyph to its text and leaves the rest unmapped, which text extraction,
@@ -382,7 +382,7 @@ def _name_marks(pdf: FPDF) -> None:
                 glyph.unicode = (0x200B,)
 
 
-def _card(w: _Writer, card: Card, number: int, x: float, y: float) -> None:
+def _card(w: PdfWriter, card: Card, number: int, x: float, y: float) -> None:
     pdf, lang, r = w.pdf, w.lang, card.report
     h = CARD_H - 1.5
 

@@ -11,7 +11,7 @@ The words come from the page's catalogue (gemid.serve.catalogue), as the parcel 
 from __future__ import annotations
 
 from gemid.serve.catalogue import translate
-from gemid.serve.manifest import MARGIN, PAGE_W, Fonts, _name_marks, _Writer
+from gemid.serve.manifest import MARGIN, PAGE_W, Fonts, PdfWriter, name_marks
 from gemid.vision.scale import CARD, MARKER_IDS, MODULES, marker_image
 
 CARD_X = (PAGE_W - CARD.width_mm) / 2  # the markers' rectangle on the page, mm
@@ -22,7 +22,7 @@ RULER_MM = 100
 
 def build_card_pdf(*, lang: str = "en", fonts: Fonts | None = None) -> bytes:
     """The scale card as PDF bytes."""
-    w = _Writer(lang, fonts or Fonts.find())
+    w = PdfWriter(lang, fonts or Fonts.find())
     pdf = w.pdf
     pdf.set_title(translate("en", "card.title"))
     pdf.add_page()
@@ -80,5 +80,5 @@ def build_card_pdf(*, lang: str = "en", fonts: Fonts | None = None) -> bytes:
     pdf.set_text_color(110, 110, 110)
     w.line(MARGIN, top + 17, inner, 5, translate(lang, "card.markers", side=f"{CARD.marker_mm:g}",
                                                  width=f"{CARD.width_mm:g}", height=f"{CARD.height_mm:g}"), 7.5)
-    _name_marks(pdf)
+    name_marks(pdf)
     return bytes(pdf.output())

@@ -54,7 +54,14 @@ from gemid.vision.crop import square_box
 from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode, finer
 from gemid.vision.learned import apply_heads
 from gemid.vision.quality import assess, too_poor_to_judge
-from gemid.vision.scale import ScaleReference, card_segmentation, clear_card, find_card
+from gemid.vision.scale import (
+    CARD_SPLITTING,
+    MIN_MARKER_PX,
+    ScaleReference,
+    card_segmentation,
+    clear_card,
+    find_card,
+)
 from gemid.vision.segment import Segmentation, segment
 from gemid.vision.size import measure_stones
 from gemid.vision.stone_area import locate
@@ -64,6 +71,7 @@ log = logging.getLogger(__name__)
 
 UNMEASURED = "it could not be measured on this photo"
 NO_STONE_AREA = "the stone's area could not be measured on this photo (a reference card or glare in the way?)"
+CARD_FULL_SIDE = 4096  # a scale card's photo is measured at the finest power-of-two reduction within this side
 CHUNK = 8  # photos decoded and held at once by identify_many: bounds memory (8 × 40 MP ≈ 1 GB worst case)
 
 Source = bytes | bytearray | memoryview | Path | str
@@ -269,20 +277,20 @@ class Identifier:
         reflections segment as separate pieces, and reporting "the first stone" cost top-1 there (now 0 of the
         1,003 single-stone photos split; `python -m bench.bench_trays --singles`). Its `stone` section says
         how many pieces the segmentation saw; `identify_stones` splits them."""
-        card = find_card(image.rgb)
+        card = find_card(image.rgb, min_marker_px=MIN_MARKER_PX * image.scale)  # its size in the photo counts
         if card is None:
             seg = segment(image.rgb)
         else:  # the stones lie on gemid's scale card: segment them on its plain paper, finer, down to 2 mm
             image = replace(image, rgb=clear_card(image.rgb, card))
             seg = segment(image.rgb, **card_segmentation(card, image.rgb.shape))
-        stones = [seg] if first_only else find_stones(image.rgb, seg)
+        stones = [seg] if first_only else find_stones(image.rgb, seg, **({} if card is None else CARD_SPLITTING))
         view = self._card_view(image, card) if card is not None else None
         sizes = _sizes(view, stones, first_only) if view is not None else None
         margin = self.bundle.input.crop.margin
         out = []
         for i in range(1 if first_only else len(stones)):
             seg = stones[i]
-            quality = assess(image.rgb, seg, margin, scale=image.scale)
+            quality = assess(image.rgb, seg, margin, scale=image.scale, card=card is not None)
             stone = describe(image.rgb, stones, i, count=seg.n_stones if first_only else None)
             quality, stone = _in_photo_pixels(image, quality, stone)
             if stone is not None and sizes is not None:
@@ -294,12 +302,15 @@ class Identifier:
         return out
 
     def _card_view(self, image: DecodedImage, card: ScaleReference) -> _CardView:
-        """The photo of the scale card at full resolution, cleared like the working image: a reduced working
-        image is decoded again and the card found again there (the working image's card, scaled, stands in
-        when its markers are not found at full size)."""
-        if image.scale >= 1.0 or image.data is None:
+        """The photo of the scale card at full resolution (at most CARD_FULL_SIDE on its long side), cleared like
+        the working image: a reduced working image is decoded again and the card found again there (the working
+        image's card, scaled, stands in when its markers are not found at full size)."""
+        step = 1  # a 40 MP photo is measured at half its side: 3,600 px hold a 3 mm stone in about 50 px
+        while max(image.width, image.height) / step > CARD_FULL_SIDE:
+            step *= 2
+        if image.scale >= 1.0 / step or image.data is None:
             return _CardView(rgb=image.rgb, ref=card, k=1.0)
-        full = finer(image, 1, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        full = finer(image, step, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
         k = full.scale / image.scale
         ref = find_card(full.rgb) or card.scaled(k)
         return _CardView(rgb=clear_card(full.rgb, ref), ref=ref, k=k)

@@ -31,7 +31,9 @@ MODULES = 6  # a 4x4 code and its one-module black border: a module is MARKER_MM
 # corner location error after sub-pixel refinement, in pixels: what a single marker's homography rests on
 # (with several markers the fit's own residual is used when it is larger)
 CORNER_SIGMA_PX = 0.3
-MIN_MARKER_PX = 24.0  # a marker smaller than this in the working image measures too coarsely to be used
+MIN_MARKER_PX = 24.0  # a marker smaller than this in the photo measures too coarsely to be used
+QUIET_MM = MARKER_MM / MODULES  # the white margin around a marker, painted out with it (one module)
+EDGE_MARGIN_MM = 0.3  # an outline this near a painted-out part was cut by the painting: not measured
 MIN_STONE_MM = 2.0  # on the card, a component narrower than this (a round of this diameter) is a speck, not a stone
 CARD_SEGMENT_SIDE = 1024  # the card's photos are segmented this fine: a 3 mm stone is then ~15 pixels across
 
@@ -105,6 +107,33 @@ class ScaleReference:
         p = self.to_mm(np.array([(x, y), (x + 1.0, y), (x, y + 1.0)]))
         return float((np.linalg.norm(p[1] - p[0]) + np.linalg.norm(p[2] - p[0])) / 2.0)
 
+    def to_image(self, points_mm: np.ndarray) -> np.ndarray:
+        """Points on the card's plane (n, 2), in mm, in the image's pixels."""
+        pts = np.asarray(points_mm, np.float64).reshape(-1, 1, 2)
+        return cv2.perspectiveTransform(pts, np.linalg.inv(self.to_card)).reshape(-1, 2)
+
+    def marker_polygon(self, marker_id: int, grow_mm: float = 0.0) -> np.ndarray:
+        """Marker `marker_id`'s square grown by `grow_mm` on each side, in image pixels (4, 2): where the
+        homography puts it, found in this photo or not (covered by a finger, half out of the frame)."""
+        c = self.layout.corners(marker_id) + np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)]) * grow_mm
+        return self.to_image(c)
+
+    def cleared(self, points_px: np.ndarray, margin_mm: float = EDGE_MARGIN_MM) -> bool:
+        """Whether any of these image points lies within `margin_mm` of what `clear_card` paints out (outside
+        the card, or a marker and its margin): an outline there was cut by the painting."""
+        mm = self.to_mm(points_px)
+        lay = self.layout
+        x, y = mm[:, 0], mm[:, 1]
+        if ((x < margin_mm) | (y < margin_mm) | (x > lay.width_mm - margin_mm) | (y > lay.height_mm - margin_mm)).any():
+            return True
+        grow = QUIET_MM + margin_mm
+        for marker in MARKER_IDS:
+            ox, oy = lay.origin(marker)
+            if ((x > ox - grow) & (x < ox + lay.marker_mm + grow) & (y > oy - grow)
+                    & (y < oy + lay.marker_mm + grow)).any():
+                return True
+        return False
+
     def card_polygon(self) -> np.ndarray:
         """The card's marker rectangle in image pixels (4, 2), clockwise from marker 0's outer corner."""
         lay = self.layout
@@ -126,8 +155,10 @@ def marker_image(marker_id: int, module_px: int = 1) -> np.ndarray:
                                          marker_id, MODULES * module_px, borderBits=1)
 
 
-def find_card(rgb: np.ndarray, layout: CardLayout = CARD) -> ScaleReference | None:
-    """The scale card in an RGB image, or None when none of its markers is found clearly enough."""
+def find_card(rgb: np.ndarray, layout: CardLayout = CARD, *, min_marker_px: float = MIN_MARKER_PX) -> ScaleReference | None:
+    """The scale card in an RGB image, or None when none of its markers is found clearly enough. A marker
+    narrower than `min_marker_px` is not used (the pipeline passes MIN_MARKER_PX in the photo's own pixels:
+    a reduced working image's small marker is measured again at full resolution)."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     corners, ids, _ = _detector().detectMarkers(grey)
     if ids is None:
@@ -136,7 +167,7 @@ def find_card(rgb: np.ndarray, layout: CardLayout = CARD) -> ScaleReference | No
     for c, i in zip(corners, ids.ravel(), strict=True):
         c = c.reshape(4, 2).astype(np.float64)
         side = float(np.mean(np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1)))
-        if int(i) in MARKER_IDS and int(i) not in found and side >= MIN_MARKER_PX:
+        if int(i) in MARKER_IDS and int(i) not in found and side >= min_marker_px:
             found[int(i)] = c
     if not found:
         return None
@@ -158,6 +189,9 @@ def find_card(rgb: np.ndarray, layout: CardLayout = CARD) -> ScaleReference | No
                           layout=layout)
 
 
+CARD_SPLITTING = {"side": CARD_SEGMENT_SIDE, "min_share": 0.0}  # gemid.vision.stones.find_stones on the card
+
+
 def card_segmentation(ref: ScaleReference, shape: tuple[int, ...]) -> dict[str, float | int]:
     """`gemid.vision.segment`'s settings for a photo of the card: finer, keeping every component of at least
     a MIN_STONE_MM round (a tray's 3 mm stone beside a 15 mm one is a stone, not a fleck)."""
@@ -171,33 +205,35 @@ def card_segmentation(ref: ScaleReference, shape: tuple[int, ...]) -> dict[str, 
 
 
 def paper_rgb(rgb: np.ndarray, ref: ScaleReference) -> tuple[int, int, int]:
-    """The card's paper colour: the median of a ring just around each marker (its white quiet zone)."""
+    """The card's paper colour: the median of a ring just outside each marker found (its white margin), read
+    in each marker's own box of pixels only (a 12 MP frame needs no full-size mask)."""
     h, w = rgb.shape[:2]
-    ring = np.zeros((h, w), np.uint8)
-    pad = max(3, int(round(ref.marker_px / MODULES)))  # a module's width of white around the marker
-    grow = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * pad + 1, 2 * pad + 1))
-    for quad in ref.corners_px:
-        marker = cv2.fillConvexPoly(np.zeros((h, w), np.uint8), np.round(quad).astype(np.int32), 255)
-        near = cv2.dilate(marker, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))  # its anti-aliased edge
-        ring |= cv2.dilate(marker, grow) & ~near
-    pixels = rgb[ring > 0]
-    if len(pixels) == 0:
+    pixels = []
+    for marker in ref.markers:
+        outer = ref.marker_polygon(marker, 1.5 * QUIET_MM)
+        inner = ref.marker_polygon(marker, 0.5 * QUIET_MM)
+        x0, y0 = np.floor(outer.min(axis=0)).astype(int).clip(0, (w - 1, h - 1))
+        x1, y1 = np.ceil(outer.max(axis=0)).astype(int).clip(0, (w - 1, h - 1)) + 1
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            continue
+        ring = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillConvexPoly(ring, np.round(outer - (x0, y0)).astype(np.int32), 255)
+        cv2.fillConvexPoly(ring, np.round(inner - (x0, y0)).astype(np.int32), 0)
+        pixels.append(rgb[y0:y1, x0:x1][ring > 0])
+    if not pixels or not sum(len(p) for p in pixels):
         return 255, 255, 255
-    return tuple(int(v) for v in np.median(pixels, axis=0))  # type: ignore[return-value]
+    return tuple(int(v) for v in np.median(np.concatenate(pixels), axis=0))  # type: ignore[return-value]
 
 
 def clear_card(rgb: np.ndarray, ref: ScaleReference) -> np.ndarray:
-    """A copy of the image with the markers and everything outside the card's marker rectangle painted in the
-    paper's colour: the stones on the card are then all that stands out from a plain background."""
+    """A copy of the image with everything outside the card's marker rectangle and all four markers with their
+    margins (found or not: a half-covered marker would be a dark "stone") painted in the paper's colour: the
+    stones on the card are then all that stands out from a plain background."""
     out = rgb.copy()
     fill = paper_rgb(rgb, ref)
-    h, w = rgb.shape[:2]
-    inside = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(inside, np.round(ref.card_polygon()).astype(np.int32), 255)
-    pad = max(3, int(round(ref.marker_px / MODULES)))
-    grow = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * pad + 1, 2 * pad + 1))
-    for quad in ref.corners_px:
-        marker = cv2.fillConvexPoly(np.zeros((h, w), np.uint8), np.round(quad).astype(np.int32), 255)
-        inside[cv2.dilate(marker, grow) > 0] = 0
-    out[inside == 0] = fill
+    keep = np.zeros(rgb.shape[:2], np.uint8)
+    cv2.fillConvexPoly(keep, np.round(ref.card_polygon()).astype(np.int32), 255)
+    for marker in MARKER_IDS:
+        cv2.fillConvexPoly(keep, np.round(ref.marker_polygon(marker, QUIET_MM)).astype(np.int32), 0)
+    out[keep == 0] = fill
     return out

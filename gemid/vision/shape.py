@@ -253,8 +253,8 @@ def probabilities(x: np.ndarray) -> dict[str, float]:
     return probs
 
 
-def classify_shape(rgb: np.ndarray, seg: Segmentation) -> tuple[str, float]:
-    """The most probable cut shape of the stone `seg` in `rgb`, and its probability."""
+def classify_shape(rgb: np.ndarray, seg: Segmentation) -> tuple[str, float, dict[str, float]]:
+    """The most probable cut shape of the stone `seg` in `rgb`, its probability, and every shape's."""
     probs = probabilities(features(rgb, seg))
     label = max(probs, key=probs.__getitem__)
-    return label, probs[label]
+    return label, probs[label], probs

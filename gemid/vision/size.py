@@ -27,6 +27,7 @@ import numpy as np
 from gemid.report import StoneSize
 from gemid.vision.scale import ScaleReference
 from gemid.vision.segment import Segmentation, segment
+from gemid.vision.stones import HALO_PX
 
 # where the segmentation puts a blurred, transparent edge, in the photo's pixels, either side. With 1.25 the
 # stated interval held both sides of 95.8 % of 166 stones (train split, `bench.bench_size --split train
@@ -37,9 +38,10 @@ EDGE_SIGMA_PX = 1.25
 PARALLAX = 0.012  # a girdle ~3 mm above the card, photographed from ~25 cm: 1.2 % larger
 PRINT = 0.005  # the print's scale, checked against a ruler to 0.5 mm over 100 mm
 Z95 = 1.96
+CUT_BY_CARD = ("the stone touches a marker or the card's edge, where the card is painted out before the stones are "
+               "found: lay it at least 3 mm inside the markers")
 MIN_STONE_PX = 20.0  # a stone narrower than this in the photo is not measured: one pixel is 5 % of it
 PAD = 0.35  # the neighbourhood segmented again around a stone, as a share of its longer side
-HALO = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # working pixels around a neighbour painted out
 OWN_SLACK = 9  # pixels: a piece of the fine outline may reach this far past the coarse mask and still be the stone's
 
 
@@ -136,8 +138,11 @@ def measure_stones(rgb: np.ndarray, ref: ScaleReference, stones: Sequence[Segmen
         for other in stones:
             if other is not seg and other.found:
                 theirs |= other.mask[sy0:sy1, sx0:sx1]
-        theirs = cv2.dilate(theirs, HALO)  # and their soft rims and shadows
+        theirs = cv2.dilate(theirs, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (HALO_PX, HALO_PX)))  # and their rims
         others = (cv2.resize(theirs, size, interpolation=cv2.INTER_NEAREST) > 0) & (own == 0)
         points = _outline(rgb, box, own, others)
+        if points is not None and ref.cleared(points):
+            out.append(size_of(None, ref, CUT_BY_CARD))
+            continue
         out.append(size_of(measure_outline(points, ref) if points is not None and len(points) >= 5 else None, ref))
     return out

@@ -50,6 +50,7 @@ MIN_STONE_AREA = 0.04
 ROW_TOLERANCE = 0.5
 
 
+SHAPE_OTHERS = 0.05  # the report names the other shapes at least this probable (the weight's range spans them)
 FLOOD_SIDE = 128  # the flooding runs on the component at most this many pixels across: saddles survive it
 # A component at least this convex (area over its convex hull's) has no neck, so it is one stone and the flood
 # (the costliest step of a screen) is skipped. Two round stones whose saddle is at MERGE_SADDLE of their radius
@@ -209,13 +210,18 @@ def _reading_order(boxes: list[tuple[int, int, int, int]]) -> list[int]:
     return [i for row in rows for i in sorted(row, key=lambda j: boxes[j][0] + boxes[j][2] / 2)]
 
 
-def find_stones(rgb: np.ndarray, seg: Segmentation) -> list[Segmentation]:
+def find_stones(rgb: np.ndarray, seg: Segmentation, *, side: int = WORK_SIDE,
+                min_share: float = MIN_STONE_AREA) -> list[Segmentation]:
     """Every stone of `seg` (segment's result for `rgb`), in reading order; `[seg]` itself for one stone or
-    none (unchanged: a single-stone photo is analysed exactly as before)."""
+    none (unchanged: a single-stone photo is analysed exactly as before).
+
+    On the scale card (gemid.vision.scale) the segmentation already dropped what is smaller than a 2 mm stone,
+    so the stones are split as finely as they were segmented (`side`) and none is dropped for being small
+    beside the largest (`min_share` 0: a 3 mm stone beside a 15 mm one is a stone)."""
     if not seg.found or seg.border_spread > BORDER_SPREAD:  # no stone, or no plain background to tell stones by
         return [seg]
     h, w = rgb.shape[:2]
-    scale = min(1.0, WORK_SIDE / max(h, w))
+    scale = min(1.0, side / max(h, w))
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
     small = cv2.resize(seg.mask, (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
     n, comps = cv2.connectedComponents(small.astype(np.uint8), connectivity=8)
@@ -225,7 +231,7 @@ def find_stones(rgb: np.ndarray, seg: Segmentation) -> list[Segmentation]:
     if not parts:
         return [seg]
     areas = np.array([p.sum() for p in parts], np.float64)
-    parts = [p for p, a in zip(parts, areas, strict=True) if a >= MIN_STONE_AREA * areas.max()]
+    parts = [p for p, a in zip(parts, areas, strict=True) if a >= min_share * areas.max()]
     if len(parts) <= 1:
         return [seg]
     inv = 1.0 / scale
@@ -243,7 +249,7 @@ def find_stones(rgb: np.ndarray, seg: Segmentation) -> list[Segmentation]:
     return [found[i] for i in _reading_order([s.bbox for s in found])]
 
 
-_HALO = 7  # pixels: a neighbour's anti-aliased rim and shadow edge are painted over with it
+HALO_PX = 7  # working pixels: a neighbour's anti-aliased rim and shadow edge are painted over with it
 
 
 def background_rgb(rgb: np.ndarray) -> tuple[int, int, int]:
@@ -257,54 +263,42 @@ def isolated(rgb: np.ndarray, stones: list[Segmentation], i: int, margin: float,
     """Stone `i`'s square neighbourhood with the other stones painted over in the background's colour, and
     its `Segmentation` in that neighbourhood's pixels: what the classifier's crop is cut from. One stone:
     the photo and its segmentation, unchanged."""
-    seg = stones[i]
     if len(stones) == 1:
-        return rgb, seg
-    fill = fill or background_rgb(rgb)
-    x0, y0, side = square_box(seg.bbox, margin, (rgb.shape[1], rgb.shape[0]))
-    side += 2  # a pixel of slack each side: the crop's own rounding stays inside
-    x0, y0 = x0 - 1, y0 - 1
-    sub = crop_square(rgb, (x0, y0, side), fill=fill)
-    own = crop_mask(seg.mask, (x0, y0, side)) > 0
-    halo = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_HALO, _HALO))
-    for j, other in enumerate(stones):
-        if j != i:
-            theirs = cv2.dilate(crop_mask(other.mask, (x0, y0, side)), halo) > 0  # and their soft rims
-            sub[theirs & ~own] = fill
-    x, y, bw, bh = seg.bbox
-    local = replace(seg, mask=own.astype(np.uint8) * 255, bbox=(x - x0, y - y0, bw, bh),
-                    outline=[(px - x0, py - y0) for px, py in seg.outline], small=None)  # not the crop's pixels
-    return sub, local
+        return rgb, stones[i]
+    return isolated_fine(rgb, 1.0, stones, i, margin, (rgb.shape[1], rgb.shape[0]), fill)
 
 
 def isolated_fine(fine: np.ndarray, k: float, stones: list[Segmentation], i: int, margin: float,
-                  working_size: tuple[int, int]) -> tuple[np.ndarray, Segmentation]:
-    """`isolated`, cut from the same photo decoded `k` times finer (a scale card's photo at full resolution,
-    where a 3 mm stone has the pixels the model needs): stone `i`'s square neighbourhood, the other stones
-    painted out with the background's colour from their working-image masks. `working_size` is the working
-    image's (width, height), which the stones' boxes and masks are in."""
+                  working_size: tuple[int, int], fill: tuple[int, int, int] | None = None
+                  ) -> tuple[np.ndarray, Segmentation]:
+    """`isolated`, cut from the same photo decoded `k` times finer than the working image the stones were
+    found on (a scale card's photo at full resolution, where a 3 mm stone has the pixels the model needs; k = 1:
+    the working image itself): stone `i`'s square neighbourhood, the other stones painted out with the
+    background's colour from their working-image masks. `working_size` is the working image's (width, height)."""
     seg = stones[i]
-    fill = background_rgb(fine)
+    fill = fill or background_rgb(fine)
     x0, y0, side = square_box(seg.bbox, margin, working_size)
-    side += 2
+    side += 2  # a pixel of slack each side: the crop's own rounding stays inside
     x0, y0 = x0 - 1, y0 - 1
     own = crop_mask(seg.mask, (x0, y0, side)) > 0
     paint = np.zeros_like(own)
-    halo = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_HALO, _HALO))
+    halo = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (HALO_PX, HALO_PX))
     for j, other in enumerate(stones):
         if j != i:
-            paint |= cv2.dilate(crop_mask(other.mask, (x0, y0, side)), halo) > 0
+            paint |= cv2.dilate(crop_mask(other.mask, (x0, y0, side)), halo) > 0  # and their soft rims
     paint &= ~own
     fside = max(1, int(round(side * k)))
     sub = crop_square(fine, (int(round(x0 * k)), int(round(y0 * k)), fside), fill=fill)
-    if paint.any():
-        sub[cv2.resize(paint.astype(np.uint8), (fside, fside), interpolation=cv2.INTER_NEAREST) > 0] = fill
+    if k != 1.0:
+        own = cv2.resize(own.astype(np.uint8), (fside, fside), interpolation=cv2.INTER_NEAREST) > 0
+        paint = cv2.resize(paint.astype(np.uint8), (fside, fside), interpolation=cv2.INTER_NEAREST) > 0
+    sub[paint] = fill
     x, y, bw, bh = seg.bbox
-    local = replace(seg, mask=cv2.resize(own.astype(np.uint8) * 255, (fside, fside), interpolation=cv2.INTER_NEAREST),
+    local = replace(seg, mask=own.astype(np.uint8) * 255,
                     bbox=(int(round((x - x0) * k)), int(round((y - y0) * k)), max(1, int(round(bw * k))),
                           max(1, int(round(bh * k)))),
                     outline=[(int(round((px - x0) * k)), int(round((py - y0) * k))) for px, py in seg.outline],
-                    small=None)
+                    small=None)  # not the crop's pixels
     return sub, local
 
 
@@ -315,8 +309,10 @@ def describe(rgb: np.ndarray, stones: list[Segmentation], i: int, count: int | N
     if not seg.found:
         return None
     try:
-        label, p = classify_shape(rgb, seg)
-        shape: StoneShape | None = StoneShape(label=label, probability=round(p, 4))
+        label, p, probs = classify_shape(rgb, seg)
+        others = {k: round(v, 4) for k, v in sorted(probs.items(), key=lambda kv: -kv[1])
+                  if k != label and v >= SHAPE_OTHERS}
+        shape: StoneShape | None = StoneShape(label=label, probability=round(p, 4), others=others)
     except Exception:  # the shape is a description: an odd outline must not cost the photo its report
         log.exception("the cut shape could not be classified")
         shape = None

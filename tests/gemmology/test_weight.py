@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 
 from gemid.gemmology.table import default_table
-from gemid.gemmology.weight import DEPTH, SHAPE_FACTOR, estimate_weight
+from gemid.gemmology.weight import BULGE, DEPTH, SHAPE_FACTOR, estimate_weight
 from gemid.report import Candidate, Conclusion, Readings, Stone, StoneShape, StoneSize
 
 
-def stone(shape: str = "oval", length: float = 8.0, width: float = 6.0, u: float = 0.2) -> Stone:
-    return Stone(index=1, count=1, bbox=(0, 0, 10, 10), shape=StoneShape(label=shape, probability=0.9),
+def stone(shape: str = "oval", length: float = 8.0, width: float = 6.0, u: float = 0.2,
+          others: dict[str, float] | None = None) -> Stone:
+    return Stone(index=1, count=1, bbox=(0, 0, 10, 10),
+                 shape=StoneShape(label=shape, probability=0.9, others=others or {}),
                  size=StoneSize(status="measured", length_mm=length, width_mm=width, uncertainty_mm=u,
                                 method="gemid scale card"))
 
@@ -29,9 +31,10 @@ def test_an_identified_oval_ruby_follows_the_standard_formula():
     sg = default_table().rows_for("Ruby")[0].sg
     lo, mid, hi = DEPTH["faceted"]
     assert w.basis == "estimate"
-    assert w.carats == pytest.approx(8.0 * 6.0 * mid * 6.0 * (sg.low + sg.high) / 2 * SHAPE_FACTOR["oval"], abs=0.01)
+    assert SHAPE_FACTOR["oval"] == (0.0020, 0.0020)
+    assert w.carats == pytest.approx(8.0 * 6.0 * mid * 6.0 * (sg.low + sg.high) / 2 * 0.0020, abs=0.01)
     assert w.low == pytest.approx(7.8 * 5.8 * lo * 5.8 * sg.low * 0.0020, abs=0.01)
-    assert w.high == pytest.approx(8.2 * 6.2 * hi * 6.2 * sg.high * 0.0020, abs=0.01)
+    assert w.high == pytest.approx(8.2 * 6.2 * hi * 6.2 * sg.high * 0.0020 * BULGE, abs=0.01)
     assert w.low < w.carats < w.high
     assert "estimate" in w.method and "SG 3.9" in w.method and "Ruby" in w.method
 
@@ -71,5 +74,22 @@ def test_an_sg_reading_is_used_even_when_the_stone_is_referred():
 def test_a_cabochon_is_estimated_with_a_cabochons_depth():
     cab = estimate_weight(stone("cabochon"), conclusion(), TOP, None)
     facet = estimate_weight(stone("oval"), conclusion(), TOP, None)
-    ratio = (DEPTH["cabochon"][1] * SHAPE_FACTOR["cabochon"]) / (DEPTH["faceted"][1] * SHAPE_FACTOR["oval"])
+    ratio = (DEPTH["cabochon"][1] * SHAPE_FACTOR["cabochon"][0]) / (DEPTH["faceted"][1] * SHAPE_FACTOR["oval"][0])
     assert cab.carats == pytest.approx(facet.carats * ratio, rel=0.02)
+
+
+def test_the_range_spans_the_other_likely_shapes_but_not_the_unlikely():
+    alone = estimate_weight(stone(), conclusion(), TOP, None)
+    unsure = estimate_weight(stone(others={"cabochon": 0.3, "marquise": 0.1}), conclusion(), TOP, None)
+    assert unsure.carats == alone.carats  # the middle stays the most probable shape's
+    assert unsure.low < alone.low  # as a cabochon it may be as shallow as 30 % of its width
+    assert unsure.high >= alone.high
+    assert "also as cabochon" in unsure.method and "marquise" not in unsure.method  # 0.1 is under SHAPE_SPAN
+
+
+def test_a_shape_whose_name_covers_two_cuts_gives_both_factors():
+    w = estimate_weight(stone("cushion", 6.0, 6.0, 0.0), conclusion(), TOP, None)
+    assert "0.0018-0.0022 (cushion)" in w.method
+    sg = default_table().rows_for("Ruby")[0].sg
+    assert w.low == pytest.approx(6 * 6 * DEPTH["faceted"][0] * 6 * sg.low * 0.0018, abs=0.01)
+    assert w.high == pytest.approx(6 * 6 * DEPTH["faceted"][2] * 6 * sg.high * 0.0022 * BULGE, abs=0.01)

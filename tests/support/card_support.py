@@ -24,7 +24,8 @@ def stone_cutout(label: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def card_photo(stones: list[tuple[str, float, tuple[float, float]]], *, seed: int = 0, tilt: float = 0.05,
-               lamp=(1.0, 1.0, 1.0), cover: tuple[int, ...] = (), side: int = 1600):
+               lamp=(1.0, 1.0, 1.0), cover: tuple[int, ...] = (), side: int = 1600, fill: float = 0.8,
+               blots: tuple[tuple[float, float, float, float], ...] = ()):
     """A photo of drawn stones laid on the card: (label, true length mm, centre mm) each; returns the RGB
     photo, the true (length, width) in mm and each stone's centre in the photo."""
     rng = np.random.default_rng(seed)
@@ -39,6 +40,9 @@ def card_photo(stones: list[tuple[str, float, tuple[float, float]]], *, seed: in
         x, y = origin + np.array(CARD.origin(marker)) * PPM
         side_px = int(CARD.marker_mm * PPM) + 4
         card[int(y) - 2:int(y) + side_px, int(x) - 2:int(x) + side_px] = (246, 246, 242)
-    photo, hmat = camera(card, rng, tilt=tilt, out_side=side, lamp=lamp, blur=0.7, noise=0.008, jpeg=92)
+    for x0, y0, x1, y1 in blots:  # a fingertip: skin over part of the card (mm, card coordinates)
+        (px0, py0), (px1, py1) = origin + np.array([x0, y0]) * PPM, origin + np.array([x1, y1]) * PPM
+        card[int(py0):int(py1), int(px0):int(px1)] = (214, 160, 130)
+    photo, hmat = camera(card, rng, tilt=tilt, out_side=side, lamp=lamp, blur=0.7, noise=0.008, jpeg=92, fill=fill)
     centres = [tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)) for _, _, c in truths]
     return photo, [(t[0], t[1]) for t in truths], centres

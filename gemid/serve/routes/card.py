@@ -16,13 +16,13 @@ from fastapi.responses import Response
 
 from gemid.serve.catalogue import language_of
 from gemid.serve.errors import ApiError, error_responses
-from gemid.serve.routes.parcels import attachment
+from gemid.serve.responses import attachment
 
 router = APIRouter(tags=["scale card"])
 
 
 @lru_cache(maxsize=2)
-def _card(lang: str) -> bytes:
+def _card_pdf(lang: str) -> bytes:
     from gemid.serve.scale_card import build_card_pdf
 
     return build_card_pdf(lang=lang)
@@ -43,7 +43,7 @@ async def scale_card(request: Request, lang: Annotated[Literal["en", "ur"] | Non
 
     language = language_of(lang, request.headers.get("accept-language", ""))
     try:
-        body = await to_thread.run_sync(_card, language)
+        body = await to_thread.run_sync(_card_pdf, language)
     except FontMissing as exc:
         raise ApiError(503, "font_missing", str(exc)) from exc
     return attachment(body, f"gemid-scale-card-{language}", "application/pdf", "pdf")

@@ -30,6 +30,7 @@ from gemid.serve.catalogue import language_of
 from gemid.serve.deps import ImagesDep, LimiterDep, PrincipalDep, SettingsDep, StoreDep, desk_scope
 from gemid.serve.errors import ApiError, error_responses
 from gemid.serve.images import ImageStore
+from gemid.serve.responses import attachment
 from gemid.serve.routes.reports import FiltersDep, render_preview, verification_url
 from gemid.serve.settings import Settings
 from gemid.serve.store import ReportStore
@@ -46,7 +47,6 @@ THUMB_SOURCE = 1024  # the display preview the thumbnails are cut from (cached b
 
 router = APIRouter(prefix="/v1", tags=["parcels"])
 
-CSV_TYPE = "text/csv; charset=utf-8"
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -76,12 +76,6 @@ def to_csv(reports: list[Report]) -> str:
     for r in reports:
         writer.writerow({k: _cell(v) for k, v in table_row(r).items()})
     return out.getvalue()
-
-
-def attachment(body: str | bytes, name: str, media_type: str = CSV_TYPE, ext: str = "csv") -> Response:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:80] or "export"
-    return Response(body, media_type=media_type, headers={
-        "Content-Disposition": f"attachment; filename=\"{safe}.{ext}\"; filename*=UTF-8''{quote(name[:80])}.{ext}"})
 
 
 def _reference(raw: str) -> str:
