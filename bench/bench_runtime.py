@@ -72,6 +72,7 @@ def stage_latency(bundle_dir: Path, data: bytes, threads: int, repeats: int) -> 
     from gemid.vision.decode import decode
     from gemid.vision.pipeline import Identifier
     from gemid.vision.quality import assess
+    from gemid.vision.scale import find_card
     from gemid.vision.segment import segment
     from gemid.vision.stone_area import locate
 
@@ -82,6 +83,7 @@ def stage_latency(bundle_dir: Path, data: bytes, threads: int, repeats: int) -> 
     out: dict[str, dict[str, float]] = {
         "decode (whole photo)": timed(lambda: decode(data), max(3, repeats // 3)),
         "decode (working image)": timed(lambda: decode(data, working=True), repeats),
+        "scale card search": timed(lambda: find_card(img.rgb), repeats),  # on every photo, card or not
         "segment": timed(lambda: segment(img.rgb), repeats),
         "quality": timed(lambda: assess(img.rgb, seg, ident.bundle.input.crop.margin, scale=img.scale), repeats),
         "crop + preprocess": timed(lambda: ident.classifier.preprocess(ident.classifier.crop(img.rgb, seg)), repeats),

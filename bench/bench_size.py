@@ -9,7 +9,10 @@ Each photo is composed in memory, never saved: the card drawn as printed (`gemid
 14 px/mm), 5-9 stones cut out of gemid's shape-labelled gems68 photos (`shape_gems68.csv`, split `--split`)
 with `segment`'s mask, each scaled to a random true length of 3-14 mm and turned at random, laid apart on the
 card with a soft shadow, its bounding circle 1 mm clear of the card's edge and of the markers' 2 mm margins
-(as the card asks); then a camera: a perspective tilt of up to 8 % of the side, a desk around the card, a
+(as the card asks). Two errors of a real desk are simulated: the print's scale (normal, sigma 0.25 %: the
+card drawn that much larger or smaller while the stones keep their size) and parallax (the stone's girdle
+0.22 of its length above the paper, the camera 200-350 mm above: the stone drawn 0.2-1.5 % larger than it
+is). Then a camera: a perspective tilt of up to 8 % of the side, a desk around the card, a
 lamp (daylight, warm 3000 K-like or cool), defocus up to 1.2 px, noise up to 1.5 %, JPEG 80-95, the photo
 2400-4000 px wide (a phone's 12 MP frame is 4000). The truth is the laid mask's minimum-area rectangle.
 
@@ -49,6 +52,9 @@ SHAPES_CSV = REPO / "gemid" / "datasets" / "annotations" / "shape_gems68.csv"
 PPM = 14.0  # pixels per mm of the card as drawn
 LENGTH_MM = (3.0, 14.0)
 AREA_MM = ((10.0, 140.0), (10.0, 90.0))  # where stone centres are drawn from (then kept clear of the markers)
+PRINT_SIGMA = 0.0025  # a print's scale error, 1 sigma: a print checked with a ruler to 0.5 mm over 100 mm
+DISTANCE_MM = (200.0, 350.0)  # the camera's height above the card (a phone held over a desk)
+GIRDLE = 0.22  # the girdle's height above the paper, per mm of the stone's length (table up)
 CLEARANCE_MM = 1.0  # a stone's bounding circle keeps this far from the markers' margins and the card's edge
 LAMPS = ((1.0, 1.0, 1.0), (1.0, 0.84, 0.62), (0.88, 0.95, 1.06))
 DESKS = ((92, 70, 52), (160, 150, 140), (40, 40, 45))
@@ -130,7 +136,9 @@ def compose(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[bytes, lis
     """One photo of 5-9 stones on the card (JPEG bytes) and their true sizes."""
     from gemid.datasets.card import camera, draw_card, lay_stone
 
-    card, origin = draw_card(PPM)
+    printed = PPM * (1.0 + float(rng.normal(0.0, PRINT_SIGMA)))  # the card as this printer printed it
+    distance = float(rng.uniform(*DISTANCE_MM))  # the camera above the card
+    card, origin = draw_card(printed)
     k = int(rng.integers(5, 10))
     picks = rng.choice(len(cutouts), size=min(k, len(cutouts)), replace=False)
     placed: list[tuple[float, float, float]] = []
@@ -146,9 +154,11 @@ def compose(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[bytes, lis
             continue
         placed.append((cx, cy, length))
         c = cutouts[j]
-        centre_px = (origin[0] + cx * PPM, origin[1] + cy * PPM)
-        lp, wp = lay_stone(card, c.rgb, c.mask, centre_px, length * PPM, angle_deg=float(rng.uniform(0, 180)))
-        truths_card.append((lp / PPM, wp / PPM, centre_px, int(j)))
+        centre_px = (origin[0] + cx * printed, origin[1] + cy * printed)
+        # the girdle stands ~0.28 of the width (~0.22 of the length) above the paper, nearer the camera
+        near = 1.0 + GIRDLE * length / distance
+        lp, wp = lay_stone(card, c.rgb, c.mask, centre_px, length * PPM * near, angle_deg=float(rng.uniform(0, 180)))
+        truths_card.append((lp / PPM / near, wp / PPM / near, centre_px, int(j)))
     side = int(rng.integers(2400, 4001))
     photo, hmat = camera(card, rng, tilt=float(rng.uniform(0.0, 0.08)), desk=DESKS[int(rng.integers(len(DESKS)))],
                          out_side=side, lamp=LAMPS[int(rng.integers(len(LAMPS)))], blur=float(rng.uniform(0, 1.2)),

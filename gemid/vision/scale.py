@@ -35,6 +35,7 @@ MIN_MARKER_PX = 24.0  # a marker smaller than this in the photo measures too coa
 QUIET_MM = MARKER_MM / MODULES  # the white margin around a marker, painted out with it (one module)
 EDGE_MARGIN_MM = 0.3  # an outline this near a painted-out part was cut by the painting: not measured
 MIN_STONE_MM = 2.0  # on the card, a component narrower than this (a round of this diameter) is a speck, not a stone
+GATE_SIDE = 800  # from this long side the card is first looked for at half the side
 CARD_SEGMENT_SIDE = 1024  # the card's photos are segmented this fine: a 3 mm stone is then ~15 pixels across
 
 
@@ -160,6 +161,13 @@ def find_card(rgb: np.ndarray, layout: CardLayout = CARD, *, min_marker_px: floa
     narrower than `min_marker_px` is not used (the pipeline passes MIN_MARKER_PX in the photo's own pixels:
     a reduced working image's small marker is measured again at full resolution)."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if max(grey.shape) >= GATE_SIDE:
+        # a first look at half the side, where a noisy phone frame costs the detector a tenth (1.8 instead of
+        # 17.8 ms at 1008 x 756 with noise 10/255): most photos hold no card, and end here
+        half = cv2.resize(grey, (grey.shape[1] // 2, grey.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        _, quick, _ = _detector().detectMarkers(half)
+        if quick is None or not set(quick.ravel().tolist()) & set(MARKER_IDS):
+            return None
     corners, ids, _ = _detector().detectMarkers(grey)
     if ids is None:
         return None
