@@ -64,3 +64,21 @@ def test_matching_is_one_to_one_by_box_centre():
     placed = [(0, 0, 100, 100), (100, 0, 100, 100)]
     found = [(30, 30, 50, 50), (10, 10, 80, 80), (150, 150, 10, 10)]
     assert bench_trays.match(placed, found) == {0: 1}  # the nearer centre wins; one outside every box
+
+
+def test_a_cut_out_of_specks_or_facet_pieces_is_not_a_stone():
+    import cv2
+
+    disc = np.zeros((80, 80), np.float32)
+    cv2.circle(disc, (40, 40), 35, 1.0, -1)
+    assert not bench_trays.fragmentary(disc)
+    heart = disc.copy()
+    cv2.circle(heart, (40, 2), 14, 0.0, -1)  # a notch, as a heart's: still one stone's outline
+    assert not bench_trays.fragmentary(heart)
+    two = np.zeros((80, 160), np.float32)
+    cv2.circle(two, (40, 40), 30, 1.0, -1)
+    cv2.circle(two, (120, 40), 30, 1.0, -1)
+    assert bench_trays.fragmentary(two)
+    crescent = disc.copy()
+    cv2.circle(crescent, (55, 40), 33, 0.0, -1)  # what is left of a pale stone whose facets read as background
+    assert bench_trays.fragmentary(crescent)
