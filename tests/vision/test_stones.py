@@ -241,3 +241,23 @@ def test_photos_of_several_stones_keep_their_count(gems68_dir):
     exact = [p for p, n in counts.items() if n == SEVERAL[p]]
     assert len(exact) >= 16, counts  # 16 before issue 32's merging rules and with them (sunstone_9: 3 then, 1 now)
     assert all(n >= 1 for n in counts.values())
+
+
+def test_touching_stones_of_different_colours_stay_apart_where_the_neck_is_too_wide(monkeypatch):
+    import cv2
+
+    import gemid.vision.stones as stones
+
+    def pressed(colour: tuple[int, int, int]) -> np.ndarray:
+        img = np.full((260, 340, 3), 210, np.uint8)
+        img[60:200, 40:180] = (230, 120, 170)  # a pink square cut
+        cv2.ellipse(img, (200, 130), (24, 34), 0, 0, 360, colour, -1)  # a small oval pressed against its side
+        return img
+
+    green, pink = pressed((40, 170, 60)), pressed((230, 120, 170))
+    # the saddle between the oval and the square is nearly as high as the oval's peak: by shape alone, one stone
+    monkeypatch.setattr(stones, "COLOUR_APART", None)
+    assert len(find_stones(green, segment(green))) == 1
+    monkeypatch.undo()
+    assert len(find_stones(green, segment(green))) == 2  # a green stone against a pink one: two
+    assert len(find_stones(pink, segment(pink))) == 1  # the same outline in one colour stays one stone
