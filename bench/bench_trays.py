@@ -102,12 +102,21 @@ def fragmentary(alpha: np.ndarray) -> bool:
     return n != 1 or float(m.sum()) < FRAGMENT_SOLIDITY * hull
 
 
-def real_cutouts(ident, limit: int | None = None, keep_fragments: bool = False,
-                 split: str = "val") -> tuple[list[Cutout], int]:
-    """The `split` photos labelled eye_clean or included, cut out; and how many photos were skipped (no stone,
-    or a fragmentary cut-out unless `keep_fragments`)."""
+def held_out(spec: str) -> set[str]:
+    """The photos ("Species/file.jpg") of one split of a manifest, from "MANIFEST:SPLIT" (e.g.
+    data/gems68-k5.csv:fold0, the photos a fold's model never trained on)."""
+    path, _, split = spec.rpartition(":")
+    with Path(path).open(newline="") as f:
+        return {"/".join(r["path"].replace("\\", "/").split("/")[-2:]) for r in csv.DictReader(f) if r["split"] == split}
+
+
+def real_cutouts(ident, limit: int | None = None, keep_fragments: bool = False, split: str = "val",
+                 only: set[str] | None = None) -> tuple[list[Cutout], int]:
+    """The `split` photos (train, val or all) labelled eye_clean or included, and among `only` when given, cut
+    out; and how many photos were skipped (no stone, or a fragmentary cut-out unless `keep_fragments`)."""
     with LABELS_CSV.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["split"] == split and r["label"] in ("eye_clean", "included")]
+        rows = [r for r in csv.DictReader(f) if split in ("all", r["split"]) and r["label"] in ("eye_clean", "included")
+                and (only is None or r["path"] in only)]
     out, skipped = [], 0
     for r in rows[:limit]:
         path = GEMS68 / r["path"]
@@ -330,8 +339,11 @@ def singles(gems68: Path = GEMS68) -> dict[str, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trays", type=int, default=20, help="trays, each composed twice (apart and touching)")
-    ap.add_argument("--split", default="val", choices=("train", "val"),
+    ap.add_argument("--split", default="val", choices=("train", "val", "all"),
                     help="whose stones: val (the figures), train (where the splitting's constants are chosen)")
+    ap.add_argument("--held-out", metavar="MANIFEST:SPLIT",
+                    help="only the photos of this manifest split, e.g. data/gems68-k5.csv:fold0 with --bundle of "
+                         "the fold-0 model: its same top-1 is then measured on stones it never trained on")
     ap.add_argument("--keep-fragments", action="store_true",
                     help="keep the cut-outs that are specks or facet pieces (before 2026-12-06 every cut-out was used)")
     ap.add_argument("--seed", type=int, default=0)
@@ -370,9 +382,12 @@ def main(argv: list[str] | None = None) -> int:
             if not GEMS68.is_dir():
                 print(f"no gems68 photos at {GEMS68} (set GEMID_GEMS68, or use --drawn)", file=sys.stderr)
                 return 2
-            cutouts, skipped = real_cutouts(ident, args.limit, keep_fragments=args.keep_fragments, split=args.split)
+            only = held_out(args.held_out) if args.held_out else None
+            cutouts, skipped = real_cutouts(ident, args.limit, keep_fragments=args.keep_fragments, split=args.split,
+                                            only=only)
         why = "without a stone" if args.drawn or args.keep_fragments else "without a stone or with a fragmentary cut-out"
-        print(f"stones: {len(cutouts)} cut-outs ({'drawn' if args.drawn else f'gems68 {args.split}, eye_clean or included'}; "
+        source = "drawn" if args.drawn else f"gems68 {args.split}" + (f" in {args.held_out}" if args.held_out else "")
+        print(f"stones: {len(cutouts)} cut-outs ({source}{'' if args.drawn else ', eye_clean or included'}; "
               f"{skipped} photos {why} skipped), references in {time.perf_counter() - t0:.1f} s")
         totals = run(ident, cutouts, args.trays, args.seed, grade=not args.screen)
     for line in summary(totals, grade=not args.screen):
