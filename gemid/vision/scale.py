@@ -8,8 +8,10 @@ marker (the others covered by stones) the homography comes from its four corners
 
 The card (`CARD`, printed by `gemid scale-card` or GET /v1/scale-card.pdf) is white paper with four markers of
 the ArUco 4x4 dictionary, ids 0-3 clockwise from the top left, 12 mm square, their outer corners on a 150 x 100 mm
-rectangle. Stones lie inside it. Before segmentation `clear_card` paints the markers and everything outside
-the card with the card's own paper colour, so the stones are found on plain paper whatever the desk under it.
+rectangle. Stones lie inside it, 3 mm clear of the markers. Before segmentation `clear_card` paints all four
+markers with their 2 mm margins (where the homography puts them, found or not: a half-covered marker would be
+a dark "stone") and everything outside the card with the card's own paper colour, so the stones are found on
+plain paper whatever the desk under it; a stone whose outline reaches what was painted is not measured.
 
 Limits, stated on every size (gemid.vision.size): the markers' print scale (the card says how to check it
 with a ruler), the stone's girdle standing above the paper (parallax), and the outline's edge.
