@@ -35,6 +35,7 @@ MODULES = 6  # a 4x4 code and its one-module black border: a module is MARKER_MM
 CORNER_SIGMA_PX = 0.3
 MIN_MARKER_PX = 24.0  # a marker smaller than this in the photo measures too coarsely to be used
 QUIET_MM = MARKER_MM / MODULES  # the white margin around a marker, painted out with it (one module)
+MAX_RESIDUAL = 0.05  # a corner further than this share of a marker's side from the card's homography: not one card
 EDGE_MARGIN_MM = 0.3  # an outline this near a painted-out part was cut by the painting: not measured
 MIN_STONE_MM = 2.0  # on the card, a component narrower than this (a round of this diameter) is a speck, not a stone
 GATE_SIDE = 800  # from this long side the card is first looked for at half the side
@@ -80,6 +81,13 @@ class ScaleReference:
         n = len(self.markers)
         return (f"gemid scale card: {n} marker{'s' if n != 1 else ''} of {self.layout.marker_mm:g} mm found, "
                 f"{self.marker_px:.0f} px each; the outline is mapped onto the card's plane")
+
+    @property
+    def consistent(self) -> bool:
+        """The markers found fit one flat card: their corners lie within MAX_RESIDUAL of the marker's side of
+        where the fitted homography puts them. Two cards in one photo, or a bent card, do not (a lens's own
+        distortion stays well under it)."""
+        return self.residual_px <= MAX_RESIDUAL * self.marker_px
 
     @property
     def relative_sigma(self) -> float:
@@ -245,5 +253,9 @@ def clear_card(rgb: np.ndarray, ref: ScaleReference) -> np.ndarray:
     cv2.fillConvexPoly(keep, np.round(ref.card_polygon()).astype(np.int32), 255)
     for marker in MARKER_IDS:
         cv2.fillConvexPoly(keep, np.round(ref.marker_polygon(marker, QUIET_MM)).astype(np.int32), 0)
+    grow = 1.0 + 2.0 / MODULES  # the markers found, as found, with a module of margin (where the fit is off)
+    for quad in ref.corners_px:
+        centre = quad.mean(axis=0)
+        cv2.fillConvexPoly(keep, np.round(centre + (quad - centre) * grow).astype(np.int32), 0)
     out[keep == 0] = fill
     return out

@@ -42,6 +42,8 @@ PRINT = 0.005  # the print's scale, checked against a ruler to 0.5 mm over 100 m
 Z95 = 1.96
 CUT_BY_CARD = ("the stone touches a marker or the card's edge, where the card is painted out before the stones are "
                "found: lay it at least 3 mm inside the markers")
+NOT_ONE_CARD = ("the card's markers do not fit one flat card (two cards in the photo, or a bent or creased card): "
+                "photograph the stones on one flat card")
 MIN_STONE_PX = 20.0  # a stone narrower than this in the photo is not measured: one pixel is 5 % of it
 PAD = 0.35  # the neighbourhood segmented again around a stone, as a share of its longer side
 OWN_SLACK = 9  # pixels: a piece of the fine outline may reach this far past the coarse mask and still be the stone's
@@ -122,6 +124,8 @@ def size_of(measured: Measured | None, ref: ScaleReference, why: str | None = No
 def measure_stones(rgb: np.ndarray, ref: ScaleReference, stones: Sequence[Segmentation], k: float) -> list[StoneSize]:
     """Every stone's size on the card. `stones` were found on a working image `k` times smaller than `rgb`
     (the photo at full resolution, where the card `ref` was found)."""
+    if not ref.consistent:
+        return [size_of(None, ref, NOT_ONE_CARD) for _ in stones]
     out = []
     for seg in stones:
         if not seg.found:

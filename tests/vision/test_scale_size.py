@@ -197,3 +197,20 @@ def test_an_empty_card_says_so_and_does_not_call_the_paper_blurry(identifier):
     assert codes == {"no_stone"}
     assert "scale card was found but no stone" in report.quality.warnings[0].message
     assert report.decision == "rejected" and "blurry" not in report.species.reason
+
+
+def test_markers_of_two_cards_are_not_taken_for_one(identifier):
+    import numpy as np
+
+    # two prints side by side, each with stones: markers 0 and 1 of the left card, 2 and 3 of the right one
+    left, _, _ = card_photo(TRAY[:2], seed=12, tilt=0.0, cover=(2, 3))
+    right, _, _ = card_photo(TRAY[2:3], seed=13, tilt=0.0, cover=(0, 1))
+    photo = np.hstack([left, right])
+    ref = find_card(photo)
+    assert ref is not None and len(ref.markers) == 4 and not ref.consistent
+    reports = identifier.identify_stones(encode(photo, ".png"), grade=False)
+    sizes = [r.stone.size for r in reports if r.stone is not None]
+    assert sizes and all(s.status == "cannot_measure" and "do not fit one flat card" in s.reason for s in sizes)
+    assert all(r.stone.weight is None for r in reports if r.stone is not None)
+    # one card, tilted and under a lamp, fits itself to a fraction of a pixel
+    assert find_card(card_photo(TRAY, seed=14, tilt=0.07)[0]).consistent
