@@ -799,6 +799,31 @@ def test_stones_on_the_scale_card_show_their_size_and_weight(desk: Watched, serv
     desk.assert_clean()
 
 
+def test_sizes_fit_a_phone(phone: Watched, server: str):
+    from bundle_fixture import encode
+    from card_support import TRAY, card_photo
+
+    page = phone.page
+    reference = f"CARD-{uuid.uuid4().hex[:6]}"
+    photo, truths, _ = card_photo(TRAY, seed=4)
+    status, body = api_identify(server, encode(photo, ".jpg"), "card.jpg", reference)
+    assert status == 200 and len(body["reports"]) == len(truths)
+    page.goto(f"{server}#/parcel/{reference}")
+    rows = page.locator("table.stones tbody tr")
+    rows.first.wait_for()
+    assert rows.count() == len(truths)
+    assert all(" mm" in s for s in texts(page.locator("table.stones td.shape .size")))
+    page.wait_for_timeout(100)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the parcel with sizes is {width}px wide at {PHONE['width']}px"
+    shot(page, "phone-parcel-sizes")
+    page.goto(f"{server}#/report/{body['reports'][0]['report_id']}")
+    page.locator("article.report section.size-section").wait_for()
+    page.wait_for_timeout(100)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    phone.assert_clean()
+
+
 def test_same_photo_again_shows_the_stored_reports_with_a_notice(desk: Watched, server: str):
     page = desk.page
     reference = f"DUP-{uuid.uuid4().hex[:8]}"
