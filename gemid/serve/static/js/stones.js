@@ -46,9 +46,12 @@ export function stonesFigure(reports, { caption = null } = {}) {
     const g = s('g', { 'data-stone': String(st.index), 'data-report-id': r.report_id });
     if (pts) g.append(s('polygon', { class: 'outline-shadow', points: pts }), s('polygon', { class: 'outline', points: pts }));
     else g.append(s('rect', { class: 'outline', x, y, width: w, height: hh }));
+    const rad = size * 0.75;
     const cx = x + w / 2;
-    const cy = y + hh / 2;
-    g.append(s('circle', { class: 'number-disc', cx, cy, r: size * 0.75 }),
+    // a stone smaller than its number (a whole scale card in the frame) gets the number above it, not over it
+    const small = Math.max(w, hh) < 2.5 * rad;
+    const cy = !small ? y + hh / 2 : y - rad - 2 >= rad ? y - rad - 2 : y + hh + rad + 2;
+    g.append(s('circle', { class: 'number-disc', cx, cy, r: rad }),
       s('text', { class: 'number', x: cx, y: cy, 'font-size': size, 'text-anchor': 'middle', 'dominant-baseline': 'central' },
         String(st.index)));
     svg.append(g);
