@@ -1,8 +1,9 @@
 """The report: one typed object, the same from the CLI (`--json`), the API, the store and the page.
 
 This module is the one place that defines report fields (longer than 500 lines because every report field,
-the input errors and the one table row have to live together, as report-schema.md asks). `vision`, `gemmology`, `serve` and `training`
-import it; it imports none of them (only `gemid.errors`), so any layer can build or read a report.
+the input errors and the one table row have to live together, as report-schema.md asks). `vision`,
+`gemmology`, `serve` and `training` import it; it imports none of them (only `gemid.errors`), so any layer
+can build or read a report.
 
 Areas fill their own section: species and quality (runtime), colour and clarity (grading),
 tests (confirmatory-test guidance). A section an area could not compute is None, never invented.

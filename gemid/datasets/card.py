@@ -43,11 +43,9 @@ def lay_stone(card: np.ndarray, stone_rgb: np.ndarray, stone_mask: np.ndarray, c
     """Lays a cut-out stone on the card, scaled so that its length is `length_px`; returns its true length and
     width in card pixels (of the scaled mask)."""
     m = (stone_mask > 0).astype(np.uint8)
-    pts = cv2.findNonZero(m)
-    (_, _), (a, b), _ = cv2.minAreaRect(pts.astype(np.float32))
+    (cx, cy), (a, b), _ = cv2.minAreaRect(cv2.findNonZero(m).astype(np.float32))
     native = max(a, b) + 1.0  # the mask's pixels reach half a pixel past their centres on each side
     k = length_px / native
-    cx, cy = cv2.minAreaRect(pts.astype(np.float32))[0]
     rot = cv2.getRotationMatrix2D((cx, cy), angle_deg, k)
     rot[:, 2] += np.array(centre_px) - np.array([cx, cy])
     h, w = card.shape[:2]

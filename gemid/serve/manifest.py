@@ -305,16 +305,22 @@ def _qr(pdf: FPDF, url: str, x: float, y: float, side: float) -> None:
     qr.add_data(url)
     qr.make(fit=True)
     matrix = qr.get_matrix()
-    module = side / len(matrix)
+    draw_modules(pdf, matrix, x, y, side / len(matrix), bleed=1.01)
+
+
+def draw_modules(pdf: FPDF, dark: Sequence[Sequence[bool]], x: float, y: float, module: float,
+                 bleed: float = 1.0) -> None:
+    """A grid of square modules (a QR code, a scale card's marker) drawn black where `dark`, one rectangle per
+    run of dark modules in a row; `bleed` stretches each row's height so that rows meet without a hairline."""
     pdf.set_fill_color(0, 0, 0)
-    for row, cells in enumerate(matrix):
+    for row, cells in enumerate(dark):
         col = 0
         while col < len(cells):
             if cells[col]:
                 start = col
                 while col < len(cells) and cells[col]:
                     col += 1
-                pdf.rect(x + start * module, y + row * module, (col - start) * module, module * 1.01, style="F")
+                pdf.rect(x + start * module, y + row * module, (col - start) * module, module * bleed, style="F")
             col += 1
 
 

@@ -11,7 +11,7 @@ The words come from the page's catalogue (gemid.serve.catalogue), as the parcel 
 from __future__ import annotations
 
 from gemid.serve.catalogue import translate
-from gemid.serve.manifest import MARGIN, PAGE_W, Fonts, PdfWriter, name_marks
+from gemid.serve.manifest import MARGIN, PAGE_W, Fonts, PdfWriter, draw_modules, name_marks
 from gemid.vision.scale import CARD, MARKER_IDS, MODULES, marker_image
 
 CARD_X = (PAGE_W - CARD.width_mm) / 2  # the markers' rectangle on the page, mm
@@ -42,22 +42,9 @@ def build_card_pdf(*, lang: str = "en", fonts: Fonts | None = None) -> bytes:
     pdf.rect(CARD_X - CUT, CARD_Y - CUT, CARD.width_mm + 2 * CUT, CARD.height_mm + 2 * CUT)
     pdf.set_dash_pattern()
     # the markers, module by module (a module is MARKER_MM / 6 = 2 mm)
-    module = CARD.marker_mm / MODULES
-    pdf.set_fill_color(0, 0, 0)
     for marker in MARKER_IDS:
         ox, oy = CARD.origin(marker)
-        pattern = marker_image(marker)
-        for row in range(MODULES):
-            col = 0
-            while col < MODULES:
-                if pattern[row, col] == 0:
-                    start = col
-                    while col < MODULES and pattern[row, col] == 0:
-                        col += 1
-                    pdf.rect(CARD_X + ox + start * module, CARD_Y + oy + row * module, (col - start) * module,
-                             module, style="F")
-                else:
-                    col += 1
+        draw_modules(pdf, marker_image(marker) == 0, CARD_X + ox, CARD_Y + oy, CARD.marker_mm / MODULES)
     pdf.set_text_color(110, 110, 110)
     w.line(CARD_X - CUT, CARD_Y + CARD.height_mm + CUT + 1, CARD.width_mm + 2 * CUT, 5,
            translate(lang, "card.cut"), 7.5)

@@ -133,11 +133,17 @@ def _flood(dist: np.ndarray, lab: np.ndarray | None = None) -> np.ndarray:
                 if level >= MERGE_SADDLE * min(peak[top], peak[r]) and not apart(top, r):
                     parent[r] = top
                     t, o = total[top], total[r]
-                    total[top] = [t[0] + o[0], t[1] + o[1], t[2] + o[2], t[3] + o[3]]
+                    t[0] += o[0]
+                    t[1] += o[1]
+                    t[2] += o[2]
+                    t[3] += o[3]
         label[i] = top
         if colours is not None:
             c, t = colours[i], total[top]
-            total[top] = [t[0] + c[0], t[1] + c[1], t[2] + c[2], t[3] + 1.0]
+            t[0] += c[0]
+            t[1] += c[1]
+            t[2] += c[2]
+            t[3] += 1.0
     roots_of = np.array([root(k) for k in range(len(parent))])
     return roots_of[label].reshape(h, w)
 

@@ -23,6 +23,11 @@ export function pct(p) {
   return v > 0 ? '<0.1%' : '0%';
 }
 
+/** A size in mm or a weight in carats to two places ("8.16"), as the service's rows write them; "" when absent. */
+export function twoPlaces(v) {
+  return v === null || v === undefined ? '' : Number(v).toFixed(2);
+}
+
 export function bytes(n) {
   if (!Number.isFinite(n)) return '';
   // decimal units, as the service's own messages use

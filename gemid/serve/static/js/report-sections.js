@@ -9,7 +9,7 @@
 
 import { imageUrl } from './api.js';
 import { add, h, heading, s } from './dom.js';
-import { nice, pct, testName } from './format.js';
+import { nice, pct, testName, twoPlaces } from './format.js';
 
 /** The decoded preview with the stone outline (or its box) and the marked inclusions drawn to scale over it. */
 export function photoFigure(report) {
@@ -166,8 +166,6 @@ function testItem(r) {
         h('tbody', {}, r.expected.map((e) => h('tr', {}, h('td', {}, nice(e.label)), h('td', {}, e.expected))))) : null));
 }
 
-const MM = (v) => Number(v).toFixed(2);
-
 /** The stone's size on the scale card and its weight (the scale reading, or the estimate from the size), with
  * what each rests on; null when the photo holds no scale card and no weight was entered. */
 export function sizeSection(report, lvl) {
@@ -179,15 +177,15 @@ export function sizeSection(report, lvl) {
   const facts = h('dl', { class: 'facts' });
   if (size && size.status === 'measured') {
     facts.append(h('dt', {}, 'Length × width'), h('dd', { class: 'size-mm' },
-      `${MM(size.length_mm)} × ${MM(size.width_mm)} mm (± ${MM(size.uncertainty_mm)} mm, 95 %)`));
+      `${twoPlaces(size.length_mm)} × ${twoPlaces(size.width_mm)} mm (± ${twoPlaces(size.uncertainty_mm)} mm, 95 %)`));
   } else if (size) {
     sec.append(h('p', { class: 'not-graded', 'data-status': size.status },
       h('strong', {}, 'Cannot measure from this photo'), size.reason ? `: ${size.reason}` : '.'));
   }
   if (w) {
     facts.append(h('dt', {}, 'Weight'), h('dd', { class: 'weight', 'data-basis': w.basis },
-      w.basis === 'scale' ? `${MM(w.carats)} ct (scale reading)`
-        : `≈ ${MM(w.carats)} ct, estimated ${MM(w.low)}–${MM(w.high)} ct`));
+      w.basis === 'scale' ? `${twoPlaces(w.carats)} ct (scale reading)`
+        : `≈ ${twoPlaces(w.carats)} ct, estimated ${twoPlaces(w.low)}–${twoPlaces(w.high)} ct`));
   }
   if (facts.childNodes.length) sec.append(facts);
   const how = [size ? size.method : null, w ? w.method : null].filter(Boolean);

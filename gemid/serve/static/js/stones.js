@@ -8,7 +8,7 @@
 
 import { imageUrl } from './api.js';
 import { enc, h, s } from './dom.js';
-import { DECISION_SHORT, answerCell, conclusionOf, nice, pct } from './format.js';
+import { DECISION_SHORT, answerCell, conclusionOf, nice, pct, twoPlaces } from './format.js';
 import { lang, t, tn } from './i18n.js';
 
 /** "2/6" for a stone of a tray photo, "" for a photo of one stone. */
@@ -114,16 +114,19 @@ export function rowOf(report) {
   };
 }
 
-const mm = (v) => (v === null || v === undefined ? '' : Number(v).toFixed(2));
-
 /** gemid.report.size_fields: the stone's size (on the scale card) and weight columns. */
 function sizeFields(stone) {
   const size = (stone && stone.size) || null;
   const w = (stone && stone.weight) || null;
   return {
-    size_status: size ? size.status : '', length_mm: mm(size && size.length_mm), width_mm: mm(size && size.width_mm),
-    size_uncertainty_mm: mm(size && size.uncertainty_mm), weight_ct: mm(w && w.carats), weight_low_ct: mm(w && w.low),
-    weight_high_ct: mm(w && w.high), weight_basis: w ? w.basis : '',
+    size_status: size ? size.status : '',
+    length_mm: twoPlaces(size && size.length_mm),
+    width_mm: twoPlaces(size && size.width_mm),
+    size_uncertainty_mm: twoPlaces(size && size.uncertainty_mm),
+    weight_ct: twoPlaces(w && w.carats),
+    weight_low_ct: twoPlaces(w && w.low),
+    weight_high_ct: twoPlaces(w && w.high),
+    weight_basis: w ? w.basis : '',
   };
 }
 
