@@ -89,6 +89,8 @@ def stage_latency(bundle_dir: Path, data: bytes, threads: int, repeats: int) -> 
         "crop + preprocess": timed(lambda: ident.classifier.preprocess(ident.classifier.crop(img.rgb, seg)), repeats),
         "species (ORT fp32)": timed(lambda: ident.classifier.predict([crop]), repeats),
     }
+    if ident.shapes is not None:  # on every stone: hand features + the ImageNet embedder (224 px) + regression
+        out["cut shape"] = timed(lambda: ident.shapes.classify(img.rgb, seg), repeats)
     screen: Identifier | None = None  # the int8 model, as the service runs it by default
     if "int8" in ident.bundle.files:
         screen = Identifier(bundle_dir, variant="int8", threads=threads)

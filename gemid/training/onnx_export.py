@@ -44,8 +44,8 @@ def assert_clean(model: Any) -> None:
         raise GraphError(f"the exported graph still has {bad}: the exporter did not fold them; not shipped")
 
 
-def _outputs_module(model: Any) -> Any:
-    """forward(x) -> (logits, *extra heads in the model's order), for named ONNX outputs."""
+def _outputs_module(model: Any, outputs: list[str]) -> Any:
+    """forward(x) -> `model.forward_all(x)`'s `outputs`, in that order, for named ONNX outputs."""
     from torch import nn
 
     class AllOutputs(nn.Module):
@@ -55,19 +55,21 @@ def _outputs_module(model: Any) -> Any:
 
         def forward(self, x):
             out = self.inner.forward_all(x)
-            return tuple(out[k] for k in [LOGITS_NAME, *self.inner.extra_heads.keys()])
+            return tuple(out[k] for k in outputs)
 
     return AllOutputs(model).eval()
 
 
-def export_onnx(model: Any, path: Path | str, size: int) -> dict[str, Any]:
-    """Write `path` (fp32, opset 18, dynamic batch); returns what the graph holds (for the log)."""
+def export_onnx(model: Any, path: Path | str, size: int, *, outputs: list[str] | None = None,
+                what: str = "gemid species model") -> dict[str, Any]:
+    """Write `path` (fp32, opset 18, dynamic batch); returns what the graph holds (for the log). `outputs`:
+    the keys of `model.forward_all` to export (default: the species logits and every extra head)."""
     import onnx
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    outputs = [LOGITS_NAME, *model.extra_heads.keys()]
+    outputs = outputs or [LOGITS_NAME, *model.extra_heads.keys()]
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     # the exporter reports its steps on stdout, logs that torchvision's ops are not registered and warns about
     # torch internals: none of it is the user's concern (a real failure raises)
@@ -78,7 +80,7 @@ def export_onnx(model: Any, path: Path | str, size: int) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         try:
             program = torch.onnx.export(
-                _outputs_module(model), (torch.zeros(2, 3, size, size),), dynamo=True, opset_version=OPSET,
+                _outputs_module(model, outputs), (torch.zeros(2, 3, size, size),), dynamo=True, opset_version=OPSET,
                 input_names=[INPUT_NAME], output_names=outputs, dynamic_shapes=({0: batch},), optimize=True,
                 verbose=False,
             )
@@ -87,7 +89,7 @@ def export_onnx(model: Any, path: Path | str, size: int) -> dict[str, Any]:
     graph = program.model_proto
     assert_clean(graph)
     graph.producer_name = "gemid"
-    graph.doc_string = f"gemid species model; input {INPUT_NAME} float32 [batch,3,{size},{size}], outputs {outputs}"
+    graph.doc_string = f"{what}; input {INPUT_NAME} float32 [batch,3,{size},{size}], outputs {outputs}"
     onnx.checker.check_model(graph, full_check=True)
     onnx.save(graph, str(path))
     return {"opset": OPSET, "outputs": outputs, "nodes": len(graph.graph.node),

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from gemid.errors import GemidInputError
+from gemid.errors import GemidInputError, ModelError
 from gemid.gemmology.conclusion import conclude, lab_note
 from gemid.gemmology.guidance import recommend
 from gemid.gemmology.instruments import TESTS
@@ -63,6 +63,7 @@ from gemid.vision.scale import (
     find_card,
 )
 from gemid.vision.segment import Segmentation, segment
+from gemid.vision.shape import SHAPE_DIR, ShapeModel
 from gemid.vision.size import measure_stones
 from gemid.vision.stone_area import locate
 from gemid.vision.stones import describe, find_stones, isolated, isolated_fine
@@ -113,11 +114,20 @@ class Identifier:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         top_k: int = MIN_TOP_K,
         load_model: bool = True,
+        shape_dir: Path | str | None = SHAPE_DIR,
     ) -> None:
         """load_model=False: the bundle (verified), labels, decisions and re-ranking without an ONNX session,
-        for a process that never identifies a photo itself (the service's server, when workers analyse)."""
+        for a process that never identifies a photo itself (the service's server, when workers analyse).
+        shape_dir: the cut-shape model (None: reports carry no shape; one that does not load is logged and
+        leaves the shape out rather than the photo's report)."""
         self.bundle: Bundle = load_bundle(bundle_dir)
         self.classifier = SpeciesClassifier(self.bundle, variant=variant, threads=threads, session=load_model)
+        self.shapes: ShapeModel | None = None
+        if load_model and shape_dir is not None:
+            try:
+                self.shapes = ShapeModel.load(shape_dir, threads=threads)
+            except ModelError as exc:
+                log.warning("no cut shapes in reports: %s", exc)
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.top_k = max(MIN_TOP_K, top_k)
@@ -137,7 +147,8 @@ class Identifier:
     def capabilities(self) -> dict[str, bool]:
         """Which optional sections this installation can fill."""
         return {"colour": self._grade_colour is not None, "clarity": self._grade_clarity is not None,
-                "tests": self._recommend is not None, "reranking": self._rerank is not None}
+                "tests": self._recommend is not None, "reranking": self._rerank is not None,
+                "shape": self.shapes is not None}
 
     def identify(
         self,
@@ -291,7 +302,8 @@ class Identifier:
         for i in range(1 if first_only else len(stones)):
             seg = stones[i]
             quality = assess(image.rgb, seg, margin, scale=image.scale, card=card is not None)
-            stone = describe(image.rgb, stones, i, count=seg.n_stones if first_only else None)
+            stone = describe(image.rgb, stones, i, count=seg.n_stones if first_only else None, shapes=self.shapes,
+                             margin=margin)
             quality, stone = _in_photo_pixels(image, quality, stone)
             if stone is not None and sizes is not None:
                 stone = stone.model_copy(update={"size": sizes[i]})

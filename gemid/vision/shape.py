@@ -1,26 +1,38 @@
-"""Cut shape of one stone from its outline and its facet pattern, with a probability.
+"""Cut shape of one stone from its outline, its facet pattern and what an image network sees, with a
+probability.
 
 The outline says round, oval, cushion, emerald cut, square, pear, marquise, heart, trillion or irregular;
 the surface says faceted or cabochon: facet edges are straight lines of sharp contrast inside the stone, a
 cabochon's dome has soft gradients and one or two highlights. `features` measures both on the stone's mask
-and pixels, scaled to a fixed size so a 200 px product photo and a 12 MP phone photo read alike; a
-multinomial logistic regression (`shape_weights.json`, fitted by `bench/shape_fit.py` on the train part of
-`gemid/datasets/annotations/shape_gems68.csv`, real photos labelled by eye) turns them into probabilities.
+and pixels, scaled to a fixed size so a 200 px product photo and a 12 MP phone photo read alike. Those 28
+numbers alone reached 66.7 % top-1 on the shape-labelled val photos; beside them `ShapeModel` puts the
+stone's crop as an ImageNet EfficientNet-Lite0 sees it (`models/gemid-shape/embed.onnx`, exported by
+`gemid.training.shape_embedder`, 224 px, about 10 ms), reduced to its main directions. One multinomial
+logistic regression over both (`models/gemid-shape/shape.json` and `head.npz`, fitted by
+`bench/shape_fit.py` on the train part of `gemid/datasets/annotations/shape_gems68.csv`, real photos
+labelled by eye) gives the probabilities; the README has its figures.
 """
 
 from __future__ import annotations
 
 import json
-from functools import cache
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from gemid.errors import ModelError
 from gemid.report import SHAPES
+from gemid.vision.bundle import MODELS_DIR, sha256_file
+from gemid.vision.crop import stone_crop
 from gemid.vision.segment import Segmentation
 
-WEIGHTS = Path(__file__).with_name("shape_weights.json")
+SHAPE_DIR = MODELS_DIR / "gemid-shape"
+CONFIG = "shape.json"
+CROP_MARGIN = 0.12  # the embedder's view: the stone's square with this margin (the species model's own)
 SIDE = 160  # the stone's longer side is scaled to this before measuring (most gems68 stones are ~200 px)
 PROFILE = np.linspace(0.05, 0.95, 10)  # where along its length the stone's width is read (share of length)
 
@@ -200,61 +212,105 @@ def _corners(box: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return m
 
 
-SURFACE = ("faceted", "cabochon", "tumbled_or_rough")  # the first stage's classes
-# what each stage reads: the surface stage the facet cues and how regular the outline is, the outline
-# stage (faceted stones only) the outline
-SURFACE_FEATURES = ("hull_fill", "ellipse_iou", "circularity", "notch", "sym_lr", "edge_density",
-                    "straight_share", "grad_mean", "highlight", "lap_var", "mid_detail", "line_length", "dome_fit")
-OUTLINE_FEATURES = tuple(f for f in FEATURES if f not in ("edge_density", "grad_mean", "highlight", "lap_var",
-                                                          "mid_detail", "dome_fit"))
-
-
-@cache
-def _model() -> dict[str, dict[str, np.ndarray | list[str]]]:
-    """The two stages' logistic regressions from WEIGHTS: {stage: mean, scale, weights, bias, labels}."""
-    data = json.loads(WEIGHTS.read_text())
-    if tuple(data["features"]) != FEATURES:
-        raise RuntimeError(f"{WEIGHTS.name} was fitted on other features; refit with bench/shape_fit.py")
-    out = {}
-    for stage in ("surface", "outline"):
-        m = data[stage]
-        unknown = set(m["labels"]) - set(SHAPES) - {"faceted"}
-        if unknown:
-            raise RuntimeError(f"{WEIGHTS.name} has shapes the report does not know: {sorted(unknown)}")
-        out[stage] = {k: np.array(m[k]) for k in ("mean", "scale", "weights", "bias")} | {"labels": m["labels"]}
-    return out
-
-
-def columns(names: tuple[str, ...]) -> np.ndarray:
-    return np.array([FEATURES.index(n) for n in names])
-
-
 def expand(x: np.ndarray) -> np.ndarray:
-    """The model's inputs from features: the features and their squares (curved boundaries, still linear)."""
+    """The hand-measured features and their squares (curved boundaries, still linear in the inputs)."""
     return np.concatenate([x, x**2], axis=-1)
 
 
-def _softmax(m: dict, x: np.ndarray) -> np.ndarray:
-    z = m["weights"] @ ((expand(x) - m["mean"]) / m["scale"]) + m["bias"]
-    p = np.exp(z - z.max())
-    return p / p.sum()
+@dataclass(frozen=True)
+class Embedder:
+    """The image network's ONNX Runtime session: a stone's crop → its unit-length embedding."""
+
+    session: Any
+    side: int
+
+    @classmethod
+    def open(cls, path: Path | str, side: int, *, threads: int | None = None) -> Embedder:
+        import onnxruntime as ort
+
+        from gemid.vision.classify import session_options
+
+        try:
+            session = ort.InferenceSession(os.fspath(path), session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load {path}: {exc}") from exc
+        return cls(session=session, side=side)
+
+    def crop(self, rgb: np.ndarray, seg: Segmentation) -> np.ndarray:
+        """What the embedder sees: the stone's square with CROP_MARGIN, at the embedder's side (uint8 RGB)."""
+        return stone_crop(rgb, seg, margin=CROP_MARGIN, size=self.side)
+
+    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        """(N, D) unit-length embeddings of uint8 RGB crops of the embedder's side."""
+        x = np.stack([c.astype(np.float32).transpose(2, 0, 1) for c in crops]) / np.float32(127.5) - 1  # mean, std 0.5
+        name = self.session.get_inputs()[0].name
+        f = self.session.run(None, {name: x})[0].reshape(len(crops), -1).astype(np.float64)
+        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-9)
 
 
-def probabilities(x: np.ndarray) -> dict[str, float]:
-    """Shape probabilities for one stone's FEATURES: P(cabochon), P(tumbled or rough), and P(faceted) shared
-    among the faceted outlines by the outline stage."""
-    model = _model()
-    surface = dict(zip(model["surface"]["labels"], _softmax(model["surface"], x[columns(SURFACE_FEATURES)]),
-                       strict=True))
-    outline = _softmax(model["outline"], x[columns(OUTLINE_FEATURES)])
-    probs = {k: float(v) for k, v in surface.items() if k != "faceted"}
-    for label, p in zip(model["outline"]["labels"], outline, strict=True):
-        probs[label] = float(surface.get("faceted", 0.0) * p)
-    return probs
+@dataclass(frozen=True)
+class ShapeModel:
+    """The embedder and the logistic regression over hand features and embedding. One per Identifier (its
+    threads), like the species classifier: no module-level session."""
+
+    embedder: Embedder
+    labels: tuple[str, ...]
+    pca_mean: np.ndarray  # (D,) the embedding's mean over the train photos
+    pca_basis: np.ndarray  # (P, D) its main directions there
+    mean: np.ndarray  # the regression inputs' standardisation
+    scale: np.ndarray
+    weights: np.ndarray  # (K, inputs)
+    bias: np.ndarray  # (K,)
+
+    @classmethod
+    def load(cls, directory: Path | str = SHAPE_DIR, *, threads: int | None = None, verify: bool = True) -> ShapeModel:
+        """The shape model in `directory` (ModelError when it is missing, altered, or fitted on other
+        features)."""
+        directory = Path(directory)
+        try:
+            config = json.loads((directory / CONFIG).read_text())
+            files = {k: (directory / config["files"][k]["path"], config["files"][k]["sha256"])
+                     for k in ("embedder", "head")}
+            side, labels, names = int(config["input"]["size"]), tuple(config["labels"]), tuple(config["features"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"no usable shape model in {directory}: {exc!r}") from exc
+        if names != FEATURES:
+            raise ModelError(f"{directory / CONFIG} was fitted on other features; refit with bench/shape_fit.py")
+        unknown = set(labels) - set(SHAPES)
+        if unknown:
+            raise ModelError(f"{directory / CONFIG} has shapes the report does not know: {sorted(unknown)}")
+        for k, (path, digest) in files.items():
+            if not path.is_file():
+                raise ModelError(f"the shape model's {k} {path} is missing")
+            if verify and sha256_file(path) != digest:
+                raise ModelError(f"{path} is not the file {directory / CONFIG} was fitted with (sha256 differs)")
+        with np.load(files["head"][0], allow_pickle=False) as head:
+            arrays = {k: head[k].astype(np.float64) for k in ("pca_mean", "pca_basis", "mean", "scale", "weights",
+                                                               "bias")}
+        if arrays["weights"].shape[0] != len(labels):
+            raise ModelError(f"{files['head'][0]} has {arrays['weights'].shape[0]} classes for {len(labels)} labels")
+        return cls(embedder=Embedder.open(files["embedder"][0], side, threads=threads), labels=labels, **arrays)
+
+    def inputs(self, hand: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        """The regression's inputs before standardising: hand features, their squares, and the embedding's
+        projection on its main directions. Batched: (N, F) and (N, D) give (N, inputs)."""
+        return inputs(hand, embedding, self.pca_mean, self.pca_basis)
+
+    def probabilities(self, hand: np.ndarray, embedding: np.ndarray) -> dict[str, float]:
+        """Every shape's probability for one stone's hand FEATURES and embedding."""
+        z = self.weights @ ((self.inputs(hand, embedding) - self.mean) / self.scale) + self.bias
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        return {label: float(v) for label, v in zip(self.labels, p, strict=True)}
+
+    def classify(self, rgb: np.ndarray, seg: Segmentation) -> tuple[str, float, dict[str, float]]:
+        """The most probable cut shape of the stone `seg` in `rgb` (the other stones painted out), its
+        probability, and every shape's."""
+        probs = self.probabilities(features(rgb, seg), self.embedder.embed([self.embedder.crop(rgb, seg)])[0])
+        label = max(probs, key=probs.__getitem__)
+        return label, probs[label], probs
 
 
-def classify_shape(rgb: np.ndarray, seg: Segmentation) -> tuple[str, float, dict[str, float]]:
-    """The most probable cut shape of the stone `seg` in `rgb`, its probability, and every shape's."""
-    probs = probabilities(features(rgb, seg))
-    label = max(probs, key=probs.__getitem__)
-    return label, probs[label], probs
+def inputs(hand: np.ndarray, embedding: np.ndarray, pca_mean: np.ndarray, pca_basis: np.ndarray) -> np.ndarray:
+    """`ShapeModel.inputs` for a fit that has no model yet (bench/shape_fit.py)."""
+    return np.concatenate([expand(hand), (embedding - pca_mean) @ pca_basis.T], axis=-1)

@@ -37,7 +37,7 @@ from gemid.report import Stone, StoneShape
 from gemid.vision.arrays import border_pixels
 from gemid.vision.crop import crop_mask, crop_square, square_box
 from gemid.vision.segment import WORK_SIDE, Segmentation
-from gemid.vision.shape import classify_shape
+from gemid.vision.shape import ShapeModel
 
 log = logging.getLogger(__name__)
 
@@ -347,18 +347,22 @@ def isolated_fine(fine: np.ndarray, k: float, stones: list[Segmentation], i: int
     return sub, local
 
 
-def describe(rgb: np.ndarray, stones: list[Segmentation], i: int, count: int | None = None) -> Stone | None:
+def describe(rgb: np.ndarray, stones: list[Segmentation], i: int, count: int | None = None, *,
+             shapes: ShapeModel | None = None, margin: float = 0.12) -> Stone | None:
     """The report's `stone` section for stone `i` (None when no stone was found); `count` overrides how many
-    stones the photo holds (the whole photo analysed as one: the pieces segmentation kept)."""
+    stones the photo holds (the whole photo analysed as one: the pieces segmentation kept). The cut shape
+    comes from `shapes`, on the stone's neighbourhood with the others painted out (`margin` as the
+    classifier's crop); without a shape model the section has no shape."""
     seg = stones[i]
     if not seg.found:
         return None
-    try:
-        label, p, probs = classify_shape(rgb, seg)
-        others = {k: round(v, 4) for k, v in sorted(probs.items(), key=lambda kv: -kv[1])
-                  if k != label and v >= SHAPE_OTHERS}
-        shape: StoneShape | None = StoneShape(label=label, probability=round(p, 4), others=others)
-    except Exception:  # the shape is a description: an odd outline must not cost the photo its report
-        log.exception("the cut shape could not be classified")
-        shape = None
+    shape: StoneShape | None = None
+    if shapes is not None:
+        try:
+            label, p, probs = shapes.classify(*isolated(rgb, stones, i, margin))
+            others = {k: round(v, 4) for k, v in sorted(probs.items(), key=lambda kv: -kv[1])
+                      if k != label and v >= SHAPE_OTHERS}
+            shape = StoneShape(label=label, probability=round(p, 4), others=others)
+        except Exception:  # the shape is a description: an odd outline must not cost the photo its report
+            log.exception("the cut shape could not be classified")
     return Stone(index=i + 1, count=max(1, count or len(stones)), bbox=seg.bbox, outline=seg.outline, shape=shape)

@@ -73,8 +73,9 @@ def test_grading_and_guidance_sections_are_filled(identifier):
     assert (r.colour is not None) == caps["colour"]
     assert (r.clarity is not None) == caps["clarity"]
     assert (r.tests is not None) == caps["tests"]
-    assert caps == {"colour": True, "clarity": True, "tests": True, "reranking": True}, \
-        "colour.py, clarity.py, guidance.py and rerank.py are part of the project"
+    assert caps == {"colour": True, "clarity": True, "tests": True, "reranking": True, "shape": True}, \
+        "colour.py, clarity.py, guidance.py, rerank.py and the shape model are part of the project"
+    assert (r.stone.shape is not None) == caps["shape"]
     assert 0 <= r.colour.hue_angle < 360 and r.colour.tone.value >= 0
     assert r.clarity.grade and r.tests.recommended
 

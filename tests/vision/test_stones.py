@@ -124,15 +124,27 @@ def test_photo_without_a_stone_has_no_stone(identifier):
 
 
 def test_a_shape_that_cannot_be_classified_costs_only_the_shape(identifier, monkeypatch, caplog):
-    import gemid.vision.stones as stones
+    import gemid.vision.shape as shape
 
     def broken(*_args):
         raise ValueError("odd outline")
 
-    monkeypatch.setattr(stones, "classify_shape", broken)
+    assert identifier.shapes is not None and identifier.capabilities["shape"]
+    monkeypatch.setattr(shape, "features", broken)
     r = identifier.identify(encode(draw_stone(STONE_COLOURS["Peridot"])))
     assert r.species.top and r.stone.count == 1 and r.stone.shape is None
     assert "cut shape could not be classified" in caplog.text
+
+
+def test_without_a_shape_model_reports_carry_no_shape(identifier, tmp_path, caplog):
+    bundle_dir = identifier.bundle.root
+    photo = encode(draw_stone(STONE_COLOURS["Peridot"]))
+    off = Identifier(bundle_dir, threads=1, shape_dir=None)
+    assert off.shapes is None and not off.capabilities["shape"]
+    r = off.identify(photo)
+    assert r.stone.count == 1 and r.stone.shape is None and r.species.top
+    broken = Identifier(bundle_dir, threads=1, shape_dir=tmp_path)  # no model there: logged, not fatal
+    assert broken.shapes is None and "no cut shapes in reports" in caplog.text
 
 
 # --- one stone's mask in pieces is still one stone (issue 32: 18 of 794 single-stone photos were split) ----------
