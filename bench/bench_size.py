@@ -66,6 +66,7 @@ class Cutout:
     rgb: np.ndarray
     mask: np.ndarray  # uint8 0/255
     photo: bytes  # the stone's own photo, identified alone for "same top-1"
+    shape: str | None = None  # its cut shape, labelled by eye (shape_gems68.csv); None for a drawn stone
 
 
 def real_cutouts(split: str) -> list[Cutout]:
@@ -87,7 +88,7 @@ def real_cutouts(split: str) -> list[Cutout]:
         if x <= 0 or y <= 0 or x + w >= W or y + h >= H:  # cut by the frame: its true outline is unknown
             continue
         out.append(Cutout(r["path"], rgb[y:y + h, x:x + w].copy(), seg.mask[y:y + h, x:x + w].copy(),
-                          (GEMS / r["path"]).read_bytes()))
+                          (GEMS / r["path"]).read_bytes(), r["shape"]))
     return out
 
 
@@ -176,7 +177,7 @@ def evaluate(ident, cutouts: list[Cutout], photos: int, seed: int) -> dict[str, 
     """Run `photos` composed photos; returns the figures the benchmark prints."""
     rng = np.random.default_rng(seed)
     alone: dict[int, str | None] = {}  # each cutout's top-1 in its own photo, asked once
-    n = found = measured = covered = same = 0
+    n = found = measured = covered = same = shaped = shape_right = 0
     err_l, err_w, rel, signed = [], [], [], []
     seconds = 0.0
     for _ in range(photos):
@@ -204,6 +205,10 @@ def evaluate(ident, cutouts: list[Cutout], photos: int, seed: int) -> dict[str, 
                 alone[t.cutout] = top[0].label if top else None
             top = reports[hit].species.top
             same += int(bool(top) and top[0].label == alone[t.cutout])
+            if cutouts[t.cutout].shape is not None:
+                shaped += 1
+                got = reports[hit].stone.shape
+                shape_right += int(got is not None and got.label == cutouts[t.cutout].shape)
             size = reports[hit].stone.size
             if size is None or size.status != "measured":
                 continue
@@ -216,7 +221,8 @@ def evaluate(ident, cutouts: list[Cutout], photos: int, seed: int) -> dict[str, 
             covered += int(abs(el) <= size.uncertainty_mm and abs(ew) <= size.uncertainty_mm)
     both = np.array(err_l + err_w) if err_l else np.zeros(1)
     return {"stones": n, "found": 100.0 * found / max(1, n), "measured": 100.0 * measured / max(1, n),
-            "same_top1": 100.0 * same / max(1, n),
+            "same_top1": 100.0 * same / max(1, n), "shaped": shaped,
+            "shape_top1": 100.0 * shape_right / max(1, shaped),
             "median_mm": float(np.median(both)), "p95_mm": float(np.percentile(both, 95)),
             "median_pct": 100.0 * float(np.median(rel)) if rel else 0.0,
             "p95_pct": 100.0 * float(np.percentile(rel, 95)) if rel else 0.0,
@@ -250,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
           f"95th pct {f['p95_mm']:.2f} mm ({f['p95_pct']:.1f} %); mean signed error {f['bias_mm']:+.3f} mm")
     print(f"stated 95 % interval holds both sides: {f['coverage']:.1f} % of measured stones")
     print(f"same top-1 as the stone's own photo alone: {f['same_top1']:.1f} % of stones")
+    if f["shaped"]:
+        print(f"cut shape as labelled by eye: {f['shape_top1']:.1f} % of {f['shaped']} stones found")
     print(f"time per photo (identify_stones, grade=False, JPEG in): {f['seconds_per_photo']:.2f} s")
     if not args.drawn and ident.bundle.trained_on_every_photo:
         print(ident.bundle.in_sample_note())

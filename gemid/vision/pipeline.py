@@ -303,7 +303,7 @@ class Identifier:
             seg = stones[i]
             quality = assess(image.rgb, seg, margin, scale=image.scale, card=card is not None)
             stone = describe(image.rgb, stones, i, count=seg.n_stones if first_only else None, shapes=self.shapes,
-                             margin=margin)
+                             margin=margin, fine=(view.rgb, view.k) if view is not None else None)
             quality, stone = _in_photo_pixels(image, quality, stone)
             if stone is not None and sizes is not None:
                 stone = stone.model_copy(update={"size": sizes[i]})

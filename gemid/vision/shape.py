@@ -6,11 +6,12 @@ the surface says faceted or cabochon: facet edges are straight lines of sharp co
 cabochon's dome has soft gradients and one or two highlights. `features` measures both on the stone's mask
 and pixels, scaled to a fixed size so a 200 px product photo and a 12 MP phone photo read alike. Those 28
 numbers alone reached 66.7 % top-1 on the shape-labelled val photos; beside them `ShapeModel` puts the
-stone's crop as an ImageNet EfficientNet-Lite0 sees it (`models/gemid-shape/embed.onnx`, exported by
-`gemid.training.shape_embedder`, 224 px, about 10 ms), reduced to its main directions. One multinomial
-logistic regression over both (`models/gemid-shape/shape.json` and `head.npz`, fitted by
-`bench/shape_fit.py` on the train part of `gemid/datasets/annotations/shape_gems68.csv`, real photos
-labelled by eye) gives the probabilities; the README has its figures.
+stone's crop as an ImageNet EfficientNet-Lite0 sees it (`models/gemid-shape/embed.onnx`, 224 px), reduced
+to its main directions, in one multinomial logistic regression (`head.npz`, fitted by `bench/shape_fit.py`).
+A second Lite0 fine-tuned on the shape labels (`cnn.onnx`) reads the same crop; the two models'
+probabilities are multiplied (`combine`). Both networks come from `gemid.training.shape_model`, everything
+from the train part of `gemid/datasets/annotations/shape_gems68.csv` (real photos labelled by eye); the
+README and `models/gemid-shape/MODEL_CARD.md` have the figures.
 """
 
 from __future__ import annotations
@@ -218,14 +219,14 @@ def expand(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Embedder:
-    """The image network's ONNX Runtime session: a stone's crop → its unit-length embedding."""
+class Network:
+    """One of the shape model's ONNX networks (EfficientNet-Lite0, mean = std = 0.5): crops → its output."""
 
     session: Any
     side: int
 
     @classmethod
-    def open(cls, path: Path | str, side: int, *, threads: int | None = None) -> Embedder:
+    def open(cls, path: Path | str, side: int, *, threads: int | None = None) -> Network:
         import onnxruntime as ort
 
         from gemid.vision.classify import session_options
@@ -237,23 +238,31 @@ class Embedder:
         return cls(session=session, side=side)
 
     def crop(self, rgb: np.ndarray, seg: Segmentation) -> np.ndarray:
-        """What the embedder sees: the stone's square with CROP_MARGIN, at the embedder's side (uint8 RGB)."""
+        """What the networks see: the stone's square with CROP_MARGIN, at their side (uint8 RGB)."""
         return stone_crop(rgb, seg, margin=CROP_MARGIN, size=self.side)
 
-    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
-        """(N, D) unit-length embeddings of uint8 RGB crops of the embedder's side."""
+    def run(self, crops: list[np.ndarray]) -> np.ndarray:
+        """(N, D) outputs for uint8 RGB crops of the network's side."""
         x = np.stack([c.astype(np.float32).transpose(2, 0, 1) for c in crops]) / np.float32(127.5) - 1  # mean, std 0.5
         name = self.session.get_inputs()[0].name
-        f = self.session.run(None, {name: x})[0].reshape(len(crops), -1).astype(np.float64)
+        return self.session.run(None, {name: x})[0].reshape(len(crops), -1).astype(np.float64)
+
+    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        """(N, D) unit-length outputs: the embedder's features as the head reads them."""
+        f = self.run(crops)
         return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-9)
 
 
 @dataclass(frozen=True)
 class ShapeModel:
-    """The embedder and the logistic regression over hand features and embedding. One per Identifier (its
-    threads), like the species classifier: no module-level session."""
+    """The shape model: a logistic regression over the hand features and the ImageNet embedding, and a CNN
+    fine-tuned on the shape labels; their probabilities multiplied, tempered and renormalised. One per
+    Identifier (its threads), like the species classifier: no module-level session."""
 
-    embedder: Embedder
+    embedder: Network
+    cnn: Network
+    cnn_order: np.ndarray  # the CNN's output index of each of `labels`
+    temperature: float
     labels: tuple[str, ...]
     pca_mean: np.ndarray  # (D,) the embedding's mean over the train photos
     pca_basis: np.ndarray  # (P, D) its main directions there
@@ -270,15 +279,17 @@ class ShapeModel:
         try:
             config = json.loads((directory / CONFIG).read_text())
             files = {k: (directory / config["files"][k]["path"], config["files"][k]["sha256"])
-                     for k in ("embedder", "head")}
+                     for k in ("embedder", "cnn", "head")}
             side, labels, names = int(config["input"]["size"]), tuple(config["labels"]), tuple(config["features"])
+            cnn_labels, temperature = list(config["cnn_labels"]), float(config["temperature"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"no usable shape model in {directory}: {exc!r}") from exc
         if names != FEATURES:
             raise ModelError(f"{directory / CONFIG} was fitted on other features; refit with bench/shape_fit.py")
-        unknown = set(labels) - set(SHAPES)
-        if unknown:
-            raise ModelError(f"{directory / CONFIG} has shapes the report does not know: {sorted(unknown)}")
+        unknown = (set(labels) | set(cnn_labels)) - set(SHAPES)
+        if unknown or set(cnn_labels) != set(labels):
+            raise ModelError(f"{directory / CONFIG}: the CNN's shapes {sorted(cnn_labels)} are not the head's "
+                             f"{sorted(labels)}, or not all the report's")
         for k, (path, digest) in files.items():
             if not path.is_file():
                 raise ModelError(f"the shape model's {k} {path} is missing")
@@ -289,26 +300,41 @@ class ShapeModel:
                                                                "bias")}
         if arrays["weights"].shape[0] != len(labels):
             raise ModelError(f"{files['head'][0]} has {arrays['weights'].shape[0]} classes for {len(labels)} labels")
-        return cls(embedder=Embedder.open(files["embedder"][0], side, threads=threads), labels=labels, **arrays)
+        return cls(embedder=Network.open(files["embedder"][0], side, threads=threads),
+                   cnn=Network.open(files["cnn"][0], side, threads=threads),
+                   cnn_order=np.array([cnn_labels.index(k) for k in labels]), temperature=temperature,
+                   labels=labels, **arrays)
 
     def inputs(self, hand: np.ndarray, embedding: np.ndarray) -> np.ndarray:
         """The regression's inputs before standardising: hand features, their squares, and the embedding's
         projection on its main directions. Batched: (N, F) and (N, D) give (N, inputs)."""
         return inputs(hand, embedding, self.pca_mean, self.pca_basis)
 
-    def probabilities(self, hand: np.ndarray, embedding: np.ndarray) -> dict[str, float]:
-        """Every shape's probability for one stone's hand FEATURES and embedding."""
+    def probabilities(self, hand: np.ndarray, embedding: np.ndarray, cnn_logits: np.ndarray) -> dict[str, float]:
+        """Every shape's probability for one stone's hand FEATURES, embedding and CNN logits."""
         z = self.weights @ ((self.inputs(hand, embedding) - self.mean) / self.scale) + self.bias
-        p = np.exp(z - z.max())
-        p /= p.sum()
+        p = combine(z, cnn_logits[self.cnn_order], self.temperature)
         return {label: float(v) for label, v in zip(self.labels, p, strict=True)}
 
     def classify(self, rgb: np.ndarray, seg: Segmentation) -> tuple[str, float, dict[str, float]]:
         """The most probable cut shape of the stone `seg` in `rgb` (the other stones painted out), its
         probability, and every shape's."""
-        probs = self.probabilities(features(rgb, seg), self.embedder.embed([self.embedder.crop(rgb, seg)])[0])
+        crop = [self.embedder.crop(rgb, seg)]
+        probs = self.probabilities(features(rgb, seg), self.embedder.embed(crop)[0], self.cnn.run(crop)[0])
         label = max(probs, key=probs.__getitem__)
         return label, probs[label], probs
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def combine(head_logits: np.ndarray, cnn_logits: np.ndarray, temperature: float) -> np.ndarray:
+    """The two models' probabilities multiplied, raised to 1/temperature and renormalised (same label order;
+    batched on the last axis). A product, not a mean: each vetoes what it finds implausible."""
+    z = (log_softmax(head_logits) + log_softmax(cnn_logits)) / temperature
+    return np.exp(log_softmax(z))
 
 
 def inputs(hand: np.ndarray, embedding: np.ndarray, pca_mean: np.ndarray, pca_basis: np.ndarray) -> np.ndarray:

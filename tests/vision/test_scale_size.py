@@ -214,3 +214,24 @@ def test_markers_of_two_cards_are_not_taken_for_one(identifier):
     assert all(r.stone.weight is None for r in reports if r.stone is not None)
     # one card, tilted and under a lamp, fits itself to a fraction of a pixel
     assert find_card(card_photo(TRAY, seed=14, tilt=0.07)[0]).consistent
+
+
+def test_on_the_card_the_shape_is_read_on_the_full_resolution_view(identifier, monkeypatch):
+    """A 10 mm stone on a card that fills a third of a 4,000 px photo is ~40 px in the working image: its
+    shape is read where the card's full view holds it several times larger, segmented again there."""
+    from gemid.vision import shape
+
+    seen: list[tuple[int, int]] = []  # (width of the neighbourhood, width of the stone) where it was read
+    real = shape.ShapeModel.classify
+
+    def spy(self, rgb, seg):
+        seen.append((rgb.shape[1], seg.bbox[2]))
+        return real(self, rgb, seg)
+
+    monkeypatch.setattr(shape.ShapeModel, "classify", spy)
+    photo, _, _ = card_photo([("Sapphire Blue", 10.0, (75.0, 50.0))], seed=10, side=4000, fill=0.34, tilt=0.0)
+    (report,) = identifier.identify_stones(encode(photo, ".jpg"), grade=False)
+    assert report.stone.shape is not None and report.stone.size.status == "measured"
+    ((_, read_px),) = seen
+    in_photo = report.stone.bbox[2]  # in the photo's own pixels; the working image holds it about 4 times smaller
+    assert read_px >= 0.8 * in_photo

@@ -18,6 +18,7 @@ from gemid.report import SHAPES
 from gemid.vision import shape
 from gemid.vision.segment import segment
 
+VAL_FLOOR = 0.88  # 91.1 % (174 of 191) when fitted: a refit or a pipeline change may lose 5 photos, not more
 MANIFEST = Path(shape.__file__).resolve().parents[1] / "datasets/annotations/shape_gems68.csv"
 CLARITY = MANIFEST.with_name("clarity_gems68.csv")
 
@@ -47,10 +48,23 @@ def test_the_shipped_model_loads_and_gives_a_distribution(model):
     stone = draw_stone()
     x = shape.features(stone, segment(stone))
     assert x.shape == (len(shape.FEATURES),) and np.isfinite(x).all()
-    e = model.embedder.embed([model.embedder.crop(stone, segment(stone))])
+    crop = [model.embedder.crop(stone, segment(stone))]
+    e = model.embedder.embed(crop)
     assert e.shape == (1, 1280) and abs(np.linalg.norm(e) - 1.0) < 1e-6
-    probs = model.probabilities(x, e[0])
+    logits = model.cnn.run(crop)
+    assert logits.shape == (1, len(SHAPES))
+    probs = model.probabilities(x, e[0], logits[0])
     assert set(probs) == set(SHAPES) and abs(sum(probs.values()) - 1.0) < 1e-9
+
+
+def test_the_two_models_are_multiplied_so_either_can_veto():
+    head = np.log([0.5, 0.45, 0.05])
+    cnn = np.log([0.05, 0.45, 0.5])
+    p = shape.combine(head, cnn, 1.0)
+    assert p.argmax() == 1 and abs(p.sum() - 1.0) < 1e-12  # the one both find likely, not either's favourite
+    assert shape.combine(head, cnn, 2.0).max() < p.max()  # a temperature above 1 softens the product
+    batch = shape.combine(np.stack([head, cnn]), np.stack([cnn, head]), 1.3)
+    assert np.allclose(batch[0], batch[1]) and np.allclose(batch.sum(1), 1.0)
 
 
 def copy_model(tmp_path: Path) -> Path:
@@ -68,7 +82,7 @@ def test_an_altered_or_missing_file_is_refused(tmp_path):
     with pytest.raises(ModelError, match="sha256"):
         shape.ShapeModel.load(d)
     assert shape.ShapeModel.load(d, verify=False).bias[0] == pytest.approx(arrays["bias"][0])
-    (d / "embed.onnx").unlink()
+    (d / "cnn.onnx").unlink()
     with pytest.raises(ModelError, match="missing"):
         shape.ShapeModel.load(d)
     with pytest.raises(ModelError, match="no usable shape model"):
@@ -81,6 +95,15 @@ def test_a_model_fitted_on_other_features_is_refused(tmp_path):
     config["features"] = config["features"][:-1]
     (d / shape.CONFIG).write_text(json.dumps(config))
     with pytest.raises(ModelError, match="other features"):
+        shape.ShapeModel.load(d)
+
+
+def test_a_cnn_with_other_shapes_is_refused(tmp_path):
+    d = copy_model(tmp_path)
+    config = json.loads((d / shape.CONFIG).read_text())
+    config["cnn_labels"] = [*config["cnn_labels"][:-1], "briolette"]
+    (d / shape.CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="not the head's"):
         shape.ShapeModel.load(d)
 
 
@@ -117,8 +140,8 @@ def test_elongation_is_measured_from_the_outline():
 
 @pytest.mark.shared
 def test_val_photos_keep_their_measured_top1(model, gems68_dir):
-    """The committed model on the labelled val photos it never saw (84.1 % when fitted; README): a refit or a
-    change to segmentation or cropping that loses more than a few photos fails here."""
+    """The committed model on the labelled val photos it never saw (README and MODEL_CARD give the figure): a
+    refit or a change to segmentation or cropping that loses more than a few photos fails here."""
     from gemid.vision.decode import decode
     from gemid.vision.stones import find_stones
 
@@ -128,4 +151,4 @@ def test_val_photos_keep_their_measured_top1(model, gems68_dir):
     for r in val:
         rgb = decode(gems68_dir / r["path"]).rgb
         hits += model.classify(rgb, find_stones(rgb, segment(rgb))[0])[0] == r["shape"]
-    assert len(val) >= 130 and hits / len(val) >= 0.80
+    assert len(val) >= 190 and hits / len(val) >= VAL_FLOOR
