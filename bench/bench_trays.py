@@ -52,6 +52,7 @@ from bench.machine import cpu_description  # noqa: E402
 
 GEMS68 = Path(os.environ.get("GEMID_GEMS68", REPO.parent / "shared" / "data" / "gems68" / "train"))
 LABELS_CSV = REPO / "gemid" / "datasets" / "annotations" / "clarity_gems68.csv"
+SHAPES_CSV = LABELS_CSV.with_name("shape_gems68.csv")
 TARGET_FOUND = 95.0
 TARGET_SAME = 90.0
 SIDE = (120, 180)  # pixels, the longer side of a placed stone
@@ -70,6 +71,7 @@ class Cutout:
     alpha: np.ndarray  # float32 0..1, the mask in that box
     reference: str | None  # top-1 of the photo alone
     photo: bytes  # the photo as identified alone
+    shape: str | None = None  # its cut shape where the shape annotation labels the photo (shape_gems68.csv)
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -117,6 +119,8 @@ def real_cutouts(ident, limit: int | None = None, keep_fragments: bool = False, 
     with LABELS_CSV.open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if split in ("all", r["split"]) and r["label"] in ("eye_clean", "included")
                 and (only is None or r["path"] in only)]
+    with SHAPES_CSV.open(newline="") as f:
+        shapes = {r["path"]: r["shape"] for r in csv.DictReader(f)}
     out, skipped = [], 0
     for r in rows[:limit]:
         path = GEMS68 / r["path"]
@@ -127,7 +131,7 @@ def real_cutouts(ident, limit: int | None = None, keep_fragments: bool = False, 
             skipped += 1
             continue
         ref = _top1(ident.identify(data, filename=path.name, grade=False))
-        out.append(Cutout(r["path"], cut[0], cut[1], ref, data))
+        out.append(Cutout(r["path"], cut[0], cut[1], ref, data, shapes.get(r["path"])))
     return out, skipped
 
 
@@ -242,7 +246,7 @@ def match(placed: list[tuple[int, int, int, int]], found: list[tuple[int, int, i
 
 def run(ident, cutouts: list[Cutout], trays: int, seed: int, grade: bool) -> dict[str, float]:
     rng = np.random.default_rng(seed)
-    totals = {"placed": 0, "found": 0, "same": 0, "extra": 0, "seconds": 0.0}
+    totals = {"placed": 0, "found": 0, "same": 0, "extra": 0, "seconds": 0.0, "shaped": 0, "shape right": 0}
     for variant in ("apart", "touching"):
         totals.update({f"{variant} placed": 0, f"{variant} found": 0, f"{variant} same": 0})
     for t in range(trays):
@@ -260,6 +264,11 @@ def run(ident, cutouts: list[Cutout], trays: int, seed: int, grade: bool) -> dic
             pairs = match(boxes, found)
             same = sum(1 for i, j in pairs.items() if _top1(reports[j]) == cutouts[picks[i]].reference)
             extra = len(found) - len(pairs)
+            for i, j in pairs.items():
+                if cutouts[picks[i]].shape is not None:
+                    got = reports[j].stone.shape
+                    totals["shaped"] += 1
+                    totals["shape right"] += int(got is not None and got.label == cutouts[picks[i]].shape)
             for key, v in (("placed", k), ("found", len(pairs)), ("same", same), ("extra", extra), ("seconds", dt)):
                 totals[key] += v
                 if key in ("placed", "found", "same"):
@@ -284,6 +293,8 @@ def summary(totals: dict[str, float], grade: bool) -> list[str]:
           f"{100.0 * totals[f'{v} same'] / max(1, totals[f'{v} placed']):.1f} % of {int(totals[f'{v} placed'])}"
           for v in ("apart", "touching")),
         f"extra detections: {int(totals['extra'])}",
+        *([f"cut shape as labelled by eye: {100.0 * totals['shape right'] / totals['shaped']:.1f} % of "
+           f"{int(totals['shaped'])} stones found whose photo has a shape label"] if totals["shaped"] else []),
         f"time per stone: {1000 * totals['seconds'] / n:.0f} ms ({'full report' if grade else 'screen, grade=False'})",
     ]
 

@@ -10,8 +10,9 @@ full-batch gradient descent, L2, class weights balanced so that a shape with few
 the 28 hand-measured features, their squares, and the ImageNet embedding projected on its main directions
 (PCA over the train photos). Its L2 strength and number of directions are chosen by 5-fold
 cross-validation inside train. The head's and the CNN's probabilities are multiplied and tempered by
-TEMPERATURE (chosen with the recipe on a development split inside train: `gemid.training.shape_model`).
-Val is never seen by a fit and chooses nothing.
+TEMPERATURE. How the recipe and the temperature were chosen on a development split inside train, never on
+val: `gemid.training.shape_model`'s docstring, and `--dev` below to do it again. Val is never seen by a fit
+and chooses nothing.
 """
 
 from __future__ import annotations
@@ -23,21 +24,32 @@ from pathlib import Path
 
 import numpy as np
 
-from gemid.vision.shape import CONFIG, FEATURES, SHAPE_DIR, inputs
+from gemid.vision.shape import (
+    CNN_FILE,
+    CONFIG,
+    CROP_MARGIN,
+    EMBEDDER_FILE,
+    FEATURES,
+    HEAD_FILE,
+    SHAPE_DIR,
+    SIDE_PX,
+    inputs,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "gemid/datasets/annotations/shape_gems68.csv"
 PHOTOS = ROOT.parent / "shared/data/gems68/train"
-EMBEDDER = SHAPE_DIR / "embed.onnx"
-CNN = SHAPE_DIR / "cnn.onnx"
-SIDE = 224  # the networks' input side (gemid.training.shape_model.SIDE)
-# the product's temperature: on the development split (148 train photos, both models fitted without them)
-# it brought the negative log-likelihood from 0.317 (1.0) to 0.297 and the calibration error from 6.1 to 5.6 %
+EMBEDDER = SHAPE_DIR / EMBEDDER_FILE
+CNN = SHAPE_DIR / CNN_FILE
+# what the measured features depend on besides the photos and the networks: a change to any invalidates the cache
+SOURCES = [ROOT / "gemid/vision" / f for f in ("shape.py", "segment.py", "stones.py", "crop.py", "decode.py")]
+# the product's temperature: on the development split (148 train photos, both models fitted without them;
+# `--dev`) it brought the negative log-likelihood from 0.347 (1.0) to 0.328, the best of 0.8-2.5
 TEMPERATURE = 1.3
-L2S = (3e-3, 1e-2, 3e-2)
-COMPONENTS = (32, 64)
+L2S = (1e-3, 3e-3, 1e-2, 3e-2)
+COMPONENTS = (32, 64, 96, 128)
 STEPS = 1500
-CACHE = Path("/tmp/gemid_shape_measured.npz")
+CACHE = ROOT / "cache" / "shape_measured.npz"  # ignored by git; one per checkout
 
 
 def rows(split: str | None = None) -> list[dict[str, str]]:
@@ -53,7 +65,9 @@ def measure(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from gemid.vision.shape import Network, features
     from gemid.vision.stones import find_stones
 
-    embedder, cnn = Network.open(EMBEDDER, SIDE, threads=2), Network.open(CNN, SIDE, threads=2)
+    if not PHOTOS.is_dir():
+        raise SystemExit(f"the gems68 photos are not at {PHOTOS}: the shape figures need them")
+    embedder, cnn = Network.open(EMBEDDER, SIDE_PX, threads=2), Network.open(CNN, SIDE_PX, threads=2)
     hand, emb, logits = [], [], []
     for p in paths:
         rgb = decode(PHOTOS / p).rgb
@@ -66,19 +80,20 @@ def measure(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def all_measured(use_cache: bool) -> tuple[list[dict[str, str]], np.ndarray, np.ndarray, np.ndarray]:
-    """Every labelled photo's hand features, embedding and CNN logits (cached in /tmp by paths, feature names
-    and the networks' sha256)."""
+    """Every labelled photo's hand features, embedding and CNN logits (cached in the checkout's cache/, keyed
+    by the paths, the feature names, the networks' and the measuring code's sha256)."""
     from gemid.vision.bundle import sha256_file
 
     rs = rows()
     paths = [r["path"] for r in rs]
-    key = sha256_file(EMBEDDER) + sha256_file(CNN)
+    key = "".join(sha256_file(p) for p in (EMBEDDER, CNN, *SOURCES))
     if use_cache and CACHE.exists():
         z = np.load(CACHE, allow_pickle=False)
         if ("networks" in z.files and list(z["paths"]) == paths and tuple(z["names"]) == FEATURES
                 and str(z["networks"]) == key):
             return rs, z["hand"], z["emb"], z["logits"]
     hand, emb, logits = measure(paths)
+    CACHE.parent.mkdir(exist_ok=True)
     np.savez(CACHE, paths=np.array(paths), names=np.array(FEATURES), networks=np.array(key), hand=hand, emb=emb,
              logits=logits)
     return rs, hand, emb, logits
@@ -148,40 +163,101 @@ def cnn_config() -> dict:
     from gemid.vision.bundle import sha256_file
 
     config = json.loads(CNN.with_suffix(".json").read_text())
-    if config["sha256"] != sha256_file(CNN) or config["input"]["size"] != SIDE:
+    if config["sha256"] != sha256_file(CNN) or config["input"]["size"] != SIDE_PX:
         raise SystemExit(f"{CNN.with_suffix('.json')} does not describe {CNN}: export the CNN again")
+    if abs(config["input"]["margin"] - CROP_MARGIN) > 1e-9:
+        raise SystemExit(f"the CNN was trained on crops with margin {config['input']['margin']}, the runtime cuts "
+                         f"{CROP_MARGIN}")
     if config["input"]["mean"] != [0.5] * 3 or config["input"]["std"] != [0.5] * 3:
         raise SystemExit("the CNN was trained with another normalisation than the runtime's (mean = std = 0.5)")
     return config
 
 
 def write(head: dict[str, np.ndarray], labels: list[str], meta: dict) -> None:
+    """head.npz and shape.json, each written whole beside and then renamed over the old (a failure on the way
+    leaves the committed pair as it was)."""
     from gemid.vision.bundle import sha256_file
 
-    path = SHAPE_DIR / "head.npz"
-    np.savez(path, **{k: v.astype(np.float32) for k, v in head.items()})
-    cnn = cnn_config()
+    cnn = cnn_config()  # first: a CNN that does not fit is refused before anything is written
+    path = SHAPE_DIR / HEAD_FILE
+    tmp_head = path.with_suffix(".new.npz")
+    np.savez(tmp_head, labels=np.array(labels), **{k: v.astype(np.float32) for k, v in head.items()})
     config = {
         "name": "gemid-shape",
-        "input": {"size": SIDE, "mean": [0.5] * 3, "std": [0.5] * 3, "crop": "stone square, margin 0.12"},
+        "input": {"size": SIDE_PX, "mean": [0.5] * 3, "std": [0.5] * 3, "crop": f"stone square, margin {CROP_MARGIN}"},
         "labels": labels,
         "features": list(FEATURES),
         "cnn_labels": cnn["labels"],
         "temperature": TEMPERATURE,
         "files": {"embedder": {"path": EMBEDDER.name, "sha256": sha256_file(EMBEDDER)},
                   "cnn": {"path": CNN.name, "sha256": sha256_file(CNN), "trained_on": cnn["trained_on"]},
-                  "head": {"path": path.name, "sha256": sha256_file(path)}},
+                  "head": {"path": path.name, "sha256": sha256_file(tmp_head)}},
         **meta,
     }
-    (SHAPE_DIR / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
+    tmp_config = SHAPE_DIR / (CONFIG + ".new")
+    tmp_config.write_text(json.dumps(config, indent=1) + "\n")
+    tmp_head.replace(path)
+    tmp_config.replace(SHAPE_DIR / CONFIG)
+
+
+def dev_figures(cnn_path: Path, rs: list[dict[str, str]], hand: np.ndarray, emb: np.ndarray) -> None:
+    """The development split's figures (how the recipe and TEMPERATURE were chosen): the head fitted on the
+    train photos outside it (its L2 and directions by the same cross-validation), a CNN trained without it
+    (`python -m gemid.training.shape_model cnn --dev --run R`), each alone and together, and the product's
+    negative log-likelihood at each temperature. Val is not read."""
+    from gemid.report import SHAPES
+    from gemid.training.shape_model import dev_photos
+    from gemid.vision.shape import combine, log_softmax
+
+    dev = dev_photos()
+    labels = [s for s in SHAPES if any(r["shape"] == s for r in rs)]
+    y = np.array([labels.index(r["shape"]) for r in rs])
+    fit_on = np.array([r["split"] == "train" and r["path"] not in dev for r in rs])
+    held = np.array([r["split"] == "train" and r["path"] in dev for r in rs])
+    cnn_labels = json.loads(cnn_path.with_suffix(".json").read_text())["labels"]
+    logits = dev_logits(cnn_path, [r["path"] for r, h in zip(rs, held, strict=True) if h])
+    logits = logits[:, [cnn_labels.index(k) for k in labels]]
+    scores = {(l2, n): cross_validated(hand[fit_on], emb[fit_on], y[fit_on], len(labels), l2, n)
+              for l2 in L2S for n in COMPONENTS}
+    l2, n = max(scores, key=scores.__getitem__)
+    z = predict(fit_head(hand[fit_on], emb[fit_on], y[fit_on], len(labels), l2, n), hand[held], emb[held])
+    truth = y[held]
+    p_head, p_cnn = np.exp(log_softmax(z)), np.exp(log_softmax(logits))
+    print(f"development split: {int(held.sum())} train photos, fitted on the other {int(fit_on.sum())}; "
+          f"head L2 {l2:g}, {n} directions")
+    for name, p in (("head alone", p_head), ("CNN alone", p_cnn), ("averaged", p_head + p_cnn),
+                    ("multiplied", combine(z, logits, 1.0))):
+        print(f"  {name}: top-1 {np.mean(p.argmax(1) == truth):.1%}")
+    for t in (0.8, 1.0, 1.3, 1.6, 2.0, 2.5):
+        p = combine(z, logits, t)
+        print(f"  multiplied, temperature {t:g}: negative log-likelihood {-np.mean(np.log(p[np.arange(len(truth)), truth])):.3f}")
+
+
+def dev_logits(cnn_path: Path, paths: list[str]) -> np.ndarray:
+    from gemid.vision.decode import decode
+    from gemid.vision.segment import segment
+    from gemid.vision.shape import Network
+    from gemid.vision.stones import find_stones
+
+    cnn = Network.open(cnn_path, SIDE_PX, threads=2)
+    out = []
+    for p in paths:
+        rgb = decode(PHOTOS / p).rgb
+        out.append(cnn.run([cnn.crop(rgb, find_stones(rgb, segment(rgb))[0])])[0])
+    return np.array(out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="measure the committed model; write nothing")
-    ap.add_argument("--no-cache", action="store_true", help="measure the photos again (cached in /tmp)")
+    ap.add_argument("--no-cache", action="store_true", help="measure the photos again (cached in cache/)")
+    ap.add_argument("--dev", type=Path, metavar="CNN_ONNX",
+                    help="the development split's figures with a CNN trained without it; writes nothing")
     a = ap.parse_args()
     rs, hand, emb, logits = all_measured(not a.no_cache)
+    if a.dev:
+        dev_figures(a.dev, rs, hand, emb)
+        return
     from gemid.report import SHAPES
 
     labels = [s for s in SHAPES if any(r["shape"] == s for r in rs)]

@@ -8,8 +8,9 @@ A photo taken from above shows length and width, not depth, so the depth is a ty
 (DEPTH: faceted stones 55-80 %, the range of commercial and native cuts; cabochons 30-60 %), and the range
 states it: the low end takes the shallow depth, the low SG, the low shape factor and the size's lower bound,
 the high end the opposite and the formula's own allowance for bulge (BULGE). The shape is read from above
-and is often wrong between neighbours (66.7 % top-1 on held-out photos), so the range spans every shape the
-report names as at least SHAPE_SPAN probable; the middle figure is the most probable shape's. A tumbled or rough stone has no shape factor and gets no estimate; a stone referred to a laboratory
+and is sometimes wrong between neighbours (90.6 % top-1 on held-out photos, less on the scale card), so the
+range spans every shape the report names as at least SHAPE_SPAN probable; the middle figure is the most
+probable shape's. A tumbled or rough stone has no shape factor and gets no estimate; a stone referred to a laboratory
 gets none either (what it is, and so its SG, is in question) unless an SG reading was entered.
 
 It is an estimate, labelled as one everywhere: bulging pavilions, thick girdles and deep native cuts weigh

@@ -5,7 +5,8 @@ The outline says round, oval, cushion, emerald cut, square, pear, marquise, hear
 the surface says faceted or cabochon: facet edges are straight lines of sharp contrast inside the stone, a
 cabochon's dome has soft gradients and one or two highlights. `features` measures both on the stone's mask
 and pixels, scaled to a fixed size so a 200 px product photo and a 12 MP phone photo read alike. Those 28
-numbers alone reached 66.7 % top-1 on the shape-labelled val photos; beside them `ShapeModel` puts the
+numbers alone (the shape model before) reached 66.7 % top-1 on the first 93 shape-labelled val photos;
+beside them `ShapeModel` puts the
 stone's crop as an ImageNet EfficientNet-Lite0 sees it (`models/gemid-shape/embed.onnx`, 224 px), reduced
 to its main directions, in one multinomial logistic regression (`head.npz`, fitted by `bench/shape_fit.py`).
 A second Lite0 fine-tuned on the shape labels (`cnn.onnx`) reads the same crop; the two models'
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,11 @@ from gemid.vision.segment import Segmentation
 
 SHAPE_DIR = MODELS_DIR / "gemid-shape"
 CONFIG = "shape.json"
-CROP_MARGIN = 0.12  # the embedder's view: the stone's square with this margin (the species model's own)
+EMBEDDER_FILE, CNN_FILE, HEAD_FILE = "embed.onnx", "cnn.onnx", "head.npz"
+SIDE_PX = 224  # both networks' input side
+# the networks' view: the stone's square with this margin. The CNN was trained with it (gemid train's
+# --crop-margin default, the species model's margin); shape_fit refuses a CNN trained with another
+CROP_MARGIN = 0.12
 SIDE = 160  # the stone's longer side is scaled to this before measuring (most gems68 stones are ~200 px)
 PROFILE = np.linspace(0.05, 0.95, 10)  # where along its length the stone's width is read (share of length)
 
@@ -295,15 +301,38 @@ class ShapeModel:
                 raise ModelError(f"the shape model's {k} {path} is missing")
             if verify and sha256_file(path) != digest:
                 raise ModelError(f"{path} is not the file {directory / CONFIG} was fitted with (sha256 differs)")
-        with np.load(files["head"][0], allow_pickle=False) as head:
-            arrays = {k: head[k].astype(np.float64) for k in ("pca_mean", "pca_basis", "mean", "scale", "weights",
-                                                               "bias")}
-        if arrays["weights"].shape[0] != len(labels):
-            raise ModelError(f"{files['head'][0]} has {arrays['weights'].shape[0]} classes for {len(labels)} labels")
-        return cls(embedder=Network.open(files["embedder"][0], side, threads=threads),
-                   cnn=Network.open(files["cnn"][0], side, threads=threads),
-                   cnn_order=np.array([cnn_labels.index(k) for k in labels]), temperature=temperature,
-                   labels=labels, **arrays)
+        try:
+            with np.load(files["head"][0], allow_pickle=False) as head:
+                head_labels = tuple(str(v) for v in head["labels"])
+                arrays = {k: head[k].astype(np.float64) for k in ("pca_mean", "pca_basis", "mean", "scale", "weights",
+                                                                   "bias")}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"cannot read the shape model's head {files['head'][0]}: {exc!r}") from exc
+        if head_labels != labels:
+            raise ModelError(f"{files['head'][0]} was fitted on the labels {head_labels}, {CONFIG} says {labels}")
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise ModelError(f"{directory / CONFIG}: the temperature must be a positive number, not {temperature}")
+        model = cls(embedder=Network.open(files["embedder"][0], side, threads=threads),
+                    cnn=Network.open(files["cnn"][0], side, threads=threads),
+                    cnn_order=np.array([cnn_labels.index(k) for k in labels]), temperature=temperature,
+                    labels=labels, **arrays)
+        model._check(len(cnn_labels))
+        return model
+
+    def _check(self, n_cnn: int) -> None:
+        """One run on a plain grey crop: the networks take the side, give the sizes the head was fitted on, and
+        the model a distribution (ModelError otherwise: a mismatched file must not fail every photo later)."""
+        crop = [np.full((self.embedder.side, self.embedder.side, 3), 128, np.uint8)]
+        try:
+            embedding, logits = self.embedder.embed(crop)[0], self.cnn.run(crop)[0]
+            if embedding.shape != self.pca_mean.shape or logits.shape != (n_cnn,):
+                raise ValueError(f"the embedder gives {embedding.shape[0]} numbers for a head fitted on "
+                                 f"{self.pca_mean.shape[0]}, the CNN {logits.shape[0]} for {n_cnn} shapes")
+            p = self.probabilities(np.zeros(len(FEATURES)), embedding, logits)
+        except Exception as exc:  # onnxruntime and numpy raise their own types
+            raise ModelError(f"the shape model does not run: {exc}") from exc
+        if not np.isfinite(list(p.values())).all() or abs(sum(p.values()) - 1.0) > 1e-6:
+            raise ModelError("the shape model gives no probability distribution on a plain crop")
 
     def inputs(self, hand: np.ndarray, embedding: np.ndarray) -> np.ndarray:
         """The regression's inputs before standardising: hand features, their squares, and the embedding's

@@ -347,6 +347,9 @@ def isolated_fine(fine: np.ndarray, k: float, stones: list[Segmentation], i: int
     return sub, local
 
 
+SAME_STONE_IOU = 0.5  # the finer segmentation is the stone's own when it overlaps the coarse mask this much
+
+
 def _shape_view(rgb: np.ndarray, stones: list[Segmentation], i: int, margin: float,
                 fine: tuple[np.ndarray, float] | None) -> tuple[np.ndarray, Segmentation]:
     """Where stone `i`'s shape is read: its neighbourhood in the working image, or, given a finer view, in
@@ -357,7 +360,11 @@ def _shape_view(rgb: np.ndarray, stones: list[Segmentation], i: int, margin: flo
         return isolated(rgb, stones, i, margin)
     sub, local = isolated_fine(fine[0], fine[1], stones, i, margin, (rgb.shape[1], rgb.shape[0]))
     again = segment(sub)
-    return sub, again if again.found else local
+    a, b = again.mask > 0, local.mask > 0
+    if not again.found or a.shape != b.shape:
+        return sub, local
+    overlap = np.logical_and(a, b).sum() / max(1, np.logical_or(a, b).sum())
+    return sub, again if overlap >= SAME_STONE_IOU else local  # not another object, nor a part of this one
 
 
 def describe(rgb: np.ndarray, stones: list[Segmentation], i: int, count: int | None = None, *,

@@ -18,7 +18,7 @@ from gemid.report import SHAPES
 from gemid.vision import shape
 from gemid.vision.segment import segment
 
-VAL_FLOOR = 0.88  # 91.1 % (174 of 191) when fitted: a refit or a pipeline change may lose 5 photos, not more
+VAL_FLOOR = 0.87  # 90.6 % (173 of 191) when fitted: a refit or a pipeline change may lose 6 photos, not more
 MANIFEST = Path(shape.__file__).resolve().parents[1] / "datasets/annotations/shape_gems68.csv"
 CLARITY = MANIFEST.with_name("clarity_gems68.csv")
 
@@ -96,6 +96,32 @@ def test_a_model_fitted_on_other_features_is_refused(tmp_path):
     (d / shape.CONFIG).write_text(json.dumps(config))
     with pytest.raises(ModelError, match="other features"):
         shape.ShapeModel.load(d)
+
+
+def edit_config(d: Path, **changes) -> None:
+    config = json.loads((d / shape.CONFIG).read_text())
+    config.update(changes)
+    (d / shape.CONFIG).write_text(json.dumps(config))
+
+
+def test_a_head_or_network_that_does_not_fit_is_refused_at_load(tmp_path):
+    """Each of these passes the sha256 check (verify=False, or a refit that went wrong) and would otherwise
+    load, then fail or mislead on every photo."""
+    d = copy_model(tmp_path)
+    edit_config(d, temperature=0)
+    with pytest.raises(ModelError, match="temperature"):
+        shape.ShapeModel.load(d, verify=False)
+    edit_config(d, temperature=1.3, labels=list(reversed(json.loads((shape.SHAPE_DIR / shape.CONFIG).read_text())["labels"])))
+    with pytest.raises(ModelError, match="fitted on the labels"):
+        shape.ShapeModel.load(d, verify=False)
+    shutil.copy(shape.SHAPE_DIR / shape.CONFIG, d / shape.CONFIG)
+    shutil.copy(d / shape.CNN_FILE, d / shape.EMBEDDER_FILE)  # the CNN where the embedder belongs
+    with pytest.raises(ModelError, match="does not run"):
+        shape.ShapeModel.load(d, verify=False)
+    shutil.copy(shape.SHAPE_DIR / shape.EMBEDDER_FILE, d / shape.EMBEDDER_FILE)
+    (d / shape.HEAD_FILE).write_bytes((d / shape.HEAD_FILE).read_bytes()[:1000])
+    with pytest.raises(ModelError, match="cannot read"):
+        shape.ShapeModel.load(d, verify=False)
 
 
 def test_a_cnn_with_other_shapes_is_refused(tmp_path):
