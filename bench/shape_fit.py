@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gemid.vision.segment import Segmentation
 from gemid.vision.shape import (
     CNN_FILE,
     CONFIG,
@@ -57,21 +58,27 @@ def rows(split: str | None = None) -> list[dict[str, str]]:
         return [r for r in csv.DictReader(f) if split is None or r["split"] == split]
 
 
-def measure(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """FEATURES, the embedding and the CNN's logits of each photo's stone (the first stone, as `identify`
-    reports it)."""
+def first_stone(path: str) -> tuple[np.ndarray, Segmentation]:
+    """A labelled photo's pixels and its first stone, as `identify_stones` finds it."""
     from gemid.vision.decode import decode
     from gemid.vision.segment import segment
-    from gemid.vision.shape import Network, features
     from gemid.vision.stones import find_stones
 
     if not PHOTOS.is_dir():
         raise SystemExit(f"the gems68 photos are not at {PHOTOS}: the shape figures need them")
+    rgb = decode(PHOTOS / path).rgb
+    return rgb, find_stones(rgb, segment(rgb))[0]
+
+
+def measure(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FEATURES, the embedding and the CNN's logits of each photo's stone (the first stone, as `identify`
+    reports it)."""
+    from gemid.vision.shape import Network, features
+
     embedder, cnn = Network.open(EMBEDDER, SIDE_PX, threads=2), Network.open(CNN, SIDE_PX, threads=2)
     hand, emb, logits = [], [], []
     for p in paths:
-        rgb = decode(PHOTOS / p).rgb
-        stone = find_stones(rgb, segment(rgb))[0]
+        rgb, stone = first_stone(p)
         crop = [embedder.crop(rgb, stone)]
         hand.append(features(rgb, stone))
         emb.append(embedder.embed(crop)[0])
@@ -217,10 +224,8 @@ def dev_figures(cnn_path: Path, rs: list[dict[str, str]], hand: np.ndarray, emb:
     cnn_labels = json.loads(cnn_path.with_suffix(".json").read_text())["labels"]
     logits = dev_logits(cnn_path, [r["path"] for r, h in zip(rs, held, strict=True) if h])
     logits = logits[:, [cnn_labels.index(k) for k in labels]]
-    scores = {(l2, n): cross_validated(hand[fit_on], emb[fit_on], y[fit_on], len(labels), l2, n)
-              for l2 in L2S for n in COMPONENTS}
-    l2, n = max(scores, key=scores.__getitem__)
-    z = predict(fit_head(hand[fit_on], emb[fit_on], y[fit_on], len(labels), l2, n), hand[held], emb[held])
+    head, l2, n, _ = choose_head(hand[fit_on], emb[fit_on], y[fit_on], len(labels))
+    z = predict(head, hand[held], emb[held])
     truth = y[held]
     p_head, p_cnn = np.exp(log_softmax(z)), np.exp(log_softmax(logits))
     print(f"development split: {int(held.sum())} train photos, fitted on the other {int(fit_on.sum())}; "
@@ -234,17 +239,22 @@ def dev_figures(cnn_path: Path, rs: list[dict[str, str]], hand: np.ndarray, emb:
 
 
 def dev_logits(cnn_path: Path, paths: list[str]) -> np.ndarray:
-    from gemid.vision.decode import decode
-    from gemid.vision.segment import segment
     from gemid.vision.shape import Network
-    from gemid.vision.stones import find_stones
 
     cnn = Network.open(cnn_path, SIDE_PX, threads=2)
-    out = []
-    for p in paths:
-        rgb = decode(PHOTOS / p).rgb
-        out.append(cnn.run([cnn.crop(rgb, find_stones(rgb, segment(rgb))[0])])[0])
-    return np.array(out)
+    return np.array([cnn.run([cnn.crop(*first_stone(p))])[0] for p in paths])
+
+
+def choose_head(hand: np.ndarray, emb: np.ndarray, y: np.ndarray, k: int, *, show: bool = False
+                ) -> tuple[dict[str, np.ndarray], float, int, float]:
+    """The head fitted on the photos given, with the L2 and directions that cross-validate best among them;
+    and those choices and their score."""
+    scores = {(l2, n): cross_validated(hand, emb, y, k, l2, n) for l2 in L2S for n in COMPONENTS}
+    if show:
+        for (l2, n), s in scores.items():
+            print(f"train 5-fold: L2 {l2:g}, {n} directions: top-1 {s:.1%}")
+    l2, n = max(scores, key=scores.__getitem__)
+    return fit_head(hand, emb, y, k, l2, n), l2, n, scores[(l2, n)]
 
 
 def main() -> None:
@@ -264,13 +274,8 @@ def main() -> None:
     y = np.array([labels.index(r["shape"]) for r in rs])
     tr = np.array([r["split"] == "train" for r in rs])
     if not a.check:
-        scores = {(l2, n): cross_validated(hand[tr], emb[tr], y[tr], len(labels), l2, n)
-                  for l2 in L2S for n in COMPONENTS}
-        for (l2, n), s in scores.items():
-            print(f"train 5-fold: L2 {l2:g}, {n} directions: top-1 {s:.1%}")
-        l2, n = max(scores, key=scores.__getitem__)
-        head = fit_head(hand[tr], emb[tr], y[tr], len(labels), l2, n)
-        write(head, labels, {"chosen": {"l2": l2, "directions": n, "train_cv_top1": round(scores[(l2, n)], 4)},
+        head, l2, n, score = choose_head(hand[tr], emb[tr], y[tr], len(labels), show=True)
+        write(head, labels, {"chosen": {"l2": l2, "directions": n, "train_cv_top1": round(score, 4)},
                              "fitted_on": f"{MANIFEST.name} train ({int(tr.sum())} photos); bench/shape_fit.py"})
     from gemid.vision.shape import ShapeModel
 
