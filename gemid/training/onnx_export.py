@@ -25,6 +25,7 @@ OPSET = 18
 INPUT_NAME = "input"
 LOGITS_NAME = "logits"
 MAX_BATCH = 4096
+STACK_TRACE = "pkg.torch.onnx.stack_trace"  # node metadata the exporter adds
 # ops the optimised graph of an EfficientNet-Lite must not contain
 UNWANTED_OPS = frozenset({"Pad", "Identity", "Constant", "Shape", "Gather", "ConstantOfShape", "Concat", "Reshape"})
 
@@ -42,6 +43,16 @@ def assert_clean(model: Any) -> None:
     bad = {op: n for op, n in op_counts(model).items() if op in UNWANTED_OPS}
     if bad:
         raise GraphError(f"the exported graph still has {bad}: the exporter did not fold them; not shipped")
+
+
+def drop_stack_traces(model: Any) -> None:
+    """Remove the exporter's per-node Python stack traces: they name the checkout's absolute paths and source
+    line numbers, so the same weights exported from another folder, or after an unrelated edit, gave other
+    bytes (the shape embedder is checked to export byte for byte as shipped)."""
+    for node in model.graph.node:
+        keep = [p for p in node.metadata_props if p.key != STACK_TRACE]
+        del node.metadata_props[:]
+        node.metadata_props.extend(keep)
 
 
 def _outputs_module(model: Any, outputs: list[str]) -> Any:
@@ -88,6 +99,7 @@ def export_onnx(model: Any, path: Path | str, size: int, *, outputs: list[str] |
             log.setLevel(level)
     graph = program.model_proto
     assert_clean(graph)
+    drop_stack_traces(graph)
     graph.producer_name = "gemid"
     graph.doc_string = f"{what}; input {INPUT_NAME} float32 [batch,3,{size},{size}], outputs {outputs}"
     onnx.checker.check_model(graph, full_check=True)
