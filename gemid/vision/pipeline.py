@@ -302,14 +302,17 @@ class Identifier:
         for i in range(1 if first_only else len(stones)):
             seg = stones[i]
             quality = assess(image.rgb, seg, margin, scale=image.scale, card=card is not None)
-            stone = describe(image.rgb, stones, i, count=seg.n_stones if first_only else None, shapes=self.shapes,
-                             margin=margin, fine=(view.rgb, view.k) if view is not None else None)
+            near = isolated(image.rgb, stones, i, margin)  # once: the shape, the crop and the front end use it
+            fine = (isolated_fine(view.rgb, view.k, stones, i, margin, (image.rgb.shape[1], image.rgb.shape[0]))
+                    if view is not None and view.k > 1.0 else None)  # the card's full-resolution neighbourhood
+            stone = describe(stones, i, fine or near, count=seg.n_stones if first_only else None,
+                             shapes=self.shapes, fine=fine is not None)
             quality, stone = _in_photo_pixels(image, quality, stone)
             if stone is not None and sizes is not None:
                 stone = stone.model_copy(update={"size": sizes[i]})
-            crop = self._model_crop(image, stones, i, whole=first_only, view=view)
+            crop = self._model_crop(image, near, whole=first_only, fine=fine)
             out.append(_Prepared(file=name, image=image, seg=seg, quality=quality,
-                                 crop=self.classifier.front_end(crop, *isolated(image.rgb, stones, i, margin)),
+                                 crop=self.classifier.front_end(crop, *near),
                                  poor=too_poor_to_judge(quality), stone=stone))
         return out
 
@@ -327,17 +330,17 @@ class Identifier:
         ref = find_card(full.rgb) or card.scaled(k)
         return _CardView(rgb=clear_card(full.rgb, ref), ref=ref, k=k)
 
-    def _model_crop(self, image: DecodedImage, stones: list[Segmentation], i: int, *, whole: bool,
-                    view: _CardView | None = None) -> np.ndarray:
-        """The model's crop of stone `i`. A stone too small in a reduced working image for the model's input
-        side (a small stone in a big photo) is cut from the photo decoded again just fine enough, so the model
-        sees what it would have seen in the whole photo rather than an enlarged working image; on the scale
-        card, from the card's photo at full resolution (`view`)."""
+    def _model_crop(self, image: DecodedImage, near: tuple[np.ndarray, Segmentation], *, whole: bool,
+                    fine: tuple[np.ndarray, Segmentation] | None = None) -> np.ndarray:
+        """The model's crop of a stone from `near`, its neighbourhood in the working image (`isolated`). A stone
+        too small in a reduced working image for the model's input side (a small stone in a big photo) is cut
+        from the photo decoded again just fine enough, so the model sees what it would have seen in the whole
+        photo rather than an enlarged working image; on the scale card, from `fine`, its neighbourhood in the
+        card's photo at full resolution."""
         margin = self.bundle.input.crop.margin
-        if view is not None and view.k > 1.0 and self.bundle.input.crop.policy != "full_image":
-            h, w = image.rgb.shape[:2]
-            return self.classifier.crop(*isolated_fine(view.rgb, view.k, stones, i, margin, (w, h)))
-        rgb, seg = isolated(image.rgb, stones, i, margin)
+        if fine is not None and self.bundle.input.crop.policy != "full_image":
+            return self.classifier.crop(*fine)
+        rgb, seg = near
         need = self.bundle.input.size
         if not (whole and image.data is not None and seg.found and self.bundle.input.crop.policy != "full_image"):
             return self.classifier.crop(rgb, seg)

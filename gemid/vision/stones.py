@@ -350,38 +350,35 @@ def isolated_fine(fine: np.ndarray, k: float, stones: list[Segmentation], i: int
 SAME_STONE_IOU = 0.5  # the finer segmentation is the stone's own when it overlaps the coarse mask this much
 
 
-def _shape_view(rgb: np.ndarray, stones: list[Segmentation], i: int, margin: float,
-                fine: tuple[np.ndarray, float] | None) -> tuple[np.ndarray, Segmentation]:
-    """Where stone `i`'s shape is read: its neighbourhood in the working image, or, given a finer view, in
-    that view, segmented again there (the working image's mask, enlarged, would give the outline its
-    blocks). On the scale card a 3 mm stone is about 13 px in the working image and 40 in the full view: read
-    on the working image, 62.9 % of the shape-labelled val stones composed onto the card kept their shape."""
-    if fine is None or fine[1] <= 1.0:
-        return isolated(rgb, stones, i, margin)
-    sub, local = isolated_fine(fine[0], fine[1], stones, i, margin, (rgb.shape[1], rgb.shape[0]))
+def resegmented(sub: np.ndarray, local: Segmentation) -> Segmentation:
+    """A stone's segmentation in a finer view of its neighbourhood: segmented again there (the working image's
+    mask, enlarged, would give the outline its blocks), or `local` when that finds another object or only a
+    part of this one. On the scale card a 3 mm stone is about 13 px in the working image and 40 in the full
+    view: read on the working image, 62.9 % of the shape-labelled val stones composed onto the card kept
+    their shape."""
     again = segment(sub)
     a, b = again.mask > 0, local.mask > 0
     if not again.found or a.shape != b.shape:
-        return sub, local
+        return local
     overlap = np.logical_and(a, b).sum() / max(1, np.logical_or(a, b).sum())
-    return sub, again if overlap >= SAME_STONE_IOU else local  # not another object, nor a part of this one
+    return again if overlap >= SAME_STONE_IOU else local
 
 
-def describe(rgb: np.ndarray, stones: list[Segmentation], i: int, count: int | None = None, *,
-             shapes: ShapeModel | None = None, margin: float = 0.12,
-             fine: tuple[np.ndarray, float] | None = None) -> Stone | None:
+def describe(stones: list[Segmentation], i: int, near: tuple[np.ndarray, Segmentation], count: int | None = None,
+             *, shapes: ShapeModel | None = None, fine: bool = False) -> Stone | None:
     """The report's `stone` section for stone `i` (None when no stone was found); `count` overrides how many
     stones the photo holds (the whole photo analysed as one: the pieces segmentation kept). The cut shape
-    comes from `shapes`, on the stone's neighbourhood with the others painted out (`margin` as the
-    classifier's crop); without a shape model the section has no shape. `fine`: the photo again at k times
-    the working image's side (the scale card's full-resolution view), where the shape is read instead."""
+    comes from `shapes`, read on `near`: the stone's neighbourhood with the others painted out, as the
+    classifier's crop is cut from (`isolated`), or with `fine` its finer view (`isolated_fine` of the scale
+    card's full-resolution photo), segmented again there. Without a shape model the section has no shape."""
     seg = stones[i]
     if not seg.found:
         return None
     shape: StoneShape | None = None
     if shapes is not None:
         try:
-            label, p, probs = shapes.classify(*_shape_view(rgb, stones, i, margin, fine))
+            sub, local = near
+            label, p, probs = shapes.classify(sub, resegmented(sub, local) if fine else local)
             others = {k: round(v, 4) for k, v in sorted(probs.items(), key=lambda kv: -kv[1])
                       if k != label and v >= SHAPE_OTHERS}
             shape = StoneShape(label=label, probability=round(p, 4), others=others)
