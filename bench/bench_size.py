@@ -7,7 +7,8 @@
 
 Each photo is composed in memory, never saved: the card drawn as printed (`gemid.datasets.card.draw_card`,
 14 px/mm), 5-9 stones cut out of gemid's shape-labelled gems68 photos (`shape_gems68.csv`, split `--split`)
-with `segment`'s mask, each scaled to a random true length of 3-14 mm and turned at random, laid apart on the
+with `segment`'s mask (not the photos whose mask is facet pieces or specks: their true outline is no
+stone's), each scaled to a random true length of 3-14 mm and turned at random, laid apart on the
 card with a soft shadow, its bounding circle 1 mm clear of the card's edge and of the markers' 2 mm margins
 (as the card asks). Two errors of a real desk are simulated: the print's scale (normal, sigma 0.25 %: the
 card drawn that much larger or smaller while the stones keep their size) and parallax (the stone's girdle
@@ -69,7 +70,11 @@ class Cutout:
     shape: str | None = None  # its cut shape, labelled by eye (shape_gems68.csv); None for a drawn stone
 
 
-def real_cutouts(split: str) -> list[Cutout]:
+def real_cutouts(split: str, keep_fragments: bool = False) -> list[Cutout]:
+    """The `split` photos of the shape annotation cut out by `segment`'s mask: one whole stone each (not cut by
+    the frame and, unless `keep_fragments`, not a photo whose mask is facet pieces or specks: `fragmentary`, as
+    the tray bench leaves out)."""
+    from bench.bench_trays import fragmentary
     from gemid.vision.segment import segment
 
     with SHAPES_CSV.open(newline="") as f:
@@ -87,6 +92,8 @@ def real_cutouts(split: str) -> list[Cutout]:
         H, W = seg.mask.shape
         if x <= 0 or y <= 0 or x + w >= W or y + h >= H:  # cut by the frame: its true outline is unknown
             continue
+        if not keep_fragments and fragmentary(seg.mask[y:y + h, x:x + w].astype(np.float32) / 255.0):
+            continue  # its true outline is unknown too: laid on the card it is a stone no desk has
         out.append(Cutout(r["path"], rgb[y:y + h, x:x + w].copy(), seg.mask[y:y + h, x:x + w].copy(),
                           (GEMS / r["path"]).read_bytes(), r["shape"]))
     return out
@@ -227,7 +234,8 @@ def evaluate(ident, cutouts: list[Cutout], photos: int, seed: int) -> dict[str, 
             "median_pct": 100.0 * float(np.median(rel)) if rel else 0.0,
             "p95_pct": 100.0 * float(np.percentile(rel, 95)) if rel else 0.0,
             "bias_mm": float(np.mean(signed)) if signed else 0.0,
-            "coverage": 100.0 * covered / max(1, measured), "seconds_per_photo": seconds / max(1, photos)}
+            "coverage": 100.0 * covered / max(1, measured), "covered": covered, "measured_n": measured,
+            "seconds_per_photo": seconds / max(1, photos)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,12 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="val", choices=("train", "val"))
     ap.add_argument("--drawn", action="store_true", help="drawn stones (no ../shared needed)")
     ap.add_argument("--bundle", type=Path, default=None)
+    ap.add_argument("--keep-fragments", action="store_true",
+                    help="keep the photos whose mask is facet pieces or specks (left out by default)")
     args = ap.parse_args(argv)
 
+    from gemid.stats import wilson
     from gemid.vision.bundle import DEFAULT_BUNDLE_DIR
     from gemid.vision.pipeline import Identifier
 
-    cutouts = drawn_cutouts() if args.drawn else real_cutouts(args.split)
+    cutouts = drawn_cutouts() if args.drawn else real_cutouts(args.split, args.keep_fragments)
     if not cutouts:
         print(f"no stones: {GEMS} is missing (use --drawn)")
         return 2
@@ -254,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stones {f['stones']}: found {f['found']:.1f} %, measured {f['measured']:.1f} %")
     print(f"|error| length and width: median {f['median_mm']:.2f} mm ({f['median_pct']:.1f} %), "
           f"95th pct {f['p95_mm']:.2f} mm ({f['p95_pct']:.1f} %); mean signed error {f['bias_mm']:+.3f} mm")
-    print(f"stated 95 % interval holds both sides: {f['coverage']:.1f} % of measured stones")
+    lo, hi = wilson(f["coverage"] / 100.0, f["measured_n"])
+    print(f"stated 95 % interval holds both sides: {f['coverage']:.1f} % of measured stones ({f['covered']} of "
+          f"{f['measured_n']}; Wilson 95 % interval {100 * lo:.1f}-{100 * hi:.1f} %)")
     print(f"same top-1 as the stone's own photo alone: {f['same_top1']:.1f} % of stones")
     if f["shaped"]:
         print(f"cut shape as labelled by eye: {f['shape_top1']:.1f} % of {f['shaped']} stones found")
