@@ -205,7 +205,7 @@ def _run_identify(args: argparse.Namespace) -> int:
 
     request = parcel.Request(reference=args.reference, readings=readings, grade=args.grade)
 
-    def run(advance: Callable[[int], None]) -> list[Report | FileError]:
+    def run(advance: Callable[[int], None]) -> list[list[Report | FileError]]:
         nonlocal identifier
         if jobs > 1:
             out = parcel.run_parallel(spec, pending, request, jobs, advance)
@@ -234,10 +234,10 @@ def _run_identify(args: argparse.Namespace) -> int:
         print(f"gemid identify: cannot load the model: {exc}", file=sys.stderr)
         return 2
 
-    results: list[Report | FileError] = []
+    results: list[Report | FileError] = []  # every stone of every photo (a tray photo gives several), in order
     it = iter(done)
     for i in range(len(files)):
-        results.append(errors[i] if i in errors else next(it))
+        results.extend([errors[i]] if i in errors else next(it))
     return _output(args, results, identifier.model_info)
 
 
@@ -355,6 +355,7 @@ def _print_table(results: list[Report | FileError], top_n: int, info: ModelInfo 
             cells = [name, "[red]error[/red]", f"[red]{r.error.message}[/red]", "", "", r.error.code, ""]
             table.add_row(*cells[: len(table.columns)])
             continue
+        name += _stone_cell(r)
         species = f"{r.species.decision}\n" + "\n".join(
             f"{c.label} {_percent(c.probability)}" for c in r.species.top[:top_n])
         warnings = "\n".join(w.message for w in r.quality.warnings)
@@ -372,19 +373,40 @@ _COLUMNS = (("File", 2, 8), ("Conclusion", 3, 11), ("From the photo", 3, 11), ("
             ("Clarity", 2, 7), ("Next test", 2, 8), ("Warnings", 2, 10))
 
 
+def _stone_cell(r: Report) -> str:
+    """Under the file's name: which stone of a tray photo this row is, its cut shape and, on the scale card, its
+    size (a tray photo gives a row per stone, all of the same file)."""
+    s = r.stone
+    if s is None:
+        return ""
+    lines = [f"stone {s.index} of {s.count}"] if s.count > 1 else []
+    if s.shape is not None:
+        lines.append(f"{s.shape.label.replace('_', ' ')} {_percent(s.shape.probability)}")
+    if s.size is not None and s.size.status == "measured":
+        lines.append(f"{s.size.length_mm:.2f} × {s.size.width_mm:.2f} mm")
+    return "".join(f"\n[dim]{line}[/dim]" for line in lines)
+
+
 def closing_counts(results: list[Report | FileError]) -> str:
-    """The line that closes a parcel: how many of each conclusion, and how many files failed."""
+    """The line that closes a parcel: how many photos and stones, how many of each conclusion, and how many
+    files failed. A tray photo's stones each have a row (stone 1 of n starts its photo)."""
     from gemid.report import FileError
 
     counts = dict.fromkeys(("identified", "uncertain", "refer", "rejected"), 0)
-    errors = 0
+    errors = photos = 0
     for r in results:
         if isinstance(r, FileError):
             errors += 1
         else:
             counts[r.decision] += 1
+            photos += int(r.stone is None or r.stone.index == 1)
     parts = [f"{n} {word}" for word, n in counts.items()] + [f"{errors} error{'s' if errors != 1 else ''}"]
-    return f"{len(results)} file{'s' if len(results) != 1 else ''}: " + " · ".join(parts)
+    stones = len(results) - errors
+    head = f"{len(results)} file{'s' if len(results) != 1 else ''}"
+    if stones > photos:  # a photo held several stones
+        files = photos + errors
+        head = (f"{files} file{'s' if files != 1 else ''}, {stones} stone{'s' if stones != 1 else ''}")
+    return f"{head}: " + " · ".join(parts)
 
 
 def results_disclaimer() -> str:

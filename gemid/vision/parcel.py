@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 Item = tuple[str, Path]  # (name shown, file)
 Entry = Report | FileError
+Entries = list[Entry]  # one file's: a report per stone found in it, or its one refusal
 MIN_FILES = 32  # up to this many files in one process: below it the workers' start-up ate their gain
 CHUNKS_PER_JOB = 4  # at least this many tasks per worker, so that the workers finish together
 CRASHED = ("analysing this photo stopped the analysis process (a decoder crash): the file may be damaged or "
@@ -57,7 +58,7 @@ def chunk_size(files: int, jobs: int) -> int:
     return max(1, min(CHUNK, math.ceil(files / (jobs * CHUNKS_PER_JOB))))
 
 
-def _run(items: Sequence[Item], request: Request) -> list[Entry]:
+def _run(items: Sequence[Item], request: Request) -> list[Entries]:
     """What a worker runs on one chunk."""
     return run_items(in_worker(), items, request)
 
@@ -65,38 +66,40 @@ def _run(items: Sequence[Item], request: Request) -> list[Entry]:
 # --- in the parent ----------------------------------------------------------------------------------------
 
 
-def run_items(identifier: Identifier, items: Sequence[Item], request: Request) -> list[Entry]:
-    """Identify `items` in this process, one entry per file in order (a bad file gives a FileError)."""
+def run_items(identifier: Identifier, items: Sequence[Item], request: Request) -> list[Entries]:
+    """Identify `items` in this process, in order: per file, a report for every stone in it (a tray photo gives
+    several, as the service does) or the FileError that refused it."""
     from gemid.errors import GemidInputError
 
     try:
-        return identifier.identify_many(list(items), reference=request.reference, readings=request.readings,
-                                        grade=request.grade)
+        found = identifier.identify_stones_many(list(items), reference=request.reference,
+                                                readings=request.readings, grade=request.grade)
     except GemidInputError as exc:
-        return [FileError.from_exception(shown, exc) for shown, _ in items]
+        return [[FileError.from_exception(shown, exc)] for shown, _ in items]
     except Exception as exc:  # the batch itself failed (the model), not one photo: refuse these, keep the rest
         return _failed(items, exc)
+    return [list(r) if isinstance(r, list) else [r] for r in found]
 
 
-def _failed(items: Sequence[Item], exc: BaseException) -> list[Entry]:
+def _failed(items: Sequence[Item], exc: BaseException) -> list[Entries]:
 
     log.error("could not analyse %s: %s: %s", ", ".join(shown for shown, _ in items), type(exc).__name__, exc,
               exc_info=exc)
-    return [FileError.from_exception(shown, exc) for shown, _ in items]
+    return [[FileError.from_exception(shown, exc)] for shown, _ in items]
 
 
-Runner = Callable[[Sequence[Item], Request], list[Entry]]
+Runner = Callable[[Sequence[Item], Request], list[Entries]]
 
 
 def run_parallel(spec: ModelSpec, items: Sequence[Item], request: Request, jobs: int,
-                 advance: Callable[[int], None] = lambda n: None, runner: Runner = _run) -> list[Entry] | None:
-    """Identify `items` in `jobs` worker processes; entries in the order of `items`. None when the workers
+                 advance: Callable[[int], None] = lambda n: None, runner: Runner = _run) -> list[Entries] | None:
+    """Identify `items` in `jobs` worker processes; each file's entries in the order of `items`. None when the workers
     could not start (the caller then runs the parcel in its own process, where a model error is reported).
 
     `runner` is what a worker runs on a chunk (`_run`): a seam for tests of worker crashes."""
     size = chunk_size(len(items), jobs)
     chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
-    done: dict[int, list[Entry]] = {}
+    done: dict[int, list[Entries]] = {}
     pool = WorkerPool(spec, jobs)
     try:
         try:
@@ -105,9 +108,9 @@ def run_parallel(spec: ModelSpec, items: Sequence[Item], request: Request, jobs:
             log.warning("the analysis workers could not start (%s); identifying in this process", exc)
             return None
         # (chunk, position in it or None for the whole chunk) per task
-        futures: dict[Future[list[Entry]], tuple[int, int | None]] = {
+        futures: dict[Future[list[Entries]], tuple[int, int | None]] = {
             pool.submit(runner, chunk, request): (i, None) for i, chunk in enumerate(chunks)}
-        singles: dict[int, dict[int, list[Entry]]] = {}
+        singles: dict[int, dict[int, list[Entries]]] = {}
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -124,7 +127,7 @@ def run_parallel(spec: ModelSpec, items: Sequence[Item], request: Request, jobs:
                             futures[retry] = (i, j2)
                             pending.add(retry)
                         continue
-                    entries = [FileError.refusal(part[0][0], "analysis_failed", CRASHED)]
+                    entries = [[FileError.refusal(part[0][0], "analysis_failed", CRASHED)]]
                 except Exception as exc:  # the call failed outside the analysis (a result that cannot travel)
                     entries = _failed(part, exc)
                 if j is None:

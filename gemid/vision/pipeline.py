@@ -224,6 +224,44 @@ class Identifier:
                     out.append(FileError.from_exception(r.file, exc))
         return out
 
+    def identify_stones_many(
+        self,
+        items: Sequence[tuple[str | None, Source]],
+        *,
+        reference: str | None = None,
+        readings: Readings | None = None,
+        grade: bool = True,
+    ) -> list[list[Report] | FileError]:
+        """`identify_stones` for several photos, their stones classified in batches: per photo, its reports
+        (one per stone, in reading order) or the FileError that refused it; the other photos still run. What
+        `gemid identify` prints: a tray photo gives a row per stone, as the service does."""
+        reference = clean_reference(reference)
+        readings = _clean_readings(readings)
+        out: list[list[Report] | FileError] = []
+        for start in range(0, len(items), CHUNK):
+            results: list[list[_Prepared] | FileError] = []
+            for name, data in items[start : start + CHUNK]:
+                try:
+                    image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, working=True)
+                    results.append(self._prepare_stones(name, image, first_only=False))
+                except GemidInputError as exc:
+                    results.append(FileError.from_exception(name, exc))
+                except Exception as exc:  # one odd photo must not sink the parcel
+                    log.exception("unexpected failure preparing %s", name)
+                    results.append(FileError.from_exception(name, exc))
+            preds = iter(self.classifier.predict([p.crop for r in results if isinstance(r, list) for p in r]))
+            for r in results:
+                if not isinstance(r, list):
+                    out.append(r)
+                    continue
+                pairs = [(p, next(preds)) for p in r]
+                try:
+                    out.append([self._finish(p, pred, reference, readings, grade) for p, pred in pairs])
+                except Exception as exc:
+                    log.exception("unexpected failure reporting %s", r[0].file if r else None)
+                    out.append(FileError.from_exception(r[0].file if r else None, exc))
+        return out
+
     def identify_stones(
         self,
         data: Source,
@@ -310,7 +348,7 @@ class Identifier:
             quality, stone = _in_photo_pixels(image, quality, stone)
             if stone is not None and sizes is not None:
                 stone = stone.model_copy(update={"size": sizes[i]})
-            crop = self._model_crop(image, near, whole=first_only, fine=fine)
+            crop = self._model_crop(image, near, whole=first_only or len(stones) == 1, fine=fine)
             out.append(_Prepared(file=name, image=image, seg=seg, quality=quality,
                                  crop=self.classifier.front_end(crop, *near),
                                  poor=too_poor_to_judge(quality), stone=stone))

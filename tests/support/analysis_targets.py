@@ -63,4 +63,4 @@ def parcel_worker_pid(items, _request):
     from gemid.report import ErrorInfo, FileError
 
     time.sleep(0.2)
-    return [FileError(file=shown, error=ErrorInfo(code="pid", message=str(os.getpid()))) for shown, _ in items]
+    return [[FileError(file=shown, error=ErrorInfo(code="pid", message=str(os.getpid())))] for shown, _ in items]

@@ -267,3 +267,32 @@ def test_the_table_fits_80_columns_without_breaking_words_and_closes_with_counts
     assert "identifi\n" not in out and not any(line.rstrip().endswith(("identifi", "uncerta")) for line in lines)
     assert "identified" in out  # whole words, at 80 columns
     assert "5 files: 3 identified · 0 uncertain · 0 refer · 0 rejected · 2 errors" in out
+
+
+def test_a_tray_photo_gives_a_row_per_stone_in_reading_order(capsys, bundle, tmp_path, monkeypatch):
+    # a user's finding: locally a tray came back as one rejected photo ("photograph one stone at a time"), while
+    # the service, and `--server`, gave each stone its report
+    from bundle_fixture import TRAY_READING_ORDER, draw_tray
+
+    d = tmp_path / "lot"
+    d.mkdir()
+    (d / "a_tray.png").write_bytes(encode(draw_tray()))
+    (d / "b_ruby.jpg").write_bytes(encode(draw_stone(STONE_COLOURS["Ruby"]), ".jpg"))
+    rc, out, _ = run(capsys, str(d), "--model", str(bundle), "--json", "--csv", str(tmp_path / "lot.csv"))
+    assert rc == 0
+    entries = json.loads(out)
+    assert [e["species"]["top"][0]["label"] for e in entries] == [*TRAY_READING_ORDER, "Ruby"]
+    assert [(e["stone"]["index"], e["stone"]["count"]) for e in entries] == [(i, 6) for i in range(1, 7)] + [(1, 1)]
+    assert len({e["image"]["sha256"] for e in entries[:6]}) == 1 and entries[0]["file"].endswith("a_tray.png")
+    with open(tmp_path / "lot.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["stone"] for r in rows] == [f"{i}/6" for i in range(1, 7)] + ["1/1"]
+    # two workers give the same rows
+    rc, out, _ = run(capsys, str(d), "--model", str(bundle), "--json", "--jobs", "2")
+    assert [e["stone"]["index"] for e in json.loads(out)] == [*range(1, 7), 1]
+    # the table says which stone each row is, and counts files and stones
+    monkeypatch.setenv("COLUMNS", "100")
+    rc, out, _ = run(capsys, str(d), "--model", str(bundle))
+    text = " ".join(out.split())
+    assert all(f"stone {i} of 6" in text for i in range(1, 7))
+    assert "2 files, 7 stones: 7 identified · 0 uncertain · 0 refer · 0 rejected · 0 errors" in text

@@ -53,6 +53,13 @@ def items(photos: list[Path]) -> list[tuple[str, Path]]:
     return [(p.name, p) for p in photos]
 
 
+def flat(per_file: list[list] | None) -> list:
+    """run_parallel's entries, file by file (each file's list holds a report per stone, or its refusal)."""
+    assert per_file is not None
+    assert all(len(entries) >= 1 for entries in per_file)
+    return [e for entries in per_file for e in entries]
+
+
 def stable(entries: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if k not in VOLATILE} for e in entries]
 
@@ -73,8 +80,8 @@ def test_two_workers_give_what_one_process_gives_in_order(capsys, bundle, photos
 
 def test_the_chunks_run_in_separate_worker_processes(bundle, photos):
     seen = []
-    entries = parcel.run_parallel(spec(bundle), items(photos), parcel.Request(None, None, True), 2,
-                                  advance=seen.append, runner=parcel_worker_pid)
+    entries = flat(parcel.run_parallel(spec(bundle), items(photos), parcel.Request(None, None, True), 2,
+                                       advance=seen.append, runner=parcel_worker_pid))
     assert [e.file for e in entries] == [p.name for p in photos]
     pids = {int(e.error.message) for e in entries}
     assert len(pids) == 2 and os.getpid() not in pids
@@ -86,8 +93,8 @@ def test_a_photo_that_kills_its_worker_costs_only_its_own_entry(bundle, photos):
     crafted.insert(5, photos[0].with_name("05b_crash.jpg"))
     crafted[5].write_bytes(photos[0].read_bytes())
     seen = []
-    entries = parcel.run_parallel(spec(bundle), items(crafted), parcel.Request(None, None, False), 2,
-                                  advance=seen.append, runner=parcel_crash_on_marker)
+    entries = flat(parcel.run_parallel(spec(bundle), items(crafted), parcel.Request(None, None, False), 2,
+                                       advance=seen.append, runner=parcel_crash_on_marker))
     assert [e.file for e in entries] == [p.name for p in crafted]
     failed = {e.file: e.error.code for e in entries if getattr(e, "error", None)}
     assert failed == {"05b_crash.jpg": "analysis_failed", "07b_notes.jpg": "unsupported_type",
@@ -109,8 +116,8 @@ def test_a_crash_costs_only_its_own_workers_chunk_and_the_parcel_keeps_its_worke
     crafted = photos[:]
     crafted.insert(5, photos[0].with_name("05b_crash.jpg"))
     crafted[5].write_bytes(photos[0].read_bytes())
-    entries = parcel.run_parallel(spec(bundle), items(crafted), parcel.Request(None, None, False), 2,
-                                  runner=parcel_crash_on_marker)
+    entries = flat(parcel.run_parallel(spec(bundle), items(crafted), parcel.Request(None, None, False), 2,
+                                       runner=parcel_crash_on_marker))
     assert [e.file for e in entries] == [p.name for p in crafted]
     assert [e.file for e in entries if getattr(e, "error", None) and e.error.code == "analysis_failed"] == \
            ["05b_crash.jpg"]
@@ -122,8 +129,8 @@ def test_a_batch_that_fails_in_a_worker_refuses_its_files_and_keeps_the_rest(bun
     odd = photos[:]
     odd.insert(3, photos[0].with_name("03b_boom.jpg"))
     odd[3].write_bytes(photos[0].read_bytes())
-    entries = parcel.run_parallel(spec(bundle), items(odd), parcel.Request(None, None, False), 2,
-                                  runner=parcel_fail_on_marker)
+    entries = flat(parcel.run_parallel(spec(bundle), items(odd), parcel.Request(None, None, False), 2,
+                                       runner=parcel_fail_on_marker))
     assert [e.file for e in entries] == [p.name for p in odd]
     size = parcel.chunk_size(len(odd), 2)
     refused = {e.file for e in entries if getattr(e, "error", None) and e.error.code == "internal_error"}

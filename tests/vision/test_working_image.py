@@ -70,12 +70,19 @@ def check(stats: dict[str, float]) -> None:
 def test_phone_photos_report_what_the_whole_decode_reports(identifier, monkeypatch):
     """Rendered stones in 1800 x 1350 phone-style frames (a stone 15-25 % of the frame's side, below the
     model's crop at working size: the finer re-decode is exercised too)."""
-    pairs = []
+    pairs, single = [], 0
     for i in range(8):
         data = encode_photo(phone_frame(random_spec(1000 + i), size=(1800, 1350), seed=i))
         old, new = both(identifier, data, monkeypatch)
         assert new.image.width == 1800 and decode(data, working=True).scale == 0.5
         pairs.append((old, new))
+        # a photo of one stone through identify_stones (what `gemid identify` and the service run): the same
+        # crop, from the same finer re-decode, so the same species
+        stones = identifier.identify_stones(data, grade=False)
+        if len(stones) == 1:
+            single += 1
+            assert stones[0].species.top == identifier.identify(data, grade=False).species.top
+    assert single >= 6  # one frame holds a second object, a stone of its own to identify_stones
     check(compare(pairs))
 
 
