@@ -344,7 +344,7 @@ class Identifier:
             fine = (isolated_fine(view.rgb, view.k, stones, i, margin, (image.rgb.shape[1], image.rgb.shape[0]))
                     if view is not None and view.k > 1.0 else None)  # the card's full-resolution neighbourhood
             stone = describe(stones, i, fine or near, count=seg.n_stones if first_only else None,
-                             shapes=self.shapes, fine=fine is not None)
+                             shapes=self.shapes, fine=fine is not None, card=card is not None)
             quality, stone = _in_photo_pixels(image, quality, stone)
             if stone is not None and sizes is not None:
                 stone = stone.model_copy(update={"size": sizes[i]})

@@ -365,12 +365,14 @@ def resegmented(sub: np.ndarray, local: Segmentation) -> Segmentation:
 
 
 def describe(stones: list[Segmentation], i: int, near: tuple[np.ndarray, Segmentation], count: int | None = None,
-             *, shapes: ShapeModel | None = None, fine: bool = False) -> Stone | None:
+             *, shapes: ShapeModel | None = None, fine: bool = False, card: bool = False) -> Stone | None:
     """The report's `stone` section for stone `i` (None when no stone was found); `count` overrides how many
     stones the photo holds (the whole photo analysed as one: the pieces segmentation kept). The cut shape
     comes from `shapes`, read on `near`: the stone's neighbourhood with the others painted out, as the
     classifier's crop is cut from (`isolated`), or with `fine` its finer view (`isolated_fine` of the scale
-    card's full-resolution photo), segmented again there. Without a shape model the section has no shape."""
+    card's full-resolution photo), segmented again there; `card`: the stones lie on the scale card, where the shape
+    model's probabilities are tempered further (`ShapeModel.classify`). Without a shape model the section has no
+    shape."""
     seg = stones[i]
     if not seg.found:
         return None
@@ -378,7 +380,7 @@ def describe(stones: list[Segmentation], i: int, near: tuple[np.ndarray, Segment
     if shapes is not None:
         try:
             sub, local = near
-            label, p, probs = shapes.classify(sub, resegmented(sub, local) if fine else local)
+            label, p, probs = shapes.classify(sub, resegmented(sub, local) if fine else local, card=card)
             others = {k: round(v, 4) for k, v in sorted(probs.items(), key=lambda kv: -kv[1])
                       if k != label and v >= SHAPE_OTHERS}
             shape = StoneShape(label=label, probability=round(p, 4), others=others)

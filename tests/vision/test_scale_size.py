@@ -221,17 +221,18 @@ def test_on_the_card_the_shape_is_read_on_the_full_resolution_view(identifier, m
     shape is read where the card's full view holds it several times larger, segmented again there."""
     from gemid.vision import shape
 
-    seen: list[tuple[int, int]] = []  # (width of the neighbourhood, width of the stone) where it was read
+    seen: list[tuple[int, int, bool]] = []  # (neighbourhood's width, stone's width, on the card) where it was read
     real = shape.ShapeModel.classify
 
-    def spy(self, rgb, seg):
-        seen.append((rgb.shape[1], seg.bbox[2]))
-        return real(self, rgb, seg)
+    def spy(self, rgb, seg, *, card=False):
+        seen.append((rgb.shape[1], seg.bbox[2], card))
+        return real(self, rgb, seg, card=card)
 
     monkeypatch.setattr(shape.ShapeModel, "classify", spy)
     photo, _, _ = card_photo([("Sapphire Blue", 10.0, (75.0, 50.0))], seed=10, side=4000, fill=0.34, tilt=0.0)
     (report,) = identifier.identify_stones(encode(photo, ".jpg"), grade=False)
     assert report.stone.shape is not None and report.stone.size.status == "measured"
-    ((_, read_px),) = seen
+    ((_, read_px, on_card),) = seen
+    assert on_card  # tempered for the card (`card_temperature`)
     in_photo = report.stone.bbox[2]  # in the photo's own pixels; the working image holds it about 4 times smaller
     assert read_px >= 0.8 * in_photo

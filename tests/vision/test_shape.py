@@ -178,3 +178,23 @@ def test_val_photos_keep_their_measured_top1(model, gems68_dir):
         rgb = decode(gems68_dir / r["path"]).rgb
         hits += model.classify(rgb, find_stones(rgb, segment(rgb))[0])[0] == r["shape"]
     assert len(val) >= 190 and hits / len(val) >= VAL_FLOOR
+
+
+def test_on_the_card_the_same_shape_is_named_less_surely():
+    """The card temperature (shape.json) flattens the distribution: the same order, a lower top probability."""
+    model = shape.ShapeModel.load()
+    assert model.card_temperature > 1.0
+    for seed in range(3):
+        rgb = draw_stone((40, 90, 160), seed=seed)
+        plain = model.classify(rgb, segment(rgb))[2]
+        card = model.classify(rgb, segment(rgb), card=True)[2]
+        assert sorted(plain, key=plain.__getitem__) == sorted(card, key=card.__getitem__)
+        top = max(plain, key=plain.__getitem__)
+        assert card[top] < plain[top] < 1.0 and abs(sum(card.values()) - 1.0) < 1e-6
+
+
+def test_a_card_temperature_that_is_not_a_positive_number_is_refused(tmp_path):
+    d = copy_model(tmp_path)
+    edit_config(d, card_temperature=0)
+    with pytest.raises(ModelError, match="card_temperature must be a positive number"):
+        shape.ShapeModel.load(d)
