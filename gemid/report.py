@@ -28,7 +28,8 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from gemid.errors import GemidInputError
 
@@ -246,6 +247,21 @@ class Readings(BaseModel):
         "the stone's weight in carats: a small stone's SG is less precise (without it, a small stone is assumed)"))
     ri_limit: float | None = Field(None, strict=True, ge=1.70, le=1.90, description=(
         "the refractometer's limit: 1.81 with standard contact liquid (the default), 1.79 with some others"))
+
+    @field_validator("ri_high")
+    @classmethod
+    def _high_after_low(cls, v: float | None, info: ValidationInfo) -> float | None:
+        """The high RI edge goes with the low one, and above it: refused with the other fields, before a photo
+        is analysed (it was refused only by the re-ranking, after the analysis)."""
+        if v is None:
+            return v
+        low = info.data.get("ri")
+        if low is None:
+            raise PydanticCustomError("ri_high_alone", "a high RI reading needs the low RI reading as well")
+        if v < low:
+            raise PydanticCustomError("ri_high_below", "the high RI reading {high} is below the low one {low}: "
+                                      "swap them", {"high": v, "low": low})
+        return v
 
     def is_empty(self) -> bool:
         """No reading at all: the CONTEXT_FIELDS only say how readings were taken."""

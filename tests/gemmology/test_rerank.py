@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from gemid.gemmology.rerank import ReadingsError, rerank
 from gemid.gemmology.table import default_table
@@ -130,14 +131,26 @@ def test_unknown_labels_are_neutral_not_fatal():
         ([], Readings(ri=1.7), "no candidates"),
         (_c(("Ruby", 0.8), ("Pyrope", 0.5)), Readings(ri=1.7), "add up"),
         (_c(("Ruby", 0.5), ("Ruby", 0.2)), Readings(ri=1.7), "twice"),
-        (_c(("Ruby", 0.8)), Readings(ri_high=1.77), "ri_high"),
-        (_c(("Ruby", 0.8)), Readings(ri=1.77, ri_high=1.76), "swap"),
+        # Readings refuses these itself (below); the re-ranking still does for readings built without checks
+        (_c(("Ruby", 0.8)), Readings.model_construct(ri_high=1.77), "ri_high"),
+        (_c(("Ruby", 0.8)), Readings.model_construct(ri=1.77, ri_high=1.76), "swap"),
     ],
 )
 def test_bad_input_is_a_typed_error(cands, readings, message):
     with pytest.raises(ReadingsError, match=message) as exc:
         rerank(cands, readings)
     assert exc.value.code == "bad_readings" and exc.value.status == 422
+
+
+@pytest.mark.parametrize("fields, words", [({"ri_high": 1.77}, "needs the low RI reading"),
+                                           ({"ri": 1.77, "ri_high": 1.76}, "swap them")])
+def test_a_high_edge_without_its_low_one_or_below_it_is_refused_with_the_readings(fields, words):
+    # a user's finding: `gemid identify --ri-high 1.77` analysed the photo first, then failed "unexpectedly"
+    with pytest.raises(ValidationError, match=words) as exc:
+        Readings(**fields)
+    assert exc.value.errors()[0]["loc"] == ("ri_high",)
+    with pytest.raises(ValidationError, match=words):
+        Readings.model_validate_strings({k: str(v) for k, v in fields.items()})
 
 
 def test_carbonate_blink_readings_sit_at_either_edge():

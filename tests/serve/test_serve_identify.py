@@ -149,6 +149,8 @@ BAD_REQUESTS = [
      "invalid_readings", "sg"),
     ("unknown optic", {"files": [upload("a.png", stone("Ruby"))], "data": {"optic": "XX"}}, 422, "invalid_readings",
      "optic"),
+    ("high RI alone", {"files": [upload("a.png", stone("Ruby"))], "data": {"ri_high": "1.77"}}, 422,
+     "invalid_readings", "ri_high: a high RI reading needs the low RI reading"),
     ("long reference", {"files": [upload("a.png", stone("Ruby"))], "data": {"reference": "x" * 201}}, 422,
      "bad_reference", "200"),
     ("too many files", {"files": [upload(f"{i}.png", b"x") for i in range(51)]}, 400, "too_many_files", "50"),
