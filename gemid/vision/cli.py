@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     service.add_argument("--server", metavar="URL", help="the service's address, e.g. http://lab-pc:8000/")
     service.add_argument("--api-key", metavar="KEY", default=None,
                          help="the service's key, sent as 'Authorization: Bearer' (default: $GEMID_API_KEY)")
+    service.add_argument("--force", action="store_true",
+                         help="store a photo again even when the service already holds it under --reference "
+                              "(without it, the stored reports are shown and nothing new is stored)")
     p.add_argument("--reference", metavar="REF", help="parcel or lot number recorded in every report")
     p.add_argument("--no-grade", dest="grade", action="store_false",
                    help="skip colour and clarity grading: a quick species screen (several times faster)")
@@ -185,6 +188,8 @@ def _run_identify(args: argparse.Namespace) -> int:
               for i, (shown, _p, err) in enumerate(files) if err is not None}
     if args.server:
         return _identify_remote(args, files, pending, errors, readings)
+    if args.force:
+        return _usage_error("--force only applies with --server: a run on this computer stores nothing")
     jobs = args.jobs or parcel.default_jobs(len(pending), os.cpu_count() or 1)
     jobs = min(jobs, max(1, len(pending)))
     # one spec for this process and the workers; in this process `threads` None means one per core
@@ -257,7 +262,8 @@ def _identify_remote(args: argparse.Namespace, files: list[tuple[str, Path | Non
         for shown, path in pending:
             done[shown] = remote.send(args.server, [(shown, path)], reference=args.reference,
                                       readings=None if readings.is_empty() else readings, grade=args.grade,
-                                      api_key=key, advance=lambda n: None, note=lambda t: err.print(t))
+                                      api_key=key, advance=lambda n: None, note=lambda t: err.print(t),
+                                      force=args.force)
     except remote.ServiceUnavailable as exc:
         print(f"gemid identify: {exc}", file=sys.stderr)
         return 2

@@ -28,13 +28,16 @@ class ServiceUnavailable(RuntimeError):
     sent for the photos left, so the command cannot run."""
 
 
-def identify_url(server: str, grade: bool) -> str:
-    """The service's /v1/identify under `server` (a base URL, with or without a path prefix)."""
+def identify_url(server: str, grade: bool, force: bool = False) -> str:
+    """The service's /v1/identify under `server` (a base URL, with or without a path prefix); `force`: a photo
+    already stored under the reference is stored again instead of linked."""
     parts = parse.urlsplit(server.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ServiceUnavailable(f"--server must be an http:// or https:// address, not '{server}'")
     base = server.strip().rstrip("/") + "/"
-    return parse.urljoin(base, "v1/identify") + ("" if grade else "?grade=false")
+    query = parse.urlencode([(k, "true" if v else "false") for k, v, default in
+                             (("grade", grade, True), ("force", force, False)) if v != default])
+    return parse.urljoin(base, "v1/identify") + (f"?{query}" if query else "")
 
 
 def _form(path: Path, name: str, reference: str | None, readings: Readings | None) -> tuple[bytes, str]:
@@ -106,9 +109,9 @@ def send_one(url: str, path: Path, name: str, *, reference: str | None, readings
 
 def send(server: str, items: Sequence[tuple[str, Path]], *, reference: str | None, readings: Readings | None,
          grade: bool, api_key: str | None, advance: Callable[[int], None],
-         note: Callable[[str], None]) -> list[Report | FileError]:
+         note: Callable[[str], None], force: bool = False) -> list[Report | FileError]:
     """Every photo to the service, in order; the entries of all of them (a tray photo gives one per stone)."""
-    url = identify_url(server, grade)
+    url = identify_url(server, grade, force)
     out: list[Report | FileError] = []
     for name, path in items:
         try:

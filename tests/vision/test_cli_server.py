@@ -78,8 +78,17 @@ def test_photos_sent_to_the_service_are_stored_there(capsys, service: str, photo
     out, err = capsys.readouterr()
     assert rc == 0
     assert "already stored under reference 'CLI LOT 1'" in " ".join(err.split())
+    assert "gemid identify --force" in " ".join(err.split())  # the notice names what this command takes
     assert "1 identified" in out or "1 uncertain" in out
     assert httpx2.get(f"{service}v1/parcels/{quote('CLI LOT 1')}", headers=signed()).json()["stones"] == 7
+    # --force stores it again; without --server it is a usage error (a local run stores nothing)
+    rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", service, "--api-key", AUTH["key"],
+               "--reference", "CLI LOT 1", "--force"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and "already stored" not in err
+    assert httpx2.get(f"{service}v1/parcels/{quote('CLI LOT 1')}", headers=signed()).json()["stones"] == 8
+    assert main(["identify", str(photos / "b_ruby.jpg"), "--force"]) == 2
+    assert "--force only applies with --server" in capsys.readouterr().err
 
 
 def test_readings_and_a_quick_screen_reach_the_service(capsys, service: str, photos: Path):

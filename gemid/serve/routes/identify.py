@@ -77,8 +77,8 @@ def _duplicate(name: str | None, reports: list[Report], reference: str) -> Notic
     n = len(reports)
     return Notice(code="duplicate", file=name, report_ids=[r.report_id for r in reports], message=(
         f"this photo is already stored under reference '{reference}' ({n} report{'s' if n > 1 else ''}); "
-        "the stored report" + ("s are" if n > 1 else " is") + " shown, nothing new was stored. Send it with "
-        "force=true to store it again"))
+        "the stored report" + ("s are" if n > 1 else " is") + " shown, nothing new was stored. To store it "
+        "again, send it with force=true (`gemid identify --force`)"))
 
 
 async def _read_form(request: Request, settings: Settings) -> tuple[FormData, list[SpooledUpload]]:
