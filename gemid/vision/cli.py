@@ -8,7 +8,6 @@ failed (0 all good, 1 some failed, 2 could not run). Heavy imports happen inside
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import json
 import os
@@ -329,15 +328,13 @@ def _colour_short(r: Report) -> str:
 
 
 def write_csv(path: Path, results: list[Report | FileError]) -> None:
-    """One row per photo (a parcel of stones); errors keep their row so nothing is silently dropped."""
-    from gemid.report import ROW_FIELDS, table_row
+    """One row per stone (a tray photo gives several); errors keep their row so nothing is silently dropped. The
+    service's CSV, byte for byte in its columns (`gemid.report.rows_csv`)."""
+    from gemid.report import rows_csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=ROW_FIELDS, restval="")
-        writer.writeheader()
-        for r in results:
-            writer.writerow(table_row(r))
+        f.write(rows_csv(results))
 
 
 def _print_table(results: list[Report | FileError], top_n: int, info: ModelInfo | None) -> None:

@@ -91,7 +91,8 @@ def test_csv_for_a_parcel(capsys, bundle, parcel, tmp_path):
     target = tmp_path / "out" / "parcel.csv"
     rc, _out, _ = run(capsys, str(parcel), "--model", str(bundle), "--csv", str(target), "--reference", "LOT-9")
     assert rc == 1
-    with open(target, newline="") as f:
+    assert target.read_bytes().startswith(b"\xef\xbb\xbf")  # the service's CSV: a spreadsheet reads it as UTF-8
+    with open(target, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
         assert reader.fieldnames == CSV_FIELDS
@@ -104,6 +105,10 @@ def test_csv_for_a_parcel(capsys, bundle, parcel, tmp_path):
     assert ruby["reference"] == "LOT-9"
     bad = next(r for r in rows if r["file"].endswith("d_notes.jpg"))
     assert bad["report_id"] == "" and bad["error"].startswith("unsupported_type:")
+    # a reference typed as a formula stays text in the spreadsheet, as in the service's export
+    run(capsys, str(parcel / "a_ruby.png"), "--model", str(bundle), "--csv", str(target), "--reference", "=1+2")
+    with open(target, newline="", encoding="utf-8-sig") as f:
+        assert next(csv.DictReader(f))["reference"] == "'=1+2"
 
 
 def test_globs_and_missing_paths(capsys, bundle, parcel):
@@ -245,7 +250,7 @@ def test_readings_that_fit_cz_conclude_refer_in_the_json_the_table_and_the_csv(c
     assert "refer" in out and "Cubic zirconia" in out and "From the photo" in out
     target = tmp_path / "cz.csv"
     run(capsys, ruby, "--model", str(bundle), "--csv", str(target), *cz)
-    with open(target, newline="") as f:
+    with open(target, newline="", encoding="utf-8-sig") as f:
         (row,) = list(csv.DictReader(f))
     assert (row["decision"], row["answer"], row["photo_decision"], row["basis"]) == (
         "refer", "Cubic zirconia", "identified", "photo+readings")
@@ -284,7 +289,7 @@ def test_a_tray_photo_gives_a_row_per_stone_in_reading_order(capsys, bundle, tmp
     assert [e["species"]["top"][0]["label"] for e in entries] == [*TRAY_READING_ORDER, "Ruby"]
     assert [(e["stone"]["index"], e["stone"]["count"]) for e in entries] == [(i, 6) for i in range(1, 7)] + [(1, 1)]
     assert len({e["image"]["sha256"] for e in entries[:6]}) == 1 and entries[0]["file"].endswith("a_tray.png")
-    with open(tmp_path / "lot.csv", newline="", encoding="utf-8") as f:
+    with open(tmp_path / "lot.csv", newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     assert [r["stone"] for r in rows] == [f"{i}/6" for i in range(1, 7)] + ["1/1"]
     # two workers give the same rows

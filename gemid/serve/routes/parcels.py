@@ -10,8 +10,6 @@ CLI's CSV, the parcel table and these exports say the same thing.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections import Counter
 from datetime import UTC, datetime
@@ -24,7 +22,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from gemid.errors import GemidInputError
-from gemid.report import DECISIONS, ROW_FIELDS, Report, clean_reference, table_row
+from gemid.report import DECISIONS, ROW_FIELDS, Report, clean_reference, rows_csv, table_row
 from gemid.serve.accounts import Principal
 from gemid.serve.catalogue import language_of
 from gemid.serve.deps import ImagesDep, LimiterDep, PrincipalDep, SettingsDep, StoreDep, desk_scope
@@ -47,7 +45,6 @@ THUMB_SOURCE = 1024  # the display preview the thumbnails are cut from (cached b
 
 router = APIRouter(prefix="/v1", tags=["parcels"])
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ParcelResponse(BaseModel):
@@ -59,23 +56,6 @@ class ParcelResponse(BaseModel):
     columns: list[str] = Field(description="the keys of each row, in order (gemid.report.ROW_FIELDS)")
     rows: list[dict[str, str]] = Field(description="one summary row per stone, in the parcel's order")
     reports: list[Report] = Field(description="each stone's full report (latest revision), in the same order")
-
-
-def _cell(value: str) -> str:
-    """A cell a spreadsheet shows as text: a file name or reference typed as `=HYPERLINK(...)` must not run as
-    a formula on the desk PC that opens the export."""
-    return "'" + value if value.startswith(_FORMULA) else value
-
-
-def to_csv(reports: list[Report]) -> str:
-    """Reports as CSV, ROW_FIELDS as the header; a byte-order mark so spreadsheet programs read UTF-8."""
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.DictWriter(out, fieldnames=ROW_FIELDS, restval="", lineterminator="\r\n")
-    writer.writeheader()
-    for r in reports:
-        writer.writerow({k: _cell(v) for k, v in table_row(r).items()})
-    return out.getvalue()
 
 
 def _reference(raw: str) -> str:
@@ -104,7 +84,7 @@ async def _parcel(store: StoreDep, raw: str, principal: Principal | None) -> tup
 async def parcel_csv(store: StoreDep, principal: PrincipalDep, reference: str) -> Response:
     """The parcel's rows as CSV, one per stone, the columns of `GET /v1/parcels/{reference}`."""
     reference, reports = await _parcel(store, reference, principal)
-    return attachment(to_csv(reports), f"parcel-{reference}")
+    return attachment(rows_csv(reports), f"parcel-{reference}")
 
 
 def _preview_rgb(store: ReportStore, images: ImageStore, settings: Settings, report_id: str, sha: str,
@@ -199,4 +179,4 @@ async def reports_csv(store: StoreDep, principal: PrincipalDep, filters: Filters
     the dates for more), one CSV row each with the columns of the parcel table."""
     reports = await to_thread.run_sync(lambda: store.latest(limit=MAX_EXPORT, desk=desk_scope(principal),
                                                             **filters.query()))
-    return attachment(to_csv(reports), "gemid-reports")
+    return attachment(rows_csv(reports), "gemid-reports")
