@@ -355,7 +355,9 @@ def _print_table(results: list[Report | FileError], top_n: int, info: ModelInfo 
     for r in results:
         name = Path(r.file).name if r.file else ""
         if isinstance(r, FileError):
-            cells = [name, "[red]error[/red]", f"[red]{r.error.message}[/red]", "", "", r.error.code, ""]
+            # the refusal where a result would be: "error" and its code as the conclusion, the message beside it
+            cells = [name, f"[red]error[/red]\n[dim]{r.error.code}[/dim]", f"[red]{r.error.message}[/red]", "", "",
+                     "", ""]
             table.add_row(*cells[: len(table.columns)])
             continue
         name += _stone_cell(r)
