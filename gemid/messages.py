@@ -14,6 +14,11 @@ from typing import Any, Protocol
 
 Location = tuple[Any, ...]
 
+# what the API's `since` and `until` take: an ISO date, or a date-time with an optional zone (blank: no bound)
+ISO_WHEN = r"^\s*(\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?)?)?\s*$"
+# a pattern a value did not match, in words (pydantic would quote the regular expression itself)
+PATTERN_WORDS = {ISO_WHEN: "an ISO date, YYYY-MM-DD, or a date-time, YYYY-MM-DDTHH:MM with an optional zone"}
+
 
 class HasErrors(Protocol):
     """pydantic's ValidationError and FastAPI's RequestValidationError alike."""
@@ -40,7 +45,13 @@ def validation_message(exc: HasErrors, *, field: Callable[[Location], str] = dot
             continue
         value = err.get("input")
         shown = f"={value!r}" if show_input and isinstance(value, (str, int, float)) else ""
-        parts.append(f"{field(tuple(err.get('loc', ())))}{shown}: {err.get('msg', 'invalid')}")
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "string_pattern_mismatch":  # the expected form in words, not a regular expression
+            words = PATTERN_WORDS.get(str(err.get("ctx", {}).get("pattern")))
+            msg = f"{value!r} is not in the expected form" + (f": {words}" if words else "")
+        elif err.get("type") in ("model_attributes_type", "dict_type") and tuple(err.get("loc", ()))[-1:] == ("body",):
+            msg = "the body must be a JSON object (Content-Type: application/json)"
+        parts.append(f"{field(tuple(err.get('loc', ())))}{shown}: {msg}")
     return "; ".join(parts)
 
 

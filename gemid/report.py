@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from gemid.errors import GemidInputError
@@ -225,7 +225,10 @@ CONTEXT_FIELDS = ("ri_spot", "weight_ct", "ri_limit")  # Readings fields that de
 class Readings(BaseModel):
     """Confirmatory-test readings. Strict: in JSON a number is a JSON number and a switch true or false
     (`"birefringence": false` is refused, not stored as 0.0), and a word field takes only its listed words.
-    Text forms parse their fields first (`model_validate_strings`); the CLI passes parsed values."""
+    Text forms parse their fields first (`model_validate_strings`); the CLI passes parsed values. A field it does
+    not know is refused, not ignored: `{"RI": 1.76}` must not come back as "no readings were given"."""
+
+    model_config = ConfigDict(extra="forbid")
 
     ri: float | None = Field(None, strict=True, ge=1.3, le=3.0, description="refractive index (single or low reading)")
     ri_high: float | None = Field(None, strict=True, ge=1.3, le=3.0, description="high RI reading for a DR stone")

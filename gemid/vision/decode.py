@@ -184,7 +184,8 @@ def decode(
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt])
     except Image.DecompressionBombError as exc:
-        raise TooManyPixels(f"the image declares an enormous size and was refused before decoding ({exc})") from exc
+        raise TooManyPixels(f"the image declares a size far above the limit of {max_pixels / 1e6:.0f} MP and was refused "
+                            "before decoding — resize it and upload again") from exc
     except UnidentifiedImageError as exc:
         raise CorruptImage(f"the file starts like a {fmt} image but cannot be read: it is damaged "
                            "or an unusual variant") from exc
@@ -197,8 +198,8 @@ def decode(
             raise TooManyPixels(f"the image is {width}×{height} = {width * height / 1e6:.0f} MP; "
                                 f"the limit is {max_pixels / 1e6:.0f} MP — resize it and upload again")
         if min(width, height) < MIN_SIDE:
-            raise GemidInputError(f"the image is only {width}×{height} pixels; too small to judge",
-                                  code="too_small", status=422)
+            raise GemidInputError(f"the image is {width}×{height} pixels; at least {MIN_SIDE} are needed on each side "
+                                  "to see a stone", code="too_small", status=422)
         try:
             if working:
                 _draft(im, step)
@@ -207,7 +208,8 @@ def decode(
             rotated, im2 = _apply_orientation(im)
             rgb = _to_srgb8(im2)
         except Image.DecompressionBombError as exc:
-            raise TooManyPixels(str(exc)) from exc
+            raise TooManyPixels(f"the image decodes to more pixels than the limit of {max_pixels / 1e6:.0f} MP allows "
+                                "— resize it and upload again") from exc
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
             raise CorruptImage(f"the {fmt} file is damaged or truncated and cannot be decoded: {exc}") from exc
 

@@ -61,6 +61,9 @@ def test_listing_filters_and_pages(client: TestClient):
                           ({"decision": "maybe"}, "decision"), ({"since": "yesterday"}, "since")]:
         r = client.get("/v1/reports", params=params)
         assert r.status_code == 422 and words in r.json()["error"]["message"], (params, r.text)
+    # the expected form in words, not the regular expression behind it (a user's finding)
+    message = client.get("/v1/reports", params={"since": "yesterday"}).json()["error"]["message"]
+    assert "YYYY-MM-DD" in message and "\\d" not in message and "'yesterday'" in message
 
 
 def test_unknown_ids_are_404_in_the_error_shape(client: TestClient):
@@ -78,11 +81,14 @@ def test_unknown_ids_are_404_in_the_error_shape(client: TestClient):
 
 def test_readings_are_validated_before_anything_is_stored(client: TestClient, settings: Settings):
     rid = identify(client, "Ruby")["report_id"]
-    for body, words in [({}, "no readings"), ({"ri": "high"}, "ri"), ({"sg": 99}, "sg"), ({"optic": "round"}, "optic")]:
+    for body, words in [({}, "no readings"), ({"ri": "high"}, "ri"), ({"sg": 99}, "sg"), ({"optic": "round"}, "optic"),
+                        ({"bogus": 1}, "bogus: Extra inputs are not permitted"), ({"RI": 1.76}, "RI")]:
         r = client.post(f"/v1/reports/{rid}/readings", json=body)
         assert r.status_code == 422 and words in r.json()["error"]["message"], (body, r.text)
     r = client.post(f"/v1/reports/{rid}/readings", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["error"]["message"]
+    r = client.post(f"/v1/reports/{rid}/readings", content=b"ri=1.76", headers={"content-type": "text/plain"})
+    assert r.status_code == 422 and "the body must be a JSON object" in r.json()["error"]["message"], r.text
     r = client.post(f"/v1/reports/{rid}/readings", json={"ri": 1.76, "note": "x" * 70_000})
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     assert stored(settings) == (1, 1, 1)

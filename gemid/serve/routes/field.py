@@ -12,11 +12,12 @@ from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.exc import SQLAlchemyError
 
+from gemid.messages import ISO_WHEN
 from gemid.serve.deps import StoreDep
 from gemid.serve.drift import drift_report, load_reference
 from gemid.serve.errors import ApiError, error_responses, store_failure
 from gemid.serve.field import confirmed_rows, field_report, shadow_agreement
-from gemid.serve.routes.reports import ISO_WHEN, _parse_when
+from gemid.serve.routes.reports import _parse_when
 
 router = APIRouter(prefix="/v1", tags=["learning loop"])
 

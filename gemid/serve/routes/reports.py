@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from gemid.errors import GemidInputError
+from gemid.messages import ISO_WHEN
 from gemid.report import ConclusionDecision, Readings, Report, no_readings, printable
 from gemid.serve.deps import (
     MAX_INT32,
@@ -52,8 +53,6 @@ class RevisionsResponse(BaseModel):
     revisions: list[Report]
 
 
-# what `since` and `until` take: an ISO date, or a date-time with an optional zone (blank: no bound)
-ISO_WHEN = r"^\s*(\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?)?)?\s*$"
 
 _READING_VALUES = {name: next(b for b in spec["anyOf"] if b.get("type") != "null")  # each reading, not null
                    for name, spec in Readings.model_json_schema()["properties"].items()}
