@@ -179,9 +179,12 @@ def clarity_words(lang: str, r: Report) -> str:
 
 
 def size_words(lang: str, r: Report) -> str:
-    """The stone's size on the scale card and its weight ("8.16 × 6.02 mm · ≈ 1.51 ct"); "" when neither."""
+    """The stone's cut shape, its size on the scale card and its weight ("oval · 8.16 × 6.02 mm · ≈ 1.51 ct"); ""
+    when none is known."""
     st = r.stone
     parts = []
+    if st is not None and st.shape is not None:
+        parts.append(translate(lang, f"shape.{st.shape.label}"))
     if st is not None and st.size is not None and st.size.status == "measured":
         parts.append(translate(lang, "size.brief", length=f"{st.size.length_mm:.2f}", width=f"{st.size.width_mm:.2f}"))
     if st is not None and st.weight is not None:

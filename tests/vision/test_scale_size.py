@@ -137,6 +137,7 @@ def test_the_table_row_and_the_manifest_carry_the_size(identifier):
         assert float(row["size_uncertainty_mm"]) == pytest.approx(r.stone.size.uncertainty_mm, abs=0.005)
         assert row["weight_basis"] == (r.stone.weight.basis if r.stone.weight else "")
         assert f"{r.stone.size.length_mm:.2f} × {r.stone.size.width_mm:.2f} mm" in size_words("en", r)
+        assert size_words("en", r).startswith(r.stone.shape.label.replace("_", " "))  # the cut shape first
         assert "ملی میٹر" in size_words("ur", r)
     revised = identifier.add_readings(reports[0], Readings(sg=4.0, weight_ct=1.25))
     row = table_row(revised)
