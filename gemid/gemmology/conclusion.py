@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gemid.gemmology.likelihood import Observed, likelihood, measured_fit, mixture_likelihood
+from gemid.gemmology.rerank import what_fits
 from gemid.gemmology.table import Material, PropertyTable, default_table
 from gemid.report import Candidate, Conclusion, Reranking, SpeciesResult
 
@@ -57,25 +58,8 @@ def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list
 
 
 def _what_fits(obs: Observed, table: PropertyTable, photo_top: str | None) -> list[str]:
-    """Table materials the readings fit, by the name a technician knows them by: look-alikes of the photo's
-    answer first (red spinel for a ruby), then imitations of anything (glass, CZ), then the rest, likeliest
-    first within each."""
-    good = [m for m in table.materials if measured_fit(m, obs)]
-
-    def order(m: Material) -> tuple[int, float]:
-        if m.label is None and photo_top in m.lookalike_of:
-            tier = 0
-        elif m.label is None and "*" in m.lookalike_of:
-            tier = 1
-        else:
-            tier = 2
-        return tier, -likelihood(m, obs)
-
-    names: list[str] = []
-    for m in sorted(good, key=order):
-        if _name(m) not in names:
-            names.append(_name(m))
-    return names[:MAX_NAMED]
+    """The names of what the readings fit, in a referral's words and order (`rerank.what_fits`)."""
+    return [_name(m) for m in what_fits(obs, table, photo_top)][:MAX_NAMED]
 
 
 def conclude(species: SpeciesResult, reranking: Reranking | None = None, *,

@@ -9,7 +9,7 @@ confident photo. Readings likelihoods come from the property table with each ins
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from gemid.errors import GemidInputError
 from gemid.gemmology.likelihood import Observed, describe, fits, likelihood, measured_fit, mixture_likelihood
@@ -123,6 +123,33 @@ def rerank(
     return Reranking(readings=readings, photo_only=photo, combined=combined, fits_none=fits_none, flag=flag)
 
 
+def what_fits(obs: Observed, table: PropertyTable, photo_top: str | None, *, exclude: Collection[str] = (),
+              fit: Callable[[Material, Observed], bool] = measured_fit) -> list[Material]:
+    """Table materials the readings fit (`fit`), in the order a referral names them: look-alikes of the photo's
+    answer first (red spinel for a ruby), then imitations of anything (glass, CZ), then the rest, likeliest
+    first within each. Beyond the look-alikes, a material of a mineral already named is left out: it reads the
+    same and differs only in colour (blue spinel beside red spinel for a red stone adds only confusion). One name
+    per material (a model label or a table name); rows of labels in `exclude` are left out."""
+    good = [m for m in table.materials if fit(m, obs) and not (m.label and m.label in exclude)]
+
+    def tier(m: Material) -> int:
+        if m.label is None and photo_top in m.lookalike_of:
+            return 0
+        return 1 if m.label is None and "*" in m.lookalike_of else 2
+
+    out: list[Material] = []
+    names: set[str] = set()
+    minerals: set[str] = set()
+    for m in sorted(good, key=lambda m: (tier(m), -likelihood(m, obs))):
+        name = m.name if m.label is None else m.label
+        if name in names or (tier(m) == 2 and m.mineral in minerals):
+            continue
+        out.append(m)
+        names.add(name)
+        minerals.add(m.mineral)
+    return out
+
+
 def _matches(rows: Sequence[Material], obs: Observed) -> list[Material]:
     good = [m for m in rows if fits(m, obs)]
     return sorted(good, key=lambda m: -likelihood(m, obs))
@@ -135,8 +162,7 @@ def _misfit_flag(photo: list[Candidate], obs: Observed, table: PropertyTable) ->
         "a treated stone or a species the model does not know: refer it to a full gemmological laboratory."
     )
     own = {c.label for c in photo}
-    others = [m for m in table.materials if not (m.label and m.label in own)]
-    matches = _matches(others, obs)[:MAX_NAMED]
+    matches = what_fits(obs, table, photo[0].label if photo else None, exclude=own, fit=fits)[:MAX_NAMED]
     if matches:
         listed = "; ".join(
             f"{m.name if m.label else _display(m.name)} ({describe(m, obs)})" for m in matches

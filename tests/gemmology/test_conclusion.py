@@ -62,6 +62,17 @@ def test_a_reading_far_outside_the_range_makes_a_candidate_implausible():
     assert c.label != "Ruby" and c.decision == "refer" and c.fits[0] == "Red spinel"
 
 
+def test_a_referral_names_the_look_alike_of_the_stones_colour_not_another_colour_of_it():
+    """Red-spinel readings on a ruby photo (a user's finding: "Blue spinel" was named beside red spinel for a red
+    stone): the look-alikes of the answer first, and no other colour of a mineral already named."""
+    species, cands = _photo("Ruby")
+    c = conclude(species, rerank(cands, Readings(ri=1.718, sg=3.60)))
+    assert c.decision == "refer" and c.fits[:2] == ["Red spinel", "Synthetic spinel"]
+    assert "Blue spinel" not in c.fits
+    flag = rerank(cands, Readings(ri=1.718, sg=3.60, optic="SR")).flag  # the re-ranking's warning, in the same order
+    assert "Readings fit: red spinel" in flag and "blue spinel" not in flag
+
+
 def test_a_photo_all_but_ruling_out_the_answer_is_a_referral_not_an_answer():
     """Readings that fit only a class the photo gave 2 % of its 90 %: the photo and the readings disagree."""
     cands = [Candidate(label="Ruby", probability=0.9), Candidate(label="Hessonite", probability=0.02)]
