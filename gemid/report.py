@@ -19,15 +19,12 @@ byte for byte in meaning: a field added to this schema later is absent from it, 
 default (that would change the signed content). gemid.signing holds the rules in code.
 
 A report's table row (CLI table and CSV, the parcel table, its CSV and History's CSV) is made here too, by
-`table_row`, so the columns have one owner; `rows_csv` writes them as the one CSV export.
+`table_row`, so the columns have one owner (`gemid.report_csv` writes them as the one CSV export).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
@@ -558,28 +555,6 @@ def table_row(r: Report | FileError) -> dict[str, str]:
         "created_at": r.created_at.isoformat(timespec="seconds"),
         **size_fields(r),
     }
-
-
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would run as a formula at a cell's start
-
-
-def _csv_cell(value: str) -> str:
-    """A cell a spreadsheet shows as text: a file name or reference typed as `=HYPERLINK(...)` must not run as
-    a formula on the desk PC that opens the export."""
-    return "'" + value if value.startswith(_FORMULA) else value
-
-
-def rows_csv(entries: Sequence[Report | FileError]) -> str:
-    """Reports (and refusals, which keep their row) as CSV, ROW_FIELDS as the header, one row per stone: the
-    one export of the service's /v1/reports.csv and parcels and of `gemid identify --csv`. A byte-order mark
-    so spreadsheet programs read UTF-8 (Urdu references, µ in a file name); formulas neutralised."""
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.DictWriter(out, fieldnames=ROW_FIELDS, restval="", lineterminator="\r\n")
-    writer.writeheader()
-    for r in entries:
-        writer.writerow({k: _csv_cell(v) for k, v in table_row(r).items()})
-    return out.getvalue()
 
 
 def _two_places(v: float | None) -> str:

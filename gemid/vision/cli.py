@@ -330,7 +330,7 @@ def _colour_short(r: Report) -> str:
 def write_csv(path: Path, results: list[Report | FileError]) -> None:
     """One row per stone (a tray photo gives several); errors keep their row so nothing is silently dropped. The
     service's CSV, byte for byte in its columns (`gemid.report.rows_csv`)."""
-    from gemid.report import rows_csv
+    from gemid.report_csv import rows_csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:

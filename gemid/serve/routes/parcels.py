@@ -22,7 +22,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from gemid.errors import GemidInputError
-from gemid.report import DECISIONS, ROW_FIELDS, Report, clean_reference, rows_csv, table_row
+from gemid.report import DECISIONS, ROW_FIELDS, Report, clean_reference, table_row
+from gemid.report_csv import rows_csv
 from gemid.serve.accounts import Principal
 from gemid.serve.catalogue import language_of
 from gemid.serve.deps import ImagesDep, LimiterDep, PrincipalDep, SettingsDep, StoreDep, desk_scope
