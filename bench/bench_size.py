@@ -4,6 +4,7 @@
     python -m bench.bench_size                      # 24 photos of the val stones (~2 min, 2 cores)
     python -m bench.bench_size --split train        # the stones the edge constants were chosen on
     python -m bench.bench_size --photos 4 --drawn   # drawn stones, without ../shared (what the test runs)
+    python -m bench.bench_size --coin               # stones on paper beside a coin instead of on the card
 
 Each photo is composed in memory, never saved: the card drawn as printed (`gemid.datasets.card.draw_card`,
 14 px/mm), 5-9 stones cut out of gemid's shape-labelled gems68 photos (`shape_gems68.csv`, split `--split`)
@@ -22,9 +23,16 @@ report's `stone.size.status` is measured. Printed: found and measured shares, th
 (median and 95th percentile of |error|, in mm and in % of the true size, and the mean signed error: the
 bias), how often the stated 95 % interval holds the true value (both sides), the share of stones whose
 top-1 species on the card is the one `identify` gives their own photo (the model sees a stone 3-14 mm on
-the card at the photo's resolution, not the product photo), and the time per photo. The photos are composed
-from real stone photos, but the card and the camera are simulated: no real photo of a stone on the card
-exists yet, so these figures check the method, not a desk's photos.
+the card at the photo's resolution, not the product photo), and the time per photo.
+
+With `--coin` each photo is 3-6 stones on a sheet of paper beside a coin of 18-27 mm (brass, nickel or copper,
+its face 1.5 mm above the paper), taken by a pinhole camera 120-250 mm above, tilted 0-12°, 70° across its long
+side (`compose_coin`): a true perspective, which one coin cannot undo as the card's four markers do; its
+diameter is passed as `coin_mm`.
+
+The photos are composed from real stone photos, but the card, the coin and the camera are simulated: no real
+photo of a stone on the card or beside a coin exists yet, so these figures check the method, not a desk's
+photos.
 """
 
 from __future__ import annotations
@@ -180,17 +188,73 @@ def compose(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[bytes, lis
     return buf.tobytes(), truths
 
 
-def evaluate(ident, cutouts: list[Cutout], photos: int, seed: int) -> dict[str, float]:
-    """Run `photos` composed photos; returns the figures the benchmark prints."""
+COIN_MM = (18.0, 27.0)  # coins of the world's common sizes
+COIN_RAISED_MM = 1.5  # the coin's face above the paper
+COIN_TILT_DEG = (0.0, 12.0)  # a phone held over the desk "from above"
+COIN_DISTANCE_MM = (120.0, 250.0)
+FIELD_DEG = 70.0  # a phone's main camera across its long side
+SHEET_MM = (300.0, 240.0)
+
+
+def compose_coin(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[bytes, list[Truth], float]:
+    """One photo of 3-6 stones on paper beside a coin (JPEG bytes), their true sizes and the coin's diameter:
+    a pinhole camera 120-250 mm above, tilted 0-12° (a true perspective, which one coin's ellipse cannot
+    undo); the coin's face 1.5 mm and each girdle 0.22 of the stone's length above the paper, drawn that much
+    nearer the camera (larger)."""
+    from gemid.datasets.card import COINS, draw_sheet, exposed, lay_coin, lay_stone, pinhole
+
+    sheet = draw_sheet(PPM, *SHEET_MM)
+    distance = float(rng.uniform(*COIN_DISTANCE_MM))
+    centre = np.array(SHEET_MM) / 2.0
+    coin_mm = float(rng.uniform(*COIN_MM))
+    coin_at = centre + rng.uniform(-25.0, 25.0, 2)
+    lay_coin(sheet, tuple(coin_at * PPM), coin_mm * PPM * (1.0 + COIN_RAISED_MM / distance),
+             metal=COINS[int(rng.integers(len(COINS)))], seed=int(rng.integers(1 << 30)))
+    placed = [(coin_at[0], coin_at[1], coin_mm)]
+    truths_sheet = []
+    for _ in range(int(rng.integers(3, 7))):
+        j = int(rng.integers(len(cutouts)))
+        length = float(rng.uniform(*LENGTH_MM))
+        for _try in range(60):  # within 55 mm of the frame's centre, clear of the coin and the others
+            cx, cy = centre + rng.uniform(-55.0, 55.0, 2)
+            if all(np.hypot(cx - px, cy - py) > (length + pl) / 2 + 3.0 for px, py, pl in placed):
+                break
+        else:
+            continue
+        placed.append((cx, cy, length))
+        near = 1.0 + GIRDLE * length / distance
+        c = cutouts[j]
+        lp, wp = lay_stone(sheet, c.rgb, c.mask, (cx * PPM, cy * PPM), length * PPM * near,
+                           angle_deg=float(rng.uniform(0, 180)))
+        truths_sheet.append((lp / PPM / near, wp / PPM / near, (cx * PPM, cy * PPM), j))
+    side = int(rng.integers(2400, 4001))
+    size = (side, side * 3 // 4)
+    hmat = pinhole(PPM, tuple(centre), distance_mm=distance, tilt_deg=float(rng.uniform(*COIN_TILT_DEG)),
+                   azimuth_deg=float(rng.uniform(0, 360)), focal_px=side / (2.0 * np.tan(np.radians(FIELD_DEG / 2))),
+                   out_size=size)
+    photo = exposed(sheet, hmat, size, rng, desk=(246, 246, 242), lamp=LAMPS[int(rng.integers(len(LAMPS)))],
+                    blur=float(rng.uniform(0, 1.2)), noise=float(rng.uniform(0, 0.015)), jpeg=int(rng.integers(80, 96)))
+    truths = [Truth(length, width, tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)), j)
+              for length, width, c, j in truths_sheet]
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return buf.tobytes(), truths, coin_mm
+
+
+def evaluate(ident, cutouts: list[Cutout], photos: int, seed: int, coin: bool = False) -> dict[str, float]:
+    """Run `photos` composed photos (on the card, or beside a coin); returns the figures the benchmark prints."""
     rng = np.random.default_rng(seed)
     alone: dict[int, str | None] = {}  # each cutout's top-1 in its own photo, asked once
     n = found = measured = covered = same = shaped = shape_right = 0
     err_l, err_w, rel, signed = [], [], [], []
     seconds = 0.0
     for _ in range(photos):
-        data, truths = compose(cutouts, rng)
+        if coin:
+            data, truths, coin_mm = compose_coin(cutouts, rng)
+        else:
+            (data, truths), coin_mm = compose(cutouts, rng), None
         t0 = time.perf_counter()
-        reports = ident.identify_stones(data, grade=False)
+        reports = ident.identify_stones(data, grade=False, coin_mm=coin_mm)
         seconds += time.perf_counter() - t0
         used: set[int] = set()
         for t in truths:
@@ -245,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="val", choices=("train", "val"))
     ap.add_argument("--drawn", action="store_true", help="drawn stones (no ../shared needed)")
     ap.add_argument("--bundle", type=Path, default=None)
+    ap.add_argument("--coin", action="store_true",
+                    help="stones on paper beside a coin (its diameter entered), photographed in true perspective")
     ap.add_argument("--keep-fragments", action="store_true",
                     help="keep the photos whose mask is facet pieces or specks (left out by default)")
     args = ap.parse_args(argv)
@@ -258,9 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no stones: {GEMS} is missing (use --drawn)")
         return 2
     ident = Identifier(args.bundle or DEFAULT_BUNDLE_DIR)
-    f = evaluate(ident, cutouts, args.photos, args.seed)
+    f = evaluate(ident, cutouts, args.photos, args.seed, coin=args.coin)
     src = "drawn stones" if args.drawn else f"{len(cutouts)} real gems68 stones ({args.split})"
-    print(f"size on the scale card: {args.photos} composed photos of {src}, seed {args.seed}")
+    where = "beside a coin" if args.coin else "on the scale card"
+    print(f"size {where}: {args.photos} composed photos of {src}, seed {args.seed}")
     print(f"CPU: {cpu_description()}")
     print(f"stones {f['stones']}: found {f['found']:.1f} %, measured {f['measured']:.1f} %")
     print(f"|error| length and width: median {f['median_mm']:.2f} mm ({f['median_pct']:.1f} %), "

@@ -1,5 +1,6 @@
-"""Photos of stones on gemid's scale card, composed with a known size in millimetres: what the size
-measurement (gemid.vision.size) is tested and benchmarked on (`python -m bench.bench_size`).
+"""Photos of stones on gemid's scale card, or on paper beside a coin, composed with a known size in
+millimetres: what the size measurement (gemid.vision.size, gemid.vision.coin) is tested and benchmarked on
+(`python -m bench.bench_size`, `--coin`).
 
 The card is drawn as printed (`gemid.vision.scale.CARD`) at a chosen resolution; each stone is a cut-out (its
 pixels and mask, from a real photo or a rendered stone) scaled to its true length in millimetres and laid on the
@@ -38,6 +39,46 @@ def draw_card(px_per_mm: float, border_mm: float = 12.0, layout: CardLayout = CA
     return img.astype(np.uint8), np.array([border_mm * px_per_mm, border_mm * px_per_mm])
 
 
+COINS = ((186, 170, 128), (192, 192, 196), (168, 120, 84))  # brass, nickel, copper
+
+
+def draw_sheet(px_per_mm: float, width_mm: float, height_mm: float,
+               paper: tuple[int, int, int] = (246, 246, 242)) -> np.ndarray:
+    """A plain sheet of paper (RGB) for stones photographed beside a coin instead of on the card."""
+    return np.full((int(round(height_mm * px_per_mm)), int(round(width_mm * px_per_mm)), 3), paper, np.uint8)
+
+
+def lay_coin(sheet: np.ndarray, centre_px: tuple[float, float], diameter_px: float,
+             metal: tuple[int, int, int] = COINS[0], seed: int = 0) -> None:
+    """Lays a coin on the sheet: a metal disc lit from one side, a raised rim, worn relief and a soft shadow,
+    drawn four times finer and reduced by area so its edge falls between pixels as a photo's does."""
+    fine = 4
+    rng = np.random.default_rng(seed)
+    h, w = sheet.shape[:2]
+    r = diameter_px / 2.0
+    x0, y0 = max(0, int(centre_px[0] - r - 8)), max(0, int(centre_px[1] - r - 8))
+    x1, y1 = min(w, int(centre_px[0] + r + 9)), min(h, int(centre_px[1] + r + 9))
+    yy, xx = np.mgrid[0:(y1 - y0) * fine, 0:(x1 - x0) * fine].astype(np.float32)
+    dx, dy = (xx + 0.5) / fine + x0 - centre_px[0], (yy + 0.5) / fine + y0 - centre_px[1]
+    rho = np.hypot(dx, dy) / r
+    inside = (rho <= 1.0).astype(np.float32)
+    light = 0.85 + 0.25 * (-(dx + dy) / (np.sqrt(2.0) * r))  # brighter towards the top left
+    rim = np.where(rho > 0.9, 0.8 + 0.4 * (rho > 0.95), 1.0)
+    relief = cv2.GaussianBlur(rng.normal(0, 1, (dx.shape[0] // 8 + 1, dx.shape[1] // 8 + 1)).astype(np.float32),
+                              (0, 0), 1.5)
+    relief = cv2.resize(relief, dx.shape[::-1], interpolation=cv2.INTER_CUBIC) * 0.08
+    shade = (light * rim * (1.0 + relief))[..., None]
+    disc = np.clip(np.array(metal, np.float32) * shade, 0, 255)
+    def small(a: np.ndarray) -> np.ndarray:
+        return cv2.resize(a, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+
+    alpha = small(inside)[..., None]
+    shadow = cv2.GaussianBlur(np.roll(alpha[..., 0], (2, 2), axis=(0, 1)), (0, 0), 2.0)[..., None] * SHADOW
+    region = sheet[y0:y1, x0:x1].astype(np.float32) * (1 - shadow)
+    region = region * (1 - alpha) + small(disc * inside[..., None]) / np.maximum(alpha, 1e-6) * alpha
+    sheet[y0:y1, x0:x1] = np.clip(region, 0, 255).astype(np.uint8)
+
+
 def lay_stone(card: np.ndarray, stone_rgb: np.ndarray, stone_mask: np.ndarray, centre_px: tuple[float, float],
               length_px: float, angle_deg: float = 0.0) -> tuple[float, float]:
     """Lays a cut-out stone on the card, scaled so that its length is `length_px`; returns its true length and
@@ -73,7 +114,36 @@ def camera(card: np.ndarray, rng: np.random.Generator, *, tilt: float = 0.08, de
     dst += rng.uniform(-tilt, tilt, size=(4, 2)).astype(np.float32) * out_side * fill
     oh = int(round(out_side * (h / w * fill + (1 - fill)))) if w >= h else out_side
     hmat = cv2.getPerspectiveTransform(src, dst)
-    img = cv2.warpPerspective(card, hmat, (out_side, oh), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT,
+    return exposed(card, hmat, (out_side, oh), rng, desk=desk, lamp=lamp, blur=blur, noise=noise, jpeg=jpeg), hmat
+
+
+def pinhole(px_per_mm: float, target_mm: tuple[float, float], *, distance_mm: float, tilt_deg: float,
+            azimuth_deg: float, focal_px: float, out_size: tuple[int, int]) -> np.ndarray:
+    """The homography from a flat sheet's pixels (`px_per_mm`) to a pinhole camera's: the camera `distance_mm`
+    from `target_mm` on the sheet (which lands in the frame's centre), its axis `tilt_deg` from the sheet's
+    normal towards `azimuth_deg`. A true perspective, as a phone held over a desk sees it: the scale changes
+    across the frame, which a coin's one ellipse cannot undo (the card's four markers can)."""
+    a, f = np.radians(tilt_deg), np.radians(azimuth_deg)
+    target = np.array([target_mm[0], target_mm[1], 0.0])
+    centre = target + distance_mm * np.array([np.sin(a) * np.cos(f), np.sin(a) * np.sin(f), -np.cos(a)])
+    forward = (target - centre) / np.linalg.norm(target - centre)  # the sheet's z points away from the camera
+    right = np.cross(forward, [0.0, 1.0, 0.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    rot = np.stack([right, down, forward])
+    k = np.array([[focal_px, 0, out_size[0] / 2.0], [0, focal_px, out_size[1] / 2.0], [0, 0, 1.0]])
+    to_mm = np.diag([1.0 / px_per_mm, 1.0 / px_per_mm, 1.0])
+    plane = np.column_stack([rot[:, 0], rot[:, 1], -rot @ centre])  # (X, Y, 1) on the sheet -> camera
+    h = k @ plane @ to_mm
+    return h / h[2, 2]
+
+
+def exposed(card: np.ndarray, hmat: np.ndarray, size: tuple[int, int], rng: np.random.Generator, *,
+            desk: tuple[int, int, int] = (92, 70, 52), lamp: tuple[float, float, float] = (1.0, 1.0, 1.0),
+            blur: float = 0.0, noise: float = 0.0, jpeg: int | None = 90) -> np.ndarray:
+    """The sheet seen through `hmat` in a frame of `size` (w, h), on a desk, under a lamp's colour, with
+    defocus (sigma in pixels), noise and JPEG."""
+    img = cv2.warpPerspective(card, hmat, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=desk)
     img = img.astype(np.float32) * np.array(lamp, np.float32)
     if blur > 0:
@@ -84,4 +154,4 @@ def camera(card: np.ndarray, rng: np.random.Generator, *, tilt: float = 0.08, de
     if jpeg:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg])
         img = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    return img, hmat
+    return img

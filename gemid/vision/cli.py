@@ -32,6 +32,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _coin_mm(text: str) -> float:
+    from gemid.vision.coin import COIN_MM
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not COIN_MM[0] <= value <= COIN_MM[1]:
+        raise argparse.ArgumentTypeError(f"a coin's diameter is {COIN_MM[0]:g}-{COIN_MM[1]:g} mm, not {value:g}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "identify", help="identify gemstones in photos (files, folders, globs)",
@@ -62,6 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="store a photo again even when the service already holds it under --reference "
                               "(without it, the stored reports are shown and nothing new is stored)")
     p.add_argument("--reference", metavar="REF", help="parcel or lot number recorded in every report")
+    p.add_argument("--coin-mm", metavar="MM", type=_coin_mm, default=None,
+                   help="a coin of this diameter lies beside the stones, as their scale: each stone is measured in "
+                        "mm (gemid's printed scale card, when it is in the photo, is used instead and is more exact)")
     p.add_argument("--no-grade", dest="grade", action="store_false",
                    help="skip colour and clarity grading: a quick species screen (several times faster)")
     add_reading_flags(p.add_argument_group("readings", "confirmatory test readings: re-rank the photo's candidates"))
@@ -207,7 +222,7 @@ def _run_identify(args: argparse.Namespace) -> int:
         print(f"gemid identify: cannot load the model: {exc}", file=sys.stderr)
         return 2
 
-    request = parcel.Request(reference=args.reference, readings=readings, grade=args.grade)
+    request = parcel.Request(reference=args.reference, readings=readings, grade=args.grade, coin_mm=args.coin_mm)
 
     def run(advance: Callable[[int], None]) -> list[list[Report | FileError]]:
         nonlocal identifier
@@ -262,7 +277,7 @@ def _identify_remote(args: argparse.Namespace, files: list[tuple[str, Path | Non
             done[shown] = remote.send(args.server, [(shown, path)], reference=args.reference,
                                       readings=None if readings.is_empty() else readings, grade=args.grade,
                                       api_key=key, advance=lambda n: None, note=lambda t: err.print(t),
-                                      force=args.force)
+                                      force=args.force, coin_mm=args.coin_mm)
     except remote.ServiceUnavailable as exc:
         print(f"gemid identify: {exc}", file=sys.stderr)
         return 2

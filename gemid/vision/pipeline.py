@@ -39,7 +39,6 @@ from gemid.report import (
     Report,
     SpeciesResult,
     Stone,
-    StoneSize,
     TestsResult,
     clean_reference,
     no_readings,
@@ -54,25 +53,16 @@ from gemid.vision.crop import square_box
 from gemid.vision.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode, finer
 from gemid.vision.learned import apply_heads
 from gemid.vision.quality import assess, too_poor_to_judge
-from gemid.vision.scale import (
-    CARD_SPLITTING,
-    MIN_MARKER_PX,
-    ScaleReference,
-    card_segmentation,
-    clear_card,
-    find_card,
-)
-from gemid.vision.segment import Segmentation, segment
+from gemid.vision.reference import locate_stones
+from gemid.vision.segment import Segmentation
 from gemid.vision.shape import SHAPE_DIR, ShapeModel
-from gemid.vision.size import measure_stones
 from gemid.vision.stone_area import locate
-from gemid.vision.stones import describe, find_stones, isolated, isolated_fine
+from gemid.vision.stones import describe, isolated, isolated_fine
 
 log = logging.getLogger(__name__)
 
 UNMEASURED = "it could not be measured on this photo"
 NO_STONE_AREA = "the stone's area could not be measured on this photo (a reference card or glare in the way?)"
-CARD_FULL_SIDE = 4096  # a scale card's photo is measured at the finest power-of-two reduction within this side
 CHUNK = 8  # photos decoded and held at once by identify_many: bounds memory (8 × 40 MP ≈ 1 GB worst case)
 
 Source = bytes | bytearray | memoryview | Path | str
@@ -89,16 +79,6 @@ class _Prepared:
     crop: np.ndarray
     poor: str | None
     stone: Stone | None = None  # which stone of the photo (gemid.vision.stones); None when none was found
-
-
-@dataclass(frozen=True)
-class _CardView:
-    """A photo of stones on the scale card at full resolution: the card cleared away, found there, and how many
-    times finer it is than the working image."""
-
-    rgb: np.ndarray
-    ref: ScaleReference
-    k: float
 
 
 class Identifier:
@@ -158,11 +138,17 @@ class Identifier:
         reference: str | None = None,
         readings: Readings | None = None,
         grade: bool = True,
+        coin_mm: float | None = None,
     ) -> Report:
         """One photo → Report. Bad input raises a GemidInputError (typed, with a clear message).
 
         grade=False skips colour and clarity (their sections stay None): a quick species screen of a
-        parcel, several times faster; the species, quality and test guidance are the same."""
+        parcel, several times faster; the species, quality and test guidance are the same. coin_mm: a coin of
+        that diameter lies beside the stone(s) as the scale (`gemid.vision.coin`): the photo is then split as
+        `identify_stones` splits it, the coin left out, and its first stone reported."""
+        if coin_mm is not None:
+            return self.identify_stones(data, filename=filename, reference=reference, readings=readings,
+                                        grade=grade, coin_mm=coin_mm)[0]
         return self._one(data, filename, reference, readings, grade)[1]
 
     def identify_captured(
@@ -231,6 +217,7 @@ class Identifier:
         reference: str | None = None,
         readings: Readings | None = None,
         grade: bool = True,
+        coin_mm: float | None = None,
     ) -> list[list[Report] | FileError]:
         """`identify_stones` for several photos, their stones classified in batches: per photo, its reports
         (one per stone, in reading order) or the FileError that refused it; the other photos still run. What
@@ -243,7 +230,7 @@ class Identifier:
             for name, data in items[start : start + CHUNK]:
                 try:
                     image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, working=True)
-                    results.append(self._prepare_stones(name, image, first_only=False))
+                    results.append(self._prepare_stones(name, image, first_only=False, coin_mm=coin_mm))
                 except GemidInputError as exc:
                     results.append(FileError.from_exception(name, exc))
                 except Exception as exc:  # one odd photo must not sink the parcel
@@ -270,12 +257,14 @@ class Identifier:
         reference: str | None = None,
         readings: Readings | None = None,
         grade: bool = True,
+        coin_mm: float | None = None,
     ) -> list[Report]:
         """Every stone in a tray or parcel photo → one Report each, in reading order (rows, then columns),
         each from its own crop; all share `image.sha256`. A single-stone photo gives one report, exactly as
-        `identify` does; a photo without a stone gives its one rejected report."""
+        `identify` does; a photo without a stone gives its one rejected report. coin_mm: the diameter of a coin
+        laid beside the stones, their scale (the coin is not reported as a stone)."""
         return self.identify_stones_captured(data, filename=filename, reference=reference, readings=readings,
-                                             grade=grade)[0]
+                                             grade=grade, coin_mm=coin_mm)[0]
 
     def identify_stones_captured(
         self,
@@ -285,12 +274,13 @@ class Identifier:
         reference: str | None = None,
         readings: Readings | None = None,
         grade: bool = True,
+        coin_mm: float | None = None,
     ) -> tuple[list[Report], list[Capture]]:
         """`identify_stones`, with each stone's capture statistics beside its report (the service records them
         for drift, outside the reports)."""
         filename, reference, readings = _inputs(data, filename, reference, readings)
         image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, working=True)
-        preps = self._prepare_stones(filename, image, first_only=False)
+        preps = self._prepare_stones(filename, image, first_only=False, coin_mm=coin_mm)
         preds = self.classifier.predict([p.crop for p in preps])
         reports = [self._finish(p, pred, reference, readings, grade) for p, pred in zip(preps, preds, strict=True)]
         return reports, [_capture(p, r) for p, r in zip(preps, reports, strict=True)]
@@ -316,7 +306,8 @@ class Identifier:
         image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, working=True)
         return self._prepare_stones(name, image, first_only=True)[0]
 
-    def _prepare_stones(self, name: str | None, image: DecodedImage, *, first_only: bool) -> list[_Prepared]:
+    def _prepare_stones(self, name: str | None, image: DecodedImage, *, first_only: bool,
+                        coin_mm: float | None = None) -> list[_Prepared]:
         """The pixel stages for each stone of the photo: its own segmentation, quality and crop, the other stones
         painted out (one stone: the photo as it is).
 
@@ -326,47 +317,27 @@ class Identifier:
         reflections segment as separate pieces, and reporting "the first stone" cost top-1 there (now 0 of the
         1,003 single-stone photos split; `python -m bench.bench_trays --singles`). Its `stone` section says
         how many pieces the segmentation saw; `identify_stones` splits them."""
-        card = find_card(image.rgb, min_marker_px=MIN_MARKER_PX * image.scale)  # its size in the photo counts
-        if card is None:
-            seg = segment(image.rgb)
-        else:  # the stones lie on gemid's scale card: segment them on its plain paper, finer, down to 2 mm
-            image = replace(image, rgb=clear_card(image.rgb, card))
-            seg = segment(image.rgb, **card_segmentation(card, image.rgb.shape))
-        stones = [seg] if first_only else find_stones(image.rgb, seg, **({} if card is None else CARD_SPLITTING))
-        view = self._card_view(image, card) if card is not None else None
-        sizes = _sizes(view, stones, first_only) if view is not None else None
+        found = locate_stones(image, first_only=first_only, coin_mm=coin_mm, max_bytes=self.max_bytes,
+                              max_pixels=self.max_pixels)
+        image, stones, painted, view, sizes = found.image, found.stones, found.painted, found.view, found.sizes
         margin = self.bundle.input.crop.margin
         out = []
         for i in range(1 if first_only else len(stones)):
             seg = stones[i]
-            quality = assess(image.rgb, seg, margin, scale=image.scale, card=card is not None)
-            near = isolated(image.rgb, stones, i, margin)  # once: the shape, the crop and the front end use it
-            fine = (isolated_fine(view.rgb, view.k, stones, i, margin, (image.rgb.shape[1], image.rgb.shape[0]))
-                    if view is not None and view.k > 1.0 else None)  # the card's full-resolution neighbourhood
+            quality = assess(image.rgb, seg, margin, scale=image.scale, card=found.on_reference)
+            near = isolated(image.rgb, painted, i, margin)  # once: the shape, the crop and the front end use it
+            fine = (isolated_fine(view.rgb, view.k, painted, i, margin, (image.rgb.shape[1], image.rgb.shape[0]))
+                    if view is not None and view.k > 1.0 else None)  # the reference's full-resolution neighbourhood
             stone = describe(stones, i, fine or near, count=seg.n_stones if first_only else None,
-                             shapes=self.shapes, fine=fine is not None, card=card is not None)
+                             shapes=self.shapes, fine=fine is not None, card=view is not None)
             quality, stone = _in_photo_pixels(image, quality, stone)
             if stone is not None and sizes is not None:
                 stone = stone.model_copy(update={"size": sizes[i]})
-            crop = self._model_crop(image, near, whole=first_only or len(stones) == 1, fine=fine)
+            crop = self._model_crop(image, near, whole=first_only or len(painted) == 1, fine=fine)
             out.append(_Prepared(file=name, image=image, seg=seg, quality=quality,
                                  crop=self.classifier.front_end(crop, *near),
                                  poor=too_poor_to_judge(quality), stone=stone))
         return out
-
-    def _card_view(self, image: DecodedImage, card: ScaleReference) -> _CardView:
-        """The photo of the scale card at full resolution (at most CARD_FULL_SIDE on its long side), cleared like
-        the working image: a reduced working image is decoded again and the card found again there (the working
-        image's card, scaled, stands in when its markers are not found at full size)."""
-        step = 1  # a 40 MP photo is measured at half its side: 3,600 px hold a 3 mm stone in about 50 px
-        while max(image.width, image.height) / step > CARD_FULL_SIDE:
-            step *= 2
-        if image.scale >= 1.0 / step or image.data is None:
-            return _CardView(rgb=image.rgb, ref=card, k=1.0)
-        full = finer(image, step, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
-        k = full.scale / image.scale
-        ref = find_card(full.rgb) or card.scaled(k)
-        return _CardView(rgb=clear_card(full.rgb, ref), ref=ref, k=k)
 
     def _model_crop(self, image: DecodedImage, near: tuple[np.ndarray, Segmentation], *, whole: bool,
                     fine: tuple[np.ndarray, Segmentation] | None = None) -> np.ndarray:
@@ -470,14 +441,6 @@ class Identifier:
         except Exception:
             log.exception("%s could not be computed", section)
             return None
-
-
-def _sizes(view: _CardView, stones: list[Segmentation], first_only: bool) -> list[StoneSize]:
-    """Each stone's length and width on the scale card, measured on the card's photo at full resolution."""
-    if first_only and stones[0].n_stones > 1:  # identify's whole photo: several stones as one
-        return [StoneSize(status="cannot_measure", method=view.ref.method, reason=(
-            "the photo holds several stones: each is measured when every stone is identified"))]
-    return measure_stones(view.rgb, view.ref, stones[:1] if first_only else stones, view.k)
 
 
 def _weighed(stone: Stone | None, species: SpeciesResult, tests: TestsResult | None, conclusion: Conclusion,

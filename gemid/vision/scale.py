@@ -35,6 +35,7 @@ MODULES = 6  # a 4x4 code and its one-module black border: a module is MARKER_MM
 CORNER_SIGMA_PX = 0.3
 MIN_MARKER_PX = 24.0  # a marker smaller than this in the photo measures too coarsely to be used
 QUIET_MM = MARKER_MM / MODULES  # the white margin around a marker, painted out with it (one module)
+PRINT = 0.005  # the card's printed scale, 1 sigma: checked against its ruler to 0.5 mm over 100 mm
 MAX_RESIDUAL = 0.05  # a corner further than this share of a marker's side from the card's homography: not one card
 EDGE_MARGIN_MM = 0.3  # an outline this near a painted-out part was cut by the painting: not measured
 MIN_STONE_MM = 2.0  # on the card, a component narrower than this (a round of this diameter) is a speck, not a stone
@@ -65,8 +66,59 @@ class CardLayout:
 CARD = CardLayout()
 
 
+class PlaneMap:
+    """A scale reference's map from an image's pixels to millimetres on the plane the stones lie on (`to_card`,
+    a 3x3 homography): the card's (`ScaleReference`) or a coin's (`gemid.vision.coin.CoinReference`)."""
+
+    to_card: np.ndarray
+
+    @property
+    def method(self) -> str:
+        """How the scale was found, in words (the report's `size.method`)."""
+        raise NotImplementedError
+
+    @property
+    def consistent(self) -> bool:
+        """Whether what was found can be one reference (else no stone is measured)."""
+        raise NotImplementedError
+
+    @property
+    def relative_sigma(self) -> float:
+        """The scale's relative standard error from locating the reference in the photo."""
+        raise NotImplementedError
+
+    @property
+    def scale_sigma(self) -> float:
+        """The scale's whole relative standard error: locating it, and how true the reference itself is."""
+        raise NotImplementedError
+
+    def cleared(self, points_px: np.ndarray, margin_mm: float = EDGE_MARGIN_MM) -> bool:
+        """Whether an outline touches what was painted out before the stones were found (then not measured)."""
+        raise NotImplementedError
+
+    def scale_sigma_at(self, at: tuple[float, float]) -> float:
+        """`scale_sigma` at image point `at` (the same everywhere, unless the map holds only near the reference)."""
+        return self.scale_sigma
+
+    def to_mm(self, points: np.ndarray) -> np.ndarray:
+        """Image points (n, 2), in pixels, on the plane in millimetres."""
+        pts = np.asarray(points, np.float64).reshape(-1, 1, 2)
+        return cv2.perspectiveTransform(pts, self.to_card).reshape(-1, 2)
+
+    def mm_per_px(self, at: tuple[float, float]) -> float:
+        """Millimetres per image pixel near point `at` (the mean of the two axes' local scales)."""
+        x, y = at
+        p = self.to_mm(np.array([(x, y), (x + 1.0, y), (x, y + 1.0)]))
+        return float((np.linalg.norm(p[1] - p[0]) + np.linalg.norm(p[2] - p[0])) / 2.0)
+
+    def to_image(self, points_mm: np.ndarray) -> np.ndarray:
+        """Points on the plane (n, 2), in mm, in the image's pixels."""
+        pts = np.asarray(points_mm, np.float64).reshape(-1, 1, 2)
+        return cv2.perspectiveTransform(pts, np.linalg.inv(self.to_card)).reshape(-1, 2)
+
+
 @dataclass(frozen=True)
-class ScaleReference:
+class ScaleReference(PlaneMap):
     """The card found in one image: `to_card` maps the image's pixels to the card's millimetres."""
 
     to_card: np.ndarray  # 3x3 homography, image pixels (pixel centres) -> card mm
@@ -101,27 +153,16 @@ class ScaleReference:
             span = float(np.max(np.linalg.norm(centres[:, None] - centres[None], axis=-1)))
         return sigma * math.sqrt(2.0) / max(span, 1.0)
 
+    @property
+    def scale_sigma(self) -> float:
+        """The corners' error and the print's scale (PRINT: the card tells the user to check it with a ruler)."""
+        return math.hypot(self.relative_sigma, PRINT)
+
     def scaled(self, k: float) -> ScaleReference:
         """The same card in an image `k` times larger (the photo decoded again at full resolution)."""
         shrink = np.diag([1.0 / k, 1.0 / k, 1.0])
         return ScaleReference(to_card=self.to_card @ shrink, markers=self.markers, corners_px=self.corners_px * k,
                               marker_px=self.marker_px * k, residual_px=self.residual_px * k, layout=self.layout)
-
-    def to_mm(self, points: np.ndarray) -> np.ndarray:
-        """Image points (n, 2), in pixels, on the card's plane in millimetres."""
-        pts = np.asarray(points, np.float64).reshape(-1, 1, 2)
-        return cv2.perspectiveTransform(pts, self.to_card).reshape(-1, 2)
-
-    def mm_per_px(self, at: tuple[float, float]) -> float:
-        """Millimetres per image pixel near point `at` (the mean of the two axes' local scales)."""
-        x, y = at
-        p = self.to_mm(np.array([(x, y), (x + 1.0, y), (x, y + 1.0)]))
-        return float((np.linalg.norm(p[1] - p[0]) + np.linalg.norm(p[2] - p[0])) / 2.0)
-
-    def to_image(self, points_mm: np.ndarray) -> np.ndarray:
-        """Points on the card's plane (n, 2), in mm, in the image's pixels."""
-        pts = np.asarray(points_mm, np.float64).reshape(-1, 1, 2)
-        return cv2.perspectiveTransform(pts, np.linalg.inv(self.to_card)).reshape(-1, 2)
 
     def marker_polygon(self, marker_id: int, grow_mm: float = 0.0) -> np.ndarray:
         """Marker `marker_id`'s square grown by `grow_mm` on each side, in image pixels (4, 2): where the

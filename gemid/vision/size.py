@@ -10,9 +10,9 @@ the card's homography and the minimum-area rectangle around them gives length an
 
 The stated uncertainty is a 95 % interval (1.96 standard errors) that adds, in quadrature: the outline's edge
 (EDGE_SIGMA_PX on each side, in the photo's pixels), the card's scale from its corners
-(`ScaleReference.relative_sigma`), the stone's girdle standing above the paper (PARALLAX: it is nearer the
-camera, so it reads larger, by its height over the camera's distance) and the card's print scale (PRINT: the
-card tells the user to check it with a ruler). `python -m bench.bench_size` measures how often the interval
+and the card's print scale (`ScaleReference.scale_sigma`; a coin's: its edge, its minting and its height,
+`gemid.vision.coin`), and the stone's girdle standing above the paper (PARALLAX: it is nearer the camera, so it
+reads larger, by its height over the camera's distance). `python -m bench.bench_size` measures how often the interval
 holds the true size on composed photos of real stones on a rendered card.
 """
 
@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from gemid.report import StoneSize
-from gemid.vision.scale import ScaleReference
+from gemid.vision.scale import PlaneMap
 from gemid.vision.segment import Segmentation, segment
 from gemid.vision.stones import HALO_PX
 
@@ -38,7 +38,6 @@ from gemid.vision.stones import HALO_PX
 # (Chosen before the bench simulated the print's scale and parallax; with them the same run holds 96.1 %.)
 EDGE_SIGMA_PX = 1.25
 PARALLAX = 0.012  # a girdle ~3 mm above the card, photographed from ~25 cm: 1.2 % larger
-PRINT = 0.005  # the print's scale, checked against a ruler to 0.5 mm over 100 mm
 Z95 = 1.96
 CUT_BY_CARD = ("the stone touches a marker or the card's edge, where the card is painted out before the stones are "
                "found: lay it at least 3 mm inside the markers")
@@ -95,7 +94,7 @@ def _outline(rgb: np.ndarray, box: tuple[int, int, int, int], own: np.ndarray,
     return np.concatenate(kept).astype(np.float64) + (x0, y0)
 
 
-def measure_outline(points_px: np.ndarray, ref: ScaleReference) -> Measured:
+def measure_outline(points_px: np.ndarray, ref: PlaneMap) -> Measured:
     """Length and width (mm) of an outline of pixel centres on the card, with its 95 % uncertainty."""
     mm = ref.to_mm(points_px).astype(np.float32)
     (_, _), (a, b), _ = cv2.minAreaRect(mm)
@@ -103,13 +102,13 @@ def measure_outline(points_px: np.ndarray, ref: ScaleReference) -> Measured:
     px_mm = ref.mm_per_px((float(centre[0]), float(centre[1])))
     length, width = max(a, b), min(a, b)
     edge = EDGE_SIGMA_PX * math.sqrt(2.0) * px_mm
-    rel = math.hypot(ref.relative_sigma, PARALLAX, PRINT)
+    rel = math.hypot(ref.scale_sigma_at((float(centre[0]), float(centre[1]))), PARALLAX)
     u = Z95 * math.hypot(edge, rel * length)
     return Measured(length_mm=float(length), width_mm=float(width), uncertainty_mm=float(u),
                     width_px=float(width / px_mm))
 
 
-def size_of(measured: Measured | None, ref: ScaleReference, why: str | None = None) -> StoneSize:
+def size_of(measured: Measured | None, ref: PlaneMap, why: str | None = None) -> StoneSize:
     """The report's `size` for one stone (measured, or why not)."""
     if measured is None:
         return StoneSize(status="cannot_measure", reason=why or "the stone's outline could not be found on the card",
@@ -121,9 +120,33 @@ def size_of(measured: Measured | None, ref: ScaleReference, why: str | None = No
                      uncertainty_mm=round(measured.uncertainty_mm, 2), method=ref.method)
 
 
-def measure_stones(rgb: np.ndarray, ref: ScaleReference, stones: Sequence[Segmentation], k: float) -> list[StoneSize]:
-    """Every stone's size on the card. `stones` were found on a working image `k` times smaller than `rgb`
-    (the photo at full resolution, where the card `ref` was found)."""
+def fine_outline(rgb: np.ndarray, seg: Segmentation, stones: Sequence[Segmentation], k: float,
+                 also: Sequence[Segmentation] = ()) -> np.ndarray | None:
+    """Stone `seg`'s outline points in `rgb`, the photo `k` times finer than the working image `stones` were
+    found on: its neighbourhood segmented again there, the other stones (and `also`: a coin) painted out."""
+    x, y, w, h = seg.bbox
+    box = _neighbourhood((int(x * k), int(y * k), max(1, math.ceil(w * k)), max(1, math.ceil(h * k))), rgb.shape)
+    x0, y0, x1, y1 = box
+    # the stone's own coarse mask in the neighbourhood: picks it out of the neighbours cut by the crop
+    mh, mw = seg.mask.shape
+    sx0, sy0 = min(mw - 1, int(x0 / k)), min(mh - 1, int(y0 / k))
+    sx1, sy1 = min(mw, max(sx0 + 1, math.ceil(x1 / k))), min(mh, max(sy0 + 1, math.ceil(y1 / k)))
+    size = (x1 - x0, y1 - y0)
+    own = cv2.resize(seg.mask[sy0:sy1, sx0:sx1], size, interpolation=cv2.INTER_NEAREST)
+    theirs = np.zeros((sy1 - sy0, sx1 - sx0), np.uint8)
+    for other in (*stones, *also):
+        if other is not seg and other.found:
+            theirs |= other.mask[sy0:sy1, sx0:sx1]
+    theirs = cv2.dilate(theirs, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (HALO_PX, HALO_PX)))  # and their rims
+    others = (cv2.resize(theirs, size, interpolation=cv2.INTER_NEAREST) > 0) & (own == 0)
+    return _outline(rgb, box, own, others)
+
+
+def measure_stones(rgb: np.ndarray, ref: PlaneMap, stones: Sequence[Segmentation], k: float,
+                   also: Sequence[Segmentation] = ()) -> list[StoneSize]:
+    """Every stone's size on the reference's plane (the scale card, or a coin beside the stones). `stones` were
+    found on a working image `k` times smaller than `rgb` (the photo at full resolution, where the reference
+    `ref` was found); `also` are objects that are not stones (a coin), painted out like the neighbours."""
     if not ref.consistent:
         return [size_of(None, ref, NOT_ONE_CARD) for _ in stones]
     out = []
@@ -131,22 +154,7 @@ def measure_stones(rgb: np.ndarray, ref: ScaleReference, stones: Sequence[Segmen
         if not seg.found:
             out.append(size_of(None, ref, "no stone was found"))
             continue
-        x, y, w, h = seg.bbox
-        box = _neighbourhood((int(x * k), int(y * k), max(1, math.ceil(w * k)), max(1, math.ceil(h * k))), rgb.shape)
-        x0, y0, x1, y1 = box
-        # the stone's own coarse mask in the neighbourhood: picks it out of the neighbours cut by the crop
-        mh, mw = seg.mask.shape
-        sx0, sy0 = min(mw - 1, int(x0 / k)), min(mh - 1, int(y0 / k))
-        sx1, sy1 = min(mw, max(sx0 + 1, math.ceil(x1 / k))), min(mh, max(sy0 + 1, math.ceil(y1 / k)))
-        size = (x1 - x0, y1 - y0)
-        own = cv2.resize(seg.mask[sy0:sy1, sx0:sx1], size, interpolation=cv2.INTER_NEAREST)
-        theirs = np.zeros((sy1 - sy0, sx1 - sx0), np.uint8)
-        for other in stones:
-            if other is not seg and other.found:
-                theirs |= other.mask[sy0:sy1, sx0:sx1]
-        theirs = cv2.dilate(theirs, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (HALO_PX, HALO_PX)))  # and their rims
-        others = (cv2.resize(theirs, size, interpolation=cv2.INTER_NEAREST) > 0) & (own == 0)
-        points = _outline(rgb, box, own, others)
+        points = fine_outline(rgb, seg, stones, k, also)
         if points is not None and ref.cleared(points):
             out.append(size_of(None, ref, CUT_BY_CARD))
             continue

@@ -370,8 +370,9 @@ def describe(stones: list[Segmentation], i: int, near: tuple[np.ndarray, Segment
     stones the photo holds (the whole photo analysed as one: the pieces segmentation kept). The cut shape
     comes from `shapes`, read on `near`: the stone's neighbourhood with the others painted out, as the
     classifier's crop is cut from (`isolated`), or with `fine` its finer view (`isolated_fine` of the scale
-    card's full-resolution photo), segmented again there; `card`: the stones lie on the scale card, where the shape
-    model's probabilities are tempered further (`ShapeModel.classify`). Without a shape model the section has no
+    card's full-resolution photo), segmented again there; `card`: the stones lie on the scale card or beside a coin
+    (small stones in a desk's photo), where the shape model's probabilities are tempered further
+    (`ShapeModel.classify`; the temperature was chosen on card photos). Without a shape model the section has no
     shape."""
     seg = stones[i]
     if not seg.found:

@@ -799,6 +799,29 @@ def test_stones_on_the_scale_card_show_their_size_and_weight(desk: Watched, serv
     desk.assert_clean()
 
 
+def test_stones_beside_a_coin_are_measured_from_the_coin_entered(desk: Watched, server: str):
+    from bundle_fixture import encode
+    from card_support import COIN_TRAY, coin_photo
+
+    page = desk.page
+    photo, truths, _ = coin_photo(COIN_TRAY, seed=1)
+    page.goto(server)
+    page.get_by_label("Coin beside the stones (diameter in mm)").fill("20")
+    page.set_input_files("#file-pick", files=[{"name": "coin.jpg", "mimeType": "image/jpeg",
+                                               "buffer": encode(photo, ".jpg")}])
+    page.get_by_role("button", name="Identify 1 photo").click()
+    page.wait_for_function(f"() => document.querySelectorAll('details.stone-result').length === {len(truths)}")
+    sizes = texts(page.locator("#summary table.stones td.shape .size"))  # the coin is not one of the stones
+    measured = sorted(float(s.split(" × ")[0]) for s in sizes)
+    assert measured == pytest.approx(sorted(t[0] for t in truths), abs=0.7)
+    page.locator("details.stone-result > summary").first.click()
+    section = page.locator("article.report section.size-section")
+    section.wait_for()
+    assert "coin of 20 mm" in section.locator(".method").inner_text()
+    shot(page, "desk-coin-result")
+    desk.assert_clean()
+
+
 def test_sizes_fit_a_phone(phone: Watched, server: str):
     from bundle_fixture import encode
     from card_support import TRAY, card_photo

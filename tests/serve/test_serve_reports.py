@@ -10,6 +10,7 @@ import pytest
 pytest.register_assert_rewrite("serve_support")
 
 from alembic.script import ScriptDirectory  # noqa: E402
+from bundle_fixture import encode  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from serve_support import make_settings, signed_client, stone, stored, upload  # noqa: E402
 
@@ -124,6 +125,19 @@ def test_readings_add_a_revision_and_keep_the_original(client: TestClient, setti
     revisions = client.get(f"/v1/reports/{rid}/revisions").json()["revisions"]
     assert [v["revision"] for v in revisions] == [1, 2, 3, 4, 5] and revisions[0] == original
     assert stored(settings) == (1, 5, 1)
+
+
+def test_stones_beside_a_coin_are_measured_through_the_api(client: TestClient):
+    from card_support import COIN_TRAY, coin_photo
+
+    photo, _, _ = coin_photo(COIN_TRAY, seed=1)
+    r = client.post("/v1/identify", files=[upload("coin.jpg", encode(photo, ".jpg"))],
+                    data={"coin_mm": "20", "reference": "COIN-1"}, params={"grade": "false"})
+    assert r.status_code == 200, r.text
+    reports = r.json()["reports"]
+    assert len(reports) == len(COIN_TRAY)
+    assert all(e["stone"]["size"]["status"] == "measured" and "coin of 20 mm" in e["stone"]["size"]["method"]
+               for e in reports)
 
 
 def test_readings_sent_with_the_photo(client: TestClient):

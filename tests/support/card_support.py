@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from bundle_fixture import STONE_COLOURS, draw_stone
 
-from gemid.datasets.card import camera, draw_card, lay_stone
+from gemid.datasets.card import camera, draw_card, draw_sheet, exposed, lay_coin, lay_stone, pinhole
 from gemid.vision.scale import CARD
 from gemid.vision.segment import segment
 
@@ -44,5 +44,36 @@ def card_photo(stones: list[tuple[str, float, tuple[float, float]]], *, seed: in
         (px0, py0), (px1, py1) = origin + np.array([x0, y0]) * PPM, origin + np.array([x1, y1]) * PPM
         card[int(py0):int(py1), int(px0):int(px1)] = (214, 160, 130)
     photo, hmat = camera(card, rng, tilt=tilt, out_side=side, lamp=lamp, blur=0.7, noise=0.008, jpeg=92, fill=fill)
+    centres = [tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)) for _, _, c in truths]
+    return photo, [(t[0], t[1]) for t in truths], centres
+
+
+# stones beside a coin on a sheet of paper (mm on the sheet, the frame centred at FRAME_AT): the coin, and three
+# stones of 5-10 mm 25-55 mm from it
+FRAME_AT = (150.0, 120.0)
+COIN_AT = (120.0, 100.0)
+COIN_TRAY = [("Ruby", 8.0, (165.0, 105.0)), ("Emerald", 5.0, (140.0, 140.0)), ("Sapphire Blue", 10.0, (175.0, 140.0))]
+
+
+def coin_photo(stones: list[tuple[str, float, tuple[float, float]]], *, coin_mm: float | None = 20.0,
+               coin_at: tuple[float, float] = COIN_AT, seed: int = 0, tilt_deg: float = 3.0,
+               distance_mm: float = 150.0, side: int = 2000):
+    """A photo of drawn stones on a sheet of paper beside a coin of `coin_mm`, taken by a phone-like pinhole
+    camera (70° across the long side) `distance_mm` above and tilted `tilt_deg`, the paper filling the frame:
+    the RGB photo, the true (length, width) of each stone in mm and each one's centre in the photo."""
+    rng = np.random.default_rng(seed)
+    sheet = draw_sheet(PPM, 300.0, 240.0)
+    if coin_mm is not None:  # None: the photo a desk takes having forgotten the coin
+        lay_coin(sheet, (coin_at[0] * PPM, coin_at[1] * PPM), coin_mm * PPM, seed=seed)
+    truths = []
+    for i, (label, length, (cx, cy)) in enumerate(stones):
+        rgb, mask = stone_cutout(label, seed + i)
+        centre = (cx * PPM, cy * PPM)
+        lp, wp = lay_stone(sheet, rgb, mask, centre, length * PPM, angle_deg=25.0 * i)
+        truths.append((lp / PPM, wp / PPM, centre))
+    size = (side, side * 3 // 4)
+    hmat = pinhole(PPM, FRAME_AT, distance_mm=distance_mm, tilt_deg=tilt_deg, azimuth_deg=30.0 + 40.0 * seed,
+                   focal_px=side / (2.0 * np.tan(np.radians(35.0))), out_size=size)
+    photo = exposed(sheet, hmat, size, rng, desk=(246, 246, 242), blur=0.7, noise=0.008, jpeg=92)  # paper all round
     centres = [tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)) for _, _, c in truths]
     return photo, [(t[0], t[1]) for t in truths], centres

@@ -18,6 +18,7 @@ naming the fields, and a parcel of photos is read one upload at a time.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -48,9 +49,10 @@ from gemid.serve.images import ImageStore, sha256_file
 from gemid.serve.settings import Settings
 from gemid.serve.store import ReportStore, put_photo
 from gemid.serve.uploads import SpooledUpload, UploadParser, discard
+from gemid.vision.coin import COIN_MM
 
 READING_FIELDS = tuple(Readings.model_fields)
-FORM_FIELDS = ("images", "reference", *READING_FIELDS)
+FORM_FIELDS = ("images", "reference", "coin_mm", *READING_FIELDS)
 MAX_TEXT_FIELD = 64 * 1024  # a reference or a reading, never a photo
 
 router = APIRouter(prefix="/v1", tags=["reports"])
@@ -105,7 +107,8 @@ async def _read_form(request: Request, settings: Settings) -> tuple[FormData, li
         raise ApiError(400, "bad_multipart", f"the multipart body could not be read: {detail}") from exc
 
 
-def _parse_fields(form: FormData, settings: Settings) -> tuple[list[SpooledUpload], str | None, Readings | None]:
+def _parse_fields(form: FormData, settings: Settings
+                  ) -> tuple[list[SpooledUpload], str | None, Readings | None, float | None]:
     unknown = sorted({k for k in form if k not in FORM_FIELDS})
     images = form.getlist("images")
     if not images:
@@ -120,7 +123,7 @@ def _parse_fields(form: FormData, settings: Settings) -> tuple[list[SpooledUploa
         raise ApiError(400, "too_many_files", f"too many photos in one request: at most {settings.max_files}")
 
     texts: dict[str, str] = {}
-    for key in ("reference", *READING_FIELDS):
+    for key in ("reference", "coin_mm", *READING_FIELDS):
         values = form.getlist(key)
         if len(values) > 1:
             raise ApiError(400, "repeated_field", f"the field '{key}' was sent {len(values)} times; send it once")
@@ -133,13 +136,28 @@ def _parse_fields(form: FormData, settings: Settings) -> tuple[list[SpooledUploa
         reference = clean_reference(texts.pop("reference", None))
     except GemidInputError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
+    coin_mm = _coin_mm(texts.pop("coin_mm", ""))
     given = {k: v for k, v in texts.items() if v != ""}
     try:  # form fields are text: parsed as text ("1.76", "true"), where a JSON body must send numbers
         readings = Readings.model_validate_strings(given) if given else None
     except ValidationError as exc:
         message = validation_message(exc, field=lambda loc: dotted(loc, empty="readings"))
         raise ApiError(422, "invalid_readings", f"invalid readings: {message}") from exc
-    return [f for f in images if isinstance(f, SpooledUpload)], reference, readings
+    return [f for f in images if isinstance(f, SpooledUpload)], reference, readings, coin_mm
+
+
+def _coin_mm(text: str) -> float | None:
+    """The diameter of a coin laid beside the stones as their scale (blank: none)."""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and COIN_MM[0] <= value <= COIN_MM[1]):
+        raise ApiError(422, "invalid_coin", f"coin_mm: a coin's diameter in millimetres, {COIN_MM[0]:g}-{COIN_MM[1]:g}, "
+                                            f"not {text[:20]!r}")
+    return value
 
 
 def _checked_upload(upload: SpooledUpload, max_bytes: int, images: ImageStore) -> Path:
@@ -193,6 +211,10 @@ IDENTIFY_BODY: dict[str, Any] = {
                                           "repeat the field for a parcel"},
                 "reference": {"type": "string", "maxLength": MAX_REFERENCE,
                               "description": "parcel or lot number, kept with each report"},
+                "coin_mm": {"type": "number", "minimum": COIN_MM[0], "maximum": COIN_MM[1],
+                            "description": "the diameter of a coin laid beside the stones: their scale, each stone "
+                                           "measured in mm (the printed scale card, when in the photo, is used "
+                                           "instead)"},
                 **{k: {**{kk: vv for kk, vv in v.items() if kk not in ("anyOf", "default", "title")},
                        **(v["anyOf"][0] if "anyOf" in v else {})}
                    for k, v in Readings.model_json_schema()["properties"].items()},
@@ -255,7 +277,7 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
     field, invalid readings, too busy) gets `{"error": {"code", "message"}}` instead."""
     form, spooled = await _read_form(request, settings)
     try:
-        uploads, reference, readings = _parse_fields(form, settings)
+        uploads, reference, readings, coin_mm = _parse_fields(form, settings)
         if readings is not None and not identifier.capabilities.get("reranking", False):
             raise ApiError(501, "reranking_unavailable",
                            "re-ranking with readings is not installed in this service; send the photo alone")
@@ -285,7 +307,7 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
                     continue
             # the worker reads the photo from its spooled file: the server never holds it whole
             outcome = await analysis.identify(photo, filename=name, reference=reference, readings=readings,
-                                              grade=grade)
+                                              grade=grade, coin_mm=coin_mm)
             maker = issued_by(principal)  # each stone's report names who made it, and the desk
             entries = [e.model_copy(update={"issued_by": maker}) if isinstance(e, Report) else e
                        for e in outcome.entries]

@@ -27,6 +27,7 @@ const BROWSER_SHOWS = /^image\/(jpeg|png|webp|gif|bmp|avif|svg\+xml)$/;
 
 const state = {
   reference: '',
+  coin: '', // the diameter (mm) of a coin laid beside the stones as their scale; '' when none
   queue: [], // {key, file, status, progress, message, report, reports, notice, preview, el, card}
   running: false,
   batch: 0, // photos in the latest batch sent: one photo of one stone opens its card at once
@@ -149,11 +150,12 @@ async function identifyQueued() {
   state.batch = todo.length;
   updateSubmit();
   const reference = state.reference.trim();
+  const coin = state.coin.trim();
   let next = 0;
   const worker = async () => {
     while (next < todo.length) {
       const item = todo[next++];
-      await identifyOne(item, reference);
+      await identifyOne(item, reference, coin);
     }
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL_UPLOADS, todo.length) }, worker));
@@ -164,13 +166,13 @@ async function identifyQueued() {
   announce(bad ? t('identify.finished.bad', { done, bad }) : t('identify.finished', { done }));
 }
 
-async function identifyOne(item, reference) {
+async function identifyOne(item, reference, coin) {
   item.status = 'uploading';
   item.progress = 0;
   item.message = '';
   updateItem(item);
   let lastPaint = 0;
-  const { status, body } = await uploadOne(item.file, reference, (frac) => {
+  const { status, body } = await uploadOne(item.file, reference, coin, (frac) => {
     item.progress = frac;
     if (frac >= 1) item.status = 'analysing';
     const now = Date.now();
@@ -303,12 +305,21 @@ export function viewIdentify(root) {
     value: state.reference, 'aria-describedby': 'reference-hint',
     oninput: (e) => { state.reference = e.target.value; },
   });
+  const coin = h('input', {
+    type: 'number', id: 'coin-mm', name: 'coin_mm', inputmode: 'decimal', min: '10', max: '40', step: '0.01',
+    value: state.coin, 'aria-describedby': 'coin-hint',
+    oninput: (e) => { state.coin = e.target.value; },
+  });
   const form = h('form', { id: 'capture', class: 'panel', 'aria-labelledby': 'capture-title', novalidate: true },
     heading(2, t('identify.photos'), { id: 'capture-title', class: 'sr-only' }),
     h('div', { class: 'field' },
       h('label', { for: 'reference' }, t('identify.reference')),
       h('p', { class: 'hint', id: 'reference-hint' }, t('identify.reference.hint')),
       ref),
+    h('div', { class: 'field' },
+      h('label', { for: 'coin-mm' }, t('identify.coin')),
+      h('p', { class: 'hint', id: 'coin-hint' }, t('identify.coin.hint')),
+      coin),
     drop,
     h('ul', { class: 'queue', id: 'queue', 'aria-label': t('identify.queue'), hidden: true }),
     h('div', { class: 'actions' },

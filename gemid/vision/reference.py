@@ -1,0 +1,149 @@
+"""The photo's scale reference and its stones: gemid's printed card (`gemid.vision.scale`), or a coin whose
+diameter the user entered (`gemid.vision.coin`), or none; and each stone's size on it.
+
+`locate_stones` segments the working image the way the reference needs (on the card: the card painted out and
+segmented finer, down to a 2 mm stone; beside a coin: as finely, the coin taken out of the stones), and
+measures the stones on the photo decoded again at full resolution (`ReferenceView`: at most FULL_SIDE on its
+long side), where a 3 mm stone has the pixels its outline needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from gemid.report import StoneSize
+from gemid.vision.coin import (
+    COIN_METHOD,
+    COIN_SEGMENTATION,
+    CoinReference,
+    find_coin,
+    fit_coin,
+    stones_beside,
+)
+from gemid.vision.decode import DecodedImage, finer
+from gemid.vision.scale import (
+    CARD_SPLITTING,
+    MIN_MARKER_PX,
+    PlaneMap,
+    ScaleReference,
+    card_segmentation,
+    clear_card,
+    find_card,
+)
+from gemid.vision.segment import Segmentation, segment
+from gemid.vision.size import fine_outline, measure_stones
+from gemid.vision.stones import find_stones
+
+FULL_SIDE = 4096  # a reference's photo is measured at the finest power-of-two reduction within this side
+
+
+@dataclass(frozen=True)
+class ReferenceView:
+    """The photo at full resolution (the card cleared away, as in the working image), the reference found
+    there, and how many times finer it is than the working image."""
+
+    rgb: np.ndarray
+    ref: PlaneMap  # the card (ScaleReference) or a coin (CoinReference)
+    k: float
+
+
+@dataclass(frozen=True)
+class Located:
+    """The working image (the card painted out when there is one), its stones, and what the reference gives."""
+
+    image: DecodedImage
+    stones: list[Segmentation]
+    painted: list[Segmentation]  # what a stone's crop paints out besides itself: the other stones, and a coin
+    view: ReferenceView | None  # None: no reference in the photo
+    sizes: list[StoneSize] | None  # each stone's, or None without a reference
+    on_reference: bool  # the stones lie on the card or beside a coin (small stones, a desk's photo)
+
+
+def locate_stones(image: DecodedImage, *, first_only: bool, coin_mm: float | None, max_bytes: int,
+           max_pixels: int) -> Located:
+    """The stones of the photo and their sizes. `first_only`: the photo analysed whole (`Identifier.identify`),
+    one segmentation for all; `coin_mm`: a coin of this diameter lies beside the stones (the card, when it is
+    in the photo, is used instead)."""
+    card = find_card(image.rgb, min_marker_px=MIN_MARKER_PX * image.scale)  # its size in the photo counts
+    if card is not None:  # the stones lie on gemid's scale card: segment them on its plain paper, finer, to 2 mm
+        image = replace(image, rgb=clear_card(image.rgb, card))
+        seg = segment(image.rgb, **card_segmentation(card, image.rgb.shape))
+    elif coin_mm is not None:  # a coin beside the stones: segmented as finely, stones far smaller than it kept
+        seg = segment(image.rgb, **COIN_SEGMENTATION)
+    else:
+        seg = segment(image.rgb)
+    splitting = CARD_SPLITTING if card is not None or coin_mm is not None else {}
+    stones = [seg] if first_only else find_stones(image.rgb, seg, **splitting)
+    limits = {"max_bytes": max_bytes, "max_pixels": max_pixels}
+    if card is not None:
+        view = card_view(image, card, **limits)
+        return Located(image, stones, stones, view, _sizes(view, stones, first_only), True)
+    if coin_mm is None or first_only:
+        return Located(image, stones, stones, None, None, False)
+    coin = find_coin(image.rgb, stones, coin_mm)
+    coin_seg = stones.pop(coin.index) if coin.index is not None else None  # the coin is the scale, not a stone
+    if coin.ref is not None:
+        stones = stones_beside(stones, coin.ref)
+    stones = stones or [_nothing(seg)]
+    painted = stones + ([coin_seg] if coin_seg is not None else [])
+    if coin.ref is None:  # asked for and not found (or too slanted): every stone says why
+        why = StoneSize(status="cannot_measure", reason=coin.reason, method=COIN_METHOD)
+        return Located(image, stones, painted, None, [why] * len(stones), True)
+    view = coin_view(image, coin_seg, coin.ref, stones, **limits)
+    also = [coin_seg] if coin_seg is not None else []
+    return Located(image, stones, painted, view, _sizes(view, stones, first_only, also), True)
+
+
+def _full(image: DecodedImage, max_bytes: int, max_pixels: int) -> DecodedImage | None:
+    """The photo decoded again at the finest power-of-two reduction within FULL_SIDE, or None when the working
+    image already is that (or cannot be refined)."""
+    step = 1  # a 40 MP photo is measured at half its side: 3,600 px hold a 3 mm stone in about 50 px
+    while max(image.width, image.height) / step > FULL_SIDE:
+        step *= 2
+    if image.scale >= 1.0 / step or image.data is None:
+        return None
+    return finer(image, step, max_bytes=max_bytes, max_pixels=max_pixels)
+
+
+def card_view(image: DecodedImage, card: ScaleReference, *, max_bytes: int, max_pixels: int) -> ReferenceView:
+    """The photo of the scale card at full resolution, cleared like the working image: the card found again there
+    (the working image's card, scaled, stands in when its markers are not found at full size)."""
+    full = _full(image, max_bytes, max_pixels)
+    if full is None:
+        return ReferenceView(rgb=image.rgb, ref=card, k=1.0)
+    k = full.scale / image.scale
+    ref = find_card(full.rgb) or card.scaled(k)
+    return ReferenceView(rgb=clear_card(full.rgb, ref), ref=ref, k=k)
+
+
+def coin_view(image: DecodedImage, coin_seg: Segmentation | None, coin: CoinReference, stones: list[Segmentation], *,
+              max_bytes: int, max_pixels: int) -> ReferenceView:
+    """The photo with the coin at full resolution, the coin's outline measured again there (the working image's
+    ellipse, scaled, stands in when that fails)."""
+    full = _full(image, max_bytes, max_pixels)
+    k, rgb = (1.0, image.rgb) if full is None else (full.scale / image.scale, full.rgb)
+    ref = coin.scaled(k)
+    if coin_seg is not None:
+        points = fine_outline(rgb, coin_seg, stones, k)
+        again = fit_coin(points, coin.diameter_mm, float(max(rgb.shape[:2]))) if points is not None else None
+        ref = again if isinstance(again, CoinReference) else ref
+    return ReferenceView(rgb=rgb, ref=ref, k=k)
+
+
+def _sizes(view: ReferenceView, stones: list[Segmentation], first_only: bool,
+           also: Sequence[Segmentation] = ()) -> list[StoneSize]:
+    """Each stone's length and width on the reference (`also`: a coin, painted out like the neighbours)."""
+    if first_only and stones[0].n_stones > 1:  # identify's whole photo: several stones as one
+        return [StoneSize(status="cannot_measure", method=view.ref.method, reason=(
+            "the photo holds several stones: each is measured when every stone is identified"))]
+    return measure_stones(view.rgb, view.ref, stones[:1] if first_only else stones, view.k, also)
+
+
+def _nothing(seg: Segmentation) -> Segmentation:
+    """No stone: what segment gives a photo without one (here, a photo of the coin alone)."""
+    h, w = seg.mask.shape
+    return replace(seg, mask=np.zeros_like(seg.mask), bbox=(0, 0, w, h), outline=[], area_fraction=0.0, n_stones=0,
+                   found=False)

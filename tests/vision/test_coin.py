@@ -1,0 +1,104 @@
+"""A coin as the scale (issue 32): drawn stones on paper beside a drawn coin, photographed by a pinhole camera
+held over the desk, measured through `Identifier.identify_stones(..., coin_mm=...)`, the CLI and the API."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from bundle_fixture import build_bundle, encode
+from card_support import COIN_TRAY, coin_photo
+
+from gemid.cli import main
+from gemid.vision import coin
+from gemid.vision.pipeline import Identifier
+
+
+@pytest.fixture(scope="module")
+def identifier(tmp_path_factory) -> Identifier:
+    return Identifier(build_bundle(tmp_path_factory.mktemp("bundle")))
+
+
+def measured(reports, truths, centres):
+    """(report, true length, true width) for each stone placed, by the report whose box holds its centre."""
+    out = []
+    for (length, width), (cx, cy) in zip(truths, centres, strict=True):
+        (r,) = [r for r in reports if r.stone.bbox[0] <= cx <= r.stone.bbox[0] + r.stone.bbox[2]
+                and r.stone.bbox[1] <= cy <= r.stone.bbox[1] + r.stone.bbox[3]]
+        out.append((r, length, width))
+    return out
+
+
+@pytest.mark.parametrize("tilt_deg", [0.0, 8.0])
+def test_stones_beside_a_coin_are_measured_within_their_interval_and_the_coin_is_no_stone(identifier, tilt_deg):
+    photo, truths, centres = coin_photo(COIN_TRAY, tilt_deg=tilt_deg, seed=1)
+    reports = identifier.identify_stones(encode(photo, ".jpg"), grade=False, coin_mm=20.0)
+    assert len(reports) == len(COIN_TRAY) and all(r.stone.count == len(COIN_TRAY) for r in reports)
+    widths = []
+    for r, length, width in measured(reports, truths, centres):
+        size = r.stone.size
+        assert size.status == "measured" and "coin of 20 mm" in size.method, size
+        assert abs(size.length_mm - length) <= size.uncertainty_mm and abs(size.width_mm - width) <= size.uncertainty_mm
+        widths.append(size.uncertainty_mm / length)
+    # a coin's scale is looser than the card's (~4 %): about 10 % of the stone from above, more when slanted
+    assert max(widths) < (0.12 if tilt_deg == 0.0 else 0.3)
+    # identify reports the first stone of the same photo, the coin left out
+    first = identifier.identify(encode(photo, ".jpg"), grade=False, coin_mm=20.0)
+    assert first.stone.count == len(COIN_TRAY) and first.stone.size.status == "measured"
+
+
+def test_the_perspective_widens_the_interval_of_stones_far_from_the_coin():
+    ref = coin.fit_coin(circle_points((500.0, 400.0), 100.0, 94.0), 20.0, 2000.0)
+    assert not isinstance(ref, str)
+    near, far = ref.scale_sigma_at((520.0, 400.0)), ref.scale_sigma_at((1100.0, 400.0))
+    assert ref.scale_sigma <= near < far
+    flat = coin.fit_coin(circle_points((500.0, 400.0), 100.0, 100.0), 20.0, 2000.0)
+    assert flat.scale_sigma_at((1100.0, 400.0)) < far  # seen from straight above, distance costs little
+
+
+def circle_points(centre: tuple[float, float], rx: float, ry: float, n: int = 400) -> np.ndarray:
+    t = np.linspace(0, 2 * math.pi, n, endpoint=False)
+    return np.stack([centre[0] + rx * np.cos(t), centre[1] + ry * np.sin(t)], axis=1)
+
+
+def test_a_coin_seen_too_slanted_is_refused_and_still_not_a_stone(identifier):
+    photo, _, _ = coin_photo(COIN_TRAY, tilt_deg=22.0, seed=0)
+    reports = identifier.identify_stones(encode(photo, ".jpg"), grade=False, coin_mm=20.0)
+    assert len(reports) == len(COIN_TRAY)
+    for r in reports:
+        assert r.stone.size.status == "cannot_measure" and "tilted" in r.stone.size.reason
+
+
+def test_a_photo_without_a_coin_says_so_and_measures_nothing(identifier):
+    photo, _, _ = coin_photo(COIN_TRAY, seed=0, coin_mm=None)
+    reports = identifier.identify_stones(encode(photo, ".jpg"), grade=False, coin_mm=20.0)
+    assert reports and all(r.stone.size.status == "cannot_measure" for r in reports)
+    assert all("coin" in r.stone.size.reason for r in reports)
+    # without coin_mm, a photo holds no reference: no size at all
+    assert all(r.stone.size is None for r in identifier.identify_stones(encode(photo, ".jpg"), grade=False))
+
+
+def test_the_coin_and_the_ellipse_fit():
+    ref = coin.fit_coin(circle_points((300.0, 200.0), 80.0, 80.0), 24.0, 1000.0)
+    assert not isinstance(ref, str)
+    assert ref.to_mm(np.array([[380.0, 200.0]]))[0] == pytest.approx([12.0, 0.0], abs=1e-6)
+    assert ref.mm_per_px((300.0, 200.0)) == pytest.approx(24.0 / 160.0, rel=1e-6)
+    assert "tilted" in coin.fit_coin(circle_points((300.0, 200.0), 80.0, 60.0), 24.0, 1000.0)
+    square = np.array([(x, 0) for x in range(100)] + [(100, y) for y in range(100)]
+                      + [(x, 100) for x in range(100, 0, -1)] + [(0, y) for y in range(100, 0, -1)], np.float32)
+    assert coin.fit_coin(square, 24.0, 1000.0) == coin.NO_COIN
+
+
+def test_the_cli_takes_a_coin_and_refuses_an_impossible_one(capsys, tmp_path):
+    bundle = build_bundle(tmp_path / "bundle")
+    photo, truths, _ = coin_photo(COIN_TRAY, seed=1)
+    path = tmp_path / "coin.jpg"
+    path.write_bytes(encode(photo, ".jpg"))
+    assert main(["identify", str(path), "--model", str(bundle), "--coin-mm", "20", "--no-grade", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert len(entries) == len(COIN_TRAY) and all(e["stone"]["size"]["status"] == "measured" for e in entries)
+    with pytest.raises(SystemExit) as exc:
+        main(["identify", str(path), "--model", str(bundle), "--coin-mm", "200"])
+    assert exc.value.code == 2 and "10-40 mm" in capsys.readouterr().err
