@@ -33,15 +33,13 @@ def _positive_int(text: str) -> int:
 
 
 def _coin_mm(text: str) -> float:
-    from gemid.vision.coin import COIN_MM
+    from gemid.errors import GemidInputError
+    from gemid.vision.coin import coin_diameter
 
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not COIN_MM[0] <= value <= COIN_MM[1]:
-        raise argparse.ArgumentTypeError(f"a coin's diameter is {COIN_MM[0]:g}-{COIN_MM[1]:g} mm, not {value:g}")
-    return value
+        return coin_diameter(text)
+    except GemidInputError as exc:
+        raise argparse.ArgumentTypeError(exc.message.removeprefix("coin_mm: ")) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,16 +5,20 @@ with a known square, a ruler, or a coin size the user enters").
 The coin is the largest object in the photo, clearly larger than any other round one (COIN_LARGER); it is
 round (its outline fits an ellipse within COIN_ROUND), not seen more slanted than COIN_SLANT allows, and
 coloured like metal (COIN_CHROMA); otherwise the photo says why it found no coin and no stone is measured. A
-colourless round stone larger than the coin could pass for it: the report's `size.method` says which ellipse
-was taken, in pixels, for a desk to check. A circle seen at a slant is an ellipse whose long axis keeps the true diameter; the
-affine map that turns the ellipse back into a circle of the entered diameter maps the photo onto the plane the
-coin lies on (a weak-perspective camera: exact for a camera far from the desk, within a few tenths of a
-percent for a phone held 20-35 cm above stones a few centimetres from the coin). The coin is then measured
-again on the photo at full resolution, as the stones are (`gemid.vision.size`).
+colourless round stone larger than the coin could pass for it: the report's `size.method` gives the size in
+pixels of the ellipse taken, for a desk to check.
+
+A circle seen at a slant is an ellipse whose long axis keeps the true diameter; the affine map that turns the
+ellipse back into a circle of the entered diameter maps the photo onto the plane the coin lies on, exactly at
+the coin and less so away from it: a phone held over a desk sees the scale change across the frame (a true
+perspective), which one ellipse cannot undo as the card's four markers do (`CoinReference.scale_sigma_at`
+states it). The coin is then measured again on the photo at full resolution, as the stones are
+(`gemid.vision.size`).
 
 The scale's uncertainty adds, in quadrature: the coin's edge (EDGE_SIGMA_PX each side over its diameter), a
-minted coin's tolerance (COIN_TOLERANCE) and its face standing above the surface the stones lie on
-(COIN_RAISED: nearer the camera, so it reads larger and the stones a little smaller).
+minted coin's tolerance (COIN_TOLERANCE), its face standing above the surface the stones lie on (COIN_RAISED:
+nearer the camera, so it reads larger and the stones a little smaller) and, for each stone, the perspective at
+its distance from the coin.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from gemid.errors import GemidInputError
 from gemid.vision.colorimetry import rgb8_to_lab
 from gemid.vision.scale import CARD_SEGMENT_SIDE, EDGE_MARGIN_MM, MIN_STONE_MM, PlaneMap
 from gemid.vision.segment import Segmentation
@@ -67,6 +72,20 @@ AMBIGUOUS = ("two round objects of about the same size: which is the coin cannot
 NO_COIN = ("no coin was found: lay the coin flat beside the stones, not touching them, on a plain background that "
            "it stands out from (a silver coin on white paper may not: use a darker cloth), photographed from above; "
            "it must be the largest object in the photo")
+
+
+def coin_diameter(value: float | str) -> float:
+    """The diameter entered for a coin, in mm: a number within COIN_MM, else a GemidInputError (`invalid_coin`)
+    naming the range, the one check of the CLI, the API and Python callers."""
+    try:
+        mm = float(value)
+    except (TypeError, ValueError):
+        mm = math.nan
+    if not COIN_MM[0] <= mm <= COIN_MM[1]:  # NaN fails this too
+        shown = value[:20] if isinstance(value, str) else value
+        raise GemidInputError(f"coin_mm: a coin's diameter in millimetres, {COIN_MM[0]:g}-{COIN_MM[1]:g}, not "
+                              f"{shown!r}", code="invalid_coin", status=422)
+    return mm
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from gemid.vision.coin import (
     COIN_METHOD,
     COIN_SEGMENTATION,
     CoinReference,
+    coin_diameter,
     find_coin,
     fit_coin,
     stones_beside,
@@ -67,6 +68,8 @@ def locate_stones(image: DecodedImage, *, first_only: bool, coin_mm: float | Non
     """The stones of the photo and their sizes. `first_only`: the photo analysed whole (`Identifier.identify`),
     one segmentation for all; `coin_mm`: a coin of this diameter lies beside the stones (the card, when it is
     in the photo, is used instead)."""
+    if coin_mm is not None:
+        coin_mm = coin_diameter(coin_mm)
     card = find_card(image.rgb, min_marker_px=MIN_MARKER_PX * image.scale)  # its size in the photo counts
     if card is not None:  # the stones lie on gemid's scale card: segment them on its plain paper, finer, to 2 mm
         image = replace(image, rgb=clear_card(image.rgb, card))

@@ -101,4 +101,14 @@ def test_the_cli_takes_a_coin_and_refuses_an_impossible_one(capsys, tmp_path):
     assert len(entries) == len(COIN_TRAY) and all(e["stone"]["size"]["status"] == "measured" for e in entries)
     with pytest.raises(SystemExit) as exc:
         main(["identify", str(path), "--model", str(bundle), "--coin-mm", "200"])
-    assert exc.value.code == 2 and "10-40 mm" in capsys.readouterr().err
+    assert exc.value.code == 2 and "diameter in millimetres, 10-40" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("coin_mm", [0.0, -20.0, float("nan"), 400.0])
+def test_an_impossible_diameter_is_a_clear_input_error(identifier, coin_mm):
+    from gemid.errors import GemidInputError
+
+    photo, _, _ = coin_photo(COIN_TRAY, seed=1)
+    with pytest.raises(GemidInputError) as exc:
+        identifier.identify_stones(encode(photo, ".jpg"), coin_mm=coin_mm)
+    assert exc.value.code == "invalid_coin" and "10-40" in exc.value.message

@@ -18,7 +18,6 @@ naming the fields, and a parcel of photos is read one upload at a time.
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -49,7 +48,7 @@ from gemid.serve.images import ImageStore, sha256_file
 from gemid.serve.settings import Settings
 from gemid.serve.store import ReportStore, put_photo
 from gemid.serve.uploads import SpooledUpload, UploadParser, discard
-from gemid.vision.coin import COIN_MM
+from gemid.vision.coin import COIN_MM, coin_diameter
 
 READING_FIELDS = tuple(Readings.model_fields)
 FORM_FIELDS = ("images", "reference", "coin_mm", *READING_FIELDS)
@@ -151,13 +150,9 @@ def _coin_mm(text: str) -> float | None:
     if not text:
         return None
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and COIN_MM[0] <= value <= COIN_MM[1]):
-        raise ApiError(422, "invalid_coin", f"coin_mm: a coin's diameter in millimetres, {COIN_MM[0]:g}-{COIN_MM[1]:g}, "
-                                            f"not {text[:20]!r}")
-    return value
+        return coin_diameter(text)
+    except GemidInputError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
 
 
 def _checked_upload(upload: SpooledUpload, max_bytes: int, images: ImageStore) -> Path:
