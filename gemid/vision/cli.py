@@ -342,7 +342,7 @@ def _colour_short(r: Report) -> str:
 
 def write_csv(path: Path, results: list[Report | FileError]) -> None:
     """One row per stone (a tray photo gives several); errors keep their row so nothing is silently dropped. The
-    service's CSV, byte for byte in its columns (`gemid.report.rows_csv`)."""
+    service's CSV, byte for byte in its columns (`gemid.report_csv.rows_csv`)."""
     from gemid.report_csv import rows_csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -392,8 +392,8 @@ _COLUMNS = (("File", 2, 8), ("Conclusion", 3, 11), ("From the photo", 3, 11), ("
 
 
 def _stone_cell(r: Report) -> str:
-    """Under the file's name: which stone of a tray photo this row is, its cut shape and, on the scale card, its
-    size (a tray photo gives a row per stone, all of the same file)."""
+    """Under the file's name: which stone of a tray photo this row is, its cut shape and, with a scale in the
+    photo (the card, a coin), its size (a tray photo gives a row per stone, all of the same file)."""
     s = r.stone
     if s is None:
         return ""
