@@ -475,7 +475,7 @@ ROW_FIELDS = ["file", "report_id", "decision", "top1", "p1", "top2", "p2", "colo
               "error", "reference", "next_test", "colour_hex", "answer", "probability", "basis",
               "photo_decision", "cannot_exclude", "revision", "stone", "shape", "top3", "p3", "readings",
               "image_sha256", "created_at", "size_status", "length_mm", "width_mm", "size_uncertainty_mm",
-              "weight_ct", "weight_low_ct", "weight_high_ct", "weight_basis"]
+              "weight_ct", "weight_low_ct", "weight_high_ct", "weight_basis", "size_reason"]
 
 
 def _not_graded(status: str, reason: str | None) -> str:
@@ -576,4 +576,5 @@ def size_fields(r: Report) -> dict[str, str]:
         "weight_low_ct": _two_places(weight.low if weight else None),
         "weight_high_ct": _two_places(weight.high if weight else None),
         "weight_basis": weight.basis if weight else "",
+        "size_reason": (size.reason or "") if size else "",  # why a stone beside a reference has no size
     }

@@ -402,6 +402,8 @@ def _stone_cell(r: Report) -> str:
         lines.append(f"{s.shape.label.replace('_', ' ')} {_percent(s.shape.probability)}")
     if s.size is not None and s.size.status == "measured":
         lines.append(f"{s.size.length_mm:.2f} × {s.size.width_mm:.2f} mm")
+    elif s.size is not None:  # a scale was there (or asked for) and this stone has no size: say why
+        lines.append("no size: " + (s.size.reason or "it could not be measured"))
     return "".join(f"\n[dim]{line}[/dim]" for line in lines)
 
 

@@ -41,6 +41,7 @@ COIN_MM = (10.0, 40.0)  # diameters accepted: the world's circulating coins lie 
 # a round stone, and the coin must be the largest object by a margin (COIN_LARGER)
 COIN_ROUND = 0.025
 COIN_LARGER = 1.3  # the coin's area over the next largest object's, when that one is round too
+COIN_SECOND = 0.4  # a second round metal-coloured object this share of the coin's area (~63 % of its diameter) is a coin
 # a coin is metal: grey, brass or copper, its median colour ~5-30 CIELAB units from the paper's (measured against
 # the background, so a warm lamp tinting both does not count); a ruby, sapphire, emerald or citrine laid beside it
 # is 45-75. A colourless round stone passes this, and only its size tells it from the coin
@@ -67,6 +68,8 @@ COIN_SEGMENTATION = {"side": CARD_SEGMENT_SIDE, "min_component": 0.0, "min_area"
 COIN_METHOD = "a coin of the entered diameter"  # a size's method when no coin was found
 
 TILTED = "the coin looks tilted"
+TWO_COINS = ("more than one coin in the photo: which one has the diameter entered cannot be told; lay one coin "
+             "beside the stones")
 AMBIGUOUS = ("two round objects of about the same size: which is the coin cannot be told; use a coin clearly larger "
              "than the stones, or gemid's printed scale card")
 NO_COIN = ("no coin was found: lay the coin flat beside the stones, not touching them, on a plain background that "
@@ -78,7 +81,7 @@ def coin_diameter(value: float | str) -> float:
     """The diameter entered for a coin, in mm: a number within COIN_MM, else a GemidInputError (`invalid_coin`)
     naming the range, the one check of the CLI, the API and Python callers."""
     try:
-        mm = float(value)
+        mm = float(value) if not (isinstance(value, str) and "_" in value) else math.nan  # float("1_0") is 10
     except (TypeError, ValueError):
         mm = math.nan
     if not COIN_MM[0] <= mm <= COIN_MM[1]:  # NaN fails this too
@@ -145,9 +148,10 @@ class CoinReference(PlaneMap):
 
 @dataclass(frozen=True)
 class CoinSearch:
-    """Which of the photo's objects is the coin (None: none is) and its reference, or why none was taken."""
+    """The photo's objects that are coins (left out of the stones, whether or not one gives the scale), the
+    reference, or why none was taken."""
 
-    index: int | None
+    coins: tuple[int, ...]
     ref: CoinReference | None
     reason: str | None = None
 
@@ -182,29 +186,36 @@ def fit_coin(points_px: np.ndarray, diameter_mm: float, frame_px: float) -> Coin
 
 
 def find_coin(rgb: np.ndarray, stones: list[Segmentation], diameter_mm: float) -> CoinSearch:
-    """The coin among the objects segmented in the working image `rgb`: the largest, if it is round, big
-    enough, clearly larger than any other round object, and coloured like metal, not like a coloured stone."""
+    """The coin among the objects segmented in the working image `rgb`: the largest, if it is coloured like metal
+    (not like a coloured stone), round, seen from above, big enough, the only metal-coloured round object of a
+    coin's size (COIN_SECOND) and clearly larger than any other round one (COIN_LARGER). An object that is a coin
+    but cannot be the scale (slanted, too small, one of two coins) is still left out of the stones."""
     found = [(i, int(np.count_nonzero(s.mask))) for i, s in enumerate(stones) if s.found]
     if not found:
-        return CoinSearch(None, None, NO_COIN)
+        return CoinSearch((), None, NO_COIN)
     found.sort(key=lambda ia: -ia[1])
-    i = found[0][0]
+    (i, area), rest = found[0], found[1:]
     points = _outline_points(stones[i])
-    if points is None:
-        return CoinSearch(None, None, NO_COIN)
+    if points is None or not _metal(rgb, stones[i]):
+        return CoinSearch((), None, NO_COIN)  # the largest object is a coloured stone, not a coin
     coin = fit_coin(points, diameter_mm, float(max(stones[i].mask.shape)))
-    if isinstance(coin, str):  # a round coin seen too slanted is still the coin: not reported as a stone
-        return CoinSearch(i if coin.startswith(TILTED) else None, None, coin)
-    lab = rgb8_to_lab(rgb[stones[i].mask > 0])
-    chroma = float(np.hypot(*(np.median(lab[:, 1:], axis=0) - np.array(stones[i].background_lab[1:]))))
-    if chroma > COIN_CHROMA:
-        return CoinSearch(None, None, NO_COIN)  # the largest round object is a coloured stone
-    if len(found) > 1 and found[0][1] < COIN_LARGER * found[1][1] and _round(stones[found[1][0]]):
-        return CoinSearch(None, None, AMBIGUOUS)
+    if isinstance(coin, str):  # a metal disc seen too slanted is still the coin: not reported as a stone
+        return CoinSearch((i,) if coin.startswith(TILTED) else (), None, coin)
     if coin.axes_px[0] < MIN_COIN_PX:
-        return CoinSearch(None, None, f"the coin spans only {coin.axes_px[0]:.0f} pixels: photograph the stones and "
+        return CoinSearch((i,), None, f"the coin spans only {coin.axes_px[0]:.0f} pixels: photograph the stones and "
                                       "the coin from nearer")
-    return CoinSearch(i, coin)
+    coins = [j for j, a in rest if a >= COIN_SECOND * area and _round(stones[j]) and _metal(rgb, stones[j])]
+    if coins:
+        return CoinSearch((i, *coins), None, TWO_COINS)
+    if any(a * COIN_LARGER > area and _round(stones[j]) for j, a in rest):
+        return CoinSearch((), None, AMBIGUOUS)
+    return CoinSearch((i,), coin)
+
+
+def _metal(rgb: np.ndarray, seg: Segmentation) -> bool:
+    """Coloured like a coin against the paper (COIN_CHROMA), not like a ruby or a sapphire."""
+    lab = rgb8_to_lab(rgb[seg.mask > 0])
+    return bool(np.hypot(*(np.median(lab[:, 1:], axis=0) - np.array(seg.background_lab[1:]))) <= COIN_CHROMA)
 
 
 def _outline_points(seg: Segmentation) -> np.ndarray | None:

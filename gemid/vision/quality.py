@@ -143,13 +143,15 @@ def plain_border(rgb: np.ndarray, background_lab: tuple[float, float, float]) ->
 
 
 def assess(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12, *, scale: float = 1.0,
-           card: bool = False) -> Quality:
+           reference: str | None = None) -> Quality:
     """The report's `quality` section: warnings, sharpness and where the stone is (in `rgb`'s pixels;
     `scale` is rgb's pixels per photo pixel, for the size the low-resolution warning quotes).
 
-    `card`: the stones lie on the scale card (gemid.vision.scale), photographed whole, so a stone is small in
-    the frame by design: its pixels (`low_resolution`) matter, not its share of the frame; and a card without
-    a stone says so rather than judging the focus of plain paper."""
+    `reference`: "card" or "coin", the stones lie on the scale card (gemid.vision.scale) or beside a coin
+    (gemid.vision.coin), photographed whole, so a stone is small in the frame by design: its pixels
+    (`low_resolution`) matter, not its share of the frame; and a photo of the reference without a stone says so
+    rather than judging the focus of plain paper."""
+    small_by_design = reference is not None
     m = measure(rgb, seg, margin, scale)
     warnings: list[QualityWarning] = []
 
@@ -162,15 +164,19 @@ def assess(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12, *, scale: f
                               "or lie on a busy surface, so its outline and colour may be misjudged. Leave a "
                               "margin of plain white or grey background around it.")
     if not seg.found:
-        if card:
+        if reference == "card":
             warn("no_stone", "The scale card was found but no stone on it: lay the stones inside its four markers, "
                              "apart from each other and at least 3 mm from the markers.")
+            return Quality(warnings=warnings, sharpness=None, stone=None)
+        if reference == "coin":
+            warn("no_stone", "No stone was found beside the coin: lay the stones next to it, apart from it and "
+                             "from each other, on the same plain background.")
             return Quality(warnings=warnings, sharpness=None, stone=None)
         if framed:
             warn("no_stone", "No stone could be told apart from the background; the whole photo was judged. "
                              "Photograph the stone alone on a plain white or grey background.")
     elif framed:  # without a plain background, "pieces" may be facets of one stone filling the frame
-        if seg.area_fraction < MIN_AREA_FRACTION and not card:
+        if seg.area_fraction < MIN_AREA_FRACTION and not small_by_design:
             warn("stone_too_small", f"The stone fills only {seg.area_fraction:.1%} of the photo; "
                                     "move closer or zoom so it fills at least a third of the frame.")
         if seg.n_stones > 1:

@@ -60,7 +60,7 @@ class Located:
     painted: list[Segmentation]  # what a stone's crop paints out besides itself: the other stones, and a coin
     view: ReferenceView | None  # None: no reference in the photo
     sizes: list[StoneSize] | None  # each stone's, or None without a reference
-    on_reference: bool  # the stones lie on the card or beside a coin (small stones, a desk's photo)
+    reference: str | None  # "card" or "coin": the stones lie on the card or beside a coin (small, a desk's photo)
 
 
 def locate_stones(image: DecodedImage, *, first_only: bool, coin_mm: float | None, max_bytes: int,
@@ -81,23 +81,26 @@ def locate_stones(image: DecodedImage, *, first_only: bool, coin_mm: float | Non
     splitting = CARD_SPLITTING if card is not None or coin_mm is not None else {}
     stones = [seg] if first_only else find_stones(image.rgb, seg, **splitting)
     limits = {"max_bytes": max_bytes, "max_pixels": max_pixels}
+    coins: list[Segmentation] = []
+    coin = None
+    if coin_mm is not None and not first_only:  # the coins are left out of the stones, even on the card
+        coin = find_coin(image.rgb, stones, coin_mm)
+        coins = [stones[i] for i in coin.coins]
+        stones = [s for i, s in enumerate(stones) if i not in coin.coins]
+        if card is None and coin.ref is not None:
+            stones = stones_beside(stones, coin.ref)
+        stones = stones or [_nothing(seg)]
+    painted = stones + coins  # what a stone's crop paints out: the other stones, and the coins
     if card is not None:
         view = card_view(image, card, **limits)
-        return Located(image, stones, stones, view, _sizes(view, stones, first_only), True)
-    if coin_mm is None or first_only:
-        return Located(image, stones, stones, None, None, False)
-    coin = find_coin(image.rgb, stones, coin_mm)
-    coin_seg = stones.pop(coin.index) if coin.index is not None else None  # the coin is the scale, not a stone
-    if coin.ref is not None:
-        stones = stones_beside(stones, coin.ref)
-    stones = stones or [_nothing(seg)]
-    painted = stones + ([coin_seg] if coin_seg is not None else [])
-    if coin.ref is None:  # asked for and not found (or too slanted): every stone says why
+        return Located(image, stones, painted, view, _sizes(view, stones, first_only, coins), "card")
+    if coin is None:
+        return Located(image, stones, stones, None, None, None)
+    if coin.ref is None:  # asked for and not found (or slanted, or two coins): every stone says why
         why = StoneSize(status="cannot_measure", reason=coin.reason, method=COIN_METHOD)
-        return Located(image, stones, painted, None, [why] * len(stones), True)
-    view = coin_view(image, coin_seg, coin.ref, stones, **limits)
-    also = [coin_seg] if coin_seg is not None else []
-    return Located(image, stones, painted, view, _sizes(view, stones, first_only, also), True)
+        return Located(image, stones, painted, None, [why] * len(stones), "coin")
+    view = coin_view(image, coins[0], coin.ref, stones, **limits)
+    return Located(image, stones, painted, view, _sizes(view, stones, first_only, coins), "coin")
 
 
 def _full(image: DecodedImage, max_bytes: int, max_pixels: int) -> DecodedImage | None:
@@ -122,18 +125,15 @@ def card_view(image: DecodedImage, card: ScaleReference, *, max_bytes: int, max_
     return ReferenceView(rgb=clear_card(full.rgb, ref), ref=ref, k=k)
 
 
-def coin_view(image: DecodedImage, coin_seg: Segmentation | None, coin: CoinReference, stones: list[Segmentation], *,
+def coin_view(image: DecodedImage, coin_seg: Segmentation, coin: CoinReference, stones: list[Segmentation], *,
               max_bytes: int, max_pixels: int) -> ReferenceView:
     """The photo with the coin at full resolution, the coin's outline measured again there (the working image's
     ellipse, scaled, stands in when that fails)."""
     full = _full(image, max_bytes, max_pixels)
     k, rgb = (1.0, image.rgb) if full is None else (full.scale / image.scale, full.rgb)
-    ref = coin.scaled(k)
-    if coin_seg is not None:
-        points = fine_outline(rgb, coin_seg, stones, k)
-        again = fit_coin(points, coin.diameter_mm, float(max(rgb.shape[:2]))) if points is not None else None
-        ref = again if isinstance(again, CoinReference) else ref
-    return ReferenceView(rgb=rgb, ref=ref, k=k)
+    points = fine_outline(rgb, coin_seg, stones, k)
+    again = fit_coin(points, coin.diameter_mm, float(max(rgb.shape[:2]))) if points is not None else None
+    return ReferenceView(rgb=rgb, ref=again if isinstance(again, CoinReference) else coin.scaled(k), k=k)
 
 
 def _sizes(view: ReferenceView, stones: list[Segmentation], first_only: bool,

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from bundle_fixture import STONE_COLOURS, draw_stone
 
-from gemid.datasets.card import camera, draw_card, draw_sheet, exposed, lay_coin, lay_stone, pinhole
+from gemid.datasets.card import COINS, camera, draw_card, draw_sheet, exposed, lay_coin, lay_stone, pinhole
 from gemid.vision.scale import CARD
 from gemid.vision.segment import segment
 
@@ -57,7 +57,7 @@ COIN_TRAY = [("Ruby", 8.0, (165.0, 105.0)), ("Emerald", 5.0, (140.0, 140.0)), ("
 
 def coin_photo(stones: list[tuple[str, float, tuple[float, float]]], *, coin_mm: float | None = 20.0,
                coin_at: tuple[float, float] = COIN_AT, seed: int = 0, tilt_deg: float = 3.0,
-               distance_mm: float = 150.0, side: int = 2000):
+               distance_mm: float = 150.0, side: int = 2000, more_coins: tuple[tuple[float, float, float], ...] = ()):
     """A photo of drawn stones on a sheet of paper beside a coin of `coin_mm`, taken by a phone-like pinhole
     camera (70° across the long side) `distance_mm` above and tilted `tilt_deg`, the paper filling the frame:
     the RGB photo, the true (length, width) of each stone in mm and each one's centre in the photo."""
@@ -65,6 +65,8 @@ def coin_photo(stones: list[tuple[str, float, tuple[float, float]]], *, coin_mm:
     sheet = draw_sheet(PPM, 300.0, 240.0)
     if coin_mm is not None:  # None: the photo a desk takes having forgotten the coin
         lay_coin(sheet, (coin_at[0] * PPM, coin_at[1] * PPM), coin_mm * PPM, seed=seed)
+    for k, (x, y, mm) in enumerate(more_coins):  # (x mm, y mm, diameter mm) each: another coin on the sheet
+        lay_coin(sheet, (x * PPM, y * PPM), mm * PPM, metal=COINS[(k + 1) % len(COINS)], seed=seed + 1 + k)
     truths = []
     for i, (label, length, (cx, cy)) in enumerate(stones):
         rgb, mask = stone_cutout(label, seed + i)
@@ -77,3 +79,23 @@ def coin_photo(stones: list[tuple[str, float, tuple[float, float]]], *, coin_mm:
     photo = exposed(sheet, hmat, size, rng, desk=(246, 246, 242), blur=0.7, noise=0.008, jpeg=92)  # paper all round
     centres = [tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)) for _, _, c in truths]
     return photo, [(t[0], t[1]) for t in truths], centres
+
+
+def draw_sheet_with_two_coins() -> np.ndarray:
+    """COIN_TRAY beside a 20 mm and a 24 mm coin."""
+    return coin_photo(COIN_TRAY, seed=2, more_coins=((120.0, 150.0, 24.0),))[0]
+
+
+def card_photo_with_coin(stones: list[tuple[str, float, tuple[float, float]]], coin_mm: float = 20.0):
+    """Stones on the scale card with a coin lying on it too: the photo and the stones' true sizes."""
+    rng = np.random.default_rng(4)
+    card, origin = draw_card(PPM)
+    truths = []
+    for i, (label, length, (cx, cy)) in enumerate(stones):
+        rgb, mask = stone_cutout(label, 4 + i)
+        centre = (origin[0] + cx * PPM, origin[1] + cy * PPM)
+        lp, wp = lay_stone(card, rgb, mask, centre, length * PPM, angle_deg=25.0 * i)
+        truths.append((lp / PPM, wp / PPM))
+    lay_coin(card, (origin[0] + 115.0 * PPM, origin[1] + 25.0 * PPM), coin_mm * PPM, seed=4)
+    photo, _ = camera(card, rng, tilt=0.03, out_side=1600, blur=0.7, noise=0.008, jpeg=92)
+    return photo, truths

@@ -112,3 +112,42 @@ def test_an_impossible_diameter_is_a_clear_input_error(identifier, coin_mm):
     with pytest.raises(GemidInputError) as exc:
         identifier.identify_stones(encode(photo, ".jpg"), coin_mm=coin_mm)
     assert exc.value.code == "invalid_coin" and "10-40" in exc.value.message
+
+
+def test_a_coloured_oval_stone_is_never_taken_for_a_tilted_coin(identifier):
+    # a user's finding: ruby_0 with --coin-mm came back as "no stone": the oval ruby was left out as a slanted coin
+    import cv2
+    from bundle_fixture import STONE_COLOURS, draw_stone
+
+    rgb = draw_stone(STONE_COLOURS["Ruby"], seed=2)
+    oval = cv2.resize(rgb, (rgb.shape[1], int(rgb.shape[0] * 0.75)), interpolation=cv2.INTER_AREA)
+    (report,) = identifier.identify_stones(encode(oval), grade=False, coin_mm=20.0)
+    assert report.stone is not None and report.stone.size.status == "cannot_measure"
+    assert "no coin was found" in report.stone.size.reason
+
+
+def test_only_the_coin_says_no_stone_lies_beside_it(identifier):
+    photo, _, _ = coin_photo([], seed=0)
+    (report,) = identifier.identify_stones(encode(photo, ".jpg"), grade=False, coin_mm=20.0)
+    assert report.stone is None
+    assert any("beside the coin" in w.message for w in report.quality.warnings)
+    assert not any("scale card" in w.message for w in report.quality.warnings)
+
+
+def test_two_coins_are_refused_and_neither_is_a_stone(identifier):
+    from card_support import draw_sheet_with_two_coins
+
+    photo = draw_sheet_with_two_coins()
+    reports = identifier.identify_stones(encode(photo, ".jpg"), grade=False, coin_mm=20.0)
+    assert len(reports) == len(COIN_TRAY)  # the two coins are no stones
+    assert all(r.stone.size.status == "cannot_measure" and "more than one coin" in r.stone.size.reason
+               for r in reports)
+
+
+def test_on_the_card_a_coin_is_not_a_stone(identifier):
+    from card_support import TRAY, card_photo_with_coin
+
+    photo, truths = card_photo_with_coin(TRAY)
+    reports = identifier.identify_stones(encode(photo, ".jpg"), grade=False, coin_mm=20.0)
+    assert len(reports) == len(truths)
+    assert all(r.stone.size.status == "measured" and "scale card" in r.stone.size.method for r in reports)
