@@ -36,15 +36,11 @@ DEV_CNN = Path("runs/shape/dev5/cnn.onnx")
 def development_model(ident, cnn_path: Path) -> None:
     """Swap `ident`'s shape model for the development split's: its CNN and a head fitted without those photos."""
     from bench import shape_fit
-    from gemid.training.shape_model import dev_photos
     from gemid.vision.shape import SIDE_PX, Network
 
     rs, hand, emb, _ = shape_fit.all_measured(True)
-    dev = dev_photos()
     labels = list(ident.shapes.labels)
-    y = np.array([labels.index(r["shape"]) if r["shape"] in labels else -1 for r in rs])
-    fit_on = np.array([r["split"] == "train" and r["path"] not in dev for r in rs])
-    head, _, _, _ = shape_fit.choose_head(hand[fit_on], emb[fit_on], y[fit_on], len(labels))
+    head = shape_fit.development_head(rs, hand, emb, labels)[0]
     cnn_labels = json.loads(cnn_path.with_suffix(".json").read_text())["labels"]
     ident.shapes = replace(ident.shapes, cnn=Network.open(cnn_path, SIDE_PX, threads=2),
                            cnn_order=np.array([cnn_labels.index(k) for k in labels]), card_temperature=1.0,

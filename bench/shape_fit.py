@@ -213,24 +213,34 @@ def write(head: dict[str, np.ndarray], labels: list[str], meta: dict) -> None:
     tmp_config.replace(SHAPE_DIR / CONFIG)
 
 
+def development_head(rs: list[dict[str, str]], hand: np.ndarray, emb: np.ndarray, labels: list[str]
+                     ) -> tuple[dict[str, np.ndarray], float, int, np.ndarray, np.ndarray, np.ndarray]:
+    """The head fitted on the train photos outside the development split (its L2 and directions by the same
+    cross-validation), in `labels`' order: (head, L2, directions, fitted-on mask, development mask, label
+    index per photo, -1 for a shape outside `labels`)."""
+    from gemid.training.shape_model import dev_photos
+
+    dev = dev_photos()
+    y = np.array([labels.index(r["shape"]) if r["shape"] in labels else -1 for r in rs])
+    fit_on = np.array([r["split"] == "train" and r["path"] not in dev for r in rs])
+    held = np.array([r["split"] == "train" and r["path"] in dev for r in rs])
+    head, l2, n, _ = choose_head(hand[fit_on], emb[fit_on], y[fit_on], len(labels))
+    return head, l2, n, fit_on, held, y
+
+
 def dev_figures(cnn_path: Path, rs: list[dict[str, str]], hand: np.ndarray, emb: np.ndarray) -> None:
     """The development split's figures (how the recipe and TEMPERATURE were chosen): the head fitted on the
     train photos outside it (its L2 and directions by the same cross-validation), a CNN trained without it
     (`python -m gemid.training.shape_model cnn --dev --run R`), each alone and together, and the product's
     negative log-likelihood at each temperature. Val is not read."""
     from gemid.report import SHAPES
-    from gemid.training.shape_model import dev_photos
     from gemid.vision.shape import combine, log_softmax
 
-    dev = dev_photos()
     labels = [s for s in SHAPES if any(r["shape"] == s for r in rs)]
-    y = np.array([labels.index(r["shape"]) for r in rs])
-    fit_on = np.array([r["split"] == "train" and r["path"] not in dev for r in rs])
-    held = np.array([r["split"] == "train" and r["path"] in dev for r in rs])
+    head, l2, n, fit_on, held, y = development_head(rs, hand, emb, labels)
     cnn_labels = json.loads(cnn_path.with_suffix(".json").read_text())["labels"]
     logits = dev_logits(cnn_path, [r["path"] for r, h in zip(rs, held, strict=True) if h])
     logits = logits[:, [cnn_labels.index(k) for k in labels]]
-    head, l2, n, _ = choose_head(hand[fit_on], emb[fit_on], y[fit_on], len(labels))
     z = predict(head, hand[held], emb[held])
     truth = y[held]
     p_head, p_cnn = np.exp(log_softmax(z)), np.exp(log_softmax(logits))
