@@ -1,6 +1,6 @@
-"""Photos of stones on gemid's scale card, or on paper beside a coin, composed with a known size in
-millimetres: what the size measurement (gemid.vision.size, gemid.vision.coin) is tested and benchmarked on
-(`python -m bench.bench_size`, `--coin`).
+"""Photos of stones on gemid's scale card, or on paper beside a coin or a ruler, composed with a known size in
+millimetres: what the size measurement (gemid.vision.size, gemid.vision.coin, gemid.vision.ruler) is tested and
+benchmarked on (`python -m bench.bench_size`, `--coin`, `--ruler`).
 
 The card is drawn as printed (`gemid.vision.scale.CARD`) at a chosen resolution; each stone is a cut-out (its
 pixels and mask, from a real photo or a rendered stone) scaled to its true length in millimetres and laid on the
@@ -77,6 +77,56 @@ def lay_coin(sheet: np.ndarray, centre_px: tuple[float, float], diameter_px: flo
     region = sheet[y0:y1, x0:x1].astype(np.float32) * (1 - shadow)
     region = region * (1 - alpha) + small(disc * inside[..., None]) / np.maximum(alpha, 1e-6) * alpha
     sheet[y0:y1, x0:x1] = np.clip(region, 0, 255).astype(np.uint8)
+
+
+RULERS = ((250, 250, 248), (214, 186, 140), (200, 202, 206), (236, 240, 238))  # white, wood, steel, clear plastic
+
+
+def lay_ruler(sheet: np.ndarray, centre_px: tuple[float, float], angle_deg: float, px_per_mm: float, *,
+              length_mm: float = 150.0, width_mm: float = 26.0, body: tuple[int, int, int] = RULERS[0],
+              inches: bool = False, metric: bool = True, ink: int = 30) -> np.ndarray:
+    """Lays a ruler on the sheet: a body with a millimetre scale along one long edge (ticks 0.2 mm wide, 3 mm
+    long, 4.5 mm at the half centimetres, 6 mm at the centimetres, numbered) and, with `inches`, sixteenths
+    of an inch along the other (`metric` False: the inch scale alone); drawn four times finer and reduced by area, then turned by `angle_deg` about
+    `centre_px`. Returns the 3x3 map from the ruler's millimetres (origin: its zero tick on the edge, x along
+    the ticks) to the sheet's pixels."""
+    fine = 4
+    f = px_per_mm * fine
+    w, h = int(round(length_mm * f)), int(round(width_mm * f))
+    ink_mask = np.zeros((h, w), np.uint8)
+    start = 5.0  # the zero tick, this far from the ruler's end
+    for i in range(int(length_mm - 2 * start) + 1 if metric else 0):
+        tick = 6.0 if i % 10 == 0 else 4.5 if i % 5 == 0 else 3.0
+        x = (start + i) * f
+        cv2.rectangle(ink_mask, (int(round(x - 0.1 * f)), 0), (int(round(x + 0.1 * f)), int(round(tick * f))), 255, -1)
+        if i % 10 == 0:
+            text = str(i // 10)
+            scale = 2.6 * f / 30.0
+            (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, int(0.25 * f)))
+            cv2.putText(ink_mask, text, (int(x - tw / 2), int(10.5 * f)), cv2.FONT_HERSHEY_SIMPLEX, scale, 255,
+                        max(1, int(0.25 * f)), cv2.LINE_AA)
+    if inches:
+        sixteenth = 25.4 / 16.0
+        for i in range(int((length_mm - 2 * start) / sixteenth) + 1):
+            tick = 6.0 if i % 16 == 0 else 4.5 if i % 8 == 0 else 3.5 if i % 4 == 0 else 2.5 if i % 2 == 0 else 1.8
+            x = (start + i * sixteenth) * f
+            cv2.rectangle(ink_mask, (int(round(x - 0.1 * f)), h - int(round(tick * f))),
+                          (int(round(x + 0.1 * f)), h - 1), 255, -1)
+    small = cv2.resize(ink_mask, (int(round(length_mm * px_per_mm)), int(round(width_mm * px_per_mm))),
+                       interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    face = np.array(body, np.float32) * (1.0 - small[..., None]) + ink * small[..., None]
+    rot = cv2.getRotationMatrix2D((length_mm * px_per_mm / 2.0, width_mm * px_per_mm / 2.0), angle_deg, 1.0)
+    rot[:, 2] += np.array(centre_px) - np.array([length_mm, width_mm]) * px_per_mm / 2.0
+    sh, sw = sheet.shape[:2]
+    alpha = cv2.warpAffine(np.ones(small.shape, np.float32), rot, (sw, sh), flags=cv2.INTER_LINEAR)
+    pix = cv2.warpAffine(face, rot, (sw, sh), flags=cv2.INTER_LINEAR)
+    shadow = cv2.GaussianBlur(np.roll(alpha, (2, 2), axis=(0, 1)), (0, 0), 2.0) * SHADOW
+    out = sheet.astype(np.float32) * (1 - shadow[..., None])
+    out = out * (1 - alpha[..., None]) + pix * alpha[..., None]
+    sheet[:] = np.clip(out, 0, 255).astype(np.uint8)
+    to_sheet = np.eye(3)
+    to_sheet[:2] = rot @ np.diag([px_per_mm, px_per_mm, 1.0]) @ np.array([[1, 0, start], [0, 1, 0], [0, 0, 1.0]])
+    return to_sheet
 
 
 def lay_stone(card: np.ndarray, stone_rgb: np.ndarray, stone_mask: np.ndarray, centre_px: tuple[float, float],

@@ -66,7 +66,7 @@ class Analysis(Protocol):
     async def start(self) -> None: ...
 
     async def identify(self, data: Photo, *, filename: str | None, reference: str | None,
-                       readings: Readings | None, grade: bool, coin_mm: float | None = None) -> Outcome: ...
+                       readings: Readings | None, grade: bool, coin_mm: float | None = None, ruler: bool = False) -> Outcome: ...
 
     async def close(self) -> None: ...
 
@@ -92,14 +92,15 @@ def load_identifier(settings: Settings, *, load_model: bool = True) -> Identifie
 
 
 def analyse(identifier: Identifier, data: Photo, filename: str | None, reference: str | None,
-            readings: Readings | None, grade: bool, coin_mm: float | None = None) -> Outcome:
+            readings: Readings | None, grade: bool, coin_mm: float | None = None, ruler: bool = False) -> Outcome:
     """Identify every stone of one photo (a tray gives one report per stone, `Identifier.identify_stones`);
     a bad photo or a failing stage becomes a refusal entry, never an exception."""
 
     start = time.perf_counter()
     try:
         reports, captures = identifier.identify_stones_captured(data, filename=filename, reference=reference,
-                                                                readings=readings, grade=grade, coin_mm=coin_mm)
+                                                                readings=readings, grade=grade, coin_mm=coin_mm,
+                                                                ruler=ruler)
         first, *others = reports
     except GemidInputError as exc:
         return Outcome(FileError.from_exception(filename, exc), exc.status, time.perf_counter() - start)
@@ -123,9 +124,9 @@ class ThreadAnalysis:
         return None
 
     async def identify(self, data: Photo, *, filename: str | None, reference: str | None,
-                       readings: Readings | None, grade: bool, coin_mm: float | None = None) -> Outcome:
+                       readings: Readings | None, grade: bool, coin_mm: float | None = None, ruler: bool = False) -> Outcome:
         return await to_thread.run_sync(analyse, self.identifier, data, filename, reference, readings, grade, coin_mm,
-                                        limiter=self.limiter)
+                                        ruler, limiter=self.limiter)
 
     async def close(self) -> None:
         return None
@@ -134,8 +135,8 @@ class ThreadAnalysis:
 # --- worker processes -------------------------------------------------------------------------------------
 
 def identify_in_worker(data: Photo, filename: str | None, reference: str | None, readings: Readings | None,
-                       grade: bool, coin_mm: float | None = None) -> Outcome:
-    return analyse(in_worker(), data, filename, reference, readings, grade, coin_mm)
+                       grade: bool, coin_mm: float | None = None, ruler: bool = False) -> Outcome:
+    return analyse(in_worker(), data, filename, reference, readings, grade, coin_mm, ruler)
 
 
 def _watched(timeout: float, target: Callable[..., Outcome], *args: object) -> Outcome:
@@ -175,11 +176,11 @@ class ProcessAnalysis:
         return self._pool.pids()
 
     async def identify(self, data: Photo, *, filename: str | None, reference: str | None,
-                       readings: Readings | None, grade: bool, coin_mm: float | None = None) -> Outcome:
+                       readings: Readings | None, grade: bool, coin_mm: float | None = None, ruler: bool = False) -> Outcome:
         for attempt in (1, 2):
             try:
                 call = self._pool.submit(_watched, self.timeout, self._target, data, filename, reference, readings,
-                                         grade, coin_mm)
+                                         grade, coin_mm, ruler)
                 return await asyncio.wrap_future(call)
             except BrokenProcessPool:
                 log.error("an analysis worker stopped (a crash, or over %.0f s) while analysing %s (attempt %d of 2); "

@@ -75,6 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coin-mm", metavar="MM", type=_coin_mm, default=None,
                    help="a coin of this diameter lies beside the stones, as their scale: each stone is measured in "
                         "mm (gemid's printed scale card, when it is in the photo, is used instead and is more exact)")
+    p.add_argument("--ruler", action="store_true",
+                   help="a millimetre ruler lies beside the stones, as their scale: each stone is measured in mm "
+                        "(not with --coin-mm; the printed scale card, when in the photo, is used instead)")
     p.add_argument("--no-grade", dest="grade", action="store_false",
                    help="skip colour and clarity grading: a quick species screen (several times faster)")
     add_reading_flags(p.add_argument_group("readings", "confirmatory test readings: re-rank the photo's candidates"))
@@ -193,6 +196,9 @@ def _run_identify(args: argparse.Namespace) -> int:
         return _usage_error(f"invalid reading: {problems}")
     if args.reference is not None and len(args.reference) > MAX_REFERENCE:
         return _usage_error(f"--reference is longer than {MAX_REFERENCE} characters")
+    if args.coin_mm is not None and args.ruler:
+        return _usage_error("--coin-mm and --ruler: give the coin's diameter or say a ruler lies beside the stones, "
+                            "not both")
 
     files = expand_paths(args.paths)
     pending = [(shown, path) for shown, path, err in files if err is None]
@@ -220,7 +226,8 @@ def _run_identify(args: argparse.Namespace) -> int:
         print(f"gemid identify: cannot load the model: {exc}", file=sys.stderr)
         return 2
 
-    request = parcel.Request(reference=args.reference, readings=readings, grade=args.grade, coin_mm=args.coin_mm)
+    request = parcel.Request(reference=args.reference, readings=readings, grade=args.grade, coin_mm=args.coin_mm,
+                             ruler=args.ruler)
 
     def run(advance: Callable[[int], None]) -> list[list[Report | FileError]]:
         nonlocal identifier
@@ -275,7 +282,7 @@ def _identify_remote(args: argparse.Namespace, files: list[tuple[str, Path | Non
             done[shown] = remote.send(args.server, [(shown, path)], reference=args.reference,
                                       readings=None if readings.is_empty() else readings, grade=args.grade,
                                       api_key=key, advance=lambda n: None, note=lambda t: err.print(t),
-                                      force=args.force, coin_mm=args.coin_mm)
+                                      force=args.force, coin_mm=args.coin_mm, ruler=args.ruler)
     except remote.ServiceUnavailable as exc:
         print(f"gemid identify: {exc}", file=sys.stderr)
         return 2

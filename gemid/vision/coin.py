@@ -31,7 +31,7 @@ import numpy as np
 
 from gemid.errors import GemidInputError
 from gemid.vision.colorimetry import rgb8_to_lab
-from gemid.vision.scale import CARD_SEGMENT_SIDE, EDGE_MARGIN_MM, MIN_STONE_MM, PlaneMap
+from gemid.vision.scale import EDGE_MARGIN_MM, MIN_STONE_MM, PlaneMap
 from gemid.vision.segment import Segmentation
 from gemid.vision.size import EDGE_SIGMA_PX  # the coin's blurred edge is placed as a stone's is
 
@@ -61,10 +61,6 @@ FOCAL = 0.7
 # two edges and 6° 94.5 %, one edge and 8° 98.5 %)
 HANDHELD_TILT_DEG = 6.0
 
-# how a photo with a coin is segmented: as finely as the card's, every component kept down to 0.005 % of the frame
-# (a 3 mm stone 25 cm under a phone is ~15 px across in the working image); once the coin gives the scale, the
-# pieces narrower than a MIN_STONE_MM round are dropped as specks (`stones_beside`)
-COIN_SEGMENTATION = {"side": CARD_SEGMENT_SIDE, "min_component": 0.0, "min_area": 0.00005}
 COIN_METHOD = "a coin of the entered diameter"  # a size's method when no coin was found
 
 TILTED = "the coin looks tilted"

@@ -46,6 +46,7 @@ class Request:
     readings: Readings | None
     grade: bool
     coin_mm: float | None = None  # a coin of this diameter beside the stones: their scale
+    ruler: bool = False  # a millimetre ruler beside the stones: their scale
 
 
 def default_jobs(files: int, cores: int) -> int:
@@ -75,7 +76,7 @@ def run_items(identifier: Identifier, items: Sequence[Item], request: Request) -
     try:
         found = identifier.identify_stones_many(list(items), reference=request.reference,
                                                 readings=request.readings, grade=request.grade,
-                                                coin_mm=request.coin_mm)
+                                                coin_mm=request.coin_mm, ruler=request.ruler)
     except GemidInputError as exc:
         return [[FileError.from_exception(shown, exc)] for shown, _ in items]
     except Exception as exc:  # the batch itself failed (the model), not one photo: refuse these, keep the rest

@@ -138,17 +138,18 @@ class Identifier:
         reference: str | None = None,
         readings: Readings | None = None,
         grade: bool = True,
-        coin_mm: float | None = None,
+        coin_mm: float | None = None, ruler: bool = False,
     ) -> Report:
         """One photo → Report. Bad input raises a GemidInputError (typed, with a clear message).
 
         grade=False skips colour and clarity (their sections stay None): a quick species screen of a
-        parcel, several times faster; the species, quality and test guidance are the same. coin_mm: a coin of
-        that diameter lies beside the stone(s) as the scale (`gemid.vision.coin`): the photo is then split as
-        `identify_stones` splits it, the coin left out, and its first stone reported."""
-        if coin_mm is not None:
+        parcel, several times faster; the species, quality and test guidance are the same. coin_mm / ruler: a
+        coin of that diameter (`gemid.vision.coin`) or a millimetre ruler (`gemid.vision.ruler`) lies beside
+        the stone(s) as the scale: the photo is split as `identify_stones` splits it, the reference left out,
+        and its first stone reported."""
+        if coin_mm is not None or ruler:
             return self.identify_stones(data, filename=filename, reference=reference, readings=readings,
-                                        grade=grade, coin_mm=coin_mm)[0]
+                                        grade=grade, coin_mm=coin_mm, ruler=ruler)[0]
         return self._one(data, filename, reference, readings, grade)[1]
 
     def identify_captured(
@@ -217,7 +218,7 @@ class Identifier:
         reference: str | None = None,
         readings: Readings | None = None,
         grade: bool = True,
-        coin_mm: float | None = None,
+        coin_mm: float | None = None, ruler: bool = False,
     ) -> list[list[Report] | FileError]:
         """`identify_stones` for several photos, their stones classified in batches: per photo, its reports
         (one per stone, in reading order) or the FileError that refused it; the other photos still run. What
@@ -230,7 +231,7 @@ class Identifier:
             for name, data in items[start : start + CHUNK]:
                 try:
                     image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, working=True)
-                    results.append(self._prepare_stones(name, image, first_only=False, coin_mm=coin_mm))
+                    results.append(self._prepare_stones(name, image, first_only=False, coin_mm=coin_mm, ruler=ruler))
                 except GemidInputError as exc:
                     results.append(FileError.from_exception(name, exc))
                 except Exception as exc:  # one odd photo must not sink the parcel
@@ -257,14 +258,15 @@ class Identifier:
         reference: str | None = None,
         readings: Readings | None = None,
         grade: bool = True,
-        coin_mm: float | None = None,
+        coin_mm: float | None = None, ruler: bool = False,
     ) -> list[Report]:
         """Every stone in a tray or parcel photo → one Report each, in reading order (rows, then columns),
         each from its own crop; all share `image.sha256`. A single-stone photo gives one report, exactly as
         `identify` does; a photo without a stone gives its one rejected report. coin_mm: the diameter of a coin
-        laid beside the stones, their scale (the coin is not reported as a stone)."""
+        laid beside the stones, their scale; ruler: a millimetre ruler lies beside them, their scale (neither
+        is reported as a stone)."""
         return self.identify_stones_captured(data, filename=filename, reference=reference, readings=readings,
-                                             grade=grade, coin_mm=coin_mm)[0]
+                                             grade=grade, coin_mm=coin_mm, ruler=ruler)[0]
 
     def identify_stones_captured(
         self,
@@ -274,13 +276,13 @@ class Identifier:
         reference: str | None = None,
         readings: Readings | None = None,
         grade: bool = True,
-        coin_mm: float | None = None,
+        coin_mm: float | None = None, ruler: bool = False,
     ) -> tuple[list[Report], list[Capture]]:
         """`identify_stones`, with each stone's capture statistics beside its report (the service records them
         for drift, outside the reports)."""
         filename, reference, readings = _inputs(data, filename, reference, readings)
         image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, working=True)
-        preps = self._prepare_stones(filename, image, first_only=False, coin_mm=coin_mm)
+        preps = self._prepare_stones(filename, image, first_only=False, coin_mm=coin_mm, ruler=ruler)
         preds = self.classifier.predict([p.crop for p in preps])
         reports = [self._finish(p, pred, reference, readings, grade) for p, pred in zip(preps, preds, strict=True)]
         return reports, [_capture(p, r) for p, r in zip(preps, reports, strict=True)]
@@ -307,7 +309,7 @@ class Identifier:
         return self._prepare_stones(name, image, first_only=True)[0]
 
     def _prepare_stones(self, name: str | None, image: DecodedImage, *, first_only: bool,
-                        coin_mm: float | None = None) -> list[_Prepared]:
+                        coin_mm: float | None = None, ruler: bool = False) -> list[_Prepared]:
         """The pixel stages for each stone of the photo: its own segmentation, quality and crop, the other stones
         painted out (one stone: the photo as it is).
 
@@ -315,10 +317,9 @@ class Identifier:
         the single-stone rules of `gemid.vision.stones` (satellites, frame-filling stones) the splitting called
         23 of 411 gems68 validation photos multi-stone, most of them one pale faceted stone whose facet
         reflections segment as separate pieces, and reporting "the first stone" cost top-1 there (now 0 of the
-        1,003 single-stone photos split; `python -m bench.bench_trays --singles`). Its `stone` section says
-        how many pieces the segmentation saw; `identify_stones` splits them."""
-        found = locate_stones(image, first_only=first_only, coin_mm=coin_mm, max_bytes=self.max_bytes,
-                              max_pixels=self.max_pixels)
+        1,003 single-stone photos split; `python -m bench.bench_trays --singles`)."""
+        found = locate_stones(image, first_only=first_only, coin_mm=coin_mm, ruler=ruler, max_bytes=self.max_bytes,
+                              max_pixels=self.max_pixels)  # the stones, and their sizes on a scale reference
         image, stones, painted, view, sizes = found.image, found.stones, found.painted, found.view, found.sizes
         margin = self.bundle.input.crop.margin
         out = []

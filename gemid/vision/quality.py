@@ -147,8 +147,8 @@ def assess(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12, *, scale: f
     """The report's `quality` section: warnings, sharpness and where the stone is (in `rgb`'s pixels;
     `scale` is rgb's pixels per photo pixel, for the size the low-resolution warning quotes).
 
-    `reference`: "card" or "coin", the stones lie on the scale card (gemid.vision.scale) or beside a coin
-    (gemid.vision.coin), photographed whole, so a stone is small in the frame by design: its pixels
+    `reference`: "card", "coin" or "ruler", the stones lie on the scale card (gemid.vision.scale) or beside a
+    coin (gemid.vision.coin) or a ruler (gemid.vision.ruler), photographed whole, so a stone is small in the frame by design: its pixels
     (`low_resolution`) matter, not its share of the frame; and a photo of the reference without a stone says so
     rather than judging the focus of plain paper."""
     small_by_design = reference is not None
@@ -168,9 +168,9 @@ def assess(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12, *, scale: f
             warn("no_stone", "The scale card was found but no stone on it: lay the stones inside its four markers, "
                              "apart from each other and at least 3 mm from the markers.")
             return Quality(warnings=warnings, sharpness=None, stone=None)
-        if reference == "coin":
-            warn("no_stone", "No stone was found beside the coin: lay the stones next to it, apart from it and "
-                             "from each other, on the same plain background.")
+        if reference in ("coin", "ruler"):
+            warn("no_stone", f"No stone was found beside the {reference}: lay the stones next to it, apart from it "
+                             "and from each other, on the same plain background.")
             return Quality(warnings=warnings, sharpness=None, stone=None)
         if framed:
             warn("no_stone", "No stone could be told apart from the background; the whole photo was judged. "

@@ -1,8 +1,10 @@
-"""The photo's scale reference and its stones: gemid's printed card (`gemid.vision.scale`), or a coin whose
-diameter the user entered (`gemid.vision.coin`), or none; and each stone's size on it.
+"""The photo's scale reference and its stones: gemid's printed card (`gemid.vision.scale`), a coin whose
+diameter the user entered (`gemid.vision.coin`), a millimetre ruler the user said is there
+(`gemid.vision.ruler`), or none; and each stone's size on it.
 
 `locate_stones` segments the working image the way the reference needs (on the card: the card painted out and
-segmented finer, down to a 2 mm stone; beside a coin: as finely, the coin taken out of the stones), and
+segmented finer, down to a 2 mm stone; beside a coin or a ruler: as finely, the coin or the ruler's pieces
+taken out of the stones), and
 measures the stones on the photo decoded again at full resolution (`ReferenceView`: at most FULL_SIDE on its
 long side), where a 3 mm stone has the pixels its outline needs.
 """
@@ -14,10 +16,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from gemid.errors import GemidInputError
 from gemid.report import StoneSize
 from gemid.vision.coin import (
     COIN_METHOD,
-    COIN_SEGMENTATION,
     CoinReference,
     coin_diameter,
     find_coin,
@@ -25,7 +27,9 @@ from gemid.vision.coin import (
     stones_beside,
 )
 from gemid.vision.decode import DecodedImage, finer
+from gemid.vision.ruler import RULER_METHOD, find_ruler
 from gemid.vision.scale import (
+    BESIDE_SEGMENTATION,
     CARD_SPLITTING,
     MIN_MARKER_PX,
     PlaneMap,
@@ -47,7 +51,7 @@ class ReferenceView:
     there, and how many times finer it is than the working image."""
 
     rgb: np.ndarray
-    ref: PlaneMap  # the card (ScaleReference) or a coin (CoinReference)
+    ref: PlaneMap  # the card (ScaleReference), a coin (CoinReference) or a ruler (RulerReference)
     k: float
 
 
@@ -60,22 +64,29 @@ class Located:
     painted: list[Segmentation]  # what a stone's crop paints out besides itself: the other stones, and a coin
     view: ReferenceView | None  # None: no reference in the photo
     sizes: list[StoneSize] | None  # each stone's, or None without a reference
-    reference: str | None  # "card" or "coin": the stones lie on the card or beside a coin (small, a desk's photo)
+    reference: str | None  # "card", "coin" or "ruler": the stones lie on the card or beside a coin or a ruler
+
+
+TWO_SCALES = "coin_mm and ruler: give a coin's diameter or say a ruler lies beside the stones, not both"
 
 
 def locate_stones(image: DecodedImage, *, first_only: bool, coin_mm: float | None, max_bytes: int,
-           max_pixels: int) -> Located:
+                  max_pixels: int, ruler: bool = False) -> Located:
     """The stones of the photo and their sizes. `first_only`: the photo analysed whole (`Identifier.identify`),
-    one segmentation for all; `coin_mm`: a coin of this diameter lies beside the stones (the card, when it is
-    in the photo, is used instead)."""
+    one segmentation for all; `coin_mm`: a coin of this diameter lies beside the stones; `ruler`: a millimetre
+    ruler does (the card, when it is in the photo, is used instead of either)."""
     if coin_mm is not None:
         coin_mm = coin_diameter(coin_mm)
+        if ruler:
+            raise GemidInputError(TWO_SCALES, code="invalid_scale", status=422)
     card = find_card(image.rgb, min_marker_px=MIN_MARKER_PX * image.scale)  # its size in the photo counts
     if card is not None:  # the stones lie on gemid's scale card: segment them on its plain paper, finer, to 2 mm
         image = replace(image, rgb=clear_card(image.rgb, card))
         seg = segment(image.rgb, **card_segmentation(card, image.rgb.shape))
+    elif ruler and not first_only:
+        return _beside_ruler(image, max_bytes, max_pixels)
     elif coin_mm is not None:  # a coin beside the stones: segmented as finely, stones far smaller than it kept
-        seg = segment(image.rgb, **COIN_SEGMENTATION)
+        seg = segment(image.rgb, **BESIDE_SEGMENTATION)
     else:
         seg = segment(image.rgb)
     splitting = CARD_SPLITTING if card is not None or coin_mm is not None else {}
@@ -101,6 +112,25 @@ def locate_stones(image: DecodedImage, *, first_only: bool, coin_mm: float | Non
         return Located(image, stones, painted, None, [why] * len(stones), "coin")
     view = coin_view(image, coins[0], coin.ref, stones, **limits)
     return Located(image, stones, painted, view, _sizes(view, stones, first_only, coins), "coin")
+
+
+def _beside_ruler(image: DecodedImage, max_bytes: int, max_pixels: int) -> Located:
+    """The stones beside a millimetre ruler, found on the photo at full resolution (its ticks are a millimetre
+    apart: a quarter-size working image does not resolve them). Without one, the stones as finely segmented,
+    less the pieces much smaller than the largest (`find_stones`' own rule: without a scale, a stray tick or
+    speck cannot be told from a 2 mm stone), each saying why it is not measured."""
+    full = _full(image, max_bytes, max_pixels)
+    k, rgb = (1.0, image.rgb) if full is None else (full.scale / image.scale, full.rgb)
+    ruler = find_ruler(rgb)
+    seg = segment(image.rgb, **BESIDE_SEGMENTATION)
+    if isinstance(ruler, str):
+        stones = find_stones(image.rgb, seg, side=CARD_SPLITTING["side"])
+        why = StoneSize(status="cannot_measure", reason=ruler, method=RULER_METHOD)
+        return Located(image, stones, stones, None, [why] * len(stones), "ruler")
+    stones, pieces = ruler.stones(find_stones(image.rgb, seg, **CARD_SPLITTING), k)
+    stones = stones or [_nothing(seg)]
+    view = ReferenceView(rgb=rgb, ref=ruler, k=k)
+    return Located(image, stones, stones + pieces, view, _sizes(view, stones, False, pieces), "ruler")
 
 
 def _full(image: DecodedImage, max_bytes: int, max_pixels: int) -> DecodedImage | None:

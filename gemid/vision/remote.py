@@ -41,13 +41,15 @@ def identify_url(server: str, grade: bool, force: bool = False) -> str:
 
 
 def _form(path: Path, name: str, reference: str | None, readings: Readings | None,
-          coin_mm: float | None = None) -> tuple[bytes, str]:
+          coin_mm: float | None = None, ruler: bool = False) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     fields: dict[str, str] = {}
     if reference:
         fields["reference"] = reference
     if coin_mm is not None:
         fields["coin_mm"] = f"{coin_mm:g}"
+    if ruler:
+        fields["ruler"] = "true"
     if readings is not None:
         for key, value in readings.model_dump(exclude_none=True).items():
             fields[key] = str(value).lower() if isinstance(value, bool) else str(value)
@@ -81,9 +83,9 @@ def _entries(body: Any, name: str, status: int) -> list[Report | FileError]:
 
 def send_one(url: str, path: Path, name: str, *, reference: str | None, readings: Readings | None,
              api_key: str | None, timeout: float = TIMEOUT,
-             coin_mm: float | None = None) -> tuple[list[Report | FileError], list[str]]:
+             coin_mm: float | None = None, ruler: bool = False) -> tuple[list[Report | FileError], list[str]]:
     """One photo to the service: (its entries, the service's notices in words)."""
-    data, ctype = _form(path, name, reference, readings, coin_mm)
+    data, ctype = _form(path, name, reference, readings, coin_mm, ruler)
     headers = {"Content-Type": ctype, "Accept": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
@@ -113,14 +115,15 @@ def send_one(url: str, path: Path, name: str, *, reference: str | None, readings
 
 def send(server: str, items: Sequence[tuple[str, Path]], *, reference: str | None, readings: Readings | None,
          grade: bool, api_key: str | None, advance: Callable[[int], None],
-         note: Callable[[str], None], force: bool = False, coin_mm: float | None = None) -> list[Report | FileError]:
+         note: Callable[[str], None], force: bool = False, coin_mm: float | None = None,
+         ruler: bool = False) -> list[Report | FileError]:
     """Every photo to the service, in order; the entries of all of them (a tray photo gives one per stone)."""
     url = identify_url(server, grade, force)
     out: list[Report | FileError] = []
     for name, path in items:
         try:
             entries, notices = send_one(url, path, name, reference=reference, readings=readings, api_key=api_key,
-                                        coin_mm=coin_mm)
+                                        coin_mm=coin_mm, ruler=ruler)
         except OSError as exc:  # the photo itself could not be read here
             entries, notices = [FileError.refusal(name, "unreadable", f"cannot read the file: {exc}")], []
         for text in notices:

@@ -68,7 +68,8 @@ CARD = CardLayout()
 
 class PlaneMap:
     """A scale reference's map from an image's pixels to millimetres on the plane the stones lie on (`to_card`,
-    a 3x3 homography): the card's (`ScaleReference`) or a coin's (`gemid.vision.coin.CoinReference`)."""
+    a 3x3 homography): the card's (`ScaleReference`), a coin's (`gemid.vision.coin.CoinReference`) or a
+    ruler's (`gemid.vision.ruler.RulerReference`)."""
 
     to_card: np.ndarray
 
@@ -249,6 +250,10 @@ def find_card(rgb: np.ndarray, layout: CardLayout = CARD, *, min_marker_px: floa
 
 
 CARD_SPLITTING = {"side": CARD_SEGMENT_SIDE, "min_share": 0.0}  # gemid.vision.stones.find_stones on the card
+# how a photo with a coin or a ruler beside the stones is segmented: as finely as the card's, every component kept
+# down to 0.005 % of the frame (a 3 mm stone 25 cm under a phone is ~15 px across in the working image); once the
+# reference gives the scale, the pieces narrower than a MIN_STONE_MM round are dropped as specks
+BESIDE_SEGMENTATION = {"side": CARD_SEGMENT_SIDE, "min_component": 0.0, "min_area": 0.00005}
 
 
 def card_segmentation(ref: ScaleReference, shape: tuple[int, ...]) -> dict[str, float | int]:

@@ -1,5 +1,6 @@
 """A stone's length and width in millimetres, from its outline on a scale reference: gemid's printed card
-(gemid.vision.scale) or a coin of entered diameter beside the stones (gemid.vision.coin).
+(gemid.vision.scale), a coin of entered diameter beside the stones (gemid.vision.coin) or a millimetre ruler
+(gemid.vision.ruler).
 
 Each stone is measured on the photo at its finest: a reduced working image (a 12 MP photo is analysed at a
 quarter of its side) would put a 5 mm stone at about 25 pixels, where one pixel of edge is 4 % of its size.
@@ -7,14 +8,16 @@ So when a reference is found, the photo is decoded again at full resolution (at 
 a 40 MP photo at half its side; gemid.vision.reference), the reference is found there, and each stone's
 neighbourhood is segmented again (`gemid.vision.segment` on a crop is at its native resolution, so its mask is
 not the working image's 384-pixel one). The outline's pixels are mapped onto the reference's plane (the card's
-homography, the coin's affine map) and the minimum-area rectangle around them gives length and width.
+homography, the coin's affine map, the ruler's homography) and the minimum-area rectangle around them gives
+length and width.
 
 The stated uncertainty is a 95 % interval (1.96 standard errors) that adds, in quadrature: the outline's edge
 (EDGE_SIGMA_PX on each side, in the photo's pixels), the reference's scale at the stone (`scale_sigma_at`: the
-card's corners and print; a coin's edge, minting, height and the perspective at the stone's distance from it)
-and the stone's girdle standing above the paper (PARALLAX: it is nearer the camera, so it reads larger, by its
-height over the camera's distance). `python -m bench.bench_size` (`--coin`) measures how often the interval
-holds the true size on composed photos of real stones.
+card's corners and print; a coin's edge, minting, height and the perspective at the stone's distance from it; a
+ruler's steps, print, height and the perspective across it) and the stone's girdle standing above the paper
+(PARALLAX: it is nearer the camera, so it reads larger, by its height over the camera's distance). `python -m
+bench.bench_size` (`--coin`, `--ruler`) measures how often the interval holds the true size on composed photos
+of real stones.
 """
 
 from __future__ import annotations

@@ -140,6 +140,19 @@ def test_stones_beside_a_coin_are_measured_through_the_api(client: TestClient):
                for e in reports)
 
 
+def test_stones_beside_a_ruler_are_measured_through_the_api(client: TestClient):
+    from card_support import RULER_TRAY, ruler_photo
+
+    photo, _, _ = ruler_photo(RULER_TRAY, seed=1)
+    r = client.post("/v1/identify", files=[upload("ruler.jpg", encode(photo, ".jpg"))],
+                    data={"ruler": "on", "reference": "RULER-1"}, params={"grade": "false"})
+    assert r.status_code == 200, r.text
+    reports = r.json()["reports"]
+    assert len(reports) == len(RULER_TRAY)
+    assert all(e["stone"]["size"]["status"] == "measured" and "millimetre ruler" in e["stone"]["size"]["method"]
+               for e in reports)
+
+
 def test_readings_sent_with_the_photo(client: TestClient):
     report = identify(client, "Ruby", ri="1.765", optic="DR")
     assert report["revision"] == 1

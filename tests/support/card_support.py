@@ -6,7 +6,18 @@ import cv2
 import numpy as np
 from bundle_fixture import STONE_COLOURS, draw_stone
 
-from gemid.datasets.card import COINS, camera, draw_card, draw_sheet, exposed, lay_coin, lay_stone, pinhole
+from gemid.datasets.card import (
+    COINS,
+    RULERS,
+    camera,
+    draw_card,
+    draw_sheet,
+    exposed,
+    lay_coin,
+    lay_ruler,
+    lay_stone,
+    pinhole,
+)
 from gemid.vision.scale import CARD
 from gemid.vision.segment import segment
 
@@ -99,3 +110,34 @@ def card_photo_with_coin(stones: list[tuple[str, float, tuple[float, float]]], c
     lay_coin(card, (origin[0] + 115.0 * PPM, origin[1] + 25.0 * PPM), coin_mm * PPM, seed=4)
     photo, _ = camera(card, rng, tilt=0.03, out_side=1600, blur=0.7, noise=0.008, jpeg=92)
     return photo, truths
+
+
+# stones beside a ruler on a sheet of paper: the ruler's middle and angle (degrees), three stones of 5-10 mm
+# 10-45 mm from its edge, the frame centred at FRAME_AT
+RULER_AT, RULER_ANGLE = (150.0, 85.0), 188.0  # its millimetre edge towards the stones
+RULER_TRAY = [("Ruby", 8.0, (120.0, 120.0)), ("Emerald", 5.0, (160.0, 115.0)), ("Sapphire Blue", 10.0, (190.0, 140.0))]
+
+
+def ruler_photo(stones: list[tuple[str, float, tuple[float, float]]], *, ruler: bool = True, metric: bool = True,
+                inches: bool = False, body: int = 0, seed: int = 0, tilt_deg: float = 3.0,
+                distance_mm: float = 150.0, side: int = 2400):
+    """A photo of drawn stones on paper beside a 150 mm ruler (RULERS[body]; `metric` False: an inch scale
+    alone; `ruler` False: none), taken as `coin_photo` takes its own: the RGB photo, the true (length, width) of
+    each stone in mm and each one's centre in the photo."""
+    rng = np.random.default_rng(seed)
+    sheet = draw_sheet(PPM, 300.0, 240.0)
+    if ruler:
+        lay_ruler(sheet, (RULER_AT[0] * PPM, RULER_AT[1] * PPM), RULER_ANGLE, PPM, body=RULERS[body],
+                  inches=inches, metric=metric)
+    truths = []
+    for i, (label, length, (cx, cy)) in enumerate(stones):
+        rgb, mask = stone_cutout(label, seed + i)
+        centre = (cx * PPM, cy * PPM)
+        lp, wp = lay_stone(sheet, rgb, mask, centre, length * PPM, angle_deg=25.0 * i)
+        truths.append((lp / PPM, wp / PPM, centre))
+    size = (side, side * 3 // 4)
+    hmat = pinhole(PPM, FRAME_AT, distance_mm=distance_mm, tilt_deg=tilt_deg, azimuth_deg=30.0 + 40.0 * seed,
+                   focal_px=side / (2.0 * np.tan(np.radians(35.0))), out_size=size)
+    photo = exposed(sheet, hmat, size, rng, desk=(246, 246, 242), blur=0.7, noise=0.008, jpeg=92)
+    centres = [tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)) for _, _, c in truths]
+    return photo, [(t[0], t[1]) for t in truths], centres

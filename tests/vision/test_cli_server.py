@@ -105,6 +105,21 @@ def test_readings_and_a_quick_screen_reach_the_service(capsys, service: str, pho
     assert stored == report
 
 
+def test_a_ruler_beside_the_stones_reaches_the_service(capsys, service: str, tmp_path: Path):
+    from card_support import RULER_TRAY, ruler_photo
+
+    photo, _, _ = ruler_photo(RULER_TRAY, seed=1)
+    path = tmp_path / "ruler.jpg"
+    path.write_bytes(encode(photo, ".jpg"))
+    rc = main(["identify", str(path), "--server", service, "--api-key", AUTH["key"], "--ruler", "--no-grade",
+               "--json"])
+    out, _ = capsys.readouterr()
+    assert rc == 0
+    reports = json.loads(out)
+    assert len(reports) == len(RULER_TRAY)
+    assert all(r["stone"]["size"]["status"] == "measured" and "ruler" in r["stone"]["size"]["method"] for r in reports)
+
+
 def test_a_service_that_cannot_be_reached_is_a_clear_error(capsys, photos: Path):
     rc = main(["identify", str(photos / "b_ruby.jpg"), "--server", f"http://127.0.0.1:{free_port()}/"])
     _, err = capsys.readouterr()

@@ -49,9 +49,10 @@ from gemid.serve.settings import Settings
 from gemid.serve.store import ReportStore, put_photo
 from gemid.serve.uploads import SpooledUpload, UploadParser, discard
 from gemid.vision.coin import COIN_MM, coin_diameter
+from gemid.vision.reference import TWO_SCALES
 
 READING_FIELDS = tuple(Readings.model_fields)
-FORM_FIELDS = ("images", "reference", "coin_mm", *READING_FIELDS)
+FORM_FIELDS = ("images", "reference", "coin_mm", "ruler", *READING_FIELDS)
 MAX_TEXT_FIELD = 64 * 1024  # a reference or a reading, never a photo
 
 router = APIRouter(prefix="/v1", tags=["reports"])
@@ -107,7 +108,7 @@ async def _read_form(request: Request, settings: Settings) -> tuple[FormData, li
 
 
 def _parse_fields(form: FormData, settings: Settings
-                  ) -> tuple[list[SpooledUpload], str | None, Readings | None, float | None]:
+                  ) -> tuple[list[SpooledUpload], str | None, Readings | None, float | None, bool]:
     unknown = sorted({k for k in form if k not in FORM_FIELDS})
     images = form.getlist("images")
     if not images:
@@ -122,7 +123,7 @@ def _parse_fields(form: FormData, settings: Settings
         raise ApiError(400, "too_many_files", f"too many photos in one request: at most {settings.max_files}")
 
     texts: dict[str, str] = {}
-    for key in ("reference", "coin_mm", *READING_FIELDS):
+    for key in ("reference", "coin_mm", "ruler", *READING_FIELDS):
         values = form.getlist(key)
         if len(values) > 1:
             raise ApiError(400, "repeated_field", f"the field '{key}' was sent {len(values)} times; send it once")
@@ -136,13 +137,16 @@ def _parse_fields(form: FormData, settings: Settings
     except GemidInputError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
     coin_mm = _coin_mm(texts.pop("coin_mm", ""))
+    ruler = _ruler(texts.pop("ruler", ""))
+    if coin_mm is not None and ruler:
+        raise ApiError(422, "invalid_scale", TWO_SCALES)
     given = {k: v for k, v in texts.items() if v != ""}
     try:  # form fields are text: parsed as text ("1.76", "true"), where a JSON body must send numbers
         readings = Readings.model_validate_strings(given) if given else None
     except ValidationError as exc:
         message = validation_message(exc, field=lambda loc: dotted(loc, empty="readings"))
         raise ApiError(422, "invalid_readings", f"invalid readings: {message}") from exc
-    return [f for f in images if isinstance(f, SpooledUpload)], reference, readings, coin_mm
+    return [f for f in images if isinstance(f, SpooledUpload)], reference, readings, coin_mm, ruler
 
 
 def _coin_mm(text: str) -> float | None:
@@ -153,6 +157,17 @@ def _coin_mm(text: str) -> float | None:
         return coin_diameter(text)
     except GemidInputError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
+
+
+def _ruler(text: str) -> bool:
+    """Whether a millimetre ruler lies beside the stones as their scale ("true", "1", "on" as a page's
+    checkbox sends it; blank, "false" or "0": none)."""
+    value = text.lower()
+    if value in ("", "false", "0", "off"):
+        return False
+    if value in ("true", "1", "on"):
+        return True
+    raise ApiError(422, "invalid_scale", f"ruler: true or false, not {text[:20]!r}")
 
 
 def _checked_upload(upload: SpooledUpload, max_bytes: int, images: ImageStore) -> Path:
@@ -210,6 +225,9 @@ IDENTIFY_BODY: dict[str, Any] = {
                             "description": "the diameter of a coin laid beside the stones: their scale, each stone "
                                            "measured in mm (the printed scale card, when in the photo, is used "
                                            "instead)"},
+                "ruler": {"type": "boolean",
+                          "description": "a millimetre ruler lies beside the stones: their scale, each stone "
+                                         "measured in mm from its ticks (not with coin_mm)"},
                 **{k: {**{kk: vv for kk, vv in v.items() if kk not in ("anyOf", "default", "title")},
                        **(v["anyOf"][0] if "anyOf" in v else {})}
                    for k, v in Readings.model_json_schema()["properties"].items()},
@@ -272,7 +290,7 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
     field, invalid readings, too busy) gets `{"error": {"code", "message"}}` instead."""
     form, spooled = await _read_form(request, settings)
     try:
-        uploads, reference, readings, coin_mm = _parse_fields(form, settings)
+        uploads, reference, readings, coin_mm, ruler = _parse_fields(form, settings)
         if readings is not None and not identifier.capabilities.get("reranking", False):
             raise ApiError(501, "reranking_unavailable",
                            "re-ranking with readings is not installed in this service; send the photo alone")
@@ -302,7 +320,7 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
                     continue
             # the worker reads the photo from its spooled file: the server never holds it whole
             outcome = await analysis.identify(photo, filename=name, reference=reference, readings=readings,
-                                              grade=grade, coin_mm=coin_mm)
+                                              grade=grade, coin_mm=coin_mm, ruler=ruler)
             maker = issued_by(principal)  # each stone's report names who made it, and the desk
             entries = [e.model_copy(update={"issued_by": maker}) if isinstance(e, Report) else e
                        for e in outcome.entries]

@@ -86,7 +86,7 @@ export async function api(path, { method = 'GET', json } = {}) {
 }
 
 /** One photo per request, so each file gets its own progress bar and its own answer. */
-export function uploadOne(file, reference, coin, onProgress) {
+export function uploadOne(file, reference, scale, onProgress) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', `${API}identify`);
@@ -107,7 +107,8 @@ export function uploadOne(file, reference, coin, onProgress) {
     const form = new FormData();
     form.append('images', file, file.name || 'photo');
     if (reference) form.append('reference', reference);
-    if (coin) form.append('coin_mm', coin);
+    if (scale && scale.coin) form.append('coin_mm', scale.coin);
+    if (scale && scale.ruler) form.append('ruler', 'true');
     xhr.send(form);
   });
 }

@@ -28,6 +28,7 @@ const BROWSER_SHOWS = /^image\/(jpeg|png|webp|gif|bmp|avif|svg\+xml)$/;
 const state = {
   reference: '',
   coin: '', // the diameter (mm) of a coin laid beside the stones as their scale; '' when none
+  ruler: false, // a millimetre ruler lies beside the stones as their scale
   queue: [], // {key, file, status, progress, message, report, reports, notice, preview, el, card}
   running: false,
   batch: 0, // photos in the latest batch sent: one photo of one stone opens its card at once
@@ -150,12 +151,12 @@ async function identifyQueued() {
   state.batch = todo.length;
   updateSubmit();
   const reference = state.reference.trim();
-  const coin = state.coin.trim();
+  const scale = { coin: state.coin.trim(), ruler: state.ruler };
   let next = 0;
   const worker = async () => {
     while (next < todo.length) {
       const item = todo[next++];
-      await identifyOne(item, reference, coin);
+      await identifyOne(item, reference, scale);
     }
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL_UPLOADS, todo.length) }, worker));
@@ -166,13 +167,13 @@ async function identifyQueued() {
   announce(bad ? t('identify.finished.bad', { done, bad }) : t('identify.finished', { done }));
 }
 
-async function identifyOne(item, reference, coin) {
+async function identifyOne(item, reference, scale) {
   item.status = 'uploading';
   item.progress = 0;
   item.message = '';
   updateItem(item);
   let lastPaint = 0;
-  const { status, body } = await uploadOne(item.file, reference, coin, (frac) => {
+  const { status, body } = await uploadOne(item.file, reference, scale, (frac) => {
     item.progress = frac;
     if (frac >= 1) item.status = 'analysing';
     const now = Date.now();
@@ -310,6 +311,10 @@ export function viewIdentify(root) {
     value: state.coin, 'aria-describedby': 'coin-hint',
     oninput: (e) => { state.coin = e.target.value; },
   });
+  const ruler = h('input', {
+    type: 'checkbox', id: 'ruler', name: 'ruler', checked: state.ruler, 'aria-describedby': 'ruler-hint',
+    onchange: (e) => { state.ruler = e.target.checked; },
+  });
   const form = h('form', { id: 'capture', class: 'panel', 'aria-labelledby': 'capture-title', novalidate: true },
     heading(2, t('identify.photos'), { id: 'capture-title', class: 'sr-only' }),
     h('div', { class: 'field' },
@@ -320,6 +325,9 @@ export function viewIdentify(root) {
       h('label', { for: 'coin-mm' }, t('identify.coin')),
       h('p', { class: 'hint', id: 'coin-hint' }, t('identify.coin.hint')),
       coin),
+    h('div', { class: 'field check' },
+      h('label', { for: 'ruler', class: 'check-label' }, ruler, ' ', t('identify.ruler')),
+      h('p', { class: 'hint', id: 'ruler-hint' }, t('identify.ruler.hint'))),
     drop,
     h('ul', { class: 'queue', id: 'queue', 'aria-label': t('identify.queue'), hidden: true }),
     h('div', { class: 'actions' },
