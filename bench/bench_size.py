@@ -241,20 +241,79 @@ def compose_coin(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[bytes
     return buf.tobytes(), truths, coin_mm
 
 
-def evaluate(ident, cutouts: list[Cutout], photos: int, seed: int, coin: bool = False) -> dict[str, float]:
-    """Run `photos` composed photos (on the card, or beside a coin); returns the figures the benchmark prints."""
+RULER_RAISED_MM = 2.0  # a ruler's face (its ticks) above the paper
+RULER_GAP_MM = 5.0  # the stones at least this far from the ruler, as the report's advice asks (ruler.NO_RULER)
+
+
+def compose_ruler(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[bytes, list[Truth]]:
+    """One photo of 3-6 stones on paper beside a 150 mm ruler (JPEG bytes) and their true sizes: white, wooden,
+    steel or clear, at any angle, half of them with an inch scale on the other edge; the camera as for the
+    coin (`compose_coin`), the ruler's face 2 mm above the paper."""
+    from gemid.datasets.card import RULERS, draw_sheet, exposed, lay_ruler, lay_stone, pinhole
+
+    sheet = draw_sheet(PPM, *SHEET_MM)
+    distance = float(rng.uniform(*COIN_DISTANCE_MM))
+    centre = np.array(SHEET_MM) / 2.0
+    angle = float(rng.uniform(0.0, 180.0))
+    at = centre + rng.uniform(-15.0, 15.0, 2)
+    along = np.array([np.cos(np.radians(angle)), -np.sin(np.radians(angle))])  # cv2's rotation turns clockwise
+    offset = np.array([-along[1], along[0]]) * float(rng.choice([-1.0, 1.0])) * 35.0
+    to_sheet = lay_ruler(sheet, tuple((at + offset) * PPM), angle, PPM * (1.0 + RULER_RAISED_MM / distance),
+                         body=RULERS[int(rng.integers(len(RULERS)))], inches=bool(rng.integers(2)))
+    del to_sheet
+    ruler_half = (75.0, 13.0)  # the ruler's half length and half width, mm
+    truths_sheet = []
+    placed: list[tuple[float, float, float]] = []
+    for _ in range(int(rng.integers(3, 7))):
+        j = int(rng.integers(len(cutouts)))
+        length = float(rng.uniform(*LENGTH_MM))
+        for _try in range(80):  # within 55 mm of the frame's centre, clear of the ruler and the others
+            cx, cy = centre + rng.uniform(-55.0, 55.0, 2)
+            rel = np.array([cx, cy]) - (at + offset)
+            clear = (abs(rel @ along) > ruler_half[0] + length / 2 + RULER_GAP_MM
+                     or abs(rel @ np.array([-along[1], along[0]])) > ruler_half[1] + length / 2 + RULER_GAP_MM)
+            if clear and all(np.hypot(cx - px, cy - py) > (length + pl) / 2 + 3.0 for px, py, pl in placed):
+                break
+        else:
+            continue
+        placed.append((cx, cy, length))
+        near = 1.0 + GIRDLE * length / distance
+        c = cutouts[j]
+        lp, wp = lay_stone(sheet, c.rgb, c.mask, (cx * PPM, cy * PPM), length * PPM * near,
+                           angle_deg=float(rng.uniform(0, 180)))
+        truths_sheet.append((lp / PPM / near, wp / PPM / near, (cx * PPM, cy * PPM), j))
+    side = int(rng.integers(2400, 4001))
+    size = (side, side * 3 // 4)
+    hmat = pinhole(PPM, tuple(centre), distance_mm=distance, tilt_deg=float(rng.uniform(*COIN_TILT_DEG)),
+                   azimuth_deg=float(rng.uniform(0, 360)), focal_px=side / (2.0 * np.tan(np.radians(FIELD_DEG / 2))),
+                   out_size=size)
+    photo = exposed(sheet, hmat, size, rng, desk=(246, 246, 242), lamp=LAMPS[int(rng.integers(len(LAMPS)))],
+                    blur=float(rng.uniform(0, 1.2)), noise=float(rng.uniform(0, 0.015)), jpeg=int(rng.integers(80, 96)))
+    truths = [Truth(length, width, tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)), j)
+              for length, width, c, j in truths_sheet]
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return buf.tobytes(), truths
+
+
+def evaluate(ident, cutouts: list[Cutout], photos: int, seed: int, coin: bool = False,
+             ruler: bool = False) -> dict[str, float]:
+    """Run `photos` composed photos (on the card, or beside a coin or a ruler); returns the figures the benchmark
+    prints."""
     rng = np.random.default_rng(seed)
     alone: dict[int, str | None] = {}  # each cutout's top-1 in its own photo, asked once
-    n = found = measured = covered = same = shaped = shape_right = 0
+    n = found = measured = covered = same = shaped = shape_right = extra = 0
     err_l, err_w, rel, signed = [], [], [], []
     seconds = 0.0
     for _ in range(photos):
         if coin:
             data, truths, coin_mm = compose_coin(cutouts, rng)
+        elif ruler:
+            (data, truths), coin_mm = compose_ruler(cutouts, rng), None
         else:
             (data, truths), coin_mm = compose(cutouts, rng), None
         t0 = time.perf_counter()
-        reports = ident.identify_stones(data, grade=False, coin_mm=coin_mm)
+        reports = ident.identify_stones(data, grade=False, coin_mm=coin_mm, ruler=ruler)
         seconds += time.perf_counter() - t0
         used: set[int] = set()
         for t in truths:
@@ -290,8 +349,10 @@ def evaluate(ident, cutouts: list[Cutout], photos: int, seed: int, coin: bool = 
             rel += [abs(el) / t.length, abs(ew) / t.width]
             signed += [el, ew]
             covered += int(abs(el) <= size.uncertainty_mm and abs(ew) <= size.uncertainty_mm)
+        # reported stones that are none of the stones laid: a piece of the coin or the ruler, a shadow
+        extra += sum(1 for i, r in enumerate(reports) if i not in used and r.stone is not None and r.quality.stone)
     both = np.array(err_l + err_w) if err_l else np.zeros(1)
-    return {"stones": n, "found": 100.0 * found / max(1, n), "measured": 100.0 * measured / max(1, n),
+    return {"stones": n, "extra": extra, "found": 100.0 * found / max(1, n), "measured": 100.0 * measured / max(1, n),
             "same_top1": 100.0 * same / max(1, n), "shaped": shaped,
             "shape_top1": 100.0 * shape_right / max(1, shaped),
             "median_mm": float(np.median(both)), "p95_mm": float(np.percentile(both, 95)),
@@ -311,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, default=None)
     ap.add_argument("--coin", action="store_true",
                     help="stones on paper beside a coin (its diameter entered), photographed in true perspective")
+    ap.add_argument("--ruler", action="store_true",
+                    help="stones on paper beside a millimetre ruler, photographed in true perspective")
     ap.add_argument("--keep-fragments", action="store_true",
                     help="keep the photos whose mask is facet pieces or specks (left out by default)")
     args = ap.parse_args(argv)
@@ -324,12 +387,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no stones: {GEMS} is missing (use --drawn)")
         return 2
     ident = Identifier(args.bundle or DEFAULT_BUNDLE_DIR)
-    f = evaluate(ident, cutouts, args.photos, args.seed, coin=args.coin)
+    f = evaluate(ident, cutouts, args.photos, args.seed, coin=args.coin, ruler=args.ruler)
     src = "drawn stones" if args.drawn else f"{len(cutouts)} real gems68 stones ({args.split})"
-    where = "beside a coin" if args.coin else "on the scale card"
+    where = "beside a coin" if args.coin else "beside a ruler" if args.ruler else "on the scale card"
     print(f"size {where}: {args.photos} composed photos of {src}, seed {args.seed}")
     print(f"CPU: {cpu_description()}")
-    print(f"stones {f['stones']}: found {f['found']:.1f} %, measured {f['measured']:.1f} %")
+    print(f"stones {f['stones']}: found {f['found']:.1f} %, measured {f['measured']:.1f} %; "
+          f"{f['extra']} reported that are not stones")
     print(f"|error| length and width: median {f['median_mm']:.2f} mm ({f['median_pct']:.1f} %), "
           f"95th pct {f['p95_mm']:.2f} mm ({f['p95_pct']:.1f} %); mean signed error {f['bias_mm']:+.3f} mm")
     lo, hi = wilson(f["coverage"] / 100.0, f["measured_n"])

@@ -107,19 +107,24 @@ def test_a_scale_reading_replaces_the_estimate(identifier):
     assert revised.stone.weight.low is None
 
 
-def test_the_size_bench_prints_figures_that_parse(tmp_path, capsys):
+@pytest.mark.parametrize("where", [[], ["--ruler"]], ids=["card", "ruler"])
+def test_the_size_bench_prints_figures_that_parse(tmp_path, capsys, where):
     bundle = build_bundle(tmp_path / "bundle", int8=False)
-    assert bench_size.main(["--drawn", "--photos", "2", "--bundle", str(bundle)]) == 0
+    assert bench_size.main(["--drawn", "--photos", "2", "--bundle", str(bundle), *where]) == 0
     out = capsys.readouterr().out
     import re
 
-    stones = re.search(r"^stones (\d+): found ([\d.]+) %, measured ([\d.]+) %$", out, re.M)
+    stones = re.search(r"^stones (\d+): found ([\d.]+) %, measured ([\d.]+) %; (\d+) reported that are not "
+                       r"stones$", out, re.M)
     err = re.search(r"median ([\d.]+) mm \(([\d.]+) %\), 95th pct ([\d.]+) mm", out, re.M)
     cover = re.search(r"holds both sides: ([\d.]+) % of measured", out, re.M)
     same = re.search(r"^same top-1 as the stone's own photo alone: ([\d.]+) % of stones$", out, re.M)
     assert stones and err and cover and same and "CPU: " in out
     assert 50.0 <= float(same[1]) <= float(stones[2])  # most drawn stones keep the tiny model's answer on the card
-    assert int(stones[1]) >= 10 and float(stones[2]) == 100.0 and float(stones[3]) == 100.0
+    # beside a ruler the camera is up to 250 mm away, where a 3 mm stone is ~5 px across in the working image
+    # and below the finer segmentation's least area: lost, as beside a coin (seed 0 draws two such)
+    least = 80.0 if where else 100.0
+    assert int(stones[1]) >= 6 and float(stones[2]) >= least and stones[3] == stones[2] and stones[4] == "0"
     assert float(err[1]) < 0.2 and float(err[1]) <= float(err[3])
     assert float(cover[1]) >= 80.0
 
