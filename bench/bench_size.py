@@ -42,6 +42,7 @@ import csv
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,7 +202,7 @@ def compose_coin(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[bytes
     a pinhole camera 120-250 mm above, tilted 0-12° (a true perspective, which one coin's ellipse cannot
     undo); the coin's face 1.5 mm and each girdle 0.22 of the stone's length above the paper, drawn that much
     nearer the camera (larger)."""
-    from gemid.datasets.card import COINS, draw_sheet, exposed, lay_coin, lay_stone, pinhole
+    from gemid.datasets.card import COINS, draw_sheet, lay_coin
 
     sheet = draw_sheet(PPM, *SHEET_MM)
     distance = float(rng.uniform(*COIN_DISTANCE_MM))
@@ -210,14 +211,27 @@ def compose_coin(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[bytes
     coin_at = centre + rng.uniform(-25.0, 25.0, 2)
     lay_coin(sheet, tuple(coin_at * PPM), coin_mm * PPM * (1.0 + COIN_RAISED_MM / distance),
              metal=COINS[int(rng.integers(len(COINS)))], seed=int(rng.integers(1 << 30)))
-    placed = [(coin_at[0], coin_at[1], coin_mm)]
-    truths_sheet = []
+    laid = _lay_stones(sheet, cutouts, rng, centre, distance, [(coin_at[0], coin_at[1], coin_mm)])
+    return (*_phone_photo(sheet, centre, distance, laid, rng), coin_mm)
+
+
+def _lay_stones(sheet: np.ndarray, cutouts: list[Cutout], rng: np.random.Generator, centre: np.ndarray,
+                distance: float, placed: list[tuple[float, float, float]],
+                clear: Callable[[float, float, float], bool] = lambda cx, cy, length: True,
+                tries: int = 60) -> list[tuple[float, float, tuple[float, float], int]]:
+    """Lays 3-6 cut-outs on the sheet within 55 mm of `centre`, 3 mm clear of each other and of what is
+    `placed` ((x, y, diameter) in mm), where `clear` allows; each drawn larger by its girdle's height over the
+    camera's distance. Returns (true length mm, true width mm, centre on the sheet px, cut-out index) each."""
+    from gemid.datasets.card import lay_stone
+
+    laid = []
     for _ in range(int(rng.integers(3, 7))):
         j = int(rng.integers(len(cutouts)))
         length = float(rng.uniform(*LENGTH_MM))
-        for _try in range(60):  # within 55 mm of the frame's centre, clear of the coin and the others
+        for _try in range(tries):
             cx, cy = centre + rng.uniform(-55.0, 55.0, 2)
-            if all(np.hypot(cx - px, cy - py) > (length + pl) / 2 + 3.0 for px, py, pl in placed):
+            if clear(cx, cy, length) and all(np.hypot(cx - px, cy - py) > (length + pl) / 2 + 3.0
+                                             for px, py, pl in placed):
                 break
         else:
             continue
@@ -226,7 +240,17 @@ def compose_coin(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[bytes
         c = cutouts[j]
         lp, wp = lay_stone(sheet, c.rgb, c.mask, (cx * PPM, cy * PPM), length * PPM * near,
                            angle_deg=float(rng.uniform(0, 180)))
-        truths_sheet.append((lp / PPM / near, wp / PPM / near, (cx * PPM, cy * PPM), j))
+        laid.append((lp / PPM / near, wp / PPM / near, (cx * PPM, cy * PPM), j))
+    return laid
+
+
+def _phone_photo(sheet: np.ndarray, centre: np.ndarray, distance: float,
+                 laid: list[tuple[float, float, tuple[float, float], int]],
+                 rng: np.random.Generator) -> tuple[bytes, list[Truth]]:
+    """The sheet seen by a phone `distance` mm above `centre`, tilted 0-12° (a true perspective), 2400-4000 px
+    wide, under a lamp, with defocus, noise and JPEG: the JPEG bytes and each laid stone's truth in the photo."""
+    from gemid.datasets.card import exposed, pinhole
+
     side = int(rng.integers(2400, 4001))
     size = (side, side * 3 // 4)
     hmat = pinhole(PPM, tuple(centre), distance_mm=distance, tilt_deg=float(rng.uniform(*COIN_TILT_DEG)),
@@ -235,10 +259,10 @@ def compose_coin(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[bytes
     photo = exposed(sheet, hmat, size, rng, desk=(246, 246, 242), lamp=LAMPS[int(rng.integers(len(LAMPS)))],
                     blur=float(rng.uniform(0, 1.2)), noise=float(rng.uniform(0, 0.015)), jpeg=int(rng.integers(80, 96)))
     truths = [Truth(length, width, tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)), j)
-              for length, width, c, j in truths_sheet]
+              for length, width, c, j in laid]
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
     assert ok
-    return buf.tobytes(), truths, coin_mm
+    return buf.tobytes(), truths
 
 
 RULER_RAISED_MM = 2.0  # a ruler's face (its ticks) above the paper
@@ -249,7 +273,7 @@ def compose_ruler(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[byte
     """One photo of 3-6 stones on paper beside a 150 mm ruler (JPEG bytes) and their true sizes: white, wooden,
     steel or clear, at any angle, half of them with an inch scale on the other edge; the camera as for the
     coin (`compose_coin`), the ruler's face 2 mm above the paper."""
-    from gemid.datasets.card import RULERS, draw_sheet, exposed, lay_ruler, lay_stone, pinhole
+    from gemid.datasets.card import RULERS, draw_sheet, lay_ruler
 
     sheet = draw_sheet(PPM, *SHEET_MM)
     distance = float(rng.uniform(*COIN_DISTANCE_MM))
@@ -258,42 +282,18 @@ def compose_ruler(cutouts: list[Cutout], rng: np.random.Generator) -> tuple[byte
     at = centre + rng.uniform(-15.0, 15.0, 2)
     along = np.array([np.cos(np.radians(angle)), -np.sin(np.radians(angle))])  # cv2's rotation turns clockwise
     offset = np.array([-along[1], along[0]]) * float(rng.choice([-1.0, 1.0])) * 35.0
-    to_sheet = lay_ruler(sheet, tuple((at + offset) * PPM), angle, PPM * (1.0 + RULER_RAISED_MM / distance),
-                         body=RULERS[int(rng.integers(len(RULERS)))], inches=bool(rng.integers(2)))
-    del to_sheet
+    lay_ruler(sheet, tuple((at + offset) * PPM), angle, PPM * (1.0 + RULER_RAISED_MM / distance),
+              body=RULERS[int(rng.integers(len(RULERS)))], inches=bool(rng.integers(2)))
     ruler_half = (75.0, 13.0)  # the ruler's half length and half width, mm
-    truths_sheet = []
-    placed: list[tuple[float, float, float]] = []
-    for _ in range(int(rng.integers(3, 7))):
-        j = int(rng.integers(len(cutouts)))
-        length = float(rng.uniform(*LENGTH_MM))
-        for _try in range(80):  # within 55 mm of the frame's centre, clear of the ruler and the others
-            cx, cy = centre + rng.uniform(-55.0, 55.0, 2)
-            rel = np.array([cx, cy]) - (at + offset)
-            clear = (abs(rel @ along) > ruler_half[0] + length / 2 + RULER_GAP_MM
-                     or abs(rel @ np.array([-along[1], along[0]])) > ruler_half[1] + length / 2 + RULER_GAP_MM)
-            if clear and all(np.hypot(cx - px, cy - py) > (length + pl) / 2 + 3.0 for px, py, pl in placed):
-                break
-        else:
-            continue
-        placed.append((cx, cy, length))
-        near = 1.0 + GIRDLE * length / distance
-        c = cutouts[j]
-        lp, wp = lay_stone(sheet, c.rgb, c.mask, (cx * PPM, cy * PPM), length * PPM * near,
-                           angle_deg=float(rng.uniform(0, 180)))
-        truths_sheet.append((lp / PPM / near, wp / PPM / near, (cx * PPM, cy * PPM), j))
-    side = int(rng.integers(2400, 4001))
-    size = (side, side * 3 // 4)
-    hmat = pinhole(PPM, tuple(centre), distance_mm=distance, tilt_deg=float(rng.uniform(*COIN_TILT_DEG)),
-                   azimuth_deg=float(rng.uniform(0, 360)), focal_px=side / (2.0 * np.tan(np.radians(FIELD_DEG / 2))),
-                   out_size=size)
-    photo = exposed(sheet, hmat, size, rng, desk=(246, 246, 242), lamp=LAMPS[int(rng.integers(len(LAMPS)))],
-                    blur=float(rng.uniform(0, 1.2)), noise=float(rng.uniform(0, 0.015)), jpeg=int(rng.integers(80, 96)))
-    truths = [Truth(length, width, tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)), j)
-              for length, width, c, j in truths_sheet]
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    assert ok
-    return buf.tobytes(), truths
+    across = np.array([-along[1], along[0]])
+
+    def clear(cx: float, cy: float, length: float) -> bool:  # RULER_GAP_MM clear of the ruler's rectangle
+        rel = np.array([cx, cy]) - (at + offset)
+        return bool(abs(rel @ along) > ruler_half[0] + length / 2 + RULER_GAP_MM
+                    or abs(rel @ across) > ruler_half[1] + length / 2 + RULER_GAP_MM)
+
+    laid = _lay_stones(sheet, cutouts, rng, centre, distance, [], clear, tries=80)
+    return _phone_photo(sheet, centre, distance, laid, rng)
 
 
 def evaluate(ident, cutouts: list[Cutout], photos: int, seed: int, coin: bool = False,

@@ -127,30 +127,19 @@ def test_readings_add_a_revision_and_keep_the_original(client: TestClient, setti
     assert stored(settings) == (1, 5, 1)
 
 
-def test_stones_beside_a_coin_are_measured_through_the_api(client: TestClient):
-    from card_support import COIN_TRAY, coin_photo
+@pytest.mark.parametrize(("scale", "method"), [({"coin_mm": "20"}, "coin of 20 mm"), ({"ruler": "on"}, "millimetre ruler")],
+                         ids=["coin", "ruler"])
+def test_stones_beside_a_coin_or_a_ruler_are_measured_through_the_api(client: TestClient, scale, method):
+    from card_support import COIN_TRAY, RULER_TRAY, coin_photo, ruler_photo
 
-    photo, _, _ = coin_photo(COIN_TRAY, seed=1)
-    r = client.post("/v1/identify", files=[upload("coin.jpg", encode(photo, ".jpg"))],
-                    data={"coin_mm": "20", "reference": "COIN-1"}, params={"grade": "false"})
+    tray, photo = (COIN_TRAY, coin_photo(COIN_TRAY, seed=1)[0]) if "coin_mm" in scale else \
+        (RULER_TRAY, ruler_photo(RULER_TRAY, seed=1)[0])
+    r = client.post("/v1/identify", files=[upload("tray.jpg", encode(photo, ".jpg"))],
+                    data={**scale, "reference": "SCALE-1"}, params={"grade": "false"})
     assert r.status_code == 200, r.text
     reports = r.json()["reports"]
-    assert len(reports) == len(COIN_TRAY)
-    assert all(e["stone"]["size"]["status"] == "measured" and "coin of 20 mm" in e["stone"]["size"]["method"]
-               for e in reports)
-
-
-def test_stones_beside_a_ruler_are_measured_through_the_api(client: TestClient):
-    from card_support import RULER_TRAY, ruler_photo
-
-    photo, _, _ = ruler_photo(RULER_TRAY, seed=1)
-    r = client.post("/v1/identify", files=[upload("ruler.jpg", encode(photo, ".jpg"))],
-                    data={"ruler": "on", "reference": "RULER-1"}, params={"grade": "false"})
-    assert r.status_code == 200, r.text
-    reports = r.json()["reports"]
-    assert len(reports) == len(RULER_TRAY)
-    assert all(e["stone"]["size"]["status"] == "measured" and "millimetre ruler" in e["stone"]["size"]["method"]
-               for e in reports)
+    assert len(reports) == len(tray)
+    assert all(e["stone"]["size"]["status"] == "measured" and method in e["stone"]["size"]["method"] for e in reports)
 
 
 def test_readings_sent_with_the_photo(client: TestClient):

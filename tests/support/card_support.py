@@ -78,6 +78,14 @@ def coin_photo(stones: list[tuple[str, float, tuple[float, float]]], *, coin_mm:
         lay_coin(sheet, (coin_at[0] * PPM, coin_at[1] * PPM), coin_mm * PPM, seed=seed)
     for k, (x, y, mm) in enumerate(more_coins):  # (x mm, y mm, diameter mm) each: another coin on the sheet
         lay_coin(sheet, (x * PPM, y * PPM), mm * PPM, metal=COINS[(k + 1) % len(COINS)], seed=seed + 1 + k)
+    return _phone_photo(sheet, stones, rng, seed=seed, tilt_deg=tilt_deg, distance_mm=distance_mm, side=side)
+
+
+def _phone_photo(sheet: np.ndarray, stones: list[tuple[str, float, tuple[float, float]]], rng: np.random.Generator,
+                 *, seed: int, tilt_deg: float, distance_mm: float, side: int):
+    """Lays the drawn stones on the sheet and photographs it with a phone-like pinhole camera (70° across the
+    long side) `distance_mm` above FRAME_AT, tilted `tilt_deg`, paper all round: the RGB photo, each stone's
+    true (length, width) in mm and its centre in the photo."""
     truths = []
     for i, (label, length, (cx, cy)) in enumerate(stones):
         rgb, mask = stone_cutout(label, seed + i)
@@ -87,9 +95,19 @@ def coin_photo(stones: list[tuple[str, float, tuple[float, float]]], *, coin_mm:
     size = (side, side * 3 // 4)
     hmat = pinhole(PPM, FRAME_AT, distance_mm=distance_mm, tilt_deg=tilt_deg, azimuth_deg=30.0 + 40.0 * seed,
                    focal_px=side / (2.0 * np.tan(np.radians(35.0))), out_size=size)
-    photo = exposed(sheet, hmat, size, rng, desk=(246, 246, 242), blur=0.7, noise=0.008, jpeg=92)  # paper all round
+    photo = exposed(sheet, hmat, size, rng, desk=(246, 246, 242), blur=0.7, noise=0.008, jpeg=92)
     centres = [tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)) for _, _, c in truths]
     return photo, [(t[0], t[1]) for t in truths], centres
+
+
+def matched(reports, truths, centres):
+    """(report, true length, true width) for each stone placed, by the report whose box holds its centre."""
+    out = []
+    for (length, width), (cx, cy) in zip(truths, centres, strict=True):
+        (r,) = [r for r in reports if r.stone.bbox[0] <= cx <= r.stone.bbox[0] + r.stone.bbox[2]
+                and r.stone.bbox[1] <= cy <= r.stone.bbox[1] + r.stone.bbox[3]]
+        out.append((r, length, width))
+    return out
 
 
 def draw_sheet_with_two_coins() -> np.ndarray:
@@ -129,15 +147,4 @@ def ruler_photo(stones: list[tuple[str, float, tuple[float, float]]], *, ruler: 
     if ruler:
         lay_ruler(sheet, (RULER_AT[0] * PPM, RULER_AT[1] * PPM), RULER_ANGLE, PPM, body=RULERS[body],
                   inches=inches, metric=metric)
-    truths = []
-    for i, (label, length, (cx, cy)) in enumerate(stones):
-        rgb, mask = stone_cutout(label, seed + i)
-        centre = (cx * PPM, cy * PPM)
-        lp, wp = lay_stone(sheet, rgb, mask, centre, length * PPM, angle_deg=25.0 * i)
-        truths.append((lp / PPM, wp / PPM, centre))
-    size = (side, side * 3 // 4)
-    hmat = pinhole(PPM, FRAME_AT, distance_mm=distance_mm, tilt_deg=tilt_deg, azimuth_deg=30.0 + 40.0 * seed,
-                   focal_px=side / (2.0 * np.tan(np.radians(35.0))), out_size=size)
-    photo = exposed(sheet, hmat, size, rng, desk=(246, 246, 242), blur=0.7, noise=0.008, jpeg=92)
-    centres = [tuple(cv2.perspectiveTransform(np.array([[c]], np.float64), hmat).reshape(2)) for _, _, c in truths]
-    return photo, [(t[0], t[1]) for t in truths], centres
+    return _phone_photo(sheet, stones, rng, seed=seed, tilt_deg=tilt_deg, distance_mm=distance_mm, side=side)

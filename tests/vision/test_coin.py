@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 from bundle_fixture import build_bundle, encode
-from card_support import COIN_TRAY, coin_photo
+from card_support import COIN_TRAY, coin_photo, matched
 
 from gemid.cli import main
 from gemid.vision import coin
@@ -21,23 +21,13 @@ def identifier(tmp_path_factory) -> Identifier:
     return Identifier(build_bundle(tmp_path_factory.mktemp("bundle")))
 
 
-def measured(reports, truths, centres):
-    """(report, true length, true width) for each stone placed, by the report whose box holds its centre."""
-    out = []
-    for (length, width), (cx, cy) in zip(truths, centres, strict=True):
-        (r,) = [r for r in reports if r.stone.bbox[0] <= cx <= r.stone.bbox[0] + r.stone.bbox[2]
-                and r.stone.bbox[1] <= cy <= r.stone.bbox[1] + r.stone.bbox[3]]
-        out.append((r, length, width))
-    return out
-
-
 @pytest.mark.parametrize("tilt_deg", [0.0, 8.0])
 def test_stones_beside_a_coin_are_measured_within_their_interval_and_the_coin_is_no_stone(identifier, tilt_deg):
     photo, truths, centres = coin_photo(COIN_TRAY, tilt_deg=tilt_deg, seed=1)
     reports = identifier.identify_stones(encode(photo, ".jpg"), grade=False, coin_mm=20.0)
     assert len(reports) == len(COIN_TRAY) and all(r.stone.count == len(COIN_TRAY) for r in reports)
     widths = []
-    for r, length, width in measured(reports, truths, centres):
+    for r, length, width in matched(reports, truths, centres):
         size = r.stone.size
         assert size.status == "measured" and "coin of 20 mm" in size.method, size
         assert abs(size.length_mm - length) <= size.uncertainty_mm and abs(size.width_mm - width) <= size.uncertainty_mm

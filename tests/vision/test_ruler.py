@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from bundle_fixture import build_bundle, encode
-from card_support import PPM, RULER_TRAY, ruler_photo
+from card_support import PPM, RULER_TRAY, matched, ruler_photo
 
 from gemid.cli import main
 from gemid.datasets.card import draw_sheet, exposed, lay_ruler, pinhole
@@ -24,16 +24,6 @@ def identifier(tmp_path_factory) -> Identifier:
     return Identifier(build_bundle(tmp_path_factory.mktemp("bundle")))
 
 
-def measured(reports, truths, centres):
-    """(report, true length, true width) for each stone placed, by the report whose box holds its centre."""
-    out = []
-    for (length, width), (cx, cy) in zip(truths, centres, strict=True):
-        (r,) = [r for r in reports if r.stone.bbox[0] <= cx <= r.stone.bbox[0] + r.stone.bbox[2]
-                and r.stone.bbox[1] <= cy <= r.stone.bbox[1] + r.stone.bbox[3]]
-        out.append((r, length, width))
-    return out
-
-
 @pytest.mark.parametrize(("body", "inches", "tilt_deg"), [(0, False, 0.0), (1, True, 8.0), (2, True, 3.0)])
 def test_stones_beside_a_ruler_are_measured_within_their_interval_and_the_ruler_is_no_stone(
         identifier, body, inches, tilt_deg):
@@ -41,7 +31,7 @@ def test_stones_beside_a_ruler_are_measured_within_their_interval_and_the_ruler_
     reports = identifier.identify_stones(encode(photo, ".jpg"), grade=False, ruler=True)
     # the ruler's ticks, numbers, inch scale and body are not stones
     assert len(reports) == len(RULER_TRAY) and all(r.stone.count == len(RULER_TRAY) for r in reports)
-    for r, length, width in measured(reports, truths, centres):
+    for r, length, width in matched(reports, truths, centres):
         size = r.stone.size
         assert size.status == "measured" and "millimetre ruler" in size.method, size
         assert abs(size.length_mm - length) <= size.uncertainty_mm and abs(size.width_mm - width) <= size.uncertainty_mm
