@@ -72,12 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="store a photo again even when the service already holds it under --reference "
                               "(without it, the stored reports are shown and nothing new is stored)")
     p.add_argument("--reference", metavar="REF", help="parcel or lot number recorded in every report")
-    p.add_argument("--coin-mm", metavar="MM", type=_coin_mm, default=None,
-                   help="a coin of this diameter lies beside the stones, as their scale: each stone is measured in "
-                        "mm (gemid's printed scale card, when it is in the photo, is used instead and is more exact)")
-    p.add_argument("--ruler", action="store_true",
-                   help="a millimetre ruler lies beside the stones, as their scale: each stone is measured in mm "
-                        "(not with --coin-mm; the printed scale card, when in the photo, is used instead)")
+    scale = p.add_mutually_exclusive_group()  # a coin or a ruler beside the stones, not both
+    scale.add_argument("--coin-mm", metavar="MM", type=_coin_mm, default=None,
+                       help="a coin of this diameter lies beside the stones, as their scale: each stone is measured "
+                            "in mm (gemid's printed scale card, when it is in the photo, is used instead, more exact)")
+    scale.add_argument("--ruler", action="store_true", help="a millimetre ruler lies beside the stones, as their "
+                       "scale: each stone is measured in mm (the scale card, when in the photo, is used instead)")
     p.add_argument("--no-grade", dest="grade", action="store_false",
                    help="skip colour and clarity grading: a quick species screen (several times faster)")
     add_reading_flags(p.add_argument_group("readings", "confirmatory test readings: re-rank the photo's candidates"))
@@ -196,9 +196,6 @@ def _run_identify(args: argparse.Namespace) -> int:
         return _usage_error(f"invalid reading: {problems}")
     if args.reference is not None and len(args.reference) > MAX_REFERENCE:
         return _usage_error(f"--reference is longer than {MAX_REFERENCE} characters")
-    if args.coin_mm is not None and args.ruler:
-        return _usage_error("--coin-mm and --ruler: give the coin's diameter or say a ruler lies beside the stones, "
-                            "not both")
 
     files = expand_paths(args.paths)
     pending = [(shown, path) for shown, path, err in files if err is None]
@@ -226,8 +223,7 @@ def _run_identify(args: argparse.Namespace) -> int:
         print(f"gemid identify: cannot load the model: {exc}", file=sys.stderr)
         return 2
 
-    request = parcel.Request(reference=args.reference, readings=readings, grade=args.grade, coin_mm=args.coin_mm,
-                             ruler=args.ruler)
+    request = parcel.Request(args.reference, readings, args.grade, coin_mm=args.coin_mm, ruler=args.ruler)
 
     def run(advance: Callable[[int], None]) -> list[list[Report | FileError]]:
         nonlocal identifier

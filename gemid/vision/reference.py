@@ -27,7 +27,7 @@ from gemid.vision.coin import (
     stones_beside,
 )
 from gemid.vision.decode import DecodedImage, finer
-from gemid.vision.ruler import RULER_METHOD, find_ruler
+from gemid.vision.ruler import RULER_METHOD, search_ruler, split_off
 from gemid.vision.scale import (
     BESIDE_SEGMENTATION,
     CARD_SPLITTING,
@@ -118,15 +118,21 @@ def _beside_ruler(image: DecodedImage, max_bytes: int, max_pixels: int) -> Locat
     """The stones beside a millimetre ruler, found on the photo at full resolution (its ticks are a millimetre
     apart: a quarter-size working image does not resolve them). Without one, the stones as finely segmented,
     less the pieces much smaller than the largest (`find_stones`' own rule: without a scale, a stray tick or
-    speck cannot be told from a 2 mm stone), each saying why it is not measured."""
+    speck cannot be told from a 2 mm stone) and those on a row of ticks that is no millimetre scale (an inch
+    ruler), each saying why it is not measured."""
     full = _full(image, max_bytes, max_pixels)
     k, rgb = (1.0, image.rgb) if full is None else (full.scale / image.scale, full.rgb)
-    ruler = find_ruler(rgb)
+    found = search_ruler(rgb)
     seg = segment(image.rgb, **BESIDE_SEGMENTATION)
-    if isinstance(ruler, str):
+    ruler = found.ref
+    if ruler is None:
         stones = find_stones(image.rgb, seg, side=CARD_SPLITTING["side"])
-        why = StoneSize(status="cannot_measure", reason=ruler, method=RULER_METHOD)
-        return Located(image, stones, stones, None, [why] * len(stones), "ruler")
+        pieces: list[Segmentation] = []
+        if found.band_px is not None:  # a row of ticks that is no millimetre scale: still not stones
+            stones, pieces = split_off(stones, found.band_px, k)
+        stones = stones or [_nothing(seg)]
+        why = StoneSize(status="cannot_measure", reason=found.reason, method=RULER_METHOD)
+        return Located(image, stones, stones + pieces, None, [why] * len(stones), "ruler")
     stones, pieces = ruler.stones(find_stones(image.rgb, seg, **CARD_SPLITTING), k)
     stones = stones or [_nothing(seg)]
     view = ReferenceView(rgb=rgb, ref=ruler, k=k)

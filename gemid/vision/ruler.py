@@ -7,24 +7,28 @@ cloth, a tray's grid or a barcode, and a size taken from one of them unasked wou
 Asked for, the ruler is found by its millimetre pattern and nothing else:
 
 - its ticks are thin dark lines (a black-hat filter keeps what is darker than its surroundings and narrower
-  than TICK_KERNEL_PX, opened by a short line along the ticks so that the ruler's edge, which joins them, is
+  than `ruler_marks.TICK_KERNEL_PX`, opened by a short line along the ticks so that the ruler's edge, which joins them, is
   cut), elongated, within FAN_DEG of one direction (in perspective they fan out), and starting from one
   straight edge (their ends on one line within BASE_TOL_PX);
 - their positions along that edge fit equal steps seen in perspective (`_Steps`: u = (a + b k) / (1 + c k) over
   the tick numbers k, a tick hidden under a stone simply skipped), at least MIN_TICKS of them over MIN_SPAN_MM
-  steps, most of the ticks between the first and the last found (MIN_DENSITY);
-- every tenth tick is longer than the others (CM_LONGER) and the ticks between are alike (PLAIN_ALIKE): the
-  centimetre marks that make a step one millimetre. An inch scale's sixteenths fail this (its eighths and
-  quarters stand out), so do stripes and grids, which have no long marks; a ruler in tenths of an inch would
-  pass it and read 2.54 times too large (a limit stated in the README).
+  steps, most of the ticks between the first and the last found (MIN_DENSITY) and few marks half way between
+  them (HALF_STEPS: else the step fitted spans two ticks);
+- every tenth tick is longer than the others (CM_LONGER), every fifth shorter than the tenth (HALF_SHORTER) and
+  the ticks between are alike (PLAIN_ALIKE): the centimetre marks that make a step one millimetre. An inch
+  scale's sixteenths fail this (its eighths and quarters stand out), so do stripes and grids, which have no long
+  marks, and every other tick of a millimetre scale (its fifth is a centimetre too); a ruler in tenths of an
+  inch would pass it and read 2.54 times too large (a limit stated in the README).
 
 The map onto the ruler's plane is a homography: along the ruler the fitted steps (their perspective included),
-across it the same scale as along it at the ruler's middle (a slant across the ruler cannot be seen). Its
-uncertainty adds, in quadrature: the steps' fit (its standard error), a ruler's print (RULER_TOLERANCE), the
-ticks' face above the stones' surface (RULER_FACE_MM over the camera's distance Z, from the step and a phone's
-lens, FOCAL) and, per stone, the perspective across the ruler: 2 y sin(a) / Z at y mm from its edge (a length
-along a slant is seen as the inverse square of the distance), the slant a at least HANDHELD_TILT_DEG or what
-the steps' change along the ruler shows, whichever is larger, and the foreshortening 1 - cos(a).
+across it the same scale as along it at the ruler's middle. Its uncertainty adds, in quadrature: the steps'
+fit (its standard error), a ruler's print (RULER_TOLERANCE), the ticks' face above the stones' surface
+(RULER_FACE_MM over the camera's distance Z, from the step and a phone's lens, FOCAL) and, per stone, the
+perspective across the ruler the map leaves out: 2 y sin(a) / Z at y mm from its edge (a length along a slant
+is seen as the inverse square of the distance), a the slant across the ruler that its ticks show (square to
+it on the desk, in the photo they turn towards a vanishing point: by tan(a) / f a pixel along the ruler), at
+least HANDHELD_TILT_DEG; and the foreshortening 1 - cos of the whole slant. A ruler seen more than
+MAX_SLANT_DEG slanted is refused.
 
 The ruler's own pieces in the segmentation (its ticks, numbers, body and other scale) are not stones
 (`RulerReference.stones`), and the report asks for the stones 5 mm clear of it: nearer, a stone and a ruler
@@ -40,26 +44,22 @@ import cv2
 import numpy as np
 
 from gemid.vision.coin import FOCAL, HANDHELD_TILT_DEG
+from gemid.vision.ruler_marks import Marks, dark_lines, directions, find_marks, opened
 from gemid.vision.scale import EDGE_MARGIN_MM, MIN_STONE_MM, PlaneMap
 from gemid.vision.segment import Segmentation
 
-TICK_KERNEL_PX = 7  # the black-hat square: ticks up to ~6 px wide; a wider shadow along the edge is not kept
-TICK_CONTRAST = 40  # a tick's darkness below its surroundings (8-bit): printed ink on a ruler is 100-200
-ELONGATED = 2.5  # a tick's length over its width, at least
-MIN_TICK_PX = 5.0  # a tick shorter than this is a speck of noise
-ANGLE_TOL_DEG = 4.0  # the directions looked in are at least twice this apart
 FAN_DEG = 15.0  # a ruler's ticks lie within this of their mean direction (in perspective they fan out)
 EDGE_SLOPE = 0.3  # the ruler's edge is within this slope (~17°) of square to the ticks' mean direction
 BASE_TOL_PX = 3.0  # the ticks start from one edge within this (plus 0.15 of their median length)
 STEP_TOL = 0.22  # a tick further than this share of a step from its place in the fit is not one of them
 MIN_TICKS = 15
+HALF_STEPS = 0.3  # this share of marks half way between the fitted ticks: the step fitted spans two ticks
 MIN_DENSITY = 0.6  # of the ticks between the first and the last fitted, at least this share are found
 MIN_SPAN_MM = 20  # the ticks fitted span at least this many millimetre steps: two centimetre marks
 MIN_PX_PER_MM = 3.5  # ticks closer than this in the photo are not resolved one from the next
 PLAIN_ALIKE = 1.2  # the millimetre ticks' median lengths, tick by tick within a centimetre, differ at most this
+HALF_SHORTER = 0.9  # the half-centimetre marks' median length over the centimetre marks', at most
 CM_LONGER = 1.25  # the centimetre marks' median length over the millimetre marks', at least
-TICK_OPEN_PX = 9  # the line the marks are opened by: a tick is at least 3 mm x MIN_PX_PER_MM long
-MAX_COMPONENTS = 20000  # a photo with more dark specks than this is texture, not a ruler on a desk
 RULER_TOLERANCE = 0.002  # a printed or etched ruler's scale, 1 sigma: 0.3 mm over 150 mm
 RULER_FACE_MM = 2.0  # the ticks' face above the stones' surface, 1 sigma: a steel rule's ~1 mm to a wooden one's ~4
 NUMBERS_MM = 8.0  # the numbers and the body beyond the longest tick that are part of the ruler, not stones
@@ -68,11 +68,14 @@ FAR_TICKS = 12  # marks ending on one line across the ruler: its other scale
 QUIET_MM = 3.0  # past the far marks, the ruler's numbers and edge
 RULER_LONG_MM = 40.0  # an object longer than this beside the ruler is the ruler's body (or an edge of it)
 
+MAX_SLANT_DEG = 20.0  # a ruler seen more slanted than this is refused, as a coin is (~20°)
 RULER_METHOD = "a millimetre ruler"  # a size's method when no ruler was found
 NO_RULER = ("no millimetre ruler was found: lay it flat beside the stones, at least 5 mm from them, its millimetre "
-            "edge in the photo, sharp and photographed from above, with at least 2 cm of its ticks clear")
-NOT_METRIC = ("the ruler's ticks were found but no centimetre marks among them: use the ruler's millimetre edge "
-              "(an inch scale cannot be used)")
+            "edge in the photo with at least 2 cm of its ticks clear, and photograph it sharp, from above and "
+            "near enough for its millimetre ticks to be seen apart")
+NOT_METRIC = ("a row of ticks was found but not a millimetre scale (every tenth tick longer, every fifth between): "
+              "photograph the ruler's millimetre edge, sharp and nearer (an inch scale cannot be used)")
+TILTED = "the ruler looks tilted: photograph the stones and the ruler from straight above"
 TOO_FINE = ("the ruler's millimetre ticks are too close together in the photo to be told apart: photograph the "
             "stones and the ruler from nearer")
 
@@ -87,13 +90,14 @@ class RulerReference(PlaneMap):
     step_sigma: float  # the step's relative standard error from the fit
     ticks: int  # the ticks the step was fitted on
     slant: float  # sin of the slant along the ruler that the steps' change shows
+    slant_across: float  # sin of the slant across the ruler that the ticks' turning shows
     band_px: np.ndarray  # (4, 2) the corners of the ticks and numbers in the image: the ruler, not a stone
     frame_px: float  # the image's long side: with FOCAL, how far the camera was
 
     @property
     def method(self) -> str:
         return (f"millimetre ruler: {self.ticks} ticks fitted, {self.px_per_mm:.2f} px per mm at its middle; the "
-                "outline is mapped onto the ruler's plane")
+                "outline is mapped onto the ruler's plane (anything on or touching the ruler is taken for it)")
 
     @property
     def consistent(self) -> bool:
@@ -117,47 +121,46 @@ class RulerReference(PlaneMap):
     def scale_sigma_at(self, at: tuple[float, float]) -> float:
         """The scale's relative error at image point `at`: the ruler's own and the perspective across the ruler
         at the point's distance from its edge (the perspective along it is in the map; module docstring)."""
-        slant = max(self.slant, math.sin(math.radians(HANDHELD_TILT_DEG)))
+        floor = math.sin(math.radians(HANDHELD_TILT_DEG))
+        tilt = max(self.slant_across, floor)  # the slant across the ruler, at least what a hand does not see
         across = abs(float(self.to_mm(np.array([at]))[0, 1]))
         # a length along the slant changes as the distance's inverse square: twice the distance's own change
-        perspective = 2.0 * across * slant / self.distance_mm
-        return math.hypot(self.scale_sigma, perspective, 1.0 - math.sqrt(1.0 - slant * slant))
+        perspective = 2.0 * across * tilt / self.distance_mm
+        whole = min(1.0, max(math.hypot(self.slant, self.slant_across), floor))  # the camera's whole slant
+        return math.hypot(self.scale_sigma, perspective, 1.0 - math.sqrt(1.0 - whole * whole))
 
     def cleared(self, points_px: np.ndarray, margin_mm: float = EDGE_MARGIN_MM) -> bool:
         return False  # nothing is painted out around a ruler
 
     def stones(self, stones: list[Segmentation], k: float = 1.0) -> tuple[list[Segmentation], list[Segmentation]]:
         """`stones` (found on an image `k` times smaller than this reference's) split into the stones beside the
-        ruler, each at least a MIN_STONE_MM round at its scale, and the pieces of the ruler: a fifth of an
-        object on the ticks and numbers, or an object longer than any stone (RULER_LONG_MM)."""
-        found = [s for s in stones if s.found]
-        if not found:
-            return [], []
-        band = np.zeros(found[0].mask.shape, np.uint8)
-        cv2.fillConvexPoly(band, np.round(self.band_px / k).astype(np.int32), 1)
-        least = math.pi * (MIN_STONE_MM / 2.0 * self.px_per_mm / k) ** 2
-        kept, ruler = [], []
-        for s in found:
-            mask = s.mask > 0
-            n = int(np.count_nonzero(mask))
-            if n == 0:
-                continue
-            (_, _), (a, b), _ = cv2.minAreaRect(cv2.findNonZero(mask.astype(np.uint8)).astype(np.float32))
-            if np.count_nonzero(band[mask]) >= 0.2 * n or max(a, b) * k / self.px_per_mm > RULER_LONG_MM:
-                ruler.append(s)
-            elif n >= least:
-                kept.append(s)
-        return kept, ruler
+        ruler, each at least a MIN_STONE_MM round at its scale, and the pieces of the ruler (`split_off`)."""
+        return split_off(stones, self.band_px, k, self.px_per_mm)
 
 
-@dataclass(frozen=True)
-class _Ticks:
-    """The elongated dark marks of an image: centre, direction (radians in [0, pi)), length and width, in pixels."""
-
-    centre: np.ndarray  # (n, 2)
-    angle: np.ndarray
-    length: np.ndarray
-    width: np.ndarray
+def split_off(stones: list[Segmentation], band_px: np.ndarray, k: float = 1.0,
+              px_per_mm: float | None = None) -> tuple[list[Segmentation], list[Segmentation]]:
+    """`stones` (found on an image `k` times smaller than the ruler's) split into the stones and the ruler's
+    pieces: a fifth of an object on the ticks' band `band_px` and, with the ruler's scale, an object longer
+    than any stone (RULER_LONG_MM); with it too, the stones narrower than a MIN_STONE_MM round are specks."""
+    found = [s for s in stones if s.found]
+    if not found:
+        return [], []
+    band = np.zeros(found[0].mask.shape, np.uint8)
+    cv2.fillConvexPoly(band, np.round(band_px / k).astype(np.int32), 1)
+    least = math.pi * (MIN_STONE_MM / 2.0 * px_per_mm / k) ** 2 if px_per_mm else 0.0
+    kept, ruler = [], []
+    for s in found:
+        mask = s.mask > 0
+        n = int(np.count_nonzero(mask))
+        if n == 0:
+            continue
+        (_, _), (a, b), _ = cv2.minAreaRect(cv2.findNonZero(mask.astype(np.uint8)).astype(np.float32))
+        if np.count_nonzero(band[mask]) >= 0.2 * n or (px_per_mm and max(a, b) * k / px_per_mm > RULER_LONG_MM):
+            ruler.append(s)
+        elif n >= least:
+            kept.append(s)
+    return kept, ruler
 
 
 @dataclass(frozen=True)
@@ -184,103 +187,57 @@ class _Steps:
         return (u - self.a) / (self.b - self.c * u)
 
 
+@dataclass(frozen=True)
+class RulerSearch:
+    """What a photo said to hold a ruler shows: the reference, or why none (`reason`) and, when a row of ticks
+    was found that is not a millimetre scale's (an inch scale, a ruler seen too slanted), where it lies
+    (`band_px`: its pieces are still not stones)."""
+
+    ref: RulerReference | None
+    reason: str | None = None
+    band_px: np.ndarray | None = None
+
+
 def find_ruler(rgb: np.ndarray) -> RulerReference | str:
+    """The millimetre ruler in `rgb`, or why none can be used (`search_ruler`'s reference or reason)."""
+    found = search_ruler(rgb)
+    return found.ref if found.ref is not None else str(found.reason)
+
+
+def search_ruler(rgb: np.ndarray) -> RulerSearch:
     """The millimetre ruler in `rgb` (the photo at its finest: ticks need ~4 pixels a millimetre), or why none
-    can be used (a sentence for the report's size reason).
+    can be used (a sentence for the report's size reason) and where a row of other ticks lies.
 
     The ruler's own edge (a shadow, a bevel) is a line the ticks start from, joining them into one dark
     component; so each direction the dark marks suggest (and the one across it: the joined ticks' own) is
-    tried with the marks opened by a line along it (TICK_OPEN_PX), which keeps the ticks and cuts the edge."""
-    on = _dark_lines(rgb)
-    first = _components(on)
+    tried with the marks opened by a line along it (`ruler_marks.opened`), which keeps the ticks and cuts the edge."""
+    on = dark_lines(rgb)
+    first = find_marks(on)
     if first is None:
-        return NO_RULER
-    best: tuple[int, RulerReference | str] = (0, NO_RULER)
-    for angle in _directions(first.angle, first.length):
-        marks = _components(_opened(on, angle))
+        return RulerSearch(None, NO_RULER)
+    best: tuple[int, RulerSearch] = (0, RulerSearch(None, NO_RULER))
+    for angle in directions(first.angle, first.length):
+        marks = find_marks(opened(on, angle))
         if marks is None:
             continue
         for side in (1.0, -1.0):
             found = _ruler_along(marks, angle, side, rgb.shape)
             if found is None:
                 continue
-            n, ref = found
+            n, ref, band = found
             if isinstance(ref, RulerReference):
                 n += 1 << 20  # a metric ruler wins over any count of ticks without centimetre marks
             if n > best[0]:
-                best = (n, ref)
+                best = (n, RulerSearch(ref, None, band) if isinstance(ref, RulerReference) else
+                        RulerSearch(None, ref, band))
     return best[1]
 
 
-def _dark_lines(rgb: np.ndarray) -> np.ndarray:
-    """What is darker than its surroundings by TICK_CONTRAST and narrower than TICK_KERNEL_PX (0/1)."""
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (TICK_KERNEL_PX, TICK_KERNEL_PX))
-    return (cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel) >= TICK_CONTRAST).astype(np.uint8)
-
-
-def _opened(on: np.ndarray, angle: float) -> np.ndarray:
-    """`on` opened by a line of TICK_OPEN_PX in direction `angle`: what holds such a line survives."""
-    r = TICK_OPEN_PX // 2
-    kernel = np.zeros((2 * r + 1, 2 * r + 1), np.uint8)
-    dx, dy = r * math.cos(angle), r * math.sin(angle)
-    cv2.line(kernel, (round(r - dx), round(r - dy)), (round(r + dx), round(r + dy)), 1, 1)
-    return cv2.morphologyEx(on, cv2.MORPH_OPEN, kernel)
-
-
-def _components(on: np.ndarray) -> _Ticks | None:
-    """The elongated components of `on`, with their second moments (each from its own box: the image is mostly
-    empty paper, and its few hundred marks are cheaper one by one than the whole frame at once)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(on, connectivity=8)
-    if n <= 1 or n > MAX_COMPONENTS:
-        return None
-    x, y, w, h, area = (stats[:, i] for i in range(5))
-    # a mark at least MIN_TICK_PX long has a box at least MIN_TICK_PX / sqrt(2) on its longer side
-    candidates = np.nonzero((area >= 3) & (np.maximum(w, h) >= MIN_TICK_PX / math.sqrt(2.0)))[0]
-    candidates = candidates[candidates > 0]
-    if not len(candidates):
-        return None
-    rows = []
-    for i in candidates:
-        m = cv2.moments((labels[y[i]:y[i] + h[i], x[i]:x[i] + w[i]] == i).astype(np.uint8), binaryImage=True)
-        rows.append((x[i] + m["m10"] / m["m00"], y[i] + m["m01"] / m["m00"], m["mu20"] / m["m00"] + 1.0 / 12.0,
-                     m["mu02"] / m["m00"] + 1.0 / 12.0, m["mu11"] / m["m00"]))  # + a pixel's own extent
-    mx, my, sxx, syy, sxy = np.array(rows, np.float64).T
-    half = np.sqrt(((sxx - syy) / 2.0) ** 2 + sxy**2)
-    big_var, small_var = (sxx + syy) / 2.0 + half, np.maximum((sxx + syy) / 2.0 - half, 1e-6)
-    length, width = np.sqrt(12.0 * big_var), np.sqrt(12.0 * small_var)
-    keep = (length >= MIN_TICK_PX) & (length >= ELONGATED * width)
-    if not keep.any():
-        return None
-    angle = np.mod(0.5 * np.arctan2(2.0 * sxy, sxx - syy), np.pi)
-    return _Ticks(centre=np.stack([mx, my], axis=1)[keep], angle=angle[keep], length=length[keep], width=width[keep])
-
-
-def _directions(angles: np.ndarray, length: np.ndarray, most: int = 2) -> list[float]:
-    """The directions to look for ticks in (radians): the `most` commonest directions of the marks, each
-    weighted by its length, and the direction across each (ticks joined by the ruler's edge run across it)."""
-    degrees = np.round(np.degrees(angles)).astype(int) % 180
-    bins = np.bincount(degrees, weights=length, minlength=180)
-    spread = int(ANGLE_TOL_DEG)
-    smooth = sum(np.roll(bins, s) for s in range(-spread, spread + 1))
-    peaks: list[int] = []
-    for peak in np.argsort(-smooth):
-        if smooth[peak] <= 0 or len(peaks) == most:
-            break
-        if all(min(abs(peak - q), 180 - abs(peak - q)) >= 2 * ANGLE_TOL_DEG for q in peaks):
-            peaks.append(int(peak))
-    out: list[float] = []
-    for peak in peaks:
-        for deg in (peak, (peak + 90) % 180):
-            if all(min(abs(deg - q), 180 - abs(deg - q)) >= ANGLE_TOL_DEG for q in (np.degrees(out) if out else [])):
-                out.append(math.radians(deg))
-    return out
-
-
-def _ruler_along(marks: _Ticks, angle: float, side: float,
-                 shape: tuple[int, ...]) -> tuple[int, RulerReference | str] | None:
+def _ruler_along(marks: Marks, angle: float, side: float,
+                 shape: tuple[int, ...]) -> tuple[int, RulerReference | str, np.ndarray | None] | None:
     """The ruler whose ticks run in direction `angle`, their bases on the `side` end (+1: the end towards
-    -direction); the count of ticks fitted and the reference (or why not), or None when no row of ticks."""
+    -direction): the count of ticks fitted, the reference (or why not) and the band of the ticks' row (None
+    when too fine to tell); None when there is no row of ticks."""
     near = np.abs(np.angle(np.exp(2j * (marks.angle - angle)))) <= np.radians(FAN_DEG)
     if np.count_nonzero(near) < MIN_TICKS:
         return None
@@ -298,6 +255,7 @@ def _ruler_along(marks: _Ticks, angle: float, side: float,
     d = np.array([along[1], -along[0]]) * np.sign(along[1] * d[0] - along[0] * d[1])  # across the edge, as d
     u, base = end @ along, end @ d
     everything = (c @ along, c @ d, length)  # every mark in this direction: the ruler's other scale is among them
+    turn = np.angle(np.exp(2j * (marks.angle[near] - angle)))[group] / 2.0  # each mark's direction, from the mean
     u, base, length = u[group], base[group], length[group]
     fit = _fit_steps(u)
     if fit is None:
@@ -307,27 +265,39 @@ def _ruler_along(marks: _Ticks, angle: float, side: float,
     lo, hi = float(ticks.min()), float(ticks.max())
     mid = (lo + hi) / 2.0
     step = float(fit.step(mid))
+    if step <= 0.0:
+        return None
     if step < MIN_PX_PER_MM:
-        return n, TOO_FINE
+        return n, TOO_FINE, None
+    between = np.abs(np.mod(fit.number(u), 1.0) - 0.5) <= STEP_TOL  # marks half way between the fitted ticks
+    if np.count_nonzero(between & (u >= fit.at(lo)) & (u <= fit.at(hi))) >= HALF_STEPS * n:
+        return None  # the steps fitted are two of the ruler's: not its scale
     if hi - lo < MIN_SPAN_MM or n < MIN_DENSITY * (hi - lo + 1):  # a ruler's ticks are seen one after another
         return None
-    if not _metric(ticks, length[fit.on]):
-        return n, NOT_METRIC
     edge = float(np.median(base[fit.on]))
-    to_card = _plane(fit, mid, edge, side, along, d)
     ends = (float(fit.at(lo - 1.0)), float(fit.at(hi + 1.0)))
     reach = _reach(everything, ends, edge, side, step, float(np.max(length[fit.on])))
     ends = _extent(everything, ends, edge, side, reach, step)
     outer, inner = edge - side * 2.0, edge + side * reach
     band = np.array([ends[0] * along + outer * d, ends[1] * along + outer * d,
                      ends[1] * along + inner * d, ends[0] * along + inner * d])
+    if not _metric(ticks, length[fit.on]):
+        return n, NOT_METRIC, band
     # the step's relative change per millimetre along the ruler is 2 sin(slant) / Z, Z = the camera's distance
     # (a length along the slant is seen at the distance's inverse square: nearer, and less foreshortened)
     change = abs(2.0 * fit.c / (1.0 + fit.c * mid))
-    slant = change * FOCAL * float(max(shape[:2])) / step / 2.0
+    focal = FOCAL * float(max(shape[:2]))
+    slant = min(1.0, change * focal / step / 2.0)
+    # slanted across the ruler, its ticks (square to it on the desk) run towards a vanishing point f / tan(a) away:
+    # their direction turns by tan(a) / f radians a pixel along the ruler
+    tan_across = abs(float(np.polyfit(u[fit.on], turn[fit.on], 1)[0])) * focal
+    across = tan_across / math.hypot(1.0, tan_across)
+    if math.hypot(slant, across) > math.sin(math.radians(MAX_SLANT_DEG)):
+        return n, TILTED, band
     spread = float(np.sum((ticks - ticks.mean()) ** 2)) if n > 1 else 1.0
-    return n, RulerReference(to_card=to_card, px_per_mm=step, step_sigma=fit.sigma / math.sqrt(spread) / step,
-                             ticks=n, slant=min(1.0, slant), band_px=band, frame_px=float(max(shape[:2])))
+    return n, RulerReference(to_card=_plane(fit, mid, edge, side, along, d), px_per_mm=step,
+                             step_sigma=fit.sigma / math.sqrt(spread) / step, ticks=n, slant=slant,
+                             slant_across=across, band_px=band, frame_px=float(max(shape[:2]))), band
 
 
 def _reach(marks: tuple[np.ndarray, np.ndarray, np.ndarray], ends: tuple[float, float], edge: float, side: float,
@@ -373,10 +343,9 @@ def _extent(marks: tuple[np.ndarray, np.ndarray, np.ndarray], ends: tuple[float,
 def _plane(fit: _Steps, mid: float, edge: float, side: float, across: np.ndarray, d: np.ndarray) -> np.ndarray:
     """The homography from the image to the ruler's plane in mm: x the tick number from the ticks' middle
     (the perspective along the ruler that the steps show), y from the ticks' edge into the ruler, at the same
-    scale as x there (a slant across the ruler cannot be seen: it is in the uncertainty)."""
+    scale as x there (the perspective across the ruler is in the uncertainty)."""
     a, b, c = fit.a, fit.b, fit.c
-    u_mid = float(fit.at(mid))
-    lam = (b - c * a) / (b - c * u_mid)
+    lam = 1.0 + c * mid  # (b - c a) / (b - c u) at the middle, u = (a + b mid) / (1 + c mid)
     in_ruler = np.array([[1.0 + c * mid, 0.0, -a - mid * b],
                          [0.0, side * lam, -side * lam * edge],
                          [-c, 0.0, b]])
@@ -430,7 +399,7 @@ def _fit_steps(u: np.ndarray) -> _Steps | None:
         on = (np.abs(u - fit.at(k)) <= STEP_TOL * np.abs(fit.step(k))) & (np.abs(k) <= window)
         ks, first = np.unique(k[on], return_index=True)  # one mark per tick
         us = u[on][first]
-        if len(ks) < MIN_TICKS if window > 40 else len(ks) < 5:
+        if len(ks) < (MIN_TICKS if window > 40 else 5):  # the first, narrow windows hold a few ticks
             return None
         if len(ks) >= 10:  # u (1 + c k) = a + b k: linear in a, b, c
             (a, b, c), *_ = np.linalg.lstsq(np.stack([np.ones_like(ks), ks, -ks * us], axis=1), us, rcond=None)
@@ -455,8 +424,10 @@ def _fit_steps(u: np.ndarray) -> _Steps | None:
 
 def _metric(k: np.ndarray, length: np.ndarray) -> bool:
     """Whether every tenth tick is clearly longer than the millimetre ticks (CM_LONGER), at least two of them,
-    and the millimetre ticks between are alike (PLAIN_ALIKE): the centimetre marks. An inch scale's sixteenths
-    fail the second (its eighths and quarters are longer than the sixteenths between them)."""
+    the millimetre ticks between are alike (PLAIN_ALIKE) and the fifth between is shorter than the tenth: the
+    centimetre marks. An inch scale's sixteenths fail the second (its eighths and quarters are longer than the
+    sixteenths between them); every other tick of a millimetre scale (a step of 2 mm) fails the third, its
+    fifth being a centimetre mark too."""
     residue = np.mod(k, 10).astype(int)
     medians = np.array([np.median(length[residue == r]) if np.any(residue == r) else np.nan for r in range(10)])
     cm = int(np.nanargmax(medians))
@@ -465,5 +436,7 @@ def _metric(k: np.ndarray, length: np.ndarray) -> bool:
         return False
     spread = medians[[r for r in range(10) if r not in (cm, (cm + 5) % 10)]]
     spread = spread[~np.isnan(spread)]
+    half = medians[(cm + 5) % 10]  # the half centimetre: shorter than the centimetre (a step of 2 mm has two cms)
     return bool(medians[cm] >= CM_LONGER * float(np.median(length[plain]))
-                and spread.max() <= PLAIN_ALIKE * spread.min())
+                and spread.max() <= PLAIN_ALIKE * spread.min()
+                and (np.isnan(half) or half <= HALF_SHORTER * medians[cm]))

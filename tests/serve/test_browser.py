@@ -822,6 +822,35 @@ def test_stones_beside_a_coin_are_measured_from_the_coin_entered(desk: Watched, 
     desk.assert_clean()
 
 
+def test_stones_beside_a_ruler_are_measured_and_the_coin_field_gives_way(desk: Watched, server: str):
+    from bundle_fixture import encode
+    from card_support import RULER_TRAY, ruler_photo
+
+    page = desk.page
+    photo, truths, _ = ruler_photo(RULER_TRAY, seed=1)
+    page.goto(server)
+    coin, ruler = page.get_by_label("Coin beside the stones (diameter in mm)"), page.get_by_label(
+        "A millimetre ruler lies beside the stones")
+    coin.fill("20")  # a coin or a ruler, not both: each one given disables the other
+    assert ruler.is_disabled()
+    coin.fill("")
+    ruler.check()
+    assert coin.is_disabled()
+    page.set_input_files("#file-pick", files=[{"name": "ruler.jpg", "mimeType": "image/jpeg",
+                                               "buffer": encode(photo, ".jpg")}])
+    page.get_by_role("button", name="Identify 1 photo").click()
+    page.wait_for_function(f"() => document.querySelectorAll('details.stone-result').length === {len(truths)}")
+    sizes = texts(page.locator("#summary table.stones td.shape .size"))  # the ruler is none of the stones
+    measured = sorted(float(s.split(" × ")[0]) for s in sizes)
+    assert measured == pytest.approx(sorted(t[0] for t in truths), abs=0.7)
+    page.locator("details.stone-result > summary").first.click()
+    section = page.locator("article.report section.size-section")
+    section.wait_for()
+    assert "millimetre ruler" in section.locator(".method").inner_text()
+    shot(page, "desk-ruler-result")
+    desk.assert_clean()
+
+
 def test_sizes_fit_a_phone(phone: Watched, server: str):
     from bundle_fixture import encode
     from card_support import TRAY, card_photo

@@ -86,6 +86,34 @@ def test_an_inch_scale_alone_is_not_taken_for_millimetres():
     assert isinstance(ruler.find_ruler(photo), str)
 
 
+def test_every_other_tick_is_not_taken_for_the_millimetre_step():
+    # a new user's finding: stripes 2 mm apart beside the ruler's edge made it read at half its scale
+    sheet = draw_sheet(PPM, 240.0, 180.0)
+    lay_ruler(sheet, (120.0 * PPM, 90.0 * PPM), 0.0, PPM)
+    for i in range(70):  # the ruler's odd millimetre ticks painted out: what is left is a 2 mm scale
+        x = (120.0 - 75.0 + 5.0 + 1.0 + 2.0 * i) * PPM
+        if x < (120.0 + 70.0) * PPM:
+            cv2.rectangle(sheet, (int(x - 0.3 * PPM), int(77.0 * PPM)), (int(x + 0.3 * PPM), int(81.0 * PPM)),
+                          (250, 250, 248), -1)
+    photo, px_per_mm = photographed(sheet)
+    found = ruler.find_ruler(photo)
+    assert isinstance(found, str) or found.px_per_mm == pytest.approx(px_per_mm, rel=0.01)
+
+
+def test_a_ruler_seen_much_slanted_is_refused(identifier):
+    photo, _, _ = ruler_photo(RULER_TRAY, tilt_deg=30.0, seed=1)
+    reports = identifier.identify_stones(encode(photo, ".jpg"), grade=False, ruler=True)
+    assert all(r.stone.size.status == "cannot_measure" and "tilted" in r.stone.size.reason for r in reports)
+
+
+def test_an_inch_ruler_is_refused_and_its_ticks_are_not_stones(identifier):
+    photo, _, _ = ruler_photo(RULER_TRAY, metric=False, inches=True, seed=1)
+    reports = identifier.identify_stones(encode(photo, ".jpg"), grade=False, ruler=True)
+    assert len(reports) == len(RULER_TRAY)
+    assert all(r.stone.size.status == "cannot_measure" and "not a millimetre scale" in r.stone.size.reason
+               for r in reports)
+
+
 def test_stripes_and_a_grid_are_not_a_ruler():
     sheet = draw_sheet(PPM, 240.0, 180.0)
     for i in range(60):  # equally spaced parallel lines of one length, 1.5 mm apart: a striped cloth
@@ -130,5 +158,6 @@ def test_the_cli_takes_a_ruler_and_refuses_it_with_a_coin(capsys, tmp_path):
     entries = json.loads(capsys.readouterr().out)
     assert len(entries) == len(RULER_TRAY)
     assert all(e["stone"]["size"]["status"] == "measured" and "ruler" in e["stone"]["size"]["method"] for e in entries)
-    assert main(["identify", str(path), "--model", str(bundle), "--ruler", "--coin-mm", "20"]) == 2
-    assert "not both" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["identify", str(path), "--model", str(bundle), "--ruler", "--coin-mm", "20"])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

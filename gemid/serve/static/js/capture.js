@@ -306,14 +306,16 @@ export function viewIdentify(root) {
     value: state.reference, 'aria-describedby': 'reference-hint',
     oninput: (e) => { state.reference = e.target.value; },
   });
+  // a coin or a ruler is the scale, not both (the service refuses both): each one given disables the other
   const coin = h('input', {
     type: 'number', id: 'coin-mm', name: 'coin_mm', inputmode: 'decimal', min: '10', max: '40', step: '0.01',
-    value: state.coin, 'aria-describedby': 'coin-hint',
-    oninput: (e) => { state.coin = e.target.value; },
+    value: state.coin, 'aria-describedby': 'coin-hint', disabled: state.ruler,
+    oninput: (e) => { state.coin = e.target.value; ruler.disabled = state.coin.trim() !== ''; },
   });
   const ruler = h('input', {
     type: 'checkbox', id: 'ruler', name: 'ruler', checked: state.ruler, 'aria-describedby': 'ruler-hint',
-    onchange: (e) => { state.ruler = e.target.checked; },
+    disabled: state.coin.trim() !== '',
+    onchange: (e) => { state.ruler = e.target.checked; coin.disabled = state.ruler; },
   });
   const form = h('form', { id: 'capture', class: 'panel', 'aria-labelledby': 'capture-title', novalidate: true },
     heading(2, t('identify.photos'), { id: 'capture-title', class: 'sr-only' }),
