@@ -799,31 +799,37 @@ def test_stones_on_the_scale_card_show_their_size_and_weight(desk: Watched, serv
     desk.assert_clean()
 
 
-def test_stones_beside_a_coin_are_measured_from_the_coin_entered(desk: Watched, server: str):
+def measured_beside(desk: Watched, name: str, photo, truths, method: str) -> None:
+    """Identifies one photo of stones beside a scale reference (its field already filled): one row per stone,
+    its size as composed, the reference not among them, and the method named in the stone's size section."""
     from bundle_fixture import encode
-    from card_support import COIN_TRAY, coin_photo
 
     page = desk.page
-    photo, truths, _ = coin_photo(COIN_TRAY, seed=1)
-    page.goto(server)
-    page.get_by_label("Coin beside the stones (diameter in mm)").fill("20")
-    page.set_input_files("#file-pick", files=[{"name": "coin.jpg", "mimeType": "image/jpeg",
+    page.set_input_files("#file-pick", files=[{"name": f"{name}.jpg", "mimeType": "image/jpeg",
                                                "buffer": encode(photo, ".jpg")}])
     page.get_by_role("button", name="Identify 1 photo").click()
     page.wait_for_function(f"() => document.querySelectorAll('details.stone-result').length === {len(truths)}")
-    sizes = texts(page.locator("#summary table.stones td.shape .size"))  # the coin is not one of the stones
+    sizes = texts(page.locator("#summary table.stones td.shape .size"))  # the coin or ruler is none of them
     measured = sorted(float(s.split(" × ")[0]) for s in sizes)
     assert measured == pytest.approx(sorted(t[0] for t in truths), abs=0.7)
     page.locator("details.stone-result > summary").first.click()
     section = page.locator("article.report section.size-section")
     section.wait_for()
-    assert "coin of 20 mm" in section.locator(".method").inner_text()
-    shot(page, "desk-coin-result")
+    assert method in section.locator(".method").inner_text()
+    shot(page, f"desk-{name}-result")
     desk.assert_clean()
 
 
+def test_stones_beside_a_coin_are_measured_from_the_coin_entered(desk: Watched, server: str):
+    from card_support import COIN_TRAY, coin_photo
+
+    photo, truths, _ = coin_photo(COIN_TRAY, seed=1)
+    desk.page.goto(server)
+    desk.page.get_by_label("Coin beside the stones (diameter in mm)").fill("20")
+    measured_beside(desk, "coin", photo, truths, "coin of 20 mm")
+
+
 def test_stones_beside_a_ruler_are_measured_and_the_coin_field_gives_way(desk: Watched, server: str):
-    from bundle_fixture import encode
     from card_support import RULER_TRAY, ruler_photo
 
     page = desk.page
@@ -836,19 +842,7 @@ def test_stones_beside_a_ruler_are_measured_and_the_coin_field_gives_way(desk: W
     coin.fill("")
     ruler.check()
     assert coin.is_disabled()
-    page.set_input_files("#file-pick", files=[{"name": "ruler.jpg", "mimeType": "image/jpeg",
-                                               "buffer": encode(photo, ".jpg")}])
-    page.get_by_role("button", name="Identify 1 photo").click()
-    page.wait_for_function(f"() => document.querySelectorAll('details.stone-result').length === {len(truths)}")
-    sizes = texts(page.locator("#summary table.stones td.shape .size"))  # the ruler is none of the stones
-    measured = sorted(float(s.split(" × ")[0]) for s in sizes)
-    assert measured == pytest.approx(sorted(t[0] for t in truths), abs=0.7)
-    page.locator("details.stone-result > summary").first.click()
-    section = page.locator("article.report section.size-section")
-    section.wait_for()
-    assert "millimetre ruler" in section.locator(".method").inner_text()
-    shot(page, "desk-ruler-result")
-    desk.assert_clean()
+    measured_beside(desk, "ruler", photo, truths, "millimetre ruler")
 
 
 def test_sizes_fit_a_phone(phone: Watched, server: str):
