@@ -84,12 +84,11 @@ RULERS = ((250, 250, 248), (214, 186, 140), (200, 202, 206), (236, 240, 238))  #
 
 def lay_ruler(sheet: np.ndarray, centre_px: tuple[float, float], angle_deg: float, px_per_mm: float, *,
               length_mm: float = 150.0, width_mm: float = 26.0, body: tuple[int, int, int] = RULERS[0],
-              inches: bool = False, metric: bool = True, ink: int = 30) -> np.ndarray:
+              inches: bool = False, metric: bool = True, ink: int = 30) -> None:
     """Lays a ruler on the sheet: a body with a millimetre scale along one long edge (ticks 0.2 mm wide, 3 mm
     long, 4.5 mm at the half centimetres, 6 mm at the centimetres, numbered) and, with `inches`, sixteenths
-    of an inch along the other (`metric` False: the inch scale alone); drawn four times finer and reduced by area, then turned by `angle_deg` about
-    `centre_px`. Returns the 3x3 map from the ruler's millimetres (origin: its zero tick on the edge, x along
-    the ticks) to the sheet's pixels."""
+    of an inch along the other (`metric` False: the inch scale alone); drawn four times finer and reduced by
+    area, then turned by `angle_deg` about `centre_px` (counter-clockwise as the sheet is seen)."""
     fine = 4
     f = px_per_mm * fine
     w, h = int(round(length_mm * f)), int(round(width_mm * f))
@@ -124,9 +123,6 @@ def lay_ruler(sheet: np.ndarray, centre_px: tuple[float, float], angle_deg: floa
     out = sheet.astype(np.float32) * (1 - shadow[..., None])
     out = out * (1 - alpha[..., None]) + pix * alpha[..., None]
     sheet[:] = np.clip(out, 0, 255).astype(np.uint8)
-    to_sheet = np.eye(3)
-    to_sheet[:2] = rot @ np.diag([px_per_mm, px_per_mm, 1.0]) @ np.array([[1, 0, start], [0, 1, 0], [0, 0, 1.0]])
-    return to_sheet
 
 
 def lay_stone(card: np.ndarray, stone_rgb: np.ndarray, stone_mask: np.ndarray, centre_px: tuple[float, float],

@@ -66,7 +66,8 @@ class Analysis(Protocol):
     async def start(self) -> None: ...
 
     async def identify(self, data: Photo, *, filename: str | None, reference: str | None,
-                       readings: Readings | None, grade: bool, coin_mm: float | None = None, ruler: bool = False) -> Outcome: ...
+                       readings: Readings | None, grade: bool, coin_mm: float | None = None,
+                       ruler: bool = False) -> Outcome: ...
 
     async def close(self) -> None: ...
 
@@ -124,7 +125,8 @@ class ThreadAnalysis:
         return None
 
     async def identify(self, data: Photo, *, filename: str | None, reference: str | None,
-                       readings: Readings | None, grade: bool, coin_mm: float | None = None, ruler: bool = False) -> Outcome:
+                       readings: Readings | None, grade: bool, coin_mm: float | None = None,
+                       ruler: bool = False) -> Outcome:
         return await to_thread.run_sync(analyse, self.identifier, data, filename, reference, readings, grade, coin_mm,
                                         ruler, limiter=self.limiter)
 
@@ -176,7 +178,8 @@ class ProcessAnalysis:
         return self._pool.pids()
 
     async def identify(self, data: Photo, *, filename: str | None, reference: str | None,
-                       readings: Readings | None, grade: bool, coin_mm: float | None = None, ruler: bool = False) -> Outcome:
+                       readings: Readings | None, grade: bool, coin_mm: float | None = None,
+                       ruler: bool = False) -> Outcome:
         for attempt in (1, 2):
             try:
                 call = self._pool.submit(_watched, self.timeout, self._target, data, filename, reference, readings,

@@ -148,9 +148,9 @@ def assess(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12, *, scale: f
     `scale` is rgb's pixels per photo pixel, for the size the low-resolution warning quotes).
 
     `reference`: "card", "coin" or "ruler", the stones lie on the scale card (gemid.vision.scale) or beside a
-    coin (gemid.vision.coin) or a ruler (gemid.vision.ruler), photographed whole, so a stone is small in the frame by design: its pixels
-    (`low_resolution`) matter, not its share of the frame; and a photo of the reference without a stone says so
-    rather than judging the focus of plain paper."""
+    coin (gemid.vision.coin) or a ruler (gemid.vision.ruler), photographed whole, so a stone is small in the
+    frame by design: its pixels (`low_resolution`) matter, not its share of the frame; and a photo of the
+    reference without a stone says so rather than judging the focus of plain paper."""
     small_by_design = reference is not None
     m = measure(rgb, seg, margin, scale)
     warnings: list[QualityWarning] = []

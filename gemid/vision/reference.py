@@ -4,9 +4,8 @@ diameter the user entered (`gemid.vision.coin`), a millimetre ruler the user sai
 
 `locate_stones` segments the working image the way the reference needs (on the card: the card painted out and
 segmented finer, down to a 2 mm stone; beside a coin or a ruler: as finely, the coin or the ruler's pieces
-taken out of the stones), and
-measures the stones on the photo decoded again at full resolution (`ReferenceView`: at most FULL_SIDE on its
-long side), where a 3 mm stone has the pixels its outline needs.
+taken out of the stones), and measures the stones on the photo decoded again at full resolution
+(`ReferenceView`: at most FULL_SIDE on its long side), where a 3 mm stone has the pixels its outline needs.
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ class Located:
 
     image: DecodedImage
     stones: list[Segmentation]
-    painted: list[Segmentation]  # what a stone's crop paints out besides itself: the other stones, and a coin
+    painted: list[Segmentation]  # what a stone's crop paints out besides itself: the other stones, a coin, a ruler
     view: ReferenceView | None  # None: no reference in the photo
     sizes: list[StoneSize] | None  # each stone's, or None without a reference
     reference: str | None  # "card", "coin" or "ruler": the stones lie on the card or beside a coin or a ruler

@@ -6,10 +6,10 @@ Why it is asked for rather than looked for in every photo: a row of equally spac
 cloth, a tray's grid or a barcode, and a size taken from one of them unasked would be wrong without warning.
 Asked for, the ruler is found by its millimetre pattern and nothing else:
 
-- its ticks are thin dark lines (a black-hat filter keeps what is darker than its surroundings and narrower
-  than `ruler_marks.TICK_KERNEL_PX`, opened by a short line along the ticks so that the ruler's edge, which joins them, is
-  cut), elongated, within FAN_DEG of one direction (in perspective they fan out), and starting from one
-  straight edge (their ends on one line within BASE_TOL_PX);
+- its ticks are thin dark lines (`gemid.vision.ruler_marks`: what is darker than its surroundings and
+  narrower than a few pixels, opened by a short line along the ticks so that the ruler's edge, which joins
+  them, is cut), elongated, within FAN_DEG of one direction (in perspective they fan out), and starting from
+  one straight edge (their ends on one line within BASE_TOL_PX);
 - their positions along that edge fit equal steps seen in perspective (`_Steps`: u = (a + b k) / (1 + c k) over
   the tick numbers k, a tick hidden under a stone simply skipped), at least MIN_TICKS of them over MIN_SPAN_MM
   steps, most of the ticks between the first and the last found (MIN_DENSITY) and few marks half way between
@@ -340,17 +340,17 @@ def _extent(marks: tuple[np.ndarray, np.ndarray, np.ndarray], ends: tuple[float,
     return lo - gap, hi + gap
 
 
-def _plane(fit: _Steps, mid: float, edge: float, side: float, across: np.ndarray, d: np.ndarray) -> np.ndarray:
+def _plane(fit: _Steps, mid: float, edge: float, side: float, along: np.ndarray, d: np.ndarray) -> np.ndarray:
     """The homography from the image to the ruler's plane in mm: x the tick number from the ticks' middle
     (the perspective along the ruler that the steps show), y from the ticks' edge into the ruler, at the same
     scale as x there (the perspective across the ruler is in the uncertainty)."""
     a, b, c = fit.a, fit.b, fit.c
-    lam = 1.0 + c * mid  # (b - c a) / (b - c u) at the middle, u = (a + b mid) / (1 + c mid)
-    in_ruler = np.array([[1.0 + c * mid, 0.0, -a - mid * b],
+    lam = 1.0 + c * mid  # across the ruler, x's scale at the middle: (b - c a) / (b - c u), u = (a + b mid) / lam
+    in_ruler = np.array([[lam, 0.0, -a - mid * b],
                          [0.0, side * lam, -side * lam * edge],
                          [-c, 0.0, b]])
     rotate = np.eye(3)
-    rotate[0, :2], rotate[1, :2] = across, d
+    rotate[0, :2], rotate[1, :2] = along, d
     h = in_ruler @ rotate
     return h / h[2, 2]
 
