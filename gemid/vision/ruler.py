@@ -210,7 +210,8 @@ def search_ruler(rgb: np.ndarray) -> RulerSearch:
 
     The ruler's own edge (a shadow, a bevel) is a line the ticks start from, joining them into one dark
     component; so each direction the dark marks suggest (and the one across it: the joined ticks' own) is
-    tried with the marks opened by a line along it (`ruler_marks.opened`), which keeps the ticks and cuts the edge."""
+    tried, commonest first, with the marks opened by a line along it (`ruler_marks.opened`), which keeps the
+    ticks and cuts the edge, until one holds a millimetre scale."""
     on = dark_lines(rgb)
     first = find_marks(on)
     if first is None:
@@ -230,6 +231,8 @@ def search_ruler(rgb: np.ndarray) -> RulerSearch:
             if n > best[0]:
                 best = (n, RulerSearch(ref, None, band) if isinstance(ref, RulerReference) else
                         RulerSearch(None, ref, band))
+        if best[1].ref is not None:  # the commonest direction first: a millimetre scale found there is the ruler
+            break
     return best[1]
 
 
