@@ -31,7 +31,7 @@ import numpy as np
 
 from gemid.errors import GemidInputError
 from gemid.vision.colorimetry import rgb8_to_lab
-from gemid.vision.scale import EDGE_MARGIN_MM, MIN_STONE_MM, PlaneMap
+from gemid.vision.scale import MIN_STONE_MM, PlaneMap
 from gemid.vision.segment import Segmentation
 from gemid.vision.size import EDGE_SIGMA_PX  # the coin's blurred edge is placed as a stone's is
 
@@ -104,19 +104,11 @@ class CoinReference(PlaneMap):
                 "a circle of that diameter; the outline is mapped onto the coin's plane")
 
     @property
-    def consistent(self) -> bool:
-        return True
-
-    @property
     def relative_sigma(self) -> float:
         """The scale's relative standard error: the coin's edge over its diameter, its minting tolerance and
         its face above the stones' surface."""
         edge = EDGE_SIGMA_PX * math.sqrt(2.0) / max(sum(self.axes_px) / 2.0, 1.0)
         return math.hypot(edge, COIN_TOLERANCE, COIN_RAISED)
-
-    @property
-    def scale_sigma(self) -> float:
-        return self.relative_sigma
 
     def scale_sigma_at(self, at: tuple[float, float]) -> float:
         """The scale's relative error at image point `at`: the coin's own, and the perspective. One ellipse fixes
@@ -130,9 +122,6 @@ class CoinReference(PlaneMap):
         distance = FOCAL * self.frame_px * self.diameter_mm / long
         r = float(np.linalg.norm(self.to_mm(np.array([at]))[0]))
         return math.hypot(self.scale_sigma, r * slant / distance)
-
-    def cleared(self, points_px: np.ndarray, margin_mm: float = EDGE_MARGIN_MM) -> bool:
-        return False  # nothing is painted out around a coin
 
     def scaled(self, k: float) -> CoinReference:
         """The same coin in an image `k` times larger."""

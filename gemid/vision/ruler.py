@@ -45,7 +45,7 @@ import numpy as np
 
 from gemid.vision.coin import FOCAL, HANDHELD_TILT_DEG
 from gemid.vision.ruler_marks import Marks, dark_lines, directions, find_marks, opened
-from gemid.vision.scale import EDGE_MARGIN_MM, MIN_STONE_MM, PlaneMap
+from gemid.vision.scale import MIN_STONE_MM, PlaneMap
 from gemid.vision.segment import Segmentation
 
 FAN_DEG = 15.0  # a ruler's ticks lie within this of their mean direction (in perspective they fan out)
@@ -100,10 +100,6 @@ class RulerReference(PlaneMap):
                 "outline is mapped onto the ruler's plane (anything on or touching the ruler is taken for it)")
 
     @property
-    def consistent(self) -> bool:
-        return True
-
-    @property
     def distance_mm(self) -> float:
         """How far the camera was, from the ticks' size in the frame and a phone's lens (FOCAL)."""
         return FOCAL * self.frame_px / self.px_per_mm
@@ -113,10 +109,6 @@ class RulerReference(PlaneMap):
         """The step's fit, the ruler's print, and its face above the stones' surface (RULER_FACE_MM: nearer
         the camera, so the ticks read larger and the stones smaller, by the face's height over the distance)."""
         return math.hypot(self.step_sigma, RULER_TOLERANCE, RULER_FACE_MM / self.distance_mm)
-
-    @property
-    def scale_sigma(self) -> float:
-        return self.relative_sigma
 
     def scale_sigma_at(self, at: tuple[float, float]) -> float:
         """The scale's relative error at image point `at`: the ruler's own and the perspective across the ruler
@@ -128,9 +120,6 @@ class RulerReference(PlaneMap):
         perspective = 2.0 * across * tilt / self.distance_mm
         whole = min(1.0, max(math.hypot(self.slant, self.slant_across), floor))  # the camera's whole slant
         return math.hypot(self.scale_sigma, perspective, 1.0 - math.sqrt(1.0 - whole * whole))
-
-    def cleared(self, points_px: np.ndarray, margin_mm: float = EDGE_MARGIN_MM) -> bool:
-        return False  # nothing is painted out around a ruler
 
     def stones(self, stones: list[Segmentation], k: float = 1.0) -> tuple[list[Segmentation], list[Segmentation]]:
         """`stones` (found on an image `k` times smaller than this reference's) split into the stones beside the

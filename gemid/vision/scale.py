@@ -80,8 +80,9 @@ class PlaneMap:
 
     @property
     def consistent(self) -> bool:
-        """Whether what was found can be one reference (else no stone is measured)."""
-        raise NotImplementedError
+        """Whether what was found can be one reference (else no stone is measured); a single object (a coin,
+        a ruler) always is."""
+        return True
 
     @property
     def relative_sigma(self) -> float:
@@ -90,12 +91,14 @@ class PlaneMap:
 
     @property
     def scale_sigma(self) -> float:
-        """The scale's whole relative standard error: locating it, and how true the reference itself is."""
-        raise NotImplementedError
+        """The scale's whole relative standard error: locating it, and how true the reference itself is (a
+        coin's or a ruler's `relative_sigma` holds both)."""
+        return self.relative_sigma
 
     def cleared(self, points_px: np.ndarray, margin_mm: float = EDGE_MARGIN_MM) -> bool:
-        """Whether an outline touches what was painted out before the stones were found (then not measured)."""
-        raise NotImplementedError
+        """Whether an outline touches what was painted out before the stones were found (then not measured);
+        only the card paints anything out."""
+        return False
 
     def scale_sigma_at(self, at: tuple[float, float]) -> float:
         """`scale_sigma` at image point `at` (the same everywhere, unless the map holds only near the reference)."""
