@@ -6,7 +6,7 @@ feathers, clouds) or short thin lines (needles, silk). The measurement:
 
 1. The stone (convex mask, reference card removed; `gemid.vision.stone_area`) is resampled so its diameter
    is NORM_DIAMETER pixels: visibility is measured relative to the stone, whatever the photo's size.
-2. **Candidates.** Lightness L* minus its area opening (bright features) and its area closing minus L*
+2. **Candidates.** Lightness L* minus its area opening (bright features; `gemid.vision.area_filter`) and its area closing minus L*
    (dark features). An area filter removes connected structures smaller than a given area whatever their
    shape: a crystal, a needle or a cloud goes; a facet, or a network of facet-junction lines, stays (a
    median or top-hat filter would flag every thin junction line and facet corner). Two areas are used,
@@ -53,7 +53,8 @@ import numpy as np
 from gemid.report import ClarityGrade, Inclusion
 from gemid.vision import clarity_scales
 from gemid.vision import clarity_status as status
-from gemid.vision.clarity_shapes import continuation, shape, straightness
+from gemid.vision.area_filter import area_open
+from gemid.vision.clarity_shapes import continuation, contour, shape, straightness
 from gemid.vision.clarity_shapes import kind as kind_of
 from gemid.vision.clarity_shapes import outline as outline_of
 from gemid.vision.clarity_types import clarity_type, type_meaning
@@ -66,7 +67,6 @@ from gemid.vision.stone_area import CLIP, StoneArea, channel_max, locate
 
 NORM_DIAMETER = 128  # stone diameter after resampling (pixels)
 AREA_SMALL, AREA_LARGE = 0.004, 0.02  # area filters: shares of the stone's area
-LEVEL_STEP = 4  # grey-level step of the area filters (8-bit L* x 2.55)
 ZONE_LENGTHS = (8, 16, 32, 64)  # straight-edge maps by minimum segment length (pixels at NORM_DIAMETER)
 RIM = 0.06  # share of the diameter ignored along the girdle
 FEATURES = (
@@ -109,6 +109,9 @@ class Analysis:
     diameter_px: float
     noise: float
     clipped_fraction: float
+    lightness: np.ndarray  # L* of the normalised crop (float32)
+    segments: np.ndarray  # its `line_segments`
+    edges: np.ndarray  # its `edge_map`
     inclusion_map: np.ndarray | None = None  # P(inclusion) per normalised pixel (`gemid.vision.inclusion_net`)
     photo_scale: float = 1.0  # pixels of the analysed image per photo pixel (`StoneArea.photo_scale`)
 
@@ -148,56 +151,30 @@ def _lightness(rgb: np.ndarray) -> np.ndarray:
     return lightness(luminance(srgb8_to_linear(rgb))).astype(np.float32)
 
 
-def _area_open(img: np.ndarray, areas: tuple[int, ...], lo: int, hi: int) -> list[np.ndarray]:
-    """Area openings of a uint8 image for several minimum areas (threshold decomposition, LEVEL_STEP).
-
-    Removes bright connected structures smaller than the area, whatever their shape. Levels outside
-    lo..hi (the stone's own range) are not examined.
-    """
-    outs = [np.full(img.shape, lo, np.uint8) for _ in areas]
-    a_low = min(areas)
-    x0, y0, x1, y1 = 0, 0, img.shape[1], img.shape[0]
-    for t in range(lo + LEVEL_STEP, hi + 1, LEVEL_STEP):
-        b = (img[y0:y1, x0:x1] >= t).astype(np.uint8)
-        if int(cv2.countNonZero(b)) < a_low:
-            break  # the level sets shrink as t rises: nothing above can hold a big enough component
-        # the level sets are nested, so each lies inside the last one's box: label only that box (the same
-        # components, bit for bit; ~20 % less time on gems68 stones)
-        bx, by, bw, bh = cv2.boundingRect(b)
-        b = b[by:by + bh, bx:bx + bw]
-        x0, y0 = x0 + bx, y0 + by
-        x1, y1 = x0 + bw, y0 + bh
-        _, lab, stats, _ = cv2.connectedComponentsWithStats(b, connectivity=4)
-        sizes = stats[:, cv2.CC_STAT_AREA]
-        n_big = 0
-        for out, a_min in zip(outs, areas, strict=True):
-            big = sizes >= a_min
-            big[0] = False
-            win = out[y0:y1, x0:x1]
-            if big[1:].all():
-                win[b > 0] = t  # every component is big: the whole level set
-                n_big += 1
-            elif big.any():
-                win[big[lab]] = t
-                n_big += 1
-        if n_big == 0:
-            break  # no component is big enough now, so none at a higher level is either (they are nested)
-    return [np.maximum(o, np.minimum(img, lo)) for o in outs]
-
-
-def _straight_edges(L: np.ndarray) -> list[np.ndarray]:
-    """Straight edges (facet boundaries) from the LSD line-segment detector, one 3-px mask per minimum
-    length in ZONE_LENGTHS: a facet edge runs on beyond a small facet piece it bounds, while an
-    inclusion's outline is never much longer than the inclusion."""
+def line_segments(L: np.ndarray) -> np.ndarray:
+    """LSD line segments (float32, n x 4: x1 y1 x2 y2) of a normalised stone's L*: the straight edges that
+    facet edges and junctions make. Detected once per stone; the candidates and the faceting cues
+    (`clarity_status.facet_cues`) both read them."""
     g = cv2.GaussianBlur(np.clip(L * 2.55, 0, 255).astype(np.uint8), (3, 3), 0)
     lines = cv2.createLineSegmentDetector().detect(g)[0]
-    zones = [np.zeros(L.shape, np.uint8) for _ in ZONE_LENGTHS]
-    if lines is not None:
-        for x1, y1, x2, y2 in lines.reshape(-1, 4):
-            n = math.hypot(x2 - x1, y2 - y1)
-            for z, m in zip(zones, ZONE_LENGTHS, strict=True):
-                if n >= m:
-                    cv2.line(z, (round(x1), round(y1)), (round(x2), round(y2)), 1, thickness=3)
+    return np.zeros((0, 4), np.float32) if lines is None else lines.reshape(-1, 4)
+
+
+def edge_map(L: np.ndarray) -> np.ndarray:
+    """Canny edges of a normalised stone's L* (bool), shared like `line_segments`."""
+    return cv2.Canny(np.clip(L * 2.55, 0, 255).astype(np.uint8), 15, 40) > 0
+
+
+def _straight_edges(segments: np.ndarray, shape: tuple[int, int]) -> list[np.ndarray]:
+    """One 3-px mask of the straight edges per minimum length in ZONE_LENGTHS: a facet edge runs on
+    beyond a small facet piece it bounds, while an inclusion's outline is never much longer than the
+    inclusion."""
+    zones = [np.zeros(shape, np.uint8) for _ in ZONE_LENGTHS]
+    for x1, y1, x2, y2 in segments:
+        n = math.hypot(x2 - x1, y2 - y1)
+        for z, m in zip(zones, ZONE_LENGTHS, strict=True):
+            if n >= m:
+                cv2.line(z, (round(x1), round(y1)), (round(x2), round(y2)), 1, thickness=3)
     return [z > 0 for z in zones]
 
 
@@ -239,14 +216,15 @@ def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None, *
     lo, hi = (int(v) for v in np.percentile(L8[cm], [0.0, 100.0]))
     stone_area = float(cm.sum())
     areas = (max(12, int(AREA_SMALL * stone_area)), max(40, int(AREA_LARGE * stone_area)))
-    bright_s, bright_l = (v.astype(np.float32) / 2.55 for v in _area_open(L8, areas, lo, hi))
-    dark_s, dark_l = ((255 - v).astype(np.float32) / 2.55 for v in _area_open(255 - L8, areas, 255 - hi, 255 - lo))
+    bright_s, bright_l = (v.astype(np.float32) / 2.55 for v in area_open(L8, areas, lo, hi))
+    dark_s, dark_l = ((255 - v).astype(np.float32) / 2.55 for v in area_open(255 - L8, areas, 255 - hi, 255 - lo))
     Lq = L8.astype(np.float32) / 2.55
     hf = L - cv2.GaussianBlur(L, (0, 0), 1.0)
     noise = float(1.4826 * np.median(np.abs(hf[core]))) * 1.6
     thr = max(4.0, 4.0 * noise)
-    zones = _straight_edges(L)
-    edges = cv2.Canny(np.clip(L * 2.55, 0, 255).astype(np.uint8), 15, 40) > 0
+    segments = line_segments(L)
+    zones = _straight_edges(segments, L.shape)
+    edges = edge_map(L)
     edges_wide = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     glare = cv2.dilate(clipped.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     valid = core & ~clipped
@@ -268,16 +246,17 @@ def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None, *
             sl = (slice(by, by + bh), slice(bx, bx + bw))
             comp = lab[sl] == i
             rl, rs = r_l[sl][comp], r_s[sl][comp]
+            if not (rs > thr).any():
+                continue  # whole facets smaller than the large area: only features seen at the small scale count
             contrast = float(rl.mean() / full)
-            length, width, solidity = shape(comp)
+            line = contour(comp)
+            length, width, solidity = shape(comp, line)
             outline = outline_of(comp)
             n_out = max(1, int(outline.sum()))
             size = max(bw, bh)
             fr = [float((outline & z[sl]).sum() / n_out) for z in zones]
             longer = [fr[k] for k, m in enumerate(ZONE_LENGTHS) if m >= 1.5 * size] or [fr[-1]]
             longest = [fr[k] for k, m in enumerate(ZONE_LENGTHS) if m >= 3.0 * size] or [fr[-1]]
-            if not (rs > thr).any():
-                continue  # whole facets smaller than the large area: only features seen at the small scale count
             gx0, gy0 = max(0, bx - 6), max(0, by - 6)
             gsl = (slice(gy0, by + bh + 6), slice(gx0, bx + bw + 6))
             ring = edges[gsl]
@@ -291,7 +270,7 @@ def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None, *
                 math.log(length / width), solidity, float(ring.mean()),
                 0.0 if dark else float((glare[sl] & outline).sum() / n_out), math.log(noise + 0.1),
                 math.log(a) * longer[0], contrast * g_rel, math.log((float(rl.mean()) + 1.0) / (play + 2.0)),
-                straightness(comp), continuation(comp, (bx, by), edges_wide), *([math.nan] * N_MAP),
+                straightness(line), continuation(line, (bx, by), edges_wide), *([math.nan] * N_MAP),
             ])
             vis = float(np.clip(rl / full, 0.0, 1.0).sum() / core_area)
             out.append(Candidate(
@@ -300,7 +279,8 @@ def analyse(rgb: np.ndarray, seg: Segmentation, area: StoneArea | None = None, *
     a = Analysis(
         image=img, crop=(ox0, oy0, ox1, oy1), scale=f, core=core, residual=signed, candidates=tuple(out),
         diameter_px=d_orig / area.photo_scale, noise=noise, photo_scale=area.photo_scale,
-        clipped_fraction=float((core & clipped).sum() / max(1.0, core_area)),
+        clipped_fraction=float((core & clipped).sum() / max(1.0, core_area)), lightness=L, segments=segments,
+        edges=edges,
     )
     if not inclusion_map:
         return a
@@ -419,7 +399,8 @@ def evidence(a: Analysis, seg: Segmentation, model: dict | None = None) -> Evide
     feats = np.stack([c.features for c in a.candidates]) if a.candidates else None
     p = inclusion_probability(feats, m) if feats is not None else np.zeros(0)
     meas = measure_analysis(a, m, p)
-    facet = status.facet_cues(a.image, _lightness(a.image), a.core, a.noise, a.to_local(seg.mask > 0), NORM_DIAMETER)
+    facet = status.facet_cues(a.image, a.lightness, a.core, a.noise, a.to_local(seg.mask > 0), NORM_DIAMETER,
+                              a.segments, a.edges)
     vis = np.array([c.visibility for c in a.candidates])
     pmap = a.inclusion_map[a.core] if a.inclusion_map is not None else None
     photo = status.photo_cues(meas.severity, meas.visibility, p, feats, vis, pmap, float(m["map_threshold"]),

@@ -8,32 +8,39 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["continuation", "kind", "outline", "shape", "straightness"]
+__all__ = ["contour", "continuation", "kind", "outline", "shape", "straightness"]
+_SQUARE = np.ones((3, 3), np.uint8)
 
 
 def outline(comp: np.ndarray) -> np.ndarray:
-    c8 = np.pad(comp.astype(np.uint8), 1)
-    return ((c8 - cv2.erode(c8, np.ones((3, 3), np.uint8))) > 0)[1:-1, 1:-1]
+    """The region's own pixels that touch a pixel outside it (the window's edge counts as outside)."""
+    c8 = comp.astype(np.uint8)
+    return (c8 - cv2.erode(c8, _SQUARE, borderType=cv2.BORDER_CONSTANT, borderValue=0)) > 0
 
 
-def shape(comp: np.ndarray) -> tuple[float, float, float]:
-    """(length, width, solidity) of a region."""
+def contour(comp: np.ndarray) -> np.ndarray | None:
+    """The longest outer contour of a region (int32, n x 1 x 2, window pixels), found once for `shape`,
+    `straightness` and `continuation`; None for an empty region."""
+    contours, _ = cv2.findContours(np.pad(comp.astype(np.uint8), 1), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return max(contours, key=len) - 1 if contours else None
+
+
+def shape(comp: np.ndarray, c: np.ndarray | None) -> tuple[float, float, float]:
+    """(length, width, solidity) of a region whose `contour` is c."""
     ys, xs = np.nonzero(comp)
-    if len(xs) < 3:
+    if len(xs) < 3 or c is None:
         return 1.0, 1.0, 1.0
     ev = np.sort(np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(np.float64))))[::-1]
     length, width = 4.0 * math.sqrt(max(ev[0], 0.0)) + 1.0, 4.0 * math.sqrt(max(ev[1], 0.0)) + 1.0
-    hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
+    hull = cv2.convexHull(c)  # a region's hull is its outer contour's (the region is 8-connected)
     solidity = len(xs) / max(1.0, cv2.contourArea(hull) + 0.5 * cv2.arcLength(hull, True) + 1.0)
     return length, width, min(1.0, solidity)
 
 
-def straightness(comp: np.ndarray) -> float:
-    """Share of the outline made of straight runs of 4+ pixels (facet pieces are polygons)."""
-    contours, _ = cv2.findContours(np.pad(comp.astype(np.uint8), 1), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
+def straightness(c: np.ndarray | None) -> float:
+    """Share of the outline (`contour` c) made of straight runs of 4+ pixels (facet pieces are polygons)."""
+    if c is None:
         return 0.0
-    c = max(contours, key=len)
     per = cv2.arcLength(c, True)
     if per < 8:
         return 0.0
@@ -42,15 +49,14 @@ def straightness(comp: np.ndarray) -> float:
     return float(seg[seg >= 4.0].sum() / per)
 
 
-def continuation(comp: np.ndarray, origin: tuple[int, int], edges: np.ndarray) -> float:
-    """How much the straight sides of a region run on as edges beyond it (0..1).
+def continuation(c: np.ndarray | None, origin: tuple[int, int], edges: np.ndarray) -> float:
+    """How much the straight sides of a region (`contour` c) run on as edges beyond it (0..1).
 
     A small facet piece is cut out by facet edges that cross the whole stone, so each of its sides
     continues past its corners; an inclusion's outline stops where the inclusion stops."""
-    contours, _ = cv2.findContours(comp.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
+    if c is None:
         return 0.0
-    poly = cv2.approxPolyDP(max(contours, key=len), 1.0, True).reshape(-1, 2).astype(np.float64)
+    poly = cv2.approxPolyDP(c, 1.0, True).reshape(-1, 2).astype(np.float64)
     if len(poly) < 3:
         return 0.0
     poly += np.array(origin, np.float64)

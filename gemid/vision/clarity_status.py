@@ -73,21 +73,18 @@ def hard_limit(diameter_px: float, clipped_fraction: float, n_stones: int) -> Ve
     return None
 
 
-def _lines(L: np.ndarray, core: np.ndarray) -> tuple[float, int, np.ndarray]:
-    """LSD segments: total length and count of those >= 10 px whose middle lies in the core, and a 3-px
-    mask of every segment >= 8 px (the straight edges that facet edges and junctions make)."""
-    g = cv2.GaussianBlur(np.clip(L * 2.55, 0, 255).astype(np.uint8), (3, 3), 0)
-    lines = cv2.createLineSegmentDetector().detect(g)[0]
-    mask = np.zeros(L.shape, np.uint8)
-    if lines is None:
+def _lines(segments: np.ndarray, shape: tuple[int, int], core: np.ndarray) -> tuple[float, int, np.ndarray]:
+    """Of the stone's LSD segments: total length and count of those >= 10 px whose middle lies in the core,
+    and a 3-px mask of every segment >= 8 px (the straight edges that facet edges and junctions make)."""
+    mask = np.zeros(shape, np.uint8)
+    if len(segments) == 0:
         return 0.0, 0, mask > 0
-    seg = lines.reshape(-1, 4)
-    n = np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1])
-    for (x1, y1, x2, y2), length in zip(seg, n, strict=True):
+    n = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
+    for (x1, y1, x2, y2), length in zip(segments, n, strict=True):
         if length >= 8.0:
             cv2.line(mask, (round(x1), round(y1)), (round(x2), round(y2)), 1, thickness=3)
-    mx = np.clip(np.round((seg[:, 0] + seg[:, 2]) / 2).astype(int), 0, L.shape[1] - 1)
-    my = np.clip(np.round((seg[:, 1] + seg[:, 3]) / 2).astype(int), 0, L.shape[0] - 1)
+    mx = np.clip(np.round((segments[:, 0] + segments[:, 2]) / 2).astype(int), 0, shape[1] - 1)
+    my = np.clip(np.round((segments[:, 1] + segments[:, 3]) / 2).astype(int), 0, shape[0] - 1)
     keep = (n >= 10.0) & core[my, mx]
     return float(n[keep].sum()), int(keep.sum()), mask > 0
 
@@ -118,14 +115,15 @@ def _solidity(mask: np.ndarray) -> float:
 
 
 def facet_cues(image: np.ndarray, L: np.ndarray, core: np.ndarray, noise: float, seg_mask: np.ndarray,
-               diameter: float) -> np.ndarray:
+               diameter: float, segments: np.ndarray, canny: np.ndarray) -> np.ndarray:
     """FACET_FEATURES of a normalised stone (image: RGB uint8, L: its L*, core: the stone less its rim).
 
     Besides the straight edges, the texture: Canny edges that no straight segment explains (the curved
     outlines of feathers, clouds and the jardin, and a dome's soft highlights), fine detail against the
-    facet pattern's contrast, and how much the colour varies (a milky or included stone is patchy)."""
-    length, count, straight = _lines(L, core)
-    edges = (cv2.Canny(np.clip(L * 2.55, 0, 255).astype(np.uint8), 15, 40) > 0) & core
+    facet pattern's contrast, and how much the colour varies (a milky or included stone is patchy).
+    `segments` and `canny` are the stone's LSD segments and Canny edges (`clarity.line_segments`, `edge_map`)."""
+    length, count, straight = _lines(segments, L.shape, core)
+    edges = canny & core
     v = L[core]
     blur = cv2.GaussianBlur(L, (0, 0), 0.8)
     fine = (L - cv2.GaussianBlur(L, (0, 0), 3.0))[core]

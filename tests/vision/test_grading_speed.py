@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gemid.datasets.synth import random_spec, render
-from gemid.vision.clarity import LEVEL_STEP, _area_open, _lightness
+from gemid.vision.area_filter import LEVEL_STEP, area_open
+from gemid.vision.clarity import _lightness
 
 
 def area_open_reference(img: np.ndarray, areas: tuple[int, ...], lo: int, hi: int) -> list[np.ndarray]:
@@ -37,15 +38,28 @@ def stone_levels(seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_area_opening_labels_only_the_level_sets_box_and_gives_the_same_image(seed):
+def test_area_opening_of_the_stacked_level_sets_gives_the_same_image(seed):
     rng = np.random.default_rng(seed)
     noise = cv2.GaussianBlur(rng.integers(0, 256, (90, 120)).astype(np.uint8), (0, 0), 2.0)
     for img in (stone_levels(seed), noise, 255 - stone_levels(seed)):
         lo, hi = int(img.min()), int(img.max())
         areas = (int(rng.integers(8, 40)), int(rng.integers(60, 300)))
-        got, want = _area_open(img, areas, lo, hi), area_open_reference(img, areas, lo, hi)
+        got, want = area_open(img, areas, lo, hi), area_open_reference(img, areas, lo, hi)
         assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
         assert not np.array_equal(got[1], img)  # the opening did remove something: the check is not vacuous
+        # one area alone, and the larger area first (the two counts share one pass)
+        assert np.array_equal(area_open(img, areas[1:], lo, hi)[0], want[1])
+        assert all(np.array_equal(g, w) for g, w in zip(area_open(img, areas[::-1], lo, hi), want[::-1], strict=True))
+
+
+def test_area_opening_of_a_flat_or_full_range_image():
+    flat = np.full((20, 30), 77, np.uint8)
+    assert all(np.array_equal(o, flat) for o in area_open(flat, (5, 50), 77, 77))
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (4, 1))  # 63 levels: the most the counts hold
+    got, want = area_open(ramp, (3, 40), 0, 255), area_open_reference(ramp, (3, 40), 0, 255)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    with pytest.raises(ValueError):
+        area_open(ramp, (3, 40, 90), 0, 255)
 
 
 def test_the_stone_area_reuses_the_segmentations_small_image_bit_for_bit():
