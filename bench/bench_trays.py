@@ -4,6 +4,7 @@
     python -m bench.bench_trays --trays 5 --seed 1
     python -m bench.bench_trays --drawn --bundle DIR --trays 2   # drawn stones and a given bundle (the test)
     python -m bench.bench_trays --singles          # stone counts of real single- and several-stone photos (~20 s)
+    python -m bench.bench_trays --alone            # one stone at a time: background against scale (~1 min)
 
 Each tray is composed in memory, never saved: 5-12 stones drawn from the gems68 **val** photos whose
 clarity label (`gemid/datasets/annotations/clarity_gems68.csv`) is eye_clean or included (single faceted
@@ -278,6 +279,28 @@ def run(ident, cutouts: list[Cutout], trays: int, seed: int, grade: bool) -> dic
     return totals
 
 
+def alone(ident, cutouts: list[Cutout], seed: int) -> dict[str, int]:
+    """Where a tray loses the same top-1, one stone at a time (`--alone`): each cut-out laid alone on the tray's
+    grey at its own size and at the tray's 120-180 px, and its own photo shrunk until the stone is that size.
+    Grey against shrunk photo separates the background the stone was cut from its scale; the trays' own figure
+    adds the neighbours."""
+    rng = np.random.default_rng(seed)
+    hits = {"grey, own size": 0, "grey, tray size": 0, "own photo, tray size": 0}
+    for c in cutouts:
+        side = int(rng.integers(SIDE[0], SIDE[1] + 1))
+        grey = int(rng.integers(195, 221))
+        feathered = cv2.GaussianBlur((c.alpha > 0.5).astype(np.float32), (3, 3), 0)  # as `_scaled` lays it
+        own = compose([(c.rgb, feathered)], False, rng, grey)[0]
+        tray = compose([_scaled(c, side)], False, rng, grey)[0]
+        bgr = cv2.imdecode(np.frombuffer(c.photo, np.uint8), cv2.IMREAD_COLOR)
+        k = side / max(c.alpha.shape)
+        shrunk = cv2.resize(bgr, None, fx=k, fy=k, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+        for key, rgb in (("grey, own size", own), ("grey, tray size", tray),
+                         ("own photo, tray size", cv2.cvtColor(shrunk, cv2.COLOR_BGR2RGB))):
+            hits[key] += int(_top1(ident.identify(_png(rgb), grade=False)) == c.reference)
+    return hits
+
+
 def summary(totals: dict[str, float], grade: bool) -> list[str]:
     n = max(1, int(totals["placed"]))
     found = 100.0 * totals["found"] / n
@@ -363,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, default=None,
                     help="model bundle (default: the shipped one; with --drawn: a tiny one built in a temp dir)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N val photos")
+    ap.add_argument("--alone", action="store_true",
+                    help="instead of trays: each stone alone on grey (own size, tray size) and its photo shrunk to "
+                         "tray size, the same top-1 of each (what the background costs, apart from scale)")
     ap.add_argument("--singles", action="store_true",
                     help="only count the stones found in real single- and several-stone photos (no model)")
     args = ap.parse_args(argv)
@@ -400,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
         source = "drawn" if args.drawn else f"gems68 {args.split}" + (f" in {args.held_out}" if args.held_out else "")
         print(f"stones: {len(cutouts)} cut-outs ({source}{'' if args.drawn else ', eye_clean or included'}; "
               f"{skipped} photos {why} skipped), references in {time.perf_counter() - t0:.1f} s")
+        if args.alone:
+            for key, n in alone(ident, cutouts, args.seed).items():
+                print(f"same top-1 as its photo, {key}: {100.0 * n / max(1, len(cutouts)):.1f} % ({n}/{len(cutouts)})")
+            return 0
         totals = run(ident, cutouts, args.trays, args.seed, grade=not args.screen)
     for line in summary(totals, grade=not args.screen):
         print(line)

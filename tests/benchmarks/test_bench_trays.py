@@ -44,6 +44,18 @@ def test_two_drawn_trays_print_figures_that_parse(tiny, capsys):
     assert float(same[1]) >= 90.0
 
 
+def test_drawn_stones_alone_print_three_figures(tiny, capsys):
+    assert bench_trays.main(["--drawn", "--bundle", str(tiny), "--alone", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    got = re.findall(r"^same top-1 as its photo, (grey, own size|grey, tray size|own photo, tray size): "
+                     r"([\d.]+) % \((\d+)/12\)$", out, re.M)
+    assert [g[0] for g in got] == ["grey, own size", "grey, tray size", "own photo, tray size"]
+    assert all(abs(float(g[1]) - 100.0 * int(g[2]) / 12) < 0.051 for g in got)
+    # a drawn stone on plain paper keeps its colour wherever it is laid: the tiny model answers the same
+    assert all(int(g[2]) >= 11 for g in got)
+    assert "placed" not in out  # no trays composed
+
+
 def test_touching_stones_touch_and_apart_stones_do_not():
     import cv2
 
