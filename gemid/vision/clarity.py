@@ -6,12 +6,12 @@ feathers, clouds) or short thin lines (needles, silk). The measurement:
 
 1. The stone (convex mask, reference card removed; `gemid.vision.stone_area`) is resampled so its diameter
    is NORM_DIAMETER pixels: visibility is measured relative to the stone, whatever the photo's size.
-2. **Candidates.** Lightness L* minus its area opening (bright features; `gemid.vision.area_filter`) and its area closing minus L*
-   (dark features). An area filter removes connected structures smaller than a given area whatever their
-   shape: a crystal, a needle or a cloud goes; a facet, or a network of facet-junction lines, stays (a
-   median or top-hat filter would flag every thin junction line and facet corner). Two areas are used,
-   0.4 % and 2 % of the stone; connected regions of the residual above a noise-scaled threshold are the
-   candidates. Clipped highlights and a rim along the girdle are ignored.
+2. **Candidates.** Lightness L* minus its area opening (bright features) and its area closing minus L*
+   (dark features; both `gemid.vision.area_filter`). An area filter removes connected structures smaller
+   than a given area whatever their shape: a crystal, a needle or a cloud goes; a facet, or a network of
+   facet-junction lines, stays (a median or top-hat filter would flag every thin junction line and facet
+   corner). Two areas are used, 0.4 % and 2 % of the stone; connected regions of the residual above a
+   noise-scaled threshold are the candidates. Clipped highlights and a rim along the girdle are ignored.
 3. **Inclusion map.** A small U-Net (`gemid.vision.inclusion_net`, ONNX Runtime) reads the normalised
    crop with the residual and gives P(inclusion) per pixel: it sees the facet pattern around a candidate
    (edges that run on, the cut's symmetry), which the hand-made features below cannot.
