@@ -5,6 +5,7 @@
     python -m bench.bench_trays --drawn --bundle DIR --trays 2   # drawn stones and a given bundle (the test)
     python -m bench.bench_trays --singles          # stone counts of real single- and several-stone photos (~20 s)
     python -m bench.bench_trays --alone            # one stone at a time: background against scale (~1 min)
+    python -m bench.bench_trays --neighbours       # also each found stone alone at its tray size: what neighbours cost
 
 Each tray is composed in memory, never saved: 5-12 stones drawn from the gems68 **val** photos whose
 clarity label (`gemid/datasets/annotations/clarity_gems68.csv`) is eye_clean or included (single faceted
@@ -245,9 +246,13 @@ def match(placed: list[tuple[int, int, int, int]], found: list[tuple[int, int, i
     return out
 
 
-def run(ident, cutouts: list[Cutout], trays: int, seed: int, grade: bool) -> dict[str, float]:
+def run(ident, cutouts: list[Cutout], trays: int, seed: int, grade: bool, neighbours: bool = False) -> dict[str, float]:
+    """The trays' figures; `neighbours`: each stone found is also laid alone, at the size and on the grey it had on
+    its tray, and its top-1 there compared with the tray's (what the neighbours cost, apart from scale and
+    background)."""
     rng = np.random.default_rng(seed)
-    totals = {"placed": 0, "found": 0, "same": 0, "extra": 0, "seconds": 0.0, "shaped": 0, "shape right": 0}
+    totals = {"placed": 0, "found": 0, "same": 0, "extra": 0, "seconds": 0.0, "shaped": 0, "shape right": 0,
+              "alone": 0, "alone same": 0}
     for variant in ("apart", "touching"):
         totals.update({f"{variant} placed": 0, f"{variant} found": 0, f"{variant} same": 0})
     for t in range(trays):
@@ -265,6 +270,12 @@ def run(ident, cutouts: list[Cutout], trays: int, seed: int, grade: bool) -> dic
             pairs = match(boxes, found)
             same = sum(1 for i, j in pairs.items() if _top1(reports[j]) == cutouts[picks[i]].reference)
             extra = len(found) - len(pairs)
+            if neighbours:
+                for i, j in pairs.items():
+                    lone = compose([stones[i]], False, np.random.default_rng([seed, t, i]), grey)[0]
+                    totals["alone"] += 1
+                    totals["alone same"] += int(_top1(ident.identify_stones(_png(lone), grade=False)[0])
+                                                == _top1(reports[j]))
             for i, j in pairs.items():
                 if cutouts[picks[i]].shape is not None:
                     got = reports[j].stone.shape
@@ -318,6 +329,9 @@ def summary(totals: dict[str, float], grade: bool) -> list[str]:
         f"extra detections: {int(totals['extra'])}",
         *([f"cut shape as labelled by eye: {100.0 * totals['shape right'] / totals['shaped']:.1f} % of "
            f"{int(totals['shaped'])} stones found whose photo has a shape label"] if totals["shaped"] else []),
+        *([f"the tray's top-1 for the stone alone at the same size on the same grey: "
+           f"{100.0 * totals['alone same'] / totals['alone']:.1f} % ({int(totals['alone same'])}/"
+           f"{int(totals['alone'])} found)"] if totals["alone"] else []),
         f"time per stone: {1000 * totals['seconds'] / n:.0f} ms ({'full report' if grade else 'screen, grade=False'})",
     ]
 
@@ -389,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alone", action="store_true",
                     help="instead of trays: each stone alone on grey (own size, tray size) and its photo shrunk to "
                          "tray size, the same top-1 of each (what the background costs, apart from scale)")
+    ap.add_argument("--neighbours", action="store_true",
+                    help="also lay each found stone alone at its tray size on the tray's grey, and count how often "
+                         "the tray's top-1 stays (what the neighbours cost)")
     ap.add_argument("--singles", action="store_true",
                     help="only count the stones found in real single- and several-stone photos (no model)")
     args = ap.parse_args(argv)
@@ -430,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             for key, n in alone(ident, cutouts, args.seed).items():
                 print(f"same top-1 as its photo, {key}: {100.0 * n / max(1, len(cutouts)):.1f} % ({n}/{len(cutouts)})")
             return 0
-        totals = run(ident, cutouts, args.trays, args.seed, grade=not args.screen)
+        totals = run(ident, cutouts, args.trays, args.seed, grade=not args.screen, neighbours=args.neighbours)
     for line in summary(totals, grade=not args.screen):
         print(line)
     return 0

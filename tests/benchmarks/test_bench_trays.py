@@ -44,6 +44,23 @@ def test_two_drawn_trays_print_figures_that_parse(tiny, capsys):
     assert float(same[1]) >= 90.0
 
 
+def test_neighbours_lay_each_found_stone_alone_and_count_the_same_answer(tiny, capsys):
+    assert bench_trays.main(["--drawn", "--bundle", str(tiny), "--trays", "1", "--seed", "1", "--screen",
+                             "--neighbours"]) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"^found: [\d.]+ % \((\d+)/\d+\)", out, re.M)
+    alone = re.search(r"^the tray's top-1 for the stone alone at the same size on the same grey: ([\d.]+) % "
+                      r"\((\d+)/(\d+) found\)$", out, re.M)
+    assert found and alone
+    assert int(alone[3]) == int(found[1]) > 0  # every stone found, laid alone once
+    assert abs(float(alone[1]) - 100.0 * int(alone[2]) / int(alone[3])) < 0.051
+    # a drawn stone keeps its colour alone or among others: the tiny model gives it the same answer
+    assert int(alone[2]) >= int(alone[3]) - 1
+    # without the flag the line is not printed
+    assert bench_trays.main(["--drawn", "--bundle", str(tiny), "--trays", "1", "--seed", "1", "--screen"]) == 0
+    assert "the tray's top-1 for the stone alone" not in capsys.readouterr().out
+
+
 def test_drawn_stones_alone_print_three_figures(tiny, capsys):
     assert bench_trays.main(["--drawn", "--bundle", str(tiny), "--alone", "--seed", "0"]) == 0
     out = capsys.readouterr().out
