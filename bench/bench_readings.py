@@ -163,6 +163,7 @@ def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Ge
     hits = {c: dict.fromkeys(levels, 0) for c in configs}
     flags = {"true_in_top_k": [0, 0], "true_not_in_top_k": [0, 0]}  # [flagged, total] with photo+RI+SG
     referred = {True: [0, 0], False: [0, 0]}  # photo right / wrong: [referred, stones] with photo+RI+SG
+    confused: dict[tuple[str, str], int] = {}  # photo+RI's wrong minerals whose truth was a candidate: what RI can't split
 
     def level_of(label: str, level: str) -> str:
         if level == "label":
@@ -188,6 +189,9 @@ def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Ge
                     referred[right][1] += 1
             for lv in levels:
                 hits[name][lv] += int(level_of(pred, lv) == level_of(s.label, lv))
+            if (name == "photo+RI" and level_of(pred, "mineral") != level_of(s.label, "mineral")
+                    and s.label in {c.label for c in cands}):
+                confused[(s.label, pred)] = confused.get((s.label, pred), 0) + 1
     n = len(stones)
     in_top = flags["true_in_top_k"][1]
     return {
@@ -197,6 +201,8 @@ def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Ge
         "fits_none_counts": flags,
         "genuine_referred": (referred[True][0] + referred[False][0]) / n if n else None,
         "genuine_referred_counts": {"photo_right": referred[True], "photo_wrong": referred[False]},
+        "ri_confusions": [{"truth": t, "called": c, "stones": k}
+                          for (t, c), k in sorted(confused.items(), key=lambda kv: (-kv[1], kv[0]))],
     }
 
 
@@ -302,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{fr['true_in_top_k']:.1%} (false alarms)")
     if fr["true_not_in_top_k"] is not None:
         print(f"fits_none raised when the true species was outside the top-{args.top_k}: {fr['true_not_in_top_k']:.1%}")
+    wrong = res["ri_confusions"]
+    print(f"photo+RI wrong at the mineral level with the true species among the candidates: "
+          f"{sum(w['stones'] for w in wrong)} stones; most often: "
+          + (", ".join(f"{w['truth']} as {w['called']} {w['stones']}" for w in wrong[:6]) or "none"))
     target = res["top1"]["photo+RI"]["mineral"]
     print(f"target photo+RI >= 96% top-1 at the mineral level: {'met' if target >= 0.96 else 'NOT met'} ({target:.1%})")
     gr = res["genuine_referred"]

@@ -198,4 +198,24 @@ def test_benchmark_reads_the_documented_prediction_formats(tmp_path, monkeypatch
     assert bench.main(["--predictions", str(tmp_path / "list.json"), "--json", str(out), "--top-k", "5"]) == 0
     res = json.loads(out.read_text())
     assert res["stones"] == 2 and res["top1"]["photo"]["label"] == 0.0  # the photo got both wrong
+    # every listed confusion is a wrong mineral with RI whose true species was among the candidates
+    assert all(w["truth"] in truth and w["called"] != w["truth"] and w["stones"] >= 1 for w in res["ri_confusions"])
+    assert sum(w["stones"] for w in res["ri_confusions"]) <= 2 - 2 * res["top1"]["photo+RI"]["mineral"] + 1e-9
     assert res["top1"]["photo+RI+SG"]["mineral"] == 1.0  # ruby vs pyrope, emerald vs tourmaline: settled
+
+
+def test_benchmark_lists_the_minerals_one_ri_cannot_split(tmp_path, monkeypatch):
+    import json
+
+    bench = _bench_module(monkeypatch)
+    # amethyst (quartz, RI 1.544-1.553) photographed as iolite (cordierite, 1.522-1.578): one RI fits both, so the
+    # photo's choice stands and every such stone is listed; its truth is always among the candidates
+    classes = ["Iolite", "Amethyst", "Ruby", "Emerald", "Peridot", "Sapphire Blue"]
+    preds = [{"label": "Amethyst", "probs": dict(zip(classes, [0.8, 0.15, 0.02, 0.01, 0.01, 0.01], strict=True))}] * 20
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    out = tmp_path / "res.json"
+    assert bench.main(["--predictions", str(tmp_path / "p.json"), "--json", str(out), "--seed", "0"]) == 0
+    res = json.loads(out.read_text())
+    wrong = round(20 * (1 - res["top1"]["photo+RI"]["mineral"]))
+    assert wrong >= 10  # mostly still called iolite
+    assert res["ri_confusions"] == [{"truth": "Amethyst", "called": "Iolite", "stones": wrong}]
