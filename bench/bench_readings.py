@@ -25,6 +25,7 @@ Accuracy is reported per label, per mineral (corundum, beryl, quartz, pyrope ...
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import sys
 import time
@@ -163,7 +164,7 @@ def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Ge
     hits = {c: dict.fromkeys(levels, 0) for c in configs}
     flags = {"true_in_top_k": [0, 0], "true_not_in_top_k": [0, 0]}  # [flagged, total] with photo+RI+SG
     referred = {True: [0, 0], False: [0, 0]}  # photo right / wrong: [referred, stones] with photo+RI+SG
-    confused: dict[tuple[str, str], int] = {}  # photo+RI's wrong minerals whose truth was a candidate: what RI can't split
+    confused: collections.Counter[tuple[str, str]] = collections.Counter()  # photo+RI wrong, truth a candidate
 
     def level_of(label: str, level: str) -> str:
         if level == "label":
@@ -174,6 +175,7 @@ def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Ge
         ranked = sorted(s.probs.items(), key=lambda kv: -kv[1])[:top_k]
         cands = [Candidate(label=lab, probability=min(1.0, max(0.0, p))) for lab, p in ranked]
         row = _pick_row(table.rows_for(s.label), rng)
+        in_cands = s.label in {c.label for c in cands}
         for name, cfg in configs.items():
             if cfg is None:
                 pred = cands[0].label
@@ -181,7 +183,7 @@ def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Ge
                 result = rerank(cands, simulate(row, rng, **cfg), model_labels=list(s.probs))
                 pred = result.combined[0].label
                 if name == "photo+RI+SG":
-                    key = "true_in_top_k" if s.label in {c.label for c in cands} else "true_not_in_top_k"
+                    key = "true_in_top_k" if in_cands else "true_not_in_top_k"
                     flags[key][0] += int(result.fits_none)
                     flags[key][1] += 1
                     right = cands[0].label == s.label
@@ -189,9 +191,8 @@ def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Ge
                     referred[right][1] += 1
             for lv in levels:
                 hits[name][lv] += int(level_of(pred, lv) == level_of(s.label, lv))
-            if (name == "photo+RI" and level_of(pred, "mineral") != level_of(s.label, "mineral")
-                    and s.label in {c.label for c in cands}):
-                confused[(s.label, pred)] = confused.get((s.label, pred), 0) + 1
+            if name == "photo+RI" and in_cands and level_of(pred, "mineral") != level_of(s.label, "mineral"):
+                confused[(s.label, pred)] += 1  # a mineral one RI cannot split from the truth
     n = len(stones)
     in_top = flags["true_in_top_k"][1]
     return {
