@@ -81,6 +81,35 @@ def test_a_photo_all_but_ruling_out_the_answer_is_a_referral_not_an_answer():
     assert c.decision == "refer"
 
 
+def test_readings_that_fit_an_under_rated_candidate_well_overturn_the_photo():
+    """Golden beryl photographed as citrine (the photo gave beryl 3 %): beryl's readings fit it far better than
+    any look-alike of citrine, so they promote it instead of referring a genuine stone."""
+    cands = [Candidate(label="Citrine", probability=0.94), Candidate(label="Beryl Golden", probability=0.034),
+             Candidate(label="Quartz Lemon", probability=0.01), Candidate(label="Sapphire Yellow", probability=0.005)]
+    species = SpeciesResult(decision="identified", reason="photo", top=cands)
+    c = conclude(species, rerank(cands, Readings(ri=1.575, sg=2.72, weight_ct=1.0)))
+    assert (c.decision, c.label) == ("identified", "Beryl Golden")
+    assert "overturn the photo" in c.reason and c.fits == ["Beryl Golden"]
+
+
+def test_a_promoted_answer_a_look_alike_explains_too_stays_uncertain():
+    """Glass readings on a red stone the photo gave ruby 75 %, carnelian 20 %: carnelian fits, but so does the
+    glass the photo cannot tell from ruby, so its probability is its share beside the glass, not the re-ranking's
+    near certainty; the same readings with carnelian at 2.5 % are a referral naming glass."""
+    glass = Readings(ri=1.52, sg=2.50, weight_ct=1.0)
+    cands = [Candidate(label="Ruby", probability=0.75), Candidate(label="Carnelian", probability=0.2),
+             Candidate(label="Pyrope", probability=0.02), Candidate(label="Almandine", probability=0.01)]
+    species = SpeciesResult(decision="uncertain", reason="photo", top=cands)
+    rr = rerank(cands, glass)
+    assert rr.combined[0].label == "Carnelian" and rr.combined[0].probability > 0.99
+    c = conclude(species, rr)
+    assert (c.decision, c.label) == ("uncertain", "Carnelian") and 0.5 < c.probability < 0.8
+    assert "photo favoured Ruby and Glass would give such readings too" in c.reason and "Glass" in c.cannot_exclude
+    cands = [Candidate(label="Ruby", probability=0.9), Candidate(label="Carnelian", probability=0.025)] + cands[2:]
+    referred = conclude(species.model_copy(update={"top": cands}), rerank(cands, glass))
+    assert referred.decision == "refer" and referred.fits[0] == "Glass"
+
+
 def test_guidance_never_sends_the_technician_back_to_a_test_already_done():
     species, cands = _photo("Ruby", 0.6)
     before = recommend(cands)

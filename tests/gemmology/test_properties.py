@@ -95,7 +95,7 @@ def test_textbook_anchor_values():
 def test_lookalikes_and_simulants_are_present_and_point_at_labels():
     t = default_table()
     names = {m.name for m in t.lookalikes()}
-    assert {"Red spinel", "Glass", "Cubic zirconia", "Synthetic moissanite", "Plastic"} <= names
+    assert {"Red spinel", "Glass", "Lead glass", "Cubic zirconia", "Synthetic moissanite", "Plastic"} <= names
     for m in t.lookalikes():
         assert m.lookalike_of, m.name
         assert all(x == "*" or x in t.labels for x in m.lookalike_of), m.name
@@ -222,6 +222,16 @@ def test_hydrothermal_synthetic_emerald_lies_inside_natural_emerald():
     assert hydro.sg.low <= 2.68 and hydro.sg.high >= 2.71 and emerald.sg.low <= 2.68
     assert hydro.optic_sign == emerald.optic_sign == ("uniaxial-",)
     assert flux.ri.high < hydro.ri.high and flux.sg.high < hydro.sg.low  # flux synthetics read lower
+
+
+def test_glass_is_two_rows_because_its_ri_and_sg_rise_together():
+    """Lead oxide raises a glass's RI and SG together (Bannister 1929): one box over RI 1.47-1.70 and SG 2.3-4.5
+    gave crown glass (RI 1.52, SG 2.50) a likelihood so thin that any chalcedony-like candidate outscored it.
+    Together the two rows still span glass's published range."""
+    glass, lead = _row("Glass"), _row("Lead glass")
+    assert glass.ri.high == lead.ri.low and glass.sg.high == lead.sg.low
+    assert glass.ri.low <= 1.47 and lead.ri.high >= 1.70 and glass.sg.low <= 2.3 and lead.sg.high >= 4.5
+    assert glass.origin == lead.origin == "imitation" and glass.lookalike_of == lead.lookalike_of == ("*",)
 
 
 def test_lead_glass_filled_ruby_reads_the_corundum_host_with_a_wider_sg():
