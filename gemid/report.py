@@ -217,6 +217,7 @@ class TestRecommendation(BaseModel):
 
 
 CONTEXT_FIELDS = ("ri_spot", "weight_ct", "ri_limit")  # Readings fields that describe how, not what, was read
+EDGES_AGREE = 0.005  # birefringence beside two RI edges: how far it may differ from their difference
 
 
 class Readings(BaseModel):
@@ -264,6 +265,20 @@ class Readings(BaseModel):
         if v < low:
             raise PydanticCustomError("ri_high_below", "the high RI reading {high} is below the low one {low}: "
                                       "swap them", {"high": v, "low": low})
+        return v
+
+    @field_validator("birefringence")
+    @classmethod
+    def _agrees_with_edges(cls, v: float | None, info: ValidationInfo) -> float | None:
+        """Birefringence entered beside two RI edges is their difference: one that disagrees by more than two
+        instruments' errors is a typing slip, and the re-ranking would trust one or the other at random."""
+        low, high = info.data.get("ri"), info.data.get("ri_high")
+        if v is None or low is None or high is None:
+            return v
+        if abs((high - low) - v) > EDGES_AGREE:
+            raise PydanticCustomError("birefringence_edges", "the birefringence {biref} disagrees with the two RI "
+                                      "edges {low}/{high} ({diff}): correct one, or leave the birefringence out",
+                                      {"biref": v, "low": low, "high": high, "diff": f"{high - low:.3f}"})
         return v
 
     def is_empty(self) -> bool:

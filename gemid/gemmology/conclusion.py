@@ -12,7 +12,9 @@ calibrated thresholds). Readings then settle or overturn it, by these rules:
 - Readings that fit no candidate left in the running, or that fit a look-alike the model does not know clearly
   better than any candidate (spinel for ruby, glass, CZ), make the conclusion **refer**: send it to a
   laboratory. It names what the readings fit.
-- Readings that fit the answer are identified when the combined probability reaches IDENTIFY_COMBINED.
+- Readings that fit the answer are identified when its probability reaches IDENTIFY_COMBINED: the combined
+  one, at most its share beside the likeliest look-alike of another mineral, and never while a polariscope,
+  dichroscope or UV reading fits none of the candidates.
 - Look-alikes that read like the answer (a synthetic of the same species, a glass of the same RI and SG)
   cannot be excluded by a photo and standard readings: `cannot_exclude` names them, and no conclusion ever
   calls a stone natural.
@@ -63,9 +65,9 @@ def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list
     return sorted(good, key=lambda m: -likelihood(m, obs))
 
 
-def _what_fits(obs: Observed, table: PropertyTable, photo_top: str | None) -> list[str]:
+def _what_fits(obs: Observed, table: PropertyTable, photo_top: str | None, candidates: Sequence[str]) -> list[str]:
     """The names of what the readings fit, in a referral's words and order (`rerank.what_fits`)."""
-    return [_name(m) for m in what_fits(obs, table, photo_top)][:MAX_NAMED]
+    return [_name(m) for m in what_fits(obs, table, photo_top, prefer=candidates)][:MAX_NAMED]
 
 
 def _rivals(top: str, obs: Observed, table: PropertyTable) -> list[tuple[float, Material]]:
@@ -74,18 +76,22 @@ def _rivals(top: str, obs: Observed, table: PropertyTable) -> list[tuple[float, 
     return sorted(found, key=lambda lm: -lm[0])
 
 
+def _bar(label: str, rivals: Sequence[tuple[float, Material]], table: PropertyTable,
+         prior: float) -> tuple[float, Material | None]:
+    """`prior` x the likelihood of the likeliest rival, and that rival. A synthetic made to look like `label`,
+    of its own mineral, is no rival: it reads like it, and cannot_exclude names it. One of the same mineral made
+    to look like the photo's answer instead is (colour-change synthetic corundum when readings promote a blue
+    sapphire over the photo's alexandrite)."""
+    minerals = {m.mineral for m in table.rows_for(label)}
+    lik, m = next(((lik, m) for lik, m in rivals if not (m.mineral in minerals and _imitates(m, label))),
+                  (0.0, None))
+    return prior * lik, m
+
+
 def _support(c: Candidate, obs: Observed, table: PropertyTable) -> float:
     """Photo probability x readings likelihood: a candidate's weight against an unknown look-alike's."""
     rows = table.rows_for(c.label)
     return c.probability * (mixture_likelihood(rows, obs) if rows else obs.neutral_likelihood())
-
-
-def _in_the_running(photo: Sequence[Candidate], bar: float, obs: Observed, table: PropertyTable) -> set[str]:
-    """The photo's candidates that readings may promote: its first choice, and each other candidate whose
-    support reaches `bar`, PRIOR_LOOKALIKE x the likelihood of the likeliest rival look-alike."""
-    if not photo:
-        return set()
-    return {photo[0].label} | {c.label for c in photo[1:] if _support(c, obs, table) >= bar}
 
 
 def conclude(species: SpeciesResult, reranking: Reranking | None = None, *,
@@ -113,14 +119,23 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
 
     photo_top = rr.photo_only[0].label if rr.photo_only else None
     rivals = _rivals(photo_top, obs, table) if photo_top is not None else []
-    bar = prior * (rivals[0][0] if rivals else 0.0)
-    considered = _in_the_running(rr.photo_only, bar, obs, table)
+    # the photo's first choice is always in the running; another candidate only while its support reaches the
+    # bar of the look-alikes the model does not know (PRIOR_LOOKALIKE)
+    considered = {c.label for i, c in enumerate(rr.photo_only)
+                  if i == 0 or _support(c, obs, table) >= _bar(c.label, rivals, table, prior)[0]}
     fitting = [c for c in ranked if c.label in considered and plausible(c) is not False]
     if species.decision == "rejected" or not fitting:
-        names = _what_fits(obs, table, photo_top)
-        shown = [c.label for c in rr.photo_only if c.label in considered]
-        why = (f"the photo alone gave no species ({species.reason.rstrip('.')})" if species.decision == "rejected"
-               else f"the readings fit none of the photo's candidates ({_join(shown)})")
+        names = _what_fits(obs, table, photo_top, [c.label for c in rr.photo_only])
+        if species.decision == "rejected":
+            why = f"the photo alone gave no species ({species.reason.rstrip('.')})"
+        else:
+            ruled_out = [c.label for c in rr.photo_only if c.label in considered]
+            weak = [c for c in rr.photo_only if c.label not in considered and plausible(c) is not False]
+            why = f"the readings rule out {_join(ruled_out)}, the photo's answer"
+            if weak:
+                why += (f"; {_join([c.label for c in weak])} {'fits' if len(weak) == 1 else 'fit'} them, but the "
+                        f"photo gave {_join([_percent(c.probability) for c in weak], 'and')}, too little to outweigh "
+                        "a look-alike it does not know")
         reason = (f"Refer to a laboratory: {why}. "
                   + (f"The readings fit {_join(names)}." if names else
                      "They fit no material in the property table either: check the readings."))
@@ -150,20 +165,28 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
                     f"answer; the photo model does not know {_join(names)}."))
     p = best.probability
     moved = best.label != photo_top
+    # the answer is weighed against the look-alikes of another mineral that could have given those readings too
+    # (a glass that reads like a chalcedony): its probability is at most its share beside them, so it is
+    # identified only when it clearly beats them
+    bar, rival = _bar(best.label, rivals, table, prior)
     doubted = False
-    if moved and bar > 0:
-        # an answer the readings promoted over the photo's choice is weighed against the look-alikes that could
-        # have given those readings too (a glass that reads like the promoted species): its probability is its
-        # share beside them, so it is identified only when it clearly beats them
+    if bar > 0:
         support = _support(next((c for c in rr.photo_only if c.label == best.label), best), obs, table)
         doubted = support / (support + bar) < min(p, IDENTIFY_COMBINED)
         p = min(p, support / (support + bar))
-    decision = "identified" if p >= IDENTIFY_COMBINED else "uncertain"
+    # what was judged by eye (polariscope, dichroscope, UV) fitting none of the candidates: not an answer yet
+    # (the answer fits the measured readings here, so a flag that nothing fits comes from those)
+    by_eye = rr.fits_none
+    decision = "identified" if p >= IDENTIFY_COMBINED and not by_eye else "uncertain"
     if doubted:
-        rival = next((_name(m) for _, m in rivals if measured_fit(m, obs)), None)
-        reason = (f"{best.label} is the likeliest with the readings ({p:.0%}), but the photo favoured {photo_top}"
-                  + (f" and {rival} would give such readings too" if rival else "")
+        reason = (f"{best.label} is the likeliest with the readings ({p:.0%}), but "
+                  + (f"the photo favoured {photo_top} and " if moved else "")
+                  + (f"{_name(rival)} would give such readings too" if rival is not None and measured_fit(rival, obs)
+                     else "a look-alike the model does not know fits them nearly as well")
                   + ": take the next recommended test.")
+    elif by_eye:
+        reason = (f"{best.label} fits the measured readings, but what was judged by eye (polariscope, dichroscope "
+                  "or UV lamp) fits none of the photo's candidates: repeat it, or refer the stone.")
     elif decision == "identified":
         reason = (f"The readings fit {best.label}" + (" and overturn the photo's first choice" if moved else
                                                       " and confirm the photo")
@@ -171,7 +194,8 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
     else:
         alternatives = [c.label for c in fitting[1:MAX_NAMED + 1]]
         reason = (f"{best.label} is the likeliest ({p:.0%} with the readings), but "
-                  + (f"{_join(alternatives)} also fit" if alternatives else "the evidence is not yet conclusive")
+                  + (f"{_join(alternatives)} also {'fits' if len(alternatives) == 1 else 'fit'}" if alternatives
+                     else "the evidence is not yet conclusive")
                   + ": take the next recommended test.")
     if cannot_exclude:
         reason += (f" Readings like these cannot exclude {_join(cannot_exclude)}: a laboratory can "
@@ -197,8 +221,13 @@ def lab_note(conclusion: Conclusion, recommended: int) -> str | None:
     return None
 
 
-def _join(names: Sequence[str]) -> str:
+def _percent(p: float) -> str:
+    """A photo probability in words: '<1%' rather than a '0%' the photo did not say."""
+    return f"{p:.0%}" if p >= 0.005 else "<1%"
+
+
+def _join(names: Sequence[str], word: str = "or") -> str:
     names = list(names)
     if len(names) <= 1:
         return "".join(names)
-    return ", ".join(names[:-1]) + " or " + names[-1]
+    return ", ".join(names[:-1]) + f" {word} " + names[-1]

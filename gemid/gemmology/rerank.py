@@ -124,25 +124,32 @@ def rerank(
 
 
 def what_fits(obs: Observed, table: PropertyTable, photo_top: str | None, *, exclude: Collection[str] = (),
+              prefer: Collection[str] = (),
               fit: Callable[[Material, Observed], bool] = measured_fit) -> list[Material]:
     """Table materials the readings fit (`fit`), in the order a referral names them: look-alikes of the photo's
-    answer first (red spinel for a ruby), then imitations of anything (glass, CZ), then the rest, likeliest
-    first within each. Beyond the look-alikes, a material of a mineral already named is left out: it reads the
-    same and differs only in colour (blue spinel beside red spinel for a red stone adds only confusion). One name
-    per material (a model label or a table name); rows of labels in `exclude` are left out."""
+    answer first (red spinel for a ruby), then imitations of anything (glass, CZ), then the photo's other
+    candidates (`prefer`), then the species the model knows, then other species' look-alikes; likeliest first
+    within each. Beyond the look-alikes, a material of a mineral already named is left out: it reads the same
+    and differs only in colour (blue spinel beside red spinel for a red stone adds only confusion), so the
+    photo's own candidate speaks for its mineral (golden beryl, not a synthetic emerald, for a yellow stone).
+    One name per material (a model label or a table name); rows of labels in `exclude` are left out."""
     good = [m for m in table.materials if fit(m, obs) and not (m.label and m.label in exclude)]
 
     def tier(m: Material) -> int:
         if m.label is None and photo_top in m.lookalike_of:
             return 0
-        return 1 if m.label is None and "*" in m.lookalike_of else 2
+        if m.label is None and "*" in m.lookalike_of:
+            return 1
+        if m.label is not None and m.label in prefer:
+            return 2
+        return 3 if m.label is not None else 4
 
     out: list[Material] = []
     names: set[str] = set()
     minerals: set[str] = set()
     for m in sorted(good, key=lambda m: (tier(m), -likelihood(m, obs))):
         name = m.name if m.label is None else m.label
-        if name in names or (tier(m) == 2 and m.mineral in minerals):
+        if name in names or (tier(m) >= 2 and m.mineral in minerals):
             continue
         out.append(m)
         names.add(name)

@@ -110,6 +110,56 @@ def test_a_promoted_answer_a_look_alike_explains_too_stays_uncertain():
     assert referred.decision == "refer" and referred.fits[0] == "Glass"
 
 
+def test_the_photos_own_answer_is_weighed_against_a_glass_that_reads_like_it():
+    """A carnelian photo with crown-glass readings: the readings fit both, so carnelian stays the answer with
+    glass named; a polariscope reading of SR (glass, not an aggregate) drops it below identified, and the reason
+    names the glass (an outside try found "identified Carnelian 99 %" there)."""
+    cands = [Candidate(label="Carnelian", probability=0.9), Candidate(label="Onyx Red", probability=0.05),
+             Candidate(label="Coral", probability=0.03)]
+    species = SpeciesResult(decision="identified", reason="photo", top=cands)
+    plain = conclude(species, rerank(cands, Readings(ri=1.52, sg=2.50, weight_ct=1.0)))
+    assert plain.label == "Carnelian" and "Glass" in plain.cannot_exclude
+    sr = conclude(species, rerank(cands, Readings(ri=1.52, sg=2.50, weight_ct=1.0, optic="SR")))
+    assert (sr.decision, sr.label) == ("uncertain", "Carnelian") and sr.probability < plain.probability
+    assert "Glass would give such readings too" in sr.reason
+
+
+def test_eye_judged_readings_that_fit_no_candidate_keep_the_answer_uncertain():
+    """Quartz's RI and SG with SR and no birefringence: the re-ranking flags that nothing fits; the conclusion
+    must not say identified beside that flag."""
+    cands = [Candidate(label="Citrine", probability=0.95), Candidate(label="Quartz Lemon", probability=0.03)]
+    species = SpeciesResult(decision="identified", reason="photo", top=cands)
+    rr = rerank(cands, Readings(ri=1.544, sg=2.65, optic="SR", birefringence=0.0))
+    assert rr.fits_none
+    assert conclude(species, rr).decision != "identified"
+
+
+def test_a_referral_names_the_photos_own_candidate_that_fits_and_why_it_lost():
+    """Red-spinel readings on a ruby photo that gave pyrope under 1 %: pyrope fits them too, so the referral names
+    it (not kyanite, another mineral's stand-in) and says the photo gave it too little."""
+    cands = [Candidate(label="Ruby", probability=0.97), Candidate(label="Sapphire Pink", probability=0.015),
+             Candidate(label="Pyrope", probability=0.004)]
+    species = SpeciesResult(decision="identified", reason="photo", top=cands)
+    c = conclude(species, rerank(cands, Readings(ri=1.718, sg=3.60)))
+    assert c.decision == "refer" and c.fits[0] == "Red spinel" and "Pyrope" in c.fits and "Kyanite" not in c.fits
+    assert "rule out Ruby" in c.reason and "Pyrope fits them, but the photo gave <1%" in c.reason
+
+
+def test_a_synthetic_made_to_look_like_the_photos_answer_rivals_a_promoted_candidate_of_its_mineral():
+    """Corundum's readings on an alexandrite photo that gave blue sapphire 5 %: colour-change synthetic corundum,
+    made to look like alexandrite, explains them as well, so the stone is referred naming it, not "identified Sapphire
+    Blue". A synthetic made to look like the answer itself is no rival (it reads like it: cannot_exclude)."""
+    cands = [Candidate(label="Alexandrite", probability=0.9), Candidate(label="Sapphire Blue", probability=0.05),
+             Candidate(label="Tanzanite", probability=0.03)]
+    species = SpeciesResult(decision="identified", reason="photo", top=cands)
+    c = conclude(species, rerank(cands, Readings(ri=1.762, sg=4.0, weight_ct=1.0)))
+    assert c.decision == "refer" and c.fits[0] == "Colour-change synthetic corundum"
+    cands = [Candidate(label="Sapphire Blue", probability=0.9)] + cands[2:]
+    own = conclude(species.model_copy(update={"top": cands}), rerank(cands, Readings(ri=1.762, sg=4.0, weight_ct=1.0)))
+    assert (own.decision, own.label) == ("identified", "Sapphire Blue")
+    assert "Synthetic corundum (flame-fusion)" in own.cannot_exclude
+
+
 def test_guidance_never_sends_the_technician_back_to_a_test_already_done():
     species, cands = _photo("Ruby", 0.6)
     before = recommend(cands)

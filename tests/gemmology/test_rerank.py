@@ -153,6 +153,16 @@ def test_a_high_edge_without_its_low_one_or_below_it_is_refused_with_the_reading
         Readings.model_validate_strings({k: str(v) for k, v in fields.items()})
 
 
+def test_a_birefringence_that_disagrees_with_the_two_edges_is_refused():
+    """An outside try entered edges 1.762/1.770 with birefringence 0.030 and got "refer Benitoite" for a ruby: the
+    two say different things, so the readings are refused before a photo is analysed; agreeing ones pass."""
+    with pytest.raises(ValidationError, match="disagrees with the two RI edges") as exc:
+        Readings(ri=1.762, ri_high=1.770, birefringence=0.030)
+    assert exc.value.errors()[0]["loc"] == ("birefringence",)
+    assert Readings(ri=1.762, ri_high=1.770, birefringence=0.008).birefringence == 0.008
+    assert Readings(ri=1.762, birefringence=0.030).birefringence == 0.030  # one edge: nothing to disagree with
+
+
 def test_carbonate_blink_readings_sit_at_either_edge():
     cands = _c(("Sapphire Pink", 0.35), ("Rhodonite", 0.25), ("Rhodochrosite", 0.2), ("Kunzite", 0.12), ("Coral", 0.08))
     low_edge = rerank(cands, Readings(ri=1.60))
