@@ -214,8 +214,9 @@ def lab_note(conclusion: Conclusion, recommended: int) -> str | None:
     if conclusion.decision == "refer":
         return f"Standard tests cannot settle this stone: {LAB_METHODS}."
     if conclusion.cannot_exclude and conclusion.basis == "photo+readings":
-        return (f"No standard test separates {conclusion.label} from {_join(conclusion.cannot_exclude)}: "
-                f"{LAB_METHODS}.")
+        # the instruments gemid models, named: a desk may have others (a solvent drop tells copal from amber)
+        return (f"No refractometer, balance, polariscope, dichroscope or UV reading separates {conclusion.label} "
+                f"from {_join(conclusion.cannot_exclude)}: {LAB_METHODS}.")
     if recommended == 0 and conclusion.basis == "photo+readings" and conclusion.decision != "identified":
         return f"No cheap test is left that separates the remaining candidates: {LAB_METHODS}."
     return None

@@ -53,6 +53,15 @@ def tests_done(readings: Readings | None) -> list[str]:
     return [t for t in TESTS if read[t]]
 
 
+def tests_left(readings: Readings | None) -> set[str]:
+    """The tests guidance may still recommend: not those done, and not birefringence once the RI read over the
+    refractometer's limit (there are no edges to read; an outside try was told to measure it on a zircon)."""
+    left = set(TESTS) - set(tests_done(readings))
+    if readings is not None and readings.ri_otl and readings.ri is None:
+        left.discard("birefringence")
+    return left
+
+
 # --- re-ranking: the likelihood of actual readings --------------------------------------------------
 
 

@@ -23,8 +23,7 @@ import numpy as np
 from gemid.errors import GemidInputError, ModelError
 from gemid.gemmology.conclusion import conclude, lab_note
 from gemid.gemmology.guidance import recommend
-from gemid.gemmology.instruments import TESTS
-from gemid.gemmology.likelihood import tests_done
+from gemid.gemmology.likelihood import tests_done, tests_left
 from gemid.gemmology.rerank import rerank
 from gemid.gemmology.weight import estimate_weight
 from gemid.report import (
@@ -420,7 +419,8 @@ class Identifier:
         if species.decision != "rejected" or reranking is not None:
             done = tests_done(readings if reranking is not None else None)
             candidates = list(reranking.combined) if reranking is not None else list(species.top)
-            tests = self._call("tests", self._recommend, candidates, available=set(TESTS) - set(done))
+            left = tests_left(readings if reranking is not None else None)
+            tests = self._call("tests", self._recommend, candidates, available=left)
             tests = tests.model_copy(deep=True) if tests is not None else TestsResult()
             if conclusion.decision == "refer":  # the candidates' tests would only "confirm" what the readings refuted
                 tests.recommended = []

@@ -14,6 +14,7 @@ from gemid.gemmology.guidance import recommend
 from gemid.gemmology.instruments import TESTS, sigma_sg
 from gemid.gemmology.likelihood import Observed, measured_fit
 from gemid.gemmology.likelihood import tests_done as done_tests
+from gemid.gemmology.likelihood import tests_left as left_tests
 from gemid.gemmology.rerank import rerank
 from gemid.gemmology.table import default_table
 from gemid.report import Candidate, Readings, SpeciesResult
@@ -169,6 +170,18 @@ def test_guidance_never_sends_the_technician_back_to_a_test_already_done():
     rr = rerank(cands, readings)
     after = recommend(list(rr.combined), available=set(TESTS) - set(done))
     assert done == ["refractive_index"] and "refractive_index" not in {t.test for t in after.recommended}
+
+
+def test_over_the_limit_leaves_no_birefringence_to_measure():
+    """A zircon reading over the refractometer's limit shows no edges: guidance must not ask for its
+    birefringence next (an outside try was), and it may while the RI is still to be read."""
+    otl = Readings(ri_otl=True, sg=4.35)
+    assert not {"refractive_index", "birefringence", "specific_gravity"} & left_tests(otl)
+    assert "birefringence" in left_tests(Readings(sg=4.35)) and left_tests(None) == set(TESTS)
+    cands = [Candidate(label="Zircon", probability=0.6), Candidate(label="Sphene", probability=0.2),
+             Candidate(label="Andradite", probability=0.1), Candidate(label="Diamond", probability=0.1)]
+    after = recommend(list(rerank(cands, otl).combined), available=left_tests(otl))
+    assert "birefringence" not in {t.test for t in after.recommended}
 
 
 def test_sg_error_grows_as_the_stone_gets_lighter_and_a_small_stone_is_assumed():
