@@ -270,8 +270,9 @@ class Readings(BaseModel):
     @field_validator("birefringence")
     @classmethod
     def _agrees_with_edges(cls, v: float | None, info: ValidationInfo) -> float | None:
-        """Birefringence entered beside two RI edges is their difference: one that disagrees by more than two
-        instruments' errors is a typing slip, and the re-ranking would trust one or the other at random."""
+        """Birefringence entered beside two RI edges is their difference: one that disagrees by more than
+        EDGES_AGREE (about twice the difference's reading error) is a typing slip, and the re-ranking would
+        trust one or the other at random."""
         low, high = info.data.get("ri"), info.data.get("ri_high")
         if v is None or low is None or high is None:
             return v

@@ -13,8 +13,8 @@ calibrated thresholds). Readings then settle or overturn it, by these rules:
   better than any candidate (spinel for ruby, glass, CZ), make the conclusion **refer**: send it to a
   laboratory. It names what the readings fit.
 - Readings that fit the answer are identified when its probability reaches IDENTIFY_COMBINED: the combined
-  one, at most its share beside the likeliest look-alike of another mineral, and never while a polariscope,
-  dichroscope or UV reading fits none of the candidates.
+  one, at most its share beside the likeliest look-alike of another mineral. A polariscope, conoscope,
+  dichroscope or UV reading that fits none of the candidates, beyond the usual misjudgements, is a referral.
 - Look-alikes that read like the answer (a synthetic of the same species, a glass of the same RI and SG)
   cannot be excluded by a photo and standard readings: `cannot_exclude` names them, and no conclusion ever
   calls a stone natural.
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gemid.gemmology.likelihood import Observed, likelihood, measured_fit, mixture_likelihood
+from gemid.gemmology.likelihood import Observed, fits, likelihood, measured_fit, mixture_likelihood
 from gemid.gemmology.rerank import what_fits
 from gemid.gemmology.table import Material, PropertyTable, default_table
 from gemid.report import Candidate, Conclusion, Reranking, SpeciesResult
@@ -61,13 +61,18 @@ def photo_cannot_exclude(label: str | None, table: PropertyTable) -> list[str]:
 
 
 def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list[Material]:
-    good = [m for m in table.lookalikes() if _imitates(m, label) and m.name != label and measured_fit(m, obs)]
+    # every reading, those judged by eye too (with their usual confusions): a uniaxial figure excludes a
+    # biaxial look-alike, and the note must not say that no reading separates them
+    good = [m for m in table.lookalikes() if _imitates(m, label) and m.name != label and fits(m, obs)]
     return sorted(good, key=lambda m: -likelihood(m, obs))
 
 
 def _what_fits(obs: Observed, table: PropertyTable, photo_top: str | None, candidates: Sequence[str]) -> list[str]:
-    """The names of what the readings fit, in a referral's words and order (`rerank.what_fits`)."""
-    return [_name(m) for m in what_fits(obs, table, photo_top, prefer=candidates)][:MAX_NAMED]
+    """The names of what the readings fit, in a referral's words and order (`rerank.what_fits`): what fits every
+    reading, or failing that what fits the measured ones (a misjudged polariscope leaves something to name)."""
+    found = (what_fits(obs, table, photo_top, prefer=candidates, fit=fits)
+             or what_fits(obs, table, photo_top, prefer=candidates))
+    return [_name(m) for m in found][:MAX_NAMED]
 
 
 def _rivals(top: str, obs: Observed, table: PropertyTable) -> list[tuple[float, Material]]:
@@ -142,6 +147,19 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         return Conclusion(decision="refer", label=names[0] if names else None, basis="photo+readings",
                           reason=reason, fits=names)
 
+    if rr.fits_none:
+        # the candidates fit the measured readings, so what was judged by eye fits none of them, beyond the usual
+        # misjudgements (the re-ranking's flag says so too): a referral, as for a measured misfit
+        names = _what_fits(obs, table, photo_top, [c.label for c in rr.photo_only])
+        seen = _join([word for value, word in ((obs.optic, "polariscope"), (obs.optic_sign, "conoscope"),
+                                               (obs.pleochroism, "dichroscope"), (obs.uv_lw, "UV lamp"))
+                      if value is not None])
+        return Conclusion(
+            decision="refer", label=names[0] if names else None, basis="photo+readings", fits=names,
+            reason=(f"Refer to a laboratory: the {seen} reading fits none of the photo's candidates, even allowing "
+                    "for the usual misjudgements (repeat it if in doubt). "
+                    + (f"The readings fit {_join(names)}." if names else "")).strip())
+
     best = fitting[0]
     best_lik = mixture_likelihood(table.rows_for(best.label), obs) if table.rows_for(best.label) else 0.0
     lookalikes = _fitting_lookalikes(best.label, obs, table)
@@ -174,26 +192,20 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         support = _support(next((c for c in rr.photo_only if c.label == best.label), best), obs, table)
         doubted = support / (support + bar) < min(p, IDENTIFY_COMBINED)
         p = min(p, support / (support + bar))
-    # what was judged by eye (polariscope, dichroscope, UV) fitting none of the candidates: not an answer yet
-    # (the answer fits the measured readings here, so a flag that nothing fits comes from those)
-    by_eye = rr.fits_none
-    decision = "identified" if p >= IDENTIFY_COMBINED and not by_eye else "uncertain"
+    decision = "identified" if p >= IDENTIFY_COMBINED else "uncertain"
     if doubted:
-        reason = (f"{best.label} is the likeliest with the readings ({p:.0%}), but "
+        reason = (f"{best.label} is the likeliest with the readings ({_percent(p)}), but "
                   + (f"the photo favoured {photo_top} and " if moved else "")
                   + (f"{_name(rival)} would give such readings too" if rival is not None and measured_fit(rival, obs)
                      else "a look-alike the model does not know fits them nearly as well")
                   + ": take the next recommended test.")
-    elif by_eye:
-        reason = (f"{best.label} fits the measured readings, but what was judged by eye (polariscope, dichroscope "
-                  "or UV lamp) fits none of the photo's candidates: repeat it, or refer the stone.")
     elif decision == "identified":
         reason = (f"The readings fit {best.label}" + (" and overturn the photo's first choice" if moved else
                                                       " and confirm the photo")
-                  + f" (combined probability {p:.0%}).")
+                  + f" (combined probability {_percent(p)}).")
     else:
         alternatives = [c.label for c in fitting[1:MAX_NAMED + 1]]
-        reason = (f"{best.label} is the likeliest ({p:.0%} with the readings), but "
+        reason = (f"{best.label} is the likeliest ({_percent(p)} with the readings), but "
                   + (f"{_join(alternatives)} also {'fits' if len(alternatives) == 1 else 'fit'}" if alternatives
                      else "the evidence is not yet conclusive")
                   + ": take the next recommended test.")
@@ -223,8 +235,8 @@ def lab_note(conclusion: Conclusion, recommended: int) -> str | None:
 
 
 def _percent(p: float) -> str:
-    """A photo probability in words: '<1%' rather than a '0%' the photo did not say."""
-    return f"{p:.0%}" if p >= 0.005 else "<1%"
+    """A probability in words: '<1%' and '>99%' rather than a '0%' or '100%' that nothing said."""
+    return "<1%" if p < 0.005 else ">99%" if p >= 0.995 else f"{p:.0%}"
 
 
 def _join(names: Sequence[str], word: str = "or") -> str:

@@ -127,7 +127,7 @@ def what_fits(obs: Observed, table: PropertyTable, photo_top: str | None, *, exc
               prefer: Collection[str] = (),
               fit: Callable[[Material, Observed], bool] = measured_fit) -> list[Material]:
     """Table materials the readings fit (`fit`), in the order a referral names them: look-alikes of the photo's
-    answer first (red spinel for a ruby), then imitations of anything (glass, CZ), then the photo's other
+    answer (red spinel for a ruby) and imitations of anything (glass, CZ) first, then the photo's other
     candidates (`prefer`), then the species the model knows, then other species' look-alikes; likeliest first
     within each. Beyond the look-alikes, a material of a mineral already named is left out: it reads the same
     and differs only in colour (blue spinel beside red spinel for a red stone adds only confusion), so the
@@ -136,10 +136,8 @@ def what_fits(obs: Observed, table: PropertyTable, photo_top: str | None, *, exc
     good = [m for m in table.materials if fit(m, obs) and not (m.label and m.label in exclude)]
 
     def tier(m: Material) -> int:
-        if m.label is None and photo_top in m.lookalike_of:
-            return 0
-        if m.label is None and "*" in m.lookalike_of:
-            return 1
+        if m.label is None and (photo_top in m.lookalike_of or "*" in m.lookalike_of):
+            return 1  # look-alikes of the answer and of anything, likeliest first (CZ before a titanate at SG 5.8)
         if m.label is not None and m.label in prefer:
             return 2
         return 3 if m.label is not None else 4
