@@ -209,8 +209,9 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
                   + (f"{_join(alternatives)} also {'fits' if len(alternatives) == 1 else 'fit'}" if alternatives
                      else "the evidence is not yet conclusive")
                   + ": take the next recommended test.")
-    if cannot_exclude:
-        reason += (f" Readings like these cannot exclude {_join(cannot_exclude)}: a laboratory can "
+    unsaid = [n for n in cannot_exclude if not (doubted and rival is not None and n == _name(rival))]
+    if unsaid:  # the rival the reason already named is not said twice (it stays in cannot_exclude)
+        reason += (f" Readings like these cannot exclude {_join(unsaid)}: a laboratory can "
                    "(spectroscopy, magnification).")
     return Conclusion(decision=decision, label=best.label, probability=round(min(1.0, p), 4),
                       basis="photo+readings", reason=reason, fits=[best.label] if moved else [],

@@ -127,7 +127,8 @@ def test_the_photos_own_answer_is_weighed_against_a_glass_that_reads_like_it():
               Candidate(label="Ruby", probability=0.2)]
     doubted = conclude(species.model_copy(update={"top": unsure}), rerank(unsure, glass))
     assert (doubted.decision, doubted.label) == ("uncertain", "Carnelian") and doubted.probability < 0.8
-    assert "Glass would give such readings too" in doubted.reason
+    assert "Glass would give such readings too" in doubted.reason and doubted.reason.count("Glass") == 1
+    assert doubted.cannot_exclude == ["Glass"]  # said once in the reason, still listed
     sr = conclude(species, rerank(cands, glass.model_copy(update={"optic": "SR"})))
     assert sr.decision == "refer" and sr.fits[0] == "Glass" and "polariscope reading fits none" in sr.reason
 
