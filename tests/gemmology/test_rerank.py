@@ -229,3 +229,20 @@ def test_benchmark_lists_the_minerals_one_ri_cannot_split(tmp_path, monkeypatch)
     wrong = round(20 * (1 - res["top1"]["photo+RI"]["mineral"]))
     assert wrong >= 10  # mostly still called iolite
     assert res["ri_confusions"] == [{"truth": "Amethyst", "called": "Iolite", "stones": wrong}]
+
+
+def test_benchmark_reads_a_polariscope_too_when_asked(monkeypatch):
+    """`--polariscope` draws a polariscope reading (misjudged as the instrument model says) for the genuine
+    referrals and the simulants: eye-judged readings only weigh, so genuine stones are no more referred."""
+    import numpy as np
+
+    from gemid.gemmology.table import default_table
+
+    bench = _bench_module(monkeypatch)
+    table = default_table()
+    stones = bench.synthetic_predictions(list(table.model_labels)[:20], 10, np.random.default_rng(0), 3.5)
+    plain = bench.run(stones, table, 5, np.random.default_rng(0))
+    seen = bench.run(stones, table, 5, np.random.default_rng(0), polariscope=True)
+    assert seen["genuine_referred"] <= plain["genuine_referred"] + 0.02
+    sim = bench.simulants(table, np.random.default_rng(0), 2, 2, polariscope=True)
+    assert sim["distinct"][0] >= 0.95 * sim["distinct"][1] and sim["overlapping"][0] == sim["overlapping"][1]
