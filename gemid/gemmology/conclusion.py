@@ -24,7 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gemid.gemmology.likelihood import Observed, fits, likelihood, measured_fit, mixture_likelihood
+from gemid.gemmology.instruments import TESTS
+from gemid.gemmology.likelihood import (
+    Observed,
+    fits,
+    likelihood,
+    measured_fit,
+    mixture_likelihood,
+    tests_done,
+)
 from gemid.gemmology.rerank import what_fits
 from gemid.gemmology.table import Material, PropertyTable, default_table
 from gemid.report import Candidate, Conclusion, Reranking, SpeciesResult
@@ -77,7 +85,7 @@ def _what_fits(obs: Observed, table: PropertyTable, photo_top: str | None, candi
 
 def _rivals(top: str, obs: Observed, table: PropertyTable) -> list[tuple[float, Material]]:
     """Look-alikes of the photo's first choice, or of anything, the model does not know: likeliest first."""
-    found = [(likelihood(m, obs), m) for m in table.lookalikes() if top in m.lookalike_of or "*" in m.lookalike_of]
+    found = [(likelihood(m, obs), m) for m in table.lookalikes() if _imitates(m, top)]
     return sorted(found, key=lambda lm: -lm[0])
 
 
@@ -200,9 +208,8 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         # what was judged by eye fits none of the candidates beyond the usual misjudgements (the re-ranking's flag
         # says so): it only weighs, as it is often misjudged (a quartz seen down its optic axis reads SR), so it
         # is named for a repeat rather than overruling the measured readings
-        seen = _join([word for value, word in ((obs.optic, "polariscope"), (obs.optic_sign, "conoscope"),
-                                               (obs.pleochroism, "dichroscope"), (obs.uv_lw, "UV lamp"))
-                      if value is not None])
+        # the tests judged by eye are those without a numeric error (instruments.TESTS)
+        seen = _join([TESTS[t].instrument for t in tests_done(rr.readings) if TESTS[t].sigma is None])
         reason += f" The {seen} reading fits none of the photo's candidates: repeat it, and refer the stone if it stands."
     unsaid = [n for n in cannot_exclude if not (doubted and rival is not None and n == _name(rival))]
     if unsaid:  # the rival the reason already named is not said twice (it stays in cannot_exclude)

@@ -137,17 +137,17 @@ def what_fits(obs: Observed, table: PropertyTable, photo_top: str | None, *, exc
 
     def tier(m: Material) -> int:
         if m.label is None and (photo_top in m.lookalike_of or "*" in m.lookalike_of):
-            return 1  # look-alikes of the answer and of anything, likeliest first (CZ before a titanate at SG 5.8)
+            return 0  # look-alikes of the answer and of anything, likeliest first (CZ before a titanate at SG 5.8)
         if m.label is not None and m.label in prefer:
-            return 2
-        return 3 if m.label is not None else 4
+            return 1
+        return 2 if m.label is not None else 3
 
     out: list[Material] = []
     names: set[str] = set()
     minerals: set[str] = set()
     for m in sorted(good, key=lambda m: (tier(m), -likelihood(m, obs))):
         name = m.name if m.label is None else m.label
-        if name in names or (tier(m) >= 2 and m.mineral in minerals):
+        if name in names or (tier(m) >= 1 and m.mineral in minerals):
             continue
         out.append(m)
         names.add(name)
