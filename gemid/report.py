@@ -43,7 +43,6 @@ DISCLAIMER = (
 
 SCHEMA_VERSION = 1  # raise it when a field is renamed or removed; README's API section lists the changes
 
-
 MAX_REFERENCE = 200  # a parcel or lot number, not an essay
 MAX_FILE_NAME = 255  # the report store's column
 
@@ -255,24 +254,28 @@ class Readings(BaseModel):
     @field_validator("ri_high")
     @classmethod
     def _high_after_low(cls, v: float | None, info: ValidationInfo) -> float | None:
-        """The high RI edge goes with the low one, and above it: refused with the other fields, before a photo
-        is analysed (it was refused only by the re-ranking, after the analysis)."""
-        if v is None:
-            return v
-        low = info.data.get("ri")
-        if low is None:
+        """The high RI edge goes with the low one, and above it: refused before a photo is analysed."""
+        if v is not None and (low := info.data.get("ri")) is None:
             raise PydanticCustomError("ri_high_alone", "a high RI reading needs the low RI reading as well")
-        if v < low:
+        if v is not None and v < low:
             raise PydanticCustomError("ri_high_below", "the high RI reading {high} is below the low one {low}: "
                                       "swap them", {"high": v, "low": low})
+        return v
+
+    @field_validator("ri_otl")
+    @classmethod
+    def _otl_or_edge(cls, v: bool | None, info: ValidationInfo) -> bool | None:
+        """Over the limit means no edge below it: beside an RI edge the re-ranking would silently keep the edge."""
+        if v and (low := info.data.get("ri")) is not None:
+            raise PydanticCustomError("ri_otl_with_ri", "over the limit means no edge below the refractometer's "
+                                      "limit, yet an RI of {low} was read: give the edge you read (a doubly "
+                                      "refractive stone's other edge may lie over it) or OTL, not both", {"low": low})
         return v
 
     @field_validator("birefringence")
     @classmethod
     def _agrees_with_edges(cls, v: float | None, info: ValidationInfo) -> float | None:
-        """Birefringence entered beside two RI edges is their difference: one that disagrees by more than
-        EDGES_AGREE (about twice the difference's reading error) is a typing slip, and the re-ranking would
-        trust one or the other at random."""
+        """Beside two RI edges, a birefringence off their difference by over EDGES_AGREE is a typing slip."""
         low, high = info.data.get("ri"), info.data.get("ri_high")
         if v is None or low is None or high is None:
             return v

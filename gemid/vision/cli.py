@@ -198,6 +198,8 @@ def _run_identify(args: argparse.Namespace) -> int:
         return _usage_error(f"--reference is longer than {MAX_REFERENCE} characters")
 
     files = expand_paths(args.paths)
+    if not readings.is_empty() and len(files) > 1:  # one stone's readings, never spread over a parcel
+        return _usage_error(f"readings describe one stone: give one photo with them, not {len(files)} files")
     pending = [(shown, path) for shown, path, err in files if err is None]
     errors = {i: FileError.refusal(shown, "not_found", err)
               for i, (shown, _p, err) in enumerate(files) if err is not None}
@@ -454,10 +456,8 @@ def describe_bundle(meta: Path) -> dict[str, Any]:
     files = {}
     for variant, entry in b.files.items():
         path = root / entry.path
-        if not path.is_file():
-            status = "missing"
-        else:
-            status = "ok" if sha256_file(path) == entry.sha256 else "altered (sha256 mismatch)"
+        status = ("missing" if not path.is_file()
+                  else "ok" if sha256_file(path) == entry.sha256 else "altered (sha256 mismatch)")
         files[variant] = {"path": entry.path, "sha256": entry.sha256, "status": status}
     metrics = {k: v for k, v in b.metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and (k.startswith("val_") or k == "ece")}

@@ -56,7 +56,7 @@ from gemid.vision.reference import locate_stones
 from gemid.vision.segment import Segmentation
 from gemid.vision.shape import SHAPE_DIR, ShapeModel
 from gemid.vision.stone_area import locate
-from gemid.vision.stones import describe, isolated, isolated_fine
+from gemid.vision.stones import describe, in_photo_pixels, isolated, isolated_fine
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,8 @@ class Identifier:
             for name, data in items[start : start + CHUNK]:
                 try:
                     image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, working=True)
-                    results.append(self._prepare_stones(name, image, first_only=False, coin_mm=coin_mm, ruler=ruler))
+                    results.append(self._prepare_stones(name, image, first_only=False, coin_mm=coin_mm, ruler=ruler,
+                                                        one_stone=readings is not None))
                 except GemidInputError as exc:
                     results.append(FileError.from_exception(name, exc))
                 except Exception as exc:  # one odd photo must not sink the parcel
@@ -281,7 +282,8 @@ class Identifier:
         for drift, outside the reports)."""
         filename, reference, readings = _inputs(data, filename, reference, readings)
         image = decode(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels, working=True)
-        preps = self._prepare_stones(filename, image, first_only=False, coin_mm=coin_mm, ruler=ruler)
+        preps = self._prepare_stones(filename, image, first_only=False, coin_mm=coin_mm, ruler=ruler,
+                                     one_stone=readings is not None)
         preds = self.classifier.predict([p.crop for p in preps])
         reports = [self._finish(p, pred, reference, readings, grade) for p, pred in zip(preps, preds, strict=True)]
         return reports, [_capture(p, r) for p, r in zip(preps, reports, strict=True)]
@@ -308,7 +310,8 @@ class Identifier:
         return self._prepare_stones(name, image, first_only=True)[0]
 
     def _prepare_stones(self, name: str | None, image: DecodedImage, *, first_only: bool,
-                        coin_mm: float | None = None, ruler: bool = False) -> list[_Prepared]:
+                        coin_mm: float | None = None, ruler: bool = False,
+                        one_stone: bool = False) -> list[_Prepared]:
         """The pixel stages for each stone of the photo: its own segmentation, quality and crop, the other stones
         painted out (one stone: the photo as it is).
 
@@ -316,10 +319,13 @@ class Identifier:
         the single-stone rules of `gemid.vision.stones` (satellites, frame-filling stones) the splitting called
         23 of 411 gems68 validation photos multi-stone, most of them one pale faceted stone whose facet
         reflections segment as separate pieces, and reporting "the first stone" cost top-1 there (now 0 of the
-        1,003 single-stone photos split; `python -m bench.bench_trays --singles`)."""
+        1,003 single-stone photos split; `python -m bench.bench_trays --singles`). `one_stone`: readings came with
+        the photo, and they describe one stone, so a photo of several is refused rather than each given them."""
         found = locate_stones(image, first_only=first_only, coin_mm=coin_mm, ruler=ruler, max_bytes=self.max_bytes,
                               max_pixels=self.max_pixels)  # the stones, and their sizes on a scale reference
         image, stones, painted, view, sizes = found.image, found.stones, found.painted, found.view, found.sizes
+        if one_stone and len(stones) > 1:
+            raise _readings_for_one_stone(len(stones))
         margin = self.bundle.input.crop.margin
         out = []
         for i in range(1 if first_only else len(stones)):
@@ -330,7 +336,7 @@ class Identifier:
                     if view is not None and view.k > 1.0 else None)  # the reference's full-resolution neighbourhood
             stone = describe(stones, i, fine or near, count=seg.n_stones if first_only else None,
                              shapes=self.shapes, fine=fine is not None, card=view is not None)
-            quality, stone = _in_photo_pixels(image, quality, stone)
+            quality, stone = in_photo_pixels(image, quality, stone)
             if stone is not None and sizes is not None:
                 stone = stone.model_copy(update={"size": sizes[i]})
             crop = self._model_crop(image, near, whole=first_only or len(painted) == 1, fine=fine)
@@ -464,25 +470,12 @@ def _capture(prep: _Prepared, report: Report) -> Capture:
                          photo_size=(prep.image.width, prep.image.height))
 
 
-def _in_photo_pixels(image: DecodedImage, quality: Quality, stone: Stone | None) -> tuple[Quality, Stone | None]:
-    """The stone's box and outline, measured on the working image, in the photo's own pixels (the report's)."""
-    if image.scale == 1.0:
-        return quality, stone
-
-    def box(b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        x, y = min(image.width - 1, image.to_photo(b[0])), min(image.height - 1, image.to_photo(b[1]))
-        return x, y, max(1, min(image.width - x, image.to_photo(b[2]))), max(1, min(image.height - y, image.to_photo(b[3])))
-
-    def line(pts: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        return [(min(image.width - 1, image.to_photo(x)), min(image.height - 1, image.to_photo(y))) for x, y in pts]
-
-    if quality.stone is not None:
-        region = quality.stone
-        quality = quality.model_copy(update={"stone": region.model_copy(
-            update={"bbox": box(region.bbox), "outline": line(region.outline)})})
-    if stone is not None:
-        stone = stone.model_copy(update={"bbox": box(stone.bbox), "outline": line(stone.outline)})
-    return quality, stone
+def _readings_for_one_stone(stones: int) -> GemidInputError:
+    """The refusal of readings sent with a photo of several stones: they are one stone's, and given to every
+    stone of a tray they would re-rank the others on a stranger's readings."""
+    return GemidInputError(f"the photo holds {stones} stones, and readings describe one stone: identify the photo "
+                           "without readings, then enter each stone's readings on its own report, or photograph "
+                           "the stone alone", code="readings_several_stones", status=422)
 
 
 def _inputs(data: Source, filename: str | None, reference: str | None,
@@ -495,6 +488,4 @@ def _inputs(data: Source, filename: str | None, reference: str | None,
 
 
 def _clean_readings(readings: Readings | None) -> Readings | None:
-    if readings is None or readings.is_empty():
-        return None
-    return readings
+    return None if readings is None or readings.is_empty() else readings

@@ -33,9 +33,10 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from gemid.report import Stone, StoneShape
+from gemid.report import Quality, Stone, StoneShape
 from gemid.vision.arrays import border_pixels
 from gemid.vision.crop import crop_mask, crop_square, square_box
+from gemid.vision.decode import DecodedImage
 from gemid.vision.segment import WORK_SIDE, Segmentation, segment
 from gemid.vision.shape import ShapeModel
 
@@ -388,3 +389,24 @@ def describe(stones: list[Segmentation], i: int, near: tuple[np.ndarray, Segment
         except Exception:  # the shape is a description: an odd outline must not cost the photo its report
             log.exception("the cut shape could not be classified")
     return Stone(index=i + 1, count=max(1, count or len(stones)), bbox=seg.bbox, outline=seg.outline, shape=shape)
+
+
+def in_photo_pixels(image: DecodedImage, quality: Quality, stone: Stone | None) -> tuple[Quality, Stone | None]:
+    """The stone's box and outline, measured on the working image, in the photo's own pixels (the report's)."""
+    if image.scale == 1.0:
+        return quality, stone
+
+    def box(b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x, y = min(image.width - 1, image.to_photo(b[0])), min(image.height - 1, image.to_photo(b[1]))
+        return x, y, max(1, min(image.width - x, image.to_photo(b[2]))), max(1, min(image.height - y, image.to_photo(b[3])))
+
+    def line(pts: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return [(min(image.width - 1, image.to_photo(x)), min(image.height - 1, image.to_photo(y))) for x, y in pts]
+
+    if quality.stone is not None:
+        region = quality.stone
+        quality = quality.model_copy(update={"stone": region.model_copy(
+            update={"bbox": box(region.bbox), "outline": line(region.outline)})})
+    if stone is not None:
+        stone = stone.model_copy(update={"bbox": box(stone.bbox), "outline": line(stone.outline)})
+    return quality, stone

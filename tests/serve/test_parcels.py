@@ -68,6 +68,22 @@ def test_every_stone_of_a_tray_photo_gets_its_own_stored_report(client: TestClie
     assert stored(settings) == (7, 7, 2)  # seven reports, two photos stored once each
 
 
+def test_readings_sent_with_a_tray_or_with_several_photos_are_refused_and_nothing_is_stored(
+        client: TestClient, settings: Settings, tray_photo: bytes):
+    # readings describe one stone: given to every stone of a tray they re-ranked the others on a stranger's RI
+    r = client.post("/v1/identify", files=[upload("tray.png", tray_photo, "image/png")], data={"ri": "1.762"})
+    assert r.status_code == 422, r.text
+    (entry,) = r.json()["reports"]
+    assert entry["error"]["code"] == "readings_several_stones" and "holds 6 stones" in entry["error"]["message"]
+    r = client.post("/v1/identify", data={"ri": "1.762"},
+                    files=[upload("a.png", stone("Ruby"), "image/png"), upload("b.png", stone("Ruby"), "image/png")])
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_readings", r.text
+    assert "2 photos" in r.json()["error"]["message"]
+    assert stored(settings) == (0, 0, 0)
+    r = client.post("/v1/identify", files=[upload("ruby.png", stone("Ruby"), "image/png")], data={"ri": "1.762"})
+    assert r.status_code == 200 and r.json()["reports"][0]["tests"]["reranking"]["readings"]["ri"] == 1.762
+
+
 def test_same_photo_same_reference_returns_the_stored_reports(client: TestClient, settings: Settings,
                                                               tray_photo: bytes):
     first = identify(client, ("tray.png", tray_photo), reference="LOT 2").json()["reports"]

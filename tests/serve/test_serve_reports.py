@@ -127,6 +127,34 @@ def test_readings_add_a_revision_and_keep_the_original(client: TestClient, setti
     assert stored(settings) == (1, 5, 1)
 
 
+def test_merged_readings_pass_the_same_checks_and_new_edges_replace_old_ones(client: TestClient, settings: Settings):
+    rid = identify(client, "Ruby")["report_id"]
+    assert client.post(f"/v1/reports/{rid}/readings", json={"ri": 1.762, "ri_high": 1.770, "sg": 4.0}).status_code == 201
+    # a re-read refractometer replaces both old edges: no stale high edge below the new low one
+    r = client.post(f"/v1/reports/{rid}/readings", json={"ri": 1.775})
+    assert r.status_code == 201, r.text
+    readings = r.json()["tests"]["reranking"]["readings"]
+    assert (readings["ri"], readings["ri_high"], readings["sg"]) == (1.775, None, 4.0)
+    # over the limit after an RI is a re-reading, not a second edge
+    readings = client.post(f"/v1/reports/{rid}/readings", json={"ri_otl": True}).json()["tests"]["reranking"]["readings"]
+    assert (readings["ri"], readings["ri_otl"], readings["sg"]) == (None, True, 4.0)
+    # but new edges beside an old birefringence that they contradict are refused, naming the old readings
+    assert client.post(f"/v1/reports/{rid}/readings", json={"birefringence": 0.008}).status_code == 201
+    r = client.post(f"/v1/reports/{rid}/readings", json={"ri": 1.762, "ri_high": 1.790})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_readings", r.text
+    message = r.json()["error"]["message"]
+    assert "entered before" in message and "DR 0.008" in message and "replace=true" in message, message
+    assert stored(settings) == (1, 5, 1)  # the photo's report and four revisions: nothing of the refusal
+    r = client.post(f"/v1/reports/{rid}/readings?replace=true", json={"ri": 1.762, "ri_high": 1.790})
+    assert r.status_code == 201, r.text
+
+
+def test_an_ri_and_over_the_limit_together_are_refused(client: TestClient):
+    rid = identify(client, "Ruby")["report_id"]
+    r = client.post(f"/v1/reports/{rid}/readings", json={"ri": 1.762, "ri_otl": True})
+    assert r.status_code == 422 and "over the limit means no edge below" in r.json()["error"]["message"], r.text
+
+
 @pytest.mark.parametrize(("scale", "method"), [({"coin_mm": "20"}, "coin of 20 mm"), ({"ruler": "on"}, "millimetre ruler")],
                          ids=["coin", "ruler"])
 def test_stones_beside_a_coin_or_a_ruler_are_measured_through_the_api(client: TestClient, scale, method):

@@ -274,6 +274,21 @@ def test_the_table_fits_80_columns_without_breaking_words_and_closes_with_counts
     assert "5 files: 3 identified · 0 uncertain · 0 refer · 0 rejected · 2 errors" in out
 
 
+def test_readings_belong_to_one_stone_not_to_a_parcel_or_a_tray(capsys, bundle, parcel, tmp_path):
+    # a user's finding: readings given with a folder or a tray photo re-ranked every stone on one stone's readings
+    rc, _out, err = run(capsys, str(parcel), "--model", str(bundle), "--ri", "1.762")
+    assert rc == 2 and "readings describe one stone" in err and "files" in err
+    from bundle_fixture import draw_tray
+
+    (tmp_path / "tray.png").write_bytes(encode(draw_tray()))
+    rc, out, _ = run(capsys, str(tmp_path / "tray.png"), "--model", str(bundle), "--json", "--ri", "1.762")
+    (entry,) = json.loads(out)
+    assert rc == 1 and entry["error"]["code"] == "readings_several_stones", entry
+    assert "holds 6 stones" in entry["error"]["message"]
+    rc, out, _ = run(capsys, str(tmp_path / "tray.png"), "--model", str(bundle), "--json")
+    assert rc == 0 and len(json.loads(out)) == 6  # without readings, each stone its report
+
+
 def test_a_tray_photo_gives_a_row_per_stone_in_reading_order(capsys, bundle, tmp_path, monkeypatch):
     # a user's finding: locally a tray came back as one rejected photo ("photograph one stone at a time"), while
     # the service, and `--server`, gave each stone its report

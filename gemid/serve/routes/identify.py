@@ -294,6 +294,10 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
         if readings is not None and not identifier.capabilities.get("reranking", False):
             raise ApiError(501, "reranking_unavailable",
                            "re-ranking with readings is not installed in this service; send the photo alone")
+        if readings is not None and len(uploads) > 1:  # one stone's readings, never spread over a parcel
+            raise ApiError(422, "invalid_readings", f"readings describe one stone, and {len(uploads)} photos were "
+                           "sent: send the stone's photo alone with its readings, or add readings to each "
+                           "report (POST /v1/reports/{id}/readings)")
         out: list[Report | FileError] = []
         notices: list[Notice] = []
         statuses: list[int | None] = []

@@ -17,12 +17,12 @@ from urllib.parse import quote
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from gemid.errors import GemidInputError
-from gemid.messages import ISO_WHEN
-from gemid.report import ConclusionDecision, Readings, Report, no_readings, printable
+from gemid.messages import ISO_WHEN, dotted, validation_message
+from gemid.report import ConclusionDecision, Readings, Report, no_readings, printable, readings_text
 from gemid.serve.deps import (
     MAX_INT32,
     IdentifierDep,
@@ -57,10 +57,11 @@ class RevisionsResponse(BaseModel):
 _READING_VALUES = {name: next(b for b in spec["anyOf"] if b.get("type") != "null")  # each reading, not null
                    for name, spec in Readings.model_json_schema()["properties"].items()}
 # the rules of POST readings that the Readings model alone does not show: at least one reading (a schema rule),
-# and a high RI only with the low one and not below it (said in words: JSON Schema's if/then cannot compare
-# two fields, and fuzzers stumble on it); the server refuses both with 422
+# a high RI only with the low one and not below it, and no OTL beside an RI (said in words: JSON Schema's
+# if/then cannot compare two fields, and fuzzers stumble on it); the server refuses them with 422
 READINGS_BODY = {"requestBody": {"required": True, "description": (
-    "at least one reading; `ri_high` only together with `ri`, and not below it (else 422)"),
+    "at least one reading; `ri_high` only together with `ri`, and not below it; `ri_otl` not with `ri` "
+    "(else 422)"),
     "content": {"application/json": {"schema": {
     "allOf": [
         {"$ref": "#/components/schemas/Readings"},
@@ -95,12 +96,27 @@ def _parse_when(value: str | None, name: str, *, end: bool) -> datetime | None:
         raise ApiError(422, "invalid_request", f"{name}: '{value}' is outside years 1-9999 in UTC") from exc
 
 
+REFRACTOMETER_EDGES = ("ri", "ri_high", "ri_otl")  # one look at the refractometer: replaced together
+
+
 def _merge_readings(latest: Report, new: Readings, replace: bool) -> Readings:
-    """New readings on top of those already entered (unless replace): a technician adds RI, later SG."""
+    """New readings on top of those already entered (unless replace): a technician adds RI, later SG. New
+    refractometer edges replace the old ones as a set (an OTL entered after an RI of 1.76 is a re-reading, not
+    a second edge), and the merged readings pass the same checks as new ones: a new RI above an old high edge,
+    or an old birefringence beside new edges, is refused, not stored."""
     previous = latest.tests.reranking.readings if latest.tests and latest.tests.reranking else None
     if replace or previous is None:
         return new
-    return previous.model_copy(update={k: v for k, v in new.model_dump().items() if v is not None})
+    given = new.model_dump(exclude_none=True)
+    old = previous.model_dump(exclude_none=True)
+    if any(k in given for k in REFRACTOMETER_EDGES):
+        old = {k: v for k, v in old.items() if k not in REFRACTOMETER_EDGES}
+    try:
+        return Readings.model_validate({**old, **given})
+    except ValidationError as exc:
+        message = validation_message(exc, field=lambda loc: dotted(loc, empty="readings"))
+        raise ApiError(422, "invalid_readings", f"with the readings entered before ({readings_text(latest)}): "
+                       f"{message}; correct the new reading, or send replace=true to start again") from exc
 
 
 # --- list and fetch -------------------------------------------------------------------------------------
