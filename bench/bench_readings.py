@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gemid.gemmology.conclusion import PRIOR_LOOKALIKE, conclude  # noqa: E402
+from gemid.gemmology.guidance import recommend  # noqa: E402
 from gemid.gemmology.instruments import (  # noqa: E402
     REFRACTOMETER_LIMIT,
     optic_probs,
@@ -45,7 +47,7 @@ from gemid.gemmology.instruments import (  # noqa: E402
     ri_sigma,
     sigma_sg,
 )
-from gemid.gemmology.likelihood import Observed, measured_fit  # noqa: E402
+from gemid.gemmology.likelihood import Observed, measured_fit, tests_left  # noqa: E402
 from gemid.gemmology.rerank import rerank  # noqa: E402
 from gemid.gemmology.table import OPTICS, Material, PropertyTable, default_table  # noqa: E402
 from gemid.report import Candidate, Readings, SpeciesResult  # noqa: E402
@@ -273,6 +275,36 @@ def simulants(table: PropertyTable, rng: np.random.Generator, repeats: int, any_
     return out
 
 
+def guidance_after_readings(stones: list[Stone], table: PropertyTable, top_k: int,
+                            rng: np.random.Generator) -> dict:
+    """What guidance offers after the readings (simulated RI, then RI + SG, as in `run`): tests per stone, and
+    the look-alikes a recommended test says it "also rules out" that the readings have already ruled out
+    (measured_fit fails), with the readings given to guidance and, for comparison, without them."""
+    lookalikes = sorted(table.lookalikes(), key=lambda m: -len(m.name))  # "lead glass" before "glass"
+    out = {mode: {"advice": 0, "tests": 0, "named": 0, "already_out": 0} for mode in ("readings", "blind")}
+    for s in stones:
+        ranked = sorted(s.probs.items(), key=lambda kv: -kv[1])[:top_k]
+        cands = [Candidate(label=lab, probability=min(1.0, max(0.0, p))) for lab, p in ranked]
+        row = _pick_row(table.rows_for(s.label), rng)
+        for sg in (False, True):
+            r = simulate(row, rng, sg=sg, optic=False)
+            obs = Observed.from_readings(r)
+            combined = list(rerank(cands, r, model_labels=list(s.probs)).combined)
+            for mode in out:
+                res = recommend(combined, available=tests_left(r), readings=r if mode == "readings" else None)
+                o = out[mode]
+                o["advice"] += 1
+                o["tests"] += len(res.recommended)
+                for t in res.recommended:
+                    clause = re.search(r"Also rules out (.*?)\. Expected", t.why)
+                    for part in re.split(r", | and ", clause.group(1)) if clause else []:
+                        m = next((m for m in lookalikes if part.lower().startswith(m.name.lower() + " ")), None)
+                        if m is not None:
+                            o["named"] += 1
+                            o["already_out"] += int(not measured_fit(m, obs))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
@@ -289,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--polariscope", action="store_true",
                     help="genuine referrals and simulants with a polariscope reading too (misjudged as often as the "
                          "instrument model says)")
+    ap.add_argument("--guidance", action="store_true",
+                    help="also: the tests guidance offers after the readings, and what they offer to rule out")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -346,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{'ok' if not misses else 'MISSED: ' + '; '.join(misses)}")
     print(f"published cases (bench/data/published_readings.json, each with its source): {held}/{len(cases)} hold")
     res["published"] = {"held": held, "cases": len(cases)}
+    if args.guidance:
+        g = res["guidance"] = guidance_after_readings(stones, table, args.top_k, rng)
+        for mode, o in g.items():
+            print(f"guidance after the readings ({'readings given to it' if mode == 'readings' else 'blind to them'}): "
+                  f"{o['tests'] / max(1, o['advice']):.2f} tests per stone; look-alikes a test offers to rule out "
+                  f"that the readings already ruled out: {o['already_out']} of {o['named']}")
     print(f"{time.perf_counter() - t0:.1f} s")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gemid.gemmology.instruments import TESTS
+import numpy as np
+
+from gemid.gemmology.instruments import TESTS, mixture_distribution
 from gemid.gemmology.likelihood import (
     Observed,
     fits,
@@ -32,10 +34,11 @@ from gemid.gemmology.likelihood import (
     measured_fit,
     mixture_likelihood,
     tests_done,
+    tests_left,
 )
-from gemid.gemmology.rerank import what_fits
+from gemid.gemmology.rerank import display_name, what_fits
 from gemid.gemmology.table import Material, PropertyTable, default_table
-from gemid.report import Candidate, Conclusion, Reranking, SpeciesResult
+from gemid.report import Candidate, Conclusion, Readings, Reranking, SpeciesResult
 
 # The prior share of look-alikes the model does not know (glass, CZ, spinel for ruby ...) among the stones a
 # desk photographs, set high on purpose. A photo candidate other than the first choice stays in the running only
@@ -51,6 +54,10 @@ IDENTIFY_COMBINED = 0.80  # photo + readings: the answer's combined probability 
 LOOKALIKE_BETTER = 20.0
 MAX_NAMED = 3  # what the readings fit: the likeliest few, in a referral's words
 MAX_PHOTO_LOOKALIKES = 6  # a photo-only conclusion names this many look-alikes it cannot tell apart
+# a test whose outcomes for two materials overlap less than this tells them apart at the desk (a glass that reads
+# like a quartz on the refractometer's one edge is SR in the polariscope); above it, on every test left, only a
+# laboratory can (a synthetic quartz)
+DESK_APART = 0.5
 
 
 def _name(m: Material) -> str:
@@ -66,6 +73,19 @@ def photo_cannot_exclude(label: str | None, table: PropertyTable) -> list[str]:
     if label is None:
         return []
     return [m.name for m in table.lookalikes() if label in m.lookalike_of][:MAX_PHOTO_LOOKALIKES]
+
+
+def desk_test(label: str, name: str, readings: Readings | None, table: PropertyTable) -> str | None:
+    """The instrument of the test not yet taken that best tells `label` from the look-alike `name`, or None
+    when none does (their outcomes overlap by DESK_APART or more on every test left)."""
+    rows = table.rows_for(label)
+    m = next((x for x in table.lookalikes() if x.name == name), None)
+    if not rows or m is None:
+        return None
+    overlaps = {t: float(np.minimum(mixture_distribution(rows, t), mixture_distribution((m,), t)).sum())
+                for t in sorted(tests_left(readings))}
+    best = min(overlaps, key=lambda t: (overlaps[t], -TESTS[t].practicality), default=None)
+    return TESTS[best].instrument if best is not None and overlaps[best] < DESK_APART else None
 
 
 def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list[Material]:
@@ -212,9 +232,15 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         seen = _join([TESTS[t].instrument for t in tests_done(rr.readings) if TESTS[t].sigma is None])
         reason += f" The {seen} reading fits none of the photo's candidates: repeat it, and refer the stone if it stands."
     unsaid = [n for n in cannot_exclude if not (doubted and rival is not None and n == _name(rival))]
-    if unsaid:  # the rival the reason already named is not said twice (it stays in cannot_exclude)
-        reason += (f" Readings like these cannot exclude {_join(unsaid)}: a laboratory can "
-                   "(spectroscopy, magnification).")
+    # the rival the reason already named is not said twice (it stays in cannot_exclude); a look-alike a test
+    # still to take tells apart is the desk's to exclude, the rest a laboratory's
+    desk = {n: desk_test(best.label, n, rr.readings, table) for n in unsaid}
+    for instrument in dict.fromkeys(i for i in desk.values() if i is not None):
+        names = [display_name(n) for n in unsaid if desk[n] == instrument]
+        reason += f" The readings do not yet exclude {_join(names)}: the {instrument} can."
+    lab = [n for n in unsaid if desk[n] is None]
+    if lab:
+        reason += f" Readings like these cannot exclude {_join(lab)}: a laboratory can (spectroscopy, magnification)."
     return Conclusion(decision=decision, label=best.label, probability=round(min(1.0, p), 4),
                       basis="photo+readings", reason=reason, fits=[best.label] if moved else [],
                       cannot_exclude=cannot_exclude)
@@ -224,14 +250,19 @@ LAB_METHODS = ("a gemmological laboratory settles it: magnification (inclusions,
                "spectroscopy (UV-Vis, FTIR, Raman) and, for synthetics, trace-element analysis")
 
 
-def lab_note(conclusion: Conclusion, recommended: int) -> str | None:
-    """What a laboratory would add, when standard tests cannot finish the job."""
+def lab_note(conclusion: Conclusion, recommended: int, readings: Readings | None = None,
+             table: PropertyTable | None = None) -> str | None:
+    """What a laboratory would add, when standard tests cannot finish the job: the look-alikes no test left
+    to the desk (after `readings`) separates from the answer."""
     if conclusion.decision == "refer":
         return f"Standard tests cannot settle this stone: {LAB_METHODS}."
-    if conclusion.cannot_exclude and conclusion.basis == "photo+readings":
+    table = table or default_table()
+    lab = [n for n in conclusion.cannot_exclude
+           if conclusion.label is None or desk_test(conclusion.label, n, readings, table) is None]
+    if lab and conclusion.basis == "photo+readings":
         # the instruments gemid models, named: a desk may have others (a solvent drop tells copal from amber)
         return (f"No refractometer, balance, polariscope, dichroscope or UV reading separates {conclusion.label} "
-                f"from {_join(conclusion.cannot_exclude)}: {LAB_METHODS}.")
+                f"from {_join(lab)}: {LAB_METHODS}.")
     if recommended == 0 and conclusion.basis == "photo+readings" and conclusion.decision != "identified":
         return f"No cheap test is left that separates the remaining candidates: {LAB_METHODS}."
     return None

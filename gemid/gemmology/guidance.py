@@ -5,7 +5,8 @@ Each test's outcome is simulated from every candidate's property range blurred b
 stone is. Colour varieties of one mineral (blue vs purple sapphire) read the same on every test, so they are
 scored as one hypothesis and, when they are all that remains, `colour_decides` says so. A little probability
 is always kept for the look-alikes and simulants of the candidates (spinel for ruby, glass for anything):
-even a confident photo gets the test that would expose an imitation.
+even a confident photo gets the test that would expose an imitation. Readings already taken weigh those
+look-alikes as they weighed the candidates: glass that a birefringence has ruled out asks for no polariscope.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import numpy as np
 
 from gemid.errors import GemidInputError
 from gemid.gemmology.instruments import TESTS, expected_for, mixture_distribution
+from gemid.gemmology.likelihood import Observed, likelihood, measured_fit, mixture_likelihood
+from gemid.gemmology.rerank import display_name
 from gemid.gemmology.table import Material, PropertyTable, default_table
-from gemid.report import Candidate, ExpectedValue, TestRecommendation, TestsResult
+from gemid.report import Candidate, ExpectedValue, Readings, TestRecommendation, TestsResult
 
 MIN_PROBABILITY = 0.02  # candidates below this do not drive the recommendation
 COVERED_MASS = 0.95  # consider the top candidates covering this share of the photo's probability
@@ -103,7 +106,20 @@ def _class_key(rows: tuple[Material, ...]) -> str:
     return f"{first.mineral}|{first.optic[0]}"
 
 
-def _hypotheses(considered: list[Candidate], table: PropertyTable) -> list[_Hypothesis]:
+def _lookalike_odds(considered: list[Candidate], table: PropertyTable, obs: Observed | None,
+                    total: float) -> dict[str, float]:
+    """How much more (or less) likely the readings already taken make each look-alike than the candidates:
+    its likelihood over the candidates' average (their probabilities, re-ranked, already hold the readings).
+    A look-alike whose measured readings rule it out gets 0; without readings every look-alike keeps 1."""
+    if obs is None:
+        return {}
+    ref = sum(c.probability / total * mixture_likelihood(rows, obs)
+              for c in considered if (rows := table.rows_for(c.label)))
+    return {m.name: (likelihood(m, obs) / ref if ref > 0 and measured_fit(m, obs) else 0.0)
+            for m in table.lookalikes()}
+
+
+def _hypotheses(considered: list[Candidate], table: PropertyTable, obs: Observed | None = None) -> list[_Hypothesis]:
     total = sum(c.probability for c in considered) or 1.0
     by_key: dict[str, _Hypothesis] = {}
     for c in considered:
@@ -130,9 +146,10 @@ def _hypotheses(considered: list[Candidate], table: PropertyTable) -> list[_Hypo
         if pull > 0:
             pulls[m.name] = pull
     norm = sum(pulls.values())
+    odds = _lookalike_odds(considered, table, obs, total)
     for m in table.lookalikes():
-        if m.name in pulls:
-            w = LOOKALIKE_MASS * pulls[m.name] / norm
+        if m.name in pulls and odds.get(m.name, 1.0) > 0:
+            w = LOOKALIKE_MASS * pulls[m.name] / norm * odds.get(m.name, 1.0)
             hyps.append(_Hypothesis(key=m.name, labels=[m.name], weights={m.name: w}, rows={m.name: (m,)},
                                     lookalike=True, name=m.name))
     if not any(h.lookalike for h in hyps):  # nothing imitates them: give the candidates all the mass
@@ -185,14 +202,9 @@ def _join(names: Sequence[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _display(name: str) -> str:
-    """'Glass' -> 'glass' mid-sentence, but 'YAG' stays 'YAG'."""
-    return name if name[:2].isupper() else name[:1].lower() + name[1:]
-
-
 def _hyp_name(h: _Hypothesis) -> str:
     if h.lookalike:
-        return _display(h.name)
+        return display_name(h.name)
     if len(h.labels) == 1:
         return h.labels[0]
     return f"{h.name} ({'/'.join(h.labels)})"
@@ -300,14 +312,16 @@ def recommend(
     available: set[str] | None = None,
     max_tests: int = 3,
     table: PropertyTable | None = None,
+    readings: Readings | None = None,
 ) -> TestsResult:
-    """Rank the available tests by how well they separate the candidates; explain each in plain words."""
+    """Rank the available tests by how well they separate the candidates; explain each in plain words.
+    `readings`, those already taken (the candidates then re-ranked with them), weigh the look-alikes."""
     if max_tests < 1:
         raise GemidInputError("max_tests must be at least 1", code="bad_request")
     tests = _check_tests(available)
     table = table or default_table()
     considered = considered_candidates(candidates)
-    hyps = _hypotheses(considered, table)
+    hyps = _hypotheses(considered, table, Observed.from_readings(readings) if readings is not None else None)
     colour = _colour_decides(considered, table)
     if not hyps or not tests:
         return TestsResult(colour_decides=colour)

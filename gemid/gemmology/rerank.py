@@ -51,7 +51,8 @@ def _has_readings(obs: Observed) -> bool:
     )
 
 
-def _display(name: str) -> str:
+def display_name(name: str) -> str:
+    """A material's name mid-sentence: 'Glass' -> 'glass', but 'YAG' stays 'YAG'."""
     return name if name[:2].isupper() else name[:1].lower() + name[1:]
 
 
@@ -170,7 +171,7 @@ def _misfit_flag(photo: list[Candidate], obs: Observed, table: PropertyTable) ->
     matches = what_fits(obs, table, photo[0].label if photo else None, exclude=own, fit=fits)[:MAX_NAMED]
     if matches:
         listed = "; ".join(
-            f"{m.name if m.label else _display(m.name)} ({describe(m, obs)})" for m in matches
+            f"{m.name if m.label else display_name(m.name)} ({describe(m, obs)})" for m in matches
         )
         text += f" Readings fit: {listed}."
     else:
@@ -192,7 +193,7 @@ def _lookalike_flag(photo: list[Candidate], obs: Observed, table: PropertyTable,
     m = better[0]
     kind = {"synthetic": "a synthetic", "imitation": "an imitation"}.get(m.origin, "a natural look-alike")
     return (
-        f"The readings fit {_display(m.name)} ({describe(m, obs)}) better than any candidate; it is {kind} "
+        f"The readings fit {display_name(m.name)} ({describe(m, obs)}) better than any candidate; it is {kind} "
         "the photo model does not know. Confirm the identity (spectroscope, magnification or a full laboratory) "
         "before certifying."
     )

@@ -426,14 +426,15 @@ class Identifier:
             done = tests_done(readings if reranking is not None else None)
             candidates = list(reranking.combined) if reranking is not None else list(species.top)
             left = tests_left(readings if reranking is not None else None)
-            tests = self._call("tests", self._recommend, candidates, available=left)
+            tests = self._call("tests", self._recommend, candidates, available=left,
+                               readings=readings if reranking is not None else None)
             tests = tests.model_copy(deep=True) if tests is not None else TestsResult()
             if conclusion.decision == "refer":  # the candidates' tests would only "confirm" what the readings refuted
                 tests.recommended = []
                 tests.colour_decides = None
             tests.done = done
             tests.reranking = reranking
-            tests.lab_note = lab_note(conclusion, len(tests.recommended))
+            tests.lab_note = lab_note(conclusion, len(tests.recommended), readings)
         return tests, conclusion
 
     @staticmethod

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from bench_loader import bench_module
 
-from gemid.gemmology.conclusion import conclude
+from gemid.gemmology.conclusion import conclude, desk_test, lab_note
 from gemid.gemmology.guidance import recommend
 from gemid.gemmology.instruments import TESTS, sigma_sg
 from gemid.gemmology.likelihood import Observed, measured_fit
@@ -182,6 +182,48 @@ def test_guidance_never_sends_the_technician_back_to_a_test_already_done():
     rr = rerank(cands, readings)
     after = recommend(list(rr.combined), available=set(TESTS) - set(done))
     assert done == ["refractive_index"] and "refractive_index" not in {t.test for t in after.recommended}
+
+
+def _quartz_photo() -> tuple[SpeciesResult, list[Candidate]]:
+    cands = [Candidate(label=lab, probability=p) for lab, p in
+             (("Citrine", 0.9), ("Quartz Lemon", 0.04), ("Beryl Golden", 0.03), ("Sapphire Yellow", 0.02),
+              ("Chrysoberyl", 0.01))]
+    return SpeciesResult(decision="identified", reason="photo", top=cands), cands
+
+
+def test_guidance_does_not_offer_to_rule_out_what_the_readings_already_ruled_out():
+    """A user's finding: after RI 1.544/1.553 and SG 2.65 on a citrine, guidance still offered the polariscope
+    to "rule out glass", which the birefringence had. Readings weigh the look-alikes as they weigh the candidates."""
+    _, cands = _quartz_photo()
+    full = Readings(ri=1.544, ri_high=1.553, sg=2.65)
+    after = recommend(list(rerank(cands, full).combined), available=left_tests(full), readings=full)
+    assert after.recommended == [], [t.why for t in after.recommended]  # only synthetic quartz is left
+    # the same ranking judged without the readings still chases the imitations: what the readings add
+    blind = recommend(list(rerank(cands, full).combined), available=left_tests(full))
+    assert "optic_character" in {t.test for t in blind.recommended}
+    # one edge alone leaves glass of that RI open: a test that shows double refraction is still offered
+    edge = Readings(ri=1.544)
+    open_tests = recommend(list(rerank(cands, edge).combined), available=left_tests(edge), readings=edge)
+    assert {"birefringence", "optic_character"} & {t.test for t in open_tests.recommended}
+
+
+def test_a_look_alike_a_desk_test_can_still_exclude_is_not_sent_to_the_laboratory():
+    """Glass that reads like quartz on one refractometer edge is the polariscope's or the birefringence's to
+    exclude; synthetic quartz reads like quartz on every instrument, so only the laboratory's note names it."""
+    species, cands = _quartz_photo()
+    edge = Readings(ri=1.544)
+    c = conclude(species, rerank(cands, edge))
+    assert c.label == "Citrine" and {"Glass", "Synthetic quartz"} <= set(c.cannot_exclude)
+    assert "do not yet exclude glass: the" in c.reason and "cannot exclude Synthetic quartz" in c.reason
+    note = lab_note(c, 1, edge)
+    assert note is not None and "Synthetic quartz" in note and "Glass" not in note
+    table = default_table()
+    assert desk_test("Citrine", "Glass", edge, table) is not None
+    assert desk_test("Citrine", "Synthetic quartz", edge, table) is None
+    # once the polariscope and the birefringence are read, nothing is left to the desk but the laboratory
+    full = Readings(ri=1.544, ri_high=1.553, sg=2.65, optic="DR")
+    assert desk_test("Citrine", "Glass", full, table) is None or not measured_fit(
+        next(m for m in table.lookalikes() if m.name == "Glass"), Observed.from_readings(full))
 
 
 def test_over_the_limit_leaves_no_birefringence_to_measure():

@@ -161,7 +161,11 @@ def test_readings_with_the_photo_fill_the_reranking(identifier):
     assert r.revision == 1 and r.tests is not None and r.tests.reranking is not None
     rr = r.tests.reranking
     assert rr.readings.ri == 1.765 and rr.combined[0].label == "Ruby" and not rr.fits_none
-    assert r.tests.recommended  # guidance is kept next to the re-ranking
+    # what these readings leave (synthetic corundum reads like ruby on every desk instrument) only a laboratory
+    # separates: no test is offered to "rule out" what the readings already did, and the lab note says so
+    assert r.tests.recommended == [] and "Synthetic corundum" in (r.tests.lab_note or "")
+    partial = identifier.identify(photo("Ruby"), readings=Readings(sg=4.0))  # lead glass of that SG is still open
+    assert "refractive_index" in {t.test for t in partial.tests.recommended}  # guidance kept beside the re-ranking
     assert identifier.identify(photo("Ruby"), readings=Readings()).tests.reranking is None  # empty: photo only
 
 
