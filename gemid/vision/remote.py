@@ -14,7 +14,7 @@ import json
 import mimetypes
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 from urllib import error, parse, request
 
@@ -57,7 +57,10 @@ def _form(path: Path, name: str, reference: str | None, readings: Readings | Non
     for key, value in fields.items():
         chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'.encode()
                       + value.encode() + b"\r\n")
-    quoted = parse.quote(name, safe=" ./-_()")  # a file name is text in a header: no quote marks or newlines
+    # the file's own name, not the folders it was given with: they would be stored and signed in the service's
+    # reports (a technician's home folder in a report a buyer verifies); a file name is text in a header: no
+    # quote marks or newlines
+    quoted = parse.quote(PurePath(name).name or name, safe=" .-_()")
     ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{quoted}"\r\n'
                   f"Content-Type: {ctype}\r\n\r\n".encode() + path.read_bytes() + b"\r\n")
@@ -72,8 +75,8 @@ def _entries(body: Any, name: str, status: int) -> list[Report | FileError]:
         for entry in body["reports"]:
             if isinstance(entry, dict) and "report_id" in entry:
                 out.append(Report.model_validate(entry))
-            else:
-                out.append(FileError.model_validate(entry))
+            else:  # a refusal is not stored: it names the file as the technician gave it, like a local one
+                out.append(FileError.model_validate(entry).model_copy(update={"file": name}))
         return out
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
