@@ -326,7 +326,7 @@ def _conclusion_cell(r: Report, style: dict[str, str]) -> str:
     if c is None:
         return r.species.decision
     head = f"[{style[c.decision]}]{c.decision}[/{style[c.decision]}]"
-    if c.decision == "refer":  # no answer to give: what the readings fit, and why
+    if c.decision in ("refer", "rejected"):  # no answer to give: why (and what the readings fit, if any)
         return head + (f"\nfits: {', '.join(c.fits)}" if c.fits else "") + f"\n{c.reason}"
     if c.label:
         head += f"\n{c.label}" + (f" {_percent(c.probability)}" if c.probability else "")

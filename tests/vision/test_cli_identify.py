@@ -140,6 +140,21 @@ def test_readings_top_reference_and_int8(capsys, bundle, parcel):
     assert rr["combined"][0]["label"] == "Ruby"
 
 
+def test_the_table_says_why_a_photo_was_rejected(capsys, bundle, tmp_path, monkeypatch):
+    # an outside try: a rejected row showed only "rejected" beside the photo's percentages; the reason was in
+    # --json alone (a referral's was printed)
+    import numpy as np
+
+    (tmp_path / "blank.png").write_bytes(encode(np.full((400, 400, 3), 128, np.uint8)))
+    monkeypatch.setenv("COLUMNS", "160")
+    _rc, out, _ = run(capsys, str(tmp_path / "blank.png"), "--model", str(bundle), "--json")
+    (r,) = json.loads(out)
+    assert r["conclusion"]["decision"] == "rejected" and r["conclusion"]["reason"]
+    _rc, out, _ = run(capsys, str(tmp_path / "blank.png"), "--model", str(bundle))
+    words = r["conclusion"]["reason"].split()[:4]
+    assert " ".join(words) in " ".join(out.replace("│", " ").split()), out
+
+
 def test_default_top_is_at_least_five(capsys, bundle, parcel):
     _rc, out, _ = run(capsys, str(parcel / "a_ruby.png"), "--model", str(bundle), "--json")
     assert len(json.loads(out)[0]["species"]["top"]) == 5
