@@ -325,7 +325,7 @@ class Identifier:
                               max_pixels=self.max_pixels)  # the stones, and their sizes on a scale reference
         image, stones, painted, view, sizes = found.image, found.stones, found.painted, found.view, found.sizes
         if one_stone and len(stones) > 1:
-            raise _readings_for_one_stone(len(stones))
+            raise readings_for_one_stone(len(stones))
         margin = self.bundle.input.crop.margin
         out = []
         for i in range(1 if first_only else len(stones)):
@@ -471,7 +471,7 @@ def _capture(prep: _Prepared, report: Report) -> Capture:
                          photo_size=(prep.image.width, prep.image.height))
 
 
-def _readings_for_one_stone(stones: int) -> GemidInputError:
+def readings_for_one_stone(stones: int) -> GemidInputError:
     """The refusal of readings sent with a photo of several stones: they are one stone's, and given to every
     stone of a tray they would re-rank the others on a stranger's readings."""
     return GemidInputError(f"the photo holds {stones} stones, and readings describe one stone: identify the photo "

@@ -84,6 +84,31 @@ def test_readings_sent_with_a_tray_or_with_several_photos_are_refused_and_nothin
     assert r.status_code == 200 and r.json()["reports"][0]["tests"]["reranking"]["readings"]["ri"] == 1.762
 
 
+def test_readings_sent_again_with_a_stored_photo_revise_its_report(client: TestClient, settings: Settings,
+                                                                     tray_photo: bytes):
+    # an outside try: a stored photo sent again with spinel readings came back "identified Ruby" with the old
+    # readings, the new ones silently dropped
+    ruby = stone("Ruby")
+    first = client.post("/v1/identify", files=[upload("ruby.png", ruby, "image/png")],
+                        data={"reference": "LOT R", "ri": "1.762", "sg": "4.0"}).json()["reports"][0]
+    r = client.post("/v1/identify", files=[upload("ruby.png", ruby, "image/png")],
+                    data={"reference": "LOT R", "ri": "1.718", "sg": "3.60"})
+    assert r.status_code == 200, r.text
+    (again,) = r.json()["reports"]
+    assert again["report_id"] == first["report_id"] and again["revision"] == 2
+    assert (again["tests"]["reranking"]["readings"]["ri"], again["conclusion"]["decision"]) == (1.718, "refer")
+    (notice,) = r.json()["notices"]
+    assert notice["code"] == "duplicate" and "added to its report as revision 2" in notice["message"]
+    assert stored(settings) == (1, 2, 1)  # one report, two revisions, one photo
+    # a stored tray photo with readings: refused as its analysis would be, nothing stored
+    assert client.post("/v1/identify", files=[upload("tray.png", tray_photo, "image/png")],
+                       data={"reference": "LOT R"}).status_code == 200
+    r = client.post("/v1/identify", files=[upload("tray.png", tray_photo, "image/png")],
+                    data={"reference": "LOT R", "ri": "1.762"})
+    assert r.status_code == 422 and r.json()["reports"][0]["error"]["code"] == "readings_several_stones", r.text
+    assert stored(settings) == (7, 8, 2)
+
+
 def test_same_photo_same_reference_returns_the_stored_reports(client: TestClient, settings: Settings,
                                                               tray_photo: bytes):
     first = identify(client, ("tray.png", tray_photo), reference="LOT 2").json()["reports"]

@@ -36,6 +36,7 @@ from gemid.serve.deps import (
     AnalysisDep,
     IdentifierDep,
     ImagesDep,
+    LimiterDep,
     MetricsDep,
     PrincipalDep,
     SettingsDep,
@@ -45,10 +46,12 @@ from gemid.serve.deps import (
 )
 from gemid.serve.errors import ApiError, error_responses, size_text, store_failure
 from gemid.serve.images import ImageStore, sha256_file
+from gemid.serve.routes.reports import revise_with_readings
 from gemid.serve.settings import Settings
 from gemid.serve.store import ReportStore, put_photo
 from gemid.serve.uploads import SpooledUpload, UploadParser, discard
 from gemid.vision.coin import COIN_MM, coin_diameter
+from gemid.vision.pipeline import readings_for_one_stone
 from gemid.vision.reference import TWO_SCALES
 
 READING_FIELDS = tuple(Readings.model_fields)
@@ -62,7 +65,8 @@ class Notice(BaseModel):
     """Something the technician should know about one photo that is not a refusal."""
 
     code: Literal["duplicate"] = Field(description=(
-        "duplicate: this photo is already stored under this reference; its stored reports are returned"))
+        "duplicate: this photo is already stored under this reference; its stored reports are returned (with "
+        "readings sent with it, its report's new revision re-ranked with them)"))
     file: str | None
     message: str
     report_ids: list[str] = Field(default_factory=list, description="the reports it refers to")
@@ -75,8 +79,12 @@ class IdentifyResponse(BaseModel):
     notices: list[Notice] = Field(default_factory=list)
 
 
-def _duplicate(name: str | None, reports: list[Report], reference: str) -> Notice:
+def _duplicate(name: str | None, reports: list[Report], reference: str, revised: bool = False) -> Notice:
     n = len(reports)
+    if revised:  # readings came with it: they made a new revision of its one report
+        return Notice(code="duplicate", file=name, report_ids=[reports[0].report_id], message=(
+            f"this photo is already stored under reference '{reference}': the readings sent with it were added "
+            f"to its report as revision {reports[0].revision}, nothing new was stored"))
     return Notice(code="duplicate", file=name, report_ids=[r.report_id for r in reports], message=(
         f"this photo is already stored under reference '{reference}' ({n} report{'s' if n > 1 else ''}); "
         "the stored report" + ("s are" if n > 1 else " is") + " shown, nothing new was stored. To store it "
@@ -273,6 +281,7 @@ IDENTIFY_RESPONSES: dict[int | str, dict] = {
 )
 async def identify(request: Request, settings: SettingsDep, store: StoreDep, images: ImagesDep,
                    identifier: IdentifierDep, analysis: AnalysisDep, metrics: MetricsDep, principal: PrincipalDep,
+                   limiter: LimiterDep,
                    grade: Annotated[bool, Query(description=(
                        "grade colour and clarity (default); false: a quick species screen of a parcel, "
                        "several times faster, with `colour` and `clarity` left null"))] = True,
@@ -317,9 +326,17 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
                 sha = await to_thread.run_sync(sha256_file, photo)
                 stored = sent.get(sha) or await to_thread.run_sync(_stored_duplicates, store, sha, reference,
                                                                        desk_scope(principal))
-                if stored:
+                if stored and readings is not None and len(stored) > 1:  # a tray's: as its analysis would
+                    exc = readings_for_one_stone(len(stored))
+                    out.append(FileError.from_exception(name, exc))
+                    statuses.append(exc.status)
+                    continue
+                if stored:  # readings sent again with it are not dropped: they revise its stored report
+                    if readings is not None:
+                        stored = [await revise_with_readings(store, identifier, limiter, settings, principal,
+                                                             stored[0].report_id, readings)]
                     out.extend(stored)
-                    notices.append(_duplicate(name, stored, reference))
+                    notices.append(_duplicate(name, stored, reference, readings is not None))
                     statuses.append(None)
                     continue
             # the worker reads the photo from its spooled file: the server never holds it whole

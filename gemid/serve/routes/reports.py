@@ -11,10 +11,10 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gemid.errors import GemidInputError
 from gemid.messages import ISO_WHEN, dotted, validation_message
 from gemid.report import ConclusionDecision, Readings, Report, no_readings, printable, readings_text
+from gemid.serve.accounts import Principal
 from gemid.serve.deps import (
     MAX_INT32,
     IdentifierDep,
@@ -39,6 +40,9 @@ from gemid.serve.errors import ERROR_RESPONSES, ApiError, error_responses, store
 from gemid.serve.images import ImageStore, atomic_write, content_type_for
 from gemid.serve.settings import Settings
 from gemid.serve.store import ReportPage, ReportStore, RevisionConflict, served
+
+if TYPE_CHECKING:
+    from gemid.vision.pipeline import Identifier
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +239,16 @@ async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: Limi
         raise ApiError(exc.status, exc.code, exc.message)
     if not identifier.capabilities.get("reranking", False):
         raise ApiError(501, "reranking_unavailable", "re-ranking with readings is not installed in this service")
+    new = await revise_with_readings(store, identifier, limiter, settings, principal, report_id, readings, replace)
+    return JSONResponse(new.model_dump(mode="json"), status_code=201,
+                        headers={"Location": f"/v1/reports/{report_id}?revision={new.revision}"})
+
+
+async def revise_with_readings(store: ReportStore, identifier: Identifier, limiter: CapacityLimiter,
+                               settings: Settings, principal: Principal | None, report_id: str, readings: Readings,
+                               replace: bool = False) -> Report:
+    """Store revision N+1 of the report, re-ranked with the readings (merged with those entered before unless
+    `replace`), and return it: POST readings, and readings sent again with a photo already stored."""
     for _attempt in range(5):
         latest = await to_thread.run_sync(store.get, report_id)
         if latest is None:
@@ -255,8 +269,7 @@ async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: Limi
             continue  # someone added readings meanwhile: redo on top of theirs
         except SQLAlchemyError as exc:
             raise store_failure(exc) from exc
-        return JSONResponse(new.model_dump(mode="json"), status_code=201,
-                            headers={"Location": f"/v1/reports/{report_id}?revision={new.revision}"})
+        return new
     raise ApiError(409, "conflict", "the report kept changing while the readings were added; try again")
 
 
