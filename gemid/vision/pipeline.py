@@ -330,7 +330,8 @@ class Identifier:
         out = []
         for i in range(1 if first_only else len(stones)):
             seg = stones[i]
-            quality = assess(image.rgb, seg, margin, scale=image.scale, reference=found.reference)
+            quality = assess(image.rgb, seg, margin, scale=image.scale, reference=found.reference,
+                             tray=not first_only and len(stones) > 1)
             near = isolated(image.rgb, painted, i, margin)  # once: the shape, the crop and the front end use it
             fine = (isolated_fine(view.rgb, view.k, painted, i, margin, (image.rgb.shape[1], image.rgb.shape[0]))
                     if view is not None and view.k > 1.0 else None)  # the reference's full-resolution neighbourhood

@@ -143,15 +143,16 @@ def plain_border(rgb: np.ndarray, background_lab: tuple[float, float, float]) ->
 
 
 def assess(rgb: np.ndarray, seg: Segmentation, margin: float = 0.12, *, scale: float = 1.0,
-           reference: str | None = None) -> Quality:
+           reference: str | None = None, tray: bool = False) -> Quality:
     """The report's `quality` section: warnings, sharpness and where the stone is (in `rgb`'s pixels;
     `scale` is rgb's pixels per photo pixel, for the size the low-resolution warning quotes).
 
     `reference`: "card", "coin" or "ruler", the stones lie on the scale card (gemid.vision.scale) or beside a
     coin (gemid.vision.coin) or a ruler (gemid.vision.ruler), photographed whole, so a stone is small in the
     frame by design: its pixels (`low_resolution`) matter, not its share of the frame; and a photo of the
-    reference without a stone says so rather than judging the focus of plain paper."""
-    small_by_design = reference is not None
+    reference without a stone says so rather than judging the focus of plain paper. `tray`: one stone of a
+    photo of several, small in the frame by design too (an outside try was told to "move closer" to each)."""
+    small_by_design = reference is not None or tray
     m = measure(rgb, seg, margin, scale)
     warnings: list[QualityWarning] = []
 

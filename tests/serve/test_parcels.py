@@ -58,6 +58,8 @@ def test_every_stone_of_a_tray_photo_gets_its_own_stored_report(client: TestClie
     assert {x["image"]["sha256"] for x in tray} == {hashlib.sha256(tray_photo).hexdigest()}
     assert single["stone"]["index"] == 1 and single["stone"]["count"] == 1
     assert single["species"]["top"][0]["label"] == "Ruby"
+    # small in the frame by design: no stone of a tray is told to "move closer" (an outside try's finding)
+    assert not [w for x in tray for w in x["quality"]["warnings"] if w["code"] == "stone_too_small"]
     for x in tray:
         assert x["colour"] is not None and x["clarity"] is not None and x["conclusion"] is not None
         assert x["tests"] is not None and x["file"] == "tray.png" and x["reference"] == "LOT 1"
