@@ -488,13 +488,14 @@ class FileError(BaseModel):
 
 # --- a report as one table row: CLI table, CSV, parcel export -------------------------------------------
 
-# `decision`, `answer` and `probability` are the conclusion (photo and readings); `top1`... are the photo's
-# `stone` is "index/count" within its photo, `readings` the readings entered ("RI 1.762; SG 4.00")
+# `decision`, `answer`, `probability`: the conclusion (photo and readings); `top1`...: the photo's; `stone`:
+# "index/count" in its photo; `readings`: those entered ("RI 1.762; SG 4.00"); `confirmed`: a laboratory's answer
 ROW_FIELDS = ["file", "report_id", "decision", "top1", "p1", "top2", "p2", "colour", "clarity", "warnings",
               "error", "reference", "next_test", "colour_hex", "answer", "probability", "basis",
               "photo_decision", "cannot_exclude", "revision", "stone", "shape", "top3", "p3", "readings",
               "image_sha256", "created_at", "size_status", "length_mm", "width_mm", "size_uncertainty_mm",
-              "weight_ct", "weight_low_ct", "weight_high_ct", "weight_basis", "size_reason"]
+              "weight_ct", "weight_low_ct", "weight_high_ct", "weight_basis", "size_reason", "confirmed",
+              "confirmed_method"]
 
 
 def _not_graded(status: str, reason: str | None) -> str:
@@ -554,8 +555,7 @@ def table_row(r: Report | FileError) -> dict[str, str]:
     """One report (or refusal) as a row of ROW_FIELDS; a refusal keeps its row so nothing is dropped."""
     if isinstance(r, FileError):
         return {"file": r.file or "", "error": f"{r.error.code}: {r.error.message}"}
-    top = r.species.top
-    c = r.conclusion
+    top, c, k = r.species.top, r.conclusion, r.confirmation
     return {
         "file": r.file or "", "report_id": r.report_id, "decision": r.decision,
         "top1": top[0].label if top else "", "p1": f"{top[0].probability:.4f}" if top else "",
@@ -573,6 +573,8 @@ def table_row(r: Report | FileError) -> dict[str, str]:
         "readings": readings_text(r), "image_sha256": r.image.sha256,
         "created_at": r.created_at.isoformat(timespec="seconds"),
         **size_fields(r),
+        "confirmed": ((k.other_name or k.label) if k.label == "other" else k.label) if k else "",
+        "confirmed_method": k.method if k else "",
     }
 
 
@@ -584,8 +586,7 @@ def _two_places(v: float | None) -> str:
 def size_fields(r: Report) -> dict[str, str]:
     """The stone's size and weight columns: empty without a scale reference (or a weight), `size_status`
     cannot_measure with no figures when the stone on the card could not be measured."""
-    size = r.stone.size if r.stone else None
-    weight = r.stone.weight if r.stone else None
+    size, weight = (r.stone.size, r.stone.weight) if r.stone else (None, None)
     return {
         "size_status": size.status if size else "",
         "length_mm": _two_places(size.length_mm if size else None),

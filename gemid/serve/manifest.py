@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gemid.report import DECISIONS, Report
+from gemid.report import DECISIONS, Report, table_row
 from gemid.serve.catalogue import RTL, catalogues, translate
 
 if TYPE_CHECKING:  # fpdf2 is imported when a manifest is made, not when the service starts
@@ -136,7 +136,18 @@ def _pct(p: float | None) -> str:
 
 
 def conclusion_text(lang: str, r: Report) -> str:
-    """The conclusion in one line, as the page's conclusionText words it ("Identified: Ruby (97%)")."""
+    """The conclusion in one line, as the page's conclusionText words it ("Identified: Ruby (97%)"), and what a
+    laboratory later settled, which stands over it (an outside try found a confirmed red spinel still
+    "Identified: Ruby" here and in the CSV)."""
+    k = r.confirmation
+    said = _conclusion_words(lang, r)
+    if k is None:
+        return said
+    name = table_row(r)["confirmed"]  # the row's one wording of it
+    return f"{translate(lang, 'answer.confirmed', label=_nice(name), method=k.method)} · {said}"
+
+
+def _conclusion_words(lang: str, r: Report) -> str:
     c = r.conclusion
     if c is None:  # stored before conclusions existed: the photo's decision and best label
         top = r.species.top

@@ -179,3 +179,27 @@ def test_the_cli_confirms_through_a_running_service_and_reports_field_accuracy(t
         stop(proc)
     down = gemid("confirm", rid, "--label", "Ruby", "--method", "Raman", "--server", base)
     assert down.returncode == 2 and "cannot reach the gemid service" in down.stderr
+
+
+def test_a_confirmation_reaches_the_parcel_csv_the_manifest_and_the_verify_page(client: TestClient):
+    """An outside try recorded "Red spinel (Raman)" on a stone gemid had identified as ruby: the parcel CSV and
+    PDF still said only "Identified: Ruby", and the verify page listed both species without saying which stands."""
+    import csv
+    import io
+    import re
+
+    from pypdf import PdfReader
+
+    r = client.post("/v1/identify", files=[upload("ruby.png", stone("Ruby"))], data={"reference": "LOT C"})
+    rid = r.json()["reports"][0]["report_id"]
+    assert confirm(client, rid, label="other", other_name="red glass").status_code == 201
+    rows = list(csv.DictReader(io.StringIO(client.get("/v1/parcels/LOT%20C.csv").text[1:])))
+    assert (rows[0]["confirmed"], rows[0]["confirmed_method"]) == ("red glass", "Raman")
+    assert client.get("/v1/parcels/LOT%20C").json()["rows"][0]["confirmed"] == "red glass"
+    pdf = PdfReader(io.BytesIO(client.get("/v1/parcels/LOT%20C.pdf").content))
+    text = re.sub(r"\s+", " ", re.sub(r"[\u200b\u2066-\u2069]", "", pdf.pages[0].extract_text()))
+    assert "confirmed: red glass (Raman)" in text, text
+    url = client.get(f"/v1/reports/{rid}/qr.svg").headers["x-verification-url"]
+    page = client.get(f"/verify/{url.rsplit('/', 1)[1]}").text
+    assert '<strong id="confirmed">red glass</strong> (Raman)' in page and "which it replaces" in page
+    assert "Preliminary conclusion" in page and "photo+readings" not in page

@@ -67,6 +67,7 @@ class Verification(BaseModel):
     probability: float | None
     basis: str | None
     confirmed_as: str | None = Field(description="what a laboratory or confirmatory tests settled, if recorded")
+    confirmed_method: str | None = Field(None, description="how it was settled (e.g. 'Raman'), if recorded")
     image_sha256: str | None
     photo: Literal["matches", "differs", "missing"]
     desk: str | None = None
@@ -129,6 +130,7 @@ def check_report(store: ReportStore, images: ImageStore, code: str) -> Verificat
         decision=conclusion.get("decision") or (latest.get("species") or {}).get("decision"),
         species=conclusion.get("label"), probability=conclusion.get("probability"), basis=conclusion.get("basis"),
         confirmed_as=confirmation.get("other_name") or confirmation.get("label"),
+        confirmed_method=confirmation.get("method"),
         image_sha256=(latest.get("image") or {}).get("sha256"), photo=photo,
         desk=_desk(bodies[0]),
         key_ids=sorted(verdict.key_ids),
@@ -157,6 +159,9 @@ def _row(name: str, value: str) -> str:
     return f"<tr><th scope=\"row\">{html.escape(name)}</th><td>{value}</td></tr>"
 
 
+BASIS_WORDS = {"photo": "the photo alone", "photo+readings": "the photo and the technician's instrument readings"}
+
+
 def render_page(v: Verification | None) -> str:
     """The verification page: plain HTML on the page's style sheet, no script (works anywhere, signed out)."""
     if v is None:
@@ -166,7 +171,7 @@ def render_page(v: Verification | None) -> str:
     else:
         if v.verified:
             verdict = ('<p class="notice ok" id="verdict"><strong>Signature valid.</strong> This is the report as '
-                       'the service signed it: no signed field and not the photo has changed since.</p>')
+                       'the service signed it: neither a signed field nor the photo has changed since.</p>')
         else:
             items = "".join(f"<li>{html.escape(p)}</li>" for p in v.problems)
             verdict = ('<div class="notice bad" id="verdict"><strong>Does not verify.</strong> This report was '
@@ -174,14 +179,18 @@ def render_page(v: Verification | None) -> str:
         answer = html.escape(v.species or "no species (rejected)")
         if v.probability is not None:
             answer += f" ({v.probability:.0%})"
-        rows = [
-            _row("Conclusion", f'<span class="decision {html.escape(v.decision or "")}">{answer}</span>'),
-            _row("Decision", html.escape(v.decision or "")),
-            _row("Based on", html.escape(v.basis or "photo")),
-        ]
-        if v.confirmed_as:
-            rows.append(_row("Confirmed as", html.escape(v.confirmed_as)))
+        rows = []
+        if v.confirmed_as:  # it stands over gemid's conclusion, which stays below as what was said before
+            method = f" ({html.escape(v.confirmed_method)})" if v.confirmed_method else ""
+            rows.append(_row("Confirmed as", f'<strong id="confirmed">{html.escape(v.confirmed_as)}</strong>{method}: '
+                             "settled by confirmatory tests or a laboratory after gemid's preliminary conclusion, "
+                             "which it replaces"))
         rows += [
+            _row("Preliminary conclusion" if v.confirmed_as else "Conclusion",
+                 f'<span class="decision {html.escape(v.decision or "")}">{answer}</span>'),
+            _row("Decision", html.escape(v.decision or "")),
+            _row("Based on", BASIS_WORDS.get(v.basis or "photo", html.escape(v.basis or ""))),
+
             _row("Issued", _when(v.issued_at)),
             _row("Revision", f"{v.revision} of {v.revisions} (last changed {_when(v.updated_at)})"),
             _row("Photo SHA-256", f'<code id="photo-sha">{html.escape(v.image_sha256 or "")}</code>'),

@@ -30,19 +30,22 @@ export function conclusionBlock(report) {
     c.decision === 'refer' && fits.length
       ? h('p', { class: 'fits' }, h('strong', {}, 'The readings fit: '), fits.map(nice).join(', ')) : null,
     cannot.length ? h('p', { class: 'cannot-exclude' }, h('strong', {}, 'Cannot exclude: '), cannot.map(nice).join(', '),
-      '. These read like the answer; only a laboratory can tell them apart. gemid never calls a stone natural.') : null);
+      c.basis === 'photo+readings'
+        ? '. These fit the readings so far: the reason says which a further test can exclude; only a laboratory can '
+          + 'tell the rest apart. gemid never calls a stone natural.'
+        : '. A photo cannot tell these from the answer: standard tests or a laboratory can. gemid never calls a '
+          + 'stone natural.') : null);
 }
 
-/** Why the combined ranking is not the answer when the readings point away from every candidate. */
+/** Why the combined ranking is not the answer when the conclusion refers the stone: the bars rank only the
+ * species the photo model knows (an outside try read "Kyanite 59 %" under a referral naming red spinel). */
 function caveat(rr, c) {
+  if (!rr.fits_none && c.decision !== 'refer') return null;
   const fits = c.fits || [];
-  let text = null;
-  if (rr.fits_none) {
-    text = `the readings fit none of them${fits.length ? ` (they fit ${orList(fits)})` : ''}`;
-  } else if (c.decision === 'refer' && fits.length) {
-    text = `the readings fit ${orList(fits)} better, which the photo model does not know`;
-  }
-  return text ? h('p', { class: 'hint ranking-caveat' }, `Ranked among the photo’s candidates only: ${text}.`) : null;
+  const why = rr.fits_none ? 'the readings fit none of the photo’s candidates' : 'the conclusion refers this stone';
+  return h('p', { class: 'hint ranking-caveat' }, `Not an answer: ${why}`
+    + `${fits.length ? ` (the readings fit ${orList(fits)})` : ''}. These bars rank only the species the photo `
+    + 'model knows, photo and readings combined; “new” marks one the photo ranked below its top five.');
 }
 
 /** Under "With your readings": the combined ranking, each candidate with where the photo had it. */

@@ -99,6 +99,7 @@ export const MESSAGES = {
     'conclusion.refer.fits': 'Refer to a laboratory — the readings fit {fits}',
     'conclusion.rejected': 'Not a gemstone, or the photo is too poor to judge',
     'answer.fits': 'readings fit {label}',
+    'answer.confirmed': 'confirmed: {label} ({method})',
     'answer.withreadings': ' (with readings)',
     'words.or': ' or ',
 
@@ -306,6 +307,7 @@ export const MESSAGES = {
     'conclusion.refer.fits': 'لیبارٹری کو بھیجیں — ریڈنگز {fits} سے مطابقت رکھتی ہیں',
     'conclusion.rejected': 'قیمتی پتھر نہیں، یا تصویر فیصلے کے لیے ناکافی ہے',
     'answer.fits': 'ریڈنگز {label} سے مطابقت رکھتی ہیں',
+    'answer.confirmed': 'تصدیق شدہ: {label} ({method})',
     'answer.withreadings': ' (ریڈنگز کے ساتھ)',
     'words.or': ' یا ',
 
