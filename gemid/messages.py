@@ -9,6 +9,7 @@ only says how a field is named to its reader: `ri_high` for an API client, `--ri
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -18,6 +19,16 @@ Location = tuple[Any, ...]
 ISO_WHEN = r"^\s*(\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?)?)?\s*$"
 # a pattern a value did not match, in words (pydantic would quote the regular expression itself)
 PATTERN_WORDS = {ISO_WHEN: "an ISO date, YYYY-MM-DD, or a date-time, YYYY-MM-DDTHH:MM with an optional zone"}
+
+
+_DECIMAL_COMMA = re.compile(r"^\s*([+-]?\d+),(\d+)\s*$")
+
+
+def decimal_point(text: str) -> str:
+    """A number typed with a decimal comma ("1,762") as Python reads it ("1.762"), the way the page's readings
+    form takes it; anything else unchanged (for number fields only: a reference may hold a comma)."""
+    m = _DECIMAL_COMMA.match(text)
+    return f"{m.group(1)}.{m.group(2)}" if m else text
 
 
 class HasErrors(Protocol):

@@ -174,6 +174,10 @@ def test_readings_sent_with_the_photo(client: TestClient):
     report = identify(client, "Ruby", ri="1.765", optic="DR")
     assert report["revision"] == 1
     assert report["tests"]["reranking"]["readings"]["ri"] == 1.765
+    # a decimal comma, as the page's form takes it (an outside try got "unable to parse string as a number")
+    report = identify(client, "Ruby", ri="1,765", sg=" 4,00 ", weight_ct="0,5")
+    readings = report["tests"]["reranking"]["readings"]
+    assert (readings["ri"], readings["sg"], readings["weight_ct"]) == (1.765, 4.0, 0.5)
 
 
 def test_health_readiness_and_docs(settings: Settings, identifier):

@@ -155,6 +155,12 @@ def test_the_table_says_why_a_photo_was_rejected(capsys, bundle, tmp_path, monke
     assert " ".join(words) in " ".join(out.replace("│", " ").split()), out
 
 
+def test_a_reading_with_a_decimal_comma_is_taken(capsys, bundle, parcel):
+    rc, out, _ = run(capsys, str(parcel / "a_ruby.png"), "--model", str(bundle), "--json", "--ri", "1,765", "--sg", "4,0")
+    readings = json.loads(out)[0]["tests"]["reranking"]["readings"]
+    assert rc == 0 and (readings["ri"], readings["sg"]) == (1.765, 4.0)
+
+
 def test_default_top_is_at_least_five(capsys, bundle, parcel):
     _rc, out, _ = run(capsys, str(parcel / "a_ruby.png"), "--model", str(bundle), "--json")
     assert len(json.loads(out)[0]["species"]["top"]) == 5

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
@@ -30,7 +30,7 @@ from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException
 
 from gemid.errors import EmptyFile, GemidInputError, TooLarge
-from gemid.messages import dotted, validation_message
+from gemid.messages import decimal_point, dotted, validation_message
 from gemid.report import MAX_REFERENCE, FileError, Readings, Report, clean_file_name, clean_reference
 from gemid.serve.deps import (
     AnalysisDep,
@@ -55,6 +55,7 @@ from gemid.vision.pipeline import readings_for_one_stone
 from gemid.vision.reference import TWO_SCALES
 
 READING_FIELDS = tuple(Readings.model_fields)
+NUMBER_FIELDS = {"coin_mm", *(k for k, f in Readings.model_fields.items() if float in get_args(f.annotation))}
 FORM_FIELDS = ("images", "reference", "coin_mm", "ruler", *READING_FIELDS)
 MAX_TEXT_FIELD = 64 * 1024  # a reference or a reading, never a photo
 
@@ -138,7 +139,7 @@ def _parse_fields(form: FormData, settings: Settings
         if values:
             if not isinstance(values[0], str):
                 raise ApiError(400, "not_text", f"the field '{key}' must be text, not a file")
-            texts[key] = values[0].strip()
+            texts[key] = decimal_point(values[0].strip()) if key in NUMBER_FIELDS else values[0].strip()
 
     try:
         reference = clean_reference(texts.pop("reference", None))
