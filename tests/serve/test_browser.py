@@ -1047,7 +1047,7 @@ def test_field_page_shows_accuracy_and_names_what_drifted(desk: Watched, server:
 
 # --- Urdu ---------------------------------------------------------------------------------------------
 
-URDU_ALLOWED = {"gemid", "JPEG", "PNG", "WebP", "TIFF", "HEIC", "MB", "KB", "SHA", "CSV", "PDF", "UTC", "tray", "png", "English",
+URDU_ALLOWED = {"gemid", "JPEG", "PNG", "WebP", "TIFF", "HEIC", "AVIF", "MiB", "KiB", "SHA", "CSV", "PDF", "UTC", "tray", "png", "English",
                 SIGN_IN["name"]}  # the switch names English; the signed-in name is data
 
 
@@ -1114,6 +1114,13 @@ def test_urdu_page_is_right_to_left_and_fits_a_phone(browser, server: str):
         clarity = rows.first.locator("td.clarity").inner_text()
         assert clarity in ("لاگو نہیں", "اس تصویر سے اندازہ ممکن نہیں") or clarity.isascii()  # a grade stays VVS…
         fits("parcel")
+        # a stone's card is English inside the Urdu page: laid out left to right, so "<0.1%" keeps its sign
+        # and a sentence its full stop at its end (an outside try saw "0.1%>" and ".tests")
+        page.goto(f"{server}#/report/{rows.first.get_attribute('data-report-id')}")
+        card = page.locator("article.report").first
+        card.wait_for()
+        assert card.evaluate("(el) => [el.lang, getComputedStyle(el).direction]") == ["en", "ltr"]
+        fits("card")
 
         page.goto(f"{server}#/history?reference={reference}")
         page.locator("table.history").wait_for()
@@ -1163,6 +1170,17 @@ def test_a_technician_sees_only_its_desk_and_cannot_confirm(browser, server: str
         assert page.locator(f"[data-report-id='{rid}']").count() == 0
         page.goto(server + f"#/report/{rid}")
         page.locator(".notice.bad").get_by_text(rid).first.wait_for()  # "no report with id …"
+        # its own desk's report: no confirmation form, which the service would refuse on submit (an outside try
+        # filled one in and got 403), but who may record it
+        csrf = page.context.request.get(server + "v1/session").json()["csrf"]
+        made = page.context.request.post(server + "v1/identify", headers={"X-CSRF-Token": csrf}, multipart={
+            "images": {"name": "own.jpg", "mimeType": "image/jpeg", "buffer": rendered_stone(9)}})
+        assert made.status == 200, made.text()
+        own = made.json()["reports"][0]["report_id"]
+        page.goto(server + f"#/report/{own}")
+        sec = page.locator(f"article.report[data-report-id='{own}'] section.confirmation")
+        sec.wait_for()
+        assert sec.locator("form").count() == 0 and "A supervisor or an administrator" in sec.inner_text()
 
 
 def test_the_api_docs_run_under_their_content_security_policy(desk: Watched, server: str):

@@ -7,6 +7,7 @@
 import { api } from './api.js';
 import { enc, h, heading, uid } from './dom.js';
 import { nice, utc } from './format.js';
+import { session } from './session.js';
 
 function field(id, label, input, hint) {
   return h('div', { class: 'field' }, h('label', { for: id }, label), hint ? h('p', { class: 'hint' }, hint) : null, input);
@@ -52,16 +53,33 @@ function confirmForm(report, onNewReport) {
   return form;
 }
 
-/** The confirmation when recorded (with a folded form to correct it), else the form. */
+const CONFIRMERS = ['supervisor', 'admin'];  // gemid/serve/access.py: SUPERVISE
+
+function confirmedLine(c) {
+  const what = c.label === 'other' ? `Other: ${c.other_name || ''}` : nice(c.label);
+  return h('p', { class: 'confirmed' }, h('strong', {}, what), ` — ${c.method}`,
+    c.lab_reference ? ` (laboratory report ${c.lab_reference})` : '',
+    c.confirmed_at ? `, recorded ${utc(c.confirmed_at)}` : '');
+}
+
+/** The confirmation when recorded (with a folded form to correct it), else the form; read-only for a role
+ * that may not record one. */
 export function confirmSection(report, lvl, onNewReport) {
   const c = report.confirmation;
   const sec = h('section', { class: 'confirmation no-print' }, heading(lvl, 'Confirmed result'));
+  // only a supervisor or an administrator may record one: a technician is not shown a form the service
+  // refuses on submit (an outside try was); without accounts the service decides
+  const role = session.user && session.user.role;
+  const mayConfirm = !role || CONFIRMERS.includes(role);
+  if (!mayConfirm) {
+    if (c) sec.classList.remove('no-print');
+    sec.append(c ? confirmedLine(c) : h('p', { class: 'hint' },
+      'Not recorded yet. A supervisor or an administrator records what confirmatory tests or a laboratory settle.'));
+    return sec;
+  }
   if (c) {
-    const what = c.label === 'other' ? `Other: ${c.other_name || ''}` : nice(c.label);
     sec.classList.remove('no-print');
-    sec.append(h('p', { class: 'confirmed' }, h('strong', {}, what), ` — ${c.method}`,
-      c.lab_reference ? ` (laboratory report ${c.lab_reference})` : '',
-      c.confirmed_at ? `, recorded ${utc(c.confirmed_at)}` : ''));
+    sec.append(confirmedLine(c));
     sec.append(h('details', { class: 'no-print' }, h('summary', {}, 'Correct the confirmed result'), confirmForm(report, onNewReport)));
   } else {
     sec.append(h('p', { class: 'hint' }, 'When confirmatory tests or a laboratory settle what the stone is, record it here: '

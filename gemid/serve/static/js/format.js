@@ -30,10 +30,12 @@ export function twoPlaces(v) {
 
 export function bytes(n) {
   if (!Number.isFinite(n)) return '';
-  // decimal units, as the service's own messages use
-  if (n < 1000) return `${n} B`;
-  if (n < 1e6) return `${Math.round(n / 1e3)} KB`;
-  return `${(n / 1e6).toFixed(1)} MB`;
+  // binary units, as the limits are set and the service's messages say them (gemid/messages.py size_text): a
+  // 20 MiB limit is "20 MiB" here too, not "21.0 MB"
+  for (const [unit, scale] of [['MiB', 2 ** 20], ['KiB', 2 ** 10]]) {
+    if (n >= scale) return n % scale === 0 ? `${n / scale} ${unit}` : `${(n / scale).toFixed(1)} ${unit}`;
+  }
+  return `${n} B`;
 }
 
 export function utc(iso) {

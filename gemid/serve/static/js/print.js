@@ -38,7 +38,7 @@ export async function viewPrint(root, route, token) {
   const rr = r.tests && r.tests.reranking;
   const m = r.model || {};
   const img = r.image || {};
-  const doc = h('article', { class: 'doc', 'aria-labelledby': 'doc-title' },
+  const doc = h('article', { class: 'doc', 'aria-labelledby': 'doc-title', lang: 'en', dir: 'ltr' },  // English
     h('header', { class: 'doc-head' },
       h('div', {},
         heading(1, 'Preliminary gemstone identification report', { id: 'doc-title', tabindex: '-1' }),

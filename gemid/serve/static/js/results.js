@@ -20,7 +20,9 @@ import { isCurrent } from './route.js';
 
 /** A full report card. `onUpdate(newReport)` is told about a new revision after readings. */
 export function reportCard(report, { lvl = 2, title = null, links = true, onUpdate = null } = {}) {
-  const card = h('article', { class: 'report', 'data-report-id': report.report_id });
+  // the card is English in either language: laid out left to right inside an Urdu page, so its sentences keep
+  // their full stops and "<0.1%" its sign (an outside try saw ".tests" and "0.1%>")
+  const card = h('article', { class: 'report', 'data-report-id': report.report_id, lang: 'en', dir: 'ltr' });
   const fill = (r, focusRerank) => {
     card.replaceChildren();
     const titleId = uid('report-title');
