@@ -372,9 +372,10 @@ def _print_table(results: list[Report | FileError], top_n: int, info: ModelInfo 
     title = f"gemid — {info.name} {info.version} ({info.variant})" if info else "gemid"
     table = Table(title=title, show_lines=True)
     # words wrap at spaces; a word longer than its column ends in "…" instead of breaking mid-word, and the
-    # narrowest columns still hold "identified", "uncertain" and a grade
+    # narrowest columns still hold "identified", "uncertain" and a grade; a file name, a desk's key to the
+    # stone, folds whole onto a second line rather than lose its end ("emerald_0.…")
     for col, ratio, least in _COLUMNS[: None if wide else -1]:
-        table.add_column(col, overflow="ellipsis", ratio=ratio, min_width=least)
+        table.add_column(col, overflow="fold" if col == "File" else "ellipsis", ratio=ratio, min_width=least)
     for r in results:
         name = Path(r.file).name if r.file else ""
         if isinstance(r, FileError):
