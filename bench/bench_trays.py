@@ -75,6 +75,11 @@ class Cutout:
     photo: bytes  # the photo as identified alone
     shape: str | None = None  # its cut shape where the shape annotation labels the photo (shape_gems68.csv)
 
+    @property
+    def truth(self) -> str:
+        """The species it is: its gems68 folder ("Ruby/ruby_3.jpg"), or the drawn stone's colour name."""
+        return self.name.split("/")[0] if "/" in self.name else self.name.split("-")[1]
+
 
 def _png(rgb: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -252,7 +257,7 @@ def run(ident, cutouts: list[Cutout], trays: int, seed: int, grade: bool, neighb
     background)."""
     rng = np.random.default_rng(seed)
     totals = {"placed": 0, "found": 0, "same": 0, "extra": 0, "seconds": 0.0, "shaped": 0, "shape right": 0,
-              "alone": 0, "alone same": 0}
+              "alone": 0, "alone same": 0, "right": 0, "alone right": 0}
     for variant in ("apart", "touching"):
         totals.update({f"{variant} placed": 0, f"{variant} found": 0, f"{variant} same": 0})
     for t in range(trays):
@@ -269,6 +274,8 @@ def run(ident, cutouts: list[Cutout], trays: int, seed: int, grade: bool, neighb
             found = [r.stone.bbox for r in reports if r.stone is not None]
             pairs = match(boxes, found)
             same = sum(1 for i, j in pairs.items() if _top1(reports[j]) == cutouts[picks[i]].reference)
+            totals["right"] += sum(1 for i, j in pairs.items() if _top1(reports[j]) == cutouts[picks[i]].truth)
+            totals["alone right"] += sum(1 for p in picks if cutouts[p].reference == cutouts[p].truth)
             extra = len(found) - len(pairs)
             if neighbours:
                 for i, j in pairs.items():
@@ -312,6 +319,25 @@ def alone(ident, cutouts: list[Cutout], seed: int) -> dict[str, int]:
     return hits
 
 
+def with_views(classifier, n: int) -> None:
+    """Make `classifier` average its logits (and features, heads) over `n` dihedral views of each crop: a
+    measurement of test-time augmentation, not the runtime (its calibration and abstention were fitted on one
+    view)."""
+    from bench.bench_tta import views
+
+    names = {2: ("identity", "flip_lr"), 4: ("identity", "rot90", "rot180", "rot270")}.get(n)
+    run_all = classifier.run_all
+
+    def averaged(batch, *, features=None):
+        vs = views(batch)
+        outs = [run_all(np.ascontiguousarray(vs[k]), features=features) for k in (names or vs)]
+        heads = {h: np.mean([o[1][h] for o in outs], axis=0) for h in outs[0][1]}
+        feats = None if outs[0][2] is None else np.mean([o[2] for o in outs], axis=0)
+        return np.mean([o[0] for o in outs], axis=0), heads, feats
+
+    classifier.run_all = averaged
+
+
 def summary(totals: dict[str, float], grade: bool) -> list[str]:
     n = max(1, int(totals["placed"]))
     found = 100.0 * totals["found"] / n
@@ -326,6 +352,8 @@ def summary(totals: dict[str, float], grade: bool) -> list[str]:
         *(f"{v}: found {100.0 * totals[f'{v} found'] / max(1, totals[f'{v} placed']):.1f} %, same top-1 "
           f"{100.0 * totals[f'{v} same'] / max(1, totals[f'{v} placed']):.1f} % of {int(totals[f'{v} placed'])}"
           for v in ("apart", "touching")),
+        f"right species on the tray: {100.0 * totals['right'] / n:.1f} % ({int(totals['right'])}/{n}); each stone's "
+        f"own photo: {100.0 * totals['alone right'] / n:.1f} % (a stone not found counts as wrong)",
         f"extra detections: {int(totals['extra'])}",
         *([f"cut shape as labelled by eye: {100.0 * totals['shape right'] / totals['shaped']:.1f} % of "
            f"{int(totals['shaped'])} stones found whose photo has a shape label"] if totals["shaped"] else []),
@@ -406,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--neighbours", action="store_true",
                     help="also lay each found stone alone at its tray size on the tray's grey, and count how often "
                          "the tray's top-1 stays (what the neighbours cost)")
+    ap.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
+                    help="the classifier's logits averaged over this many dihedral views of each crop, for the "
+                         "trays and the stones' own photos alike (bench_tta's sets; 1: the runtime as shipped)")
     ap.add_argument("--singles", action="store_true",
                     help="only count the stones found in real single- and several-stone photos (no model)")
     args = ap.parse_args(argv)
@@ -427,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
 
             bundle = build_bundle(Path(tmp) / "bundle", int8=False)
         ident = Identifier(bundle) if bundle is not None else Identifier()
+        if args.tta > 1:
+            with_views(ident.classifier, args.tta)
         if not args.drawn and ident.bundle.in_sample_note():
             print(ident.bundle.in_sample_note(), flush=True)
         t0 = time.perf_counter()
