@@ -209,3 +209,24 @@ def test_a_warm_lamp_is_not_an_exposure_fault():
     rgb, _ = render(background="white", background_lab=(100.0, 0.0, 0.0))
     warm = _dimmed(rgb, (1.0, 0.571, 0.259))  # a 3500 K lamp: darker and orange, but its white still clips
     assert {"underexposed", "overexposed"} & codes(warm) == set()
+
+
+def test_a_very_blurry_region_in_a_sharp_frame_is_not_a_blurry_photo():
+    """pyrite_10 and diaspore_34 (gems68, sharp) were rejected as "too blurry": segmentation had taken a shadow
+    or a sliver for the stone, and that smooth region was all the sharpness measure saw. A frame that is sharp
+    as a whole says the region is not the stone; a frame blurred as a whole is still too poor."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    sharp = np.full((300, 300, 3), 200, np.uint8)
+    sharp[40:260, 30:200] = rng.integers(0, 255, (220, 170, 3), dtype=np.uint8)  # a crisp, busy stone
+    mask = np.zeros((300, 300), np.uint8)
+    mask[250:290, 230:290] = 255  # "the stone" found: a smooth patch of background beside it
+    seg = Segmentation(mask=mask, bbox=(230, 250, 60, 40), outline=[], area_fraction=0.027, n_stones=1, found=True,
+                       background_lab=(80.0, 0.0, 0.0), border_is_background=1.0)
+    q = assess(sharp, seg)
+    assert q.sharpness is not None and q.sharpness < quality.VERY_BLURRY_VARIANCE
+    assert "blurry" not in {w.code for w in q.warnings} and too_poor_to_judge(q) is None
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 8)
+    q = assess(blurred, seg)
+    assert "blurry" in {w.code for w in q.warnings} and "blurry" in (too_poor_to_judge(q) or "")
