@@ -168,6 +168,8 @@ def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Ge
     flags = {"true_in_top_k": [0, 0], "true_not_in_top_k": [0, 0]}  # [flagged, total] with photo+RI+SG
     referred = {True: [0, 0], False: [0, 0]}  # photo right / wrong: [referred, stones] with photo+RI+SG
     confused: collections.Counter[tuple[str, str]] = collections.Counter()  # photo+RI wrong, truth a candidate
+    decisions: collections.Counter[str] = collections.Counter()  # the genuine stones' conclusions (photo+RI+SG)
+    identified_right = 0
 
     def level_of(label: str, level: str) -> str:
         if level == "label":
@@ -193,6 +195,8 @@ def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Ge
                     c = conclude(_photo_result(cands), result, table=table, prior_lookalike=prior)
                     referred[right][0] += int(c.decision == "refer")
                     referred[right][1] += 1
+                    decisions[c.decision] += 1
+                    identified_right += int(c.decision == "identified" and c.label == s.label)
             for lv in levels:
                 hits[name][lv] += int(level_of(pred, lv) == level_of(s.label, lv))
             if name == "photo+RI" and in_cands and level_of(pred, "mineral") != level_of(s.label, "mineral"):
@@ -206,6 +210,7 @@ def run(stones: list[Stone], table: PropertyTable, top_k: int, rng: np.random.Ge
         "fits_none_counts": flags,
         "genuine_referred": (referred[True][0] + referred[False][0]) / n if n else None,
         "genuine_referred_counts": {"photo_right": referred[True], "photo_wrong": referred[False]},
+        "genuine_decisions": dict(decisions), "genuine_identified_right": identified_right,
         "ri_confusions": [{"truth": t, "called": c, "stones": k}
                           for (t, c), k in sorted(confused.items(), key=lambda kv: (-kv[1], kv[0]))],
     }
@@ -362,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"genuine stones referred (photo+RI+SG{'+polariscope' if args.polariscope else ''} conclusion): {gr:.1%} (target <= 3%: {'met' if gr <= 0.03 else 'NOT met'})"
           f"; photo's first choice right: {rc['photo_right'][0]}/{rc['photo_right'][1]}, wrong (the readings "
           f"contradict the photo): {rc['photo_wrong'][0]}/{rc['photo_wrong'][1]}")
+    dec, n_st = res["genuine_decisions"], max(1, res["stones"])
+    print("genuine stones' conclusions (photo+RI+SG): " + ", ".join(f"{k} {v / n_st:.1%}" for k, v in sorted(dec.items()))
+          + f"; identified as their own species {res['genuine_identified_right'] / n_st:.1%}")
     sim = simulants(table, rng, args.simulant_repeats, args.any_labels, args.prior_lookalike, args.polariscope)
     res["simulants"] = sim
     for kind, goal, what in (("distinct", 0.95, "referred"), ("overlapping", 1.0, "named in cannot_exclude")):

@@ -29,6 +29,7 @@ import numpy as np
 from gemid.gemmology.instruments import TESTS, mixture_distribution
 from gemid.gemmology.likelihood import (
     Observed,
+    describe,
     fits,
     likelihood,
     measured_fit,
@@ -58,6 +59,8 @@ MAX_PHOTO_LOOKALIKES = 6  # a photo-only conclusion names this many look-alikes 
 # like a quartz on the refractometer's one edge is SR in the polariscope); above it, on every test left, only a
 # laboratory can (a synthetic quartz)
 DESK_APART = 0.5
+NEXT_TEST = "take the next recommended test"  # what an unsettled conclusion asks (`no_test_left` rewords it)
+IN_RANGE = 2.0  # instrument errors beyond the answer's range that a measured reading may lie and still identify it
 
 
 def _name(m: Material) -> str:
@@ -75,15 +78,17 @@ def photo_cannot_exclude(label: str | None, table: PropertyTable) -> list[str]:
     return [m.name for m in table.lookalikes() if label in m.lookalike_of][:MAX_PHOTO_LOOKALIKES]
 
 
-def desk_test(label: str, name: str, readings: Readings | None, table: PropertyTable) -> str | None:
-    """The instrument of the test not yet taken that best tells `label` from the look-alike `name`, or None
-    when none does (their outcomes overlap by DESK_APART or more on every test left)."""
+def desk_test(label: str, name: str, readings: Readings | None, table: PropertyTable, *,
+              done: bool = False) -> str | None:
+    """The instrument of the test not yet taken (`done`: of those taken) that best tells `label` from the
+    look-alike `name`, or None when none does (their outcomes overlap by DESK_APART or more on each)."""
     rows = table.rows_for(label)
     m = next((x for x in table.lookalikes() if x.name == name), None)
     if not rows or m is None:
         return None
+    tests = tests_done(readings) if done else tests_left(readings)
     overlaps = {t: float(np.minimum(mixture_distribution(rows, t), mixture_distribution((m,), t)).sum())
-                for t in sorted(tests_left(readings))}
+                for t in sorted(tests)}
     best = min(overlaps, key=lambda t: (overlaps[t], -TESTS[t].practicality), default=None)
     return TESTS[best].instrument if best is not None and overlaps[best] < DESK_APART else None
 
@@ -213,7 +218,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
                   + (f"the photo favoured {photo_top} and " if moved else "")
                   + (f"{_name(rival)} would give such readings too" if rival is not None and measured_fit(rival, obs)
                      else "a look-alike the model does not know fits them nearly as well")
-                  + ": take the next recommended test.")
+                  + f": {NEXT_TEST}.")
     elif decision == "identified":
         reason = (f"The readings fit {best.label}" + (" and overturn the photo's first choice" if moved else
                                                       " and confirm the photo")
@@ -223,7 +228,17 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         reason = (f"{best.label} is the likeliest ({_percent(p)} with the readings), but "
                   + (f"{_join(alternatives)} also {'fits' if len(alternatives) == 1 else 'fit'}" if alternatives
                      else "the evidence is not yet conclusive")
-                  + ": take the next recommended test.")
+                  + f": {NEXT_TEST}.")
+    best_rows = table.rows_for(best.label)
+    if not doubted and best_rows and not any(measured_fit(m, obs, k=IN_RANGE) for m in best_rows):
+        # a reading more than two instrument errors outside the answer's range (an outside try's RI 1.790, an
+        # almandine's, on a confident ruby photo: "identified Ruby"): the likeliest, not settled
+        decision = "uncertain"
+        closer = [c.label for c in ranked if c.label != best.label and table.rows_for(c.label)
+                  and any(measured_fit(m, obs, k=IN_RANGE) for m in table.rows_for(c.label))][:MAX_NAMED]
+        reason = (f"{best.label} is the likeliest with the readings ({_percent(p)}), but they lie outside its range "
+                  f"({describe(best_rows[0], obs)}) by more than two instrument errors: read them again"
+                  + (f"; they fit {_join(closer)}" if closer else "") + ".")
     if rr.fits_none:
         # what was judged by eye fits none of the candidates beyond the usual misjudgements (the re-ranking's flag
         # says so): it only weighs, as it is often misjudged (a quartz seen down its optic axis reads SR), so it
@@ -238,12 +253,28 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
     for instrument in dict.fromkeys(i for i in desk.values() if i is not None):
         names = [display_name(n) for n in unsaid if desk[n] == instrument]
         reason += f" The readings do not yet exclude {_join(names)}: the {instrument} can."
-    lab = [n for n in unsaid if desk[n] is None]
+    # a look-alike a test already taken tells apart, whose reading fell between the two (tourmaline's
+    # birefringence 0.020 near andalusite's 0.013): that reading again, not a laboratory
+    again = {n: desk_test(best.label, n, rr.readings, table, done=True) for n in unsaid if desk[n] is None}
+    for instrument in dict.fromkeys(i for i in again.values() if i is not None):
+        names = [display_name(n) for n in unsaid if again.get(n) == instrument]
+        reason += (f" The {instrument} tells {_join(names)} apart, but this reading lies near {'its' if len(names) == 1 else 'their'} "
+                   "values too: repeat it.")
+    lab = [n for n in unsaid if desk[n] is None and again.get(n) is None]
     if lab:
         reason += f" Readings like these cannot exclude {_join(lab)}: a laboratory can (spectroscopy, magnification)."
     return Conclusion(decision=decision, label=best.label, probability=round(min(1.0, p), 4),
                       basis="photo+readings", reason=reason, fits=[best.label] if moved else [],
                       cannot_exclude=cannot_exclude)
+
+
+def no_test_left(conclusion: Conclusion) -> Conclusion:
+    """The conclusion when guidance recommends no test: an unsettled one cannot ask for "the next recommended
+    test" (an outside try read that above an empty list)."""
+    if NEXT_TEST not in conclusion.reason:
+        return conclusion
+    return conclusion.model_copy(update={"reason": conclusion.reason.replace(
+        NEXT_TEST, "no standard test left separates them; check the readings, or refer the stone to a laboratory")})
 
 
 LAB_METHODS = ("a gemmological laboratory settles it: magnification (inclusions, growth features), "
@@ -257,8 +288,8 @@ def lab_note(conclusion: Conclusion, recommended: int, readings: Readings | None
     if conclusion.decision == "refer":
         return f"Standard tests cannot settle this stone: {LAB_METHODS}."
     table = table or default_table()
-    lab = [n for n in conclusion.cannot_exclude
-           if conclusion.label is None or desk_test(conclusion.label, n, readings, table) is None]
+    lab = [n for n in conclusion.cannot_exclude if conclusion.label is None
+           or not any(desk_test(conclusion.label, n, readings, table, done=d) for d in (False, True))]
     if lab and conclusion.basis == "photo+readings":
         # the instruments gemid models, named: a desk may have others (a solvent drop tells copal from amber)
         return (f"No refractometer, balance, polariscope, dichroscope or UV reading separates {conclusion.label} "

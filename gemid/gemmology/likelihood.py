@@ -183,16 +183,15 @@ def fits(m: Material, obs: Observed) -> bool:
     return measured_fit(m, obs) and _observed_fit(m, obs)
 
 
-def measured_fit(m: Material, obs: Observed) -> bool:
-    """The measured readings (RI, birefringence, SG) within the material's range plus three instrument errors.
-
-    What makes a material implausible: a number off the scale by several instrument errors. The polariscope,
-    dichroscope and UV lamp are judged by eye and often misjudged, so they only weigh (the likelihood's soft
-    tables), never rule out."""
+def measured_fit(m: Material, obs: Observed, k: float = 3.0) -> bool:
+    """The measured readings (RI, birefringence, SG) within the material's range plus `k` instrument errors
+    (three: what makes a material implausible, a number off the scale by several errors; two: what an answer
+    needs to be called identified). The polariscope, dichroscope and UV lamp are judged by eye and often
+    misjudged, so they only weigh (the likelihood's soft tables), never rule out."""
     if obs.ri is not None:
         if m.ri is None:
             return False
-        s = 3 * obs.ri_sigma(m)
+        s = k * obs.ri_sigma(m)
         if not any(lo - s <= obs.ri <= hi + s for lo, hi, _ in ri_bands(m)):
             return False
         if obs.ri_two_edges and _singly_refractive(m):
@@ -202,9 +201,9 @@ def measured_fit(m: Material, obs: Observed) -> bool:
     if obs.biref is not None:
         if m.biref is None or m.ri is None or m.ri.low >= obs.ri_limit:
             return False
-        if not m.biref.low - 3 * SIGMA_BIREF_UNDER <= obs.biref <= m.biref.high + 3 * SIGMA_BIREF:
+        if not m.biref.low - k * SIGMA_BIREF_UNDER <= obs.biref <= m.biref.high + k * SIGMA_BIREF:
             return False
-    return obs.sg is None or m.sg.low - 3 * obs.sigma_sg <= obs.sg <= m.sg.high + 3 * obs.sigma_sg
+    return obs.sg is None or m.sg.low - k * obs.sigma_sg <= obs.sg <= m.sg.high + k * obs.sigma_sg
 
 
 def _observed_fit(m: Material, obs: Observed) -> bool:

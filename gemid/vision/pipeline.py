@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gemid.errors import GemidInputError, ModelError
-from gemid.gemmology.conclusion import conclude, lab_note
+from gemid.gemmology.conclusion import conclude, lab_note, no_test_left
 from gemid.gemmology.guidance import recommend
 from gemid.gemmology.likelihood import tests_done, tests_left
 from gemid.gemmology.rerank import rerank
@@ -433,6 +433,8 @@ class Identifier:
             if conclusion.decision == "refer":  # the candidates' tests would only "confirm" what the readings refuted
                 tests.recommended = []
                 tests.colour_decides = None
+            elif not tests.recommended:
+                conclusion = no_test_left(conclusion)
             tests.done = done
             tests.reranking = reranking
             tests.lab_note = lab_note(conclusion, len(tests.recommended), readings)

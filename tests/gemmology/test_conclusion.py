@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from bench_loader import bench_module
 
-from gemid.gemmology.conclusion import conclude, desk_test, lab_note
+from gemid.gemmology.conclusion import NEXT_TEST, conclude, desk_test, lab_note, no_test_left
 from gemid.gemmology.guidance import recommend
 from gemid.gemmology.instruments import TESTS, sigma_sg
 from gemid.gemmology.likelihood import Observed, measured_fit
@@ -17,7 +17,7 @@ from gemid.gemmology.likelihood import tests_done as done_tests
 from gemid.gemmology.likelihood import tests_left as left_tests
 from gemid.gemmology.rerank import rerank
 from gemid.gemmology.table import default_table
-from gemid.report import Candidate, Readings, SpeciesResult
+from gemid.report import Candidate, Conclusion, Readings, SpeciesResult
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_readings.py"
 CASES = json.loads((BENCH.parent / "data" / "published_readings.json").read_text())["cases"]
@@ -224,6 +224,37 @@ def test_a_look_alike_a_desk_test_can_still_exclude_is_not_sent_to_the_laborator
     full = Readings(ri=1.544, ri_high=1.553, sg=2.65, optic="DR")
     assert desk_test("Citrine", "Glass", full, table) is None or not measured_fit(
         next(m for m in table.lookalikes() if m.name == "Glass"), Observed.from_readings(full))
+
+
+def test_a_reading_beyond_two_instrument_errors_of_the_answer_leaves_it_uncertain():
+    """An outside try: RI 1.790 (an almandine's) on a confident ruby photo was "identified Ruby"; ruby's range
+    ends at 1.779, so the reading lies 2.2 refractometer errors beyond it: the likeliest, not settled."""
+    species, cands = _photo("Ruby", 0.995)
+    c = conclude(species, rerank(cands, Readings(ri=1.790)))
+    assert (c.decision, c.label) == ("uncertain", "Ruby"), c.reason
+    assert "outside its range" in c.reason and "Almandine" in c.reason
+    assert conclude(species, rerank(cands, Readings(ri=1.776))).decision == "identified"  # within two errors
+
+
+def test_a_look_alike_a_test_already_taken_separates_is_the_desk_s_not_the_laboratory_s():
+    """An outside try: tourmaline readings with birefringence 0.020 (andalusite's ends at 0.013) kept andalusite in
+    cannot_exclude, and the lab note said no desk instrument separates them: the birefringence does, read again."""
+    cands = [Candidate(label="Tourmaline", probability=0.9)] + [
+        Candidate(label=lab, probability=0.025) for lab in ("Peridot", "Emerald", "Chrome Diopside", "Tsavorite")]
+    species = SpeciesResult(decision="identified", reason="photo", top=cands)
+    readings = Readings(ri=1.624, ri_high=1.644, sg=3.06, weight_ct=2.0, optic="DR", optic_sign="uniaxial-")
+    c = conclude(species, rerank(cands, readings))
+    assert c.label == "Tourmaline" and "Andalusite" in c.cannot_exclude
+    assert "repeat it" in c.reason and "laboratory" not in c.reason
+    assert lab_note(c, 1, readings) is None
+
+
+def test_an_unsettled_conclusion_never_asks_for_a_test_guidance_does_not_give():
+    c = Conclusion(decision="uncertain", label="Pyrope", probability=0.5, basis="photo+readings",
+                   reason=f"Pyrope is the likeliest, but synthetic spinel would give such readings too: {NEXT_TEST}.")
+    assert NEXT_TEST not in no_test_left(c).reason and "laboratory" in no_test_left(c).reason
+    settled = c.model_copy(update={"reason": "The readings fit Pyrope."})
+    assert no_test_left(settled) == settled
 
 
 def test_over_the_limit_leaves_no_birefringence_to_measure():
