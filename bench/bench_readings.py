@@ -51,6 +51,7 @@ from gemid.gemmology.likelihood import Observed, measured_fit, tests_left  # noq
 from gemid.gemmology.rerank import rerank  # noqa: E402
 from gemid.gemmology.table import OPTICS, Material, PropertyTable, default_table  # noqa: E402
 from gemid.report import Candidate, Readings, SpeciesResult  # noqa: E402
+from gemid.vision.classify import MIN_TOP_K  # noqa: E402
 
 WEIGHTS_CT = (0.2, 5.0)  # desk stones: log-uniform weights; the SG error follows the weight
 
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--synthetic", action="store_true", help="generate plausible confusable predictions")
     ap.add_argument("--per-class", type=int, default=20, help="synthetic stones per class")
     ap.add_argument("--strength", type=float, default=3.5, help="synthetic: mean logit of the true class")
-    ap.add_argument("--top-k", type=int, default=5, help="candidates passed to the re-ranking (the service uses 5)")
+    ap.add_argument("--top-k", type=int, default=MIN_TOP_K, help="candidates passed to the re-ranking (the report's, as the service passes them)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--simulant-repeats", type=int, default=5, help="stones per look-alike and imitated label")
     ap.add_argument("--any-labels", type=int, default=8, help="labels a look-alike of anything is photographed as")

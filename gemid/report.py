@@ -110,7 +110,7 @@ class Candidate(BaseModel):
 class SpeciesResult(BaseModel):
     decision: Decision
     reason: str = Field(description="why this decision, in plain words")
-    top: list[Candidate] = Field(description="most probable first; at least 5 entries")
+    top: list[Candidate] = Field(description="most probable first; at least 10 entries")
     open_set_score: float | None = Field(None, description="open-set familiarity score (the energy, combined with "
                                          "the feature distance when the bundle fits one); higher means more familiar")
 

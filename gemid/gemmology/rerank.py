@@ -75,7 +75,7 @@ def rerank(
     table: PropertyTable | None = None,
     temper: float = TEMPER,
 ) -> Reranking:
-    """Re-rank the photo's candidates (top-k, at least 5, is enough) with the readings; flag misfits.
+    """Re-rank the photo's candidates (the report's top 10) with the readings; flag misfits.
 
     `model_labels` (the bundle's labels) lets a label outside the top-k that alone fits the readings share
     the photo's leftover probability and rise; without it only the given candidates are ranked.

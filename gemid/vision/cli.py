@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="print one JSON array of reports on stdout")
     out.add_argument("--csv", metavar="FILE", type=Path, help="also write one row per stone to FILE")
     out.add_argument("--top", metavar="N", type=_positive_int, default=3,
-                     help="candidates to show (default: 3; the JSON always has at least 5)")
+                     help="candidates to show (default: 3; the JSON always has at least 10)")
     model = p.add_argument_group("model")
     model.add_argument("--model", metavar="DIR", type=Path, default=None,
                        help="model bundle directory (default: the shipped models/gemid-species)")

@@ -63,10 +63,10 @@ def test_open_set_score_is_logsumexp_of_tempered_logits():
     assert open_set_score(logits)[0] > open_set_score(logits)[1]  # confident logits are more familiar
 
 
-def test_top_candidates_sorted_at_least_five():
+def test_top_candidates_sorted_at_least_ten():
     probs = np.array([0.05, 0.5, 0.2, 0.1, 0.1, 0.05])
     top = top_candidates(probs, LABELS, k=2)
-    assert len(top) == 5  # k below five is raised to five
+    assert len(top) == len(LABELS)  # k below ten is raised to ten, or all six the model knows
     assert [c.label for c in top[:3]] == ["Emerald", "Sapphire Blue", "Peridot"]
     assert all(a.probability >= b.probability for a, b in zip(top, top[1:], strict=False))
     assert len(top_candidates(probs, LABELS, k=10)) == len(LABELS)
@@ -172,14 +172,14 @@ def result_for(clf, rgb, **kw):
 def test_identified(clf):
     r = result_for(clf, draw_stone(STONE_COLOURS["Emerald"]))
     assert r.decision == "identified" and r.top[0].label == "Emerald" and "Emerald" in r.reason
-    assert len(r.top) == 5 and r.open_set_score > clf.bundle.abstain.energy_threshold
+    assert len(r.top) == len(LABELS) and r.open_set_score > clf.bundle.abstain.energy_threshold
 
 
 def test_unfamiliar_colour_is_rejected_by_energy(clf):
     r = result_for(clf, draw_stone((128, 128, 128)))  # a grey stone: far from every known colour
     assert r.decision == "rejected" and r.open_set_score < clf.bundle.abstain.energy_threshold
     assert "does not look like any" in r.reason
-    assert len(r.top) == 5  # the candidates are still listed
+    assert len(r.top) == len(LABELS)  # the candidates are still listed
 
 
 def test_between_two_colours_is_uncertain(clf):
