@@ -225,7 +225,7 @@ class Readings(BaseModel):
     Text forms parse their fields first (`model_validate_strings`); the CLI passes parsed values. A field it does
     not know is refused, not ignored: `{"RI": 1.76}` must not come back as "no readings were given"."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN is "not a finite number", not "over 3"
 
     ri: float | None = Field(None, strict=True, ge=1.3, le=3.0, description="refractive index (single or low reading)")
     ri_high: float | None = Field(None, strict=True, ge=1.3, le=3.0, description="high RI reading for a DR stone")

@@ -24,15 +24,22 @@ RETRY_AFTER = "2"  # seconds: about one photo's analysis
 
 
 class BodyTooLarge(ApiError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, "request_too_large",
-                         f"the request body is over {size_text(limit)}; send fewer or smaller photos")
+    def __init__(self, limit: int, photos: bool = True) -> None:
+        # a small JSON body (readings, a confirmation) carries no photos to send fewer of (an outside try's note)
+        hint = "send fewer or smaller photos" if photos else "a JSON body here holds a few short fields"
+        super().__init__(413, "request_too_large", f"the request body is over {size_text(limit)}; {hint}")
 
 
 class BodyTimeout(ApiError):
     def __init__(self, seconds: float) -> None:
         super().__init__(408, "body_timeout", f"the request body sent nothing for {seconds:g} s; send it again",
                          {"Connection": "close"})
+
+
+def _photos(scope: Scope) -> bool:
+    """Whether the request sends photos (multipart), for the words of its 413."""
+    ctype = dict(scope.get("headers") or []).get(b"content-type", b"")
+    return ctype.lower().startswith(b"multipart/")
 
 
 class BodyLimitMiddleware:
@@ -52,7 +59,7 @@ class BodyLimitMiddleware:
         except ValueError:
             too_big = False
         if too_big:
-            exc = BodyTooLarge(limit)
+            exc = BodyTooLarge(limit, photos=_photos(scope))
             await error_response(413, exc.code, exc.message, {"Connection": "close"})(scope, receive, send)
             return
         received = 0
@@ -70,7 +77,7 @@ class BodyLimitMiddleware:
                 received += len(message.get("body", b""))
                 more_body = message.get("more_body", False)
                 if received > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(limit, photos=_photos(scope))
             return message
 
         await self.app(scope, counted, send)

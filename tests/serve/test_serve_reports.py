@@ -86,12 +86,16 @@ def test_readings_are_validated_before_anything_is_stored(client: TestClient, se
                         ({"bogus": 1}, "bogus: Extra inputs are not permitted"), ({"RI": 1.76}, "RI")]:
         r = client.post(f"/v1/reports/{rid}/readings", json=body)
         assert r.status_code == 422 and words in r.json()["error"]["message"], (body, r.text)
+    for bad in (b'{"ri": NaN}', b'{"sg": 1e309}'):  # not "less than or equal to 3": not a number at all
+        r = client.post(f"/v1/reports/{rid}/readings", content=bad, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and "finite number" in r.json()["error"]["message"], r.text
     r = client.post(f"/v1/reports/{rid}/readings", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["error"]["message"]
     r = client.post(f"/v1/reports/{rid}/readings", content=b"ri=1.76", headers={"content-type": "text/plain"})
     assert r.status_code == 422 and "the body must be a JSON object" in r.json()["error"]["message"], r.text
     r = client.post(f"/v1/reports/{rid}/readings", json={"ri": 1.76, "note": "x" * 70_000})
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    assert "photos" not in r.json()["error"]["message"]  # readings carry none to send fewer of
     assert stored(settings) == (1, 1, 1)
 
 
