@@ -26,6 +26,7 @@ from gemid import __version__
 from gemid.serve.access import AccessMiddleware, document_access
 from gemid.serve.analysis import Analysis, ProcessAnalysis, ThreadAnalysis, load_identifier
 from gemid.serve.audit import AuditWriter
+from gemid.serve.data_lock import hold_shared
 from gemid.serve.errors import install_error_handlers
 from gemid.serve.keys import open_signer
 from gemid.serve.limits import BodyLimitMiddleware, InFlightMiddleware
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        in_use = hold_shared(settings.data_dir)  # `gemid restore` refuses while it is held (gemid.serve.data_lock)
         left = await to_thread.run_sync(clear_spool, settings.spool_dir)
         if left:
             log.info("removed %d upload(s) left half-received by an earlier run", left)
@@ -126,6 +128,7 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
                 await audit.close()
             app.state.audit = None
             store.close()
+            in_use.close()
 
     # FastAPIOffline: a FastAPI whose /docs and /redoc load their scripts from this app, not a CDN
     app = FastAPIOffline(title="gemid", version=__version__, description=DESCRIPTION, lifespan=lifespan,

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gemid.serve.data_lock import DataFolderBusy, try_exclusive
+
 FORMAT = "gemid-backup"
 VERSION = 1
 MANIFEST = "manifest.json"
@@ -175,9 +177,22 @@ def _check_backup(src: Path) -> dict[str, Any]:
 
 def restore(settings: Any, src: Path, *, force: bool = False) -> dict[str, Any]:
     """Check the backup, restore it into the store of `settings`; returns the manifest."""
-    from gemid.serve.store import ReportStore
 
     manifest = _check_backup(src)
+    try:
+        lock = try_exclusive(settings.data_dir)  # no service may write the store being replaced
+    except DataFolderBusy as exc:
+        raise BackupError(str(exc)) from None
+    try:
+        return _restore(settings, src, manifest, force=force)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _restore(settings: Any, src: Path, manifest: dict[str, Any], *, force: bool) -> dict[str, Any]:
+    from gemid.serve.store import ReportStore
+
     url = settings.database_url
     kind = manifest["database"]["kind"]
     if (kind == "sqlite") != url.startswith("sqlite"):

@@ -81,6 +81,13 @@ def test_backup_while_serving_and_restore_into_an_empty_data_dir(settings: Setti
             assert c.get(f"/v1/reports/{rid}/image").content
         listed = c.get("/v1/keys").json()["keys"]
         assert [k["key_id"] for k in listed][1:] == [k["key_id"] for k in keys["keys"]]
+        # an outside try restored over a running service: it reported success while the service went on
+        # writing into the deleted database. Now the service's lock on its folder refuses that, forced or not
+        capsys.readouterr()
+        assert gemid_main(["restore", "--force", str(dest)]) == 2
+        assert "a gemid service is using" in capsys.readouterr().err
+        assert c.get(f"/v1/reports/{ids[0]}").status_code == 200  # and it serves on, untouched
+    assert gemid_main(["restore", "--force", str(dest)]) == 0  # stopped: the lock went with it
     capsys.readouterr()
 
 
