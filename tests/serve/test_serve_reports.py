@@ -113,6 +113,10 @@ def test_readings_add_a_revision_and_keep_the_original(client: TestClient, setti
     assert client.get(f"/v1/reports/{rid}").json() == second
     third = client.post(f"/v1/reports/{rid}/readings", json={"sg": 4.0}).json()
     assert third["revision"] == 3
+    # the same readings again change nothing: the latest revision, 200 (an outside try sent one SG 52 times,
+    # used up the revision cap and left the report unconfirmable)
+    again = client.post(f"/v1/reports/{rid}/readings", json={"sg": 4.0})
+    assert again.status_code == 200 and again.json() == third
     assert third["tests"]["reranking"]["readings"]["ri"] == 1.765  # merged with the earlier reading
     assert third["tests"]["reranking"]["readings"]["sg"] == 4.0
     replaced = client.post(f"/v1/reports/{rid}/readings?replace=true", json={"sg": 4.0}).json()

@@ -333,11 +333,13 @@ async def identify(request: Request, settings: SettingsDep, store: StoreDep, ima
                     statuses.append(exc.status)
                     continue
                 if stored:  # readings sent again with it are not dropped: they revise its stored report
+                    made = False
                     if readings is not None:
-                        stored = [await revise_with_readings(store, identifier, limiter, settings, principal,
-                                                             stored[0].report_id, readings)]
+                        report, made = await revise_with_readings(store, identifier, limiter, settings, principal,
+                                                                  stored[0].report_id, readings)
+                        stored = [report]
                     out.extend(stored)
-                    notices.append(_duplicate(name, stored, reference, readings is not None))
+                    notices.append(_duplicate(name, stored, reference, made))
                     statuses.append(None)
                     continue
             # the worker reads the photo from its spooled file: the server never holds it whole

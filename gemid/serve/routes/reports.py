@@ -225,7 +225,9 @@ async def get_image(store: StoreDep, images: ImagesDep, report_id: ReportId) -> 
 
 
 @router.post("/{report_id}/readings", response_model=Report, status_code=201,
-             responses=error_responses(400, 404, 408, 409, 413, 422, 501, 503), openapi_extra=READINGS_BODY,
+             responses={**error_responses(400, 404, 408, 409, 413, 422, 501, 503), 200: {
+                 "model": Report, "description": "the readings are those of the latest revision: it, unchanged"}},
+             openapi_extra=READINGS_BODY,
              summary="Add readings: a new revision, re-ranked")
 async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: LimiterDep, settings: SettingsDep,
                        principal: PrincipalDep, report_id: ReportId,
@@ -239,16 +241,19 @@ async def add_readings(store: StoreDep, identifier: IdentifierDep, limiter: Limi
         raise ApiError(exc.status, exc.code, exc.message)
     if not identifier.capabilities.get("reranking", False):
         raise ApiError(501, "reranking_unavailable", "re-ranking with readings is not installed in this service")
-    new = await revise_with_readings(store, identifier, limiter, settings, principal, report_id, readings, replace)
-    return JSONResponse(new.model_dump(mode="json"), status_code=201,
+    new, made = await revise_with_readings(store, identifier, limiter, settings, principal, report_id, readings,
+                                           replace)
+    return JSONResponse(new.model_dump(mode="json"), status_code=201 if made else 200,
                         headers={"Location": f"/v1/reports/{report_id}?revision={new.revision}"})
 
 
 async def revise_with_readings(store: ReportStore, identifier: Identifier, limiter: CapacityLimiter,
                                settings: Settings, principal: Principal | None, report_id: str, readings: Readings,
-                               replace: bool = False) -> Report:
+                               replace: bool = False) -> tuple[Report, bool]:
     """Store revision N+1 of the report, re-ranked with the readings (merged with those entered before unless
-    `replace`), and return it: POST readings, and readings sent again with a photo already stored."""
+    `replace`), and return it and True: POST readings, and readings sent again with a photo already stored.
+    Readings that merge into exactly those of the latest revision change nothing: that revision and False (an
+    outside try sent the same SG 52 times, used up the revision cap and left the report unconfirmable)."""
     for _attempt in range(5):
         latest = await to_thread.run_sync(store.get, report_id)
         if latest is None:
@@ -258,6 +263,8 @@ async def revise_with_readings(store: ReportStore, identifier: Identifier, limit
                            f"report {report_id} has {latest.revision} revisions, the most one report may have "
                            f"(GEMID_MAX_REVISIONS); identify the stone again for a new report")
         merged = _merge_readings(latest, readings, replace)
+        if latest.tests is not None and latest.tests.reranking is not None and latest.tests.reranking.readings == merged:
+            return latest, False
         try:
             new = await to_thread.run_sync(identifier.add_readings, latest, merged, limiter=limiter)
         except GemidInputError as exc:
@@ -269,7 +276,7 @@ async def revise_with_readings(store: ReportStore, identifier: Identifier, limit
             continue  # someone added readings meanwhile: redo on top of theirs
         except SQLAlchemyError as exc:
             raise store_failure(exc) from exc
-        return new
+        return new, True
     raise ApiError(409, "conflict", "the report kept changing while the readings were added; try again")
 
 
