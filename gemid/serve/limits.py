@@ -8,7 +8,8 @@ may be.
   they must answer while the service is busiest.
 - `BodyLimitMiddleware`: a declared Content-Length over the limit is refused at once; a chunked body is
   counted as it arrives and refused as soon as it passes the limit (413). A body that sends nothing for
-  GEMID_BODY_TIMEOUT seconds is answered 408: a slow client cannot hold a place in flight for ever.
+  GEMID_BODY_TIMEOUT seconds, or after that long averages under MIN_BODY_RATE, is answered 408: a slow client
+  cannot hold a place in flight for ever.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gemid.serve.errors import ApiError, error_response, size_text
 
 RETRY_AFTER = "2"  # seconds: about one photo's analysis
+# A body still arriving after the pause timeout must average at least this many bytes a second: an outside
+# try held every place in flight with uploads trickling 3 bytes a second (never a pause long enough for the
+# timeout), so no desk could even list its reports. 1 KiB/s lets a 20 MiB photo take almost six hours.
+MIN_BODY_RATE = 1024
 
 
 class BodyTooLarge(ApiError):
@@ -28,6 +33,12 @@ class BodyTooLarge(ApiError):
         # a small JSON body (readings, a confirmation) carries no photos to send fewer of (an outside try's note)
         hint = "send fewer or smaller photos" if photos else "a JSON body here holds a few short fields"
         super().__init__(413, "request_too_large", f"the request body is over {size_text(limit)}; {hint}")
+
+
+class BodyTooSlow(ApiError):
+    def __init__(self, rate: float) -> None:
+        super().__init__(408, "body_too_slow", f"the request body arrived at {rate:.0f} bytes a second, under "
+                         f"{MIN_BODY_RATE}; send it again on a better connection", {"Connection": "close"})
 
 
 class BodyTimeout(ApiError):
@@ -64,6 +75,7 @@ class BodyLimitMiddleware:
             return
         received = 0
         more_body = True
+        started = anyio.current_time()
 
         async def counted() -> Message:
             nonlocal received, more_body
@@ -78,6 +90,9 @@ class BodyLimitMiddleware:
                 more_body = message.get("more_body", False)
                 if received > limit:
                     raise BodyTooLarge(limit, photos=_photos(scope))
+                elapsed = anyio.current_time() - started
+                if more_body and elapsed > self.timeout and received < MIN_BODY_RATE * elapsed:
+                    raise BodyTooSlow(received / elapsed)
             return message
 
         await self.app(scope, counted, send)

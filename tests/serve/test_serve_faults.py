@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import signal
 import socket
@@ -160,6 +161,36 @@ def test_requests_past_max_in_flight_get_503_with_retry_after_and_health_still_a
             future.result(timeout=10)
         assert [m["status"] for m in answers if m["type"] == "http.response.start"] == [408, 408]
         assert c.post("/v1/identify", files=[upload("r.png", stone("Ruby"))]).status_code == 200
+
+
+def test_an_upload_that_trickles_is_answered_408_once_past_the_body_timeout(tmp_path, tiny_bundle, identifier):
+    # an outside try held every place in flight with uploads sending 3 bytes a second: never a pause long enough
+    # for the body timeout, so another desk's GET /v1/reports got 503 busy
+    settings = make_settings(tmp_path / "data", tiny_bundle, body_timeout=1.0)
+    with signed_client(create_app(settings, identifier=identifier)) as c:
+        head = [b'--x\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\n\r\n']
+
+        async def trickle():  # a photo's part opened, then a few bytes of it every 0.2 s, for ever
+            await asyncio.sleep(0.2)
+            return {"type": "http.request", "body": head.pop() if head else b"\x89PNG", "more_body": True}
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/identify", "raw_path": b"/v1/identify", "query_string": b"",
+                 "root_path": "", "headers": [(b"content-type", b"multipart/form-data; boundary=x"),
+                                              (b"host", b"localhost"),
+                                              (b"authorization", c.headers["authorization"].encode())],
+                 "client": ("127.0.0.1", 5000), "server": ("testserver", 80), "state": {}}
+        answers: list[dict] = []
+
+        async def send(message):
+            answers.append(message)
+
+        started = time.monotonic()
+        c.portal.start_task_soon(c.app, scope, trickle, send).result(timeout=20)
+        assert [m["status"] for m in answers if m["type"] == "http.response.start"] == [408]
+        body = json.loads(b"".join(m.get("body", b"") for m in answers if m["type"] == "http.response.body"))
+        assert body["error"]["code"] == "body_too_slow" and time.monotonic() - started < 10
+        assert c.get("/v1/reports").status_code == 200
 
 
 def test_a_connection_that_sends_no_request_is_closed_and_readyz_answers_through_a_flood(tmp_path, tiny_bundle):
