@@ -83,6 +83,7 @@ def backup(settings: Any, dest: Path, *, with_signing_key: bool = False) -> dict
         raise BackupError(f"{dest} exists and is not an empty folder; give a new one")
     url = settings.database_url
     dest.mkdir(parents=True, exist_ok=True)
+    dest.chmod(0o700)  # password hashes, reports and photos: the owner's only (an outside try found them 0755)
     manifest: dict[str, Any] = {"format": FORMAT, "version": VERSION, "created_at": datetime.now(UTC).isoformat()}
     if url.startswith("sqlite:///"):
         source = Path(url.removeprefix("sqlite:///"))
@@ -234,6 +235,8 @@ def _restore(settings: Any, src: Path, manifest: dict[str, Any], *, force: bool)
 
         signing.write_private_key(key_target, signing.load_private_key(src / "signing-key.pem"))
     ReportStore.open(url).close()  # a backup of an older gemid: brought to the current schema
+    if settings.data_dir.is_dir():
+        settings.data_dir.chmod(0o700)  # as `gemid serve` keeps it
     return manifest
 
 

@@ -240,6 +240,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"gemid serve: cannot open the database {_shown_url(settings.database_url)}: {_db_problem(exc)}",
               file=sys.stderr)
         return 2
+    # what the service keeps (the database with its password hashes and reports, the photos, the spool) is its
+    # account's alone: an outside try found gemid.db and the folder readable by every local user
+    settings.data_dir.chmod(0o700)
     try:  # the signing key too (made at first start): a replica without the shared key file stops here
         open_signer(settings, store.engine)
         first_link = _first_admin(store.engine)

@@ -59,6 +59,7 @@ def test_backup_while_serving_and_restore_into_an_empty_data_dir(settings: Setti
             writer.join()
         assert "backed up 3 reports" in capsys.readouterr().out
         originals = {rid: c.get(f"/v1/reports/{rid}/revisions").json() for rid in ids}
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o700  # password hashes and photos: the owner's only
     manifest = json.loads((dest / "manifest.json").read_text())
     assert manifest["signing_key"] == {"included": False} and not (dest / "signing-key.pem").exists()
     assert manifest["database"]["kind"] == "sqlite" and len(manifest["files"]) == 4  # the db and 3 photos
@@ -69,6 +70,7 @@ def test_backup_while_serving_and_restore_into_an_empty_data_dir(settings: Setti
     out = capsys.readouterr().out
     assert "3 of 3 verify" in out and "rotate-signing" in out
     assert verify_store(target) == (3, [])
+    assert stat.S_IMODE(target.data_dir.stat().st_mode) == 0o700
     assert gemid_main(["restore", str(dest)]) == 2  # not empty now
     assert "not empty" in capsys.readouterr().err
 

@@ -26,6 +26,7 @@ def test_serve_restart_keeps_reports(tmp_path: Path, tiny_bundle: Path):
     proc = start(tmp_path / "data", tiny_bundle, port)
     try:
         wait_ready(proc, base)
+        assert (tmp_path / "data").stat().st_mode & 0o077 == 0  # the store is its account's alone
         auth = bearer(cli_key(tmp_path / "data", "technician", "desk-1"))
         r = httpx2.post(f"{base}/v1/identify", files=[upload("p.jpg", photo, "image/jpeg")], timeout=30, headers=auth)
         assert r.status_code == 200, r.text
