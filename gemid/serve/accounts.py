@@ -110,12 +110,15 @@ def add_user(engine: Engine, name: str, role: str, desk: str | None, password: s
 
 
 def set_password(engine: Engine, name: str, password: str) -> None:
+    """A new password ends the user's sessions and outstanding sign-in links: a reset is what follows a
+    suspected compromise (an outside try stayed signed in, and an old link still worked, after one)."""
     with engine.begin() as conn:
-        n = conn.execute(update(AccountRow).where(AccountRow.name == name, AccountRow.kind == "user",
-                                                  AccountRow.revoked_at.is_(None))
-                         .values(password_hash=hash_password(password))).rowcount
-    if n != 1:
-        raise AccountError(f"no user named '{name}'")
+        account = conn.execute(select(AccountRow.id).where(AccountRow.name == name, AccountRow.kind == "user",
+                                                           AccountRow.revoked_at.is_(None))).scalar_one_or_none()
+        if account is None:
+            raise AccountError(f"no user named '{name}'")
+        conn.execute(update(AccountRow).where(AccountRow.id == account).values(password_hash=hash_password(password)))
+        conn.execute(delete(SessionRow).where(SessionRow.account_id == account))
 
 
 def create_key(engine: Engine, name: str, role: str, desk: str | None) -> str:
@@ -238,6 +241,8 @@ def sign_in_link_token(engine: Engine, name: str) -> str:
     account = _user_id(engine, name)
     if account is None:
         raise AccountError(f"no user named '{name}'")
+    with engine.begin() as conn:  # the newest link alone stands: one printed earlier and lost no longer works
+        conn.execute(delete(SessionRow).where(SessionRow.account_id == account, SessionRow.kind == "link"))
     return _new_session(engine, account, "link", LINK_LIFETIME)
 
 

@@ -246,6 +246,28 @@ def test_the_one_time_sign_in_link_works_once(keyed, settings):
     assert c.post("/v1/session", json={"name": "amir", "password": ""}).status_code == 422  # no password set
 
 
+def test_a_new_password_ends_sessions_and_links_and_a_new_link_replaces_the_old(keyed, settings):
+    # an outside try stayed signed in after a password reset, and a link printed before it still signed in
+    c, _keys, _rid = keyed
+    _user(settings, "saima", "technician", password="first pass 2026", desk="desk-1")
+    store = ReportStore.open(settings.database_url)
+    try:
+        assert c.post("/v1/session", json={"name": "saima", "password": "first pass 2026"}).status_code == 200
+        assert c.get("/v1/session").json()["name"] == "saima"
+        old_link = accounts.sign_in_link_token(store.engine, "saima")
+        link = accounts.sign_in_link_token(store.engine, "saima")  # the newest link alone stands
+        assert c.get(f"/signin?token={old_link}", follow_redirects=False).status_code == 401
+        accounts.set_password(store.engine, "saima", "second pass 2026")
+        time.sleep(1.2)  # past the session cache
+        assert c.get("/v1/session").status_code == 401
+        c.cookies.clear()
+        assert c.get(f"/signin?token={link}", follow_redirects=False).status_code == 401
+        fresh = accounts.sign_in_link_token(store.engine, "saima")
+        assert c.get(f"/signin?token={fresh}", follow_redirects=False).status_code == 303
+    finally:
+        store.close()
+
+
 def test_failed_sign_ins_wait_longer_each_time(keyed, settings):
     c, _keys, _rid = keyed
     _user(settings, "bilal", "technician")
