@@ -23,6 +23,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,8 @@ def revisions_of(document: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _check_one(body: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) -> str | None:
+def _check_one(body: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey],
+               retired: Mapping[str, datetime]) -> str | None:
     """Why this revision's signature does not verify, or None when it does."""
     sig = body.get("signature")
     if not isinstance(sig, dict):
@@ -147,13 +149,28 @@ def _check_one(body: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) ->
     except (binascii.Error, InvalidSignature, ValueError):
         return (f"the signature (key {kid}) does not match the content: a signed field was changed "
                 "after signing, or the signature value was altered")
+    made = _when(body.get("created_at"))
+    if kid in retired and (made is None or made > retired[kid]):
+        # a retired key signs nothing new: a leaked old key must not sign after its rotation (an outside try
+        # forged a revision dated after it with the retired key, and it verified)
+        return (f"it is signed by key {kid}, retired at {retired[kid].isoformat(timespec='seconds')}, and dated "
+                f"{body.get('created_at')!s}: after that key stopped signing")
     return None
 
 
+def _when(value: Any) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 def verify_revisions(revisions: Iterable[Mapping[str, Any]], keys: Mapping[str, Ed25519PublicKey], *,
-                     photo_sha256: str | None = None) -> Verdict:
+                     photo_sha256: str | None = None, retired: Mapping[str, datetime] | None = None) -> Verdict:
     """Check each revision's signature, the chain between consecutive ones, and (given the photo's SHA-256)
-    that every revision describes that photo. Messages name the revision and say why."""
+    that every revision describes that photo; a revision dated after its key's retirement (`retired`: key id
+    -> when) does not verify. Messages name the revision and say why."""
     verdict = Verdict()
     previous: Mapping[str, Any] | None = None
     for body in revisions:
@@ -164,7 +181,7 @@ def verify_revisions(revisions: Iterable[Mapping[str, Any]], keys: Mapping[str, 
             verdict.report_id = rid if isinstance(rid, str) else None
         elif rid != verdict.report_id:
             verdict.problems.append(f"{where}: belongs to report {rid}, not {verdict.report_id}")
-        why = _check_one(body, keys)
+        why = _check_one(body, keys, retired or {})
         if why:
             verdict.problems.append(f"{where}: {why}")
         else:

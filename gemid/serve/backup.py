@@ -243,13 +243,13 @@ def _restore(settings: Any, src: Path, manifest: dict[str, Any], *, force: bool)
 def verify_store(settings: Any) -> tuple[int, list[str]]:
     """Check every report of the store (signatures, chain, photo): (reports checked, problems)."""
     from gemid import signing
-    from gemid.serve.keys import verification_keys
+    from gemid.serve.keys import retirements, verification_keys
     from gemid.serve.photos import open_images
     from gemid.serve.store import ReportStore
 
     store = ReportStore.open(settings.database_url, upgrade=False)
     try:
-        keys = verification_keys(store.engine)
+        keys, retired = verification_keys(store.engine), retirements(store.engine)
         images = open_images(settings, store.engine)
         problems: list[str] = []
         ids = store.report_ids()
@@ -257,7 +257,7 @@ def verify_store(settings: Any) -> tuple[int, list[str]]:
             found = store.image_of(rid)
             path = images.get(found[0], found[1]) if found else None
             photo = _sha256(path) if path else "missing"
-            verdict = signing.verify_revisions(store.revision_bodies(rid), keys, photo_sha256=photo)
+            verdict = signing.verify_revisions(store.revision_bodies(rid), keys, photo_sha256=photo, retired=retired)
             problems += [f"report {rid}: {p}" for p in verdict.problems]
     finally:
         store.close()

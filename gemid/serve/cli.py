@@ -242,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # what the service keeps (the database with its password hashes and reports, the photos, the spool) is its
     # account's alone: an outside try found gemid.db and the folder readable by every local user
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # a PostgreSQL store's folder holds its photos and key
     settings.data_dir.chmod(0o700)
     try:  # the signing key too (made at first start): a replica without the shared key file stops here
         open_signer(settings, store.engine)

@@ -59,6 +59,11 @@ def verification_keys(engine: Engine) -> dict[str, Ed25519PublicKey]:
     return {k.key_id: signing.load_public_pem(k.public_pem) for k in public_keys(engine)}
 
 
+def retirements(engine: Engine) -> dict[str, datetime]:
+    """When each retired key stopped signing (`signing.verify_revisions`' `retired`)."""
+    return {k.key_id: k.retired_at for k in public_keys(engine) if k.retired_at is not None}
+
+
 def _register(engine: Engine, public: Ed25519PublicKey, *, retire_others: bool) -> None:
     now = datetime.now(UTC)
     with engine.begin() as conn:

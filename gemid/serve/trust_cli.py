@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,8 @@ def open_existing_store(settings: Any, *, upgrade: bool = False) -> Any:
         raise Refused(f"cannot open the store: {exc}") from exc
 
 
-def _keys_from_file(path: Path) -> dict[str, Any]:
+def _keys_from_file(path: Path) -> tuple[dict[str, Any], dict[str, datetime]]:
+    """The public keys in a PEM or the JSON of GET /v1/keys, and (from that JSON) when retired ones retired."""
     from gemid import signing
 
     try:
@@ -92,13 +94,17 @@ def _keys_from_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise Refused(f"cannot read the key file {path}: {exc}") from exc
     try:
+        retired: dict[str, datetime] = {}
         if text.lstrip().startswith("{"):  # the JSON of GET /v1/keys
-            found = [signing.load_public_pem(k["public_pem"]) for k in json.loads(text)["keys"]]
+            listed = json.loads(text)["keys"]
+            found = [signing.load_public_pem(k["public_pem"]) for k in listed]
+            retired = {signing.key_id(pk): datetime.fromisoformat(k["retired_at"])
+                       for k, pk in zip(listed, found, strict=True) if k.get("retired_at")}
         else:
             found = [signing.load_public_pem(text)]
     except (ValueError, KeyError, TypeError) as exc:
         raise Refused(f"{path} is neither an Ed25519 public key (PEM) nor the JSON of GET /v1/keys: {exc}") from exc
-    return {signing.key_id(k): k for k in found}
+    return {signing.key_id(k): k for k in found}, retired
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -106,13 +112,13 @@ def _verify(args: argparse.Namespace) -> int:
 
     try:
         if args.key is not None:
-            keys = _keys_from_file(args.key)
+            keys, retired = _keys_from_file(args.key)
         else:
-            from gemid.serve.keys import verification_keys
+            from gemid.serve.keys import retirements, verification_keys
 
             store = open_existing_store(settings_for(args))
             try:
-                keys = verification_keys(store.engine)
+                keys, retired = verification_keys(store.engine), retirements(store.engine)
             except Exception as exc:
                 raise Refused(f"cannot read the store's public keys: {exc}") from exc
             finally:
@@ -137,7 +143,7 @@ def _verify(args: argparse.Namespace) -> int:
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         print(f"NOT VALID: {args.report} is not a readable report ({exc}); it is not what the service issued")
         return 1
-    verdict = signing.verify_revisions(revisions, keys, photo_sha256=photo_sha)
+    verdict = signing.verify_revisions(revisions, keys, photo_sha256=photo_sha, retired=retired)
     who = f"report {verdict.report_id}"
     if verdict.ok:
         revs = verdict.checked

@@ -181,6 +181,7 @@ def test_rotation_keeps_old_reports_verifiable(client: TestClient, settings: Set
                                                capsys: pytest.CaptureFixture[str], monkeypatch):
     before = identify(client)
     monkeypatch.setenv("GEMID_DATA_DIR", str(settings.data_dir))
+    old_key = signing.load_private_key(settings.signing_key_path)  # as a leaked key would be kept
     assert gemid_main(["keys", "rotate-signing"]) == 0
     out = capsys.readouterr().out
     assert f"retired: {before['signature']['key_id']}" in out
@@ -202,6 +203,14 @@ def test_rotation_keeps_old_reports_verifiable(client: TestClient, settings: Set
     pem.write_text(keys[0]["public_pem"])
     code, text = run_verify(capsys, tmp_path, before, "--key", str(pem))
     assert code == 1 and before["signature"]["key_id"] in text
+    # a revision the retired key signs after its retirement does not verify (an outside try forged one, dated
+    # 2027, with the old key kept from before the rotation, and it did)
+    forged = {k: v for k, v in before.items() if k != "signature"}
+    forged["created_at"] = "2027-01-01T00:00:00+00:00"
+    forged["signature"] = signing.sign(forged, old_key, before["signature"]["key_id"])
+    code, text = run_verify(capsys, tmp_path, forged, "--key", str(keys_json))
+    assert code == 1 and "retired at" in text, text
+    assert run_verify(capsys, tmp_path, forged)[0] == 1  # the store's own keys say the same
 
 
 def test_key_file_rules(tmp_path: Path, tiny_bundle: Path):
