@@ -79,7 +79,8 @@ def _engine() -> Any:
     return ReportStore.open(Settings().database_url).engine
 
 
-def _cli_audit(engine: Any, action: str, detail: str) -> None:
+def cli_audit(engine: Any, action: str, detail: str) -> None:
+    """An audit entry for a console command, made by `cli:<the system user>`."""
     from gemid.serve import audit
 
     audit.ensure_head(engine)
@@ -122,7 +123,7 @@ def _users_add(args: argparse.Namespace) -> int:
         return _fail("a password needs 8 characters or more")
     engine = _engine()
     accounts.add_user(engine, args.name, args.role, args.desk, password)
-    _cli_audit(engine, "user_added", f"user {args.name} ({args.role}, desk {args.desk or '-'})")
+    cli_audit(engine, "user_added", f"user {args.name} ({args.role}, desk {args.desk or '-'})")
     print(f"added {args.role} {args.name}" + (f" at desk {args.desk}" if args.desk else ""))
     return 0
 
@@ -140,7 +141,7 @@ def _users_link(args: argparse.Namespace) -> int:
 
     engine = _engine()
     token = accounts.sign_in_link_token(engine, args.name)
-    _cli_audit(engine, "sign_in_link", f"one-time sign-in link for {args.name}")
+    cli_audit(engine, "sign_in_link", f"one-time sign-in link for {args.name}")
     print(f"one-time sign-in link for {args.name} (valid {accounts.LINK_LIFETIME.total_seconds() / 3600:g} h):")
     print(sign_in_url(args.url, token))
     return 0
@@ -155,7 +156,7 @@ def _users_password(args: argparse.Namespace) -> int:
         return _fail("a password needs 8 characters or more")
     engine = _engine()
     accounts.set_password(engine, args.name, password)
-    _cli_audit(engine, "password_set", f"password of {args.name}")
+    cli_audit(engine, "password_set", f"password of {args.name}")
     print(f"password of {args.name} set")
     return 0
 
@@ -166,7 +167,7 @@ def _users_disable(args: argparse.Namespace) -> int:
 
     engine = _engine()
     accounts.revoke(engine, args.name, "user")
-    _cli_audit(engine, "user_disabled", f"user {args.name}")
+    cli_audit(engine, "user_disabled", f"user {args.name}")
     print(f"disabled {args.name}")
     return 0
 
@@ -177,7 +178,7 @@ def _keys_create(args: argparse.Namespace) -> int:
 
     engine = _engine()
     token = accounts.create_key(engine, args.name, args.role, args.desk)
-    _cli_audit(engine, "key_created", f"key {args.name} ({args.role}, desk {args.desk or '-'})")
+    cli_audit(engine, "key_created", f"key {args.name} ({args.role}, desk {args.desk or '-'})")
     print(f"API key '{args.name}' ({args.role}" + (f", desk {args.desk}" if args.desk else "") + "); shown once, "
           "send it as `Authorization: Bearer KEY`:")
     print(token)
@@ -190,7 +191,7 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
     engine = _engine()
     accounts.revoke(engine, args.name, "key")
-    _cli_audit(engine, "key_revoked", f"key {args.name}")
+    cli_audit(engine, "key_revoked", f"key {args.name}")
     print(f"revoked key {args.name}")
     return 0
 

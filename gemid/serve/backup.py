@@ -264,11 +264,26 @@ def verify_store(settings: Any) -> tuple[int, list[str]]:
     return len(ids), problems
 
 
+def _audit(settings: Any, action: str, detail: str) -> None:
+    """Backups and restores go to the audit trail too (an outside try found neither there)."""
+    from gemid.serve.accounts_cli import cli_audit
+    from gemid.serve.store import ReportStore
+
+    store = ReportStore.open(settings.database_url)
+    try:
+        cli_audit(store.engine, action, detail)
+    finally:
+        store.close()
+
+
 def _backup_command(args: argparse.Namespace) -> int:
     from gemid.serve.trust_cli import Refused, settings_for
 
     try:
-        manifest = backup(settings_for(args), args.dest, with_signing_key=args.with_signing_key)
+        settings = settings_for(args)
+        manifest = backup(settings, args.dest, with_signing_key=args.with_signing_key)
+        _audit(settings, "store_backed_up", f"to {args.dest}: {manifest['reports']} reports"
+               + (", signing key included" if manifest["signing_key"]["included"] else ""))
     except (BackupError, Refused, OSError, sqlite3.Error) as exc:
         print(f"gemid backup: {exc}", file=sys.stderr)
         return 2
@@ -286,6 +301,8 @@ def _restore_command(args: argparse.Namespace) -> int:
         settings = settings_for(args)
         manifest = restore(settings, args.src, force=args.force)
         n, problems = verify_store(settings)
+        _audit(settings, "store_restored", f"from {args.src}: {manifest['reports']} reports, {len(problems)} "
+               "problems" + (" (forced over a store)" if args.force else ""))
     except (BackupError, Refused, OSError, sqlite3.Error) as exc:
         print(f"gemid restore: {exc}", file=sys.stderr)
         return 2

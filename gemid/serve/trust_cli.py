@@ -158,6 +158,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
+    from gemid.serve.accounts_cli import cli_audit
     from gemid.serve.keys import SigningKeyError, rotate
 
     try:
@@ -168,6 +169,7 @@ def _rotate(args: argparse.Namespace) -> int:
         return 2
     try:
         retired, new = rotate(settings, store.engine)
+        cli_audit(store.engine, "signing_key_rotated", f"retired {', '.join(retired) or '-'}; new {new}")
     except SigningKeyError as exc:
         print(f"gemid keys rotate-signing: {exc}", file=sys.stderr)
         return 2

@@ -91,12 +91,17 @@ def test_each_action_is_recorded_and_the_chain_verifies(env, tmp_path, tiny_bund
     assert seqs == list(range(1, len(seqs) + 1))
     assert all(b["prev_hash"] == a["hash"] for a, b in zip(entries, entries[1:], strict=False))
 
+    # a key rotation and a backup are on the trail too (an outside try found neither there)
+    assert gemid(env, "keys", "rotate-signing").returncode == 0
+    backed = gemid(env, "backup", str(tmp_path / "backup"))
+    assert backed.returncode == 0, backed.stderr
     verified = gemid(env, "audit", "verify")
     assert verified.returncode == 0 and "intact" in verified.stdout, verified.stderr
     out = tmp_path / "trail.jsonl"
     assert gemid(env, "audit", "export", "--out", str(out)).returncode == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert lines[: len(entries)] == entries and lines[-1]["action"] == "key_revoked"
+    assert lines[: len(entries)] == entries
+    assert [e["action"] for e in lines[-3:]] == ["key_revoked", "signing_key_rotated", "store_backed_up"]
 
 
 def _tamper(env: dict[str, str], change) -> subprocess.CompletedProcess:

@@ -71,6 +71,9 @@ def test_backup_while_serving_and_restore_into_an_empty_data_dir(settings: Setti
     assert "3 of 3 verify" in out and "rotate-signing" in out
     assert verify_store(target) == (3, [])
     assert stat.S_IMODE(target.data_dir.stat().st_mode) == 0o700
+    trail = tmp_path / "trail.jsonl"
+    assert gemid_main(["audit", "export", "--out", str(trail)]) == 0  # the restore is on the restored trail
+    assert json.loads(trail.read_text().splitlines()[-1])["action"] == "store_restored"
     assert gemid_main(["restore", str(dest)]) == 2  # not empty now
     assert "not empty" in capsys.readouterr().err
 
