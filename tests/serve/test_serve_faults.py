@@ -123,6 +123,15 @@ def test_readyz_fails_on_a_store_that_is_not_writable(settings, identifier, monk
         assert r.status_code == 503 and "Read-only file system" in r.json()["error"]["message"]
 
 
+def upload_scope(authorization: str) -> dict:
+    """The ASGI scope of a POST /v1/identify multipart upload, for a test's own receive()."""
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/v1/identify", "raw_path": b"/v1/identify", "query_string": b"", "root_path": "",
+            "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"host", b"localhost"),
+                        (b"authorization", authorization.encode())],
+            "client": ("127.0.0.1", 5000), "server": ("testserver", 80), "state": {}}
+
+
 def test_requests_past_max_in_flight_get_503_with_retry_after_and_health_still_answers(tmp_path, tiny_bundle,
                                                                                         identifier):
     # finding 2: nothing bounded how many uploads the server held at once
@@ -137,12 +146,7 @@ def test_requests_past_max_in_flight_get_503_with_retry_after_and_health_still_a
             await event.wait()
             return {"type": "http.disconnect"}
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/v1/identify", "raw_path": b"/v1/identify", "query_string": b"",
-                 "root_path": "", "headers": [(b"content-type", b"multipart/form-data; boundary=x"),
-                                              (b"host", b"localhost"),
-                                              (b"authorization", c.headers["authorization"].encode())],
-                 "client": ("127.0.0.1", 5000), "server": ("testserver", 80), "state": {}}
+        scope = upload_scope(c.headers["authorization"])
         answers: list[dict] = []
 
         async def send(message):
@@ -174,12 +178,7 @@ def test_an_upload_that_trickles_is_answered_408_once_past_the_body_timeout(tmp_
             await asyncio.sleep(0.2)
             return {"type": "http.request", "body": head.pop() if head else b"\x89PNG", "more_body": True}
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/v1/identify", "raw_path": b"/v1/identify", "query_string": b"",
-                 "root_path": "", "headers": [(b"content-type", b"multipart/form-data; boundary=x"),
-                                              (b"host", b"localhost"),
-                                              (b"authorization", c.headers["authorization"].encode())],
-                 "client": ("127.0.0.1", 5000), "server": ("testserver", 80), "state": {}}
+        scope = upload_scope(c.headers["authorization"])
         answers: list[dict] = []
 
         async def send(message):
