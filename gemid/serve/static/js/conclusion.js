@@ -45,7 +45,7 @@ function caveat(rr, c) {
   const why = rr.fits_none ? 'the readings fit none of the photo’s candidates' : 'the conclusion refers this stone';
   return h('p', { class: 'hint ranking-caveat' }, `Not an answer: ${why}`
     + `${fits.length ? ` (the readings fit ${orList(fits)})` : ''}. These bars rank only the species the photo `
-    + 'model knows, photo and readings combined; “new” marks one the photo ranked below its top five.');
+    + 'model knows, photo and readings combined; “new” marks one the photo ranked below its top ten.');
 }
 
 /** Under "With your readings": the combined ranking, each candidate with where the photo had it. */
