@@ -216,6 +216,10 @@ class AccessMiddleware:
         unsafe = method not in SAFE_METHODS
         origin = headers.get("origin")
         if unsafe and origin is not None and not origin_allowed(origin, allowed):
+            # refused cross-site requests are on the trail, as a refused role is (an outside try found none)
+            audit.update(action="denied", params=params, unsafe=True,
+                         address=(scope.get("client") or ("unknown", 0))[0],
+                         detail=f"{method} {path} from a page of {origin[:100]}: origin not allowed")
             await refuse(403, "origin_not_allowed", f"requests from pages of {origin[:100]} are not accepted "
                          "(GEMID_ALLOWED_HOSTS)")
             return
@@ -248,6 +252,8 @@ class AccessMiddleware:
         if unsafe and principal.csrf is not None:
             token = headers.get(CSRF_HEADER, "")
             if not hmac.compare_digest(token.encode(), principal.csrf.encode()):
+                audit.update(action="denied", params=params, unsafe=True, address=address, principal=principal,
+                             detail=f"{method} {path} without the page's CSRF token")
                 await refuse(403, "csrf_failed", "this request lacks the page's CSRF token (X-CSRF-Token); "
                              "reload the page")
                 return

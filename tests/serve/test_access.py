@@ -170,7 +170,7 @@ def _user(settings, name: str, role: str, password: str | None = "correct horse"
 
 
 def test_the_page_session_needs_its_csrf_token_and_the_right_origin(keyed, settings):
-    c, _keys, rid = keyed
+    c, keys, rid = keyed
     _user(settings, "sana", "supervisor")
     r = c.post("/v1/session", json={"name": "sana", "password": "correct horse"})
     assert r.status_code == 200, r.text
@@ -187,6 +187,11 @@ def test_the_page_session_needs_its_csrf_token_and_the_right_origin(keyed, setti
     r = c.post(f"/v1/reports/{rid}/readings", json={"ri": 1.765},
                headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "origin_not_allowed"
+    # both refusals are on the audit trail (an outside try found neither there)
+    trail = c.get("/v1/audit", headers=bearer(keys["admin"])).json()["entries"]
+    denied = [e["detail"] for e in trail if e["action"] == "denied"]
+    assert sum("CSRF" in d for d in denied) == 2 and any("evil.example" in d for d in denied), denied
+    assert [e["actor"] for e in trail if e["action"] == "denied" and "CSRF" in e["detail"]] == ["sana", "sana"]
     r = c.post(f"/v1/reports/{rid}/readings", json={"ri": 1.765},
                headers={"X-CSRF-Token": csrf, "Origin": "http://localhost:8000"})
     assert r.status_code == 201, r.text
