@@ -116,7 +116,7 @@ def set_password(engine: Engine, name: str, password: str) -> None:
         account = conn.execute(select(AccountRow.id).where(AccountRow.name == name, AccountRow.kind == "user",
                                                            AccountRow.revoked_at.is_(None))).scalar_one_or_none()
         if account is None:
-            raise AccountError(f"no user named '{name}'")
+            raise _no_user(engine, name)
         conn.execute(update(AccountRow).where(AccountRow.id == account).values(password_hash=hash_password(password)))
         conn.execute(delete(SessionRow).where(SessionRow.account_id == account))
 
@@ -236,11 +236,32 @@ def _user_id(engine: Engine, name: str) -> int | None:
                                                         AccountRow.revoked_at.is_(None))).scalar_one_or_none()
 
 
+def _no_user(engine: Engine, name: str) -> AccountError:
+    """Why there is no active user `name`: none, or one disabled (an outside try was told "no user named" about
+    a disabled one, and "exists already" when it tried to add it again)."""
+    with engine.connect() as conn:
+        disabled = conn.execute(select(AccountRow.id).where(AccountRow.name == name, AccountRow.kind == "user",
+                                                            AccountRow.revoked_at.is_not(None))).first()
+    if disabled is not None:
+        return AccountError(f"user '{name}' is disabled: `gemid users enable {name}` first")
+    return AccountError(f"no user named '{name}'")
+
+
+def enable(engine: Engine, name: str) -> None:
+    """Enable a disabled user again: same name, role and desk; a new password or link to sign in."""
+    with engine.begin() as conn:
+        n = conn.execute(update(AccountRow).where(AccountRow.name == name, AccountRow.kind == "user",
+                                                  AccountRow.revoked_at.is_not(None))
+                         .values(revoked_at=None)).rowcount
+    if n != 1:
+        raise AccountError(f"no disabled user named '{name}'")
+
+
 def sign_in_link_token(engine: Engine, name: str) -> str:
     """A one-time sign-in token for user `name` (the console's link), valid for LINK_LIFETIME."""
     account = _user_id(engine, name)
     if account is None:
-        raise AccountError(f"no user named '{name}'")
+        raise _no_user(engine, name)
     with engine.begin() as conn:  # the newest link alone stands: one printed earlier and lost no longer works
         conn.execute(delete(SessionRow).where(SessionRow.account_id == account, SessionRow.kind == "link"))
     return _new_session(engine, account, "link", LINK_LIFETIME)

@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rm = u.add_parser("disable", help="disable a person (their sessions end)")
     rm.add_argument("name")
     rm.set_defaults(func=_users_disable)
+    en = u.add_parser("enable", help="enable a disabled person again (then a new password or link)")
+    en.add_argument("name")
+    en.set_defaults(func=_users_enable)
     ls = u.add_parser("list", help="every person and key, with role, desk and state")
     ls.set_defaults(func=_list)
 
@@ -158,6 +161,17 @@ def _users_password(args: argparse.Namespace) -> int:
     accounts.set_password(engine, args.name, password)
     cli_audit(engine, "password_set", f"password of {args.name}")
     print(f"password of {args.name} set")
+    return 0
+
+
+@_guarded
+def _users_enable(args: argparse.Namespace) -> int:
+    from gemid.serve import accounts
+
+    engine = _engine()
+    accounts.enable(engine, args.name)
+    cli_audit(engine, "user_enabled", f"user {args.name}")
+    print(f"enabled {args.name}: give them a new password (gemid users password) or a link (gemid users link)")
     return 0
 
 

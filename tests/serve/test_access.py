@@ -273,6 +273,27 @@ def test_a_new_password_ends_sessions_and_links_and_a_new_link_replaces_the_old(
         store.close()
 
 
+def test_a_disabled_user_is_said_to_be_disabled_and_can_be_enabled_again(keyed, settings):
+    # an outside try was told "no user named 'tech2'" by `users link` and `users password` after disabling it,
+    # and "exists already" by `users add`; nothing could enable it again
+    c, _keys, _rid = keyed
+    _user(settings, "omar", "technician", password="omar pass 2026", desk="desk-1")
+    store = ReportStore.open(settings.database_url)
+    try:
+        accounts.revoke(store.engine, "omar", "user")
+        for attempt in (lambda: accounts.set_password(store.engine, "omar", "new pass 2026"),
+                        lambda: accounts.sign_in_link_token(store.engine, "omar")):
+            with pytest.raises(accounts.AccountError, match="is disabled: `gemid users enable omar`"):
+                attempt()
+        assert c.post("/v1/session", json={"name": "omar", "password": "omar pass 2026"}).status_code == 401
+        accounts.enable(store.engine, "omar")
+        with pytest.raises(accounts.AccountError, match="no disabled user"):
+            accounts.enable(store.engine, "omar")
+        assert c.post("/v1/session", json={"name": "omar", "password": "omar pass 2026"}).status_code == 200
+    finally:
+        store.close()
+
+
 def test_failed_sign_ins_wait_longer_each_time(keyed, settings):
     c, _keys, _rid = keyed
     _user(settings, "bilal", "technician")
