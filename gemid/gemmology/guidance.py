@@ -106,8 +106,8 @@ def _class_key(rows: tuple[Material, ...]) -> str:
     return f"{first.mineral}|{first.optic[0]}"
 
 
-def _lookalike_odds(considered: list[Candidate], table: PropertyTable, obs: Observed | None,
-                    total: float) -> dict[str, float]:
+def _lookalike_odds(considered: list[Candidate], lookalikes: list[Material], obs: Observed | None,
+                    table: PropertyTable, total: float) -> dict[str, float]:
     """How much more (or less) likely the readings already taken make each look-alike than the candidates:
     its likelihood over the candidates' average (their probabilities, re-ranked, already hold the readings).
     A look-alike whose measured readings rule it out gets 0; without readings every look-alike keeps 1."""
@@ -115,8 +115,7 @@ def _lookalike_odds(considered: list[Candidate], table: PropertyTable, obs: Obse
         return {}
     ref = sum(c.probability / total * mixture_likelihood(rows, obs)
               for c in considered if (rows := table.rows_for(c.label)))
-    return {m.name: (likelihood(m, obs) / ref if ref > 0 and measured_fit(m, obs) else 0.0)
-            for m in table.lookalikes()}
+    return {m.name: (likelihood(m, obs) / ref if ref > 0 and measured_fit(m, obs) else 0.0) for m in lookalikes}
 
 
 def _hypotheses(considered: list[Candidate], table: PropertyTable, obs: Observed | None = None) -> list[_Hypothesis]:
@@ -146,7 +145,7 @@ def _hypotheses(considered: list[Candidate], table: PropertyTable, obs: Observed
         if pull > 0:
             pulls[m.name] = pull
     norm = sum(pulls.values())
-    odds = _lookalike_odds(considered, table, obs, total)
+    odds = _lookalike_odds(considered, [m for m in table.lookalikes() if m.name in pulls], obs, table, total)
     for m in table.lookalikes():
         if m.name in pulls and odds.get(m.name, 1.0) > 0:
             w = LOOKALIKE_MASS * pulls[m.name] / norm * odds.get(m.name, 1.0)

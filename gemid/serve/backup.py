@@ -243,13 +243,13 @@ def _restore(settings: Any, src: Path, manifest: dict[str, Any], *, force: bool)
 def verify_store(settings: Any) -> tuple[int, list[str]]:
     """Check every report of the store (signatures, chain, photo): (reports checked, problems)."""
     from gemid import signing
-    from gemid.serve.keys import retirements, verification_keys
+    from gemid.serve.keys import verification_keys
     from gemid.serve.photos import open_images
     from gemid.serve.store import ReportStore
 
     store = ReportStore.open(settings.database_url, upgrade=False)
     try:
-        keys, retired = verification_keys(store.engine), retirements(store.engine)
+        keys, retired = verification_keys(store.engine)
         images = open_images(settings, store.engine)
         problems: list[str] = []
         ids = store.report_ids()

@@ -12,7 +12,6 @@ administrator's to quiesce (the README says so).
 from __future__ import annotations
 
 import fcntl
-import os
 from pathlib import Path
 from typing import IO
 
@@ -46,5 +45,4 @@ def try_exclusive(data_dir: Path) -> IO[bytes] | None:
         f.close()
         raise DataFolderBusy(f"a gemid service is using {data_dir} (it holds {data_dir / LOCK_NAME}); stop it "
                              "first, then restore") from None
-    os.utime(f.fileno())
     return f

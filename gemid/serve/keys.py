@@ -55,13 +55,12 @@ def public_keys(engine: Engine) -> list[PublicKey]:
     return sorted(keys, key=lambda k: (k.retired_at is not None, -(k.created_at.timestamp())))
 
 
-def verification_keys(engine: Engine) -> dict[str, Ed25519PublicKey]:
-    return {k.key_id: signing.load_public_pem(k.public_pem) for k in public_keys(engine)}
-
-
-def retirements(engine: Engine) -> dict[str, datetime]:
-    """When each retired key stopped signing (`signing.verify_revisions`' `retired`)."""
-    return {k.key_id: k.retired_at for k in public_keys(engine) if k.retired_at is not None}
+def verification_keys(engine: Engine) -> tuple[dict[str, Ed25519PublicKey], dict[str, datetime]]:
+    """Every key the store has signed with, and when each retired one stopped signing (`signing.verify_revisions`'
+    `keys` and `retired`), from one read of the key table."""
+    known = public_keys(engine)
+    return ({k.key_id: signing.load_public_pem(k.public_pem) for k in known},
+            {k.key_id: k.retired_at for k in known if k.retired_at is not None})
 
 
 def _register(engine: Engine, public: Ed25519PublicKey, *, retire_others: bool) -> None:

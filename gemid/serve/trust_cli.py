@@ -114,11 +114,11 @@ def _verify(args: argparse.Namespace) -> int:
         if args.key is not None:
             keys, retired = _keys_from_file(args.key)
         else:
-            from gemid.serve.keys import retirements, verification_keys
+            from gemid.serve.keys import verification_keys
 
             store = open_existing_store(settings_for(args))
             try:
-                keys, retired = verification_keys(store.engine), retirements(store.engine)
+                keys, retired = verification_keys(store.engine)
             except Exception as exc:
                 raise Refused(f"cannot read the store's public keys: {exc}") from exc
             finally:

@@ -29,7 +29,7 @@ from gemid import signing
 from gemid.serve.deps import ImagesDep, StoreDep
 from gemid.serve.errors import ApiError, error_responses
 from gemid.serve.images import ImageStore
-from gemid.serve.keys import public_keys, retirements, verification_keys
+from gemid.serve.keys import public_keys, verification_keys
 from gemid.serve.routes.page import PAGE_HEADERS
 from gemid.serve.store import ReportStore
 
@@ -115,8 +115,8 @@ def check_report(store: ReportStore, images: ImageStore, code: str) -> Verificat
     if not bodies:
         return None
     actual, photo = _photo_state(images, store, report_id)
-    verdict = signing.verify_revisions(bodies, verification_keys(store.engine), photo_sha256=actual,
-                                       retired=retirements(store.engine))
+    keys, retired = verification_keys(store.engine)
+    verdict = signing.verify_revisions(bodies, keys, photo_sha256=actual, retired=retired)
     problems = list(verdict.problems)
     if photo != "matches":
         problems.append("the stored photo is missing" if photo == "missing"
