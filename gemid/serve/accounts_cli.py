@@ -12,6 +12,7 @@ import argparse
 import getpass
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 ROLE_HELP = "technician | supervisor | admin | auditor"
@@ -55,7 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     audit = subparsers.add_parser("audit", help="the audit trail: verify its hash chain, export it")
     a = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
-    a.add_parser("verify", help="check the chain; exit 1 naming the first broken entry").set_defaults(func=_verify)
+    ver = a.add_parser("verify", help="check the chain and its seals; exit 1 naming the first broken entry")
+    ver.add_argument("--key", action="append", metavar="PUBLIC.pem",
+                     help="check the seals against this public key (kept outside the database; repeat for "
+                          "rotated keys) instead of the keys the store lists")
+    ver.set_defaults(func=_verify)
     exp = a.add_parser("export", help="every entry as JSON lines (stdout, or --out FILE)")
     exp.add_argument("--out", help="file to write (default: standard output)")
     exp.set_defaults(func=_export)
@@ -85,11 +90,13 @@ def _engine() -> Any:
 def cli_audit(engine: Any, action: str, detail: str) -> None:
     """An audit entry for a console command, made by `cli:<the system user>`."""
     from gemid.serve import audit
+    from gemid.serve.keys import console_signer
+    from gemid.serve.settings import Settings
 
     audit.ensure_head(engine)
     who = f"cli:{getpass.getuser()}"
     audit.append(engine, [audit.AuditEntry(action=action, actor=who[:100], actor_kind="cli", address="console",
-                                           detail=detail)])
+                                           detail=detail)], console_signer(Settings(), engine))
 
 
 def _fail(message: str) -> int:
@@ -219,16 +226,29 @@ def _list(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(_args: argparse.Namespace) -> int:
+def _verify(args: argparse.Namespace) -> int:
+    from gemid import signing
     from gemid.serve import audit
 
+    keys = None
+    if args.key:
+        try:
+            publics = [signing.load_public_pem(Path(p).read_bytes()) for p in args.key]
+        except (OSError, ValueError) as exc:
+            return _fail(f"cannot read the public key: {exc}")
+        keys = {signing.key_id(k): k for k in publics}
     engine = _engine()
     audit.ensure_head(engine)
-    where, problem = audit.verify(engine)
-    if problem:
-        print(f"gemid audit verify: the chain breaks at entry {where}: {problem}", file=sys.stderr)
+    check = audit.verify(engine, keys)
+    if check.problem:
+        print(f"gemid audit verify: the trail breaks at entry {check.broken_at}: {check.problem}", file=sys.stderr)
         return 1
-    print(f"audit trail intact: {where} entries")
+    sealed = (f"sealed through entry {check.sealed_through} by key {', '.join(sorted(check.key_ids))}"
+              if check.sealed_through else "no seal yet")
+    print(f"audit trail intact: {check.entries} entries, {sealed}")
+    if check.unsealed:
+        print(f"entries {check.sealed_through + 1}..{check.entries}: console commands run without the signing "
+              "key, sealed by the service when it next starts or writes an entry")
     return 0
 
 

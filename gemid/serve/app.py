@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
         audit: AuditWriter | None = None
         try:
             store.signer = await to_thread.run_sync(open_signer, settings, store.engine)
-            audit = AuditWriter(store.engine)
+            audit = AuditWriter(store.engine, store.signer)
             await audit.start()
             app.state.audit = audit
             in_threads = identifier is not None or settings.analysis == "threads"

@@ -16,6 +16,7 @@ signature (it looks at the file's identity, a stat, before each).
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import threading
@@ -109,6 +110,24 @@ class Signer:
     def sign(self, body: dict[str, Any]) -> dict[str, str]:
         key, kid = self._current()
         return signing.sign(body, key, kid)
+
+    def sign_bytes(self, data: bytes) -> tuple[str, str]:
+        """(key id, base64 Ed25519 signature) over raw bytes: the audit trail's seals (gemid.serve.audit)."""
+        key, kid = self._current()
+        return kid, base64.b64encode(key.sign(data)).decode("ascii")
+
+
+def console_signer(settings: Settings, engine: Engine) -> Signer | None:
+    """The signer a console command seals its audit entries with: the key file when it is readable here and
+    holds the store's current key; None otherwise (a desk PC without the key file). Never makes a key: the
+    service seals what a console command left unsealed at its next append."""
+    path = settings.signing_key_path
+    try:
+        key = signing.load_private_key(path)
+    except (OSError, ValueError):
+        return None
+    current = {k.key_id for k in public_keys(engine) if k.retired_at is None}
+    return Signer(path, key) if signing.key_id(key.public_key()) in current else None
 
 
 def open_signer(settings: Settings, engine: Engine) -> Signer:

@@ -13,8 +13,9 @@ SHA-256), so replicas on different machines serve the same photos; on SQLite the
 `accounts` holds the people (password hashes) and API keys (SHA-256 of the token: checking a key is one
 indexed lookup) with their role and desk; `sessions` the web page's sign-ins and one-time sign-in links (also
 by SHA-256). `audit_log` is the append-only trail, each entry hashing the one before it; `audit_head` is its
-one-row tail, locked by whoever appends, so replicas on one database extend a single chain
-(gemid.serve.audit).
+one-row tail, locked by whoever appends, so replicas on one database extend a single chain; `audit_seals`
+holds the signing key's signature over the chain's head after each append, so a chain rewritten by someone
+without the key no longer matches its seals (gemid.serve.audit).
 """
 
 from __future__ import annotations
@@ -216,6 +217,15 @@ class AuditRow(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditSealRow(Base):
+    __tablename__ = "audit_seals"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))  # the chain's hash at `seq`
+    key_id: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[str] = mapped_column(String(128))  # base64 Ed25519 over gemid.serve.audit.seal_bytes
 
 
 class AuditHeadRow(Base):

@@ -4,6 +4,7 @@ desk, what, which report and from where; `gemid audit verify` finds an edited, d
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -18,9 +19,12 @@ from fastapi.testclient import TestClient  # noqa: E402
 from serve_support import make_settings, stone, upload  # noqa: E402
 from sqlalchemy import delete, text, update  # noqa: E402
 
+from gemid import signing  # noqa: E402
 from gemid.serve import audit  # noqa: E402
 from gemid.serve.app import create_app  # noqa: E402
-from gemid.serve.models_db import AuditRow  # noqa: E402
+from gemid.serve.keys import open_signer  # noqa: E402
+from gemid.serve.models_db import AuditHeadRow, AuditRow, AuditSealRow  # noqa: E402
+from gemid.serve.settings import Settings  # noqa: E402
 from gemid.serve.store import ReportStore  # noqa: E402
 
 pytest_plugins = ["serve_support", "postgres_support"]
@@ -102,6 +106,11 @@ def test_each_action_is_recorded_and_the_chain_verifies(env, tmp_path, tiny_bund
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[: len(entries)] == entries
     assert [e["action"] for e in lines[-3:]] == ["key_revoked", "signing_key_rotated", "store_backed_up"]
+    # the service sealed its entries, and the console commands after it could read the key file: all sealed,
+    # by the first key and, after the rotation, the new one
+    assert f"sealed through entry {len(lines)} by key" in verified.stdout, verified.stdout
+    assert len({e["seal"]["key_id"] for e in lines if e["seal"]}) == 2
+    assert all(e["seal"] is None or e["seal"]["algorithm"] == "Ed25519" for e in lines) and lines[-1]["seal"]
 
 
 def _tamper(env: dict[str, str], change) -> subprocess.CompletedProcess:
@@ -132,25 +141,108 @@ def test_removing_the_last_entries_is_seen(env):
     assert cut.returncode == 1 and "removed from the end" in cut.stderr, cut.stderr
 
 
+def _settings(env: dict[str, str]) -> Settings:
+    return Settings(data_dir=Path(env["GEMID_DATA_DIR"]), db_url=env["GEMID_DB_URL"],
+                    signing_key=Path(env["GEMID_SIGNING_KEY"]))
+
+
 def test_many_writers_extend_one_chain(env):
-    """Two stores (as two replicas would) appending at once in groups: one chain, no entry lost."""
+    """Two stores (as two replicas would) appending at once in groups, each sealing with the shared key: one
+    chain, no entry lost, every group sealed."""
     import threading
 
     url = env["GEMID_DB_URL"].replace("postgresql://", "postgresql+psycopg://")
     stores = [ReportStore.open(url) for _ in range(2)]
+    signers = [open_signer(_settings(env), s.engine) for s in stores]
     try:
         def write(store: ReportStore, n: int) -> None:
             for i in range(20):
-                audit.append(store.engine, [audit.AuditEntry(action="view", actor=f"w{n}", detail=str(i))] * 3)
+                audit.append(store.engine, [audit.AuditEntry(action="view", actor=f"w{n}", detail=str(i))] * 3,
+                             signers[n])
 
         threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(stores)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert audit.verify(stores[0].engine) == (120, None)
+        check = audit.verify(stores[0].engine)
+        assert (check.entries, check.sealed_through, check.problem) == (120, 120, None)
         with stores[0].engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 120
     finally:
         for s in stores:
             s.close()
+
+
+def _rewrite(conn, change) -> None:
+    """What someone with write access to the database but not the key file can do: change entries and
+    recompute every hash after them, so the hash chain alone checks out again."""
+    from sqlalchemy import select
+
+    prev = audit.GENESIS
+    for row in [dict(r._mapping) for r in conn.execute(select(*AuditRow.__table__.c).order_by(AuditRow.seq))]:
+        change(row)
+        row["prev_hash"], row["hash"] = prev, audit.entry_hash(prev, row)
+        prev = row["hash"]
+        conn.execute(update(AuditRow).where(AuditRow.seq == row["seq"]).values(
+            actor=row["actor"], actor_kind=row["actor_kind"], prev_hash=row["prev_hash"], hash=row["hash"]))
+    conn.execute(update(AuditHeadRow).values(hash=prev))
+
+
+def test_a_rewritten_chain_no_longer_matches_its_seals(env, tmp_path):
+    for i in range(3):
+        assert gemid(env, "keys", "create", "--name", f"k{i}", "--role", "technician").returncode == 0
+    before = gemid(env, "audit", "verify")  # no service has run: no key yet, so the console could not seal
+    assert before.returncode == 0 and "no seal yet" in before.stdout and "entries 1..3" in before.stdout
+    store = ReportStore.open(_settings(env).database_url)
+    try:
+        signer = open_signer(_settings(env), store.engine)  # the service's start: its key, then the head sealed
+        assert audit.seal_head(store.engine, signer) == 3
+        audit.append(store.engine, [audit.AuditEntry(action="view", actor="desk-1 scanner", actor_kind="key")],
+                     signer)
+    finally:
+        store.close()
+    assert gemid(env, "keys", "create", "--name", "k3", "--role", "technician").returncode == 0  # reads the key
+    intact = gemid(env, "audit", "verify")
+    assert intact.returncode == 0 and f"sealed through entry 5 by key {signer.key_id}" in intact.stdout
+
+    # the hash chain recomputed around an edit: consistent again, but the seals were made over the old one
+    def blame(row):
+        row["actor"] = "someone else" if row["seq"] == 2 else row["actor"]
+    rewritten = _tamper(env, lambda c: _rewrite(c, blame))
+    assert rewritten.returncode == 1 and "entry 3" in rewritten.stderr, rewritten.stderr
+    assert "seal was made over a different chain" in rewritten.stderr
+
+
+def test_removed_or_forged_seals_are_seen(env, tmp_path):
+    store = ReportStore.open(_settings(env).database_url)
+    try:
+        signer = open_signer(_settings(env), store.engine)
+        for i in range(3):
+            audit.append(store.engine, [audit.AuditEntry(action="view", actor=f"w{i}", actor_kind="key")], signer)
+    finally:
+        store.close()
+    public = tmp_path / "public.pem"
+    public.write_text(signing.public_pem(signing.load_private_key(Path(env["GEMID_SIGNING_KEY"])).public_key()))
+    other = tmp_path / "other.pem"
+    other.write_text(signing.public_pem(signing.new_private_key().public_key()))
+    assert gemid(env, "audit", "verify", "--key", str(public)).returncode == 0
+    wrong = gemid(env, "audit", "verify", "--key", str(other))
+    assert wrong.returncode == 1 and "not among the public keys given" in wrong.stderr, wrong.stderr
+
+    # a seal made with a key of the forger's own: it does not verify under the store's key
+    forger = signing.new_private_key()
+
+    def forge(conn) -> None:
+        value = base64.b64encode(forger.sign(audit.seal_bytes(3, conn.execute(
+            text("SELECT hash FROM audit_seals WHERE seq = 3")).scalar_one()))).decode()
+        conn.execute(update(AuditSealRow).where(AuditSealRow.seq == 3).values(signature=value))
+    forged = _tamper(env, forge)
+    assert forged.returncode == 1 and "entry 3" in forged.stderr and "not made with the signing key" in forged.stderr
+
+    # the seals deleted, then the chain rewritten: service entries that no seal covers
+    def strip(conn) -> None:
+        conn.execute(delete(AuditSealRow))
+        _rewrite(conn, lambda row: row.update(actor="nobody") if row["seq"] == 1 else None)
+    stripped = _tamper(env, strip)
+    assert stripped.returncode == 1 and "entry 1" in stripped.stderr and "no seal covers it" in stripped.stderr

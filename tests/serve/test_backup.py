@@ -46,9 +46,12 @@ def test_backup_while_serving_and_restore_into_an_empty_data_dir(settings: Setti
         monkeypatch.setenv("GEMID_DATA_DIR", str(settings.data_dir))
         stop = threading.Event()
 
-        def keep_writing() -> None:  # a desk adding readings all through the backup
+        statuses: list[int] = []
+
+        def keep_writing() -> None:  # a desk adding readings all through the backup, each set new (a revision)
             while not stop.is_set():
-                assert c.post(f"/v1/reports/{ids[2]}/readings", json={"ri": 1.762}).status_code == 201
+                ri = 1.760 + 0.001 * (len(statuses) % 5)
+                statuses.append(c.post(f"/v1/reports/{ids[2]}/readings", json={"ri": ri}).status_code)
 
         writer = threading.Thread(target=keep_writing)
         writer.start()
@@ -57,6 +60,7 @@ def test_backup_while_serving_and_restore_into_an_empty_data_dir(settings: Setti
         finally:
             stop.set()
             writer.join()
+        assert statuses and set(statuses) == {201}, statuses  # (a thread's failed assert would only warn)
         assert "backed up 3 reports" in capsys.readouterr().out
         originals = {rid: c.get(f"/v1/reports/{rid}/revisions").json() for rid in ids}
     assert stat.S_IMODE(dest.stat().st_mode) == 0o700  # password hashes and photos: the owner's only

@@ -67,8 +67,9 @@ def test_two_replicas_on_one_postgresql(postgres_url: str, tiny_bundle: Path, id
         with engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(PhotoRow)).scalar_one() == 1
         # both replicas wrote the audit trail, into one intact chain
-        entries, problem = audit.verify(engine)
-        assert problem is None and entries >= 10, problem
+        check = audit.verify(engine)
+        assert check.problem is None and check.entries >= 10, check.problem
+        assert check.sealed_through == check.entries and len(check.key_ids) == 1  # both sealed with the one key
         trail = audit.rows(engine)
         assert {e["desk"] for e in trail if e["action"] == "readings"} == {"gate B"}
         assert {e["desk"] for e in trail if e["action"] == "confirmation"} == {"gate A"}

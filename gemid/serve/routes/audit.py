@@ -1,6 +1,7 @@
 """The audit trail over HTTP, `GET /v1/audit`: for auditors and admins (gemid.serve.access), oldest first,
-in pages that follow `seq` (`after`), so an auditor can fetch what is new since the last look. The chain itself
-is checked with `gemid audit verify`; `gemid audit export` writes it all as JSON lines.
+in pages that follow `seq` (`after`), so an auditor can fetch what is new since the last look. An entry
+carries the seal made with it, if any (gemid.serve.audit). The chain itself is checked with
+`gemid audit verify`; `gemid audit export` writes it all as JSON lines.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from gemid.serve.errors import error_responses
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
+class AuditSealOut(BaseModel):
+    algorithm: str
+    key_id: str
+    value: str = Field(description="base64 Ed25519 signature over 'gemid audit seal\\n{seq}\\n{hash}'")
+
+
 class AuditEntryOut(BaseModel):
     seq: int
     at: str
@@ -30,6 +37,8 @@ class AuditEntryOut(BaseModel):
     detail: str | None
     prev_hash: str
     hash: str
+    seal: AuditSealOut | None = Field(description="the signing key's seal over the chain up to this entry, "
+                                                  "where one was made here")
 
 
 class AuditPage(BaseModel):
