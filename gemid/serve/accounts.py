@@ -71,6 +71,27 @@ def _password_hasher():
     return PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
 
 
+MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_SCORE = 3  # zxcvbn's "safely unguessable": ~10^8 guesses or more
+
+
+def password_problem(password: str, name: str) -> str | None:
+    """Why `password` will not do for the account `name`, or None. Length alone let "password1" and
+    "qwertyuiop" through (an outside try); zxcvbn (Dropbox's estimator, its lists of common passwords, names
+    and keyboard patterns) estimates the guesses an attacker needs, as NIST SP 800-63B asks a check against
+    commonly used passwords."""
+    from zxcvbn import zxcvbn
+
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"a password needs {MIN_PASSWORD_LENGTH} characters or more"
+    found = zxcvbn(password[:100], user_inputs=[name, *name.split(), "gemid", "gemstone"])
+    if found["score"] < MIN_PASSWORD_SCORE:
+        why = found["feedback"]["warning"] or "it would be guessed quickly"
+        hint = " ".join(found["feedback"]["suggestions"]) or "A few uncommon words in a row are easier to remember."
+        return f"that password is too easy to guess: {why.rstrip('.')}. {hint}"
+    return None
+
+
 def hash_password(password: str) -> str:
     return _password_hasher().hash(password)
 
@@ -103,8 +124,16 @@ def _insert(engine: Engine, **row: object) -> None:
         raise AccountError(f"an account or key named '{row['name']}' exists already") from exc
 
 
+def _checked_password(password: str, name: str) -> None:
+    problem = password_problem(password, name)
+    if problem:
+        raise AccountError(problem)
+
+
 def add_user(engine: Engine, name: str, role: str, desk: str | None, password: str | None) -> None:
     _checked(name, role)
+    if password is not None:
+        _checked_password(password, name)
     _insert(engine, name=name, kind="user", role=role, desk=desk or None,
             password_hash=hash_password(password) if password else None)
 
@@ -112,6 +141,7 @@ def add_user(engine: Engine, name: str, role: str, desk: str | None, password: s
 def set_password(engine: Engine, name: str, password: str) -> None:
     """A new password ends the user's sessions and outstanding sign-in links: a reset is what follows a
     suspected compromise (an outside try stayed signed in, and an old link still worked, after one)."""
+    _checked_password(password, name)
     with engine.begin() as conn:
         account = conn.execute(select(AccountRow.id).where(AccountRow.name == name, AccountRow.kind == "user",
                                                            AccountRow.revoked_at.is_(None))).scalar_one_or_none()

@@ -129,8 +129,6 @@ def _users_add(args: argparse.Namespace) -> int:
     from gemid.serve import accounts
 
     password = None if args.no_password else _read_password(args.password_stdin)
-    if password is not None and len(password) < 8:
-        return _fail("a password needs 8 characters or more")
     engine = _engine()
     accounts.add_user(engine, args.name, args.role, args.desk, password)
     cli_audit(engine, "user_added", f"user {args.name} ({args.role}, desk {args.desk or '-'})")
@@ -162,8 +160,6 @@ def _users_password(args: argparse.Namespace) -> int:
     from gemid.serve import accounts
 
     password = _read_password(args.password_stdin)
-    if len(password) < 8:
-        return _fail("a password needs 8 characters or more")
     engine = _engine()
     accounts.set_password(engine, args.name, password)
     cli_audit(engine, "password_set", f"password of {args.name}")

@@ -246,3 +246,18 @@ def test_removed_or_forged_seals_are_seen(env, tmp_path):
         _rewrite(conn, lambda row: row.update(actor="nobody") if row["seq"] == 1 else None)
     stripped = _tamper(env, strip)
     assert stripped.returncode == 1 and "entry 1" in stripped.stderr and "no seal covers it" in stripped.stderr
+
+
+def test_a_common_or_quickly_guessed_password_is_refused(env):
+    # an outside try set "password1" and "qwertyuiop": eight characters were the only rule
+    for weak, why in (("password1", "very common password"), ("qwertyuiop", "common password"),
+                      ("nadia2026", "too easy to guess"), ("short", "8 characters")):
+        added = gemid(env, "users", "add", "nadia", "--role", "auditor", "--password-stdin", stdin=weak + "\n")
+        assert added.returncode == 1 and why in added.stderr, (weak, added.stderr)
+    listed = gemid(env, "keys", "list")
+    assert "nadia" not in listed.stdout  # nothing was added
+    assert gemid(env, "users", "add", "nadia", "--role", "auditor", "--password-stdin",
+                 stdin="brass lantern monsoon\n").returncode == 0
+    changed = gemid(env, "users", "password", "nadia", "--password-stdin", stdin="iloveyou\n")
+    assert changed.returncode == 1 and "too easy to guess" in changed.stderr
+    assert "password_set" not in gemid(env, "audit", "export").stdout  # refused before anything changed
