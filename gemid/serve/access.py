@@ -204,6 +204,10 @@ class AccessMiddleware:
         headers = Headers(scope=scope)
         allowed = state.allowed_hosts
         if path not in PROBES and allowed is not None and host_name(headers.get("host", "")) not in allowed:
+            address = (scope.get("client") or ("unknown", 0))[0]
+            if not self.per_address.take(address):  # on the trail (DNS rebinding tries), within the address's rate
+                audit.update(action="denied", params={}, unsafe=False, address=address,
+                             detail=f"{method} {path[:200]} to host {headers.get('host', '')[:100]!r}: host not allowed")
             await refuse(400, "host_not_allowed", f"this service does not answer to the host name "
                          f"'{headers.get('host', '')[:100]}'; add it to GEMID_ALLOWED_HOSTS")
             return

@@ -210,6 +210,10 @@ def test_host_names_not_configured_are_refused_but_probes_answer(keyed):
     for host in ("localhost:8000", "127.0.0.1", "[::1]:9000"):
         assert c.get("/v1/reports", headers={"Host": host, **bearer(keys["admin"])}).status_code == 200, host
     assert c.get("/healthz", headers={"Host": "10.1.2.3:8000"}).status_code == 200
+    time.sleep(0.3)  # refusals are queued like views: let the writer commit them
+    trail = c.get("/v1/audit", params={"action": "denied"}, headers=bearer(keys["admin"])).json()["entries"]
+    refused = [e["detail"] for e in trail if "host not allowed" in (e["detail"] or "")]
+    assert len(refused) == 6 and any("'evil.example'" in d for d in refused), refused  # rebinding tries, on the trail
 
 
 def test_allowed_hosts_from_the_settings(tmp_path, tiny_bundle, identifier):
