@@ -57,6 +57,13 @@ def translate(lang: str, key: str, **values: object) -> str:
                   else f"{opening}{values[m.group(1)]}{closing}", text)
 
 
+def hue_name(lang: str, hue: str) -> str:
+    """A GIA hue name ("slightly bluish green") in `lang` (the catalogue's `hue.` keys); as written when the
+    catalogue lacks it, as the page's `hueName` does."""
+    table = catalogues()
+    return table.get(lang, {}).get(f"hue.{hue}") or table["en"].get(f"hue.{hue}") or hue
+
+
 def language_of(lang: str | None, accept: str) -> str:
     """?lang=, else the first of the caller's Accept-Language that the catalogue has (as the page picks)."""
     if lang:

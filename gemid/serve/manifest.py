@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gemid.report import DECISIONS, Report, table_row
-from gemid.serve.catalogue import RTL, catalogues, translate
+from gemid.serve.catalogue import RTL, catalogues, hue_name, translate
 
 if TYPE_CHECKING:  # fpdf2 is imported when a manifest is made, not when the service starts
     import numpy as np
@@ -177,7 +177,8 @@ def colour_words(lang: str, r: Report) -> str:
         return "—"
     if c.status != "graded" or c.tone is None or c.saturation is None:
         return _grade_words(lang, c.status)
-    return translate(lang, "colour.brief", hue=c.hue, tone=c.tone.value, saturation=c.saturation.value)
+    return translate(lang, "colour.brief", hue=hue_name(lang, c.hue or ""), tone=c.tone.value,
+                     saturation=c.saturation.value)
 
 
 def clarity_words(lang: str, r: Report) -> str:

@@ -57,6 +57,7 @@ HUES: tuple[tuple[str, str, float], ...] = (
     ("V", "violet", 308.0),
     ("vP", "violetish purple", 317.0),
 )
+NEUTRALS = ("colourless", "neutral grey", "black")  # the names of a colour too faint or dark for a hue
 _CENTRES = np.array([h for _, _, h in HUES])
 NEUTRAL_CHROMA = 4.0
 
@@ -124,7 +125,7 @@ def grade_lab(lab: tuple[float, float, float] | np.ndarray) -> Grades:
     tone = tone_of(L)
     sat = saturation_of(c)
     if c < NEUTRAL_CHROMA or tone in (0, 10):
-        code, name = "N", ("black" if tone >= 9 else "colourless" if tone <= 1 else "neutral grey")
+        code, name = "N", (NEUTRALS[2] if tone >= 9 else NEUTRALS[0] if tone <= 1 else NEUTRALS[1])
         sat = 1
     else:
         code, name, _ = HUES[hue_index(h)]

@@ -1113,6 +1113,11 @@ def test_urdu_page_is_right_to_left_and_fits_a_phone(browser, server: str):
         assert counts.replace("\u2068", "").replace("\u2069", "").startswith("6 پتھر، 1 تصویر میں")
         clarity = rows.first.locator("td.clarity").inner_text()
         assert clarity in ("لاگو نہیں", "اس تصویر سے اندازہ ممکن نہیں") or clarity.isascii()  # a grade stays VVS…
+        # a graded colour in Urdu words, hue included (its English GIA name stays in the cell's title)
+        colours = [(c.inner_text(), c.get_attribute("title") or "") for c in rows.locator("td.colour").all()]
+        graded = [(text, title) for text, title in colours if ", tone " in title]
+        assert graded, colours
+        assert all("ٹون" in text and english_words(text, URDU_ALLOWED) == [] for text, _ in graded), graded
         fits("parcel")
         # a stone's card is English inside the Urdu page: laid out left to right, so "<0.1%" keeps its sign
         # and a sentence its full stop at its end (an outside try saw "0.1%>" and ".tests")

@@ -183,6 +183,9 @@ def test_urdu_manifest_is_shaped_right_to_left_in_nastaliq(desk):
             assert re.split(r"[،—{:]", ur[f"conclusion.{r.conclusion.decision}"])[0].strip() in text
     for code in _codes(settings, reports):
         assert code in text
+    # the colour's hue in Urdu words, not the English GIA name (an open point of issue 32)
+    hues = {r.colour.hue for r in reports if r.colour and r.colour.status == "graded"}
+    assert hues and all(ur[f"hue.{hue}"] in text and hue not in text for hue in hues), hues
     # Accept-Language picks Urdu when ?lang is not given, and ?lang wins over it
     by_header = _text(_pdf(c, "LOT 20", headers={"Accept-Language": "ur-PK, en;q=0.5"}).pages[0])
     assert ur["pdf.title"] in by_header

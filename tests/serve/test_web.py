@@ -304,6 +304,9 @@ def test_every_catalogue_key_has_its_urdu_and_every_used_key_exists():
         used |= set(re.findall(r"""translate\(\w+, ["']([\w.]+)["']""", source))
     used |= {f"test.{s}" for s in ("refractive_index", "birefringence", "specific_gravity", "optic_character",
                                    "optic_sign", "pleochroism", "uv_fluorescence", "spectroscope", "magnification")}
+    from gemid.vision.colour_scales import HUES, NEUTRALS
+
+    used |= {f"hue.{name}" for name in [*(n for _, n, _ in HUES), *NEUTRALS]}  # js/stones.js hueName, the PDF
     used |= {f"stones.col.{c}" for c in ("n", "where", "decision", "conclusion", "top3", "shape", "colour", "clarity",
                                          "next", "readings")}
     assert len(used) > 140

@@ -146,6 +146,13 @@ function sizeLine(row) {
   return parts.length ? h('span', { class: 'size', title: title.join('; ') || null }, parts.join(' · ')) : null;
 }
 
+/** A GIA hue name ("slightly bluish green") in the page's language; as written when the catalogue lacks it. */
+export function hueName(name) {
+  const key = `hue.${name}`;
+  const words = t(key);
+  return words === key ? name : words;
+}
+
 /** A grade's words for a table cell: "cannot judge from this photo" without its reason, a colour without the
  * scale's names ("green, tone 5, saturation 5"); the cell's title keeps the whole text. */
 export function brief(text) {
@@ -153,7 +160,7 @@ export function brief(text) {
   if (words.startsWith('does not apply')) return t('grade.not_applicable');
   if (words.startsWith('cannot judge')) return t('grade.cannot_judge');
   const graded = /^(.*), tone (\d+)[^,]*, saturation (\d+)/.exec(words);
-  if (graded) return t('colour.brief', { hue: graded[1], tone: graded[2], saturation: graded[3] });
+  if (graded) return t('colour.brief', { hue: hueName(graded[1]), tone: graded[2], saturation: graded[3] });
   return words.replace(/\s*\([^)]*\)/g, '');
 }
 
