@@ -147,7 +147,7 @@ def test_a_runtime_install_identifies_and_serves(tmp_path):
     server = start(tmp_path / "data", bundle, port, PYTHONPATH=str(site))
     try:
         wait_ready(server, base, timeout=120)
-        auth = bearer(cli_key(tmp_path / "data", "technician", PYTHONPATH=str(site)))
+        auth = bearer(cli_key(tmp_path / "data", "technician", "desk-1", PYTHONPATH=str(site)))
         r = httpx2.post(f"{base}/v1/identify", files=[("images", ("ruby.jpg", photo, "image/jpeg"))], timeout=60,
                         headers=auth)
         assert r.status_code == 200, r.text

@@ -107,13 +107,18 @@ def check_password(stored: str | None, password: str) -> bool:
         return False
 
 
-def _checked(name: str, role: str) -> None:
+def _checked(name: str, role: str, desk: str | None) -> None:
     import re
 
     if not re.fullmatch(NAME_PATTERN, name or ""):
         raise AccountError(f"'{name}' is not a usable name: 1-100 letters, digits, space, . _ @ -")
     if role not in ROLES:
         raise AccountError(f"unknown role '{role}'; one of: {', '.join(ROLES)}")
+    if role == "technician" and not (desk or "").strip():
+        # a technician sees its desk's reports only; without a desk it saw every report made without one (a
+        # supervisor's, another desk-less technician's), an outside try found
+        raise AccountError("a technician works at a desk and sees that desk's reports only: give --desk "
+                           "(e.g. --desk main for a lab with one desk)")
 
 
 def _insert(engine: Engine, **row: object) -> None:
@@ -131,7 +136,7 @@ def _checked_password(password: str, name: str) -> None:
 
 
 def add_user(engine: Engine, name: str, role: str, desk: str | None, password: str | None) -> None:
-    _checked(name, role)
+    _checked(name, role, desk)
     if password is not None:
         _checked_password(password, name)
     _insert(engine, name=name, kind="user", role=role, desk=desk or None,
@@ -153,7 +158,7 @@ def set_password(engine: Engine, name: str, password: str) -> None:
 
 def create_key(engine: Engine, name: str, role: str, desk: str | None) -> str:
     """A new API key; the token is returned once and only its SHA-256 is stored."""
-    _checked(name, role)
+    _checked(name, role, desk)
     token = new_token()
     _insert(engine, name=name, kind="key", role=role, desk=desk or None, key_sha256=token_hash(token))
     return token

@@ -300,7 +300,7 @@ def test_a_disabled_user_is_said_to_be_disabled_and_can_be_enabled_again(keyed, 
 
 def test_failed_sign_ins_wait_longer_each_time(keyed, settings):
     c, _keys, _rid = keyed
-    _user(settings, "bilal", "technician")
+    _user(settings, "bilal", "technician", desk="desk-1")
     codes = [c.post("/v1/session", json={"name": "bilal", "password": f"guess {i}"}).status_code for i in range(4)]
     assert codes == [401, 401, 401, 401]
     r = c.post("/v1/session", json={"name": "bilal", "password": "correct horse"})

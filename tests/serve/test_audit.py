@@ -52,6 +52,9 @@ def test_each_action_is_recorded_and_the_chain_verifies(env, tmp_path, tiny_bund
     assert added.returncode == 0, added.stderr
     assert gemid(env, "keys", "create", "--name", "sup", "--role", "admin").returncode == 1  # the name is taken
     assert "unknown role" in gemid(env, "keys", "create", "--name", "x", "--role", "boss").stderr
+    # a technician without a desk would see every report made without one: refused, saying what to give
+    deskless = gemid(env, "keys", "create", "--name", "x", "--role", "technician")
+    assert deskless.returncode == 1 and "give --desk" in deskless.stderr, deskless.stderr
 
     settings = make_settings(Path(env["GEMID_DATA_DIR"]), tiny_bundle, db_url=env["GEMID_DB_URL"],
                              signing_key=Path(env["GEMID_SIGNING_KEY"]))
@@ -125,7 +128,7 @@ def _tamper(env: dict[str, str], change) -> subprocess.CompletedProcess:
 
 def test_an_edited_deleted_or_truncated_entry_breaks_the_chain(env):
     for i in range(5):
-        assert gemid(env, "keys", "create", "--name", f"k{i}", "--role", "technician").returncode == 0
+        assert gemid(env, "keys", "create", "--name", f"k{i}", "--role", "technician", "--desk", "d1").returncode == 0
     assert gemid(env, "audit", "verify").returncode == 0
 
     edited = _tamper(env, lambda c: c.execute(update(AuditRow).where(AuditRow.seq == 3).values(actor="someone else")))
@@ -136,7 +139,7 @@ def test_an_edited_deleted_or_truncated_entry_breaks_the_chain(env):
 
 def test_removing_the_last_entries_is_seen(env):
     for i in range(3):
-        assert gemid(env, "keys", "create", "--name", f"k{i}", "--role", "technician").returncode == 0
+        assert gemid(env, "keys", "create", "--name", f"k{i}", "--role", "technician", "--desk", "d1").returncode == 0
     cut = _tamper(env, lambda c: c.execute(delete(AuditRow).where(AuditRow.seq == 3)))
     assert cut.returncode == 1 and "removed from the end" in cut.stderr, cut.stderr
 
@@ -191,7 +194,7 @@ def _rewrite(conn, change) -> None:
 
 def test_a_rewritten_chain_no_longer_matches_its_seals(env, tmp_path):
     for i in range(3):
-        assert gemid(env, "keys", "create", "--name", f"k{i}", "--role", "technician").returncode == 0
+        assert gemid(env, "keys", "create", "--name", f"k{i}", "--role", "technician", "--desk", "d1").returncode == 0
     before = gemid(env, "audit", "verify")  # no service has run: no key yet, so the console could not seal
     assert before.returncode == 0 and "no seal yet" in before.stdout and "entries 1..3" in before.stdout
     store = ReportStore.open(_settings(env).database_url)
@@ -202,7 +205,7 @@ def test_a_rewritten_chain_no_longer_matches_its_seals(env, tmp_path):
                      signer)
     finally:
         store.close()
-    assert gemid(env, "keys", "create", "--name", "k3", "--role", "technician").returncode == 0  # reads the key
+    assert gemid(env, "keys", "create", "--name", "k3", "--role", "technician", "--desk", "d1").returncode == 0  # reads the key
     intact = gemid(env, "audit", "verify")
     assert intact.returncode == 0 and f"sealed through entry 5 by key {signer.key_id}" in intact.stdout
 
