@@ -38,7 +38,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gemid.gemmology.conclusion import PRIOR_LOOKALIKE, conclude  # noqa: E402
+from gemid.gemmology.conclusion import PRIOR_LOOKALIKE, conclude, exclusion_tests  # noqa: E402
 from gemid.gemmology.guidance import recommend  # noqa: E402
 from gemid.gemmology.instruments import (  # noqa: E402
     REFRACTOMETER_LIMIT,
@@ -287,7 +287,8 @@ def guidance_after_readings(stones: list[Stone], table: PropertyTable, top_k: in
     the look-alikes a recommended test says it "also rules out" that the readings have already ruled out
     (measured_fit fails), with the readings given to guidance and, for comparison, without them."""
     lookalikes = sorted(table.lookalikes(), key=lambda m: -len(m.name))  # "lead glass" before "glass"
-    out = {mode: {"advice": 0, "tests": 0, "named": 0, "already_out": 0} for mode in ("readings", "blind")}
+    out = {mode: {"advice": 0, "tests": 0, "named": 0, "already_out": 0, "empty_named": 0}
+           for mode in ("readings", "blind")}
     for s in stones:
         ranked = sorted(s.probs.items(), key=lambda kv: -kv[1])[:top_k]
         cands = [Candidate(label=lab, probability=min(1.0, max(0.0, p))) for lab, p in ranked]
@@ -295,12 +296,20 @@ def guidance_after_readings(stones: list[Stone], table: PropertyTable, top_k: in
         for sg in (False, True):
             r = simulate(row, rng, sg=sg, optic=False)
             obs = Observed.from_readings(r)
-            combined = list(rerank(cands, r, model_labels=list(s.probs)).combined)
+            rr = rerank(cands, r, model_labels=list(s.probs))
+            combined = list(rr.combined)
+            # as the report does: the tests the conclusion's reason names for its look-alikes are offered too
+            conclusion = conclude(_photo_result(cands), rr, table=table)
+            exclude = exclusion_tests(conclusion, r, table)
             for mode in out:
-                res = recommend(combined, available=tests_left(r), readings=r if mode == "readings" else None)
+                res = recommend(combined, available=tests_left(r), readings=r if mode == "readings" else None,
+                                exclude=exclude if mode == "readings" else None)
                 o = out[mode]
                 o["advice"] += 1
                 o["tests"] += len(res.recommended)
+                offered = {t.test for t in res.recommended}
+                # a reason that says "the <instrument> can" above a list without that test (an outside try)
+                o["empty_named"] += int(bool(set(exclude) - offered))
                 for t in res.recommended:
                     clause = re.search(r"Also rules out (.*?)\. Expected", t.why)
                     for part in re.split(r", | and ", clause.group(1)) if clause else []:
@@ -394,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         for mode, o in g.items():
             print(f"guidance after the readings ({'readings given to it' if mode == 'readings' else 'blind to them'}): "
                   f"{o['tests'] / max(1, o['advice']):.2f} tests per stone; look-alikes a test offers to rule out "
-                  f"that the readings already ruled out: {o['already_out']} of {o['named']}")
+                  f"that the readings already ruled out: {o['already_out']} of {o['named']}; stones whose "
+                  f"conclusion names a desk test for a look-alike that the list lacks: {o['empty_named']}")
     print(f"{time.perf_counter() - t0:.1f} s")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))

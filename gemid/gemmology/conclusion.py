@@ -78,10 +78,10 @@ def photo_cannot_exclude(label: str | None, table: PropertyTable) -> list[str]:
     return [m.name for m in table.lookalikes() if label in m.lookalike_of][:MAX_PHOTO_LOOKALIKES]
 
 
-def desk_test(label: str, name: str, readings: Readings | None, table: PropertyTable, *,
-              done: bool = False) -> str | None:
-    """The instrument of the test not yet taken (`done`: of those taken) that best tells `label` from the
-    look-alike `name`, or None when none does (their outcomes overlap by DESK_APART or more on each)."""
+def desk_test_key(label: str, name: str, readings: Readings | None, table: PropertyTable, *,
+                  done: bool = False) -> str | None:
+    """The test not yet taken (`done`: of those taken) that best tells `label` from the look-alike `name`, or
+    None when none does (their outcomes overlap by DESK_APART or more on each)."""
     rows = table.rows_for(label)
     m = next((x for x in table.lookalikes() if x.name == name), None)
     if not rows or m is None:
@@ -90,7 +90,30 @@ def desk_test(label: str, name: str, readings: Readings | None, table: PropertyT
     overlaps = {t: float(np.minimum(mixture_distribution(rows, t), mixture_distribution((m,), t)).sum())
                 for t in sorted(tests)}
     best = min(overlaps, key=lambda t: (overlaps[t], -TESTS[t].practicality), default=None)
-    return TESTS[best].instrument if best is not None and overlaps[best] < DESK_APART else None
+    return best if best is not None and overlaps[best] < DESK_APART else None
+
+
+def desk_test(label: str, name: str, readings: Readings | None, table: PropertyTable, *,
+              done: bool = False) -> str | None:
+    """The instrument of `desk_test_key`'s test (what the reason names), or None."""
+    key = desk_test_key(label, name, readings, table, done=done)
+    return TESTS[key].instrument if key is not None else None
+
+
+def exclusion_tests(conclusion: Conclusion, readings: Readings | None,
+                    table: PropertyTable | None = None) -> dict[str, list[str]]:
+    """The tests not yet taken that the conclusion's reason says can exclude a look-alike it names (test key ->
+    the look-alikes): the guidance recommends each of them, so a reason that says "the UV lamp can" never
+    stands above an empty list of tests (an outside try found that on an emerald with RI and SG)."""
+    if readings is None or conclusion.label is None or conclusion.decision not in ("identified", "uncertain"):
+        return {}
+    table = table or default_table()
+    found: dict[str, list[str]] = {}
+    for name in conclusion.cannot_exclude:
+        key = desk_test_key(conclusion.label, name, readings, table)
+        if key is not None:
+            found.setdefault(key, []).append(name)
+    return found
 
 
 def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list[Material]:
@@ -242,10 +265,18 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
     if rr.fits_none:
         # what was judged by eye fits none of the candidates beyond the usual misjudgements (the re-ranking's flag
         # says so): it only weighs, as it is often misjudged (a quartz seen down its optic axis reads SR), so it
-        # is named for a repeat rather than overruling the measured readings
+        # is named for a repeat rather than overruling the measured readings; but a stone is not "identified"
+        # while one of its readings says "refer if it stands" (an outside try: a citrine photo, quartz RI and
+        # SG, and SR, was "identified Citrine 86 %" above a flag to refer it)
         # the tests judged by eye are those without a numeric error (instruments.TESTS)
         seen = _join([TESTS[t].instrument for t in tests_done(rr.readings) if TESTS[t].sigma is None])
-        reason += f" The {seen} reading fits none of the photo's candidates: repeat it, and refer the stone if it stands."
+        misfit = f"the {seen} reading fits none of the photo's candidates: repeat it, and refer the stone if it stands."
+        if decision == "identified":
+            decision = "uncertain"
+            reason = (f"The measured readings fit {best.label} (combined probability {_percent(p)}), but "
+                      + misfit)
+        else:
+            reason += " " + misfit[0].upper() + misfit[1:]
     unsaid = [n for n in cannot_exclude if not (doubted and rival is not None and n == _name(rival))]
     # the rival the reason already named is not said twice (it stays in cannot_exclude); a look-alike a test
     # still to take tells apart is the desk's to exclude, the rest a laboratory's

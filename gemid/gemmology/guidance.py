@@ -11,7 +11,7 @@ look-alikes as they weighed the candidates: glass that a birefringence has ruled
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -312,9 +312,13 @@ def recommend(
     max_tests: int = 3,
     table: PropertyTable | None = None,
     readings: Readings | None = None,
+    exclude: Mapping[str, Sequence[str]] | None = None,
 ) -> TestsResult:
     """Rank the available tests by how well they separate the candidates; explain each in plain words.
-    `readings`, those already taken (the candidates then re-ranked with them), weigh the look-alikes."""
+    `readings`, those already taken (the candidates then re-ranked with them), weigh the look-alikes.
+    `exclude` (test -> look-alikes, `conclusion.exclusion_tests`) are tests the conclusion says can exclude a
+    look-alike it names: each is recommended after the others even when, the look-alike being improbable, it
+    would resolve too little of the uncertainty to make the list."""
     if max_tests < 1:
         raise GemidInputError("max_tests must be at least 1", code="bad_request")
     tests = _check_tests(available)
@@ -337,22 +341,45 @@ def recommend(
         scored.append((gain * TESTS[test].practicality, order, gain, own_gain, test))
     scored.sort(key=lambda s: (-s[0], s[1]))
     recommended: list[TestRecommendation] = []
+    wanted = {t: list(names) for t, names in (exclude or {}).items() if t in tests and names}
+    later: list[tuple[str, float]] = []
     for _, _, gain, own_gain, test in scored:
         separation = min(1.0, gain / h_prior) if h_prior > 0 else 0.0
-        if separation < MIN_SEPARATION or len(recommended) >= max_tests:
+        if (separation < MIN_SEPARATION or len(recommended) >= max_tests
+                # it would only split imitations while the real candidates all read the same
+                or (len(own) > 1 and own_gain < MIN_SEPARATION * h_own)):
+            if test in wanted:
+                later.append((test, separation))
             continue
-        if len(own) > 1 and own_gain < MIN_SEPARATION * h_own:
-            continue  # it would only split imitations while the real candidates all read the same
-        expected = [
-            ExpectedValue(label=lab, expected=expected_for(h.rows[lab], test))
-            for c in considered
-            for h in hyps
-            if not h.lookalike
-            for lab in h.labels
-            if lab == c.label
-        ]
         recommended.append(TestRecommendation(
             test=test, instrument=TESTS[test].instrument, separation=round(separation, 4),
-            why=_why(test, hyps, separation), expected=expected,
+            why=_why(test, hyps, separation), expected=_expected(test, considered, hyps),
         ))
+    for test, separation in later:
+        recommended.append(TestRecommendation(
+            test=test, instrument=TESTS[test].instrument, separation=round(separation, 4),
+            why=_why_exclusion(test, considered[0].label, wanted[test], table),
+            expected=_expected(test, considered, hyps)))
     return TestsResult(recommended=recommended, colour_decides=colour)
+
+
+def _expected(test: str, considered: Sequence[Candidate], hyps: list[_Hypothesis]) -> list[ExpectedValue]:
+    return [ExpectedValue(label=lab, expected=expected_for(h.rows[lab], test))
+            for c in considered for h in hyps if not h.lookalike for lab in h.labels if lab == c.label]
+
+
+def _why_exclusion(test: str, label: str, names: Sequence[str], table: PropertyTable) -> str:
+    """Why a test that resolves little of the uncertainty is still recommended: it excludes a look-alike that
+    the readings so far do not."""
+    spec = TESTS[test]
+    rows = table.rows_for(label)
+    found = {m.name: m for m in table.lookalikes()}
+    theirs = ", ".join(f"{display_name(n)} {expected_for((found[n],), test)}" for n in names if n in found)
+    ours = f"{label} {expected_for(rows, test)}" if rows else label
+    return (f"{spec.action}: {ours}; {theirs}. The readings so far do not exclude "
+            f"{_join_names([display_name(n) for n in names])}, and this test tells "
+            f"{'it' if len(names) == 1 else 'them'} from {label} ({spec.precision}).")
+
+
+def _join_names(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]

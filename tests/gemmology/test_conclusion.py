@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from bench_loader import bench_module
 
-from gemid.gemmology.conclusion import NEXT_TEST, conclude, desk_test, lab_note, no_test_left
+from gemid.gemmology.conclusion import NEXT_TEST, conclude, desk_test, exclusion_tests, lab_note, no_test_left
 from gemid.gemmology.guidance import recommend
 from gemid.gemmology.instruments import TESTS, sigma_sg
 from gemid.gemmology.likelihood import Observed, measured_fit
@@ -145,6 +145,43 @@ def test_eye_judged_readings_that_fit_no_candidate_weigh_and_are_named_for_a_rep
     c = conclude(species, rr)
     assert rr.fits_none and (c.decision, c.label) == ("uncertain", "Citrine") and "Glass" in c.cannot_exclude
     assert "polariscope reading fits none of the photo's candidates: repeat it" in c.reason
+
+
+def test_a_confident_photo_is_not_identified_while_an_eye_judged_reading_fits_nothing():
+    """An outside try: a citrine photo at 99.6 %, quartz's RI and SG and the polariscope's SR was "identified
+    Citrine 86 %" while the re-ranking's flag said to refer it. It stays the likeliest, but uncertain until the
+    reading is repeated, and the reason does not say the readings confirm the photo."""
+    cands = [Candidate(label="Citrine", probability=0.996), Candidate(label="Beryl Golden", probability=0.002),
+             Candidate(label="Hessonite", probability=0.002)]
+    species = SpeciesResult(decision="identified", reason="photo", top=cands)
+    rr = rerank(cands, Readings(ri=1.544, sg=2.65, optic="SR"))
+    c = conclude(species, rr)
+    assert rr.fits_none and (c.decision, c.label) == ("uncertain", "Citrine"), c
+    assert "confirm the photo" not in c.reason and "repeat it, and refer the stone if it stands" in c.reason
+    measured = conclude(species, rerank(cands, Readings(ri=1.544, sg=2.65)))  # without the polariscope: settled
+    assert measured.decision == "identified"
+
+
+def test_every_desk_test_the_reason_names_for_a_look_alike_is_offered():
+    """An outside try: an emerald with RI and SG read "the long-wave UV lamp can" exclude flux synthetic emerald
+    above an empty list of tests (the look-alike too improbable for the UV test to make the list by itself)."""
+    cands = [Candidate(label="Emerald", probability=0.97), Candidate(label="Aquamarine", probability=0.02),
+             Candidate(label="Beryl Golden", probability=0.01)]
+    species = SpeciesResult(decision="identified", reason="photo", top=cands)
+    readings = Readings(ri=1.577, sg=2.72)
+    rr = rerank(cands, readings)
+    c = conclude(species, rr)
+    exclude = exclusion_tests(c, readings)
+    assert exclude and all(f"the {TESTS[t].instrument} can" in c.reason for t in exclude), (exclude, c.reason)
+    left = left_tests(readings)
+    plain = {t.test for t in recommend(list(rr.combined), available=left, readings=readings).recommended}
+    assert not set(exclude) <= plain  # the case itself: guidance alone leaves one out
+    offered = recommend(list(rr.combined), available=left, readings=readings, exclude=exclude).recommended
+    assert set(exclude) <= {t.test for t in offered}
+    for t in offered:
+        if t.test not in plain:  # an exclusion test says what it excludes
+            assert all(n.lower() in t.why.lower() for n in exclude[t.test]) and "do not exclude" in t.why, t.why
+    assert exclusion_tests(c, None) == {} and exclusion_tests(c.model_copy(update={"decision": "refer"}), readings) == {}
 
 
 def test_a_referral_names_the_photos_own_candidate_that_fits_and_why_it_lost():
