@@ -58,11 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     ver = a.add_parser("verify", help="check the chain and its seals; exit 1 naming the first broken entry")
     ver.add_argument("--key", action="append", metavar="PUBLIC.pem",
-                     help="check the seals against this public key (kept outside the database; repeat for "
-                          "rotated keys) instead of the keys the store lists")
+                     help="check the seals against this public key, or the JSON of GET /v1/keys, kept outside the "
+                          "database (repeatable) instead of the keys the store lists")
+    ver.add_argument("--data-dir", help="the store (GEMID_DATA_DIR)")
     ver.set_defaults(func=_verify)
     exp = a.add_parser("export", help="every entry as JSON lines (stdout, or --out FILE)")
     exp.add_argument("--out", help="file to write (default: standard output)")
+    exp.add_argument("--data-dir", help="the store (GEMID_DATA_DIR)")
     exp.set_defaults(func=_export)
 
 
@@ -93,10 +95,13 @@ def cli_audit(engine: Any, action: str, detail: str) -> None:
     from gemid.serve.keys import console_signer
     from gemid.serve.settings import Settings
 
+    settings = Settings()
     audit.ensure_head(engine)
     who = f"cli:{getpass.getuser()}"
+    signer = console_signer(settings, engine)
+    sealing = audit.Sealing(signer, settings.data_dir / audit.ANCHOR_FILE) if signer is not None else None
     audit.append(engine, [audit.AuditEntry(action=action, actor=who[:100], actor_kind="cli", address="console",
-                                           detail=detail)], console_signer(Settings(), engine))
+                                           detail=detail)], sealing)
 
 
 def _fail(message: str) -> int:
@@ -223,25 +228,31 @@ def _list(_args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from gemid import signing
     from gemid.serve import audit
+    from gemid.serve.console import Refused, keys_from_file, open_existing_store, settings_for
 
-    keys = None
-    if args.key:
-        try:
-            publics = [signing.load_public_pem(Path(p).read_bytes()) for p in args.key]
-        except (OSError, ValueError) as exc:
-            return _fail(f"cannot read the public key: {exc}")
-        keys = {signing.key_id(k): k for k in publics}
-    engine = _engine()
-    audit.ensure_head(engine)
-    check = audit.verify(engine, keys)
+    try:
+        keys, retired = None, None
+        for path in args.key or []:  # a PEM, or the JSON of GET /v1/keys (as `gemid verify --key` reads)
+            found, when = keys_from_file(Path(path))
+            keys, retired = {**(keys or {}), **found}, {**(retired or {}), **when}
+        settings = settings_for(args)
+        store = open_existing_store(settings)  # never an empty store made here: "0 entries, intact" would mislead
+    except Refused as exc:
+        return _fail(str(exc)) + 1  # 2: not run (1 is a broken trail)
+    try:
+        audit.ensure_head(store.engine)
+        anchor = audit.read_anchor(settings.data_dir / audit.ANCHOR_FILE)
+        check = audit.verify(store.engine, keys, retired=retired, anchor=anchor)
+    finally:
+        store.close()
     if check.problem:
         print(f"gemid audit verify: the trail breaks at entry {check.broken_at}: {check.problem}", file=sys.stderr)
         return 1
     sealed = (f"sealed through entry {check.sealed_through} by key {', '.join(sorted(check.key_ids))}"
               if check.sealed_through else "no seal yet")
-    print(f"audit trail intact: {check.entries} entries, {sealed}")
+    print(f"audit trail intact: {check.entries} entries, {sealed}"
+          + (f"; this machine sealed through entry {anchor.seq}" if anchor is not None else ""))
     if check.unsealed:
         print(f"entries {check.sealed_through + 1}..{check.entries}: console commands run without the signing "
               "key, sealed by the service when it next starts or writes an entry")
@@ -250,8 +261,12 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from gemid.serve import audit
+    from gemid.serve.console import Refused, open_existing_store, settings_for
 
-    engine = _engine()
+    try:
+        engine = open_existing_store(settings_for(args)).engine
+    except Refused as exc:
+        return _fail(str(exc)) + 1  # 2: not run (1 is a broken trail)
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
         n = 0

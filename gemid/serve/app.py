@@ -25,7 +25,7 @@ from fastapi_offline import FastAPIOffline
 from gemid import __version__
 from gemid.serve.access import AccessMiddleware, document_access
 from gemid.serve.analysis import Analysis, ProcessAnalysis, ThreadAnalysis, load_identifier
-from gemid.serve.audit import AuditWriter
+from gemid.serve.audit import ANCHOR_FILE, AuditWriter, Sealing
 from gemid.serve.data_lock import hold_shared
 from gemid.serve.errors import install_error_handlers
 from gemid.serve.keys import open_signer
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, *, identifier: Identifier | Non
         audit: AuditWriter | None = None
         try:
             store.signer = await to_thread.run_sync(open_signer, settings, store.engine)
-            audit = AuditWriter(store.engine, store.signer)
+            audit = AuditWriter(store.engine, Sealing(store.signer, settings.data_dir / ANCHOR_FILE))
             await audit.start()
             app.state.audit = audit
             in_threads = identifier is not None or settings.analysis == "threads"

@@ -12,6 +12,14 @@ seals cannot show: entries cut from the end together with their seals (`verify` 
 trail is sealed, so an auditor who noted it last time sees it shrink), or a rewrite by someone holding the
 key (`--key` checks against a public key kept outside the database, so a key added to the store is no help).
 
+A seal must never bless what someone else wrote. Before sealing, the sealer checks the trail since the last
+seal (`Sealing.problem`): only console entries may be unsealed there, chained on the sealed hash, and the last
+seal must match its entry. It also keeps, outside the database, the last head it sealed (`audit-anchor.json`
+in the data directory): the trail must still hold that entry with that hash, so a trail rewritten wholesale
+with its seals deleted, or cut back, is refused too. What fails the check is appended unsealed (and logged), so
+the trail stays broken where it was tampered with, for `gemid audit verify` (which checks the anchor too) to
+name. A machine with no anchor yet (a new replica, a store upgraded from before seals) seals what it finds.
+
 Appending must not serialise the service: every entry needs the previous hash, so appends take turns on one
 row (`audit_head`, locked by an UPDATE first: a row lock on PostgreSQL, the write lock on SQLite, so several
 HTTP processes or replicas on one database extend one chain). `AuditWriter` therefore groups entries: a
@@ -28,9 +36,14 @@ import binascii
 import hashlib
 import json
 import logging
+import math
+import os
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from anyio import to_thread
@@ -44,6 +57,9 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64  # the "previous hash" of the first entry
 MAX_GROUP = 500  # entries per transaction at most
+MAX_UNSEALED = 10_000  # console entries a sealer accepts since the last seal (the service seals at its start)
+RETIRED_GRACE = timedelta(minutes=5)  # a rotation's moment: the old key may seal entries dated just after it
+ANCHOR_FILE = "audit-anchor.json"  # in the data directory: the last head this machine sealed
 
 
 @dataclass
@@ -90,18 +106,114 @@ def _lock_head(conn: Any) -> tuple[int, str]:
     return seq, head
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """The last head this machine sealed: (entry, chain hash), kept in a file outside the database."""
+
+    seq: int
+    hash: str
+
+
+def read_anchor(path: Path | None) -> Anchor | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Anchor(int(data["seq"]), str(data["hash"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.error("audit anchor %s unreadable (%s): sealing as if this machine had sealed nothing", path, exc)
+        return None
+
+
+def write_anchor(path: Path, anchor: Anchor) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"seq": anchor.seq, "hash": anchor.hash}))
+    os.replace(tmp, path)
+
+
+class Sealing:
+    """Who seals (the signer) and what this machine last sealed (its anchor file): see the module's docstring.
+    One per process; `append` calls `problem` before sealing and `sealed` after the commit."""
+
+    def __init__(self, sealer: Sealer, anchor_path: Path | None = None) -> None:
+        self.sealer = sealer
+        self.anchor_path = anchor_path
+        self.anchor = read_anchor(anchor_path)
+        self._lock = threading.Lock()
+        self._warned_at = -math.inf
+
+    def problem(self, conn: Any, head_seq: int, head_hash: str) -> str | None:
+        """Why the trail as found (head `head_seq`, `head_hash`) must not be sealed, or None."""
+        anchor = self.anchor
+        if anchor is not None and anchor.seq > 0:
+            if anchor.seq > head_seq:
+                return f"this machine sealed through entry {anchor.seq}, but the trail ends at {head_seq}"
+            found = conn.execute(select(AuditRow.hash).where(AuditRow.seq == anchor.seq)).scalar_one_or_none()
+            if found != anchor.hash:
+                return f"entry {anchor.seq} is not the one this machine sealed (rewritten)"
+        last = conn.execute(select(AuditSealRow).order_by(AuditSealRow.seq.desc()).limit(1)).first()
+        start, prev = (last.seq, last.hash) if last is not None else (0, GENESIS)
+        if last is not None:
+            found = conn.execute(select(AuditRow.hash).where(AuditRow.seq == last.seq)).scalar_one_or_none()
+            if found != last.hash:
+                return f"the seal at entry {last.seq} does not match that entry"
+        elif anchor is None:
+            return None  # nothing sealed here or anywhere yet: a new store, or one from before seals
+        if head_seq - start > MAX_UNSEALED:
+            return f"{head_seq - start} entries since the last seal (entry {start}): more than console commands leave"
+        for found_row in conn.execute(select(*AuditRow.__table__.c).where(AuditRow.seq > start)
+                                      .order_by(AuditRow.seq)):
+            row = dict(found_row._mapping)
+            if row["actor_kind"] != "cli":
+                return f"entry {row['seq']} after the last seal was not written by a console command"
+            if row["prev_hash"] != prev or entry_hash(prev, row) != row["hash"]:
+                return f"entry {row['seq']} after the last seal does not chain on it"
+            prev = row["hash"]
+        if prev != head_hash:
+            return "the head does not match the last entry"
+        return None
+
+    def sealed(self, anchor: Anchor) -> None:
+        with self._lock:
+            if self.anchor is not None and self.anchor.seq >= anchor.seq:
+                return
+            self.anchor = anchor
+            if self.anchor_path is not None:
+                try:
+                    write_anchor(self.anchor_path, anchor)
+                except OSError as exc:
+                    log.error("cannot write the audit anchor %s: %s", self.anchor_path, exc)
+
+    def refused(self, why: str) -> None:
+        """Logged at most once a minute: every append finds the same tampering until someone looks."""
+        now = time.monotonic()
+        if now - self._warned_at >= 60.0:
+            self._warned_at = now
+            log.error("audit trail NOT sealed: %s; the entries are appended unsealed. Run `gemid audit verify`.",
+                      why)
+
+
 def _seal(conn: Any, sealer: Sealer, seq: int, chain_hash: str) -> None:
     kid, value = sealer.sign_bytes(seal_bytes(seq, chain_hash))
     conn.execute(insert(AuditSealRow).values(seq=seq, hash=chain_hash, key_id=kid, signature=value))
 
 
-def append(engine: Engine, entries: list[AuditEntry], sealer: Sealer | None = None) -> None:
+def append(engine: Engine, entries: list[AuditEntry], sealing: Sealing | None = None) -> None:
     """Append `entries` in one transaction, chained on the current head, and seal the new head when given a
-    sealer (without one, e.g. a console command on a machine without the key file, the next seal covers them)."""
+    sealing and the trail as found passes its check (without one, e.g. a console command on a machine without
+    the key file, the next seal covers them)."""
     if not entries:
         return
+    sealed_at: Anchor | None = None
+    why: str | None = None
     with engine.begin() as conn:
         seq, prev = _lock_head(conn)
+        if sealing is not None:
+            why = sealing.problem(conn, seq, prev)
         rows = []
         for entry in entries:
             seq += 1
@@ -110,18 +222,30 @@ def append(engine: Engine, entries: list[AuditEntry], sealer: Sealer | None = No
             rows.append(row)
         conn.execute(insert(AuditRow), rows)
         conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(seq=seq, hash=prev))
-        if sealer is not None:
-            _seal(conn, sealer, seq, prev)
+        if sealing is not None and why is None:
+            _seal(conn, sealing.sealer, seq, prev)
+            sealed_at = Anchor(seq, prev)
+    if sealing is not None:
+        if sealed_at is not None:
+            sealing.sealed(sealed_at)
+        elif why is not None:
+            sealing.refused(why)
 
 
-def seal_head(engine: Engine, sealer: Sealer) -> int | None:
+def seal_head(engine: Engine, sealing: Sealing) -> int | None:
     """Seal the chain's head if its last entry has no seal yet (entries from before seals existed, or left by a
-    console command without the key): the entry sealed, or None."""
+    console command without the key) and the trail passes the check: the entry sealed, or None."""
     with engine.begin() as conn:
         seq, head = _lock_head(conn)
         if seq == 0 or conn.execute(select(AuditSealRow.seq).where(AuditSealRow.seq == seq)).first() is not None:
             return None
-        _seal(conn, sealer, seq, head)
+        why = sealing.problem(conn, seq, head)
+        if why is None:
+            _seal(conn, sealing.sealer, seq, head)
+    if why is not None:
+        sealing.refused(why)
+        return None
+    sealing.sealed(Anchor(seq, head))
     return seq
 
 
@@ -205,12 +329,15 @@ def _seal_problem(seal: Any, row: dict[str, Any], keys: Mapping[str, Ed25519Publ
     return None
 
 
-def verify(engine: Engine, keys: Mapping[str, Ed25519PublicKey] | None = None) -> TrailCheck:
-    """Check the chain and its seals against `keys` (key id -> public key; default: the store's own)."""
+def verify(engine: Engine, keys: Mapping[str, Ed25519PublicKey] | None = None, *,
+           retired: Mapping[str, datetime] | None = None, anchor: Anchor | None = None) -> TrailCheck:
+    """Check the chain and its seals against `keys` (key id -> public key; default: the store's own, with
+    `retired`: key id -> when it retired), and that it still holds this machine's `anchor`."""
     if keys is None:
         from gemid.serve.keys import verification_keys
 
-        keys = verification_keys(engine)[0]
+        keys, retired = verification_keys(engine)
+    retired = retired or {}
     with engine.connect() as conn:
         seals = {r.seq: r for r in conn.execute(select(AuditSealRow))}
     check = TrailCheck()
@@ -229,9 +356,17 @@ def verify(engine: Engine, keys: Mapping[str, Ed25519PublicKey] | None = None) -
             return broken(seq, "its previous hash does not match the entry before it")
         if entry_hash(prev, row) != row["hash"]:
             return broken(seq, "its content does not match its hash (edited)")
+        if anchor is not None and seq == anchor.seq and row["hash"] != anchor.hash:
+            return broken(seq, "it is not the entry this machine sealed (its record in the data directory, "
+                               f"{ANCHOR_FILE}): the trail was rewritten")
         seal = seals.pop(seq, None)
         if seal is not None:
             why = _seal_problem(seal, row, keys)
+            if why is None and seal.key_id in retired:
+                at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
+                if at > retired[seal.key_id] + RETIRED_GRACE:
+                    why = (f"its seal is by key {seal.key_id}, retired at "
+                           f"{retired[seal.key_id].isoformat(timespec='seconds')}, but the entry is dated after it")
             if why:
                 return broken(seq, why)
             check.sealed_through, unsealed_service = seq, None
@@ -242,8 +377,13 @@ def verify(engine: Engine, keys: Mapping[str, Ed25519PublicKey] | None = None) -
     n = check.entries
     with engine.connect() as conn:
         head = conn.execute(select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1)).first()
-    if head is not None and (head[0], head[1]) != (n, prev):
+    if head is not None and head[0] != n:
         return broken(n + 1, f"the trail ends at entry {n} but its head says {head[0]} (entries removed from the end)")
+    if head is not None and head[1] != prev:
+        return broken(n, "the head's hash is not this entry's (the head was edited)")
+    if anchor is not None and anchor.seq > n:
+        return broken(n + 1, f"the trail ends at entry {n}, but this machine sealed through entry {anchor.seq} "
+                             f"(its record in the data directory, {ANCHOR_FILE}): entries removed from the end")
     if seals:
         return broken(n + 1, f"a seal covers entry {min(seals)} but the trail ends at entry {n} "
                              "(entries removed from the end)")
@@ -264,9 +404,9 @@ def export(engine: Engine) -> Iterator[str]:
 class AuditWriter:
     """Group commit of audit entries from one process (see the module's docstring)."""
 
-    def __init__(self, engine: Engine, sealer: Sealer | None = None) -> None:
+    def __init__(self, engine: Engine, sealing: Sealing | None = None) -> None:
         self.engine = engine
-        self.sealer = sealer
+        self.sealing = sealing
         self._queue: list[tuple[AuditEntry, asyncio.Future[None] | None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -274,8 +414,8 @@ class AuditWriter:
 
     async def start(self) -> None:
         await to_thread.run_sync(ensure_head, self.engine)
-        if self.sealer is not None:  # what console commands or an older version left unsealed
-            await to_thread.run_sync(seal_head, self.engine, self.sealer)
+        if self.sealing is not None:  # what console commands or an older version left unsealed
+            await to_thread.run_sync(seal_head, self.engine, self.sealing)
         self._task = asyncio.create_task(self._run())
 
     def add(self, entry: AuditEntry) -> None:
@@ -301,7 +441,7 @@ class AuditWriter:
             while self._queue:
                 group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
                 try:
-                    await to_thread.run_sync(append, self.engine, [e for e, _ in group], self.sealer)
+                    await to_thread.run_sync(append, self.engine, [e for e, _ in group], self.sealing)
                 except Exception as exc:  # the database is down: the requests waiting are told, views logged
                     log.error("could not append %d audit entries: %s", len(group), exc)
                     for _, done in group:

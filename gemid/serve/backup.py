@@ -235,6 +235,10 @@ def _restore(settings: Any, src: Path, manifest: dict[str, Any], *, force: bool)
 
         signing.write_private_key(key_target, signing.load_private_key(src / "signing-key.pem"))
     ReportStore.open(url).close()  # a backup of an older gemid: brought to the current schema
+    from gemid.serve.audit import ANCHOR_FILE
+
+    # this machine's record of the last audit head it sealed is of the store replaced, whose trail went further
+    (settings.data_dir / ANCHOR_FILE).unlink(missing_ok=True)
     if settings.data_dir.is_dir():
         settings.data_dir.chmod(0o700)  # as `gemid serve` keeps it
     return manifest
@@ -277,7 +281,7 @@ def _audit(settings: Any, action: str, detail: str) -> None:
 
 
 def _backup_command(args: argparse.Namespace) -> int:
-    from gemid.serve.trust_cli import Refused, settings_for
+    from gemid.serve.console import Refused, settings_for
 
     try:
         settings = settings_for(args)
@@ -295,7 +299,7 @@ def _backup_command(args: argparse.Namespace) -> int:
 
 
 def _restore_command(args: argparse.Namespace) -> int:
-    from gemid.serve.trust_cli import Refused, settings_for
+    from gemid.serve.console import Refused, settings_for
 
     try:
         settings = settings_for(args)

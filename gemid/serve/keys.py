@@ -48,11 +48,26 @@ class PublicKey:
     retired_at: datetime | None
 
 
+def _named_right(row: Any) -> bool:
+    """A row's key id is its public key's (`signing.key_id`): a PEM swapped under a genuine key's id (an outside
+    try) would otherwise be published and trusted under that id."""
+    try:
+        ok = signing.key_id(signing.load_public_pem(row.public_pem)) == row.key_id
+    except ValueError:
+        ok = False
+    if not ok:
+        log.error("signing key row %s: its public key does not match its id; ignored (the key table was edited)",
+                  row.key_id)
+    return ok
+
+
 def public_keys(engine: Engine) -> list[PublicKey]:
-    """Every key the store has signed with, current first, then newest retired first."""
+    """Every key the store has signed with, current first, then newest retired first (a row whose id is not
+    its key's is left out)."""
     with engine.connect() as conn:
         rows = conn.execute(select(SigningKeyRow)).all()
-    keys = [PublicKey(r.key_id, r.algorithm, r.public_pem, r.created_at, r.retired_at) for r in rows]
+    keys = [PublicKey(r.key_id, r.algorithm, r.public_pem, r.created_at, r.retired_at) for r in rows
+            if _named_right(r)]
     return sorted(keys, key=lambda k: (k.retired_at is not None, -(k.created_at.timestamp())))
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ pytest.register_assert_rewrite("serve_support")
 
 from fastapi.testclient import TestClient  # noqa: E402
 from serve_support import make_settings, stone, upload  # noqa: E402
-from sqlalchemy import delete, text, update  # noqa: E402
+from sqlalchemy import delete, insert, text, update  # noqa: E402
 
 from gemid import signing  # noqa: E402
 from gemid.serve import audit  # noqa: E402
@@ -156,7 +157,7 @@ def test_many_writers_extend_one_chain(env):
 
     url = env["GEMID_DB_URL"].replace("postgresql://", "postgresql+psycopg://")
     stores = [ReportStore.open(url) for _ in range(2)]
-    signers = [open_signer(_settings(env), s.engine) for s in stores]
+    signers = [audit.Sealing(open_signer(_settings(env), s.engine)) for s in stores]
     try:
         def write(store: ReportStore, n: int) -> None:
             for i in range(20):
@@ -200,9 +201,9 @@ def test_a_rewritten_chain_no_longer_matches_its_seals(env, tmp_path):
     store = ReportStore.open(_settings(env).database_url)
     try:
         signer = open_signer(_settings(env), store.engine)  # the service's start: its key, then the head sealed
-        assert audit.seal_head(store.engine, signer) == 3
+        assert audit.seal_head(store.engine, audit.Sealing(signer)) == 3
         audit.append(store.engine, [audit.AuditEntry(action="view", actor="desk-1 scanner", actor_kind="key")],
-                     signer)
+                     audit.Sealing(signer))
     finally:
         store.close()
     assert gemid(env, "keys", "create", "--name", "k3", "--role", "technician", "--desk", "d1").returncode == 0  # reads the key
@@ -220,9 +221,9 @@ def test_a_rewritten_chain_no_longer_matches_its_seals(env, tmp_path):
 def test_removed_or_forged_seals_are_seen(env, tmp_path):
     store = ReportStore.open(_settings(env).database_url)
     try:
-        signer = open_signer(_settings(env), store.engine)
+        sealing = audit.Sealing(open_signer(_settings(env), store.engine))
         for i in range(3):
-            audit.append(store.engine, [audit.AuditEntry(action="view", actor=f"w{i}", actor_kind="key")], signer)
+            audit.append(store.engine, [audit.AuditEntry(action="view", actor=f"w{i}", actor_kind="key")], sealing)
     finally:
         store.close()
     public = tmp_path / "public.pem"
@@ -264,3 +265,119 @@ def test_a_common_or_quickly_guessed_password_is_refused(env):
     changed = gemid(env, "users", "password", "nadia", "--password-stdin", stdin="iloveyou\n")
     assert changed.returncode == 1 and "too easy to guess" in changed.stderr
     assert "password_set" not in gemid(env, "audit", "export").stdout  # refused before anything changed
+
+
+def _service_sealing(env: dict[str, str], store: ReportStore) -> audit.Sealing:
+    """What the service seals with: its key and its record of the last head it sealed (the data directory)."""
+    settings = _settings(env)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return audit.Sealing(open_signer(settings, store.engine), settings.data_dir / audit.ANCHOR_FILE)
+
+
+def _view(n: int) -> list[audit.AuditEntry]:
+    return [audit.AuditEntry(action="view", actor=f"desk {n}", actor_kind="key", desk="d1")]
+
+
+def test_the_service_never_seals_what_someone_else_wrote(env):
+    """An outside try wrote entries straight into the table (one forged on the end; the whole trail rewritten
+    with its seals deleted), then made the service write one: it sealed the forgery, and verify passed."""
+    store = ReportStore.open(_settings(env).database_url)
+    try:
+        sealing = _service_sealing(env, store)
+        for i in range(3):
+            audit.append(store.engine, _view(i), sealing)
+        with store.engine.begin() as conn:  # forged on the end, with a correct hash, no key
+            head = conn.execute(text("SELECT seq, hash FROM audit_head")).one()
+            row = {"seq": head[0] + 1, "at": datetime.now(UTC), "actor": "desk1", "actor_kind": "key", "desk": "d1",
+                   "action": "confirmation", "report_id": None, "address": "10.0.0.9", "detail": "forged"}
+            row["prev_hash"], row["hash"] = head[1], audit.entry_hash(head[1], row)
+            conn.execute(insert(AuditRow).values(**row))
+            conn.execute(update(AuditHeadRow).values(seq=row["seq"], hash=row["hash"]))
+        audit.append(store.engine, _view(9), sealing)  # the service's next entry: appended, not sealed
+        check = audit.verify(store.engine)
+        assert check.broken_at == 4 and "no seal covers it" in check.problem, check
+
+        # a second store, trail rewritten wholesale with every seal deleted: this machine's record refuses it
+        with store.engine.begin() as conn:
+            conn.execute(delete(AuditSealRow))
+            _rewrite(conn, lambda row: row.update(actor_kind="cli"))
+        audit.append(store.engine, _view(10), sealing)
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM audit_seals")).scalar_one() == 0  # nothing blessed
+    finally:
+        store.close()
+    # the console's verify reads the same record: the rewritten entry 3 is not the one this machine sealed
+    rewritten = gemid(env, "audit", "verify")
+    assert rewritten.returncode == 1 and "entry 3" in rewritten.stderr and "this machine sealed" in rewritten.stderr
+
+
+def test_a_cut_trail_and_a_retired_key_s_late_seal_are_seen(env, tmp_path):
+    store = ReportStore.open(_settings(env).database_url)
+    try:
+        sealing = _service_sealing(env, store)
+        for i in range(4):
+            audit.append(store.engine, _view(i), sealing)
+        with store.engine.begin() as conn:  # the last two entries and their seals cut, the head wound back
+            conn.execute(delete(AuditRow).where(AuditRow.seq > 2))
+            conn.execute(delete(AuditSealRow).where(AuditSealRow.seq > 2))
+            kept = conn.execute(text("SELECT hash FROM audit_log WHERE seq = 2")).scalar_one()
+            conn.execute(update(AuditHeadRow).values(seq=2, hash=kept))
+    finally:
+        store.close()
+    cut = gemid(env, "audit", "verify")
+    assert cut.returncode == 1 and "this machine sealed through entry 4" in cut.stderr, cut.stderr
+
+    # a retired key (a leaked old key file) sealing an entry dated after its retirement
+    retired_at = datetime(2026, 1, 1, tzinfo=UTC)
+    store = ReportStore.open(_settings(env).database_url)
+    try:
+        (Path(env["GEMID_DATA_DIR"]) / audit.ANCHOR_FILE).unlink()
+        kid = open_signer(_settings(env), store.engine).key_id
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE signing_keys SET retired_at = :t WHERE key_id = :k"), {"t": retired_at, "k": kid})
+        late = audit.verify(store.engine)
+        assert late.problem and "retired at 2026-01-01" in late.problem and "dated after it" in late.problem
+    finally:
+        store.close()
+
+
+def test_a_public_key_swapped_under_a_genuine_id_is_not_trusted_or_published(env, tmp_path):
+    store = ReportStore.open(_settings(env).database_url)
+    try:
+        signer = open_signer(_settings(env), store.engine)
+        audit.append(store.engine, _view(0), audit.Sealing(signer))
+        theirs = signing.new_private_key()
+        with store.engine.begin() as conn:  # the forger's public key under the genuine key's id, and its seal
+            conn.execute(text("UPDATE signing_keys SET public_pem = :p WHERE key_id = :k"),
+                         {"p": signing.public_pem(theirs.public_key()), "k": signer.key_id})
+            value = base64.b64encode(theirs.sign(audit.seal_bytes(1, conn.execute(
+                text("SELECT hash FROM audit_seals WHERE seq = 1")).scalar_one()))).decode()
+            conn.execute(update(AuditSealRow).where(AuditSealRow.seq == 1).values(signature=value))
+        from gemid.serve.keys import public_keys
+
+        assert public_keys(store.engine) == []  # neither published (GET /v1/keys) nor trusted
+        assert "not among the public keys given" in audit.verify(store.engine).problem
+    finally:
+        store.close()
+
+
+def test_audit_verify_takes_the_keys_json_and_refuses_a_missing_store(env, tmp_path):
+    store = ReportStore.open(_settings(env).database_url)
+    try:
+        signer = open_signer(_settings(env), store.engine)
+        audit.append(store.engine, _view(0), audit.Sealing(signer))
+        from gemid.serve.keys import public_keys
+
+        listed = [{"key_id": k.key_id, "algorithm": k.algorithm, "public_pem": k.public_pem,
+                   "created_at": k.created_at.isoformat(), "retired_at": None} for k in public_keys(store.engine)]
+    finally:
+        store.close()
+    keys_json = tmp_path / "keys.json"
+    keys_json.write_text(json.dumps({"keys": listed}))  # as GET /v1/keys answers
+    ok = gemid(env, "audit", "verify", "--key", str(keys_json))
+    assert ok.returncode == 0 and f"by key {signer.key_id}" in ok.stdout, ok.stderr
+    if env["GEMID_DB_URL"].startswith("sqlite"):
+        nowhere = gemid({**env, "GEMID_DATA_DIR": str(tmp_path / "nowhere"),
+                         "GEMID_DB_URL": f"sqlite:///{tmp_path / 'nowhere' / 'gemid.db'}"}, "audit", "verify")
+        assert nowhere.returncode == 2 and "no store at" in nowhere.stderr, nowhere
+        assert not (tmp_path / "nowhere").exists()  # none made: "intact: 0 entries" would have misled
