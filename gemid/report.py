@@ -36,7 +36,8 @@ from gemid.errors import GemidInputError
 Decision = Literal["identified", "uncertain", "rejected"]
 
 DISCLAIMER = (
-    "Preliminary identification from a photograph only. It is not a certificate: confirm the species "
+    "Preliminary identification from a photograph and the readings entered with it, if any. It is not a "
+    "certificate: confirm the species "
     "with standard gemmological tests (refractive index, birefringence, specific gravity, optic character, "
     "spectroscope) before any sale, export or certification."
 )

@@ -266,6 +266,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  no administrator yet: created 'admin'. Sign in once with this link (valid 24 h):\n"
               f"      {base}/signin?token={first_link}\n"
               f"  then add people (gemid users add) and keys (gemid keys create)", file=sys.stderr, flush=True)
+    else:  # the first start's link may have scrolled past long ago (an outside try found no way back in said)
+        print("  sign in with your name and password; no password, or lost it? `gemid users link NAME` prints a "
+              "one-time sign-in link (`gemid users list` names the administrators)", file=sys.stderr, flush=True)
     counts = None
     if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         # several HTTP processes: their metrics meet in a fresh folder (old counts would inflate the totals)

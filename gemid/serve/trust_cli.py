@@ -89,8 +89,22 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"gemid verify: {exc}", file=sys.stderr)
         return 2
     try:
-        revisions = signing.revisions_of(json.loads(raw))
+        document = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        print(f"NOT VALID: {args.report} is not a readable report ({exc}); it is not what the service issued")
+        return 1
+    error = document.get("error") if isinstance(document, dict) and set(document) == {"error"} else None
+    if isinstance(error, dict):
+        # the service's error answer saved in place of the report (a fetch without the key, an outside try):
+        # nothing to verify, and "not what the service issued" would read like tampering
+        print(f"gemid verify: {args.report} holds the service's error answer, not a report: "
+              f"{error.get('code')}: {error.get('message')}" + (
+                  " (fetch it with -H 'Authorization: Bearer KEY')" if error.get("code") == "unauthorised" else ""),
+              file=sys.stderr)
+        return 2
+    try:
+        revisions = signing.revisions_of(document)
+    except (ValueError, UnicodeDecodeError) as exc:
         print(f"NOT VALID: {args.report} is not a readable report ({exc}); it is not what the service issued")
         return 1
     verdict = signing.verify_revisions(revisions, keys, photo_sha256=photo_sha, retired=retired)

@@ -41,6 +41,9 @@ def test_serve_restart_keeps_reports(tmp_path: Path, tiny_bundle: Path):
         assert httpx2.get(f"{base}/v1/reports/{report['report_id']}/image", headers=auth).content == photo
     finally:
         stop(proc)
+    again = proc.stdout.read() if proc.stdout else ""
+    # the first start's sign-in link is long gone: a restart says how to get back in (an outside try)
+    assert "/signin?token=" not in again and "gemid users link NAME" in again, again
 
 
 def test_serve_refuses_a_missing_model_with_one_clear_line(tmp_path: Path):

@@ -126,6 +126,11 @@ def test_gemid_verify_offline_detects_any_change(client: TestClient, settings: S
     unsigned = {k: v for k, v in created.items() if k != "signature"}
     code, out = run_verify(capsys, tmp_path, unsigned, "--key", str(pem))
     assert code == 1 and "no signature" in out
+    # the service's error answer saved in place of the report (fetched without the key): said so, exit 2, not
+    # "not what the service issued", which reads like tampering (an outside try)
+    refused = {"error": {"code": "unauthorised", "message": "sign in first"}}
+    code, out = run_verify(capsys, tmp_path, refused, "--key", str(pem))
+    assert code == 2 and "error answer, not a report" in out and "Authorization: Bearer" in out, out
     # a byte changed anywhere, even one that breaks the JSON, never passes
     text = json.dumps(created)
     assert run_verify(capsys, tmp_path, text[:-1], "--key", str(pem))[0] == 1

@@ -32,7 +32,7 @@ export const MESSAGES = {
     'page.goidentify': 'Go to Identify',
     'page.error': 'Something went wrong on this page: {message}',
     'disclaimer.title': 'Disclaimer. ',
-    'disclaimer': 'Preliminary identification from a photograph only. It is not a certificate: confirm the species with standard gemmological tests (refractive index, birefringence, specific gravity, optic character, spectroscope) before any sale, export or certification.',
+    'disclaimer': 'Preliminary identification from a photograph and the readings entered with it, if any. It is not a certificate: confirm the species with standard gemmological tests (refractive index, birefringence, specific gravity, optic character, spectroscope) before any sale, export or certification.',
 
     'identify.title': 'Identify stones',
     'identify.lead': 'Photograph or upload the stones, read the preliminary answer, then enter your refractometer, polariscope or balance readings to re-rank the candidates.',
@@ -274,7 +274,7 @@ export const MESSAGES = {
     'page.goidentify': 'شناخت پر جائیں',
     'page.error': 'اس صفحے پر خرابی ہوئی: {message}',
     'disclaimer.title': 'دستبرداری۔ ',
-    'disclaimer': 'صرف تصویر سے ابتدائی شناخت۔ یہ سرٹیفکیٹ نہیں ہے: کسی بھی فروخت، برآمد یا سرٹیفکیشن سے پہلے نوع کی تصدیق معیاری جیمولوجیکل ٹیسٹوں (ریفریکٹو انڈیکس، بائی ریفرنجنس، مخصوص کثافت، آپٹک کیریکٹر، اسپیکٹروسکوپ) سے کریں۔',
+    'disclaimer': 'تصویر اور اس کے ساتھ درج ریڈنگز (اگر ہوں) سے ابتدائی شناخت۔ یہ سرٹیفکیٹ نہیں ہے: کسی بھی فروخت، برآمد یا سرٹیفکیشن سے پہلے نوع کی تصدیق معیاری جیمولوجیکل ٹیسٹوں (ریفریکٹو انڈیکس، بائی ریفرنجنس، مخصوص کثافت، آپٹک کیریکٹر، اسپیکٹروسکوپ) سے کریں۔',
 
     'identify.title': 'پتھروں کی شناخت',
     'identify.lead': 'پتھروں کی تصویر لیں یا اپ لوڈ کریں، ابتدائی جواب پڑھیں، پھر امیدواروں کی ترتیب بدلنے کے لیے ریفریکٹومیٹر، پولاریسکوپ یا ترازو کی ریڈنگز درج کریں۔',
