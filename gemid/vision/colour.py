@@ -25,7 +25,7 @@ and a confidence that follows the evidence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -42,6 +42,7 @@ DZ_CAVEAT = (
     "face down; white balance and surroundings shift yellowness by several grades."
 )
 GLARE_FRACTION = 0.9  # a stone clipped over more than this share shows no body colour
+COLOURLESS_TONE = 3  # a neutral stone this light with a colourless / near-colourless D-Z band reads "colourless"
 
 __all__ = ["ColourMeasurement", "Reference", "confidence", "grade_colour", "measure_colour"]
 
@@ -220,6 +221,11 @@ def grade_colour(rgb: np.ndarray, seg: Segmentation, *, area: StoneArea | None =
                            white_balance=m.white_balance, confidence=0.0)
     g = colour_scales.grade_lab(m.lab)
     band = colour_scales.dz_band(m.lab)
+    if (band is not None and g.hue_code == "N" and g.tone <= COLOURLESS_TONE
+            and band[0] in ("colourless", "near colourless")):
+        # a colourless stone photographed is light grey (it shows what is around it): "neutral grey" misled an
+        # outside try on a D-F diamond; its D-Z band is what a grader reads
+        g = replace(g, hue=colour_scales.NEUTRALS[0])
     d_to_z = None
     if band is not None:
         caveat = DZ_CAVEAT

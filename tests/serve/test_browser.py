@@ -908,6 +908,12 @@ def test_parcel_view_csv_and_printed_document(desk: Watched, server: str):
     assert [rows.nth(i).get_attribute("data-report-id") for i in range(20)] == [r["report_id"] for r in parcel["rows"]]
     assert page.locator("figure.tray").count() == 5
     assert page.locator("figure.tray svg g[data-stone]").count() == 20
+    # each stone on the photos carries its table row's number, not its place in its own photo (an outside try
+    # saw "1" on every single-stone photo and could not match a row to its photo)
+    drawn = {g.get_attribute("data-report-id"): g.locator("text.number").text_content()
+             for g in page.locator("figure.tray svg g[data-stone]").all()}
+    assert drawn == {r["report_id"]: str(i + 1) for i, r in enumerate(parcel["rows"])}
+    assert page.locator("figure.tray figcaption").last.inner_text().endswith("row 20 of the table below")
     counts = page.locator(".counts").inner_text()
     assert counts.startswith("20 stones in 5 photos:")
     for decision, n in parcel["counts"].items():

@@ -220,6 +220,16 @@ def test_models_lists_bundles_and_checks_sha256(capsys, bundle, tmp_path):
     assert "not a valid bundle" in rows["broken"]["error"]
 
 
+def test_models_lists_the_shipped_cut_shape_model_too(capsys):
+    """README says models/gemid-shape gives stone.shape; `gemid models` listed the species model alone (an
+    outside try)."""
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    shape = rows["gemid-shape"]
+    assert shape["labels"] == 11 and {f["status"] for f in shape["files"].values()} == {"ok"}
+    assert set(shape["files"]) == {"embedder", "cnn", "head"} and "gemid-species" in rows
+
+
 def test_models_with_nothing_found(capsys, tmp_path):
     assert main(["models", "--dir", str(tmp_path)]) == 1
     assert "no model bundles" in capsys.readouterr().out

@@ -236,6 +236,17 @@ def test_colourless_stone_gets_a_d_to_z_band() -> None:
     assert _grade(_scene()).d_to_z is None  # a green stone is not on the D-Z scale
 
 
+def test_a_light_colourless_stone_is_called_colourless_not_grey() -> None:
+    """A colourless stone photographed reads light grey (it shows its surroundings): "neutral grey, tone 3"
+    misled an outside try on a D-F diamond. With a colourless or near-colourless D-Z band and tone 3 or
+    lighter it is "colourless"; a medium-light neutral stone stays grey."""
+    light = _grade(_scene(cut="round", aspect=1.0, lab=(70.0, 0.0, 1.0), illuminant_k=5600.0))
+    assert light is not None and light.d_to_z is not None and light.tone.value == 3
+    assert light.hue == "colourless" and light.description.startswith("Colourless (tone 3")
+    medium = _grade(_scene(cut="round", aspect=1.0, lab=(60.0, 0.0, 0.5), illuminant_k=5600.0))
+    assert medium is not None and medium.tone.value == 4 and medium.hue == "neutral grey"
+
+
 def test_bad_input_is_refused_clearly() -> None:
     rgb, _, _ = render(_scene(), size=64)
     seg = segment(rgb)

@@ -8,7 +8,7 @@
 import { API, api } from './api.js';
 import { enc, h, heading } from './dom.js';
 import { utc } from './format.js';
-import { lang, t } from './i18n.js';
+import { lang, t, tn } from './i18n.js';
 import { isCurrent } from './route.js';
 import { byPhoto, countsLine, stonesFigure, stonesTable } from './stones.js';
 
@@ -36,6 +36,9 @@ export async function viewParcel(root, route, token) {
   const items = reports.map((report, i) => ({ report, row: parcel.rows[i] }));
   const model = reports.length ? reports[0].model || {} : {};
   const photos = byPhoto(reports);
+  // each stone carries its row's number in the table below, not its place in its own photo: a parcel of one
+  // stone per photo showed "1" on every photo (an outside try could not match row 8 to its photo)
+  const row = new Map(reports.map((r, i) => [r.report_id, i + 1]));
   body.replaceChildren(
     h('div', { class: 'actions no-print' },
       h('a', { class: 'button', href: `${API}parcels/${enc(reference)}.csv`, download: '' }, t('parcel.csv')),
@@ -47,7 +50,11 @@ export async function viewParcel(root, route, token) {
     })),
     countsLine(parcel.counts || {}, parcel.stones, parcel.photos),
     h('section', { class: 'parcel-photos', 'aria-label': t('parcel.photos') },
-      photos.map((group) => stonesFigure(group))),
+      photos.map((group) => stonesFigure(group, {
+        numberOf: (r) => row.get(r.report_id),
+        caption: tn('parcel.figure', group.length, { file: group[0].file || t('stones.photo'),
+          first: row.get(group[0].report_id), last: row.get(group[group.length - 1].report_id) }),
+      }))),
     heading(2, t('parcel.stones')),
     stonesTable(items, { caption: t('parcel.caption', { reference }) }),
     h('section', { class: 'parcel-hashes' }, heading(2, t('parcel.hashes')),

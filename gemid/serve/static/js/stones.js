@@ -17,8 +17,9 @@ export function stoneNumber(report) {
   return st && st.count > 1 ? `${st.index}/${st.count}` : '';
 }
 
-/** The photo with every stone of `reports` (reports of that one photo) outlined and numbered. */
-export function stonesFigure(reports, { caption = null } = {}) {
+/** The photo with every stone of `reports` (reports of that one photo) outlined and numbered: by its place in
+ * the photo, or by `numberOf(report)` (the parcel numbers them as the rows of its table). */
+export function stonesFigure(reports, { caption = null, numberOf = null } = {}) {
   const first = reports[0];
   const img = first.image || {};
   const W = img.width || 1;
@@ -53,7 +54,7 @@ export function stonesFigure(reports, { caption = null } = {}) {
     const cy = !small ? y + hh / 2 : y - rad - 2 >= rad ? y - rad - 2 : y + hh + rad + 2;
     g.append(s('circle', { class: 'number-disc', cx, cy, r: rad }),
       s('text', { class: 'number', x: cx, y: cy, 'font-size': size, 'text-anchor': 'middle', 'dominant-baseline': 'central' },
-        String(st.index)));
+        String(numberOf ? numberOf(r) : st.index)));
     svg.append(g);
   }
   frame.append(svg);
