@@ -235,7 +235,7 @@ class AccessMiddleware:
                 # the trail (17,596 entries in 20 s, an outside try) and spent the address's request budget
                 audit.update(action="denied", params={}, unsafe=False, address=address,
                              detail=f"{method} {path[:200]} to host {host!r}: host not allowed"
-                                    + (f" ({skipped} more from this address in the last minute)" if skipped else ""))
+                                    + (f" ({skipped} more from this address since the last such entry)" if skipped else ""))
             await refuse(400, "host_not_allowed", (f"this service does not answer to the host name '{host}'"
                                                    if host else "this request names no host (Host header)")
                          + "; add it to GEMID_ALLOWED_HOSTS")
