@@ -99,7 +99,7 @@ async def _per_request(n: int, tmp: Path) -> PerRequest:
 
     from gemid.serve import accounts
     from gemid.serve.access import AccessMiddleware
-    from gemid.serve.audit import AuditEntry, AuditWriter
+    from gemid.serve.audit import AuditEntry, AuditWriter, Sealing
     from gemid.serve.keys import open_signer
     from gemid.serve.security import allowed_hosts
     from gemid.serve.settings import Settings
@@ -108,7 +108,7 @@ async def _per_request(n: int, tmp: Path) -> PerRequest:
     settings = Settings(data_dir=tmp / "data", rate_per_key=1e9, rate_per_address=1e9)  # timed, not refused
     store = ReportStore.open(settings.database_url)
     key = accounts.create_key(store.engine, "bench desk", "technician", "desk-1")
-    writer = AuditWriter(store.engine, open_signer(settings, store.engine))  # sealed, as the service does
+    writer = AuditWriter(store.engine, Sealing(open_signer(settings, store.engine)))  # sealed, as the service does
     await writer.start()
     state = SimpleNamespace(settings=settings, store=store, audit=None,
                             allowed_hosts=allowed_hosts(None, "127.0.0.1", None))

@@ -38,7 +38,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gemid.gemmology.conclusion import PRIOR_LOOKALIKE, conclude, exclusion_tests  # noqa: E402
+from gemid.gemmology.conclusion import PRIOR_LOOKALIKE, conclude, exclusion_tests, repeat_tests  # noqa: E402
 from gemid.gemmology.guidance import recommend  # noqa: E402
 from gemid.gemmology.instruments import (  # noqa: E402
     REFRACTOMETER_LIMIT,
@@ -301,9 +301,11 @@ def guidance_after_readings(stones: list[Stone], table: PropertyTable, top_k: in
             # as the report does: the tests the conclusion's reason names for its look-alikes are offered too
             conclusion = conclude(_photo_result(cands), rr, table=table)
             exclude = exclusion_tests(conclusion, r, table)
+            repeat = repeat_tests(conclusion, rr, table)
             for mode in out:
                 res = recommend(combined, available=tests_left(r), readings=r if mode == "readings" else None,
-                                exclude=exclude if mode == "readings" else None)
+                                exclude=exclude if mode == "readings" else None,
+                                repeat=repeat if mode == "readings" else None)
                 o = out[mode]
                 o["advice"] += 1
                 o["tests"] += len(res.recommended)

@@ -29,6 +29,7 @@ import numpy as np
 from gemid.gemmology.instruments import TESTS, mixture_distribution
 from gemid.gemmology.likelihood import (
     Observed,
+    contradictions,
     describe,
     fits,
     likelihood,
@@ -123,12 +124,15 @@ def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list
     return sorted(good, key=lambda m: -likelihood(m, obs))
 
 
-def _what_fits(obs: Observed, table: PropertyTable, photo_top: str | None, candidates: Sequence[str]) -> list[str]:
-    """The names of what the readings fit, in a referral's words and order (`rerank.what_fits`): what fits every
-    reading, or failing that what fits the measured ones (a misjudged polariscope leaves something to name)."""
-    found = (what_fits(obs, table, photo_top, prefer=candidates, fit=fits)
-             or what_fits(obs, table, photo_top, prefer=candidates))
-    return [_name(m) for m in found][:MAX_NAMED]
+def _what_fits(obs: Observed, table: PropertyTable, photo_top: str | None,
+               candidates: Sequence[str]) -> tuple[list[str], bool]:
+    """The names of what the readings fit, in a referral's words and order (`rerank.what_fits`), and whether
+    they fit every reading: what fits every reading, or failing that what fits the measured ones (a misjudged
+    polariscope leaves something to name, but the referral must not say it fits the polariscope too)."""
+    found = what_fits(obs, table, photo_top, prefer=candidates, fit=fits)
+    every = bool(found)
+    found = found or what_fits(obs, table, photo_top, prefer=candidates)
+    return [_name(m) for m in found][:MAX_NAMED], every
 
 
 def _rivals(top: str, obs: Observed, table: PropertyTable) -> list[tuple[float, Material]]:
@@ -186,7 +190,8 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
                   if i == 0 or _support(c, obs, table) >= _bar(c.label, rivals, table, prior)[0]}
     fitting = [c for c in ranked if c.label in considered and plausible(c) is not False]
     if species.decision == "rejected" or not fitting:
-        names = _what_fits(obs, table, photo_top, [c.label for c in rr.photo_only])
+        names, every = _what_fits(obs, table, photo_top, [c.label for c in rr.photo_only])
+        seen = _join([TESTS[t].instrument for t in tests_done(rr.readings) if TESTS[t].sigma is None])
         if species.decision == "rejected":
             why = f"the photo alone gave no species ({species.reason.rstrip('.')})"
         else:
@@ -194,12 +199,16 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
             weak = [c for c in rr.photo_only if c.label not in considered and plausible(c) is not False]
             why = f"the readings rule out {_join(ruled_out)}, the photo's answer"
             if weak:
-                why += (f"; {_join([c.label for c in weak])} {'fits' if len(weak) == 1 else 'fit'} them, but the "
+                why += (f"; {_join([c.label for c in weak])} {'fits' if len(weak) == 1 else 'fit'} "
+                        f"{'the measured ones' if seen else 'them'}, but the "
                         f"photo gave {_join([_percent(c.probability) for c in weak], 'and')}, too little to outweigh "
                         "a look-alike it does not know")
+        fit_all = (f"The readings fit {_join(names)}." if every else
+                   # an outside try: "Pyrope or Chrome Diopside fit them" beside an SR that chrome diopside
+                   # cannot give, while the flag said nothing fits
+                   f"The measured readings fit {_join(names)}; the {seen} reading fits none of them: repeat it.")
         reason = (f"Refer to a laboratory: {why}. "
-                  + (f"The readings fit {_join(names)}." if names else
-                     "They fit no material in the property table either: check the readings."))
+                  + (fit_all if names else "They fit no material in the property table either: check the readings."))
         return Conclusion(decision="refer", label=names[0] if names else None, basis="photo+readings",
                           reason=reason, fits=names)
 
@@ -216,6 +225,11 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
     minerals = {m.mineral for m in table.rows_for(best.label)}
     better = [m for m in lookalikes if m.mineral not in minerals and best_lik > 0
               and likelihood(m, obs) >= LOOKALIKE_BETTER * best_lik]
+    # one of the answer's own mineral (a synthetic) the readings fit clearly better: no referral (it reads like
+    # the real thing, so a narrower range alone is weak evidence), but no identification either (an outside try:
+    # flux synthetic emerald's RI, SG and strong red UV were "identified Emerald 94 %")
+    closer_own = [m for m in lookalikes if m.mineral in minerals and best_lik > 0
+                  and likelihood(m, obs) >= LOOKALIKE_BETTER * best_lik]
     others = [m for m in lookalikes if m not in better]
     cannot_exclude = [m.name for m in others]
     if better:
@@ -262,7 +276,21 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         reason = (f"{best.label} is the likeliest with the readings ({_percent(p)}), but they lie outside its range "
                   f"({describe(best_rows[0], obs)}) by more than two instrument errors: read them again"
                   + (f"; they fit {_join(closer)}" if closer else "") + ".")
-    if rr.fits_none:
+    measured = [t for t in tests_done(rr.readings) if TESTS[t].sigma is not None]
+    fit_words = (f"The measured readings fit {best.label}" if measured else f"{best.label} is the likeliest"
+                 ) + f" (combined probability {_percent(p)}), but "
+    clash = contradictions(rr.readings)
+    if clash:
+        # readings that contradict each other, whatever the stone (SR beside a birefringence or a pleochroism):
+        # the polariscope was misjudged, or the stone was not turned through enough positions
+        problem = (f"{_join(clash, 'and')}: repeat the polariscope, turning the stone through several positions "
+                   "(a doubly refractive stone seen down its optic axis stays dark).")
+        if decision == "identified":
+            decision = "uncertain"
+            reason = fit_words + problem
+        else:
+            reason += " " + problem[0].upper() + problem[1:]
+    elif rr.fits_none:
         # what was judged by eye fits none of the candidates beyond the usual misjudgements (the re-ranking's flag
         # says so): it only weighs, as it is often misjudged (a quartz seen down its optic axis reads SR), so it
         # is named for a repeat rather than overruling the measured readings; but a stone is not "identified"
@@ -273,10 +301,18 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         misfit = f"the {seen} reading fits none of the photo's candidates: repeat it, and refer the stone if it stands."
         if decision == "identified":
             decision = "uncertain"
-            reason = (f"The measured readings fit {best.label} (combined probability {_percent(p)}), but "
-                      + misfit)
+            reason = fit_words + misfit
         else:
             reason += " " + misfit[0].upper() + misfit[1:]
+    if closer_own:
+        names = [display_name(m.name) for m in closer_own][:MAX_NAMED]
+        if decision == "identified":
+            decision = "uncertain"
+            reason = fit_words + f"they fit {_join(names)} better"
+        else:
+            reason += f" The readings fit {_join(names)} better than {best.label}"
+        reason += (f": a synthetic reads like the natural stone, and a laboratory tells {'it' if len(names) == 1 else 'them'} "
+                   "apart (magnification, spectroscopy).")
     unsaid = [n for n in cannot_exclude if not (doubted and rival is not None and n == _name(rival))]
     # the rival the reason already named is not said twice (it stays in cannot_exclude); a look-alike a test
     # still to take tells apart is the desk's to exclude, the rest a laboratory's
@@ -286,17 +322,53 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         reason += f" The readings do not yet exclude {_join(names)}: the {instrument} can."
     # a look-alike a test already taken tells apart, whose reading fell between the two (tourmaline's
     # birefringence 0.020 near andalusite's 0.013): that reading again, not a laboratory
-    again = {n: desk_test(best.label, n, rr.readings, table, done=True) for n in unsaid if desk[n] is None}
-    for instrument in dict.fromkeys(i for i in again.values() if i is not None):
-        names = [display_name(n) for n in unsaid if again.get(n) == instrument]
-        reason += (f" The {instrument} tells {_join(names)} apart, but this reading lies near {'its' if len(names) == 1 else 'their'} "
-                   "values too: repeat it.")
+    again = {n: desk_test_key(best.label, n, rr.readings, table, done=True) for n in unsaid if desk[n] is None}
+    for key in dict.fromkeys(k for k in again.values() if k is not None):
+        names = [display_name(n) for n in unsaid if again.get(n) == key]
+        if TESTS[key].sigma is None:
+            # judged by eye: it argues against the look-alike, but such readings do not exclude one alone (an
+            # outside try read "lies near its values" beside an inert UV against red spinel's strong)
+            reason += (f" The {TESTS[key].instrument} reading argues against {_join(names)}, but a reading judged "
+                       "by eye does not exclude it alone: repeat it, or a laboratory confirms.")
+        else:
+            reason += (f" The {TESTS[key].instrument} tells {_join(names)} apart, but this reading lies within the "
+                       f"instrument's error of {'its' if len(names) == 1 else 'their'} values too: repeat it.")
     lab = [n for n in unsaid if desk[n] is None and again.get(n) is None]
     if lab:
         reason += f" Readings like these cannot exclude {_join(lab)}: a laboratory can (spectroscopy, magnification)."
     return Conclusion(decision=decision, label=best.label, probability=round(min(1.0, p), 4),
                       basis="photo+readings", reason=reason, fits=[best.label] if moved else [],
                       cannot_exclude=cannot_exclude)
+
+
+def repeat_tests(conclusion: Conclusion, reranking: Reranking | None,
+                 table: PropertyTable | None = None) -> dict[str, str]:
+    """The tests already taken that the conclusion's reason asks to repeat (test key -> why): a reading that
+    contradicts another, one judged by eye that fits none of the candidates, one that lies near a look-alike's
+    values. Guidance lists them after the new tests, so "repeat it" never stands above a list without it (an
+    outside try found seven such cases)."""
+    if reranking is None or conclusion.label is None or conclusion.decision not in ("identified", "uncertain"):
+        return {}
+    table = table or default_table()
+    readings = reranking.readings
+    found: dict[str, str] = {}
+    clash = contradictions(readings)
+    if clash:
+        found["optic_character"] = (f"{_join(clash, 'and')}; turn the stone through several positions (a doubly "
+                                    "refractive stone seen down its optic axis stays dark)")
+    elif reranking.fits_none:
+        for t in tests_done(readings):
+            if TESTS[t].sigma is None:
+                found[t] = "it fits none of the photo's candidates; refer the stone if it stands"
+    for name in conclusion.cannot_exclude:
+        if desk_test_key(conclusion.label, name, readings, table) is not None:
+            continue
+        key = desk_test_key(conclusion.label, name, readings, table, done=True)
+        if key is not None and key not in found:
+            found[key] = (f"it tells {conclusion.label} from {display_name(name)}, but "
+                          + ("a reading judged by eye does not exclude it alone" if TESTS[key].sigma is None
+                             else "this reading lies within the instrument's error of both"))
+    return found
 
 
 def no_test_left(conclusion: Conclusion) -> Conclusion:

@@ -313,12 +313,15 @@ def recommend(
     table: PropertyTable | None = None,
     readings: Readings | None = None,
     exclude: Mapping[str, Sequence[str]] | None = None,
+    repeat: Mapping[str, str] | None = None,
 ) -> TestsResult:
     """Rank the available tests by how well they separate the candidates; explain each in plain words.
     `readings`, those already taken (the candidates then re-ranked with them), weigh the look-alikes.
     `exclude` (test -> look-alikes, `conclusion.exclusion_tests`) are tests the conclusion says can exclude a
     look-alike it names: each is recommended after the others even when, the look-alike being improbable, it
-    would resolve too little of the uncertainty to make the list."""
+    would resolve too little of the uncertainty to make the list. `repeat` (test -> why,
+    `conclusion.repeat_tests`) are tests already taken that the conclusion asks to repeat: listed last, as
+    "Repeat ..."."""
     if max_tests < 1:
         raise GemidInputError("max_tests must be at least 1", code="bad_request")
     tests = _check_tests(available)
@@ -360,6 +363,12 @@ def recommend(
             test=test, instrument=TESTS[test].instrument, separation=round(separation, 4),
             why=_why_exclusion(test, considered[0].label, wanted[test], table),
             expected=_expected(test, considered, hyps)))
+    for test, why in (repeat or {}).items():
+        if test in TESTS and all(r.test != test for r in recommended):
+            recommended.append(TestRecommendation(
+                test=test, instrument=TESTS[test].instrument, separation=0.0,
+                why=f"Repeat: {TESTS[test].action[0].lower()}{TESTS[test].action[1:]} again: {why}.",
+                expected=_expected(test, considered, hyps)))
     return TestsResult(recommended=recommended, colour_decides=colour)
 
 

@@ -55,11 +55,34 @@ def tests_done(readings: Readings | None) -> list[str]:
 
 def tests_left(readings: Readings | None) -> set[str]:
     """The tests guidance may still recommend: not those done, and not birefringence once the RI read over the
-    refractometer's limit (there are no edges to read; an outside try was told to measure it on a zircon)."""
+    refractometer's limit, nor on a spot reading or an aggregate (there are no edges to read; an outside try
+    was told to measure it on a zircon)."""
     left = set(TESTS) - set(tests_done(readings))
     if readings is not None and readings.ri_otl and readings.ri is None:
         left.discard("birefringence")
+    if readings is not None and (readings.ri_spot or readings.optic == "AGG"):
+        # a spot reading on a curved surface, or an aggregate, has no two edges to read (an outside try was
+        # offered birefringence on a chalcedony cabochon)
+        left.discard("birefringence")
     return left
+
+
+def contradictions(r: Readings) -> list[str]:
+    """Readings that contradict each other whatever the material: a singly refractive stone shows one RI edge
+    and no pleochroism, so the polariscope's SR beside a birefringence or a pleochroism is a misjudged reading
+    (an outside try: topaz birefringence 0.009 with SR, ruby SR with strong pleochroism passed unremarked)."""
+    if r.optic != "SR" or r.optic_sign is not None:
+        return []
+    found = []
+    biref = r.birefringence if r.birefringence is not None else (
+        r.ri_high - r.ri if r.ri is not None and r.ri_high is not None else None)
+    if biref is not None and biref >= TWO_EDGES_MIN:
+        found.append(f"the polariscope's SR contradicts the birefringence of {biref:.3f} (a singly refractive "
+                     "stone shows one RI edge)")
+    if r.pleochroism in ("weak", "moderate", "strong"):
+        found.append(f"the polariscope's SR contradicts the {r.pleochroism} pleochroism (a singly refractive "
+                     "stone shows none)")
+    return found
 
 
 # --- re-ranking: the likelihood of actual readings --------------------------------------------------
@@ -87,9 +110,15 @@ class Observed:
         biref = r.birefringence
         if biref is None and r.ri is not None and r.ri_high is not None:
             biref = round(r.ri_high - r.ri, 4)
+        optic = r.optic
+        if optic == "SR" and r.optic_sign is not None:
+            # dark through a turn in the polariscope, and an interference figure in the conoscope: a doubly
+            # refractive stone seen down its optic axis (a gemmologist's reading; an outside one saw a quartz with
+            # a uniaxial+ figure called a misfit)
+            optic = "DR"
         return cls(
             ri=r.ri, ri_two_edges=r.ri is not None and r.ri_high is not None and r.ri_high - r.ri >= TWO_EDGES_MIN,
-            ri_otl=bool(r.ri_otl) and r.ri is None, biref=biref, sg=r.sg, optic=r.optic,
+            ri_otl=bool(r.ri_otl) and r.ri is None, biref=biref, sg=r.sg, optic=optic,
             optic_sign=r.optic_sign, pleochroism=r.pleochroism, uv_lw=r.uv_lw, ri_spot=bool(r.ri_spot),
             sigma_sg=sigma_sg(r.weight_ct), ri_limit=r.ri_limit or REFRACTOMETER_LIMIT,
         )

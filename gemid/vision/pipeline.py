@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gemid.errors import GemidInputError, ModelError
-from gemid.gemmology.conclusion import conclude, exclusion_tests, lab_note, no_test_left
+from gemid.gemmology.conclusion import conclude, exclusion_tests, lab_note, no_test_left, repeat_tests
 from gemid.gemmology.guidance import recommend
 from gemid.gemmology.likelihood import tests_done, tests_left
 from gemid.gemmology.rerank import rerank
@@ -429,7 +429,8 @@ class Identifier:
             left = tests_left(readings if reranking is not None else None)
             tests = self._call("tests", self._recommend, candidates, available=left,
                                readings=readings if reranking is not None else None,
-                               exclude=exclusion_tests(conclusion, readings if reranking is not None else None))
+                               exclude=exclusion_tests(conclusion, readings if reranking is not None else None),
+                               repeat=repeat_tests(conclusion, reranking))
             tests = tests.model_copy(deep=True) if tests is not None else TestsResult()
             if conclusion.decision == "refer":  # the candidates' tests would only "confirm" what the readings refuted
                 tests.recommended = []

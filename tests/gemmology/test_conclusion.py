@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from bench_loader import bench_module
 
-from gemid.gemmology.conclusion import NEXT_TEST, conclude, desk_test, exclusion_tests, lab_note, no_test_left
+from gemid.gemmology.conclusion import (
+    NEXT_TEST,
+    conclude,
+    desk_test,
+    exclusion_tests,
+    lab_note,
+    no_test_left,
+    repeat_tests,
+)
 from gemid.gemmology.guidance import recommend
 from gemid.gemmology.instruments import TESTS, sigma_sg
 from gemid.gemmology.likelihood import Observed, measured_fit
@@ -182,6 +190,60 @@ def test_every_desk_test_the_reason_names_for_a_look_alike_is_offered():
         if t.test not in plain:  # an exclusion test says what it excludes
             assert all(n.lower() in t.why.lower() for n in exclude[t.test]) and "do not exclude" in t.why, t.why
     assert exclusion_tests(c, None) == {} and exclusion_tests(c.model_copy(update={"decision": "refer"}), readings) == {}
+
+
+def test_readings_that_contradict_each_other_are_said_to_and_repeated():
+    """An outside gemmologist's cases: topaz birefringence 0.009 beside the polariscope's SR, and a ruby's SR
+    beside strong pleochroism, passed unremarked; a quartz dark in the polariscope with a uniaxial+ figure in
+    the conoscope (seen down its optic axis) was called a misfit."""
+    topaz = [Candidate(label="Topaz", probability=0.97), Candidate(label="Zircon", probability=0.03)]
+    species = SpeciesResult(decision="identified", reason="photo", top=topaz)
+    clash = Readings(birefringence=0.009, optic="SR")
+    c = conclude(species, rerank(topaz, clash))
+    assert c.decision == "uncertain" and "SR contradicts the birefringence of 0.009" in c.reason, c.reason
+    repeat = repeat_tests(c, rerank(topaz, clash))
+    assert set(repeat) == {"optic_character"}
+    offered = recommend(topaz, available=left_tests(clash), readings=clash, repeat=repeat).recommended
+    assert offered[-1].test == "optic_character" and offered[-1].why.startswith("Repeat:")
+    ruby = [Candidate(label="Ruby", probability=0.98), Candidate(label="Pyrope", probability=0.02)]
+    eyes = Readings(optic="SR", pleochroism="strong")
+    c = conclude(SpeciesResult(decision="identified", reason="photo", top=ruby), rerank(ruby, eyes))
+    assert c.decision == "uncertain" and "contradicts the strong pleochroism" in c.reason
+    assert "measured readings" not in c.reason  # none were measured
+    quartz = [Candidate(label="Amethyst", probability=0.98), Candidate(label="Iolite", probability=0.02)]
+    axis = Readings(ri=1.544, ri_high=1.553, sg=2.65, weight_ct=3, optic="SR", optic_sign="uniaxial+")
+    c = conclude(SpeciesResult(decision="identified", reason="photo", top=quartz), rerank(quartz, axis))
+    assert c.decision == "identified" and "fits none" not in c.reason and "contradicts" not in c.reason, c.reason
+
+
+def test_readings_that_fit_the_answers_own_synthetic_clearly_better_do_not_identify():
+    """Flux synthetic emerald's textbook readings (RI 1.560-1.563, SG 2.65, strong red long-wave UV) on an
+    emerald photo were "identified Emerald 94 %". No referral (a synthetic reads like the real stone), but
+    uncertain, naming it and the laboratory."""
+    cands = [Candidate(label="Emerald", probability=0.99), Candidate(label="Aquamarine", probability=0.01)]
+    species = SpeciesResult(decision="identified", reason="photo", top=cands)
+    flux = Readings(ri=1.560, ri_high=1.564, sg=2.65, weight_ct=1.0, uv_lw="strong", optic="DR")
+    c = conclude(species, rerank(cands, flux))
+    assert (c.decision, c.label) == ("uncertain", "Emerald") and "synthetic emerald (flux)" in c.reason, c.reason
+    assert "laboratory" in c.reason and "Synthetic emerald (flux)" in c.cannot_exclude
+    natural = conclude(species, rerank(cands, Readings(ri=1.577, ri_high=1.583, sg=2.72, uv_lw="inert")))
+    assert natural.decision == "identified"
+
+
+def test_no_birefringence_is_asked_of_a_spot_reading_or_an_aggregate():
+    assert "birefringence" not in left_tests(Readings(ri=1.54, ri_spot=True))
+    assert "birefringence" not in left_tests(Readings(optic="AGG"))
+    assert "birefringence" in left_tests(Readings(ri=1.54))
+
+
+def test_a_referral_says_when_what_it_names_fits_the_measured_readings_only():
+    """Diamond photo, over the limit, SG 3.22 and SR: moissanite fits the measured readings but is DR; the
+    referral said "the readings fit" it while the flag said nothing fits."""
+    cands = [Candidate(label="Diamond", probability=0.99), Candidate(label="Zircon", probability=0.01)]
+    species = SpeciesResult(decision="identified", reason="photo", top=cands)
+    c = conclude(species, rerank(cands, Readings(ri_otl=True, sg=3.22, weight_ct=1.0, optic="SR")))
+    assert c.decision == "refer" and c.label == "Synthetic moissanite", c
+    assert "measured readings fit Synthetic moissanite" in c.reason and "polariscope reading fits none" in c.reason
 
 
 def test_a_referral_names_the_photos_own_candidate_that_fits_and_why_it_lost():
