@@ -164,6 +164,10 @@ def _cookie(headers: Headers, name: str) -> str | None:
     return None
 
 
+def _skipped(n: int) -> str:
+    return f" ({n} more from this address since the last such entry)" if n else ""
+
+
 class Sampled:
     """At most one record per key (an address) per `every` seconds, counting those skipped in between; the
     table forgets everything past MAX_SAMPLED keys, so a flood from many addresses cannot grow it."""
@@ -198,6 +202,7 @@ class AccessMiddleware:
         settings = service.state.settings
         self.per_key = RateLimiter(settings.rate_per_key, settings.rate_per_key * settings.rate_burst_seconds)
         self._host_refusals = Sampled(60.0)
+        self._unauthenticated = Sampled(60.0)  # refusals before sign-in (origin, unknown key): by kind and address
         self.per_address = RateLimiter(settings.rate_per_address,
                                        settings.rate_per_address * settings.rate_burst_seconds)
         self.failed_sign_ins = FailedSignIns()
@@ -234,8 +239,7 @@ class AccessMiddleware:
                 # on the trail (DNS rebinding tries), once a minute per address at most: a flood of them filled
                 # the trail (17,596 entries in 20 s, an outside try) and spent the address's request budget
                 audit.update(action="denied", params={}, unsafe=False, address=address,
-                             detail=f"{method} {path[:200]} to host {host!r}: host not allowed"
-                                    + (f" ({skipped} more from this address since the last such entry)" if skipped else ""))
+                             detail=f"{method} {path[:200]} to host {host!r}: host not allowed" + _skipped(skipped))
             await refuse(400, "host_not_allowed", (f"this service does not answer to the host name '{host}'"
                                                    if host else "this request names no host (Host header)")
                          + "; add it to GEMID_ALLOWED_HOSTS")
@@ -249,10 +253,13 @@ class AccessMiddleware:
         unsafe = method not in SAFE_METHODS
         origin = headers.get("origin")
         if unsafe and origin is not None and not origin_allowed(origin, allowed):
-            # refused cross-site requests are on the trail, as a refused role is (an outside try found none)
-            audit.update(action="denied", params=params, unsafe=True,
-                         address=(scope.get("client") or ("unknown", 0))[0],
-                         detail=f"{method} {path} from a page of {origin[:100]}: origin not allowed")
+            # refused cross-site requests are on the trail, as a refused role is (an outside try found none); as
+            # for every refusal before sign-in, once a minute per address (a flood wrote 5,727 entries in 10 s)
+            refused_from = (scope.get("client") or ("unknown", 0))[0]
+            if (skipped := self._unauthenticated.record(f"origin|{refused_from}")) is not None:
+                audit.update(action="denied", params=params, unsafe=True, address=refused_from,
+                             detail=f"{method} {path} from a page of {origin[:100]}: origin not allowed"
+                                    + _skipped(skipped))
             await refuse(403, "origin_not_allowed", f"requests from pages of {origin[:100]} are not accepted "
                          "(GEMID_ALLOWED_HOSTS)")
             return
@@ -270,10 +277,10 @@ class AccessMiddleware:
             return
         principal, presented = await self._authenticate(headers, state.store.engine)
         if principal is None:
-            if presented:
+            if presented and (skipped := self._unauthenticated.record(f"{presented}|{address}")) is not None:
                 audit.clear()
                 audit.update(action="failed_sign_in", params=params, unsafe=True, address=address,
-                             detail=f"{presented} not recognised on {method} {path}"[:500])
+                             detail=(f"{presented} not recognised on {method} {path}"[:400] + _skipped(skipped)))
             await refuse(401, "unauthorised", "sign in first: send `Authorization: Bearer KEY` (gemid keys "
                          "create) or sign in on the web page" if not presented else
                          f"the {presented} is not valid (revoked, expired or mistyped)",

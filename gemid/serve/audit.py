@@ -108,31 +108,53 @@ def _lock_head(conn: Any) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class Anchor:
-    """The last head this machine sealed: (entry, chain hash), kept in a file outside the database."""
+    """The last head this machine sealed: (entry, chain hash), and the public keys it has sealed with (key id ->
+    PEM), kept in a file outside the database."""
 
     seq: int
     hash: str
+    keys: tuple[tuple[str, str], ...] = ()
+
+
+class AnchorUnreadable(ValueError):
+    """The anchor file exists but cannot be read: sealing stops rather than act as if nothing were sealed."""
 
 
 def read_anchor(path: Path | None) -> Anchor | None:
+    """This machine's anchor; None when it has none; AnchorUnreadable when the file exists but is not one (an
+    outside try replaced it with garbage, and the service then sealed a rewritten trail)."""
     if path is None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Anchor(int(data["seq"]), str(data["hash"]))
+        keys = tuple(sorted((str(k), str(v)) for k, v in dict(data.get("keys") or {}).items()))
+        return Anchor(int(data["seq"]), str(data["hash"]), keys)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.error("audit anchor %s unreadable (%s): sealing as if this machine had sealed nothing", path, exc)
-        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise AnchorUnreadable(f"the audit anchor {path} is unreadable ({exc}); if this data directory's store was "
+                               "replaced on purpose, delete the file") from exc
 
 
 def write_anchor(path: Path, anchor: Anchor) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps({"seq": anchor.seq, "hash": anchor.hash}))
+        f.write(json.dumps({"seq": anchor.seq, "hash": anchor.hash, "keys": dict(anchor.keys)}))
     os.replace(tmp, path)
+
+
+CONSOLE_ACTIONS = frozenset({
+    "user_added", "user_disabled", "user_enabled", "password_set", "sign_in_link", "key_created", "key_revoked",
+    "signing_key_rotated", "store_backed_up", "store_restored",
+})  # what console commands write (accounts_cli, trust_cli, backup, the first start's administrator)
+
+
+def _console_entry(row: dict[str, Any]) -> bool:
+    """An entry a console command could have written: its kind, actor, address and action (an outside try
+    passed "desk1 confirmation from 10.0.0.9" off as a console entry, and the service sealed it)."""
+    return (row["actor_kind"] == "cli" and row["address"] == "console" and row["action"] in CONSOLE_ACTIONS
+            and bool(row["actor"]) and (row["actor"].startswith("cli:") or row["actor"] == "gemid serve"))
 
 
 class Sealing:
@@ -142,12 +164,30 @@ class Sealing:
     def __init__(self, sealer: Sealer, anchor_path: Path | None = None) -> None:
         self.sealer = sealer
         self.anchor_path = anchor_path
-        self.anchor = read_anchor(anchor_path)
+        self.unreadable: str | None = None
+        try:
+            self.anchor = read_anchor(anchor_path)
+        except AnchorUnreadable as exc:
+            self.anchor, self.unreadable = None, str(exc)
         self._lock = threading.Lock()
         self._warned_at = -math.inf
 
+    def _trusted(self) -> dict[str, Ed25519PublicKey] | None:
+        """The public keys this machine has sealed with (its anchor's, and its signer's own); None when it has
+        sealed nothing yet, and then only the store's own keys are at hand."""
+        from gemid import signing
+
+        keys = {kid: signing.load_public_pem(pem) for kid, pem in (self.anchor.keys if self.anchor else ())}
+        own = getattr(self.sealer, "public_key", None)
+        if callable(own):
+            kid, public = own()
+            keys[kid] = public
+        return keys or None
+
     def problem(self, conn: Any, head_seq: int, head_hash: str) -> str | None:
         """Why the trail as found (head `head_seq`, `head_hash`) must not be sealed, or None."""
+        if self.unreadable:
+            return self.unreadable
         anchor = self.anchor
         if anchor is not None and anchor.seq > 0:
             if anchor.seq > head_seq:
@@ -161,6 +201,16 @@ class Sealing:
             found = conn.execute(select(AuditRow.hash).where(AuditRow.seq == last.seq)).scalar_one_or_none()
             if found != last.hash:
                 return f"the seal at entry {last.seq} does not match that entry"
+            # its signature too: a bogus seal row on a forged entry had the service seal on top of it (an outside
+            # try). Against the keys this machine sealed with; one that never sealed trusts the store's keys
+            trusted = self._trusted() if anchor is not None else None
+            if trusted is None:
+                from gemid.serve.keys import verification_keys
+
+                trusted = verification_keys(conn)[0]
+            why = _seal_problem(last, {"seq": last.seq, "hash": found}, trusted)
+            if why:
+                return f"the seal at entry {last.seq}: {why}"
         elif anchor is None:
             return None  # nothing sealed here or anywhere yet: a new store, or one from before seals
         if head_seq - start > MAX_UNSEALED:
@@ -168,7 +218,7 @@ class Sealing:
         for found_row in conn.execute(select(*AuditRow.__table__.c).where(AuditRow.seq > start)
                                       .order_by(AuditRow.seq)):
             row = dict(found_row._mapping)
-            if row["actor_kind"] != "cli":
+            if not _console_entry(row):
                 return f"entry {row['seq']} after the last seal was not written by a console command"
             if row["prev_hash"] != prev or entry_hash(prev, row) != row["hash"]:
                 return f"entry {row['seq']} after the last seal does not chain on it"
@@ -177,9 +227,18 @@ class Sealing:
             return "the head does not match the last entry"
         return None
 
-    def sealed(self, anchor: Anchor) -> None:
+    def sealed(self, seq: int, chain_hash: str) -> None:
+        """Record the head just sealed, and the key it was sealed with, in this machine's anchor."""
+        from gemid import signing
+
+        keys = dict(self.anchor.keys) if self.anchor else {}
+        own = getattr(self.sealer, "public_key", None)
+        if callable(own):
+            kid, public = own()
+            keys[kid] = signing.public_pem(public)
+        anchor = Anchor(seq, chain_hash, tuple(sorted(keys.items())))
         with self._lock:
-            if self.anchor is not None and self.anchor.seq >= anchor.seq:
+            if self.anchor is not None and self.anchor.seq >= anchor.seq and self.anchor.keys == anchor.keys:
                 return
             self.anchor = anchor
             if self.anchor_path is not None:
@@ -208,7 +267,7 @@ def append(engine: Engine, entries: list[AuditEntry], sealing: Sealing | None = 
     the key file, the next seal covers them)."""
     if not entries:
         return
-    sealed_at: Anchor | None = None
+    sealed_at: tuple[int, str] | None = None
     why: str | None = None
     with engine.begin() as conn:
         seq, prev = _lock_head(conn)
@@ -224,10 +283,10 @@ def append(engine: Engine, entries: list[AuditEntry], sealing: Sealing | None = 
         conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(seq=seq, hash=prev))
         if sealing is not None and why is None:
             _seal(conn, sealing.sealer, seq, prev)
-            sealed_at = Anchor(seq, prev)
+            sealed_at = (seq, prev)
     if sealing is not None:
         if sealed_at is not None:
-            sealing.sealed(sealed_at)
+            sealing.sealed(*sealed_at)
         elif why is not None:
             sealing.refused(why)
 
@@ -245,7 +304,7 @@ def seal_head(engine: Engine, sealing: Sealing) -> int | None:
     if why is not None:
         sealing.refused(why)
         return None
-    sealing.sealed(Anchor(seq, head))
+    sealing.sealed(seq, head)
     return seq
 
 
@@ -371,7 +430,7 @@ def verify(engine: Engine, keys: Mapping[str, Ed25519PublicKey] | None = None, *
                 return broken(seq, why)
             check.sealed_through, unsealed_service = seq, None
             check.key_ids.add(seal.key_id)
-        elif row["actor_kind"] != "cli" and unsealed_service is None:
+        elif not _console_entry(row) and unsealed_service is None:
             unsealed_service = seq
         prev, expected_seq, check.entries = row["hash"], seq + 1, seq
     n = check.entries
@@ -383,7 +442,8 @@ def verify(engine: Engine, keys: Mapping[str, Ed25519PublicKey] | None = None, *
         return broken(n, "the head's hash is not this entry's (the head was edited)")
     if anchor is not None and anchor.seq > n:
         return broken(n + 1, f"the trail ends at entry {n}, but this machine sealed through entry {anchor.seq} "
-                             f"(its record in the data directory, {ANCHOR_FILE}): entries removed from the end")
+                             f"(its record in the data directory, {ANCHOR_FILE}): entries removed from the end "
+                             f"(if this directory's store was replaced on purpose, delete {ANCHOR_FILE})")
     if seals:
         return broken(n + 1, f"a seal covers entry {min(seals)} but the trail ends at entry {n} "
                              "(entries removed from the end)")

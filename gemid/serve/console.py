@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,15 @@ def keys_from_file(path: Path) -> tuple[dict[str, Any], dict[str, datetime]]:
         if text.lstrip().startswith("{"):  # the JSON of GET /v1/keys
             listed = json.loads(text)["keys"]
             found = [signing.load_public_pem(k["public_pem"]) for k in listed]
-            retired = {signing.key_id(pk): datetime.fromisoformat(k["retired_at"])
+            retired = {signing.key_id(pk): _aware(datetime.fromisoformat(k["retired_at"]))
                        for k, pk in zip(listed, found, strict=True) if k.get("retired_at")}
         else:
             found = [signing.load_public_pem(text)]
     except (ValueError, KeyError, TypeError) as exc:
         raise Refused(f"{path} is neither an Ed25519 public key (PEM) nor the JSON of GET /v1/keys: {exc}") from exc
     return {signing.key_id(k): k for k in found}, retired
+
+
+def _aware(when: datetime) -> datetime:
+    """A date without a zone is UTC, as the service writes them (one without crashed the comparison)."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

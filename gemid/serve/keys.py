@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from gemid import signing
 from gemid.serve.models_db import SigningKeyRow
@@ -61,17 +61,20 @@ def _named_right(row: Any) -> bool:
     return ok
 
 
-def public_keys(engine: Engine) -> list[PublicKey]:
+def public_keys(engine: Engine | Connection) -> list[PublicKey]:
     """Every key the store has signed with, current first, then newest retired first (a row whose id is not
-    its key's is left out)."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(SigningKeyRow)).all()
+    its key's is left out). A connection is read in its own transaction (the audit's sealer holds one)."""
+    if isinstance(engine, Connection):
+        rows = engine.execute(select(SigningKeyRow)).all()
+    else:
+        with engine.connect() as conn:
+            rows = conn.execute(select(SigningKeyRow)).all()
     keys = [PublicKey(r.key_id, r.algorithm, r.public_pem, r.created_at, r.retired_at) for r in rows
             if _named_right(r)]
     return sorted(keys, key=lambda k: (k.retired_at is not None, -(k.created_at.timestamp())))
 
 
-def verification_keys(engine: Engine) -> tuple[dict[str, Ed25519PublicKey], dict[str, datetime]]:
+def verification_keys(engine: Engine | Connection) -> tuple[dict[str, Ed25519PublicKey], dict[str, datetime]]:
     """Every key the store has signed with, and when each retired one stopped signing (`signing.verify_revisions`'
     `keys` and `retired`), from one read of the key table."""
     known = public_keys(engine)
@@ -126,6 +129,11 @@ class Signer:
         key, kid = self._current()
         return signing.sign(body, key, kid)
 
+    def public_key(self) -> tuple[str, Ed25519PublicKey]:
+        """(key id, public key) of the key it signs with now."""
+        key, kid = self._current()
+        return kid, key.public_key()
+
     def sign_bytes(self, data: bytes) -> tuple[str, str]:
         """(key id, base64 Ed25519 signature) over raw bytes: the audit trail's seals (gemid.serve.audit)."""
         key, kid = self._current()
@@ -174,6 +182,13 @@ def open_signer(settings: Settings, engine: Engine) -> Signer:
     if path.stat().st_mode & 0o077:
         log.warning("signing key file %s is readable by other users; chmod 600 it", path)
     kid = signing.key_id(key.public_key())
+    with engine.connect() as conn:
+        listed = conn.execute(select(SigningKeyRow.key_id).where(SigningKeyRow.key_id == kid)).first() is not None
+    if listed and kid not in {k.key_id for k in known}:
+        # the row under this key's id holds another public key (edited; an outside try got a raw IntegrityError)
+        raise SigningKeyError(
+            f"the store's row for signing key {kid} holds a different public key: the key table was edited. Restore "
+            "the store from a backup, or have an administrator investigate before serving")
     if not known:
         _register(engine, key.public_key(), retire_others=False)
         return Signer(path, key)

@@ -381,3 +381,80 @@ def test_audit_verify_takes_the_keys_json_and_refuses_a_missing_store(env, tmp_p
                          "GEMID_DB_URL": f"sqlite:///{tmp_path / 'nowhere' / 'gemid.db'}"}, "audit", "verify")
         assert nowhere.returncode == 2 and "no store at" in nowhere.stderr, nowhere
         assert not (tmp_path / "nowhere").exists()  # none made: "intact: 0 entries" would have misled
+
+
+def _forge(conn, **fields) -> int:
+    """An entry written straight into the table with a correct hash (no key needed): its seq."""
+    head = conn.execute(text("SELECT seq, hash FROM audit_head")).one()
+    row = {"seq": head[0] + 1, "at": datetime.now(UTC), "actor": "desk1", "actor_kind": "key", "desk": "d1",
+           "action": "confirmation", "report_id": None, "address": "10.0.0.9", "detail": "forged", **fields}
+    row["prev_hash"], row["hash"] = head[1], audit.entry_hash(head[1], row)
+    conn.execute(insert(AuditRow).values(**row))
+    conn.execute(update(AuditHeadRow).values(seq=row["seq"], hash=row["hash"]))
+    return row["seq"]
+
+
+def test_a_bogus_seal_or_a_forged_console_entry_is_not_sealed_over(env):
+    """An outside try's second round: a seal row with a made-up signature on a forged entry made the service
+    seal on top of it (then the bogus row was deleted and verify passed); a forged entry marked as a console
+    command's, with a desk's actor and address, was sealed too."""
+    store = ReportStore.open(_settings(env).database_url)
+    try:
+        sealing = _service_sealing(env, store)
+        audit.append(store.engine, _view(0), sealing)
+        with store.engine.begin() as conn:
+            seq = _forge(conn)
+            conn.execute(insert(AuditSealRow).values(
+                seq=seq, hash=conn.execute(text("SELECT hash FROM audit_head")).scalar_one(),
+                key_id="0" * 16, signature="AAAA"))
+        audit.append(store.engine, _view(1), sealing)
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT max(seq) FROM audit_seals")).scalar_one() == seq  # not sealed over
+        with store.engine.begin() as conn:
+            conn.execute(delete(AuditSealRow).where(AuditSealRow.seq == seq))
+        assert audit.verify(store.engine).broken_at == seq
+
+        # a fresh store: a "console" entry that no console command writes
+        with store.engine.begin() as conn:
+            for table in ("audit_seals", "audit_log"):
+                conn.execute(text(f"DELETE FROM {table}"))
+            conn.execute(update(AuditHeadRow).values(seq=0, hash=audit.GENESIS))
+        (Path(env["GEMID_DATA_DIR"]) / audit.ANCHOR_FILE).unlink()
+        sealing = _service_sealing(env, store)
+        audit.append(store.engine, _view(0), sealing)
+        with store.engine.begin() as conn:
+            lie = _forge(conn, actor_kind="cli")  # desk1's confirmation from 10.0.0.9, marked cli
+        audit.append(store.engine, _view(1), sealing)
+        check = audit.verify(store.engine)
+        assert check.broken_at == lie and "no seal covers it" in check.problem, check
+    finally:
+        store.close()
+
+
+def test_an_unreadable_anchor_stops_sealing(env):
+    store = ReportStore.open(_settings(env).database_url)
+    try:
+        audit.append(store.engine, _view(0), _service_sealing(env, store))
+        (Path(env["GEMID_DATA_DIR"]) / audit.ANCHOR_FILE).write_text("garbage")
+        sealing = _service_sealing(env, store)  # as the service starts: fail closed, not "nothing sealed yet"
+        audit.append(store.engine, _view(1), sealing)
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT max(seq) FROM audit_seals")).scalar_one() == 1
+        assert "unreadable" in (sealing.unreadable or "")
+    finally:
+        store.close()
+
+
+def test_a_key_row_holding_another_public_key_stops_the_service_clearly(env):
+    from gemid.serve.keys import SigningKeyError
+
+    store = ReportStore.open(_settings(env).database_url)
+    try:
+        signer = open_signer(_settings(env), store.engine)
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE signing_keys SET public_pem = :p WHERE key_id = :k"),
+                         {"p": signing.public_pem(signing.new_private_key().public_key()), "k": signer.key_id})
+        with pytest.raises(SigningKeyError, match="holds a different public key"):
+            open_signer(_settings(env), store.engine)
+    finally:
+        store.close()
