@@ -37,9 +37,8 @@ Decision = Literal["identified", "uncertain", "rejected"]
 
 DISCLAIMER = (
     "Preliminary identification from a photograph and the readings entered with it, if any. It is not a "
-    "certificate: confirm the species "
-    "with standard gemmological tests (refractive index, birefringence, specific gravity, optic character, "
-    "spectroscope) before any sale, export or certification."
+    "certificate: confirm the species with standard gemmological tests (refractive index, birefringence, "
+    "specific gravity, optic character, spectroscope) before any sale, export or certification."
 )
 
 SCHEMA_VERSION = 1  # raise it when a field is renamed or removed; README's API section lists the changes
