@@ -1,6 +1,8 @@
 """The audit trail: an append-only table of who did what, when, to which report, from where, each entry
 carrying the hash of the one before it, so an entry edited, deleted or inserted in the database breaks the
-chain where it happened (`gemid audit verify` says which).
+chain where it happened (`gemid audit verify` says which). The module is longer than 500 lines because the
+chain, its seals and the checks of both are one security argument: what `append` refuses to seal and what
+`verify` refuses to pass must be read side by side.
 
 A hash chain alone does not stop someone who can write the table: they recompute every hash after the entry
 they changed. So each append also stores a seal (`audit_seals`): the signing key's Ed25519 signature over the
