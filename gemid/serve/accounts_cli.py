@@ -242,7 +242,11 @@ def _verify(args: argparse.Namespace) -> int:
         return _fail(str(exc)) + 1  # 2: not run (1 is a broken trail)
     try:
         audit.ensure_head(store.engine)
-        anchor = audit.read_anchor(settings.data_dir / audit.ANCHOR_FILE)
+        try:
+            anchor = audit.read_anchor(settings.data_dir / audit.ANCHOR_FILE)
+        except audit.AnchorUnreadable as exc:
+            print(f"gemid audit verify: {exc}", file=sys.stderr)
+            return 1
         check = audit.verify(store.engine, keys, retired=retired, anchor=anchor)
     finally:
         store.close()

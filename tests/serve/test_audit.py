@@ -443,6 +443,8 @@ def test_an_unreadable_anchor_stops_sealing(env):
         assert "unreadable" in (sealing.unreadable or "")
     finally:
         store.close()
+    said = gemid(env, "audit", "verify")  # one line, not a traceback
+    assert said.returncode == 1 and "anchor" in said.stderr and "Traceback" not in said.stderr, said.stderr
 
 
 def test_a_key_row_holding_another_public_key_stops_the_service_clearly(env):
