@@ -124,6 +124,11 @@ def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list
     return sorted(good, key=lambda m: -likelihood(m, obs))
 
 
+def _eye_instruments(readings: Readings) -> str:
+    """The instruments of the readings taken that are judged by eye (no numeric error: instruments.TESTS)."""
+    return _join([TESTS[t].instrument for t in tests_done(readings) if TESTS[t].sigma is None])
+
+
 def _what_fits(obs: Observed, table: PropertyTable, photo_top: str | None,
                candidates: Sequence[str]) -> tuple[list[str], bool]:
     """The names of what the readings fit, in a referral's words and order (`rerank.what_fits`), and whether
@@ -191,7 +196,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
     fitting = [c for c in ranked if c.label in considered and plausible(c) is not False]
     if species.decision == "rejected" or not fitting:
         names, every = _what_fits(obs, table, photo_top, [c.label for c in rr.photo_only])
-        seen = _join([TESTS[t].instrument for t in tests_done(rr.readings) if TESTS[t].sigma is None])
+        seen = _eye_instruments(rr.readings)
         if species.decision == "rejected":
             why = f"the photo alone gave no species ({species.reason.rstrip('.')})"
         else:
@@ -296,8 +301,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         # is named for a repeat rather than overruling the measured readings; but a stone is not "identified"
         # while one of its readings says "refer if it stands" (an outside try: a citrine photo, quartz RI and
         # SG, and SR, was "identified Citrine 86 %" above a flag to refer it)
-        # the tests judged by eye are those without a numeric error (instruments.TESTS)
-        seen = _join([TESTS[t].instrument for t in tests_done(rr.readings) if TESTS[t].sigma is None])
+        seen = _eye_instruments(rr.readings)
         misfit = f"the {seen} reading fits none of the photo's candidates: repeat it, and refer the stone if it stands."
         if decision == "identified":
             decision = "uncertain"

@@ -201,8 +201,7 @@ class AccessMiddleware:
         self.table = AccessTable(ACCESS if table is None else table)
         settings = service.state.settings
         self.per_key = RateLimiter(settings.rate_per_key, settings.rate_per_key * settings.rate_burst_seconds)
-        self._host_refusals = Sampled(60.0)
-        self._unauthenticated = Sampled(60.0)  # refusals before sign-in (origin, unknown key): by kind and address
+        self._unauthenticated = Sampled(60.0)  # refusals before sign-in (host, origin, unknown key): by kind, address
         self.per_address = RateLimiter(settings.rate_per_address,
                                        settings.rate_per_address * settings.rate_burst_seconds)
         self.failed_sign_ins = FailedSignIns()
@@ -235,7 +234,7 @@ class AccessMiddleware:
         if path not in PROBES and allowed is not None and host_name(headers.get("host", "")) not in allowed:
             address = (scope.get("client") or ("unknown", 0))[0]
             host = headers.get("host", "")[:100]
-            if (skipped := self._host_refusals.record(address)) is not None:
+            if (skipped := self._unauthenticated.record(f"host|{address}")) is not None:
                 # on the trail (DNS rebinding tries), once a minute per address at most: a flood of them filled
                 # the trail (17,596 entries in 20 s, an outside try) and spent the address's request budget
                 audit.update(action="denied", params={}, unsafe=False, address=address,

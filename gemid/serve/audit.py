@@ -95,6 +95,8 @@ class Sealer(Protocol):
 
     def sign_bytes(self, data: bytes) -> tuple[str, str]: ...
 
+    def public_key(self) -> tuple[str, Ed25519PublicKey]: ...
+
 
 def seal_bytes(seq: int, chain_hash: str) -> bytes:
     """The bytes a seal signs: the chain's hash at entry `seq` (which covers every entry up to it)."""
@@ -174,17 +176,14 @@ class Sealing:
         self._lock = threading.Lock()
         self._warned_at = -math.inf
 
-    def _trusted(self) -> dict[str, Ed25519PublicKey] | None:
-        """The public keys this machine has sealed with (its anchor's, and its signer's own); None when it has
-        sealed nothing yet, and then only the store's own keys are at hand."""
+    def _trusted(self) -> dict[str, Ed25519PublicKey]:
+        """The public keys this machine has sealed with: its anchor's, and its signer's own."""
         from gemid import signing
 
         keys = {kid: signing.load_public_pem(pem) for kid, pem in (self.anchor.keys if self.anchor else ())}
-        own = getattr(self.sealer, "public_key", None)
-        if callable(own):
-            kid, public = own()
-            keys[kid] = public
-        return keys or None
+        kid, public = self.sealer.public_key()
+        keys[kid] = public
+        return keys
 
     def problem(self, conn: Any, head_seq: int, head_hash: str) -> str | None:
         """Why the trail as found (head `head_seq`, `head_hash`) must not be sealed, or None."""
@@ -203,16 +202,19 @@ class Sealing:
             found = conn.execute(select(AuditRow.hash).where(AuditRow.seq == last.seq)).scalar_one_or_none()
             if found != last.hash:
                 return f"the seal at entry {last.seq} does not match that entry"
-            # its signature too: a bogus seal row on a forged entry had the service seal on top of it (an outside
-            # try). Against the keys this machine sealed with; one that never sealed trusts the store's keys
-            trusted = self._trusted() if anchor is not None else None
-            if trusted is None:
-                from gemid.serve.keys import verification_keys
+            # its signature too, unless it is the seal this machine made last: a bogus seal row on a forged entry
+            # had the service seal on top of it (an outside try). Against the keys this machine sealed with; one
+            # that never sealed trusts the store's keys
+            if anchor is None or (anchor.seq, anchor.hash) != (last.seq, last.hash):
+                if anchor is not None:
+                    trusted = self._trusted()
+                else:
+                    from gemid.serve.keys import verification_keys
 
-                trusted = verification_keys(conn)[0]
-            why = _seal_problem(last, {"seq": last.seq, "hash": found}, trusted)
-            if why:
-                return f"the seal at entry {last.seq}: {why}"
+                    trusted = verification_keys(conn)[0]
+                why = _seal_problem(last, {"seq": last.seq, "hash": found}, trusted)
+                if why:
+                    return f"the seal at entry {last.seq}: {why}"
         elif anchor is None:
             return None  # nothing sealed here or anywhere yet: a new store, or one from before seals
         if head_seq - start > MAX_UNSEALED:
@@ -234,10 +236,8 @@ class Sealing:
         from gemid import signing
 
         keys = dict(self.anchor.keys) if self.anchor else {}
-        own = getattr(self.sealer, "public_key", None)
-        if callable(own):
-            kid, public = own()
-            keys[kid] = signing.public_pem(public)
+        kid, public = self.sealer.public_key()
+        keys[kid] = signing.public_pem(public)
         anchor = Anchor(seq, chain_hash, tuple(sorted(keys.items())))
         with self._lock:
             if self.anchor is not None and self.anchor.seq >= anchor.seq and self.anchor.keys == anchor.keys:
