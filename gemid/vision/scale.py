@@ -256,10 +256,10 @@ CARD_SPLITTING = {"side": CARD_SEGMENT_SIDE, "min_share": 0.0}  # gemid.vision.s
 # how a photo with a coin or a ruler beside the stones is segmented: as finely as the card's, every component kept
 # down to 0.005 % of the frame (a 3 mm stone 25 cm under a phone is ~15 px across in the working image); once the
 # reference gives the scale, the pieces narrower than a MIN_STONE_MM round are dropped as specks
-BESIDE_SEGMENTATION = {"side": CARD_SEGMENT_SIDE, "min_component": 0.0, "min_area": 0.00005}
+BESIDE_SEGMENTATION = {"side": CARD_SEGMENT_SIDE, "min_component": 0.0, "min_area": 0.00005, "frame_filling": False}
 
 
-def card_segmentation(ref: ScaleReference, shape: tuple[int, ...]) -> dict[str, float | int]:
+def card_segmentation(ref: ScaleReference, shape: tuple[int, ...]) -> dict[str, float | int | bool]:
     """`gemid.vision.segment`'s settings for a photo of the card: finer, keeping every component of at least
     a MIN_STONE_MM round (a tray's 3 mm stone beside a 15 mm one is a stone, not a fleck)."""
     h, w = shape[:2]
@@ -268,7 +268,8 @@ def card_segmentation(ref: ScaleReference, shape: tuple[int, ...]) -> dict[str, 
     stone_px = math.pi * (MIN_STONE_MM / 2.0 / mm) ** 2
     # the clean-up's opening must not erase the smallest stone: at most half its diameter, at segment's side
     kernel = int(MIN_STONE_MM / 2.0 / mm * side / max(h, w))
-    return {"side": side, "min_area": stone_px / float(h * w), "min_component": 0.0, "max_kernel": kernel}
+    return {"side": side, "min_area": stone_px / float(h * w), "min_component": 0.0, "max_kernel": kernel,
+            "frame_filling": False}
 
 
 def paper_rgb(rgb: np.ndarray, ref: ScaleReference) -> tuple[int, int, int]:

@@ -83,7 +83,7 @@ def _outline(rgb: np.ndarray, box: tuple[int, int, int, int], own: np.ndarray,
         rest = ~others & (own == 0)
         if rest.any():
             sub[others] = np.median(sub[rest], axis=0).astype(np.uint8)
-    seg = segment(sub, min_component=0.0, side=max(sub.shape[:2]), min_area=0.0005)
+    seg = segment(sub, min_component=0.0, side=max(sub.shape[:2]), min_area=0.0005, frame_filling=False)
     if not seg.found:
         return None
     near = cv2.dilate(own, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (OWN_SLACK, OWN_SLACK))) > 0
