@@ -66,6 +66,12 @@ def validation_message(exc: HasErrors, *, field: Callable[[Location], str] = dot
     return "; ".join(parts)
 
 
+def percent(p: float) -> str:
+    """A probability in words: '<1%' and '>99%' rather than a '0%' or '100%' that nothing can say of a stone
+    (an outside try read "Zircon 100%" above a list of look-alikes the photo cannot exclude)."""
+    return "<1%" if p < 0.005 else ">99%" if p >= 0.995 else f"{p:.0%}"
+
+
 def size_text(n: int) -> str:
     """A size as the limits are set and the README states them: binary units (20 MiB = 20 * 2**20 bytes), so
     a message never says "21.0 MB" about a 20 MiB limit."""

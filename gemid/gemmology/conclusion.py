@@ -40,6 +40,7 @@ from gemid.gemmology.likelihood import (
 )
 from gemid.gemmology.rerank import display_name, what_fits
 from gemid.gemmology.table import Material, PropertyTable, default_table
+from gemid.messages import percent
 from gemid.report import Candidate, Conclusion, Readings, Reranking, SpeciesResult
 
 # The prior share of look-alikes the model does not know (glass, CZ, spinel for ruby ...) among the stones a
@@ -81,14 +82,15 @@ def photo_cannot_exclude(label: str | None, table: PropertyTable) -> list[str]:
 
 def desk_test_key(label: str, name: str, readings: Readings | None, table: PropertyTable, *,
                   done: bool = False) -> str | None:
-    """The test not yet taken (`done`: of those taken) that best tells `label` from the look-alike `name`, or
-    None when none does (their outcomes overlap by DESK_APART or more on each)."""
+    """The test not yet taken (`done`: of those taken) that best tells `label` from `name` (a look-alike, or
+    another species the readings fit), or None when none does (their outcomes overlap by DESK_APART or more on
+    each)."""
     rows = table.rows_for(label)
-    m = next((x for x in table.lookalikes() if x.name == name), None)
-    if not rows or m is None:
+    theirs = table.rows_for(name) or [x for x in table.lookalikes() if x.name == name][:1]
+    if not rows or not theirs:
         return None
     tests = tests_done(readings) if done else tests_left(readings)
-    overlaps = {t: float(np.minimum(mixture_distribution(rows, t), mixture_distribution((m,), t)).sum())
+    overlaps = {t: float(np.minimum(mixture_distribution(rows, t), mixture_distribution(theirs, t)).sum())
                 for t in sorted(tests)}
     best = min(overlaps, key=lambda t: (overlaps[t], -TESTS[t].practicality), default=None)
     return best if best is not None and overlaps[best] < DESK_APART else None
@@ -103,14 +105,15 @@ def desk_test(label: str, name: str, readings: Readings | None, table: PropertyT
 
 def exclusion_tests(conclusion: Conclusion, readings: Readings | None,
                     table: PropertyTable | None = None) -> dict[str, list[str]]:
-    """The tests not yet taken that the conclusion's reason says can exclude a look-alike it names (test key ->
-    the look-alikes): the guidance recommends each of them, so a reason that says "the UV lamp can" never
-    stands above an empty list of tests (an outside try found that on an emerald with RI and SG)."""
+    """The tests not yet taken that the conclusion's reason says can exclude a look-alike it names, or another
+    species its `fits` names (test key -> the names): the guidance recommends each of them, so a reason that
+    says "the UV lamp can" never stands above an empty list of tests (an outside try found that on an emerald
+    with RI and SG)."""
     if readings is None or conclusion.label is None or conclusion.decision not in ("identified", "uncertain"):
         return {}
     table = table or default_table()
     found: dict[str, list[str]] = {}
-    for name in conclusion.cannot_exclude:
+    for name in [*conclusion.cannot_exclude, *(f for f in conclusion.fits if f != conclusion.label)]:
         key = desk_test_key(conclusion.label, name, readings, table)
         if key is not None:
             found.setdefault(key, []).append(name)
@@ -158,6 +161,44 @@ def _bar(label: str, rivals: Sequence[tuple[float, Material]], table: PropertyTa
     return prior * lik, m
 
 
+def _weak(rr: Reranking, considered: set[str], obs: Observed, table: PropertyTable,
+          lead: Candidate | None, every: bool) -> list[tuple[str, str]]:
+    """The candidates the readings fit but the photo gave too little to stay in the running, with what the
+    photo gave each: those that fit every reading if any do, else (unless something else fits every reading,
+    `every`) those that fit the measured ones (an outside try was told "Pyrope or Chrome Diopside fit the
+    measured ones" beside an SR that chrome diopside cannot give); the readings' likeliest among them, though
+    it may lie below the photo's listed candidates."""
+    def fit_all(label: str) -> bool:
+        return any(fits(m, obs) for m in table.rows_for(label))
+
+    out = [c for c in rr.photo_only if c.label not in considered and
+           any(measured_fit(m, obs) for m in table.rows_for(c.label))]
+    given = {c.label: percent(c.probability) for c in rr.photo_only}
+    if lead is not None and lead.label not in considered and lead.label not in given and rr.photo_only:
+        out.insert(0, lead)
+        last = percent(rr.photo_only[-1].probability)
+        given[lead.label] = last if last.startswith("<") else f"under {last}"
+    out = [c for c in out if fit_all(c.label)] or ([] if every else out)
+    return [(c.label, given[c.label]) for c in out[:MAX_NAMED]]
+
+
+EYE_FIELDS = {"optic_character": "optic", "optic_sign": "optic_sign", "pleochroism": "pleochroism",
+              "uv_fluorescence": "uv_lw"}  # the tests judged by eye, and their reading's field
+
+
+def _only(readings: Readings, tests: Sequence[str]) -> Observed:
+    """The readings of these tests alone."""
+    return Observed.from_readings(Readings(**{EYE_FIELDS[t]: getattr(readings, EYE_FIELDS[t]) for t in tests}))
+
+
+def _eye_against(rows: Sequence[Material], readings: Readings) -> list[str]:
+    """The tests judged by eye whose reading none of the answer's rows can give, beyond the usual confusions.
+    An SR beside an optic figure is a stone seen down its optic axis, not a misread polariscope."""
+    axis = readings.optic == "SR" and readings.optic_sign is not None
+    return [t for t in tests_done(readings) if t in EYE_FIELDS and rows and not (axis and t == "optic_character")
+            and not any(fits(m, _only(readings, [t])) for m in rows)]
+
+
 def _support(c: Candidate, obs: Observed, table: PropertyTable) -> float:
     """Photo probability x readings likelihood: a candidate's weight against an unknown look-alike's."""
     rows = table.rows_for(c.label)
@@ -194,19 +235,29 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
     considered = {c.label for i, c in enumerate(rr.photo_only)
                   if i == 0 or _support(c, obs, table) >= _bar(c.label, rivals, table, prior)[0]}
     fitting = [c for c in ranked if c.label in considered and plausible(c) is not False]
+    lead = next((c for c in ranked if plausible(c) is not False), None)
+    if (fitting and lead is not None and lead.label not in considered and fitting[0].label != photo_top
+            and lead.probability > fitting[0].probability):
+        # the readings rule out the photo's answer, and their likeliest is one the photo all but ruled out: an
+        # answer from what stays in the running would be far less likely than it (an outside try: chrome
+        # diopside readings on an emerald photo gave "uncertain Diaspore 1 %" beside a combined ranking of
+        # chrome diopside 94 %), so it is a referral. While the photo's answer fits, the rules below weigh it.
+        fitting = []
     if species.decision == "rejected" or not fitting:
-        names, every = _what_fits(obs, table, photo_top, [c.label for c in rr.photo_only])
+        names, every = _what_fits(obs, table, photo_top,
+                                  ([lead.label] if lead is not None else []) + [c.label for c in rr.photo_only])
         seen = _eye_instruments(rr.readings)
         if species.decision == "rejected":
             why = f"the photo alone gave no species ({species.reason.rstrip('.')})"
         else:
-            ruled_out = [c.label for c in rr.photo_only if c.label in considered]
-            weak = [c for c in rr.photo_only if c.label not in considered and plausible(c) is not False]
+            ruled_out = [c.label for c in rr.photo_only if c.label in considered and plausible(c) is False]
+            weak = _weak(rr, considered, obs, table, lead, every)
             why = f"the readings rule out {_join(ruled_out)}, the photo's answer"
             if weak:
-                why += (f"; {_join([c.label for c in weak])} {'fits' if len(weak) == 1 else 'fit'} "
-                        f"{'the measured ones' if seen else 'them'}, but the "
-                        f"photo gave {_join([_percent(c.probability) for c in weak], 'and')}, too little to outweigh "
+                every_weak = all(any(fits(m, obs) for m in table.rows_for(label)) for label, _ in weak)
+                why += (f"; {_join([label for label, _ in weak])} {'fits' if len(weak) == 1 else 'fit'} "
+                        f"{'them' if every_weak or not seen else 'the measured ones'}, but the "
+                        f"photo gave {_join([given for _, given in weak], 'and')}, too little to outweigh "
                         "a look-alike it does not know")
         fit_all = (f"The readings fit {_join(names)}." if every else
                    # an outside try: "Pyrope or Chrome Diopside fit them" beside an SR that chrome diopside
@@ -256,7 +307,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         p = min(p, support / (support + bar))
     decision = "identified" if p >= IDENTIFY_COMBINED else "uncertain"
     if doubted:
-        reason = (f"{best.label} is the likeliest with the readings ({_percent(p)}), but "
+        reason = (f"{best.label} is the likeliest with the readings ({percent(p)}), but "
                   + (f"the photo favoured {photo_top} and " if moved else "")
                   + (f"{_name(rival)} would give such readings too" if rival is not None and measured_fit(rival, obs)
                      else "a look-alike the model does not know fits them nearly as well")
@@ -264,10 +315,10 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
     elif decision == "identified":
         reason = (f"The readings fit {best.label}" + (" and overturn the photo's first choice" if moved else
                                                       " and confirm the photo")
-                  + f" (combined probability {_percent(p)}).")
+                  + f" (combined probability {percent(p)}).")
     else:
         alternatives = [c.label for c in fitting[1:MAX_NAMED + 1]]
-        reason = (f"{best.label} is the likeliest ({_percent(p)} with the readings), but "
+        reason = (f"{best.label} is the likeliest ({percent(p)} with the readings), but "
                   + (f"{_join(alternatives)} also {'fits' if len(alternatives) == 1 else 'fit'}" if alternatives
                      else "the evidence is not yet conclusive")
                   + f": {NEXT_TEST}.")
@@ -278,13 +329,33 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         decision = "uncertain"
         closer = [c.label for c in ranked if c.label != best.label and table.rows_for(c.label)
                   and any(measured_fit(m, obs, k=IN_RANGE) for m in table.rows_for(c.label))][:MAX_NAMED]
-        reason = (f"{best.label} is the likeliest with the readings ({_percent(p)}), but they lie outside its range "
+        reason = (f"{best.label} is the likeliest with the readings ({percent(p)}), but they lie outside its range "
                   f"({describe(best_rows[0], obs)}) by more than two instrument errors: read them again"
                   + (f"; they fit {_join(closer)}" if closer else "") + ".")
+    clash = contradictions(rr.readings)
+    against = (_eye_against(best_rows, rr.readings) if decision == "identified" and not doubted and not clash
+               else [])  # readings that contradict each other are repeated as such (below)
+    also: list[str] = []
+    if against:
+        # a reading judged by eye that the answer cannot give (an outside try: a ruby photo with an almandine's RI
+        # and SG and SR was "identified Ruby 99 %"): the photo and the measured readings outweigh it, as it is
+        # often misjudged, but a stone is not identified against it; what fits every reading is named
+        decision = "uncertain"
+        obs_rows = [(m, label) for label in dict.fromkeys([c.label for c in ranked] + [photo_top or ""])
+                    for m in table.rows_for(label)]
+        also = [label for m, label in obs_rows if label != best.label and fits(m, obs)]
+        also += [_name(m) for m in _fitting_lookalikes(best.label, obs, table) if fits(m, obs)]
+        also = list(dict.fromkeys(also))[:MAX_NAMED]
+        instruments = _join([TESTS[t].instrument for t in against], "and")
+        reason = (("The measured readings fit " if any(TESTS[t].sigma is not None for t in tests_done(rr.readings))
+                   else "The photo favours ") + f"{best.label} (combined probability {percent(p)}), but the "
+                  f"{instruments} reading does not ({best.label}: {describe(best_rows[0], _only(rr.readings, against))})"
+                  + (f"; {_join(also)} {'fits' if len(also) == 1 else 'fit'} every reading" if also else "")
+                  + (": repeat it, turning the stone through several positions," if "optic_character" in against
+                     else ": repeat it,") + " and take the next recommended test.")
     measured = [t for t in tests_done(rr.readings) if TESTS[t].sigma is not None]
     fit_words = (f"The measured readings fit {best.label}" if measured else f"{best.label} is the likeliest"
-                 ) + f" (combined probability {_percent(p)}), but "
-    clash = contradictions(rr.readings)
+                 ) + f" (combined probability {percent(p)}), but "
     if clash:
         # readings that contradict each other, whatever the stone (SR beside a birefringence or a pleochroism):
         # the polariscope was misjudged, or the stone was not turned through enough positions
@@ -341,7 +412,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
     if lab:
         reason += f" Readings like these cannot exclude {_join(lab)}: a laboratory can (spectroscopy, magnification)."
     return Conclusion(decision=decision, label=best.label, probability=round(min(1.0, p), 4),
-                      basis="photo+readings", reason=reason, fits=[best.label] if moved else [],
+                      basis="photo+readings", reason=reason, fits=[best.label] if moved else also,
                       cannot_exclude=cannot_exclude)
 
 
@@ -364,6 +435,10 @@ def repeat_tests(conclusion: Conclusion, reranking: Reranking | None,
         for t in tests_done(readings):
             if TESTS[t].sigma is None:
                 found[t] = "it fits none of the photo's candidates; refer the stone if it stands"
+    rows = table.rows_for(conclusion.label)
+    for t in _eye_against(rows, readings):
+        found.setdefault(t, f"{conclusion.label} cannot give this reading "
+                            f"({describe(rows[0], _only(readings, [t]))})")
     for name in conclusion.cannot_exclude:
         if desk_test_key(conclusion.label, name, readings, table) is not None:
             continue
@@ -404,11 +479,6 @@ def lab_note(conclusion: Conclusion, recommended: int, readings: Readings | None
     if recommended == 0 and conclusion.basis == "photo+readings" and conclusion.decision != "identified":
         return f"No cheap test is left that separates the remaining candidates: {LAB_METHODS}."
     return None
-
-
-def _percent(p: float) -> str:
-    """A probability in words: '<1%' and '>99%' rather than a '0%' or '100%' that nothing said."""
-    return "<1%" if p < 0.005 else ">99%" if p >= 0.995 else f"{p:.0%}"
 
 
 def _join(names: Sequence[str], word: str = "or") -> str:

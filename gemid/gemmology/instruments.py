@@ -17,8 +17,8 @@ from types import MappingProxyType
 import numpy as np
 
 from gemid.gemmology.table import FLUORESCENCE, OPTIC_SIGNS, OPTICS, PLEOCHROISM, Material
+from gemid.readings import REFRACTOMETER_LIMIT
 
-REFRACTOMETER_LIMIT = 1.81  # contact liquid of a standard refractometer: no edge above this ("OTL")
 SIGMA_RI = 0.005  # refractometer, flat polished facet
 SIGMA_RI_SPOT = 0.010  # spot (distant-vision) reading on a cabochon or aggregate
 SIGMA_BIREF = 0.003  # difference of two readings: shared errors cancel

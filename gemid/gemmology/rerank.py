@@ -133,7 +133,10 @@ def what_fits(obs: Observed, table: PropertyTable, photo_top: str | None, *, exc
     within each. Beyond the look-alikes, a material of a mineral already named is left out: it reads the same
     and differs only in colour (blue spinel beside red spinel for a red stone adds only confusion), so the
     photo's own candidate speaks for its mineral (golden beryl, not a synthetic emerald, for a yellow stone).
-    One name per material (a model label or a table name); rows of labels in `exclude` are left out."""
+    One name per material (a model label or a table name); rows of labels in `exclude` are left out. The species
+    the photo did not list, and other species' look-alikes, are named only when nothing of the first two tiers
+    fits: the photo gave them next to nothing, mostly for their colour (an outside try was given "Red spinel,
+    Synthetic spinel or Tsavorite" for a red stone, and massive dumortierite for a transparent green one)."""
     good = [m for m in table.materials if fit(m, obs) and not (m.label and m.label in exclude)]
 
     def tier(m: Material) -> int:
@@ -153,7 +156,8 @@ def what_fits(obs: Observed, table: PropertyTable, photo_top: str | None, *, exc
         out.append(m)
         names.add(name)
         minerals.add(m.mineral)
-    return out
+    near = [m for m in out if tier(m) <= 1]
+    return near or out
 
 
 def _matches(rows: Sequence[Material], obs: Observed) -> list[Material]:

@@ -32,6 +32,7 @@ from sqlalchemy import Engine, create_engine, event, func, insert, select, updat
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gemid.readings import STORED
 from gemid.report import ConclusionDecision, Report, Signature
 from gemid.serve.images import ImageStore, extension_for, sha256_bytes, sha256_file
 from gemid.serve.models_db import IntakeRow, ReportRow, RevisionRow, ShadowRow
@@ -156,7 +157,7 @@ def new_verify_code() -> str:
 def served(body: dict[str, Any]) -> dict[str, Any]:
     """A stored revision as the API serves it: a signed one exactly as stored (its signature covers it), an
     unsigned one from before signing brought up to the current schema (new fields with their defaults)."""
-    return body if body.get("signature") else Report.model_validate(body).model_dump(mode="json")
+    return body if body.get("signature") else Report.model_validate(body, context={STORED: True}).model_dump(mode="json")
 
 
 class ReportStore:
@@ -273,7 +274,7 @@ class ReportStore:
     def get(self, report_id: str, revision: int | None = None) -> Report | None:
         """The latest revision, or revision `revision`; None when unknown."""
         body = self.get_body(report_id, revision)
-        return None if body is None else Report.model_validate(body)
+        return None if body is None else Report.model_validate(body, context={STORED: True})
 
     def get_body(self, report_id: str, revision: int | None = None) -> dict[str, Any] | None:
         """The stored JSON of the latest revision, or of revision `revision`; None when unknown."""
@@ -289,7 +290,7 @@ class ReportStore:
 
     def revisions(self, report_id: str) -> list[Report]:
         """Every revision, oldest first; empty when the id is unknown."""
-        return [Report.model_validate(b) for b in self.revision_bodies(report_id)]
+        return [Report.model_validate(b, context={STORED: True}) for b in self.revision_bodies(report_id)]
 
     def revision_bodies(self, report_id: str) -> list[dict[str, Any]]:
         """The stored JSON of every revision, oldest first; empty when the id is unknown."""
@@ -416,7 +417,7 @@ class ReportStore:
                 .where(*conds).order_by(*order).limit(limit)
             ).all()
         # the stones of one photo share its analysis time (gemid.serve.analysis): in reading order within it
-        keyed = [(at, Report.model_validate(body)) for at, body in rows]
+        keyed = [(at, Report.model_validate(body, context={STORED: True})) for at, body in rows]
         sign = -1 if newest_first else 1
         keyed.sort(key=lambda k: (sign * k[0].timestamp(), k[1].image.sha256, k[1].stone.index if k[1].stone else 0))
         return [r for _, r in keyed]

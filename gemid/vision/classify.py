@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from gemid.errors import ModelError
+from gemid.messages import percent
 from gemid.report import Candidate, Decision, ModelInfo, Quality, SpeciesResult
 from gemid.vision.bundle import Bundle
 from gemid.vision.crop import stone_crop
@@ -261,21 +262,21 @@ def decide(probs: np.ndarray, score: float, bundle: Bundle, quality: Quality | N
     p2 = float(probs[order[1]]) if len(order) > 1 else 0.0
     first = bundle.labels[order[0]]
     second = bundle.labels[order[1]] if len(order) > 1 else None
-    also = f"; {second} ({p2:.0%}) is also possible" if second else ""
+    also = f"; {second} ({percent(p2)}) is also possible" if second else ""
     if p1 < policy.identified_min_prob:
         if policy.identified_min_prob > 1.0:  # evaluation found no confidence level precise enough
-            return "uncertain", (f"Most likely {first} ({p1:.0%}){also}. This model never names a species on "
+            return "uncertain", (f"Most likely {first} ({percent(p1)}){also}. This model never names a species on "
                                  "the photo alone; use the recommended tests to decide.")
-        return "uncertain", (f"Most likely {first} ({p1:.0%}), but not confidently (needs "
+        return "uncertain", (f"Most likely {first} ({percent(p1)}), but not confidently (needs "
                              f"{policy.identified_min_prob:.0%}){also}. Use the recommended tests to decide.")
     if p1 - p2 < policy.identified_min_margin:
         return "uncertain", (
-            f"{first} ({p1:.0%}) and {second} ({p2:.0%}) are too close to call. Use the recommended tests to decide."
+            f"{first} ({percent(p1)}) and {second} ({percent(p2)}) are too close to call. Use the recommended tests to decide."
         )
     fam = bundle.familiarity
     if fam is not None and fam.identify_threshold is not None and score < fam.identify_threshold:
         return "uncertain", (
-            f"Most likely {first} ({p1:.0%}), but the photo looks less like the model's training photos than a "
+            f"Most likely {first} ({percent(p1)}), but the photo looks less like the model's training photos than a "
             f"named species needs (familiarity {score:.2f}, below {fam.identify_threshold:.2f}){also}. Use the "
             "recommended tests to decide."
         )
@@ -283,7 +284,7 @@ def decide(probs: np.ndarray, score: float, bundle: Bundle, quality: Quality | N
     problems = [text for code, text in _DOWNGRADE.items() if code in codes]
     if problems:
         return "uncertain", (
-            f"The model says {first} ({p1:.0%}), but {' and '.join(problems)}, so the answer may not be about "
+            f"The model says {first} ({percent(p1)}), but {' and '.join(problems)}, so the answer may not be about "
             "one stone. Photograph one stone alone on a plain background."
         )
-    return "identified", f"{first} ({p1:.0%} probability). Preliminary: confirm with standard gemmological tests."
+    return "identified", f"{first} ({percent(p1)} probability). Preliminary: confirm with standard gemmological tests."

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gemid.messages import percent
 from gemid.vision import models_cli
 
 if TYPE_CHECKING:
@@ -197,7 +198,8 @@ def _run_identify(args: argparse.Namespace) -> int:
     try:
         readings = Readings(**{k: getattr(args, k) for k in Readings.model_fields})
     except ValidationError as exc:
-        problems = validation_message(exc, field=lambda loc: reading_flag(str(loc[0])), limit=None)
+        problems = validation_message(exc, field=lambda loc: reading_flag(str(loc[0])) if loc else "readings",
+                                      limit=None)
         return _usage_error(f"invalid reading: {problems}")
     if args.reference is not None and len(args.reference) > MAX_REFERENCE:
         return _usage_error(f"--reference is longer than {MAX_REFERENCE} characters")
@@ -321,11 +323,6 @@ def _entry(r: Report | FileError) -> dict[str, Any]:
     return r.model_dump(mode="json")
 
 
-def _percent(p: float) -> str:
-    """A probability as a person reads it: never "0%" for a candidate that is merely unlikely."""
-    return f"{p:.0%}" if p >= 0.005 else "<1%"
-
-
 def _conclusion_cell(r: Report, style: dict[str, str]) -> str:
     c = r.conclusion
     if c is None:
@@ -334,7 +331,7 @@ def _conclusion_cell(r: Report, style: dict[str, str]) -> str:
     if c.decision in ("refer", "rejected"):  # no answer to give: why (and what the readings fit, if any)
         return head + (f"\nfits: {', '.join(c.fits)}" if c.fits else "") + f"\n{c.reason}"
     if c.label:
-        head += f"\n{c.label}" + (f" {_percent(c.probability)}" if c.probability else "")
+        head += f"\n{c.label}" + (f" {percent(c.probability)}" if c.probability else "")
     head += f"\n[dim]{'photo + readings' if c.basis == 'photo+readings' else 'from the photo'}[/dim]"
     if c.cannot_exclude:
         head += f"\n[yellow]cannot exclude: {', '.join(c.cannot_exclude)}[/yellow]"
@@ -386,7 +383,7 @@ def _print_table(results: list[Report | FileError], top_n: int, info: ModelInfo 
             continue
         name += _stone_cell(r)
         species = f"{r.species.decision}\n" + "\n".join(
-            f"{c.label} {_percent(c.probability)}" for c in r.species.top[:top_n])
+            f"{c.label} {percent(c.probability)}" for c in r.species.top[:top_n])
         warnings = "\n".join(w.message for w in r.quality.warnings)
         if not wide and warnings:
             name += f"\n[yellow]{warnings}[/yellow]"
@@ -410,7 +407,7 @@ def _stone_cell(r: Report) -> str:
         return ""
     lines = [f"stone {s.index} of {s.count}"] if s.count > 1 else []
     if s.shape is not None:
-        lines.append(f"{s.shape.label.replace('_', ' ')} {_percent(s.shape.probability)}")
+        lines.append(f"{s.shape.label.replace('_', ' ')} {percent(s.shape.probability)}")
     if s.size is not None and s.size.status == "measured":
         lines.append(f"{s.size.length_mm:.2f} × {s.size.width_mm:.2f} mm")
     elif s.size is not None:  # a scale was there (or asked for) and this stone has no size: say why

@@ -18,6 +18,7 @@ from pathlib import Path, PurePath
 from typing import Any
 from urllib import error, parse, request
 
+from gemid.readings import STORED
 from gemid.report import FileError, Readings, Report
 
 TIMEOUT = 300.0  # seconds for one photo: a busy service queues it behind others (it answers 503 when full)
@@ -74,7 +75,7 @@ def _entries(body: Any, name: str, status: int) -> list[Report | FileError]:
         out: list[Report | FileError] = []
         for entry in body["reports"]:
             if isinstance(entry, dict) and "report_id" in entry:
-                out.append(Report.model_validate(entry))
+                out.append(Report.model_validate(entry, context={STORED: True}))
             else:  # a refusal is not stored: it names the file as the technician gave it, like a local one
                 out.append(FileError.model_validate(entry).model_copy(update={"file": name}))
         return out

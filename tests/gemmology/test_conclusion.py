@@ -400,3 +400,61 @@ def test_the_refractometers_limit_is_the_desks_not_a_constant():
     (ruby,) = table.rows_for("Ruby")[:1]
     assert not measured_fit(ruby, Observed.from_readings(Readings(ri_otl=True)))
     assert measured_fit(ruby, Observed.from_readings(Readings(ri_otl=True, ri_limit=1.75)))
+
+
+# --- an outside gemmologist's cases (2026-12-07) -----------------------------------------------------------
+
+
+def test_a_polariscope_reading_the_answer_cannot_give_keeps_it_from_identified():
+    """A confident ruby photo with an almandine's RI and SG and SR was "identified Ruby 99 %": the SR is judged by
+    eye, so it does not overturn the photo, but it names what fits every reading, and guidance offers a test
+    that separates them and the polariscope again."""
+    ruby = [Candidate(label="Ruby", probability=0.984), Candidate(label="Pyrope", probability=0.003),
+            Candidate(label="Almandine", probability=0.001), Candidate(label="Rhodolite", probability=0.001)]
+    readings = Readings(ri=1.760, sg=4.05, optic="SR", weight_ct=2.0)
+    rr = rerank(ruby, readings)
+    c = conclude(SpeciesResult(decision="identified", reason="photo", top=ruby), rr)
+    assert c.decision == "uncertain" and c.label == "Ruby", c.reason
+    assert "polariscope reading does not (Ruby: DR)" in c.reason and "Almandine" in c.fits, c.reason
+    exclude = exclusion_tests(c, readings)
+    assert any("Almandine" in names for names in exclude.values()), exclude
+    repeat = repeat_tests(c, rr)
+    assert "optic_character" in repeat and "Ruby cannot give this reading" in repeat["optic_character"]
+    offered = [t.test for t in recommend(list(rr.combined), available=left_tests(readings), readings=readings,
+                                         exclude=exclude, repeat=repeat).recommended]
+    assert offered and offered[-1] == "optic_character" and len(offered) >= 2, offered
+    # the same readings with DR: the answer fits every one of them, identified as before
+    dr = Readings(ri=1.762, sg=4.00, optic="DR", weight_ct=2.0)
+    assert conclude(SpeciesResult(decision="identified", reason="photo", top=ruby), rerank(ruby, dr)).decision \
+        == "identified"
+
+
+def test_readings_whose_likeliest_the_photo_all_but_ruled_out_are_referred_naming_it():
+    """Chrome diopside's readings on an emerald photo gave "uncertain Diaspore 1 %" beside a combined ranking of
+    chrome diopside 94 %: the answer must not be a far less likely candidate than the readings' own first."""
+    labels = default_table().model_labels
+    emerald = [Candidate(label="Emerald", probability=0.956), Candidate(label="Onyx Green", probability=0.0101),
+               Candidate(label="Ruby", probability=0.0054), Candidate(label="Turquoise", probability=0.0024),
+               Candidate(label="Bixbite", probability=0.0011), Candidate(label="Beryl Golden", probability=0.0011),
+               Candidate(label="Onyx Red", probability=0.0009), Candidate(label="Diaspore", probability=0.0008),
+               Candidate(label="Sapphire Blue", probability=0.0007), Candidate(label="Fluorite", probability=0.0007)]
+    readings = Readings(ri=1.675, ri_high=1.701, sg=3.29, optic="DR")
+    rr = rerank(emerald, readings, model_labels=labels)
+    assert rr.combined[0].label == "Chrome Diopside"
+    c = conclude(SpeciesResult(decision="identified", reason="photo", top=emerald), rr)
+    assert c.decision == "refer" and c.label == "Chrome Diopside", c.reason
+    assert "rule out Emerald, the photo's answer" in c.reason and "Diaspore, the photo's answer" not in c.reason
+
+
+def test_a_referral_names_only_candidates_that_fit_every_reading_and_not_far_colours():
+    """Red spinel's readings on a ruby photo: the referral named chrome diopside (DR) beside the SR, and
+    tsavorite, a green garnet the photo gave next to nothing, for a red stone."""
+    labels = default_table().model_labels
+    ruby = [Candidate(label="Ruby", probability=0.98), Candidate(label="Pyrope", probability=0.008),
+            Candidate(label="Chrome Diopside", probability=0.004), Candidate(label="Almandine", probability=0.004),
+            Candidate(label="Rhodolite", probability=0.004)]
+    for readings in (Readings(ri=1.718, sg=3.60, optic="SR"), Readings(ri=1.718, sg=3.60, optic="SR", uv_lw="strong")):
+        c = conclude(SpeciesResult(decision="identified", reason="photo", top=ruby),
+                     rerank(ruby, readings, model_labels=labels))
+        assert c.decision == "refer" and c.fits[0] == "Red spinel", c.reason
+        assert "Tsavorite" not in c.fits and "Chrome Diopside" not in c.reason, c.reason

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from gemid.gemmology.rerank import ReadingsError, rerank
 from gemid.gemmology.table import default_table
+from gemid.readings import STORED
 from gemid.report import Candidate, Readings
 
 
@@ -161,6 +162,17 @@ def test_a_birefringence_that_disagrees_with_the_two_edges_is_refused():
     assert exc.value.errors()[0]["loc"] == ("birefringence",)
     assert Readings(ri=1.762, ri_high=1.770, birefringence=0.008).birefringence == 0.008
     assert Readings(ri=1.762, birefringence=0.030).birefringence == 0.030  # one edge: nothing to disagree with
+
+
+def test_an_edge_past_the_refractometers_limit_is_refused_but_a_stored_one_is_read_back():
+    """An outside try entered RI 1.85 (and a diamond's 2.417) and got a referral: the refractometer shows no edge
+    past its limit, so the number was not read on it. A report stored before the rule still loads."""
+    for fields in ({"ri": 1.85}, {"ri": 2.417}, {"ri": 1.76, "ri_limit": 1.70}, {"ri": 1.78, "ri_high": 1.83}):
+        with pytest.raises(ValidationError, match="beyond the refractometer's limit"):
+            Readings(**fields)
+    assert Readings(ri=1.815).ri == 1.815  # the last graduation, read generously
+    assert Readings(ri=1.85, ri_limit=1.85).ri == 1.85  # a denser contact liquid
+    assert Readings.model_validate({"ri": 1.85}, context={STORED: True}).ri == 1.85
 
 
 def test_carbonate_blink_readings_sit_at_either_edge():

@@ -935,7 +935,7 @@ def test_parcel_view_csv_and_printed_document(desk: Watched, server: str):
     text = Path(dl.value.path()).read_text(encoding="utf-8-sig")
     lines = list(csv.DictReader(io.StringIO(text)))
     assert [x["report_id"] for x in lines] == [r["report_id"] for r in parcel["rows"]]
-    assert [x["stone"] for x in lines[:6]] == [f"{i}/6" for i in range(1, 7)]
+    assert [x["stone"] for x in lines[:6]] == [f"{i} of 6" for i in range(1, 7)]
 
     # the service's manifest PDF, downloaded from the link beside it: twenty stones on one A4 page
     with page.expect_download() as dl:

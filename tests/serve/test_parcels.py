@@ -157,7 +157,7 @@ def test_a_parcel_lists_its_stones_with_one_row_each(client: TestClient, tray_ph
     assert parcel["columns"] == ROW_FIELDS
     reports = [Report.model_validate(x) for x in parcel["reports"]]
     assert parcel["rows"] == [table_row(x) for x in reports]
-    assert [row["stone"] for row in parcel["rows"]] == [f"{i}/6" for i in range(1, 7)] + ["1/1", ""]
+    assert [row["stone"] for row in parcel["rows"]] == [f"{i} of 6" for i in range(1, 7)] + ["1 of 1", ""]
     assert [row["file"] for row in parcel["rows"]] == ["tray.png"] * 6 + ["ruby.png", "blank.png"]
     assert [row["top1"] for row in parcel["rows"][:7]] == [*TRAY_READING_ORDER, "Ruby"]
     decisions = [row["decision"] for row in parcel["rows"]]
@@ -235,5 +235,5 @@ def test_duplicates_parcels_and_csv_on_sqlite_and_postgresql(database_url: str, 
         assert [x["report_id"] for x in parcel["rows"]] == [x["report_id"] for x in first["reports"]]
         rows = read_csv(c.get("/v1/reports.csv").text)
         assert [x["file"] for x in rows] == ["ruby.png"] + ["tray.png"] * 6  # the newest photo first
-        assert [x["stone"] for x in rows[1:]] == [f"{i}/6" for i in range(1, 7)]  # its stones in reading order
+        assert [x["stone"] for x in rows[1:]] == [f"{i} of 6" for i in range(1, 7)]  # its stones in reading order
     assert stored(settings)[:2] == (7, 7)

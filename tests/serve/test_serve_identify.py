@@ -151,6 +151,8 @@ BAD_REQUESTS = [
      "optic"),
     ("high RI alone", {"files": [upload("a.png", stone("Ruby"))], "data": {"ri_high": "1.77"}}, 422,
      "invalid_readings", "ri_high: a high RI reading needs the low RI reading"),
+    ("RI past the refractometer's limit", {"files": [upload("a.png", stone("Ruby"))], "data": {"ri": "1.85"}}, 422,
+     "invalid_readings", "beyond the refractometer's limit 1.81"),
     ("impossible coin", {"files": [upload("a.png", stone("Ruby"))], "data": {"coin_mm": "200"}}, 422,
      "invalid_coin", "10-40"),
     ("coin not a number", {"files": [upload("a.png", stone("Ruby"))], "data": {"coin_mm": "a euro"}}, 422,

@@ -14,6 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
+from gemid.readings import STORED
 from gemid.report import (
     Candidate,
     ImageInfo,
@@ -200,6 +201,21 @@ def test_revisions_are_appended_never_overwritten(store: ReportStore, images: Im
     # the history list shows the current answer: the readings' combined ranking
     (item,) = store.list().items
     assert (item.revision, item.species, item.probability) == (2, "Spinel", 0.8)
+
+
+def test_readings_stored_before_a_newer_rule_are_read_back(store: ReportStore, images: ImageStore):
+    """RI edges past the refractometer's limit are refused as input since 2026-12-07; a revision stored with one
+    before that still loads, lists and serves."""
+    first = make_report("old", b"p")
+    store.add_new([(first, b"p")], images)
+    top = [c.model_dump() for c in first.species.top]
+    tests = SectionTests.model_validate({"reranking": {"readings": {"ri": 1.85}, "photo_only": top, "combined": top,
+                                                       "fits_none": False}}, context={STORED: True})
+    second = first.model_copy(update={"revision": 2, "tests": tests})
+    store.add_revision(second)
+    assert store.get("old").tests.reranking.readings.ri == 1.85
+    assert [r.revision for r in store.revisions("old")] == [1, 2]
+    assert store.list().items[0].revision == 2
 
 
 def test_listing_filters_and_pages(store: ReportStore, images: ImageStore):

@@ -337,7 +337,7 @@ def test_a_tray_photo_gives_a_row_per_stone_in_reading_order(capsys, bundle, tmp
     assert len({e["image"]["sha256"] for e in entries[:6]}) == 1 and entries[0]["file"].endswith("a_tray.png")
     with open(tmp_path / "lot.csv", newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
-    assert [r["stone"] for r in rows] == [f"{i}/6" for i in range(1, 7)] + ["1/1"]
+    assert [r["stone"] for r in rows] == [f"{i} of 6" for i in range(1, 7)] + ["1 of 1"]
     # two workers give the same rows
     rc, out, _ = run(capsys, str(d), "--model", str(bundle), "--json", "--jobs", "2")
     assert [e["stone"]["index"] for e in json.loads(out)] == [*range(1, 7), 1]

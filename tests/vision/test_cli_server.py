@@ -69,7 +69,7 @@ def test_photos_sent_to_the_service_are_stored_there(capsys, service: str, photo
     # what the service stored is what the command printed
     parcel = httpx2.get(f"{service}v1/parcels/{quote('CLI LOT 1')}", headers=signed()).json()
     assert [r["report_id"] for r in parcel["rows"]] == [r["report_id"] for r in reports]
-    assert [row["stone"] for row in parcel["rows"]] == [f"{i}/6" for i in range(1, 7)] + ["1/1"]
+    assert [row["stone"] for row in parcel["rows"]] == [f"{i} of 6" for i in range(1, 7)] + ["1 of 1"]
     # the service stores the file's own name, not the technician's folders (an outside try found "/tmp/tray.jpg")
     assert {r["file"] for r in reports} == {"a_tray.png", "b_ruby.jpg"}
     assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 8  # header, 7 stones, the refusal

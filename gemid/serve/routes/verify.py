@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from gemid import signing
+from gemid.messages import percent
 from gemid.serve.deps import ImagesDep, StoreDep
 from gemid.serve.errors import ApiError, error_responses
 from gemid.serve.images import ImageStore
@@ -179,7 +180,7 @@ def render_page(v: Verification | None) -> str:
                        f'changed after it was signed, or it cannot be checked:<ul>{items}</ul></div>')
         answer = html.escape(v.species or "no species (rejected)")
         if v.probability is not None:
-            answer += f" ({v.probability:.0%})"
+            answer += f" ({percent(v.probability)})"
         rows = []
         if v.confirmed_as:  # it stands over gemid's conclusion, which stays below as what was said before
             method = f" ({html.escape(v.confirmed_method)})" if v.confirmed_method else ""

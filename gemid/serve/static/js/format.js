@@ -18,6 +18,7 @@ export function nice(label) {
 export function pct(p) {
   const v = Number(p) * 100;
   if (!Number.isFinite(v)) return '—';
+  if (v >= 99.5) return '>99%'; // a photo is never certain: the report's own text says ">99%" too
   if (v >= 10) return `${Math.round(v)}%`;
   if (v >= 0.1) return `${v.toFixed(1)}%`;
   return v > 0 ? '<0.1%' : '0%';
