@@ -63,10 +63,13 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         if args.key is not None:
             keys, retired = keys_from_file(args.key)
+            source = f"the key file {args.key}"
         else:
             from gemid.serve.keys import verification_keys
 
-            store = open_existing_store(settings_for(args))
+            settings = settings_for(args)
+            source = f"this machine's store ({settings.data_dir})"
+            store = open_existing_store(settings)
             try:
                 keys, retired = verification_keys(store.engine)
             except Exception as exc:
@@ -107,6 +110,16 @@ def _verify(args: argparse.Namespace) -> int:
     except (ValueError, UnicodeDecodeError) as exc:
         print(f"NOT VALID: {args.report} is not a readable report ({exc}); it is not what the service issued")
         return 1
+    unknown = sorted({k for r in revisions if isinstance(r.get("signature"), dict)
+                      and isinstance(k := r["signature"].get("key_id"), str) and k not in keys})
+    if unknown:
+        # a key we do not hold says nothing either way: "NOT VALID" would read like a forgery (an outside try
+        # verified a genuine report against another engineer's default store and got just that)
+        print(f"gemid verify: cannot check {args.report}: it is signed by key {', '.join(unknown)}, which "
+              f"{source} does not hold (it holds {', '.join(sorted(keys))}). Verify it with the issuing "
+              "service's public keys: curl -s https://SERVICE/v1/keys > keys.json; gemid verify REPORT --key "
+              "keys.json", file=sys.stderr)
+        return 2
     verdict = signing.verify_revisions(revisions, keys, photo_sha256=photo_sha, retired=retired)
     who = f"report {verdict.report_id}"
     if verdict.ok:

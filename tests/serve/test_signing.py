@@ -131,6 +131,16 @@ def test_gemid_verify_offline_detects_any_change(client: TestClient, settings: S
     refused = {"error": {"code": "unauthorised", "message": "sign in first"}}
     code, out = run_verify(capsys, tmp_path, refused, "--key", str(pem))
     assert code == 2 and "error answer, not a report" in out and "Authorization: Bearer" in out, out
+    # keys that are not the issuer's: "cannot check" and exit 2, not "NOT VALID", which reads like a forgery (an
+    # outside try verified a genuine report against another engineer's default store); never "valid"
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    stranger = tmp_path / "stranger.pem"
+    stranger.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    code, out = run_verify(capsys, tmp_path, created, "--key", str(stranger))
+    assert code == 2 and "cannot check" in out and f"the key file {stranger}" in out and "/v1/keys" in out, out
     # a byte changed anywhere, even one that breaks the JSON, never passes
     text = json.dumps(created)
     assert run_verify(capsys, tmp_path, text[:-1], "--key", str(pem))[0] == 1
@@ -203,11 +213,11 @@ def test_rotation_keeps_old_reports_verifiable(client: TestClient, settings: Set
     keys_json = tmp_path / "keys.json"
     keys_json.write_text(json.dumps(client.get("/v1/keys").json()))
     assert run_verify(capsys, tmp_path, before, "--key", str(keys_json))[0] == 0
-    # a single PEM of the new key does not verify the old report, and says which key it needs
+    # a single PEM of the new key cannot check the old report ("cannot check", exit 2), and says which key it needs
     pem = tmp_path / "new.pem"
     pem.write_text(keys[0]["public_pem"])
     code, text = run_verify(capsys, tmp_path, before, "--key", str(pem))
-    assert code == 1 and before["signature"]["key_id"] in text
+    assert code == 2 and "cannot check" in text and before["signature"]["key_id"] in text
     # a revision the retired key signs after its retirement does not verify (an outside try forged one, dated
     # 2027, with the old key kept from before the rotation, and it did)
     forged = {k: v for k, v in before.items() if k != "signature"}
