@@ -44,6 +44,7 @@ def phone_frame(spec: StoneSpec, *, size: tuple[int, int] = PHONE_12MP, seed: in
 
 
 HEIC_QUALITY = 60  # a 12 MP frame of `phone_frame` comes out at ~1.6 MB, an iPhone's usual 1.5-2.5 MB
+HEIC_TILE = 512  # the grid tile of an iPhone HEIC (4032 x 3024 = 8 x 6 tiles; libheif crops the last row and column)
 
 
 def encode_photo(rgb: np.ndarray, fmt: str = "jpeg", quality: int | None = None) -> bytes:
@@ -58,9 +59,15 @@ def encode_photo(rgb: np.ndarray, fmt: str = "jpeg", quality: int | None = None)
         import pillow_heif
 
         pillow_heif.register_heif_opener()
-        # x265 "ultrafast": a 12 MP frame encodes in seconds, not a minute (the decoder does the same work)
-        Image.fromarray(rgb).save(buf, format="HEIF", quality=quality or HEIC_QUALITY,
-                                  enc_params={"preset": "ultrafast"})
+        # as an iPhone stores it: a grid of 512-px tiles, each its own HEVC image (a 12 MP photo is 8 x 6 of
+        # them), which a decoder may decode in parallel; one 12 MP HEVC image, as before, cannot be
+        tile, pillow_heif.options.GRID_TILE_SIZE = pillow_heif.options.GRID_TILE_SIZE, HEIC_TILE
+        try:
+            # x265 "ultrafast": a 12 MP frame encodes in seconds, not a minute (the decoder does the same work)
+            Image.fromarray(rgb).save(buf, format="HEIF", quality=quality or HEIC_QUALITY,
+                                      enc_params={"preset": "ultrafast"})
+        finally:
+            pillow_heif.options.GRID_TILE_SIZE = tile
     else:
         raise ValueError(f"fmt must be 'jpeg' or 'heic', not {fmt!r}")
     return buf.getvalue()
