@@ -88,6 +88,10 @@ def test_a_rejected_photo_still_has_its_stone_described_but_no_tests(identifier)
     assert r.conclusion.label is None and r.conclusion.basis == "photo"
     assert r.colour is not None and r.colour.hue == "neutral grey"
     assert r.tests is None
+    # its grades name no species: the photo's first choice is not an answer (an outside try read "Clarity
+    # grading does not apply to Blue Lace Agate" on a photo of a fork)
+    assert r.clarity is not None and r.clarity.clarity_type is None and r.clarity.type_meaning is None
+    assert r.species.top[0].label not in (r.clarity.reason or "")
 
 
 def test_blank_photo_is_rejected_as_too_poor(identifier):
