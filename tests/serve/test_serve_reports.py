@@ -157,6 +157,19 @@ def test_merged_readings_pass_the_same_checks_and_new_edges_replace_old_ones(cli
     assert r.status_code == 201, r.text
 
 
+def test_readings_refused_in_a_json_body_carry_the_code_of_readings_refused_with_a_photo(client: TestClient):
+    """RI 9.9 was `invalid_readings` as a form field of POST /v1/identify and `invalid_request` in the JSON body
+    of POST /v1/reports/{id}/readings (an outside try): one refusal, one code."""
+    rid = identify(client, "Ruby")["report_id"]
+    for body, words in (({"ri": 9.9}, "ri"), ({"ri": 1.85}, "beyond the refractometer's limit 1.81"),
+                        ({"optic": "XX"}, "optic"), ({"colour": "red"}, "colour")):
+        r = client.post(f"/v1/reports/{rid}/readings", json=body)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_readings", r.text
+        assert words in r.json()["error"]["message"], r.text
+    bad_path = client.post("/v1/reports/a%00b/readings", json={"ri": 1.76})
+    assert bad_path.status_code == 422 and bad_path.json()["error"]["code"] == "invalid_request"  # not the readings
+
+
 def test_an_ri_and_over_the_limit_together_are_refused(client: TestClient):
     rid = identify(client, "Ruby")["report_id"]
     r = client.post(f"/v1/reports/{rid}/readings", json={"ri": 1.762, "ri_otl": True})
