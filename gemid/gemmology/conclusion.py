@@ -41,7 +41,7 @@ from gemid.gemmology.likelihood import (
 from gemid.gemmology.rerank import display_name, what_fits
 from gemid.gemmology.table import Material, PropertyTable, default_table
 from gemid.messages import percent
-from gemid.report import Candidate, Conclusion, Readings, Reranking, SpeciesResult
+from gemid.report import CONTEXT_FIELDS, Candidate, Conclusion, Readings, Reranking, SpeciesResult
 
 # The prior share of look-alikes the model does not know (glass, CZ, spinel for ruby ...) among the stones a
 # desk photographs, set high on purpose. A photo candidate other than the first choice stays in the running only
@@ -90,10 +90,27 @@ def desk_test_key(label: str, name: str, readings: Readings | None, table: Prope
     if not rows or not theirs:
         return None
     tests = tests_done(readings) if done else tests_left(readings)
+    if done and readings is not None:
+        # a reading well inside the look-alike's range cannot come out of it on a second try (an outside try was
+        # told to repeat the refractometer for amber against plastic at RI 1.540, well inside plastic's 1.46-1.70)
+        tests = [t for t in tests if not _well_inside(theirs, readings, t)]
     overlaps = {t: float(np.minimum(mixture_distribution(rows, t), mixture_distribution(theirs, t)).sum())
                 for t in sorted(tests)}
     best = min(overlaps, key=lambda t: (overlaps[t], -TESTS[t].practicality), default=None)
     return best if best is not None and overlaps[best] < DESK_APART else None
+
+
+MEASURED_FIELDS = {"refractive_index": ("ri", "ri_high", "ri_otl"), "birefringence": ("birefringence", "ri", "ri_high"),
+                   "specific_gravity": ("sg",)}  # a measured test's reading, and the fields it is read from
+
+
+def _well_inside(rows: Sequence[Material], readings: Readings, test: str) -> bool:
+    """Whether the measured test's reading lies inside the materials' range by more than one instrument error."""
+    if test not in MEASURED_FIELDS:
+        return False
+    kept = {f: getattr(readings, f) for f in (*MEASURED_FIELDS[test], *CONTEXT_FIELDS)}
+    obs = Observed.from_readings(Readings.model_construct(**kept))
+    return any(measured_fit(m, obs, k=-1.0) for m in rows)
 
 
 def desk_test(label: str, name: str, readings: Readings | None, table: PropertyTable, *,

@@ -458,3 +458,15 @@ def test_a_referral_names_only_candidates_that_fit_every_reading_and_not_far_col
                      rerank(ruby, readings, model_labels=labels))
         assert c.decision == "refer" and c.fits[0] == "Red spinel", c.reason
         assert "Tsavorite" not in c.fits and "Chrome Diopside" not in c.reason, c.reason
+
+
+def test_a_reading_well_inside_the_look_alikes_range_is_not_asked_again():
+    """Amber's spot RI 1.540 lies well inside plastic's 1.46-1.70: a second reading cannot come out of it, yet
+    the reason and guidance asked to repeat the refractometer."""
+    amber = [Candidate(label="Amber", probability=0.95), Candidate(label="Coral", probability=0.05)]
+    readings = Readings(ri=1.540, ri_spot=True, sg=1.08, uv_lw="strong")
+    rr = rerank(amber, readings)
+    c = conclude(SpeciesResult(decision="identified", reason="photo", top=amber), rr)
+    assert "Plastic" in c.cannot_exclude
+    assert "refractometer (contact liquid 1.81) tells plastic apart" not in c.reason, c.reason
+    assert "refractive_index" not in repeat_tests(c, rr)
