@@ -326,9 +326,17 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
     if doubted:
         reason = (f"{best.label} is the likeliest with the readings ({percent(p)}), but "
                   + (f"the photo favoured {photo_top} and " if moved else "")
-                  + (f"{_name(rival)} would give such readings too" if rival is not None and measured_fit(rival, obs)
+                  + (f"{_name(rival)} would give such readings too" if rival is not None and fits(rival, obs)
+                     # a rival the eye-judged readings argue against is said to fit the measured ones only (an
+                     # outside try: "YAG would give such readings too" beside a DR that the cubic YAG cannot give)
+                     else f"{_name(rival)} fits the measured ones (the {_eye_instruments(rr.readings)} reading argues "
+                     "against it)" if rival is not None and measured_fit(rival, obs)
                      else "a look-alike the model does not know fits them nearly as well")
                   + f": {NEXT_TEST}.")
+        if rival is not None and measured_fit(rival, obs) and rival.name not in cannot_exclude:
+            # what the reason names cannot be excluded: listed, so that a test taken that tells it apart is
+            # offered again (the polariscope's DR against YAG) rather than "no standard test left"
+            cannot_exclude.append(rival.name)
     elif decision == "identified":
         reason = (f"The readings fit {best.label}" + (" and overturn the photo's first choice" if moved else
                                                       " and confirm the photo")

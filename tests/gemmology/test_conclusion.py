@@ -470,3 +470,22 @@ def test_a_reading_well_inside_the_look_alikes_range_is_not_asked_again():
     assert "Plastic" in c.cannot_exclude
     assert "refractometer (contact liquid 1.81) tells plastic apart" not in c.reason, c.reason
     assert "refractive_index" not in repeat_tests(c, rr)
+
+
+def test_a_rival_an_eye_reading_argues_against_is_not_said_to_give_the_readings():
+    """Zircon's readings with the polariscope's DR on a diamond photo: "YAG would give such readings too", yet
+    YAG is cubic. It fits the measured ones only; it stays in cannot_exclude, and a test that tells it apart
+    is offered rather than "no standard test left"."""
+    diamond = [Candidate(label=label, probability=p) for label, p in (
+        ("Diamond", 0.96658), ("Topaz", 0.00996), ("Zircon", 0.00437), ("Aquamarine", 0.00243),
+        ("Prehnite", 0.00087), ("Alexandrite", 0.00073), ("Coral", 0.00071), ("Pyrope", 0.00068))]
+    readings = Readings(ri_otl=True, sg=4.70, optic="DR")
+    rr = rerank(diamond, readings)
+    c = conclude(SpeciesResult(decision="identified", reason="photo", top=diamond), rr)
+    assert c.decision == "uncertain" and c.label == "Zircon", c.reason
+    assert "YAG would give such readings too" not in c.reason, c.reason
+    assert "YAG fits the measured ones (the polariscope reading argues against it)" in c.reason, c.reason
+    assert "YAG" in c.cannot_exclude
+    offered = recommend(list(rr.combined), available=left_tests(readings), readings=readings,
+                        exclude=exclusion_tests(c, readings), repeat=repeat_tests(c, rr)).recommended
+    assert offered, c.reason
