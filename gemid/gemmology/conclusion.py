@@ -31,17 +31,20 @@ from gemid.gemmology.likelihood import (
     Observed,
     contradictions,
     describe,
+    eye_against,
     fits,
     likelihood,
     measured_fit,
     mixture_likelihood,
+    only_tests,
     tests_done,
     tests_left,
+    well_inside,
 )
 from gemid.gemmology.rerank import display_name, what_fits
 from gemid.gemmology.table import Material, PropertyTable, default_table
 from gemid.messages import percent
-from gemid.report import CONTEXT_FIELDS, Candidate, Conclusion, Readings, Reranking, SpeciesResult
+from gemid.report import Candidate, Conclusion, Readings, Reranking, SpeciesResult
 
 # The prior share of look-alikes the model does not know (glass, CZ, spinel for ruby ...) among the stones a
 # desk photographs, set high on purpose. A photo candidate other than the first choice stays in the running only
@@ -93,24 +96,11 @@ def desk_test_key(label: str, name: str, readings: Readings | None, table: Prope
     if done and readings is not None:
         # a reading well inside the look-alike's range cannot come out of it on a second try (an outside try was
         # told to repeat the refractometer for amber against plastic at RI 1.540, well inside plastic's 1.46-1.70)
-        tests = [t for t in tests if not _well_inside(theirs, readings, t)]
+        tests = [t for t in tests if not well_inside(theirs, readings, t)]
     overlaps = {t: float(np.minimum(mixture_distribution(rows, t), mixture_distribution(theirs, t)).sum())
                 for t in sorted(tests)}
     best = min(overlaps, key=lambda t: (overlaps[t], -TESTS[t].practicality), default=None)
     return best if best is not None and overlaps[best] < DESK_APART else None
-
-
-MEASURED_FIELDS = {"refractive_index": ("ri", "ri_high", "ri_otl"), "birefringence": ("birefringence", "ri", "ri_high"),
-                   "specific_gravity": ("sg",)}  # a measured test's reading, and the fields it is read from
-
-
-def _well_inside(rows: Sequence[Material], readings: Readings, test: str) -> bool:
-    """Whether the measured test's reading lies inside the materials' range by more than one instrument error."""
-    if test not in MEASURED_FIELDS:
-        return False
-    kept = {f: getattr(readings, f) for f in (*MEASURED_FIELDS[test], *CONTEXT_FIELDS)}
-    obs = Observed.from_readings(Readings.model_construct(**kept))
-    return any(measured_fit(m, obs, k=-1.0) for m in rows)
 
 
 def desk_test(label: str, name: str, readings: Readings | None, table: PropertyTable, *,
@@ -197,23 +187,6 @@ def _weak(rr: Reranking, considered: set[str], obs: Observed, table: PropertyTab
         given[lead.label] = last if last.startswith("<") else f"under {last}"
     out = [c for c in out if fit_all(c.label)] or ([] if every else out)
     return [(c.label, given[c.label]) for c in out[:MAX_NAMED]]
-
-
-EYE_FIELDS = {"optic_character": "optic", "optic_sign": "optic_sign", "pleochroism": "pleochroism",
-              "uv_fluorescence": "uv_lw"}  # the tests judged by eye, and their reading's field
-
-
-def _only(readings: Readings, tests: Sequence[str]) -> Observed:
-    """The readings of these tests alone."""
-    return Observed.from_readings(Readings(**{EYE_FIELDS[t]: getattr(readings, EYE_FIELDS[t]) for t in tests}))
-
-
-def _eye_against(rows: Sequence[Material], readings: Readings) -> list[str]:
-    """The tests judged by eye whose reading none of the answer's rows can give, beyond the usual confusions.
-    An SR beside an optic figure is a stone seen down its optic axis, not a misread polariscope."""
-    axis = readings.optic == "SR" and readings.optic_sign is not None
-    return [t for t in tests_done(readings) if t in EYE_FIELDS and rows and not (axis and t == "optic_character")
-            and not any(fits(m, _only(readings, [t])) for m in rows)]
 
 
 def _support(c: Candidate, obs: Observed, table: PropertyTable) -> float:
@@ -358,7 +331,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
                   f"({describe(best_rows[0], obs)}) by more than two instrument errors: read them again"
                   + (f"; they fit {_join(closer)}" if closer else "") + ".")
     clash = contradictions(rr.readings)
-    against = (_eye_against(best_rows, rr.readings) if decision == "identified" and not doubted and not clash
+    against = (eye_against(best_rows, rr.readings) if decision == "identified" and not doubted and not clash
                else [])  # readings that contradict each other are repeated as such (below)
     also: list[str] = []
     if against:
@@ -366,7 +339,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         # and SG and SR was "identified Ruby 99 %"): the photo and the measured readings outweigh it, as it is
         # often misjudged, but a stone is not identified against it; what fits every reading is named
         decision = "uncertain"
-        obs_rows = [(m, label) for label in dict.fromkeys([c.label for c in ranked] + [photo_top or ""])
+        obs_rows = [(m, label) for label in dict.fromkeys([c.label for c in ranked] + ([photo_top] if photo_top else []))
                     for m in table.rows_for(label)]
         also = [label for m, label in obs_rows if label != best.label and fits(m, obs)]
         also += [_name(m) for m in _fitting_lookalikes(best.label, obs, table) if fits(m, obs)]
@@ -374,7 +347,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         instruments = _join([TESTS[t].instrument for t in against], "and")
         reason = (("The measured readings fit " if any(TESTS[t].sigma is not None for t in tests_done(rr.readings))
                    else "The photo favours ") + f"{best.label} (combined probability {percent(p)}), but the "
-                  f"{instruments} reading does not ({best.label}: {describe(best_rows[0], _only(rr.readings, against))})"
+                  f"{instruments} reading does not ({best.label}: {describe(best_rows[0], only_tests(rr.readings, against))})"
                   + (f"; {_join(also)} {'fits' if len(also) == 1 else 'fit'} every reading" if also else "")
                   + (": repeat it, turning the stone through several positions," if "optic_character" in against
                      else ": repeat it,") + " and take the next recommended test.")
@@ -461,9 +434,9 @@ def repeat_tests(conclusion: Conclusion, reranking: Reranking | None,
             if TESTS[t].sigma is None:
                 found[t] = "it fits none of the photo's candidates; refer the stone if it stands"
     rows = table.rows_for(conclusion.label)
-    for t in _eye_against(rows, readings):
+    for t in eye_against(rows, readings):
         found.setdefault(t, f"{conclusion.label} cannot give this reading "
-                            f"({describe(rows[0], _only(readings, [t]))})")
+                            f"({describe(rows[0], only_tests(readings, [t]))})")
     for name in conclusion.cannot_exclude:
         if desk_test_key(conclusion.label, name, readings, table) is not None:
             continue

@@ -34,7 +34,7 @@ from gemid.gemmology.instruments import (
     uv_probs,
 )
 from gemid.gemmology.table import FLUORESCENCE, OPTICS, PLEOCHROISM, Material
-from gemid.report import Readings
+from gemid.report import CONTEXT_FIELDS, Readings
 
 
 def tests_done(readings: Readings | None) -> list[str]:
@@ -272,3 +272,36 @@ def describe(m: Material, obs: Observed) -> str:
     if obs.uv_lw:
         parts.append(f"LWUV {expected_text(m, 'uv_fluorescence')}")
     return ", ".join(parts)
+
+
+# --- which readings tell what: the conclusion's questions of single tests ----------------------------------
+
+
+MEASURED_FIELDS = {"refractive_index": ("ri", "ri_high", "ri_otl"), "birefringence": ("birefringence", "ri", "ri_high"),
+                   "specific_gravity": ("sg",)}  # a measured test's reading, and the fields it is read from
+
+
+def well_inside(rows: Sequence[Material], readings: Readings, test: str) -> bool:
+    """Whether the measured test's reading lies inside the materials' range by more than one instrument error."""
+    if test not in MEASURED_FIELDS:
+        return False
+    kept = {f: getattr(readings, f) for f in (*MEASURED_FIELDS[test], *CONTEXT_FIELDS)}
+    obs = Observed.from_readings(Readings.model_construct(**kept))
+    return any(measured_fit(m, obs, k=-1.0) for m in rows)
+
+
+EYE_FIELDS = {"optic_character": "optic", "optic_sign": "optic_sign", "pleochroism": "pleochroism",
+              "uv_fluorescence": "uv_lw"}  # the tests judged by eye, and their reading's field
+
+
+def only_tests(readings: Readings, tests: Sequence[str]) -> Observed:
+    """The readings of these tests judged by eye, alone."""
+    return Observed.from_readings(Readings(**{EYE_FIELDS[t]: getattr(readings, EYE_FIELDS[t]) for t in tests}))
+
+
+def eye_against(rows: Sequence[Material], readings: Readings) -> list[str]:
+    """The tests judged by eye whose reading none of the answer's rows can give, beyond the usual confusions.
+    An SR beside an optic figure is a stone seen down its optic axis, not a misread polariscope."""
+    axis = readings.optic == "SR" and readings.optic_sign is not None
+    return [t for t in tests_done(readings) if t in EYE_FIELDS and rows and not (axis and t == "optic_character")
+            and not any(fits(m, only_tests(readings, [t])) for m in rows)]

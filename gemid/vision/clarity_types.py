@@ -11,7 +11,7 @@ import json
 from functools import lru_cache
 from importlib import resources
 
-from gemid.report import ClarityGrade
+from gemid.report import ClarityGrade, Conclusion, SpeciesResult
 from gemid.vision import clarity_scales
 
 
@@ -66,3 +66,13 @@ def retype(clarity: ClarityGrade, species: str | None) -> ClarityGrade:
     t = clarity_type(species)
     return clarity.model_copy(update={"clarity_type": t if t in ("I", "II", "III") else None,
                                       "type_meaning": type_meaning(species, clarity.grade)})
+
+
+def species_words(conclusion: Conclusion, species: SpeciesResult) -> str | None:
+    """The species whose words the grades use (the clarity type, "does not apply to an opaque ..."): the
+    conclusion's, else the photo's first choice; none for a photo rejected as no gemstone (an outside try read
+    "Clarity grading does not apply to Blue Lace Agate" on a photo of a fork), whose grades describe the object
+    by its pixels alone."""
+    if conclusion.decision == "rejected":
+        return None
+    return conclusion.label or (species.top[0].label if species.top else None)

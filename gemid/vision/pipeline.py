@@ -45,7 +45,7 @@ from gemid.report import (
 from gemid.vision.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
 from gemid.vision.capture import Capture, capture_stats
 from gemid.vision.clarity import grade_clarity
-from gemid.vision.clarity_types import retype
+from gemid.vision.clarity_types import retype, species_words
 from gemid.vision.classify import MIN_TOP_K, Prediction, SpeciesClassifier
 from gemid.vision.colour import grade_colour
 from gemid.vision.crop import square_box
@@ -297,7 +297,7 @@ class Identifier:
             raise RuntimeError("re-ranking with readings is not available in this installation")
         new = report.model_copy(deep=True)
         tests, conclusion = self._evidence(new.species, readings)
-        clarity = retype(new.clarity, _species_words(conclusion, new.species)) if new.clarity else None
+        clarity = retype(new.clarity, species_words(conclusion, new.species)) if new.clarity else None
         stone = _weighed(new.stone, new.species, tests, conclusion, readings)
         return new.model_copy(update={"revision": report.revision + 1, "tests": tests, "conclusion": conclusion,
                                       "clarity": clarity, "stone": stone, "created_at": datetime.now(UTC)})
@@ -378,7 +378,7 @@ class Identifier:
         # grades describe the stone found, whatever the species decision (a simulant, an unknown species);
         # species-dependent words (the clarity type) follow the conclusion, not the photo alone
         judged = grade and prep.seg.found
-        label = _species_words(conclusion, species)
+        label = species_words(conclusion, species)
         colour = clarity = None
         if judged:
             # where the stone is, at grading resolution (<= 384 px), found once for both graders; clarity
@@ -465,16 +465,6 @@ def _weighed(stone: Stone | None, species: SpeciesResult, tests: TestsResult | N
     reranked = tests.reranking.combined if tests is not None and tests.reranking is not None else None
     weight = estimate_weight(stone, conclusion, reranked or species.top, readings)
     return stone.model_copy(update={"weight": weight})
-
-
-def _species_words(conclusion: Conclusion, species: SpeciesResult) -> str | None:
-    """The species whose words the grades use (the clarity type, "does not apply to an opaque ..."): the
-    conclusion's, else the photo's first choice; none for a photo rejected as no gemstone (an outside try read
-    "Clarity grading does not apply to Blue Lace Agate" on a photo of a fork), whose grades describe the object
-    by its pixels alone."""
-    if conclusion.decision == "rejected":
-        return None
-    return conclusion.label or (species.top[0].label if species.top else None)
 
 
 def _capture(prep: _Prepared, report: Report) -> Capture:
