@@ -2,6 +2,8 @@
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# `make serve PORT=8765` when 8000 is taken
+PORT ?= 8000
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: venv runtime serve test lint bench clean
@@ -24,7 +26,7 @@ $(VENV)/.all: pyproject.toml | $(BIN)/python
 runtime: $(VENV)/.runtime
 
 serve: $(VENV)/.runtime
-	$(BIN)/gemid serve --host 127.0.0.1 --port 8000
+	$(BIN)/gemid serve --host 127.0.0.1 --port $(PORT)
 
 test: $(VENV)/.all
 	bash scripts/browser-deps.sh || true
