@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gemid.gemmology.instruments import TESTS, mixture_distribution
+from gemid.gemmology.instruments import TESTS, mixture_distribution, unreadable
 from gemid.gemmology.likelihood import (
     Observed,
     contradictions,
@@ -92,7 +92,7 @@ def desk_test_key(label: str, name: str, readings: Readings | None, table: Prope
     theirs = table.rows_for(name) or [x for x in table.lookalikes() if x.name == name][:1]
     if not rows or not theirs:
         return None
-    tests = tests_done(readings) if done else tests_left(readings)
+    tests = [t for t in (tests_done(readings) if done else tests_left(readings)) if not unreadable(rows, t)]
     if done and readings is not None:
         # a reading well inside the look-alike's range cannot come out of it on a second try (an outside try was
         # told to repeat the refractometer for amber against plastic at RI 1.540, well inside plastic's 1.46-1.70)

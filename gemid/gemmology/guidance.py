@@ -18,7 +18,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from gemid.errors import GemidInputError
-from gemid.gemmology.instruments import TESTS, expected_for, mixture_distribution
+from gemid.gemmology.instruments import TESTS, expected_for, mixture_distribution, unreadable
 from gemid.gemmology.likelihood import Observed, likelihood, measured_fit, mixture_likelihood
 from gemid.gemmology.rerank import display_name
 from gemid.gemmology.table import Material, PropertyTable, default_table
@@ -327,6 +327,8 @@ def recommend(
     tests = _check_tests(available)
     table = table or default_table()
     considered = considered_candidates(candidates)
+    if considered:
+        tests = [t for t in tests if not unreadable(table.rows_for(considered[0].label), t)]
     hyps = _hypotheses(considered, table, Observed.from_readings(readings) if readings is not None else None)
     colour = _colour_decides(considered, table)
     if not hyps or not tests:

@@ -327,3 +327,16 @@ def expected_for(rows: Sequence[Material], test: str) -> str:
             if t not in texts:
                 texts.append(t)
     return " or ".join(texts)
+
+
+# what `expected_for` says of a test the stone cannot be given ("0.254 (aggregate: usually not measurable)" too)
+UNREADABLE = ("not measurable", "no reading")
+
+
+def unreadable(rows: Sequence[Material], test: str) -> bool:
+    """Whether a stone of these rows cannot be given this test at all (the birefringence of an opaque stone,
+    an aggregate or a stone over the refractometer's limit; the RI of a metallic one). Guidance does not
+    recommend it for the likeliest candidate, nor a conclusion name it to exclude a look-alike, whatever it
+    would rule out (an outside gemmologist: "Measure the birefringence: Diamond not measurable (OTL) — confirms
+    Diamond")."""
+    return bool(rows) and all(any(w in expected_for((m,), test) for w in UNREADABLE) for m in rows)

@@ -151,3 +151,15 @@ def test_a_test_that_only_splits_imitations_is_not_offered_when_candidates_diffe
     assert "birefringence" not in _tests(result) and "optic_character" not in _tests(result)
     assert _tests(result)[0] == "refractive_index"
     assert "(spot)" in result.recommended[0].expected[0].expected
+
+
+@pytest.mark.parametrize("first", ["Diamond", "Lapis Lazuli", "Pyrite", "Malachite"])
+def test_a_test_the_likeliest_stone_cannot_be_given_is_not_recommended(first):
+    """An outside gemmologist: "Measure the birefringence: Diamond not measurable (OTL) — confirms Diamond", and
+    the same for aggregates and opaque stones. Such a test is not offered; a test the stone can be given is."""
+    cands = [Candidate(label=first, probability=0.9), Candidate(label="Sapphire Blue", probability=0.1)]
+    offered = [t.test for t in recommend(cands).recommended]
+    assert "birefringence" not in offered and offered, offered
+    assert "refractive_index" not in offered or first != "Pyrite", offered
+    ruby = [Candidate(label="Ruby", probability=0.6), Candidate(label="Red spinel", probability=0.4)]
+    assert "birefringence" in [t.test for t in recommend(ruby, max_tests=5).recommended]
