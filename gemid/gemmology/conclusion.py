@@ -466,6 +466,11 @@ def lab_note(conclusion: Conclusion, recommended: int, readings: Readings | None
     """What a laboratory would add, when standard tests cannot finish the job: the look-alikes no test left
     to the desk (after `readings`) separates from the answer."""
     if conclusion.decision == "refer":
+        if conclusion.fits:
+            # the readings did settle what it is not, and named what fits (an outside gemmologist read "cannot
+            # settle" under textbook cubic zirconia readings): the laboratory confirms, it does not start over
+            return (f"The readings fit {_join(conclusion.fits)}, which the photo model does not know or did not "
+                    f"favour: {LAB_METHODS}.")
         return f"Standard tests cannot settle this stone: {LAB_METHODS}."
     table = table or default_table()
     lab = [n for n in conclusion.cannot_exclude if conclusion.label is None

@@ -489,3 +489,16 @@ def test_a_rival_an_eye_reading_argues_against_is_not_said_to_give_the_readings(
     offered = recommend(list(rr.combined), available=left_tests(readings), readings=readings,
                         exclude=exclusion_tests(c, readings), repeat=repeat_tests(c, rr)).recommended
     assert offered, c.reason
+
+
+def test_a_referral_whose_readings_fit_a_material_says_so_in_the_lab_note():
+    """Textbook cubic zirconia readings on a diamond photo: referred, fitting cubic zirconia, under a lab note
+    that said "Standard tests cannot settle this stone"."""
+    diamond = [Candidate(label="Diamond", probability=0.97), Candidate(label="Zircon", probability=0.03)]
+    readings = Readings(ri_otl=True, sg=5.80, optic="SR")
+    c = conclude(SpeciesResult(decision="identified", reason="photo", top=diamond), rerank(diamond, readings))
+    assert c.decision == "refer" and c.fits[0] == "Cubic zirconia", c.reason
+    note = lab_note(c, 0, readings)
+    assert note.startswith("The readings fit Cubic zirconia") and "cannot settle" not in note, note
+    nothing = Conclusion(decision="refer", basis="photo+readings", reason="r", fits=[])
+    assert "cannot settle" in lab_note(nothing, 0, readings)
