@@ -56,6 +56,8 @@ class Readings(BaseModel):
         "colours seen in the dichroscope"))
     uv_lw: Literal["inert", "weak", "moderate", "strong"] | None = Field(None, description=(
         "long-wave UV fluorescence (365 nm)"))
+    uv_sw: Literal["inert", "weak", "moderate", "strong"] | None = Field(None, description=(
+        "short-wave UV fluorescence (254 nm)"))
     # how the readings were taken: they set each reading's tolerance, and are not readings themselves
     ri_spot: bool | None = Field(None, strict=True, description=(
         "the RI is a spot (distant-vision) reading on a curved surface: a cabochon or an aggregate"))

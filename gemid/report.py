@@ -457,7 +457,7 @@ def next_test(r: Report) -> str:
 
 READING_WORDS = {"ri": "RI", "ri_high": "RI high", "ri_otl": "RI over the limit", "birefringence": "DR",
                  "sg": "SG", "optic": "optic", "optic_sign": "sign", "pleochroism": "pleochroism",
-                 "uv_lw": "UV LW", "ri_spot": "spot RI", "weight_ct": "ct", "ri_limit": "RI limit"}
+                 "uv_lw": "UV LW", "uv_sw": "UV SW", "ri_spot": "spot RI", "weight_ct": "ct", "ri_limit": "RI limit"}
 
 
 def readings_text(r: Report) -> str:

@@ -78,6 +78,10 @@ TESTS: Mapping[str, InstrumentTest] = MappingProxyType({
                        "Resolve the interference figure", "conoscope: uniaxial or biaxial, + or -", None, 0.8),
         InstrumentTest("uv_fluorescence", "long-wave UV lamp (365 nm)", "Check long-wave UV fluorescence",
                        "LW UV lamp: weak evidence, varies with locality and treatment", None, 0.75),
+        # the same lamp's other tube: benitoite glows blue under it and is inert under long-wave, flame-fusion
+        # blue sapphire shows a chalky blue-white (an outside gemmologist: the table's column went unused)
+        InstrumentTest("uv_fluorescence_sw", "short-wave UV lamp (254 nm)", "Check short-wave UV fluorescence",
+                       "SW UV lamp: weak evidence, varies with locality and treatment", None, 0.7),
     )
 })
 
@@ -214,8 +218,9 @@ def pleochroism_probs(m: Material) -> dict[str, float]:
     return ordinal_probs(PLEOCHROISM, m.pleochroism, _PLEO_DECAY)
 
 
-def uv_probs(m: Material) -> dict[str, float]:
-    return ordinal_probs(FLUORESCENCE, m.uv_lw, _UV_DECAY)
+def uv_probs(m: Material, short: bool = False) -> dict[str, float]:
+    """Long-wave (365 nm) fluorescence, or with `short` short-wave (254 nm)."""
+    return ordinal_probs(FLUORESCENCE, m.uv_sw if short else m.uv_lw, _UV_DECAY)
 
 
 # --- guidance: the distribution of each test's outcome ----------------------------------------------
@@ -252,8 +257,8 @@ def outcome_distribution(m: Material, test: str) -> np.ndarray:
     if test == "pleochroism":
         p = pleochroism_probs(m)
         return np.array([p[o] for o in PLEOCHROISM])
-    if test == "uv_fluorescence":
-        p = uv_probs(m)
+    if test in ("uv_fluorescence", "uv_fluorescence_sw"):
+        p = uv_probs(m, short=test == "uv_fluorescence_sw")
         return np.array([p[o] for o in FLUORESCENCE])
     raise KeyError(test)
 
@@ -315,6 +320,8 @@ def expected_text(m: Material, test: str) -> str:
     if test == "uv_fluorescence":
         text = _levels_text(FLUORESCENCE, m.uv_lw)
         return f"{text} ({m.uv_note})" if m.uv_note and m.uv_lw != ("inert",) else text
+    if test == "uv_fluorescence_sw":
+        return _levels_text(FLUORESCENCE, m.uv_sw)
     raise KeyError(test)
 
 

@@ -49,6 +49,7 @@ def tests_done(readings: Readings | None) -> list[str]:
         "optic_sign": readings.optic_sign is not None,
         "pleochroism": readings.pleochroism is not None,
         "uv_fluorescence": readings.uv_lw is not None,
+        "uv_fluorescence_sw": readings.uv_sw is not None,
     }
     return [t for t in TESTS if read[t]]
 
@@ -101,6 +102,7 @@ class Observed:
     optic_sign: str | None
     pleochroism: str | None
     uv_lw: str | None
+    uv_sw: str | None = None
     ri_spot: bool = False
     sigma_sg: float = SIGMA_SG
     ri_limit: float = REFRACTOMETER_LIMIT  # the refractometer's: 1.81 with standard contact liquid
@@ -119,7 +121,8 @@ class Observed:
         return cls(
             ri=r.ri, ri_two_edges=r.ri is not None and r.ri_high is not None and r.ri_high - r.ri >= TWO_EDGES_MIN,
             ri_otl=bool(r.ri_otl) and r.ri is None, biref=biref, sg=r.sg, optic=optic,
-            optic_sign=r.optic_sign, pleochroism=r.pleochroism, uv_lw=r.uv_lw, ri_spot=bool(r.ri_spot),
+            optic_sign=r.optic_sign, pleochroism=r.pleochroism, uv_lw=r.uv_lw, uv_sw=r.uv_sw,
+            ri_spot=bool(r.ri_spot),
             sigma_sg=sigma_sg(r.weight_ct), ri_limit=r.ri_limit or REFRACTOMETER_LIMIT,
         )
 
@@ -146,6 +149,8 @@ class Observed:
         if self.pleochroism:
             p *= 1.0 / len(PLEOCHROISM)
         if self.uv_lw:
+            p *= 1.0 / len(FLUORESCENCE)
+        if self.uv_sw:
             p *= 1.0 / len(FLUORESCENCE)
         return p
 
@@ -190,6 +195,8 @@ def likelihood(m: Material, obs: Observed) -> float:
         p *= pleochroism_probs(m)[obs.pleochroism]
     if obs.uv_lw:
         p *= uv_probs(m)[obs.uv_lw]
+    if obs.uv_sw:
+        p *= uv_probs(m, short=True)[obs.uv_sw]
     return p
 
 
@@ -247,9 +254,8 @@ def _observed_fit(m: Material, obs: Observed) -> bool:
         d = min(abs(PLEOCHROISM.index(obs.pleochroism) - PLEOCHROISM.index(v)) for v in m.pleochroism)
         if d > 1:
             return False
-    if obs.uv_lw:
-        d = min(abs(FLUORESCENCE.index(obs.uv_lw) - FLUORESCENCE.index(v)) for v in m.uv_lw)
-        if d > 2:
+    for seen, expected in ((obs.uv_lw, m.uv_lw), (obs.uv_sw, m.uv_sw)):
+        if seen and min(abs(FLUORESCENCE.index(seen) - FLUORESCENCE.index(v)) for v in expected) > 2:
             return False
     return True
 
@@ -271,6 +277,8 @@ def describe(m: Material, obs: Observed) -> str:
         parts.append(f"pleochroism {expected_text(m, 'pleochroism')}")
     if obs.uv_lw:
         parts.append(f"LWUV {expected_text(m, 'uv_fluorescence')}")
+    if obs.uv_sw:
+        parts.append(f"SWUV {expected_text(m, 'uv_fluorescence_sw')}")
     return ", ".join(parts)
 
 
@@ -291,7 +299,7 @@ def well_inside(rows: Sequence[Material], readings: Readings, test: str) -> bool
 
 
 EYE_FIELDS = {"optic_character": "optic", "optic_sign": "optic_sign", "pleochroism": "pleochroism",
-              "uv_fluorescence": "uv_lw"}  # the tests judged by eye, and their reading's field
+              "uv_fluorescence": "uv_lw", "uv_fluorescence_sw": "uv_sw"}  # the tests judged by eye, and their reading's field
 
 
 def only_tests(readings: Readings, tests: Sequence[str]) -> Observed:

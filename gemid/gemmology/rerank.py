@@ -47,7 +47,8 @@ def _check(candidates: Sequence[Candidate], readings: Readings) -> None:
 def _has_readings(obs: Observed) -> bool:
     return any(
         v not in (None, False)
-        for v in (obs.ri, obs.ri_otl, obs.biref, obs.sg, obs.optic, obs.optic_sign, obs.pleochroism, obs.uv_lw)
+        for v in (obs.ri, obs.ri_otl, obs.biref, obs.sg, obs.optic, obs.optic_sign, obs.pleochroism, obs.uv_lw,
+                  obs.uv_sw)
     )
 
 

@@ -98,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # the flag a reading field is given on the command line, where it is not the field's own name
-_READING_FLAGS = {"uv_lw": "--uv"}
+_READING_FLAGS = {"uv_lw": "--uv", "uv_sw": "--uv-sw"}
 
 
 def add_reading_flags(group: argparse._ArgumentGroup) -> None:

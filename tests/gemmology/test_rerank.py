@@ -258,3 +258,19 @@ def test_benchmark_reads_a_polariscope_too_when_asked(monkeypatch):
     assert seen["genuine_referred"] <= plain["genuine_referred"] + 0.02
     sim = bench.simulants(table, np.random.default_rng(0), 2, 2, polariscope=True)
     assert sim["distinct"][0] >= 0.95 * sim["distinct"][1] and sim["overlapping"][0] == sim["overlapping"][1]
+
+
+def test_short_wave_uv_weighs_like_the_long_wave_and_is_its_own_test():
+    """The table's short-wave column was unused (an outside gemmologist): benitoite glows blue under 254 nm and
+    is inert under 365 nm, which sapphire does not do."""
+    from gemid.gemmology.guidance import recommend
+    from gemid.gemmology.likelihood import tests_done
+
+    cands = _c(("Sapphire Blue", 0.6), ("Benitoite", 0.4))
+    assert _top(rerank(cands, Readings(uv_lw="inert", uv_sw="strong"))) == "Benitoite"
+    assert _top(rerank(cands, Readings(uv_lw="inert", uv_sw="inert"))) == "Sapphire Blue"
+    assert tests_done(Readings(uv_sw="weak")) == ["uv_fluorescence_sw"]
+    offered = [t.test for t in recommend(cands, available={"uv_fluorescence_sw", "uv_fluorescence"}).recommended]
+    assert "uv_fluorescence_sw" in offered, offered
+    with pytest.raises(ValidationError):
+        Readings(uv_sw="bright")

@@ -302,8 +302,10 @@ def test_every_catalogue_key_has_its_urdu_and_every_used_key_exists():
     for document in ("manifest.py", "scale_card.py"):  # and the printable scale card
         source = (STATIC_DIR.parent / document).read_text(encoding="utf-8")
         used |= set(re.findall(r"""translate\(\w+, ["']([\w.]+)["']""", source))
-    used |= {f"test.{s}" for s in ("refractive_index", "birefringence", "specific_gravity", "optic_character",
-                                   "optic_sign", "pleochroism", "uv_fluorescence", "spectroscope", "magnification")}
+    from gemid.gemmology.instruments import TESTS
+
+    # js/stones.js words each test the service names (every desk test, and the laboratory's two)
+    used |= {f"test.{s}" for s in (*TESTS, "spectroscope", "magnification")}
     from gemid.vision.colour_scales import HUES, NEUTRALS
 
     used |= {f"hue.{name}" for name in [*(n for _, n, _ in HUES), *NEUTRALS]}  # js/stones.js hueName, the PDF

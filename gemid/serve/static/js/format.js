@@ -56,6 +56,8 @@ const TEST_NAMES = {
   pleochroism: 'Pleochroism',
   uv_fluorescence: 'UV fluorescence',
   uv_lw: 'UV fluorescence (long wave)',
+  uv_fluorescence_sw: 'UV fluorescence (short wave)',
+  uv_sw: 'UV fluorescence (short wave)',
   spectroscope: 'Spectroscope',
   magnification: 'Magnification',
 };

@@ -184,6 +184,7 @@ export const MESSAGES = {
     'test.optic_sign': 'optic sign',
     'test.pleochroism': 'pleochroism',
     'test.uv_fluorescence': 'UV fluorescence',
+    'test.uv_fluorescence_sw': 'short-wave UV fluorescence',
     'test.spectroscope': 'spectroscope',
     'test.magnification': 'magnification',
 
@@ -428,6 +429,7 @@ export const MESSAGES = {
     'test.optic_sign': 'آپٹک سائن',
     'test.pleochroism': 'پلیوکروازم',
     'test.uv_fluorescence': 'UV فلوریسنس',
+    'test.uv_fluorescence_sw': 'شارٹ ویو UV فلوریسنس',
     'test.spectroscope': 'اسپیکٹروسکوپ',
     'test.magnification': 'میگنیفکیشن',
 

@@ -47,6 +47,10 @@ const READING_FIELDS = [
     name: 'uv_lw', label: 'UV fluorescence (long wave)', kind: 'select', hint: 'UV lamp, 365 nm',
     options: [['inert', 'Inert'], ['weak', 'Weak'], ['moderate', 'Moderate'], ['strong', 'Strong']],
   },
+  {
+    name: 'uv_sw', label: 'UV fluorescence (short wave)', kind: 'select', hint: 'UV lamp, 254 nm',
+    options: [['inert', 'Inert'], ['weak', 'Weak'], ['moderate', 'Moderate'], ['strong', 'Strong']],
+  },
 ];
 
 /** The readings in one line (RI: 1.762 · SG: 3.99), for the card and the printable report. */

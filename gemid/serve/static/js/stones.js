@@ -86,7 +86,7 @@ function colourCell(hex, words) {
 // gemid.report.READING_WORDS: the readings in a desk's shorthand, as the service's rows write them
 const READING_WORDS = {
   ri: 'RI', ri_high: 'RI high', ri_otl: 'RI over the limit', birefringence: 'DR', sg: 'SG', optic: 'optic',
-  optic_sign: 'sign', pleochroism: 'pleochroism', uv_lw: 'UV LW', ri_spot: 'spot RI', weight_ct: 'ct', ri_limit: 'RI limit',
+  optic_sign: 'sign', pleochroism: 'pleochroism', uv_lw: 'UV LW', uv_sw: 'UV SW', ri_spot: 'spot RI', weight_ct: 'ct', ri_limit: 'RI limit',
 };
 
 /** A report's row as the service words it (gemid.report.table_row), for a report without a stored row. */
@@ -168,7 +168,7 @@ export function brief(text) {
 const SHAPES = ['round', 'oval', 'cushion', 'emerald_cut', 'square', 'pear', 'marquise', 'heart', 'trillion', 'cabochon',
   'tumbled_or_rough'];
 const TESTS = ['refractive_index', 'birefringence', 'specific_gravity', 'optic_character', 'optic_sign', 'pleochroism',
-  'uv_fluorescence', 'spectroscope', 'magnification'];
+  'uv_fluorescence', 'uv_fluorescence_sw', 'spectroscope', 'magnification'];
 
 /** A shape or test as the row words it ("emerald cut", "refractive index"), in the page's language. */
 function shapeWords(words) {
