@@ -9,14 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gemid.errors import GemidInputError
@@ -27,8 +20,6 @@ REFRACTOMETER_LIMIT = 1.81  # contact liquid of a standard refractometer: no edg
 # an edge read this far past the limit is its last graduation read generously; beyond it the refractometer
 # shows no edge, so a number there was not read on it (an outside try entered 1.85 and 2.417, diamond's)
 OVER_LIMIT_SLACK = 0.01
-
-
 STORED = "stored"  # validation context of a report read back from a store: rules added since do not apply
 
 

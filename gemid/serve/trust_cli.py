@@ -110,11 +110,13 @@ def _verify(args: argparse.Namespace) -> int:
     except (ValueError, UnicodeDecodeError) as exc:
         print(f"NOT VALID: {args.report} is not a readable report ({exc}); it is not what the service issued")
         return 1
-    unknown = sorted({k for r in revisions if isinstance(r.get("signature"), dict)
-                      and isinstance(k := r["signature"].get("key_id"), str) and k not in keys})
-    if unknown:
-        # a key we do not hold says nothing either way: "NOT VALID" would read like a forgery (an outside try
-        # verified a genuine report against another engineer's default store and got just that)
+    signers = {k for r in revisions if isinstance(r.get("signature"), dict)
+               and isinstance(k := r["signature"].get("key_id"), str)}
+    unknown = sorted(signers - set(keys))
+    if signers and unknown and not signers & set(keys):
+        # no revision by a key we hold says nothing either way: "NOT VALID" would read like a forgery (an outside
+        # try verified a genuine report against another engineer's default store and got just that). A revision
+        # by an unknown key beside ones by a key we hold stays NOT VALID: one service signed them all
         print(f"gemid verify: cannot check {args.report}: it is signed by key {', '.join(unknown)}, which "
               f"{source} does not hold (it holds {', '.join(sorted(keys))}). Verify it with the issuing "
               "service's public keys: curl -s https://SERVICE/v1/keys > keys.json; gemid verify REPORT --key "

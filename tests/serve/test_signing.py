@@ -141,6 +141,14 @@ def test_gemid_verify_offline_detects_any_change(client: TestClient, settings: S
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     code, out = run_verify(capsys, tmp_path, created, "--key", str(stranger))
     assert code == 2 and "cannot check" in out and f"the key file {stranger}" in out and "/v1/keys" in out, out
+    # but a revision by a stranger's key in a chain the issuer's key signed is a forgery: NOT VALID
+    rogue = Ed25519PrivateKey.generate()
+    forged = dict(revisions["revisions"][1])
+    forged.pop("signature")
+    forged["signature"] = signing.sign(forged, rogue, signing.key_id(rogue.public_key()))
+    mixed = {"revisions": [revisions["revisions"][0], forged]}
+    code, out = run_verify(capsys, tmp_path, mixed, "--key", str(pem))
+    assert code == 1 and "NOT VALID" in out and "not among the public keys given" in out, out
     # a byte changed anywhere, even one that breaks the JSON, never passes
     text = json.dumps(created)
     assert run_verify(capsys, tmp_path, text[:-1], "--key", str(pem))[0] == 1
