@@ -38,7 +38,8 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gemid.gemmology.conclusion import PRIOR_LOOKALIKE, conclude, exclusion_tests, repeat_tests  # noqa: E402
+from gemid.gemmology.conclusion import PRIOR_LOOKALIKE, conclude  # noqa: E402
+from gemid.gemmology.followup import exclusion_tests, repeat_tests  # noqa: E402
 from gemid.gemmology.guidance import recommend  # noqa: E402
 from gemid.gemmology.instruments import (  # noqa: E402
     REFRACTOMETER_LIMIT,

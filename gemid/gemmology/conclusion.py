@@ -13,8 +13,10 @@ calibrated thresholds). Readings then settle or overturn it, by these rules:
   better than any candidate (spinel for ruby, glass, CZ), make the conclusion **refer**: send it to a
   laboratory. It names what the readings fit.
 - Readings that fit the answer are identified when its probability reaches IDENTIFY_COMBINED: the combined
-  one, at most its share beside the likeliest look-alike of another mineral. Readings judged by eye only weigh
-  (they are often misjudged); one that fits none of the candidates is named for a repeat.
+  one, at most its share beside the likeliest look-alike of another mineral, and when no look-alike that
+  reads nearly as well (`DESK_FIRST`) is left for a desk test not yet taken to exclude. Readings judged by eye
+  only weigh (they are often misjudged); one that fits none of the candidates, or one the answer cannot give,
+  keeps it uncertain and is named for a repeat.
 - Look-alikes that read like the answer (a synthetic of the same species, a glass of the same RI and SG)
   cannot be excluded by a photo and standard readings: `cannot_exclude` names them, and no conclusion ever
   calls a stone natural.
@@ -24,9 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
-from gemid.gemmology.instruments import TESTS, mixture_distribution, unreadable
+from gemid.gemmology.followup import NEXT_TEST, desk_test_key
+from gemid.gemmology.instruments import TESTS
 from gemid.gemmology.likelihood import (
     Observed,
     contradictions,
@@ -38,12 +39,10 @@ from gemid.gemmology.likelihood import (
     mixture_likelihood,
     only_tests,
     tests_done,
-    tests_left,
-    well_inside,
 )
 from gemid.gemmology.rerank import display_name, what_fits
 from gemid.gemmology.table import Material, PropertyTable, default_table
-from gemid.messages import percent
+from gemid.messages import join_names, percent
 from gemid.report import Candidate, Conclusion, Readings, Reranking, SpeciesResult
 
 # The prior share of look-alikes the model does not know (glass, CZ, spinel for ruby ...) among the stones a
@@ -60,11 +59,13 @@ IDENTIFY_COMBINED = 0.80  # photo + readings: the answer's combined probability 
 LOOKALIKE_BETTER = 20.0
 MAX_NAMED = 3  # what the readings fit: the likeliest few, in a referral's words
 MAX_PHOTO_LOOKALIKES = 6  # a photo-only conclusion names this many look-alikes it cannot tell apart
-# a test whose outcomes for two materials overlap less than this tells them apart at the desk (a glass that reads
-# like a quartz on the refractometer's one edge is SR in the polariscope); above it, on every test left, only a
-# laboratory can (a synthetic quartz)
-DESK_APART = 0.5
-NEXT_TEST = "take the next recommended test"  # what an unsettled conclusion asks (`no_test_left` rewords it)
+# a look-alike a desk test still to take would exclude, that explains the readings at least this share as well
+# as the answer, is excluded before the answer is identified (cubic zirconia beside a diamond read OTL: 1;
+# a lead-free glass beside quartz read 1.544 and 2.65: about 1/50, named but no bar)
+DESK_FIRST = 0.1
+# tests whose reaction varies with locality and treatment: they argue, but a stone is not held back for them (a
+# natural emerald may fluoresce red as its flux synthetic does)
+WEAK_TESTS = frozenset({"uv_fluorescence", "uv_fluorescence_sw"})
 IN_RANGE = 2.0  # instrument errors beyond the answer's range that a measured reading may lie and still identify it
 
 
@@ -83,50 +84,6 @@ def photo_cannot_exclude(label: str | None, table: PropertyTable) -> list[str]:
     return [m.name for m in table.lookalikes() if label in m.lookalike_of][:MAX_PHOTO_LOOKALIKES]
 
 
-def desk_test_key(label: str, name: str, readings: Readings | None, table: PropertyTable, *,
-                  done: bool = False) -> str | None:
-    """The test not yet taken (`done`: of those taken) that best tells `label` from `name` (a look-alike, or
-    another species the readings fit), or None when none does (their outcomes overlap by DESK_APART or more on
-    each)."""
-    rows = table.rows_for(label)
-    theirs = table.rows_for(name) or [x for x in table.lookalikes() if x.name == name][:1]
-    if not rows or not theirs:
-        return None
-    tests = [t for t in (tests_done(readings) if done else tests_left(readings)) if not unreadable(rows, t)]
-    if done and readings is not None:
-        # a reading well inside the look-alike's range cannot come out of it on a second try (an outside try was
-        # told to repeat the refractometer for amber against plastic at RI 1.540, well inside plastic's 1.46-1.70)
-        tests = [t for t in tests if not well_inside(theirs, readings, t)]
-    overlaps = {t: float(np.minimum(mixture_distribution(rows, t), mixture_distribution(theirs, t)).sum())
-                for t in sorted(tests)}
-    best = min(overlaps, key=lambda t: (overlaps[t], -TESTS[t].practicality), default=None)
-    return best if best is not None and overlaps[best] < DESK_APART else None
-
-
-def desk_test(label: str, name: str, readings: Readings | None, table: PropertyTable, *,
-              done: bool = False) -> str | None:
-    """The instrument of `desk_test_key`'s test (what the reason names), or None."""
-    key = desk_test_key(label, name, readings, table, done=done)
-    return TESTS[key].instrument if key is not None else None
-
-
-def exclusion_tests(conclusion: Conclusion, readings: Readings | None,
-                    table: PropertyTable | None = None) -> dict[str, list[str]]:
-    """The tests not yet taken that the conclusion's reason says can exclude a look-alike it names, or another
-    species its `fits` names (test key -> the names): the guidance recommends each of them, so a reason that
-    says "the UV lamp can" never stands above an empty list of tests (an outside try found that on an emerald
-    with RI and SG)."""
-    if readings is None or conclusion.label is None or conclusion.decision not in ("identified", "uncertain"):
-        return {}
-    table = table or default_table()
-    found: dict[str, list[str]] = {}
-    for name in [*conclusion.cannot_exclude, *(f for f in conclusion.fits if f != conclusion.label)]:
-        key = desk_test_key(conclusion.label, name, readings, table)
-        if key is not None:
-            found.setdefault(key, []).append(name)
-    return found
-
-
 def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list[Material]:
     # the measured readings only: one judged by eye is often misjudged, and dropping a look-alike from this
     # caution list on a misjudged polariscope lost 9-12 % of them (bench_readings' simulants, read with one)
@@ -136,7 +93,7 @@ def _fitting_lookalikes(label: str, obs: Observed, table: PropertyTable) -> list
 
 def _eye_instruments(readings: Readings) -> str:
     """The instruments of the readings taken that are judged by eye (no numeric error: instruments.TESTS)."""
-    return _join([TESTS[t].instrument for t in tests_done(readings) if TESTS[t].sigma is None])
+    return join_names([TESTS[t].instrument for t in tests_done(readings) if TESTS[t].sigma is None])
 
 
 def _what_fits(obs: Observed, table: PropertyTable, photo_top: str | None,
@@ -242,17 +199,22 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         else:
             ruled_out = [c.label for c in rr.photo_only if c.label in considered and plausible(c) is False]
             weak = _weak(rr, considered, obs, table, lead, every)
-            why = f"the readings rule out {_join(ruled_out)}, the photo's answer"
+            # the photo's answer first, and what else it considered after it (an outside gemmologist read "rule
+            # out Kunzite, Amethyst or Ametrine, the photo's answer")
+            first = [n for n in ruled_out if n == photo_top] or ruled_out[:1]
+            rest = [n for n in ruled_out if n not in first]
+            why = (f"the readings rule out {join_names(first)}, the photo's answer"
+                   + (f", and {join_names(rest, 'and')}, which it also considered" if rest else ""))
             if weak:
                 every_weak = all(any(fits(m, obs) for m in table.rows_for(label)) for label, _ in weak)
-                why += (f"; {_join([label for label, _ in weak])} {'fits' if len(weak) == 1 else 'fit'} "
+                why += (f"; {join_names([label for label, _ in weak])} {'fits' if len(weak) == 1 else 'fit'} "
                         f"{'them' if every_weak or not seen else 'the measured ones'}, but the "
-                        f"photo gave {_join([given for _, given in weak], 'and')}, too little to outweigh "
+                        f"photo gave {join_names([given for _, given in weak], 'and')}, too little to outweigh "
                         "a look-alike it does not know")
-        fit_all = (f"The readings fit {_join(names)}." if every else
+        fit_all = (f"The readings fit {join_names(names)}." if every else
                    # an outside try: "Pyrope or Chrome Diopside fit them" beside an SR that chrome diopside
                    # cannot give, while the flag said nothing fits
-                   f"The measured readings fit {_join(names)}; the {seen} reading fits none of them: repeat it.")
+                   f"The measured readings fit {join_names(names)}; the {seen} reading fits none of them: repeat it.")
         reason = (f"Refer to a laboratory: {why}. "
                   + (fit_all if names else "They fit no material in the property table either: check the readings."))
         return Conclusion(decision="refer", label=names[0] if names else None, basis="photo+readings",
@@ -282,8 +244,8 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         names = [m.name for m in better][:MAX_NAMED]
         return Conclusion(
             decision="refer", label=names[0], basis="photo+readings", fits=names, cannot_exclude=cannot_exclude,
-            reason=(f"Refer to a laboratory: the readings fit {_join(names)} better than {best.label}, the photo's "
-                    f"answer; the photo model does not know {_join(names)}."))
+            reason=(f"Refer to a laboratory: the readings fit {join_names(names)} better than {best.label}, the photo's "
+                    f"answer; the photo model does not know {join_names(names)}."))
     p = best.probability
     moved = best.label != photo_top
     # the answer is weighed against the look-alikes of another mineral that could have given those readings too
@@ -317,7 +279,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
     else:
         alternatives = [c.label for c in fitting[1:MAX_NAMED + 1]]
         reason = (f"{best.label} is the likeliest ({percent(p)} with the readings), but "
-                  + (f"{_join(alternatives)} also {'fits' if len(alternatives) == 1 else 'fit'}" if alternatives
+                  + (f"{join_names(alternatives)} also {'fits' if len(alternatives) == 1 else 'fit'}" if alternatives
                      else "the evidence is not yet conclusive")
                   + f": {NEXT_TEST}.")
     best_rows = table.rows_for(best.label)
@@ -329,7 +291,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
                   and any(measured_fit(m, obs, k=IN_RANGE) for m in table.rows_for(c.label))][:MAX_NAMED]
         reason = (f"{best.label} is the likeliest with the readings ({percent(p)}), but they lie outside its range "
                   f"({describe(best_rows[0], obs)}) by more than two instrument errors: read them again"
-                  + (f"; they fit {_join(closer)}" if closer else "") + ".")
+                  + (f"; they fit {join_names(closer)}" if closer else "") + ".")
     clash = contradictions(rr.readings)
     against = (eye_against(best_rows, rr.readings) if decision == "identified" and not doubted and not clash
                else [])  # readings that contradict each other are repeated as such (below)
@@ -344,11 +306,11 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         also = [label for m, label in obs_rows if label != best.label and fits(m, obs)]
         also += [_name(m) for m in _fitting_lookalikes(best.label, obs, table) if fits(m, obs)]
         also = list(dict.fromkeys(also))[:MAX_NAMED]
-        instruments = _join([TESTS[t].instrument for t in against], "and")
+        instruments = join_names([TESTS[t].instrument for t in against], "and")
         reason = (("The measured readings fit " if any(TESTS[t].sigma is not None for t in tests_done(rr.readings))
                    else "The photo favours ") + f"{best.label} (combined probability {percent(p)}), but the "
                   f"{instruments} reading does not ({best.label}: {describe(best_rows[0], only_tests(rr.readings, against))})"
-                  + (f"; {_join(also)} {'fits' if len(also) == 1 else 'fit'} every reading" if also else "")
+                  + (f"; {join_names(also)} {'fits' if len(also) == 1 else 'fit'} every reading" if also else "")
                   + (": repeat it, turning the stone through several positions," if "optic_character" in against
                      else ": repeat it,") + " and take the next recommended test.")
     measured = [t for t in tests_done(rr.readings) if TESTS[t].sigma is not None]
@@ -357,7 +319,7 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
     if clash:
         # readings that contradict each other, whatever the stone (SR beside a birefringence or a pleochroism):
         # the polariscope was misjudged, or the stone was not turned through enough positions
-        problem = (f"{_join(clash, 'and')}: repeat the polariscope, turning the stone through several positions "
+        problem = (f"{join_names(clash, 'and')}: repeat the polariscope, turning the stone through several positions "
                    "(a doubly refractive stone seen down its optic axis stays dark).")
         if decision == "identified":
             decision = "uncertain"
@@ -381,18 +343,26 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         names = [display_name(m.name) for m in closer_own][:MAX_NAMED]
         if decision == "identified":
             decision = "uncertain"
-            reason = fit_words + f"they fit {_join(names)} better"
+            reason = fit_words + f"they fit {join_names(names)} better"
         else:
-            reason += f" The readings fit {_join(names)} better than {best.label}"
+            reason += f" The readings fit {join_names(names)} better than {best.label}"
         reason += (f": a synthetic reads like the natural stone, and a laboratory tells {'it' if len(names) == 1 else 'them'} "
                    "apart (magnification, spectroscopy).")
     unsaid = [n for n in cannot_exclude if not (doubted and rival is not None and n == _name(rival))]
     # the rival the reason already named is not said twice (it stays in cannot_exclude); a look-alike a test
     # still to take tells apart is the desk's to exclude, the rest a laboratory's
-    desk = {n: desk_test(best.label, n, rr.readings, table) for n in unsaid}
+    keys = {n: desk_test_key(best.label, n, rr.readings, table) for n in unsaid}
+    desk = {n: TESTS[k].instrument if k is not None else None for n, k in keys.items()}
+    near = {m.name for m in lookalikes if likelihood(m, obs) >= DESK_FIRST * best_lik}
+    if decision == "identified" and any(k is not None and k not in WEAK_TESTS and n in near for n, k in keys.items()):
+        # a look-alike the readings fit and a test still to take would exclude is the desk's to exclude before
+        # the stone is identified (an outside gemmologist: a diamond photo and OTL alone were "identified Diamond
+        # 91 %" while cubic zirconia, YAG and strontium titanate read OTL too; the balance tells them apart)
+        decision = "uncertain"
+        reason = fit_words + f"they do not yet exclude every look-alike: {NEXT_TEST}."
     for instrument in dict.fromkeys(i for i in desk.values() if i is not None):
         names = [display_name(n) for n in unsaid if desk[n] == instrument]
-        reason += f" The readings do not yet exclude {_join(names)}: the {instrument} can."
+        reason += f" The readings do not yet exclude {join_names(names)}: the {instrument} can."
     # a look-alike a test already taken tells apart, whose reading fell between the two (tourmaline's
     # birefringence 0.020 near andalusite's 0.013): that reading again, not a laboratory
     again = {n: desk_test_key(best.label, n, rr.readings, table, done=True) for n in unsaid if desk[n] is None}
@@ -401,91 +371,14 @@ def _with_readings(species: SpeciesResult, rr: Reranking, table: PropertyTable, 
         if TESTS[key].sigma is None:
             # judged by eye: it argues against the look-alike, but such readings do not exclude one alone (an
             # outside try read "lies near its values" beside an inert UV against red spinel's strong)
-            reason += (f" The {TESTS[key].instrument} reading argues against {_join(names)}, but a reading judged "
+            reason += (f" The {TESTS[key].instrument} reading argues against {join_names(names)}, but a reading judged "
                        "by eye does not exclude it alone: repeat it, or a laboratory confirms.")
         else:
-            reason += (f" The {TESTS[key].instrument} tells {_join(names)} apart, but this reading lies within the "
+            reason += (f" The {TESTS[key].instrument} tells {join_names(names)} apart, but this reading lies within the "
                        f"instrument's error of {'its' if len(names) == 1 else 'their'} values too: repeat it.")
     lab = [n for n in unsaid if desk[n] is None and again.get(n) is None]
     if lab:
-        reason += f" Readings like these cannot exclude {_join(lab)}: a laboratory can (spectroscopy, magnification)."
+        reason += f" Readings like these cannot exclude {join_names(lab)}: a laboratory can (spectroscopy, magnification)."
     return Conclusion(decision=decision, label=best.label, probability=round(min(1.0, p), 4),
                       basis="photo+readings", reason=reason, fits=[best.label] if moved else also,
                       cannot_exclude=cannot_exclude)
-
-
-def repeat_tests(conclusion: Conclusion, reranking: Reranking | None,
-                 table: PropertyTable | None = None) -> dict[str, str]:
-    """The tests already taken that the conclusion's reason asks to repeat (test key -> why): a reading that
-    contradicts another, one judged by eye that fits none of the candidates, one that lies near a look-alike's
-    values. Guidance lists them after the new tests, so "repeat it" never stands above a list without it (an
-    outside try found seven such cases)."""
-    if reranking is None or conclusion.label is None or conclusion.decision not in ("identified", "uncertain"):
-        return {}
-    table = table or default_table()
-    readings = reranking.readings
-    found: dict[str, str] = {}
-    clash = contradictions(readings)
-    if clash:
-        found["optic_character"] = (f"{_join(clash, 'and')}; turn the stone through several positions (a doubly "
-                                    "refractive stone seen down its optic axis stays dark)")
-    elif reranking.fits_none:
-        for t in tests_done(readings):
-            if TESTS[t].sigma is None:
-                found[t] = "it fits none of the photo's candidates; refer the stone if it stands"
-    rows = table.rows_for(conclusion.label)
-    for t in eye_against(rows, readings):
-        found.setdefault(t, f"{conclusion.label} cannot give this reading "
-                            f"({describe(rows[0], only_tests(readings, [t]))})")
-    for name in conclusion.cannot_exclude:
-        if desk_test_key(conclusion.label, name, readings, table) is not None:
-            continue
-        key = desk_test_key(conclusion.label, name, readings, table, done=True)
-        if key is not None and key not in found:
-            found[key] = (f"it tells {conclusion.label} from {display_name(name)}, but "
-                          + ("a reading judged by eye does not exclude it alone" if TESTS[key].sigma is None
-                             else "this reading lies within the instrument's error of both"))
-    return found
-
-
-def no_test_left(conclusion: Conclusion) -> Conclusion:
-    """The conclusion when guidance recommends no test: an unsettled one cannot ask for "the next recommended
-    test" (an outside try read that above an empty list)."""
-    if NEXT_TEST not in conclusion.reason:
-        return conclusion
-    return conclusion.model_copy(update={"reason": conclusion.reason.replace(
-        NEXT_TEST, "no standard test left separates them; check the readings, or refer the stone to a laboratory")})
-
-
-LAB_METHODS = ("a gemmological laboratory settles it: magnification (inclusions, growth features), "
-               "spectroscopy (UV-Vis, FTIR, Raman) and, for synthetics, trace-element analysis")
-
-
-def lab_note(conclusion: Conclusion, recommended: int, readings: Readings | None = None,
-             table: PropertyTable | None = None) -> str | None:
-    """What a laboratory would add, when standard tests cannot finish the job: the look-alikes no test left
-    to the desk (after `readings`) separates from the answer."""
-    if conclusion.decision == "refer":
-        if conclusion.fits:
-            # the readings did settle what it is not, and named what fits (an outside gemmologist read "cannot
-            # settle" under textbook cubic zirconia readings): the laboratory confirms, it does not start over
-            return (f"The readings fit {_join(conclusion.fits)}, which the photo model does not know or did not "
-                    f"favour: {LAB_METHODS}.")
-        return f"Standard tests cannot settle this stone: {LAB_METHODS}."
-    table = table or default_table()
-    lab = [n for n in conclusion.cannot_exclude if conclusion.label is None
-           or not any(desk_test(conclusion.label, n, readings, table, done=d) for d in (False, True))]
-    if lab and conclusion.basis == "photo+readings":
-        # the instruments gemid models, named: a desk may have others (a solvent drop tells copal from amber)
-        return (f"No refractometer, balance, polariscope, dichroscope or UV reading separates {conclusion.label} "
-                f"from {_join(lab)}: {LAB_METHODS}.")
-    if recommended == 0 and conclusion.basis == "photo+readings" and conclusion.decision != "identified":
-        return f"No cheap test is left that separates the remaining candidates: {LAB_METHODS}."
-    return None
-
-
-def _join(names: Sequence[str], word: str = "or") -> str:
-    names = list(names)
-    if len(names) <= 1:
-        return "".join(names)
-    return ", ".join(names[:-1]) + f" {word} " + names[-1]

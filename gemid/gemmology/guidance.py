@@ -22,6 +22,7 @@ from gemid.gemmology.instruments import TESTS, expected_for, mixture_distributio
 from gemid.gemmology.likelihood import Observed, likelihood, measured_fit, mixture_likelihood
 from gemid.gemmology.rerank import display_name
 from gemid.gemmology.table import Material, PropertyTable, default_table
+from gemid.messages import join_names
 from gemid.report import Candidate, ExpectedValue, Readings, TestRecommendation, TestsResult
 
 MIN_PROBABILITY = 0.02  # candidates below this do not drive the recommendation
@@ -317,10 +318,10 @@ def recommend(
 ) -> TestsResult:
     """Rank the available tests by how well they separate the candidates; explain each in plain words.
     `readings`, those already taken (the candidates then re-ranked with them), weigh the look-alikes.
-    `exclude` (test -> look-alikes, `conclusion.exclusion_tests`) are tests the conclusion says can exclude a
+    `exclude` (test -> look-alikes, `followup.exclusion_tests`) are tests the conclusion says can exclude a
     look-alike it names: each is recommended after the others even when, the look-alike being improbable, it
     would resolve too little of the uncertainty to make the list. `repeat` (test -> why,
-    `conclusion.repeat_tests`) are tests already taken that the conclusion asks to repeat: listed last, as
+    `followup.repeat_tests`) are tests already taken that the conclusion asks to repeat: listed last, as
     "Repeat ..."."""
     if max_tests < 1:
         raise GemidInputError("max_tests must be at least 1", code="bad_request")
@@ -389,9 +390,5 @@ def _why_exclusion(test: str, label: str, names: Sequence[str], table: PropertyT
                        if (rows_n := table.rows_for(n) or found.get(n)))
     ours = f"{label} {expected_for(rows, test)}" if rows else label
     return (f"{spec.action}: {ours}; {theirs}. The readings so far do not exclude "
-            f"{_join_names([display_name(n) for n in names])}, and this test tells "
+            f"{join_names([display_name(n) for n in names])}, and this test tells "
             f"{'it' if len(names) == 1 else 'them'} from {label} ({spec.precision}).")
-
-
-def _join_names(names: Sequence[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]

@@ -5,6 +5,7 @@ gemid.gemmology.instruments.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -163,6 +164,22 @@ def _ri_windows(m: Material, obs: Observed) -> list[tuple[float, float, float]]:
     return ri_bands(m)
 
 
+def _high_edge(obs: Observed) -> float | None:
+    """The high RI edge, where two were read (the low one plus the birefringence they give)."""
+    return round(obs.ri + obs.biref, 4) if obs.ri is not None and obs.ri_two_edges and obs.biref is not None else None
+
+
+def _high_edge_factor(m: Material, obs: Observed, s: float) -> float:
+    """How far the high edge lies above the material's top RI, as a Gaussian tail of the instrument error: 1
+    inside the range. The low edge and the birefringence already carry the two readings' evidence; this only
+    keeps their sum from passing the top unremarked."""
+    high = _high_edge(obs)
+    if high is None or m.ri is None:
+        return 1.0
+    over = high - max(hi for _, hi, _ in ri_bands(m))
+    return 1.0 if over <= 0 else math.exp(-0.5 * (over / s) ** 2)
+
+
 def likelihood(m: Material, obs: Observed) -> float:
     """p(readings | material): product over the readings, each with a floor for robustness."""
     p = 1.0
@@ -172,7 +189,7 @@ def likelihood(m: Material, obs: Observed) -> float:
         else:
             s = obs.ri_sigma(m)
             dens = sum(w * float(band_pdf(obs.ri, lo, hi, s)) for lo, hi, w in _ri_windows(m, obs))
-            p *= (1 - FLOOR) * dens + FLOOR * BROAD_RI
+            p *= (1 - FLOOR) * dens * _high_edge_factor(m, obs, s) + FLOOR * BROAD_RI
         if obs.ri_two_edges and _singly_refractive(m):
             p *= FLOOR  # two edges: the stone is doubly refractive
     elif obs.ri_otl:
@@ -230,6 +247,9 @@ def measured_fit(m: Material, obs: Observed, k: float = 3.0) -> bool:
         s = k * obs.ri_sigma(m)
         if not any(lo - s <= obs.ri <= hi + s for lo, hi, _ in ri_bands(m)):
             return False
+        high = _high_edge(obs)
+        if high is not None and not any(lo - s <= high <= hi + s for lo, hi, _ in ri_bands(m)):
+            return False  # an outside try: tourmaline "identified" from edges 1.640/1.680, its top near 1.655
         if obs.ri_two_edges and _singly_refractive(m):
             return False
     elif obs.ri_otl and m.ri is not None and m.ri.high < obs.ri_limit - 2 * ri_sigma(m):

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from gemid.errors import GemidInputError, ModelError
-from gemid.gemmology.conclusion import conclude, exclusion_tests, lab_note, no_test_left, repeat_tests
+from gemid.gemmology.conclusion import conclude
+from gemid.gemmology.followup import exclusion_tests, lab_note, no_test_left, repeat_tests
 from gemid.gemmology.guidance import recommend
 from gemid.gemmology.likelihood import tests_done, tests_left
 from gemid.gemmology.rerank import rerank

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from bench_loader import bench_module
 
-from gemid.gemmology.conclusion import (
+from gemid.gemmology.conclusion import conclude
+from gemid.gemmology.followup import (
     NEXT_TEST,
-    conclude,
     desk_test,
     exclusion_tests,
     lab_note,
@@ -121,7 +121,9 @@ def test_a_promoted_answer_a_look_alike_explains_too_stays_uncertain():
 
 def test_the_photos_own_answer_is_weighed_against_a_glass_that_reads_like_it():
     """Crown-glass readings on a carnelian photo: they fit both, so carnelian's probability is at most its share
-    beside the glass. At 90 % on the photo it stays identified with glass named; at 30 % it drops below
+    beside the glass. At 90 % on the photo it is the likeliest with glass named, but not identified while the
+    polariscope, a desk test not yet taken, can exclude the glass (an outside gemmologist: a diamond "identified"
+    from OTL alone beside CZ); with the polariscope's aggregate reaction it is identified. At 30 % it drops below
     identified and the reason names the glass. A polariscope's SR (glass, not an aggregate) makes glass likelier
     still: uncertain, the reading named for a repeat (an outside try found "identified Carnelian 99 %" there)."""
     glass = Readings(ri=1.52, sg=2.50, weight_ct=1.0)
@@ -129,8 +131,11 @@ def test_the_photos_own_answer_is_weighed_against_a_glass_that_reads_like_it():
              Candidate(label="Coral", probability=0.03)]
     species = SpeciesResult(decision="identified", reason="photo", top=cands)
     sure = conclude(species, rerank(cands, glass))
-    assert (sure.decision, sure.label) == ("identified", "Carnelian") and "Glass" in sure.cannot_exclude
+    assert (sure.decision, sure.label) == ("uncertain", "Carnelian") and "Glass" in sure.cannot_exclude
+    assert "do not yet exclude every look-alike" in sure.reason and "glass: the polariscope can" in sure.reason
     assert sure.probability < rerank(cands, glass).combined[0].probability
+    agg = conclude(species, rerank(cands, glass.model_copy(update={"optic": "AGG"})))
+    assert (agg.decision, agg.label) == ("identified", "Carnelian"), agg.reason
     unsure = [Candidate(label="Carnelian", probability=0.3), Candidate(label="Sapphire Pink", probability=0.25),
               Candidate(label="Ruby", probability=0.2)]
     doubted = conclude(species.model_copy(update={"top": unsure}), rerank(unsure, glass))
@@ -166,8 +171,12 @@ def test_a_confident_photo_is_not_identified_while_an_eye_judged_reading_fits_no
     c = conclude(species, rr)
     assert rr.fits_none and (c.decision, c.label) == ("uncertain", "Citrine"), c
     assert "confirm the photo" not in c.reason and "repeat it, and refer the stone if it stands" in c.reason
-    measured = conclude(species, rerank(cands, Readings(ri=1.544, sg=2.65)))  # without the polariscope: settled
-    assert measured.decision == "identified"
+    # without the polariscope, one RI edge leaves glass to exclude (it reads 1.544 and 2.65 too); the two
+    # edges of a doubly refractive stone settle it
+    one_edge = conclude(species, rerank(cands, Readings(ri=1.544, sg=2.65)))
+    assert one_edge.decision == "uncertain" and "glass: the refractometer" in one_edge.reason, one_edge.reason
+    measured = conclude(species, rerank(cands, Readings(ri=1.544, ri_high=1.553, sg=2.65)))
+    assert measured.decision == "identified", measured.reason
 
 
 def test_every_desk_test_the_reason_names_for_a_look_alike_is_offered():
@@ -502,3 +511,34 @@ def test_a_referral_whose_readings_fit_a_material_says_so_in_the_lab_note():
     assert note.startswith("The readings fit Cubic zirconia") and "cannot settle" not in note, note
     nothing = Conclusion(decision="refer", basis="photo+readings", reason="r", fits=[])
     assert "cannot settle" in lab_note(nothing, 0, readings)
+
+
+def test_a_diamond_is_not_identified_while_a_desk_test_could_still_exclude_cubic_zirconia():
+    """A second outside review: a diamond photo and OTL alone (or with SR) were "identified Diamond 91 %", yet
+    cubic zirconia, YAG, GGG and strontium titanate read OTL and SR too; the balance tells them apart. With
+    an SG of 3.52 they are excluded and the diamond is identified."""
+    diamond = [Candidate(label="Diamond", probability=0.97), Candidate(label="Zircon", probability=0.03)]
+    species = SpeciesResult(decision="identified", reason="photo", top=diamond)
+    for readings in (Readings(ri_otl=True), Readings(ri_otl=True, optic="SR")):
+        rr = rerank(diamond, readings)
+        c = conclude(species, rr)
+        assert (c.decision, c.label) == ("uncertain", "Diamond"), c.reason
+        assert "do not yet exclude every look-alike" in c.reason and "Cubic zirconia" in c.cannot_exclude
+        assert "specific_gravity" in exclusion_tests(c, readings)
+    settled = conclude(species, rerank(diamond, Readings(ri_otl=True, sg=3.52, optic="SR", weight_ct=1.0)))
+    assert settled.decision == "identified", settled.reason
+
+
+def test_the_high_edge_is_checked_against_the_range_too():
+    """Edges 1.640/1.680 on a tourmaline photo were "identified Tourmaline >99 %": the low edge and the
+    birefringence fit, but tourmaline's top is near 1.655, so the high edge rules it out."""
+    from gemid.gemmology.likelihood import Observed, measured_fit
+
+    table = default_table()
+    tourmaline = table.rows_for("Tourmaline")
+    assert any(measured_fit(m, Observed.from_readings(Readings(ri=1.624, ri_high=1.644))) for m in tourmaline)
+    assert not any(measured_fit(m, Observed.from_readings(Readings(ri=1.640, ri_high=1.680))) for m in tourmaline)
+    cands = [Candidate(label="Tourmaline", probability=0.99), Candidate(label="Peridot", probability=0.01)]
+    c = conclude(SpeciesResult(decision="identified", reason="photo", top=cands),
+                 rerank(cands, Readings(ri=1.654, ri_high=1.690, sg=3.34)))
+    assert c.label == "Peridot" and "Tourmaline" not in c.reason.split("overturn")[0], c.reason
