@@ -42,6 +42,12 @@ def dotted(loc: Location, *, skip: Collection[str] = (), empty: str = "input") -
     return ".".join(str(p) for p in loc if p not in skip) or empty
 
 
+# a number out of its range in the reader's words (an outside try read "Input should be greater than or equal to
+# 0.5" for an SG): pydantic's error type -> its bound in the error's context, and the words
+BOUND_WORDS = {"greater_than_equal": ("ge", "must be {} or more"), "less_than_equal": ("le", "must be {} or less"),
+               "greater_than": ("gt", "must be more than {}"), "less_than": ("lt", "must be less than {}")}
+
+
 def validation_message(exc: HasErrors, *, field: Callable[[Location], str] = dotted, limit: int | None = 10,
                        show_input: bool = False) -> str:
     """One `field: problem` per error (at most `limit`), joined by "; "; "" when there is none.
@@ -60,10 +66,21 @@ def validation_message(exc: HasErrors, *, field: Callable[[Location], str] = dot
         if err.get("type") == "string_pattern_mismatch":  # the expected form in words, not a regular expression
             words = PATTERN_WORDS.get(str(err.get("ctx", {}).get("pattern")))
             msg = f"{value!r} is not in the expected form" + (f": {words}" if words else "")
+        elif err.get("type") in BOUND_WORDS:  # "must be 8 or less", not "Input should be less than or equal to 8"
+            key, words = BOUND_WORDS[err["type"]]
+            msg = words.format(err.get("ctx", {}).get(key))
         elif err.get("type") in ("model_attributes_type", "dict_type") and tuple(err.get("loc", ()))[-1:] == ("body",):
             msg = "the body must be a JSON object (Content-Type: application/json)"
         parts.append(f"{field(tuple(err.get('loc', ())))}{shown}: {msg}")
     return "; ".join(parts)
+
+
+def join_names(names: Sequence[str], word: str = "or") -> str:
+    """Names in a sentence: "A", "A or B", "A, B or C" (`word`: "and" where all are meant)."""
+    names = list(names)
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + f" {word} " + names[-1]
 
 
 def percent(p: float) -> str:

@@ -146,7 +146,7 @@ BAD_REQUESTS = [
     ("bad reading", {"files": [upload("a.png", stone("Ruby"))], "data": {"ri": "abc"}}, 422, "invalid_readings",
      "ri"),
     ("reading out of range", {"files": [upload("a.png", stone("Ruby"))], "data": {"sg": "42"}}, 422,
-     "invalid_readings", "sg"),
+     "invalid_readings", "sg: must be 8.0 or less"),  # words, not "Input should be less than or equal to 8"
     ("unknown optic", {"files": [upload("a.png", stone("Ruby"))], "data": {"optic": "XX"}}, 422, "invalid_readings",
      "optic"),
     ("high RI alone", {"files": [upload("a.png", stone("Ruby"))], "data": {"ri_high": "1.77"}}, 422,
