@@ -236,8 +236,15 @@ def _groups(hyps: list[_Hypothesis], overlap: dict[tuple[str, str], float]) -> l
     return list(groups.values())
 
 
-def _clause(cands: list[_Hypothesis], overlap: dict[tuple[str, str], float]) -> str:
+def _clause(cands: list[_Hypothesis], overlap: dict[tuple[str, str], float],
+            lookalikes: Sequence[_Hypothesis] = ()) -> str:
     if len(cands) == 1:
+        # "confirms" only when no look-alike reads the same on it (an outside gemmologist: "SR or ADR — confirms
+        # Diamond", which cubic zirconia and YAG read too)
+        same = [h for h in lookalikes if overlap[h.key, cands[0].key] >= APART]
+        if same:
+            return (f"consistent with {_hyp_name(cands[0])}, as with "
+                    f"{join_names([_hyp_name(h) for h in same[:3]], 'and')}")
         return f"confirms {_hyp_name(cands[0])}"
     groups = _groups(cands, overlap)
     if len(groups) == 1:
@@ -263,7 +270,8 @@ def _why(test: str, hyps: list[_Hypothesis], separation: float) -> str:
         if all(overlap[h.key, c.key] < RULED_OUT for c in cands)
         and "not measurable" not in expected_for(h.rows[h.labels[0]], test)
     ][:3]
-    text = f"{spec.action}: {values} — {_clause(cands, overlap)}."
+    lookalikes = sorted((h for h in hyps if h.lookalike), key=lambda h: -h.prior)
+    text = f"{spec.action}: {values} — {_clause(cands, overlap, lookalikes)}."
     if ruled_out:
         outs = ", ".join(f"{_hyp_name(h)} {expected_for(h.rows[h.labels[0]], test)}" for h in ruled_out)
         text += f" Also rules out {outs}."

@@ -64,8 +64,10 @@ def test_colour_varieties_of_one_mineral_colour_decides():
     result = recommend(_c(Sapphire_Blue=0.6, Sapphire_Purple=0.39, Iolite=0.01))
     assert result.colour_decides and "corundum" in result.colour_decides
     assert "Sapphire Blue" in result.colour_decides and "Sapphire Purple" in result.colour_decides
-    # the tests that remain confirm corundum against its imitations, not blue against purple
-    assert result.recommended and "confirms corundum" in result.recommended[0].why
+    # the tests that remain test corundum against its imitations, not blue against purple; what reads the same
+    # (a synthetic corundum) is said, not "confirms corundum" (an outside gemmologist: "SR — confirms Diamond")
+    why = result.recommended[0].why
+    assert "consistent with corundum" in why and "as with synthetic corundum" in why and "confirms" not in why
     assert "spinel" in result.recommended[0].why
 
 
