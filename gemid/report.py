@@ -455,9 +455,17 @@ def next_test(r: Report) -> str:
     return t.recommended[0].test.replace("_", " ") if t.recommended else ""
 
 
+READING_PLACES = {"ri": 3, "ri_high": 3, "birefringence": 3, "sg": 2, "weight_ct": 2, "ri_limit": 2}
 READING_WORDS = {"ri": "RI", "ri_high": "RI high", "ri_otl": "RI over the limit", "birefringence": "DR",
                  "sg": "SG", "optic": "optic", "optic_sign": "sign", "pleochroism": "pleochroism",
                  "uv_lw": "UV LW", "uv_sw": "UV SW", "ri_spot": "spot RI", "weight_ct": "ct", "ri_limit": "RI limit"}
+
+
+def reading_value(key: str, value: object) -> str:
+    """A reading as the instrument gives it: RI and birefringence to three places, SG, weight and the
+    refractometer's limit to two ("RI 1.770", not "1.77"; an outside try read its 1.770 and 4.00 back shortened)."""
+    places = READING_PLACES.get(key)
+    return f"{value:.{places}f}" if places is not None and isinstance(value, float) else str(value)
 
 
 def readings_text(r: Report) -> str:
@@ -469,7 +477,7 @@ def readings_text(r: Report) -> str:
     for key, value in rr.readings.model_dump().items():
         if value is None or value is False:
             continue
-        parts.append(READING_WORDS[key] if value is True else f"{READING_WORDS[key]} {value}")
+        parts.append(READING_WORDS[key] if value is True else f"{READING_WORDS[key]} {reading_value(key, value)}")
     return "; ".join(parts)
 
 

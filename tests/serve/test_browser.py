@@ -544,7 +544,7 @@ def test_readings_that_fit_no_candidate_refer_everywhere(desk: Watched, server: 
     caveat = card.locator(".species .with-readings .ranking-caveat").inner_text()
     assert caveat.startswith("Not an answer") and "species the photo model knows" in caveat
     line = card.locator(".species .with-readings .readings-line").inner_text()
-    assert "RI over the limit" in line and "Specific gravity: 5.8" in line and "Weight: 0.5 ct" in line
+    assert "RI over the limit" in line and "Specific gravity: 5.80" in line and "Weight: 0.50 ct" in line
     # guidance: what was done, never again as a next step, and the laboratory when only it can settle this
     tests = card.locator(".tests-section")
     assert tests.locator(".tests-done").inner_text() == "Done: Refractive index, Specific gravity."
@@ -667,7 +667,7 @@ def test_readings_form_takes_how_they_were_read(desk: Watched, server: str):
     readings = json.load(authed(f"{server}v1/reports/{rid}"))["tests"]["reranking"]["readings"]
     assert (readings["ri"], readings["ri_spot"], readings["weight_ct"]) == (1.54, True, 1.2)
     line = card.locator(".species .with-readings .readings-line").inner_text()
-    assert "RI: 1.54" in line and "RI is a spot reading" in line and "Weight: 1.2 ct" in line
+    assert "RI: 1.54" in line and "RI is a spot reading" in line and "Weight: 1.20 ct" in line
     desk.assert_clean()
 
 

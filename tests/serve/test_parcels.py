@@ -170,7 +170,7 @@ def test_a_parcel_lists_its_stones_with_one_row_each(client: TestClient, tray_ph
     rid = parcel["rows"][0]["report_id"]
     assert client.post(f"/v1/reports/{rid}/readings", json={"ri": 1.58, "sg": 2.72}).status_code == 201
     row = client.get(f"/v1/parcels/{quote(reference, safe='')}").json()["rows"][0]
-    assert row["readings"] == "RI 1.58; SG 2.72" and row["revision"] == "2"
+    assert row["readings"] == "RI 1.580; SG 2.72" and row["revision"] == "2"
 
     # the parcel's CSV: the same rows
     r = client.get(f"/v1/parcels/{quote(reference, safe='')}.csv")
@@ -178,7 +178,7 @@ def test_a_parcel_lists_its_stones_with_one_row_each(client: TestClient, tray_ph
     assert "attachment" in r.headers["content-disposition"]
     rows = read_csv(r.text)
     assert [x["report_id"] for x in rows] == [x["report_id"] for x in parcel["rows"]]
-    assert rows[0]["readings"] == "RI 1.58; SG 2.72"
+    assert rows[0]["readings"] == "RI 1.580; SG 2.72"
 
 
 def _blank() -> object:

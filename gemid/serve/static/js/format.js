@@ -24,6 +24,15 @@ export function pct(p) {
   return v > 0 ? '<0.1%' : '0%';
 }
 
+// gemid.report.READING_PLACES: a reading as the instrument gives it ("RI 1.770", "SG 4.00"), not shortened
+const READING_PLACES = { ri: 3, ri_high: 3, birefringence: 3, sg: 2, weight_ct: 2, ri_limit: 2 };
+
+/** A reading's value in its instrument's places (gemid.report.reading_value). */
+export function readingValue(key, value) {
+  const places = READING_PLACES[key];
+  return places !== undefined && typeof value === 'number' ? value.toFixed(places) : String(value);
+}
+
 /** A size in mm or a weight in carats to two places ("8.16"), as the service's rows write them; "" when absent. */
 export function twoPlaces(v) {
   return v === null || v === undefined ? '' : Number(v).toFixed(2);

@@ -10,7 +10,7 @@
 
 import { api } from './api.js';
 import { enc, h, heading, uid } from './dom.js';
-import { conclusionOf, nice, pct } from './format.js';
+import { conclusionOf, nice, pct, readingValue } from './format.js';
 
 const READING_FIELDS = [
   { name: 'ri', label: 'RI (single or low)', kind: 'num', min: 1.3, max: 3.0, hint: 'Refractometer, e.g. 1.762' },
@@ -60,7 +60,7 @@ export function readingsText(r) {
   for (const f of READING_FIELDS) {
     if (r[f.name] === null || r[f.name] === undefined || r[f.name] === false) continue;
     parts.push(f.kind === 'bool' ? f.label
-      : `${f.label.replace(/ \(.*\)$/, '')}: ${r[f.name]}${f.unit ? ` ${f.unit}` : ''}`);
+      : `${f.label.replace(/ \(.*\)$/, '')}: ${readingValue(f.name, r[f.name])}${f.unit ? ` ${f.unit}` : ''}`);
   }
   return parts.join(' · ');
 }

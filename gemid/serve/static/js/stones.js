@@ -8,7 +8,7 @@
 
 import { imageUrl } from './api.js';
 import { enc, h, s } from './dom.js';
-import { DECISION_SHORT, answerCell, conclusionOf, nice, pct, twoPlaces } from './format.js';
+import { DECISION_SHORT, answerCell, conclusionOf, nice, pct, readingValue, twoPlaces } from './format.js';
 import { lang, t, tn } from './i18n.js';
 
 /** "2/6" for a stone of a tray photo, "" for a photo of one stone. */
@@ -102,7 +102,7 @@ export function rowOf(report) {
     .flatMap((k) => [[`top${k + 1}`, top[k].label], [`p${k + 1}`, String(top[k].probability)]]));
   return {
     ...tops,
-    report_id: report.report_id, file: report.file || '', stone: report.stone ? `${report.stone.index}/${report.stone.count}` : '',
+    report_id: report.report_id, file: report.file || '', stone: report.stone ? `${report.stone.index} of ${report.stone.count}` : '',
     decision: c.decision, answer: c.label || '', probability: c.probability != null ? String(c.probability) : '', basis: c.basis,
     shape: report.stone && report.stone.shape ? nice(report.stone.shape.label) : '',
     colour: !col ? '' : col.status !== 'graded' || !col.tone ? notGraded(col) : `${col.hue}, tone ${col.tone.value}, saturation ${col.saturation.value}`,
@@ -110,7 +110,7 @@ export function rowOf(report) {
     clarity: !cla ? '' : cla.status !== 'graded' || !cla.grade ? notGraded(cla) : cla.grade,
     next_test: !tests ? '' : tests.colour_decides || ((tests.recommended || [])[0] ? nice(tests.recommended[0].test) : ''),
     readings: rr ? Object.entries(rr.readings || {}).filter(([, v]) => v !== null && v !== false)
-      .map(([k, v]) => (v === true ? READING_WORDS[k] || k : `${READING_WORDS[k] || k} ${v}`)).join('; ') : '',
+      .map(([k, v]) => (v === true ? READING_WORDS[k] || k : `${READING_WORDS[k] || k} ${readingValue(k, v)}`)).join('; ') : '',
     ...sizeFields(report.stone),
   };
 }
@@ -196,8 +196,11 @@ export function stonesTable(items, { caption = t('stones.caption'), open = null 
     h('tbody', {}, items.map(({ report, row }, i) => {
       const decision = row.decision || conclusionOf(report).decision;
       const prob = row.probability === '' || row.probability == null ? null : Number(row.probability);
+      // "stone 2/6" from the report itself: the row's words are the CSV's ("2 of 6"), and a language-neutral
+      // fraction reads in Urdu too
+      const st = report.stone;
       const where = [row.file || report.file || t('stones.photo'),
-        row.stone && row.stone !== '1/1' ? t('stones.where', { stone: row.stone }) : null].filter(Boolean).join(' · ');
+        st && st.count > 1 ? t('stones.where', { stone: `${st.index}/${st.count}` }) : null].filter(Boolean).join(' · ');
       return h('tr', { 'data-report-id': report.report_id, 'data-decision': decision || '', 'data-stone': row.stone || '' },
         h('td', { class: 'num', 'data-label': t('stones.col.n') }, String(i + 1)),
         h('td', { class: 'where', 'data-label': t('stones.col.where') }, h('bdi', {}, where)),
