@@ -542,3 +542,16 @@ def test_the_high_edge_is_checked_against_the_range_too():
     c = conclude(SpeciesResult(decision="identified", reason="photo", top=cands),
                  rerank(cands, Readings(ri=1.654, ri_high=1.690, sg=3.34)))
     assert c.label == "Peridot" and "Tourmaline" not in c.reason.split("overturn")[0], c.reason
+
+
+@pytest.mark.parametrize(("photo", "readings", "named"), [
+    ("Chalcedony", Readings(ri=1.45, sg=2.10, optic="SR"), "Opal"),
+    ("Onyx Black", Readings(ri_otl=True, sg=5.20), "Hematite"),
+])
+def test_opal_and_hematite_readings_are_named(photo, readings, named):
+    """A second outside review: opal's readings on a chalcedony photo were referred as "sodalite", hematite's on
+    a black onyx as "pyrite"; the table had neither."""
+    cands = [Candidate(label=photo, probability=0.95), Candidate(label="Sodalite", probability=0.03),
+             Candidate(label="Pyrite", probability=0.02)]
+    c = conclude(SpeciesResult(decision="identified", reason="photo", top=cands), rerank(cands, readings))
+    assert c.decision == "refer" and c.fits[0] == named, c.reason
