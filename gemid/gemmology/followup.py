@@ -34,7 +34,7 @@ def desk_test_key(label: str, name: str, readings: Readings | None, table: Prope
     another species the readings fit), or None when none does (their outcomes overlap by DESK_APART or more on
     each)."""
     rows = table.rows_for(label)
-    theirs = table.rows_for(name) or [x for x in table.lookalikes() if x.name == name][:1]
+    theirs = table.rows_for(name)  # a model label, or a look-alike's row by its name
     if not rows or not theirs:
         return None
     tests = [t for t in (tests_done(readings) if done else tests_left(readings)) if not unreadable(rows, t)]

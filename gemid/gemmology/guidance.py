@@ -393,9 +393,8 @@ def _why_exclusion(test: str, label: str, names: Sequence[str], table: PropertyT
     the readings so far do not."""
     spec = TESTS[test]
     rows = table.rows_for(label)
-    found = {m.name: (m,) for m in table.lookalikes()}
     theirs = ", ".join(f"{display_name(n)} {expected_for(rows_n, test)}" for n in names
-                       if (rows_n := table.rows_for(n) or found.get(n)))
+                       if (rows_n := table.rows_for(n)))
     ours = f"{label} {expected_for(rows, test)}" if rows else label
     return (f"{spec.action}: {ours}; {theirs}. The readings so far do not exclude "
             f"{join_names([display_name(n) for n in names])}, and this test tells "
